@@ -1,0 +1,168 @@
+"""Crawl-ingest hot paths, side by side.
+
+1. HTML -> text on the 181 labelled article pages of scrapinghub/article-extraction-benchmark:
+   docs/s on one core and token-level F1 against the hand-labelled article body, resiliparse vs trafilatura
+   (as gristmill calls them, with its default ExtractionOptions).
+2. WARC parsing records/s, warcio vs fastwarc, reading every record's payload, on the same files:
+   the Common Crawl sample repeated to a few thousand records, and the 181 pages written as response records.
+   Plus gristmill's WarcReader end to end (parse + charset + extraction + batching) on the same file.
+
+Run: python benchmarks/ingest.py [--data /work/shared/data] [--repeat 20]
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import io
+import json
+import shutil
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from stages.ingest.base import Limits, Unit  # noqa: E402
+from stages.ingest.encoding import decode_html  # noqa: E402
+from stages.ingest.html import ExtractionOptions, make_extractor  # noqa: E402
+from stages.ingest.warc import WarcOptions, WarcReader  # noqa: E402
+
+
+def token_f1(predicted: str, gold: str) -> float:
+    """F1 of the bags of whitespace tokens (multiset overlap)."""
+    pred, ref = Counter(predicted.split()), Counter(gold.split())
+    overlap = sum((pred & ref).values())
+    if overlap == 0:
+        return 0.0
+    precision, recall = overlap / sum(pred.values()), overlap / sum(ref.values())
+    return 2 * precision * recall / (precision + recall)
+
+
+def load_pages(html_dir: Path) -> tuple[dict[str, bytes], dict[str, str]]:
+    truth = json.loads((html_dir / "ground-truth.json").read_text(encoding="utf-8"))
+    raw = {key: gzip.decompress((html_dir / "html" / f"{key}.html.gz").read_bytes()) for key in sorted(truth)}
+    return raw, {key: truth[key]["articleBody"] for key in sorted(truth)}
+
+
+def bench_extraction(raw: dict[str, bytes], gold: dict[str, str]) -> list[tuple[str, float, float]]:
+    html = {key: decode_html(body) for key, body in raw.items()}
+    rows = []
+    for label, options in [
+        ("resiliparse (gristmill default: main content)", ExtractionOptions()),
+        ("resiliparse (whole page, main_content=false)", ExtractionOptions(main_content=False)),
+        ("trafilatura", ExtractionOptions(extractor="trafilatura")),
+    ]:
+        extract = make_extractor(options)
+        extract(next(iter(html.values())), None)  # warm-up (lazy imports, caches)
+        start = time.perf_counter()
+        texts = {key: extract(page, None) for key, page in html.items()}
+        elapsed = time.perf_counter() - start
+        f1 = sum(token_f1(texts[key], gold[key]) for key in gold) / len(gold)
+        rows.append((label, len(html) / elapsed, f1))
+    return rows
+
+
+def write_pages_warc(raw: dict[str, bytes], path: Path, repeat: int) -> int:
+    from warcio.statusandheaders import StatusAndHeaders
+    from warcio.warcwriter import WARCWriter
+
+    n = 0
+    with open(path, "wb") as f:
+        writer = WARCWriter(f, gzip=True)
+        for r in range(repeat):
+            for key, body in raw.items():
+                http = StatusAndHeaders("200 OK", [("Content-Type", "text/html")], protocol="HTTP/1.1")
+                url = f"https://bench.example/{r}/{key}.html"
+                record = writer.create_warc_record(url, "response", payload=io.BytesIO(body), http_headers=http)
+                writer.write_record(record)
+                n += 1
+    return n
+
+
+def write_repeated(src: Path, path: Path, repeat: int) -> None:
+    with open(path, "wb") as out:  # gzip members concatenate into a valid multi-member .warc.gz
+        for _ in range(repeat):
+            with open(src, "rb") as f:
+                shutil.copyfileobj(f, out)
+
+
+def count_warcio(path: Path) -> int:
+    from warcio.archiveiterator import ArchiveIterator
+
+    n = 0
+    with open(path, "rb") as f:
+        for record in ArchiveIterator(f):
+            record.content_stream().read()
+            n += 1
+    return n
+
+
+def count_fastwarc(path: Path) -> int:
+    from fastwarc.warc import ArchiveIterator
+
+    n = 0
+    with open(path, "rb") as f:
+        for record in ArchiveIterator(f, parse_http=True):
+            record.reader.read()
+            n += 1
+    return n
+
+
+def count_gristmill(path: Path) -> int:
+    reader = WarcReader(WarcOptions(), Limits())
+    return sum(t.num_rows for t in reader.read(Unit(0, (str(path),))))
+
+
+def best_rate(fn, path: Path, tries: int) -> tuple[int, float]:
+    best = float("inf")
+    for _ in range(tries):
+        start = time.perf_counter()
+        n = fn(path)
+        best = min(best, time.perf_counter() - start)
+    return n, n / best
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=Path("/work/shared/data"))
+    parser.add_argument("--repeat", type=int, default=20, help="copies of each sample in the built WARCs")
+    args = parser.parse_args()
+
+    raw, gold = load_pages(args.data / "html")
+    print(f"## HTML extraction ({len(raw)} labelled article pages, 1 core)\n")
+    print("| extractor | docs/s per core | token F1 vs ground truth |")
+    print("|---|---:|---:|")
+    for label, rate, f1 in bench_extraction(raw, gold):
+        print(f"| {label} | {rate:,.1f} | {f1:.3f} |")
+
+    with tempfile.TemporaryDirectory() as tmp:
+        cc = Path(tmp) / "cc-sample-repeated.warc.gz"
+        write_repeated(args.data / "warc" / "cc-main-2020-34-sample.warc.gz", cc, args.repeat * 2)
+        pages = Path(tmp) / "article-pages.warc.gz"
+        write_pages_warc(raw, pages, args.repeat)
+        print("\n## WARC parsing (every record's payload read, 1 core, best of 3)\n")
+        print(
+            "| file | records | MB (gz) | warcio rec/s | fastwarc rec/s | fastwarc / warcio "
+            "| gristmill WarcReader rec/s (parse+decode+extract) |"
+        )
+        print("|---|---:|---:|---:|---:|---:|---:|")
+        for label, path in [
+            (f"CC-MAIN-2020-34 sample x{args.repeat * 2}", cc),
+            (f"181 article pages x{args.repeat} (warcio-written)", pages),
+        ]:
+            n_w, warcio_rate = best_rate(count_warcio, path, 3)
+            n_f, fastwarc_rate = best_rate(count_fastwarc, path, 3)
+            n_g, gristmill_rate = best_rate(count_gristmill, path, 1)
+            assert n_w == n_f == n_g, (label, n_w, n_f, n_g)  # all three see every record
+            size = path.stat().st_size / 1e6
+            print(
+                f"| {label} | {n_f:,} | {size:.1f} | {warcio_rate:,.0f} | {fastwarc_rate:,.0f} | "
+                f"{fastwarc_rate / warcio_rate:.1f}x | {gristmill_rate:,.0f} |"
+            )
+
+
+if __name__ == "__main__":
+    main()

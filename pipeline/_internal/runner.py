@@ -1,0 +1,247 @@
+"""The machinery both executors share, so local and Ray runs execute exactly the same code per batch:
+reading a unit, running a stage on a batch with its accounting, and writing committed parts."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from pipeline.plan import IngestUnit, Plan, Step
+from pipeline.rundir import part_file_name, write_parquet_atomic
+from stages.base import PART_COLUMN, REJECT_REASON, GlobalStage, Stage, StageOutput
+
+Reporter = Callable[[tuple, dict], None]
+
+
+class StageContractError(RuntimeError):
+    """A stage broke the contract (changed the row count, lost a column); a bug in the stage, not the data."""
+
+
+# --- ingest -----------------------------------------------------------------------------------------------
+
+def _utf8_truncate(texts: list[str], max_bytes: int) -> list[str]:
+    return [t.encode("utf-8")[:max_bytes].decode("utf-8", "ignore") for t in texts]
+
+
+def apply_size_limit(table: pa.Table, max_bytes: int, mode: str) -> pa.Table:
+    """Truncate (at a UTF-8 character boundary) or reject documents whose text exceeds ``max_bytes``."""
+    lengths = pc.binary_length(table["text"])
+    over = pc.fill_null(pc.and_(pc.greater(lengths, max_bytes), pc.is_null(table[REJECT_REASON])), False)
+    if not pc.any(over).as_py():
+        return table
+    idx = np.flatnonzero(over.to_numpy(zero_copy_only=False))
+    if mode == "reject":
+        reasons = table[REJECT_REASON].to_pylist()
+        for i in idx:
+            reasons[i] = "too_large"
+        return table.set_column(table.schema.get_field_index(REJECT_REASON), REJECT_REASON,
+                                pa.array(reasons, pa.string()))
+    # Rare rows only: the per-row loop here touches just the oversize documents.
+    texts = table["text"].to_pylist()
+    for i, short in zip(idx, _utf8_truncate([texts[i] for i in idx], max_bytes)):
+        texts[i] = short
+    return table.set_column(table.schema.get_field_index("text"), "text", pa.array(texts, pa.large_string()))
+
+
+def read_unit(plan: Plan, iu: IngestUnit) -> Iterator[StageOutput]:
+    """Read one unit into document batches; every record becomes a row (kept or rejected)."""
+    inp = plan.spec.inputs[iu.input_index]
+    reader = plan.reader(iu.input_index)
+    ordinal = 0
+    for records in reader.read(iu.unit):
+        n = records.num_rows
+        if n == 0:
+            continue
+        doc_ids = (np.uint64(iu.unit.index) << np.uint64(32)) + np.arange(ordinal, ordinal + n, dtype=np.uint64)
+        ordinal += n
+        table = pa.table({
+            "doc_id": pa.array(doc_ids, pa.uint64()),
+            "source": pa.array([iu.source] * n, pa.string()),
+            "text": records["text"].cast(pa.large_string()),
+            "url": records["url"].cast(pa.string()),
+            "origin": records["origin"].cast(pa.string()),
+            REJECT_REASON: records[REJECT_REASON].cast(pa.string()),
+            PART_COLUMN: pa.array(np.full(n, doc_ids[0], dtype=np.uint64), pa.uint64()),
+        })
+        table = apply_size_limit(table, inp.max_doc_bytes, inp.oversize)
+        reasons = table[REJECT_REASON].combine_chunks()
+        yield StageOutput(table.drop_columns([REJECT_REASON]), reasons)
+
+
+def read_part(path: str) -> pa.Table:
+    """A committed part back as a batch, with its ``_part`` column restored from the file name."""
+    table = pq.read_table(path)
+    part = int(Path(path).name[len("part-"):-len(".parquet")], 16)
+    return table.append_column(PART_COLUMN, pa.array(np.full(table.num_rows, part, dtype=np.uint64), pa.uint64()))
+
+
+# --- accounting -------------------------------------------------------------------------------------------
+
+def _text_bytes(table: pa.Table) -> np.ndarray:
+    if "text" not in table.column_names or table.num_rows == 0:
+        return np.zeros(table.num_rows, dtype=np.int64)
+    return pc.fill_null(pc.binary_length(table["text"]), 0).to_numpy(zero_copy_only=False).astype(np.int64)
+
+
+def account(step: Step, source_of: Callable[[pa.Table], np.ndarray], table_in: pa.Table, out: StageOutput,
+            seconds: float) -> tuple[pa.Table, pa.Table | None, list[tuple[tuple, dict]]]:
+    """Split kept and rejected rows, check the contract, and build one report per (part, piece)."""
+    table_out = out.table
+    if table_out.num_rows != table_in.num_rows:
+        raise StageContractError(
+            f"{step.label} ({step.stage_name}) returned {table_out.num_rows} rows for {table_in.num_rows}; "
+            "stages must return every input row and mark drops in reject_reason"
+        )
+    if PART_COLUMN not in table_out.column_names:
+        raise StageContractError(f"{step.label} ({step.stage_name}) dropped the {PART_COLUMN} column")
+    n = table_out.num_rows
+    if out.reject_reason is None:
+        keep = np.ones(n, dtype=bool)
+        reasons = None
+    else:
+        reasons = out.reject_reason
+        if isinstance(reasons, pa.ChunkedArray):
+            reasons = reasons.combine_chunks()
+        if len(reasons) != n:
+            raise StageContractError(f"{step.label} ({step.stage_name}) gave {len(reasons)} reasons for {n} rows")
+        keep = pc.is_null(reasons).to_numpy(zero_copy_only=False)
+
+    parts = table_out[PART_COLUMN].to_numpy()
+    doc_ids = table_in["doc_id"].to_numpy() if "doc_id" in table_in.column_names else np.zeros(n, np.uint64)
+    bytes_in = _text_bytes(table_in)
+    bytes_out = _text_bytes(table_out)
+    sources = source_of(table_out)
+    drops_by_part = _drops_by_part(parts, keep, reasons, bytes_in)
+
+    reports = []
+    for part in np.unique(parts):
+        rows = parts == part
+        kept = rows & keep
+        first = int(doc_ids[rows][0]) if rows.any() else 0
+        drops = drops_by_part.get(int(part), {})
+        kept_bytes = bytes_out[kept]
+        share = rows.sum() / max(n, 1)
+        reports.append(((step.position, int(part), first), {
+            "position": step.position, "label": step.label, "stage": step.stage_name,
+            "part": int(part), "source": str(sources[np.flatnonzero(rows)[0]]),
+            "rows_in": int(rows.sum()), "rows_out": int(kept.sum()),
+            "bytes_in": int(bytes_in[rows].sum()), "bytes_out": int(kept_bytes.sum()),
+            "out_bytes_min": int(kept_bytes.min()) if kept_bytes.size else None,
+            "out_bytes_max": int(kept_bytes.max()) if kept_bytes.size else None,
+            "seconds": float(seconds * share), "drops": drops,
+        }))
+
+    if keep.all():
+        return table_out, None, reports
+    mask = pa.array(keep)
+    rejected = table_out.filter(pc.invert(mask)).append_column(REJECT_REASON, reasons.filter(pc.invert(mask)))
+    return table_out.filter(mask), rejected, reports
+
+
+def _drops_by_part(parts: np.ndarray, keep: np.ndarray, reasons: pa.Array | None,
+                   bytes_in: np.ndarray) -> dict[int, dict[str, list[int]]]:
+    """{part: {reason: [rows, bytes]}} for the rejected rows, grouped in Arrow rather than row by row."""
+    if reasons is None or keep.all():
+        return {}
+    drop = ~keep
+    grouped = pa.table({
+        "part": pa.array(parts[drop], pa.uint64()),
+        "reason": reasons.filter(pa.array(drop)),
+        "bytes": pa.array(bytes_in[drop], pa.int64()),
+    }).group_by(["part", "reason"]).aggregate([("bytes", "sum"), ("bytes", "count")])
+    out: dict[int, dict[str, list[int]]] = {}
+    for row in grouped.to_pylist():
+        out.setdefault(row["part"], {})[row["reason"]] = [row["bytes_count"], row["bytes_sum"]]
+    return out
+
+
+def _sources(table: pa.Table) -> np.ndarray:
+    if "source" in table.column_names:
+        return table["source"].to_numpy(zero_copy_only=False)
+    return np.array(["?"] * table.num_rows, dtype=object)
+
+
+def write_rejects(rejects_root: Path, step: Step, rejected: pa.Table) -> None:
+    """RUN_DIR/rejects/NN-stage/part-PART-FIRSTDOC.parquet: one file per piece, so a retry overwrites itself."""
+    parts = rejected[PART_COLUMN].to_numpy()
+    for part in np.unique(parts):
+        piece = rejected.filter(pa.array(parts == part)).drop_columns([PART_COLUMN])
+        first = int(piece["doc_id"][0].as_py()) if "doc_id" in piece.column_names else 0
+        write_parquet_atomic(rejects_root / step.slug / f"part-{int(part):016x}-{first:016x}.parquet", piece)
+
+
+def _resolve(state: Any) -> Any:
+    """Global-stage state reaches Ray workers as an object ref; fetch it once where it is used."""
+    if type(state).__name__ == "ObjectRef":
+        import ray
+
+        return ray.get(state)
+    return state
+
+
+# --- running a stage on a batch ---------------------------------------------------------------------------
+
+class StepRunner:
+    """Runs one step on batches: calls the stage, accounts, keeps rejects, reports stats. Used as a plain
+    function by the local executor and inside Ray tasks/actors by the Ray executor."""
+
+    def __init__(self, step: Step, run_dir: str, rejects: bool, reporter: Reporter, state: Any = None):
+        self.step = step
+        self.run_dir = run_dir
+        self.rejects = rejects
+        self.reporter = reporter
+        self.state = state
+        self._stage: Stage | None = None
+        self._state_resolved = False
+
+    @property
+    def stage(self) -> Stage:
+        if self._stage is None:
+            stage = self.step.instantiate()
+            stage.run_dir = self.run_dir
+            stage.setup()
+            self._stage = stage
+        return self._stage
+
+    def process(self, table: pa.Table) -> StageOutput:
+        stage = self.stage
+        if isinstance(stage, GlobalStage):
+            if not self._state_resolved:
+                self.state = _resolve(self.state)
+                self._state_resolved = True
+            return stage.apply(table, self.state)
+        return stage.process(table)  # type: ignore[attr-defined]
+
+    def __call__(self, table: pa.Table) -> pa.Table:
+        start = time.perf_counter()
+        out = self.process(table)
+        return self.finish(table, out, time.perf_counter() - start)
+
+    def finish(self, table_in: pa.Table, out: StageOutput, seconds: float) -> pa.Table:
+        kept, rejected, reports = account(self.step, _sources, table_in, out, seconds)
+        if rejected is not None and self.rejects:
+            write_rejects(Path(self.run_dir) / "rejects", self.step, rejected)
+        for key, report in reports:
+            self.reporter(key, report)
+        return kept
+
+
+def write_parts(segment_dir: Path, table: pa.Table) -> list[dict]:
+    """Write each part in the batch as ``part-PART.parquet``, rows sorted by doc_id, without ``_part``."""
+    if table.num_rows == 0:
+        return []
+    parts = table[PART_COLUMN].to_numpy()
+    written = []
+    for part in np.unique(parts):
+        piece = table.filter(pa.array(parts == part)).drop_columns([PART_COLUMN])
+        piece = piece.sort_by("doc_id")
+        path = segment_dir / part_file_name(int(part))
+        write_parquet_atomic(path, piece)
+        written.append({"part": int(part), "rows": piece.num_rows, "path": path.name})
+    return written

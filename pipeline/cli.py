@@ -1,0 +1,164 @@
+"""The ``gristmill`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+EXIT_USAGE = 2
+
+
+def _load(path: str):
+    from pipeline.plan import build_plan
+    from pipeline.spec import load_pipeline
+
+    spec, base = load_pipeline(path)
+    return build_plan(spec, base)
+
+
+def cmd_validate(args) -> int:
+    plan = _load(args.pipeline)
+    print(f"ok: {args.pipeline}: {len(plan.spec.inputs)} inputs, {len(plan.input_files)} files, "
+          f"{len(plan.units)} ingest units, {len(plan.steps) - 1} steps, {len(plan.segments)} segments")
+    return 0
+
+
+def cmd_plan(args) -> int:
+    plan = _load(args.pipeline)
+    print(f"pipeline {plan.spec.name}  plan hash {plan.plan_hash}  seed {plan.spec.seed}")
+    for i, inp in enumerate(plan.spec.inputs):
+        files = [f for f in plan.input_files if f["input"] == i]
+        mb = sum(f["bytes"] for f in files) / 1e6
+        print(f"  input[{i}] {inp.source:<14} {inp.format:<8} {len(files)} files, {mb:.2f} MB")
+    for seg in plan.segments:
+        print(f"segment {seg.name}  (hash {seg.hash})")
+        for step in seg.steps:
+            kind = "global" if step.position and step.is_global else "stream"
+            params = "" if not step.params else " " + ", ".join(f"{k}={v}" for k, v in step.params.items())
+            print(f"  {step.position:>2} {step.label:<10} {kind:<6} {step.stage_name}{params}")
+    return 0
+
+
+def _init_ray(address: str | None) -> None:
+    import ray
+
+    os.environ.setdefault("RAY_DATA_DISABLE_PROGRESS_BARS", "0" if sys.stderr.isatty() else "1")
+    if ray.is_initialized():
+        return
+    if address:
+        ray.init(address=address, log_to_driver=True)
+    else:
+        # Embedded local Ray: bound to localhost, token authentication left at Ray's default (on).
+        ray.init(include_dashboard=False, _node_ip_address="127.0.0.1", log_to_driver=False,
+                 configure_logging=False)
+
+
+def cmd_run(args) -> int:
+    from pipeline.executors import LocalExecutor, RayExecutor
+    from pipeline.rundir import RunDir
+    from pipeline.run import run_plan
+
+    plan = _load(args.pipeline)
+    executor_name = args.executor or plan.spec.execution.executor
+    address = args.address or os.environ.get("RAY_ADDRESS")
+    if address and executor_name == "local":
+        print("--address needs the ray executor", file=sys.stderr)
+        return EXIT_USAGE
+    run_dir = RunDir(args.run_dir or plan.spec.output.run_dir or os.path.join("runs", plan.spec.name))
+    if executor_name == "ray":
+        _init_ray(address)
+        executor = RayExecutor(plan.spec.execution.max_actors)
+    else:
+        executor = LocalExecutor()
+    result = run_plan(plan, run_dir, executor, force=args.force, log=lambda m: print(m, file=sys.stderr))
+    for segment, stats in result.stats:
+        for s in stats:
+            print(f"{segment:<24} {s.label:<10} {s.stage:<22} {s.source:<14} in {s.rows_in:>8} "
+                  f"out {s.rows_out:>8} dropped {s.rows_dropped:>7}")
+    print(f"run directory: {result.run_dir}  ({result.seconds:.1f}s, plan {result.plan_hash})")
+    return 0
+
+
+def cmd_inspect(args) -> int:
+    from pipeline.inspection import inspect_run
+
+    print(inspect_run(args.run_dir))
+    return 0
+
+
+def cmd_sql(args) -> int:
+    from pipeline.inspection import connect, format_result, views
+
+    con = connect(args.run_dir)
+    if not args.query:
+        print("views: " + ", ".join(views(con)))
+        return 0
+    print(format_result(con, args.query, args.format))
+    return 0
+
+
+def _delegate(module: str, func: str):
+    def run(args) -> int:
+        import importlib
+
+        return importlib.import_module(module).__dict__[func](args.rest)
+
+    return run
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="gristmill", description="Pretraining data pipelines on Ray.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("validate", help="check a pipeline file")
+    p.add_argument("pipeline")
+    p.set_defaults(func=cmd_validate)
+
+    p = sub.add_parser("plan", help="print the resolved steps and segments")
+    p.add_argument("pipeline")
+    p.set_defaults(func=cmd_plan)
+
+    p = sub.add_parser("run", help="run a pipeline (embedded local Ray unless --address / RAY_ADDRESS)")
+    p.add_argument("pipeline")
+    p.add_argument("--run-dir", help="run directory (default: output.run_dir or runs/NAME)")
+    p.add_argument("--address", help="Ray cluster address (default: $RAY_ADDRESS, else an embedded local Ray)")
+    p.add_argument("--executor", choices=["local", "ray"], help="override execution.executor")
+    p.add_argument("--force", action="store_true", help="rebuild segments committed by a different plan")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("inspect", help="summarise a run directory with DuckDB")
+    p.add_argument("run_dir")
+    p.set_defaults(func=cmd_inspect)
+
+    p = sub.add_parser("sql", help="run SQL over a run directory's views (no query: list the views)")
+    p.add_argument("run_dir")
+    p.add_argument("query", nargs="?")
+    p.add_argument("--format", choices=["table", "csv", "json"], default="table")
+    p.set_defaults(func=cmd_sql)
+
+    for name, module, func, text in (
+        ("train-tokenizer", "stages.tokenize.cli", "train_tokenizer_cli", "train a byte-level BPE tokenizer"),
+        ("train-quality", "stages.quality.cli", "train_quality_cli", "train a fastText quality classifier"),
+    ):
+        p = sub.add_parser(name, help=text, add_help=False)
+        p.add_argument("rest", nargs=argparse.REMAINDER)
+        p.set_defaults(func=_delegate(module, func))
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    from pipeline.rundir import StaleSegmentError
+    from pipeline.spec import SpecError
+
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (SpecError, StaleSegmentError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,194 @@
+"""Executors run one segment: ingest (or a global step's apply) followed by the segment's streaming steps,
+ending in committed Parquet parts. Both run the same per-batch code (``pipeline._internal.runner``), so their
+output is byte-identical.
+
+- ``LocalExecutor``: in-process, one batch at a time; for tests, debugging and small inputs.
+- ``RayExecutor``: Ray Data. Ingest units and committed parts become a dataset of work items; each stage is a
+  ``map_batches(batch_format="pyarrow")`` operator (an actor pool for stateful stages, tasks otherwise); the
+  parts are written by a ``Datasink`` whose ``on_write_complete`` is the commit point on the driver.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+import pyarrow as pa
+
+from pipeline._internal.runner import StepRunner, read_part, read_unit, write_parts
+from pipeline.plan import Plan, Segment
+from stages.base import StageOutput
+
+
+class SegmentResult:
+    def __init__(self, written: list[dict], pieces: list[dict]):
+        self.written = sorted(written, key=lambda w: w["part"])
+        self.pieces = pieces
+
+
+class _DictReporter:
+    def __init__(self) -> None:
+        self.pieces: dict[tuple, dict] = {}
+
+    def __call__(self, key: tuple, report: dict) -> None:
+        self.pieces[key] = report
+
+
+def _ingest_batches(plan: Plan, runner: StepRunner, unit_indices: Iterable[int]) -> Iterator[pa.Table]:
+    for i in unit_indices:
+        for out in read_unit(plan, plan.units[i]):
+            start = time.perf_counter()
+            yield runner.finish(out.table, out, time.perf_counter() - start)
+
+
+class LocalExecutor:
+    name = "local"
+
+    def __init__(self, progress=None):
+        self.progress = progress
+
+    def run_segment(self, plan: Plan, segment: Segment, input_parts: list[str], state: Any, run_dir: str,
+                    segment_dir: Path) -> SegmentResult:
+        reporter = _DictReporter()
+        rejects = plan.spec.output.rejects
+        runners = [StepRunner(step, run_dir, rejects, reporter, state if i == 0 else None)
+                   for i, step in enumerate(segment.steps)]
+        if segment.index == 0:
+            batches = _ingest_batches(plan, runners[0], range(len(plan.units)))
+        else:
+            batches = (runners[0](read_part(p)) for p in input_parts)
+        written = []
+        for table in batches:
+            for runner in runners[1:]:
+                table = runner(table)
+            written += write_parts(segment_dir, table)
+            if self.progress is not None:
+                self.progress(segment, reporter.pieces)
+        return SegmentResult(written, list(reporter.pieces.values()))
+
+
+# --- Ray ----------------------------------------------------------------------------------------------------
+
+class RayReporter:
+    """Sends a piece report to the driver's collector actor; synchronous so no report is in flight when the
+    segment commits. One call per batch and step, never per document."""
+
+    def __init__(self, collector):
+        self.collector = collector
+
+    def __call__(self, key: tuple, report: dict) -> None:
+        import ray
+
+        ray.get(self.collector.report.remote(key, report))
+
+
+class _Collector:
+    def __init__(self) -> None:
+        self._pieces: dict[tuple, dict] = {}
+
+    def report(self, key: tuple, report: dict) -> None:
+        self._pieces[key] = report  # keyed: a retried batch overwrites its own report
+
+    def pieces(self) -> list[dict]:
+        return list(self._pieces.values())
+
+
+class _IngestUnits:
+    def __init__(self, plan: Plan, runner: StepRunner):
+        self.plan = plan
+        self.runner = runner
+
+    def __call__(self, batch: pa.Table) -> Iterator[pa.Table]:
+        yield from _ingest_batches(self.plan, self.runner, batch["unit"].to_pylist())
+
+
+class _ReadParts:
+    def __init__(self, runner: StepRunner):
+        self.runner = runner
+
+    def __call__(self, batch: pa.Table) -> Iterator[pa.Table]:
+        for path in batch["path"].to_pylist():
+            yield self.runner(read_part(path))
+
+
+class _StepActor:
+    """Actor-pool wrapper: the stage's ``setup()`` (a model load) happens once per actor."""
+
+    def __init__(self, runner: StepRunner):
+        self.runner = runner
+        _ = runner.stage
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        return self.runner(batch)
+
+
+def _make_sink(segment_dir: Path):
+    from ray.data import Datasink
+
+    class PartsDatasink(Datasink):
+        def __init__(self) -> None:
+            self.segment_dir = segment_dir
+            self.written: list[dict] | None = None
+
+        def write(self, blocks, ctx) -> list[dict]:
+            out = []
+            for block in blocks:
+                out += write_parts(self.segment_dir, block)
+            return out
+
+        def on_write_complete(self, write_result) -> None:
+            self.written = [w for ret in write_result.write_returns for w in ret]
+
+    return PartsDatasink()
+
+
+class RayExecutor:
+    name = "ray"
+
+    def __init__(self, max_actors: int | None = None):
+        self.max_actors = max_actors
+
+    def run_segment(self, plan: Plan, segment: Segment, input_parts: list[str], state: Any, run_dir: str,
+                    segment_dir: Path) -> SegmentResult:
+        import ray
+        import ray.data
+
+        ctx = ray.data.DataContext.get_current()
+        # A part must never be split across blocks (parts are the unit of output files); parts are bounded by
+        # batch_bytes, so blocks may be at least that large.
+        ctx.target_max_block_size = max(ctx.target_max_block_size or 0, 2 * plan.spec.execution.batch_bytes)
+        collector = ray.remote(num_cpus=0)(_Collector).remote()
+        reporter = RayReporter(collector)
+        rejects = plan.spec.output.rejects
+        runners = [StepRunner(step, run_dir, rejects, reporter, None) for step in segment.steps]
+        if segment.index == 0:
+            items = [{"unit": i} for i in range(len(plan.units))]
+            head = _IngestUnits(plan, runners[0])
+        else:
+            runners[0].state = ray.put(state) if state is not None else None
+            items = [{"path": p} for p in input_parts]
+            head = _ReadParts(runners[0])
+        if not items:
+            return SegmentResult([], [])
+        ds = ray.data.from_items(items, override_num_blocks=len(items))
+        ds = ds.map_batches(head, batch_size=1, batch_format="pyarrow", num_cpus=1)
+        cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
+        for runner in runners[1:]:
+            ds = self._map_step(ds, runner, cpus)
+        sink = _make_sink(segment_dir)
+        ds.write_datasink(sink)
+        pieces = ray.get(collector.pieces.remote())
+        ray.kill(collector)
+        return SegmentResult(sink.written or [], pieces)
+
+    def _map_step(self, ds, runner: StepRunner, cpus: int):
+        resources = runner.step.instantiate().resources
+        if resources.actor:
+            size = min(cpus, resources.max_actors or cpus, self.max_actors or cpus)
+            return ds.map_batches(_StepActor, fn_constructor_args=(runner,), batch_size=None,
+                                  batch_format="pyarrow", concurrency=(1, size), num_cpus=resources.num_cpus)
+        return ds.map_batches(runner, batch_size=None, batch_format="pyarrow", num_cpus=resources.num_cpus)
+
+
+__all__ = ["LocalExecutor", "RayExecutor", "SegmentResult", "StageOutput"]

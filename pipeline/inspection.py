@@ -1,0 +1,114 @@
+"""DuckDB over a run directory: views for the documents, each segment, stats, drops and rejects."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import duckdb
+
+from pipeline.rundir import RunDir
+
+
+def _q(path: Path | str) -> str:
+    return "'" + str(path).replace("'", "''") + "'"
+
+
+def connect(run_dir: str | Path) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB with views over the run directory's Parquet:
+
+    - ``documents``: the documents of the last committed segment that holds document parts
+    - ``segment_NN``: each committed segment's documents
+    - ``stage_stats``, ``drops``: per-step counters (stats/*.parquet)
+    - ``rejects``: every kept rejected row, with ``step`` (the rejects/ folder name) and ``reject_reason``
+    - ``shards``: packed token sequences, when the run wrote any
+    """
+    rd = RunDir(run_dir)
+    if not rd.root.exists():
+        raise FileNotFoundError(f"{rd.root}: no such run directory")
+    con = duckdb.connect()
+    last_docs = None
+    for seg in rd.committed_segments():
+        parts = sorted(seg.glob("part-*.parquet"))
+        if not parts:
+            continue
+        view = "segment_" + seg.name.split("-", 1)[0]
+        con.execute(f"CREATE VIEW {view} AS SELECT * FROM read_parquet({_q(seg / 'part-*.parquet')})")
+        last_docs = view
+    if last_docs:
+        con.execute(f"CREATE VIEW documents AS SELECT * FROM {last_docs}")
+    for name, file in (("stage_stats", "stages.parquet"), ("drops", "drops.parquet")):
+        if (rd.stats_dir / file).exists():
+            con.execute(f"CREATE VIEW {name} AS SELECT * FROM read_parquet({_q(rd.stats_dir / file)})")
+    if any((rd.root / "rejects").glob("*/part-*.parquet")):
+        con.execute(
+            "CREATE VIEW rejects AS SELECT regexp_extract(filename, '.*/rejects/([^/]+)/[^/]+$', 1) AS step, * "
+            f"EXCLUDE (filename) FROM read_parquet({_q(rd.root / 'rejects' / '*' / 'part-*.parquet')}, "
+            "filename = true, union_by_name = true)"
+        )
+    if any((rd.root / "shards").glob("part-*.parquet")):
+        con.execute(f"CREATE VIEW shards AS SELECT * FROM read_parquet({_q(rd.root / 'shards' / 'part-*.parquet')})")
+    return con
+
+
+def views(con: duckdb.DuckDBPyConnection) -> list[str]:
+    return [r[0] for r in con.execute("SELECT view_name FROM duckdb_views() WHERE NOT internal ORDER BY 1").fetchall()]
+
+
+def format_result(con: duckdb.DuckDBPyConnection, sql: str, fmt: str = "table", max_width: int = 60) -> str:
+    rel = con.sql(sql)
+    if rel is None:
+        return ""
+    cols = rel.columns
+    rows = rel.fetchall()
+    if fmt == "csv":
+        import csv
+        import io
+
+        buf = io.StringIO()
+        w = csv.writer(buf)
+        w.writerow(cols)
+        w.writerows(rows)
+        return buf.getvalue()
+    if fmt == "json":
+        import json
+
+        return json.dumps([dict(zip(cols, r)) for r in rows], default=str, ensure_ascii=False, indent=1)
+
+    def cell(v) -> str:
+        s = "NULL" if v is None else str(v).replace("\n", "\\n")
+        return s if len(s) <= max_width else s[: max_width - 1] + "…"
+
+    table = [[cell(c) for c in cols]] + [[cell(v) for v in r] for r in rows]
+    widths = [max(len(r[i]) for r in table) for i in range(len(cols))]
+    lines = [" | ".join(c.ljust(w) for c, w in zip(r, widths)) for r in table]
+    lines.insert(1, "-+-".join("-" * w for w in widths))
+    return "\n".join(lines) + f"\n({len(rows)} rows)"
+
+
+def inspect_run(run_dir: str | Path) -> str:
+    """The summary ``gristmill inspect`` prints."""
+    con = connect(run_dir)
+    have = set(views(con))
+    out = [f"run directory: {Path(run_dir).resolve()}", f"views: {', '.join(sorted(have))}", ""]
+    if "stage_stats" in have:
+        out += ["documents per step and source:", format_result(con, """
+            SELECT position, step, stage, source, rows_in, rows_out, rows_dropped,
+                   round(bytes_out / 1e6, 3) AS mb_out
+            FROM stage_stats ORDER BY position, source"""), ""]
+    if "drops" in have:
+        out += ["drops by reason:", format_result(con, """
+            SELECT step, stage, reason, sum(rows) AS rows FROM drops
+            GROUP BY ALL ORDER BY min(position), rows DESC"""), ""]
+    if "documents" in have:
+        out += ["documents by source (final):", format_result(con, """
+            SELECT source, count(*) AS documents, round(sum(strlen(text)) / 1e6, 3) AS mb
+            FROM documents GROUP BY 1 ORDER BY 1"""), ""]
+        out += ["sample of documents:", format_result(con, """
+            SELECT doc_id, source, url, left(text, 80) AS text FROM documents ORDER BY hash(doc_id) LIMIT 5"""), ""]
+    try:
+        from mixtures.cli import inspect_shards
+    except ImportError:
+        inspect_shards = None
+    if inspect_shards is not None and "shards" in have:
+        out += [inspect_shards(run_dir)]
+    return "\n".join(out)

@@ -1,0 +1,121 @@
+"""Running a plan: segment by segment, skipping committed ones, committing each only when complete."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from pathlib import Path
+
+from pipeline.executors import LocalExecutor, RayExecutor, SegmentResult
+from pipeline.plan import Plan, Segment
+from pipeline.rundir import RunDir, StaleSegmentError, atomic_write_json
+from pipeline.stats import StageStats, aggregate, load_segment_stats, write_run_stats, write_segment_stats
+from stages.base import GlobalContext
+
+
+class IntegrityError(RuntimeError):
+    """What was written disagrees with what the stages reported; the segment is not committed."""
+
+
+@dataclasses.dataclass
+class RunResult:
+    run_dir: Path
+    plan_hash: str
+    stats: list[tuple[str, list[StageStats]]]
+    skipped: list[str]
+    computed: list[str]
+    seconds: float
+
+
+def run_plan(plan: Plan, run_dir: RunDir, executor: LocalExecutor | RayExecutor, force: bool = False,
+             log=print) -> RunResult:
+    start = time.perf_counter()
+    run_dir.root.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(run_dir.plan_path, plan.to_json())
+    per_segment: list[tuple[str, list[StageStats]]] = []
+    skipped, computed = [], []
+    input_parts: list[str] = []
+    rebuild = False
+    for segment in plan.segments:
+        info = None
+        if not rebuild:
+            try:
+                info = run_dir.committed(segment.name, segment.hash)
+            except StaleSegmentError:
+                if not force:
+                    raise
+                rebuild = True  # everything downstream of a rebuilt segment is rebuilt too
+        stats_path = run_dir.stats_dir / "segments" / f"{segment.name}.json"
+        if info is not None and stats_path.exists():
+            log(f"segment {segment.name}: committed, skipped")
+            per_segment.append(load_segment_stats(stats_path))
+            skipped.append(segment.name)
+        else:
+            stats = _run_segment(plan, segment, input_parts, run_dir, executor, log)
+            write_segment_stats(stats_path, segment.name, stats)
+            per_segment.append((segment.name, stats))
+            computed.append(segment.name)
+        input_parts = run_dir.segment_parts(segment.name)
+    seconds = time.perf_counter() - start
+    write_run_stats(run_dir.stats_dir, per_segment, {
+        "plan_hash": plan.plan_hash, "executor": executor.name, "wall_seconds": seconds,
+        "segments_skipped": skipped, "segments_computed": computed,
+    })
+    return RunResult(run_dir.root, plan.plan_hash, per_segment, skipped, computed, seconds)
+
+
+def _run_segment(plan: Plan, segment: Segment, input_parts: list[str], run_dir: RunDir, executor,
+                 log) -> list[StageStats]:
+    seg_dir = run_dir.reset_segment(segment.name, [s.slug for s in segment.steps])
+    state = None
+    head = segment.global_step
+    if head is not None:
+        stage = head.instantiate()
+        stage.run_dir = str(run_dir.root)
+        ctx = GlobalContext(
+            input_parts=input_parts, artifacts_dir=str(run_dir.artifacts_dir(head.stage_name)),
+            seed=plan.spec.seed, executor=executor.name, step_index=head.position, run_dir=str(run_dir.root),
+        )
+        Path(ctx.artifacts_dir).mkdir(parents=True, exist_ok=True)
+        log(f"segment {segment.name}: building {head.stage_name} over {len(input_parts)} parts")
+        state = stage.build(ctx)  # type: ignore[attr-defined]
+    log(f"segment {segment.name}: running {', '.join(s.stage_name for s in segment.steps)}")
+    result = executor.run_segment(plan, segment, input_parts, state, str(run_dir.root), seg_dir)
+    stats = aggregate(result.pieces)
+    _check_integrity(segment, result, stats)
+    run_dir.commit_segment(segment.name, {
+        "hash": segment.hash, "parts": [w["path"] for w in result.written],
+        "rows": sum(w["rows"] for w in result.written),
+    })
+    return stats
+
+
+def _check_integrity(segment: Segment, result: SegmentResult, stats: list[StageStats]) -> None:
+    """Rows on disk per part must equal the last step's reported output, and every step's accounting must
+    hold: otherwise a document was lost or duplicated somewhere, and the segment must not be committed."""
+    for s in stats:
+        if not s.accounting_holds():
+            raise IntegrityError(f"{s.label} ({s.stage}), source {s.source}: rows in {s.rows_in} != "
+                                 f"out {s.rows_out} + dropped {s.rows_dropped}")
+    last = segment.steps[-1].position
+    reported: dict[int, int] = {}
+    for piece in result.pieces:
+        if piece["position"] == last:
+            reported[piece["part"]] = reported.get(piece["part"], 0) + piece["rows_out"]
+    written = {w["part"]: w["rows"] for w in result.written}
+    if len(written) != len(result.written):
+        raise IntegrityError(f"segment {segment.name}: a part was written by two batches (split part)")
+    for part, rows in reported.items():
+        if rows != written.get(part, 0):
+            raise IntegrityError(f"segment {segment.name}: part {part:016x} has {written.get(part, 0)} rows "
+                                 f"on disk but its last step kept {rows}")
+    # Counts between consecutive steps must chain: what a step kept is what the next one received.
+    by_pos: dict[int, tuple[int, int]] = {}
+    for s in stats:
+        rin, rout = by_pos.get(s.position, (0, 0))
+        by_pos[s.position] = (rin + s.rows_in, rout + s.rows_out)
+    positions = [s.position for s in segment.steps]
+    for a, b in zip(positions, positions[1:]):
+        if by_pos.get(a, (0, 0))[1] != by_pos.get(b, (0, 0))[0]:
+            raise IntegrityError(f"segment {segment.name}: step {a} kept {by_pos.get(a, (0, 0))[1]} rows but "
+                                 f"step {b} received {by_pos.get(b, (0, 0))[0]}")

@@ -1,0 +1,232 @@
+"""The pipeline YAML: pydantic models (unknown keys refused), ``${ENV}`` interpolation, and errors that name the
+file, the YAML path and the line (``demo.yaml: steps[3].params.threshold: ... (line 14)``)."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+
+class SpecError(ValueError):
+    """A pipeline file that cannot be used; the message names the file and the YAML path."""
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+SOURCE_NAME = r"^[a-z][a-z0-9_]*$"
+
+
+class InputSpec(_Model):
+    """One input of one mixture source."""
+
+    source: str = Field(pattern=SOURCE_NAME)
+    format: str
+    paths: list[str] = Field(min_length=1)
+    options: dict[str, Any] = {}
+    # A document whose text is longer than this (UTF-8 bytes) is truncated or rejected, per ``oversize``.
+    max_doc_bytes: int = Field(default=1_000_000, gt=0)
+    oversize: Literal["truncate", "reject"] = "truncate"
+    # A raw record (HTML page, JSON line, file) larger than this is rejected without being decoded.
+    max_record_bytes: int = Field(default=16 * 1024 * 1024, gt=0)
+
+
+class StepSpec(_Model):
+    """A step: a registered stage with params, or a ``filter`` expression (sugar for ``filter_v1``)."""
+
+    stage: str | None = None
+    params: dict[str, Any] = {}
+    filter: dict[str, Any] | None = None
+    reason: str | None = None
+    name: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.-]+$")
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> "StepSpec":
+        if (self.stage is None) == (self.filter is None):
+            raise ValueError("a step needs exactly one of 'stage' or 'filter'")
+        if self.filter is not None and self.params:
+            raise ValueError("a filter step takes no 'params'")
+        if self.stage is not None and self.reason is not None:
+            raise ValueError("'reason' belongs to filter steps")
+        return self
+
+    def resolved(self) -> tuple[str, dict[str, Any]]:
+        """(stage name, params) with the filter sugar expanded."""
+        if self.filter is not None:
+            return "filter_v1", {"expr": self.filter, "reason": self.reason or "filter"}
+        return self.stage, dict(self.params)  # type: ignore[return-value]
+
+
+class OutputSpec(_Model):
+    run_dir: str | None = None
+    # Keep dropped rows under RUN_DIR/rejects/STEP/ with their reject_reason.
+    rejects: bool = False
+
+
+class ExecutionSpec(_Model):
+    executor: Literal["local", "ray"] = "ray"
+    # Rows per ingest batch (= per part file); bounds worker memory together with batch_bytes.
+    batch_rows: int = Field(default=2048, gt=0)
+    batch_bytes: int = Field(default=64 * 1024 * 1024, gt=0)
+    # Upper bound of the actor pool size of stateful stages (default: CPUs of the cluster).
+    max_actors: int | None = Field(default=None, gt=0)
+
+
+class PipelineSpec(_Model):
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    seed: int = 0
+    inputs: list[InputSpec] = Field(min_length=1)
+    steps: list[StepSpec] = []
+    output: OutputSpec = OutputSpec()
+    execution: ExecutionSpec = ExecutionSpec()
+
+
+# --- loading --------------------------------------------------------------------------------------------
+
+_ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+def _interpolate(value: Any, path: str, env: dict[str, str]) -> Any:
+    """Replace ``${VAR}`` / ``${VAR:-default}`` in every string scalar."""
+    if isinstance(value, dict):
+        return {k: _interpolate(v, f"{path}.{k}" if path else str(k), env) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_interpolate(v, f"{path}[{i}]", env) for i, v in enumerate(value)]
+    if not isinstance(value, str):
+        return value
+
+    def sub(match: re.Match) -> str:
+        var, default = match.group(1), match.group(2)
+        if var in env:
+            return env[var]
+        if default is not None:
+            return default
+        raise SpecError(f"{path}: environment variable {var!r} is not set (use ${{{var}:-default}})")
+
+    return _ENV.sub(sub, value)
+
+
+def format_loc(loc: tuple) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out
+
+
+def _line_of(root: yaml.Node | None, loc: tuple) -> int | None:
+    """1-based line of the YAML node at ``loc`` (or of its nearest existing parent)."""
+    node, line = root, None
+    for part in loc:
+        if node is None:
+            break
+        line = node.start_mark.line + 1
+        if isinstance(node, yaml.MappingNode) and isinstance(part, str):
+            node = next((v for k, v in node.value if getattr(k, "value", None) == part), None)
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
+            node = node.value[part]
+        else:
+            node = None
+    if node is not None:
+        line = node.start_mark.line + 1
+    return line
+
+
+def _errors(exc: ValidationError, prefix: tuple = ()) -> list[tuple[tuple, str]]:
+    out = []
+    for err in exc.errors():
+        loc = prefix + tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key"
+        out.append((loc, msg.removeprefix("Value error, ")))
+    return out
+
+
+def _raise(where: str, root: yaml.Node | None, errors: list[tuple[tuple, str]]) -> None:
+    lines = []
+    for loc, msg in errors:
+        line = _line_of(root, loc)
+        lines.append(f"{where}: {format_loc(loc)}: {msg}" + (f" (line {line})" if line else ""))
+    raise SpecError("\n".join(lines))
+
+
+def parse_pipeline(text: str, where: str = "<string>", env: dict[str, str] | None = None) -> PipelineSpec:
+    """Parse and validate a pipeline from YAML text; stage params are checked against each stage's model."""
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise SpecError(f"{where}: not valid YAML: {exc}") from None
+    if not isinstance(raw, dict):
+        raise SpecError(f"{where}: the top level must be a mapping with name, inputs, steps")
+    try:
+        raw = _interpolate(raw, "", dict(os.environ) if env is None else env)
+    except SpecError as exc:
+        raise SpecError(f"{where}: {exc}") from None
+    try:
+        spec = PipelineSpec.model_validate(raw)
+    except ValidationError as exc:
+        _raise(where, root, _errors(exc))
+    _check_steps(spec, where, root)
+    _check_inputs(spec, where, root)
+    return spec
+
+
+def _check_steps(spec: PipelineSpec, where: str, root: yaml.Node | None) -> None:
+    from pipeline.registry import RegistryError, get_stage
+
+    errors: list[tuple[tuple, str]] = []
+    for i, step in enumerate(spec.steps):
+        name, params = step.resolved()
+        try:
+            cls = get_stage(name)
+        except RegistryError as exc:
+            errors.append((("steps", i, "stage"), str(exc)))
+            continue
+        try:
+            cls.Params.model_validate(params)
+        except ValidationError as exc:
+            key = ("steps", i, "filter") if step.filter is not None else ("steps", i, "params")
+            if step.filter is not None:
+                errors.extend((key, msg) for _, msg in _errors(exc))
+            else:
+                errors.extend(_errors(exc, key))
+    if errors:
+        _raise(where, root, errors)
+
+
+def _check_inputs(spec: PipelineSpec, where: str, root: yaml.Node | None) -> None:
+    from pipeline.registry import RegistryError, get_reader
+
+    errors: list[tuple[tuple, str]] = []
+    for i, inp in enumerate(spec.inputs):
+        try:
+            reader = get_reader(inp.format)
+        except RegistryError as exc:
+            errors.append((("inputs", i, "format"), str(exc)))
+            continue
+        try:
+            reader.Options.model_validate(inp.options)
+        except ValidationError as exc:
+            errors.extend(_errors(exc, ("inputs", i, "options")))
+    if errors:
+        _raise(where, root, errors)
+
+
+def load_pipeline(path: str | os.PathLike) -> tuple[PipelineSpec, Path]:
+    """Load a pipeline file; returns the spec and the directory relative input paths are resolved against."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise SpecError(f"{p}: cannot read: {exc.strerror}") from None
+    return parse_pipeline(text, str(p)), p.resolve().parent

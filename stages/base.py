@@ -1,0 +1,149 @@
+"""The stage contract.
+
+A streaming stage maps one ``pyarrow.Table`` (a batch of the document table) to a ``StageOutput``: the same
+rows, possibly with changed or added columns, plus an optional ``reject_reason`` string array aligned with
+the rows (null = keep). The framework splits kept and rejected rows, checks the row accounting and records
+stats, so a stage never has to count anything itself and can never lose a row silently.
+
+A global stage sees the whole output of the previous segment at once (dedup clustering, tokenizer training,
+mixture solving); it runs between streaming segments and writes its own results to the run directory.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, ClassVar, Iterator, Mapping
+
+import pyarrow as pa
+from pydantic import BaseModel, ConfigDict
+
+# Columns every document table carries from ingest on (DESIGN.md, "The document table").
+DOCUMENT_SCHEMA = pa.schema(
+    [
+        pa.field("doc_id", pa.uint64(), nullable=False),
+        pa.field("source", pa.string(), nullable=False),
+        pa.field("text", pa.large_string(), nullable=False),
+        pa.field("url", pa.string()),
+        pa.field("origin", pa.string(), nullable=False),
+    ]
+)
+
+# Internal column: the ingest part a row belongs to. Parts are the unit of output files, stats and rejects,
+# so they never depend on how an executor happens to batch rows.
+PART_COLUMN = "_part"
+REJECT_REASON = "reject_reason"
+
+
+class StageParams(BaseModel):
+    """Base class of every stage's parameters: unknown keys are refused."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+@dataclasses.dataclass(frozen=True)
+class Resources:
+    """What one worker of the stage needs. ``actor`` stages keep state (a model) and run as an actor pool."""
+
+    num_cpus: float = 1.0
+    actor: bool = False
+    max_actors: int | None = None
+
+
+@dataclasses.dataclass
+class StageOutput:
+    """Rows out of a stage: ``table`` has exactly the input's rows; ``reject_reason`` (null = keep) is aligned."""
+
+    table: pa.Table
+    reject_reason: pa.Array | None = None
+
+
+class MissingDependency(ImportError):
+    """An optional dependency a stage needs is not installed; the message carries the install hint."""
+
+
+def require(module: str, extra: str) -> Any:
+    """Import ``module`` or fail early with the pip command that installs it."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:  # pragma: no cover - exercised only without the extra
+        raise MissingDependency(
+            f"{module!r} is required here: pip install 'gristmill[{extra}]'"
+        ) from exc
+
+
+class Stage:
+    """Base of all stages. Subclasses set ``name`` (versioned, e.g. ``clean.normalize_v1``) and ``Params``."""
+
+    name: ClassVar[str] = ""
+    Params: ClassVar[type[StageParams]] = StageParams
+    resources: ClassVar[Resources] = Resources()
+    # Columns this stage adds (name -> type); the planner checks filter expressions against them.
+    output_columns: ClassVar[Mapping[str, pa.DataType]] = {}
+    # Columns this stage needs besides the document table's.
+    required_columns: ClassVar[tuple[str, ...]] = ()
+    is_global: ClassVar[bool] = False
+    # Set by the executor before ``setup()``: the run directory, so a stage can load what an earlier global
+    # step left there (e.g. ``RUN_DIR/tokenizer/tokenizer.json``). None when a stage is used on its own.
+    run_dir: str | None = None
+
+    def __init__(self, params: StageParams | Mapping[str, Any] | None = None):
+        if params is None or isinstance(params, Mapping):
+            params = self.Params(**(params or {}))
+        self.params = params
+
+    def setup(self) -> None:
+        """Load per-worker state (models, tokenizers). Called once per worker before the first batch."""
+
+
+class StreamingStage(Stage):
+    """A batch-to-batch stage. Must be vectorized, deterministic and total (see module docstring)."""
+
+    def process(self, table: pa.Table) -> StageOutput:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+@dataclasses.dataclass
+class GlobalContext:
+    """What a global stage's ``build`` gets: the committed parts of the previous segment and a directory of
+    its own under ``RUN_DIR/<artifacts>/`` for what it wants to keep (signatures, filters, a tokenizer)."""
+
+    input_parts: list[str]
+    # RUN_DIR/<group of the stage name>, e.g. RUN_DIR/dedup or RUN_DIR/tokenizer (DESIGN.md, run directory).
+    artifacts_dir: str
+    seed: int
+    executor: str  # "local" or "ray"
+    step_index: int
+    run_dir: str
+
+    def map(self, fn, items: list) -> list:
+        """Run ``fn`` over ``items`` in parallel where the executor can (Ray tasks), in order."""
+        if self.executor == "ray":
+            import ray
+
+            remote = ray.remote(fn)
+            return ray.get([remote.remote(item) for item in items])
+        return [fn(item) for item in items]
+
+
+class GlobalStage(Stage):
+    """A barrier over the whole dataset, in two phases.
+
+    ``build(ctx)`` sees every input part (it may fan work out with ``ctx.map`` or its own Ray actors) and
+    returns a picklable state (e.g. the ``doc_id``s to drop). ``apply(table, state)`` then runs per part like a
+    streaming stage, so removal is a vectorized anti-join on ``doc_id`` with the usual accounting, and the
+    streaming stages after it run in the same pass.
+    """
+
+    is_global: ClassVar[bool] = True
+
+    def build(self, ctx: GlobalContext) -> Any:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def apply(self, table: pa.Table, state: Any) -> StageOutput:
+        return StageOutput(table, None)
+
+
+def keep_all(table: pa.Table) -> StageOutput:
+    return StageOutput(table, None)

@@ -1,0 +1,5 @@
+"""Imports every built-in stage and reader module so their decorators register them."""
+
+import stages.clean  # noqa: F401
+import stages.filter  # noqa: F401
+import stages.ingest.readers  # noqa: F401

@@ -1,0 +1,190 @@
+"""The declarative ``filter`` step: drop rows by an expression over columns (score first, filter later).
+
+Grammar (YAML)::
+
+    {col: NAME, OP: VALUE}          OP in eq ne lt le gt ge in not_in; or {col: NAME, is_null: true|false}
+    {all: [EXPR, ...]}  {any: [EXPR, ...]}  {not: EXPR}
+    {preset: NAME}                   a registered preset (e.g. gopher, c4, fineweb) expanded to an expression
+
+Each top-level clause of an ``all`` is evaluated separately, so a dropped row is counted under the first clause it
+fails (``lang_score<0.65``), which is what makes the drops of a filter countable by reason.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, Mapping
+
+import pyarrow as pa
+import pyarrow.compute as pc
+from pydantic import field_validator
+
+from pipeline.registry import register_stage
+from stages.base import StageOutput, StageParams, StreamingStage
+
+COMPARISONS = {"eq": "==", "ne": "!=", "lt": "<", "le": "<=", "gt": ">", "ge": ">="}
+SET_OPS = ("in", "not_in")
+_PRESETS: dict[str, dict] = {}
+
+
+class FilterExpressionError(ValueError):
+    """A malformed expression; ``path`` is the location inside the expression (e.g. ``all[2].ge``)."""
+
+    def __init__(self, path: str, message: str):
+        super().__init__(f"{path}: {message}" if path else message)
+        self.path = path
+
+
+def register_filter_preset(name: str, expression: Mapping[str, Any]) -> None:
+    """Register a named expression, e.g. the Gopher thresholds; names are unique."""
+    if name in _PRESETS and _PRESETS[name] != expression:
+        raise ValueError(f"filter preset {name!r} is already registered")
+    _PRESETS[name] = dict(expression)
+
+
+def filter_presets() -> dict[str, dict]:
+    from pipeline.registry import _load
+
+    _load()
+    return dict(_PRESETS)
+
+
+def expand(expr: Any, path: str = "") -> dict:
+    """Validate an expression and expand presets; raises FilterExpressionError naming the bad spot."""
+    if not isinstance(expr, Mapping):
+        raise FilterExpressionError(path, f"expected a mapping, got {type(expr).__name__}")
+    keys = set(expr)
+    where = f"{path}." if path else ""
+    if keys == {"preset"}:
+        presets = filter_presets()
+        name = expr["preset"]
+        if name not in presets:
+            raise FilterExpressionError(f"{where}preset", f"unknown preset {name!r}; known: {sorted(presets)}")
+        return expand(presets[name], f"{where}preset")
+    if keys in ({"all"}, {"any"}):
+        (op,) = keys
+        items = expr[op]
+        if not isinstance(items, list) or not items:
+            raise FilterExpressionError(f"{where}{op}", "expected a non-empty list of expressions")
+        return {op: [expand(e, f"{where}{op}[{i}]") for i, e in enumerate(items)]}
+    if keys == {"not"}:
+        return {"not": expand(expr["not"], f"{where}not")}
+    if "col" in keys and len(keys) == 2:
+        (op,) = keys - {"col"}
+        if not isinstance(expr["col"], str):
+            raise FilterExpressionError(f"{where}col", "column name must be a string")
+        value = expr[op]
+        if op in COMPARISONS:
+            if isinstance(value, (list, dict)) or value is None:
+                raise FilterExpressionError(f"{where}{op}", "expected a scalar")
+        elif op in SET_OPS:
+            if not isinstance(value, list):
+                raise FilterExpressionError(f"{where}{op}", "expected a list")
+        elif op == "is_null":
+            if not isinstance(value, bool):
+                raise FilterExpressionError(f"{where}{op}", "expected true or false")
+        else:
+            raise FilterExpressionError(
+                f"{where}{op}", f"unknown operator; use one of {sorted([*COMPARISONS, *SET_OPS, 'is_null'])}"
+            )
+        return dict(expr)
+    raise FilterExpressionError(
+        path, f"cannot read keys {sorted(keys)}: use {{col, OP}}, all, any, not or preset"
+    )
+
+
+def columns_of(expr: Mapping[str, Any]) -> set[str]:
+    """All column names an (expanded) expression reads."""
+    if "col" in expr:
+        return {expr["col"]}
+    if "not" in expr:
+        return columns_of(expr["not"])
+    (op,) = expr
+    return set().union(*(columns_of(e) for e in expr[op]))
+
+
+def describe(expr: Mapping[str, Any]) -> str:
+    """A short human name of an expression, used as the drop reason."""
+    if "col" in expr:
+        (op,) = set(expr) - {"col"}
+        value = expr[op]
+        if op in COMPARISONS:
+            return f"{expr['col']}{COMPARISONS[op]}{value}"
+        if op == "is_null":
+            return f"{expr['col']} is {'' if value else 'not '}null"
+        return f"{expr['col']} {op.replace('_', ' ')} {value}"
+    if "not" in expr:
+        return f"not({describe(expr['not'])})"
+    (op,) = expr
+    return f"{op}(" + ", ".join(describe(e) for e in expr[op]) + ")"
+
+
+def evaluate(expr: Mapping[str, Any], table: pa.Table) -> pa.ChunkedArray:
+    """Boolean mask (nulls count as false) of the rows the expression keeps."""
+    if "col" in expr:
+        name = expr["col"]
+        if name not in table.column_names:
+            raise KeyError(f"filter reads column {name!r}, which the table does not have")
+        column = table[name]
+        (op,) = set(expr) - {"col"}
+        value = expr[op]
+        if op in COMPARISONS:
+            mask = getattr(pc, {"eq": "equal", "ne": "not_equal", "lt": "less", "le": "less_equal",
+                                "gt": "greater", "ge": "greater_equal"}[op])(column, value)
+        elif op == "in":
+            mask = pc.is_in(column, value_set=pa.array(value, type=column.type))
+        elif op == "not_in":
+            mask = pc.invert(pc.is_in(column, value_set=pa.array(value, type=column.type)))
+        else:
+            mask = pc.is_null(column) if value else pc.is_valid(column)
+        return pc.fill_null(mask, False)
+    if "not" in expr:
+        return pc.invert(evaluate(expr["not"], table))
+    (op,) = expr
+    masks = [evaluate(e, table) for e in expr[op]]
+    combine = pc.and_ if op == "all" else pc.or_
+    out = masks[0]
+    for m in masks[1:]:
+        out = combine(out, m)
+    return out
+
+
+def reject_reasons(expr: Mapping[str, Any], table: pa.Table, prefix: str = "filter") -> pa.Array:
+    """Per-row drop reason (null = keep): the first failing clause of a top-level ``all``, else the expression."""
+    clauses = expr["all"] if set(expr) == {"all"} else [expr]
+    reasons = pa.nulls(table.num_rows, pa.string())
+    for clause in clauses:
+        failed = pc.invert(evaluate(clause, table))
+        label = pa.scalar(f"{prefix}:{describe(clause)}", pa.string())
+        reasons = pc.if_else(pc.and_(failed, pc.is_null(reasons)), label, reasons)
+    return reasons.combine_chunks() if isinstance(reasons, pa.ChunkedArray) else reasons
+
+
+class FilterParams(StageParams):
+    expr: dict
+    # Optional name used in drop reasons instead of "filter".
+    reason: str = "filter"
+
+    @field_validator("expr")
+    @classmethod
+    def _valid(cls, value: dict) -> dict:
+        try:
+            return expand(value)
+        except FilterExpressionError as exc:
+            raise ValueError(str(exc)) from None
+
+
+@register_stage
+class Filter(StreamingStage):
+    """Drops rows whose columns fail ``expr``; the YAML step ``- filter: EXPR`` is sugar for this stage."""
+
+    name: ClassVar[str] = "filter_v1"
+    Params = FilterParams
+
+    def process(self, table: pa.Table) -> StageOutput:
+        if table.num_rows == 0:
+            return StageOutput(table, None)
+        return StageOutput(table, reject_reasons(self.params.expr, table, self.params.reason))
+
+    @classmethod
+    def contract_params(cls, tmp_path) -> dict:
+        return {"expr": {"col": "text", "ne": ""}}

@@ -1,0 +1,1 @@
+"""Crawl-ingest: readers for WARC/WET/JSONL/Parquet/text and HTML extraction."""

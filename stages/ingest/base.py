@@ -1,0 +1,104 @@
+"""The reader contract for crawl-ingest.
+
+A reader turns one *unit* (usually one input file; a group of small files for the ``text`` format) into
+record batches. It yields **every record it sees, in order**, each as a row with the document columns
+``text``, ``url``, ``origin`` and a ``reject_reason`` (null = a document). The framework numbers the rows of a
+unit to build ``doc_id`` = ``(unit_index << 32) | ordinal``, so ids are stable for the same inputs whatever is
+later filtered, and every record is accounted for: a non-HTML response, a truncated record or an undecodable
+line becomes a rejected row with its reason, and the rest of the file is still read.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import ClassVar, Iterator
+
+import pyarrow as pa
+from pydantic import BaseModel, ConfigDict
+
+# What a reader yields per batch (the framework adds doc_id, source, _part).
+RECORD_SCHEMA = pa.schema(
+    [
+        pa.field("text", pa.large_string()),
+        pa.field("url", pa.string()),
+        pa.field("origin", pa.string()),
+        pa.field("reject_reason", pa.string()),
+    ]
+)
+
+
+class ReaderOptions(BaseModel):
+    """Per-input options of a reader; unknown keys are refused."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+@dataclasses.dataclass(frozen=True)
+class Limits:
+    """Bounds that keep one record from blowing up a worker's memory."""
+
+    # Raw bytes of one record (HTML, a JSON line, a file) read at most; larger ones are rejected unread.
+    max_record_bytes: int = 16 * 1024 * 1024
+    # Rows per yielded batch and approximate bytes of text per batch.
+    batch_rows: int = 2048
+    batch_bytes: int = 64 * 1024 * 1024
+
+
+@dataclasses.dataclass(frozen=True)
+class Unit:
+    """One unit of ingest work: ``paths`` (one file, or several small files) read by one task."""
+
+    index: int
+    paths: tuple[str, ...]
+
+
+class Reader:
+    format: ClassVar[str] = ""
+    Options: ClassVar[type[ReaderOptions]] = ReaderOptions
+
+    def __init__(self, options: ReaderOptions, limits: Limits):
+        self.options = options
+        self.limits = limits
+
+    def units(self, paths: list[str], first_index: int) -> list[Unit]:
+        """Split the (sorted) input files into units; one per file by default."""
+        return [Unit(first_index + i, (p,)) for i, p in enumerate(paths)]
+
+    def read(self, unit: Unit) -> Iterator[pa.Table]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+class RecordBatcher:
+    """Accumulates rows in Python lists and emits ``RECORD_SCHEMA`` tables at the batch limits.
+
+    Readers parse records one at a time anyway (a WARC record, a JSON line); this keeps the Arrow building
+    and the batch bounds in one place.
+    """
+
+    def __init__(self, limits: Limits):
+        self.limits = limits
+        self._reset()
+
+    def _reset(self) -> None:
+        self.text: list[str] = []
+        self.url: list[str | None] = []
+        self.origin: list[str] = []
+        self.reason: list[str | None] = []
+        self.nbytes = 0
+
+    def add(self, text: str, url: str | None, origin: str, reason: str | None = None) -> pa.Table | None:
+        self.text.append(text)
+        self.url.append(url)
+        self.origin.append(origin)
+        self.reason.append(reason)
+        self.nbytes += len(text)
+        if len(self.text) >= self.limits.batch_rows or self.nbytes >= self.limits.batch_bytes:
+            return self.flush()
+        return None
+
+    def flush(self) -> pa.Table | None:
+        if not self.text:
+            return None
+        table = pa.table([self.text, self.url, self.origin, self.reason], schema=RECORD_SCHEMA)
+        self._reset()
+        return table

@@ -1,0 +1,104 @@
+"""JSON Lines reader: ``.jsonl``, ``.jsonl.gz``, ``.jsonl.zst``, streamed line by line (bounded memory).
+
+Every non-blank line is one record: a line that is not a JSON object is ``malformed_json``, an object without
+a string text field ``missing_text_field``; the lines after them are still read.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+from typing import BinaryIO, Iterator
+
+import pyarrow as pa
+
+from stages.base import require
+from stages.ingest import reasons
+from stages.ingest.base import Reader, ReaderOptions, RecordBatcher, Unit
+
+_LINE_CHUNK = 1 << 20
+
+
+class JsonlOptions(ReaderOptions):
+    text_field: str = "text"
+    id_field: str | None = None  # its value becomes ``origin``; default ``path:line``
+    url_field: str | None = None
+
+
+def open_decompressed(path: str) -> BinaryIO:
+    """A binary stream of the file's bytes, decompressing ``.gz`` / ``.zst`` by suffix."""
+    if path.endswith(".gz"):
+        return gzip.open(path, "rb")
+    if path.endswith(".zst") or path.endswith(".zstd"):
+        zstandard = require("zstandard", "zstd")
+        raw = open(path, "rb")
+        reader = zstandard.ZstdDecompressor().stream_reader(raw, closefd=True)
+        return io.BufferedReader(reader, buffer_size=_LINE_CHUNK)
+    return open(path, "rb")
+
+
+def iter_lines(stream: BinaryIO, max_bytes: int) -> Iterator[tuple[int, bytes | None]]:
+    """``(line_number, line)`` with the newline stripped; ``line`` is None for a line over ``max_bytes``.
+
+    An over-long line is consumed in chunks and never held whole, so one runaway line cannot exhaust memory.
+    """
+    number = 0
+    while True:
+        line = stream.readline(max_bytes + 1)
+        if not line:
+            return
+        number += 1
+        if len(line) > max_bytes and not line.endswith(b"\n"):
+            while chunk := stream.readline(_LINE_CHUNK):  # skip the rest of this line
+                if chunk.endswith(b"\n"):
+                    break
+            yield number, None
+            continue
+        yield number, line.rstrip(b"\r\n")
+
+
+class JsonlReader(Reader):
+    format = "jsonl"
+    Options = JsonlOptions
+
+    def read(self, unit: Unit) -> Iterator[pa.Table]:
+        batcher = RecordBatcher(self.limits)
+        for path in unit.paths:
+            for row in self._rows(path):
+                table = batcher.add(*row)
+                if table is not None:
+                    yield table
+        table = batcher.flush()
+        if table is not None:
+            yield table
+
+    def _rows(self, path: str) -> Iterator[tuple[str, str | None, str, str | None]]:
+        number = 0
+        try:
+            with open_decompressed(path) as stream:
+                for number, line in iter_lines(stream, self.limits.max_record_bytes):
+                    if line is None:
+                        yield "", None, f"{path}:{number}", reasons.RECORD_TOO_LARGE
+                    elif line.strip():
+                        yield self._row(path, number, line)
+        except (OSError, EOFError, ValueError) as exc:  # corrupt/truncated gzip or zstd stream, unreadable file
+            yield "", None, f"{path}:{number + 1}", reasons.with_detail(reasons.READ_ERROR, exc)
+
+    def _row(self, path: str, number: int, line: bytes) -> tuple[str, str | None, str, str | None]:
+        opts: JsonlOptions = self.options  # type: ignore[assignment]
+        origin = f"{path}:{number}"
+        try:
+            obj = json.loads(line.decode("utf-8", errors="replace"))
+        except json.JSONDecodeError as exc:
+            return "", None, origin, reasons.with_detail(reasons.MALFORMED_JSON, exc)
+        if not isinstance(obj, dict):
+            return "", None, origin, reasons.with_detail(reasons.MALFORMED_JSON, f"not an object: {type(obj).__name__}")
+        if opts.id_field is not None and obj.get(opts.id_field) is not None:
+            origin = str(obj[opts.id_field])
+        url = obj.get(opts.url_field) if opts.url_field is not None else None
+        url = url if isinstance(url, str) else None
+        text = obj.get(opts.text_field)
+        if not isinstance(text, str):
+            return "", url, origin, reasons.MISSING_TEXT_FIELD
+        return text, url, origin, None

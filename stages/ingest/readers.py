@@ -1,0 +1,25 @@
+"""Every built-in ingest reader, registered by format: importing this module registers them all.
+
+| format    | reads                                                             | module  |
+|-----------|-------------------------------------------------------------------|---------|
+| `warc`    | WARC (gzip or plain): HTML responses -> extracted text             | warc    |
+| `wet`     | WET: text conversion records as they are                           | warc    |
+| `jsonl`   | `.jsonl`, `.jsonl.gz`, `.jsonl.zst`, one object per line           | jsonl   |
+| `parquet` | Parquet, one row per record                                        | parquet |
+| `text`    | plain-text files, one document per file, grouped into units        | text    |
+"""
+
+from __future__ import annotations
+
+from pipeline.registry import register_reader
+from stages.ingest.jsonl import JsonlReader
+from stages.ingest.parquet import ParquetReader
+from stages.ingest.text import TextReader
+from stages.ingest.warc import WarcReader, WetReader
+
+READERS = (WarcReader, WetReader, JsonlReader, ParquetReader, TextReader)
+
+for _reader in READERS:
+    register_reader(_reader)
+
+__all__ = ["READERS", "JsonlReader", "ParquetReader", "TextReader", "WarcReader", "WetReader"]

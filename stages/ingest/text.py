@@ -1,0 +1,73 @@
+"""Plain-text files (a source tree, a folder of books): each file is one document.
+
+Small files are grouped, ``files_per_unit`` to a unit, so a tree of 100k files is not 100k tasks.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Iterator
+
+import pyarrow as pa
+from pydantic import Field
+
+from stages.ingest import reasons
+from stages.ingest.base import Reader, ReaderOptions, RecordBatcher, Unit
+from stages.ingest.encoding import decode_text
+
+
+class TextOptions(ReaderOptions):
+    # Keep only files whose name ends with one of these (".py", ".md"); None keeps all matched files.
+    extensions: list[str] | None = None
+    files_per_unit: int = Field(default=256, ge=1)
+    # ``origin`` is the file path relative to this directory when the file is under it; else the path as given.
+    relative_to: str | None = None
+
+
+class TextReader(Reader):
+    format = "text"
+    Options = TextOptions
+
+    def units(self, paths: list[str], first_index: int) -> list[Unit]:
+        opts: TextOptions = self.options  # type: ignore[assignment]
+        if opts.extensions is not None:
+            suffixes = tuple(opts.extensions)
+            paths = [p for p in paths if p.endswith(suffixes)]
+        size = opts.files_per_unit
+        return [
+            Unit(first_index + i, tuple(paths[start : start + size]))
+            for i, start in enumerate(range(0, len(paths), size))
+        ]
+
+    def read(self, unit: Unit) -> Iterator[pa.Table]:
+        batcher = RecordBatcher(self.limits)
+        for path in unit.paths:
+            table = batcher.add(*self._row(path))
+            if table is not None:
+                yield table
+        table = batcher.flush()
+        if table is not None:
+            yield table
+
+    def _row(self, path: str) -> tuple[str, None, str, str | None]:
+        origin = self._origin(path)
+        try:
+            with open(path, "rb") as f:
+                data = f.read(self.limits.max_record_bytes + 1)
+        except OSError as exc:
+            return "", None, origin, reasons.with_detail(reasons.READ_ERROR, exc)
+        if len(data) > self.limits.max_record_bytes:
+            return "", None, origin, reasons.RECORD_TOO_LARGE
+        if b"\x00" in data:
+            return "", None, origin, reasons.BINARY_FILE
+        text = decode_text(data)
+        if not text.strip():
+            return "", None, origin, reasons.EMPTY_TEXT
+        return text, None, origin, None
+
+    def _origin(self, path: str) -> str:
+        root = self.options.relative_to  # type: ignore[attr-defined]
+        if root is None:
+            return path
+        rel = os.path.relpath(os.path.abspath(path), os.path.abspath(root))
+        return path if rel.startswith("..") else rel

@@ -1,0 +1,136 @@
+"""End-to-end runs of the local executor over the shipped data: row accounting, commit and resume, stale
+segments, rejects, size limits, and the DuckDB views."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import duckdb
+import pyarrow.parquet as pq
+import pytest
+import warcio.archiveiterator
+
+from pipeline import LocalExecutor, RunDir, run_plan
+from pipeline.inspection import connect, inspect_run
+from pipeline.rundir import StaleSegmentError
+
+from demo_pipeline import DEMO, make_plan
+
+
+def run_local(data_dir, run_dir, text=DEMO, force=False):
+    return run_plan(make_plan(data_dir, text), RunDir(run_dir), LocalExecutor(), force=force, log=lambda m: None)
+
+
+def html_responses(path: Path) -> int:
+    with open(path, "rb") as fh:
+        return sum(
+            1 for r in warcio.archiveiterator.ArchiveIterator(fh)
+            if r.rec_type == "response" and "html" in (r.http_headers.get_header("Content-Type") or "")
+        )
+
+
+@pytest.fixture(scope="module")
+def demo_run(data_dir, tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("demo")
+    return run_local(data_dir, run_dir), run_dir
+
+
+def test_row_accounting_holds_for_every_stage(demo_run):
+    result, run_dir = demo_run
+    (segment, stats), = result.stats
+    positions = sorted({s.position for s in stats})
+    assert positions == [0, 1, 2, 3, 4]
+    for s in stats:
+        assert s.rows_in == s.rows_out + s.rows_dropped, s
+    # What one step keeps is what the next receives, per source.
+    for source in ("common_crawl", "github"):
+        chain = [next(s for s in stats if s.position == p and s.source == source) for p in positions]
+        for a, b in zip(chain, chain[1:]):
+            assert a.rows_out == b.rows_in
+    documents = pq.read_table(RunDir(run_dir).segment_dir(segment)).num_rows
+    assert documents == sum(s.rows_out for s in stats if s.position == 4)
+
+
+def test_one_document_per_html_response_and_truncated_record_counted(demo_run, data_dir):
+    result, run_dir = demo_run
+    con = connect(run_dir)
+    ingest = dict(con.execute("SELECT reason, rows FROM drops WHERE step = 'ingest'").fetchall())
+    assert ingest.get("truncated_record") == 1
+    kept = con.execute("SELECT rows_out, rows_in FROM stage_stats WHERE step='ingest' AND source='common_crawl'")
+    rows_out, rows_in = kept.fetchone()
+    assert rows_out == html_responses(data_dir / "warc" / "cc-main-2020-34-sample.warc.gz")
+    assert rows_in == 50 + 1  # every record of both files is accounted for
+
+
+def test_rejects_keep_dropped_rows_with_their_reason(demo_run):
+    _, run_dir = demo_run
+    con = connect(run_dir)
+    by_step = dict(con.execute("SELECT step, count(*) FROM rejects GROUP BY 1").fetchall())
+    dropped = dict(con.execute("SELECT stage, sum(rows_dropped) FROM stage_stats GROUP BY 1").fetchall())
+    assert by_step["00-ingest"] == dropped["ingest"]
+    for step, rows in by_step.items():
+        assert rows == dropped[step.split("-", 1)[1]]
+    assert con.execute("SELECT count(*) FROM rejects WHERE reject_reason IS NULL").fetchone()[0] == 0
+
+
+def test_stats_are_written_as_parquet_and_json(demo_run):
+    _, run_dir = demo_run
+    stats = json.loads((run_dir / "stats" / "stats.json").read_text())
+    assert {"stages", "drops", "plan_hash", "wall_seconds"} <= set(stats)
+    assert pq.read_table(run_dir / "stats" / "stages.parquet").num_rows == len(stats["stages"])
+    plan = json.loads((run_dir / "plan.json").read_text())
+    assert plan["plan_hash"] == stats["plan_hash"] and plan["versions"]["pyarrow"]
+
+
+def test_duckdb_answers_documents_per_source(demo_run, data_dir):
+    _, run_dir = demo_run
+    rows = dict(duckdb.execute(
+        f"SELECT source, count(*) FROM read_parquet('{run_dir}/segments/*/part-*.parquet') GROUP BY 1").fetchall())
+    con = connect(run_dir)
+    assert dict(con.execute("SELECT source, count(*) FROM documents GROUP BY 1").fetchall()) == rows
+    assert rows["github"] == len(list((data_dir / "python-stdlib").glob("*.py")))
+    assert "drops by reason" in inspect_run(run_dir)
+
+
+def test_rerun_skips_committed_segment_and_output_is_unchanged(data_dir, tmp_path):
+    first = run_local(data_dir, tmp_path)
+    before = {p.name: p.read_bytes() for p in (tmp_path / "segments" / "00-ingest").glob("part-*")}
+    second = run_local(data_dir, tmp_path)
+    assert first.computed == ["00-ingest"] and second.skipped == ["00-ingest"] and not second.computed
+    after = {p.name: p.read_bytes() for p in (tmp_path / "segments" / "00-ingest").glob("part-*")}
+    assert before == after
+    assert [s.rows_out for _, ss in second.stats for s in ss] == [s.rows_out for _, ss in first.stats for s in ss]
+
+
+def test_partial_segment_without_marker_is_recomputed(data_dir, tmp_path):
+    run_local(data_dir, tmp_path)
+    seg = tmp_path / "segments" / "00-ingest"
+    (seg / "_SUCCESS").unlink()
+    victim = sorted(seg.glob("part-*"))[0]
+    victim.write_bytes(b"half a file")
+    result = run_local(data_dir, tmp_path)
+    assert result.computed == ["00-ingest"]
+    assert pq.read_table(victim).num_rows > 0
+
+
+def test_changed_plan_refuses_stale_segment_unless_forced(data_dir, tmp_path):
+    run_local(data_dir, tmp_path)
+    changed = DEMO.replace("seed: 3", "seed: 4")
+    with pytest.raises(StaleSegmentError, match="committed by a different plan"):
+        run_local(data_dir, tmp_path, changed)
+    result = run_local(data_dir, tmp_path, changed, force=True)
+    assert result.computed == ["00-ingest"]
+
+
+def test_oversize_documents_truncated_or_rejected(data_dir, tmp_path):
+    truncating = DEMO.replace("options: {{files_per_unit: 4}}", "options: {{files_per_unit: 4}}\n    max_doc_bytes: 1000")
+    result = run_local(data_dir, tmp_path / "t", truncating)
+    docs = pq.read_table(tmp_path / "t" / "segments" / "00-ingest", filters=[("source", "=", "github")])
+    assert docs.num_rows == 10
+    assert max(len(t.encode()) for t in docs["text"].to_pylist()) <= 1000
+
+    rejecting = truncating.replace("max_doc_bytes: 1000", "max_doc_bytes: 1000\n    oversize: reject")
+    result = run_local(data_dir, tmp_path / "r", rejecting)
+    ingest = next(s for _, ss in result.stats for s in ss if s.position == 0 and s.source == "github")
+    assert ingest.drops["too_large"][0] == 10 and ingest.rows_out == 0

@@ -1,0 +1,113 @@
+from __future__ import annotations
+
+import textwrap
+
+import pytest
+
+from pipeline.plan import build_plan
+from pipeline.spec import SpecError, load_pipeline, parse_pipeline
+
+BASE = """\
+name: t
+seed: 7
+inputs:
+  - source: github
+    format: text
+    paths: ["{data}/python-stdlib/*.py"]
+steps:
+  - stage: clean.normalize_v1
+  - filter: {{all: [{{col: text, ne: ""}}]}}
+"""
+
+
+def spec_text(data_dir, extra: str = "") -> str:
+    return BASE.format(data=data_dir) + textwrap.dedent(extra)
+
+
+def test_valid_pipeline_parses_and_plans(data_dir):
+    spec = parse_pipeline(spec_text(data_dir), "p.yaml")
+    assert spec.seed == 7 and spec.inputs[0].source == "github"
+    plan = build_plan(spec, data_dir)
+    assert [s.stage_name for s in plan.steps] == ["ingest", "clean.normalize_v1", "filter_v1"]
+    assert len(plan.segments) == 1 and plan.units
+
+
+def test_unknown_key_is_refused_with_path_and_line(data_dir):
+    text = spec_text(data_dir).replace("seed: 7", "seed: 7\nsede: 8")
+    with pytest.raises(SpecError) as err:
+        parse_pipeline(text, "p.yaml")
+    assert "p.yaml: sede: unknown key (line 3)" in str(err.value)
+
+
+def test_bad_stage_param_names_the_yaml_path(data_dir):
+    text = spec_text(data_dir).replace("  - stage: clean.normalize_v1",
+                                       "  - stage: clean.normalize_v1\n    params: {bogus: 1}")
+    with pytest.raises(SpecError) as err:
+        parse_pipeline(text, "p.yaml")
+    assert "p.yaml: steps[0].params.bogus: unknown key (line 9)" in str(err.value)
+
+
+def test_unknown_stage_lists_known_ones(data_dir):
+    text = spec_text(data_dir).replace("clean.normalize_v1", "clean.nope_v9")
+    with pytest.raises(SpecError, match=r"steps\[0\]\.stage: unknown stage 'clean.nope_v9'.*clean.normalize_v1"):
+        parse_pipeline(text, "p.yaml")
+
+
+def test_malformed_filter_names_the_step_and_the_spot(data_dir):
+    text = spec_text(data_dir).replace("ne: \"\"", "nearly: 3")
+    with pytest.raises(SpecError, match=r"steps\[1\]\.filter: all\[0\]\.nearly: unknown operator"):
+        parse_pipeline(text, "p.yaml")
+
+
+def test_filter_on_a_column_no_step_produces_is_refused_at_plan_time(data_dir):
+    text = spec_text(data_dir).replace("col: text", "col: lang_score")
+    spec = parse_pipeline(text, "p.yaml")
+    with pytest.raises(SpecError, match=r"steps\[1\]\.filter: column\(s\) \['lang_score'\] do not exist"):
+        build_plan(spec, data_dir)
+
+
+def test_env_interpolation_with_default_and_missing(data_dir):
+    text = spec_text(data_dir).replace("seed: 7", "seed: ${SEED:-11}").replace("name: t", "name: ${NAME}")
+    spec = parse_pipeline(text, "p.yaml", env={"NAME": "from-env"})
+    assert spec.name == "from-env" and spec.seed == 11
+    with pytest.raises(SpecError, match=r"p.yaml: name: environment variable 'NAME' is not set"):
+        parse_pipeline(text, "p.yaml", env={})
+
+
+def test_range_errors_name_the_key(data_dir):
+    text = spec_text(data_dir) + "execution: {batch_rows: 0}\n"
+    with pytest.raises(SpecError, match=r"execution\.batch_rows: Input should be greater than 0"):
+        parse_pipeline(text, "p.yaml")
+
+
+def test_unmatched_glob_names_the_input(data_dir, tmp_path):
+    text = spec_text(data_dir).replace("*.py", "*.nothing")
+    spec = parse_pipeline(text, "p.yaml")
+    with pytest.raises(SpecError, match=r"inputs\[0\]\.paths\[0\]: no file matches"):
+        build_plan(spec, tmp_path)
+
+
+def test_unknown_format_and_reader_option(data_dir):
+    with pytest.raises(SpecError, match=r"inputs\[0\]\.format: unknown input format 'pdf'"):
+        parse_pipeline(spec_text(data_dir).replace("format: text", "format: pdf"), "p.yaml")
+    bad_opt = spec_text(data_dir).replace("format: text", "format: text\n    options: {colour: red}")
+    with pytest.raises(SpecError, match=r"inputs\[0\]\.options\.colour: unknown key"):
+        parse_pipeline(bad_opt, "p.yaml")
+
+
+def test_load_pipeline_reports_missing_file(tmp_path):
+    with pytest.raises(SpecError, match="nope.yaml: cannot read"):
+        load_pipeline(tmp_path / "nope.yaml")
+
+
+def test_yaml_cannot_construct_python_objects(data_dir):
+    text = spec_text(data_dir).replace("seed: 7", "seed: !!python/object/apply:os.system ['true']")
+    with pytest.raises(SpecError, match="not valid YAML"):
+        parse_pipeline(text, "p.yaml")
+
+
+def test_plan_hash_is_stable_and_changes_with_params(data_dir):
+    a = build_plan(parse_pipeline(spec_text(data_dir), "p.yaml"), data_dir)
+    b = build_plan(parse_pipeline(spec_text(data_dir), "p.yaml"), data_dir)
+    c = build_plan(parse_pipeline(spec_text(data_dir).replace("seed: 7", "seed: 8"), "p.yaml"), data_dir)
+    assert a.plan_hash == b.plan_hash != c.plan_hash
