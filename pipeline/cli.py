@@ -44,7 +44,11 @@ def cmd_plan(args) -> int:
 def _init_ray(address: str | None) -> None:
     import ray
 
-    os.environ.setdefault("RAY_DATA_DISABLE_PROGRESS_BARS", "0" if sys.stderr.isatty() else "1")
+    import logging
+
+    # gristmill draws its own progress; Ray Data's bars and INFO lines would interleave with it.
+    os.environ.setdefault("RAY_DATA_DISABLE_PROGRESS_BARS", "1")
+    logging.getLogger("ray.data").setLevel(logging.WARNING)
     if ray.is_initialized():
         return
     if address:
@@ -57,6 +61,7 @@ def _init_ray(address: str | None) -> None:
 
 def cmd_run(args) -> int:
     from pipeline.executors import LocalExecutor, RayExecutor
+    from pipeline.progress import Progress
     from pipeline.rundir import RunDir
     from pipeline.run import run_plan
 
@@ -67,11 +72,12 @@ def cmd_run(args) -> int:
         print("--address needs the ray executor", file=sys.stderr)
         return EXIT_USAGE
     run_dir = RunDir(args.run_dir or plan.spec.output.run_dir or os.path.join("runs", plan.spec.name))
+    progress = None if args.quiet else Progress()
     if executor_name == "ray":
         _init_ray(address)
-        executor = RayExecutor(plan.spec.execution.max_actors)
+        executor = RayExecutor(plan.spec.execution.max_actors, progress=progress)
     else:
-        executor = LocalExecutor()
+        executor = LocalExecutor(progress=progress)
     result = run_plan(plan, run_dir, executor, force=args.force, log=lambda m: print(m, file=sys.stderr))
     for segment, stats in result.stats:
         for s in stats:
@@ -126,6 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--address", help="Ray cluster address (default: $RAY_ADDRESS, else an embedded local Ray)")
     p.add_argument("--executor", choices=["local", "ray"], help="override execution.executor")
     p.add_argument("--force", action="store_true", help="rebuild segments committed by a different plan")
+    p.add_argument("--quiet", action="store_true", help="no progress display")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("inspect", help="summarise a run directory with DuckDB")

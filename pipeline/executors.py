@@ -18,6 +18,7 @@ import pyarrow as pa
 
 from pipeline._internal.runner import StepRunner, read_part, read_unit, write_parts
 from pipeline.plan import Plan, Segment
+from pipeline.progress import Progress, totals_by_step
 from stages.base import StageOutput
 
 
@@ -42,10 +43,20 @@ def _ingest_batches(plan: Plan, runner: StepRunner, unit_indices: Iterable[int])
             yield runner.finish(out.table, out, time.perf_counter() - start)
 
 
+def _start_progress(progress: Progress | None, plan: Plan, segment: Segment, input_parts: list[str]) -> None:
+    if progress is not None:
+        progress.start_segment(segment.name, len(plan.units) if segment.index == 0 else len(input_parts))
+
+
+def _show(progress: Progress | None, segment: Segment, pieces, final: bool = False) -> None:
+    if progress is not None:
+        progress.update(totals_by_step(pieces, by_unit=segment.index == 0), final=final)
+
+
 class LocalExecutor:
     name = "local"
 
-    def __init__(self, progress=None):
+    def __init__(self, progress: Progress | None = None):
         self.progress = progress
 
     def run_segment(self, plan: Plan, segment: Segment, input_parts: list[str], state: Any, run_dir: str,
@@ -59,12 +70,13 @@ class LocalExecutor:
         else:
             batches = (runners[0](read_part(p)) for p in input_parts)
         written = []
+        _start_progress(self.progress, plan, segment, input_parts)
         for table in batches:
             for runner in runners[1:]:
                 table = runner(table)
             written += write_parts(segment_dir, table)
-            if self.progress is not None:
-                self.progress(segment, reporter.pieces)
+            _show(self.progress, segment, reporter.pieces.values())
+        _show(self.progress, segment, reporter.pieces.values(), final=True)
         return SegmentResult(written, list(reporter.pieces.values()))
 
 
@@ -92,6 +104,9 @@ class _Collector:
 
     def pieces(self) -> list[dict]:
         return list(self._pieces.values())
+
+    def totals(self, by_unit: bool) -> dict[int, dict]:
+        return totals_by_step(self._pieces.values(), by_unit)
 
 
 class _IngestUnits:
@@ -146,8 +161,9 @@ def _make_sink(segment_dir: Path):
 class RayExecutor:
     name = "ray"
 
-    def __init__(self, max_actors: int | None = None):
+    def __init__(self, max_actors: int | None = None, progress: Progress | None = None):
         self.max_actors = max_actors
+        self.progress = progress
 
     def run_segment(self, plan: Plan, segment: Segment, input_parts: list[str], state: Any, run_dir: str,
                     segment_dir: Path) -> SegmentResult:
@@ -177,10 +193,38 @@ class RayExecutor:
         for runner in runners[1:]:
             ds = self._map_step(ds, runner, cpus)
         sink = _make_sink(segment_dir)
-        ds.write_datasink(sink)
+        _start_progress(self.progress, plan, segment, input_parts)
+        self._write_with_progress(ds, sink, collector, segment)
         pieces = ray.get(collector.pieces.remote())
         ray.kill(collector)
         return SegmentResult(sink.written or [], pieces)
+
+    def _write_with_progress(self, ds, sink, collector, segment: Segment) -> None:
+        """Execute the dataset in a thread while the driver polls the collector's totals for the display:
+        one small call every interval, never a call per document."""
+        import threading
+
+        import ray
+
+        if self.progress is None:
+            ds.write_datasink(sink)
+            return
+        errors: list[BaseException] = []
+
+        def write() -> None:
+            try:
+                ds.write_datasink(sink)
+            except BaseException as exc:  # re-raised on the driver's thread below
+                errors.append(exc)
+
+        thread = threading.Thread(target=write, name="gristmill-write", daemon=True)
+        thread.start()
+        while thread.is_alive():
+            thread.join(timeout=self.progress.interval)
+            totals = ray.get(collector.totals.remote(segment.index == 0))
+            self.progress.update(totals, final=not thread.is_alive())
+        if errors:
+            raise errors[0]
 
     def _map_step(self, ds, runner: StepRunner, cpus: int):
         resources = runner.step.instantiate().resources
