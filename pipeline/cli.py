@@ -105,6 +105,26 @@ def cmd_sql(args) -> int:
     return 0
 
 
+def cmd_show(args) -> int:
+    from mixtures.cli import show_row
+
+    print(show_row(args.run_dir, args.row))
+    return 0
+
+
+def cmd_verify(args) -> int:
+    from mixtures.cli import verify
+
+    problems = verify(args.run_dir)
+    for p in problems:
+        print(p)
+    if problems:
+        print(f"{len(problems)} problem(s) in {args.run_dir}", file=sys.stderr)
+        return 1
+    print(f"ok: {args.run_dir}: shards match manifest.json")
+    return 0
+
+
 def _delegate(module: str, func: str):
     def run(args) -> int:
         import importlib
@@ -145,6 +165,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=["table", "csv", "json"], default="table")
     p.set_defaults(func=cmd_sql)
 
+    p = sub.add_parser("show", help="decode a shard row back to text with its document boundaries and origins")
+    p.add_argument("run_dir")
+    p.add_argument("--row", type=int, required=True, help="global row number, in manifest order")
+    p.set_defaults(func=cmd_show)
+
+    p = sub.add_parser("verify", help="check manifest.json against the shards (counts, checksums, schema)")
+    p.add_argument("run_dir")
+    p.set_defaults(func=cmd_verify)
+
     for name, module, func, text in (
         ("train-tokenizer", "stages.tokenize.cli", "train_tokenizer_cli", "train a byte-level BPE tokenizer"),
         ("train-quality", "stages.quality.cli", "train_quality_cli", "train a fastText quality classifier"),
@@ -156,13 +185,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from mixtures.solver import InfeasibleMixture
     from pipeline.rundir import StaleSegmentError
     from pipeline.spec import SpecError
 
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (SpecError, StaleSegmentError, FileNotFoundError) as exc:
+    except (SpecError, StaleSegmentError, FileNotFoundError, IndexError, InfeasibleMixture) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
 

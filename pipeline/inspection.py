@@ -45,8 +45,10 @@ def connect(run_dir: str | Path) -> duckdb.DuckDBPyConnection:
             f"EXCLUDE (filename) FROM read_parquet({_q(rd.root / 'rejects' / '*' / 'part-*.parquet')}, "
             "filename = true, union_by_name = true)"
         )
-    if any((rd.root / "shards").glob("part-*.parquet")):
-        con.execute(f"CREATE VIEW shards AS SELECT * FROM read_parquet({_q(rd.root / 'shards' / 'part-*.parquet')})")
+    if (rd.root / "manifest.json").exists():
+        from mixtures.cli import shards_view_sql
+
+        con.execute(shards_view_sql(str(rd.root)))  # the shards in manifest order
     return con
 
 
@@ -105,10 +107,8 @@ def inspect_run(run_dir: str | Path) -> str:
             FROM documents GROUP BY 1 ORDER BY 1"""), ""]
         out += ["sample of documents:", format_result(con, """
             SELECT doc_id, source, url, left(text, 80) AS text FROM documents ORDER BY hash(doc_id) LIMIT 5"""), ""]
-    try:
+    if "shards" in have:
         from mixtures.cli import inspect_shards
-    except ImportError:
-        inspect_shards = None
-    if inspect_shards is not None and "shards" in have:
-        out += [inspect_shards(run_dir)]
+
+        out += ["shards:", inspect_shards(str(run_dir))]
     return "\n".join(out)

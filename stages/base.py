@@ -137,6 +137,9 @@ class GlobalStage(Stage):
     """
 
     is_global: ClassVar[bool] = True
+    # The error ``build`` raises on an input with no rows, for a step that cannot produce anything from
+    # nothing (a mixture with every source missing); None means an empty input gives an empty output.
+    empty_input_error: ClassVar[type[Exception] | None] = None
 
     def build(self, ctx: GlobalContext) -> Any:  # pragma: no cover - abstract
         raise NotImplementedError

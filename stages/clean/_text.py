@@ -56,6 +56,3 @@ def on_rows(array: pa.Array, mask: pa.Array | None, fn: Callable[[pa.Array], pa.
     changed = fn(array.filter(mask))
     return pc.replace_with_mask(array, mask, changed.cast(array.type))
 
-
-def and_masks(a: pa.Array | None, b: pa.Array) -> pa.Array:
-    return b if a is None else pc.and_(a, b)

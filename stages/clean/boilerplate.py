@@ -7,9 +7,10 @@ document through the list offsets. There is no per-document Python loop.
 As in C4, a line is judged after stripping it, kept lines are stripped, and the document is rebuilt with
 "\\n" between kept lines (blank lines go). Differences from C4, chosen so that other languages survive:
 
-* terminal punctuation also accepts ``…``, the CJK ``。！？．``, closing quotes ``”」』``, the Devanagari danda
-  ``।`` and the Arabic question mark ``؟`` (configurable); as in C4, a line ending in an ellipsis (``...`` or
-  ``…``) is still dropped as a likely truncated teaser ("Read more..."), unless ``drop_ellipsis_lines`` is off;
+* terminal punctuation also accepts ``…``, the CJK ``。！？．``, closing quotes ``”」』``, the Devanagari
+  danda ``।`` and the Arabic question mark ``؟`` (configurable); as in C4, a line ending in an ellipsis
+  (``...`` or ``…``) is still dropped as a likely truncated teaser ("Read more..."), unless
+  ``drop_ellipsis_lines`` is off;
 * the word count counts CJK characters (Han, Hiragana, Katakana) at ``cjk_chars_per_word`` characters a word,
   since Chinese and Japanese lines have no spaces (C4 counted them as one word and dropped them all);
 * the curly-brace rule (C4 drops any page with ``{``) is off by default: code sources need braces;
@@ -155,22 +156,40 @@ class Boilerplate(StreamingStage):
         return joined, counts
 
     def line_mask(self, lines: pa.Array) -> np.ndarray:
-        """True for each (stripped) line that every enabled rule keeps."""
+        """True for each (stripped) line that every enabled rule keeps.
+
+        The cheap rules (a line's last character, its ending) run on all lines; the regex rules then run only
+        on the lines still kept, since on web pages the punctuation rule alone drops most menu/link lines.
+        """
         p = self.params
-        keep = np.asarray(pc.greater(pc.binary_length(lines), 0).to_numpy(zero_copy_only=False), dtype=bool)
+        keep = _np(pc.greater(pc.binary_length(lines), 0))
         if p.require_terminal_punctuation:
             last = pc.utf8_slice_codeunits(lines, start=-1)
-            ends_ok = pc.is_in(last, value_set=pa.array(list(p.terminal_punctuation), pa.large_string()))
-            keep &= _np(ends_ok)
+            keep &= _np(pc.is_in(last, value_set=pa.array(list(p.terminal_punctuation), pa.large_string())))
         if p.drop_ellipsis_lines:
             keep &= ~(_np(pc.ends_with(lines, "...")) | _np(pc.ends_with(lines, "…")))
+        candidates = np.flatnonzero(keep)
+        if len(candidates) == 0:
+            return keep
+        if len(candidates) < len(lines):
+            lines = lines.take(pa.array(candidates))
+        keep[candidates] = self.regex_rules(lines)
+        return keep
+
+    def regex_rules(self, lines: pa.Array) -> np.ndarray:
+        """True for each line that the content rules (phrases, word counts, long words) keep."""
+        p = self.params
+        keep = np.ones(len(lines), dtype=bool)
+        phrases = []
         if p.drop_javascript_lines:
-            keep &= ~_np(pc.match_substring(lines, "javascript", ignore_case=True))
-        if p.drop_policy_lines and p.policy_phrases:
-            pattern = "|".join(re2_escape(phrase) for phrase in p.policy_phrases)
-            keep &= ~_np(pc.match_substring_regex(lines, pattern, ignore_case=True))
+            phrases.append("javascript")
+        if p.drop_policy_lines:
+            phrases += p.policy_phrases
         if p.lorem_ipsum == "line":
-            keep &= ~_np(pc.match_substring(lines, "lorem ipsum", ignore_case=True))
+            phrases.append("lorem ipsum")
+        if phrases:
+            pattern = "|".join(re2_escape(phrase) for phrase in phrases)
+            keep &= ~_np(pc.match_substring_regex(lines, pattern, ignore_case=True))
         if p.min_words_per_line > 0:
             keep &= self.enough_words(lines)
         if p.max_word_length > 0:
@@ -216,7 +235,8 @@ class Boilerplate(StreamingStage):
         p = self.params
         rules: list[tuple[str, np.ndarray]] = []
         if p.lorem_ipsum == "document":
-            rules.append(("boilerplate_lorem_ipsum", _np(pc.match_substring(original, "lorem ipsum", ignore_case=True))))
+            lorem = _np(pc.match_substring(original, "lorem ipsum", ignore_case=True))
+            rules.append(("boilerplate_lorem_ipsum", lorem))
         if p.reject_curly_braces:
             rules.append(("boilerplate_curly_brace", _np(pc.match_substring(original, "{"))))
         rules.append(("boilerplate_empty", line_counts == 0))

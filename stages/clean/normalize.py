@@ -120,7 +120,11 @@ def normalize_form(text: pa.Array, form: str) -> pa.Array:
 # Any character the two passes above would touch; rows without one skip both.
 NEEDS_CONTROL_PASS = r"[\x00-\x08\x0B-\x1F\x7F-\x9F\x{FEFF}\x{2028}\x{2029}]"
 # Anything ``clean_whitespace`` would change; rows without one (most curated text) skip its five passes.
-NEEDS_WHITESPACE_PASS = UNICODE_SPACES[:-1] + r"\x{2028}\x{2029}]|[ \t]\n|[ \t]$|\S[ \t]{2}|\n\n\n|^\s|\s$"
+# (utf8_trim_whitespace also trims the separators \x1C-\x1F at either end.)
+NEEDS_WHITESPACE_PASS = (
+    UNICODE_SPACES[:-1] + r"\x{2028}\x{2029}]"
+    + r"|[ \t]\n|[ \t]$|\S[ \t]{2}|\n\n\n|^[\s\x1C-\x1F]|[\s\x1C-\x1F]$"
+)
 
 
 def normalize_line_breaks(text: pa.Array) -> pa.Array:

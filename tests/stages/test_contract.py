@@ -48,15 +48,13 @@ def _stage(cls, tmp_path):
     params = cls.contract_params(tmp_path) if hasattr(cls, "contract_params") else {}
     stage = cls(params)
     stage.run_dir = str(tmp_path)
-    if hasattr(cls, "contract_prepare"):
-        cls.contract_prepare(tmp_path)
     stage.setup()
     return stage
 
 
 def _run(stage, table: pa.Table, tmp_path) -> StageOutput:
-    if hasattr(type(stage), "contract_table"):
-        table = type(stage).contract_table(table, tmp_path)
+    if hasattr(stage, "contract_table"):
+        table = stage.contract_table(table)
     if isinstance(stage, GlobalStage):
         parts = tmp_path / "parts"
         write_parquet_atomic(parts / "part-0000000000000064.parquet", table.drop_columns([PART_COLUMN]))
@@ -78,8 +76,13 @@ def test_stage_contract(name, cls, tmp_path):
     step = Step(1, "steps[0]", name, {})
 
     empty = odd_table().slice(0, 0)
-    table_in, out = _run(stage, empty, tmp_path / "empty")
-    assert out.table.num_rows == 0
+    expected_error = getattr(cls, "empty_input_error", None)
+    if expected_error is not None:
+        with pytest.raises(expected_error):
+            _run(stage, empty, tmp_path / "empty")
+    else:
+        table_in, out = _run(stage, empty, tmp_path / "empty")
+        assert out.table.num_rows == 0
 
     table_in, first = _run(stage, odd_table(), tmp_path / "odd1")
     kept, rejected, reports = account(step, _sources, table_in, first, 0.0)

@@ -1,0 +1,137 @@
+"""What the ``gristmill`` CLI shows about shards: a summary, one row decoded, verification, a DuckDB view.
+
+Each function returns text (or problems) so the CLI only prints; all read ``RUN_DIR/manifest.json`` first.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.dataset as ds
+import pyarrow.parquet as pq
+
+from mixtures import shards
+from stages.base import require
+
+
+def inspect_shards(run_dir: str) -> str:
+    """Realized vs target mixture, epochs per source, tokens per shard, bytes on disk per token."""
+    m = shards.load_manifest(run_dir)
+    mix = m["mixture"]
+    lines = [
+        f"run {run_dir}: {len(m['shards'])} shards, {m['rows']:,} rows x seq_len {m['seq_len']} = "
+        f"{m['tokens']:,} tokens; seed {m['seed']}; plan {m.get('plan_hash') or '-'}",
+        f"tokenizer {m['tokenizer']['path']} sha256 {m['tokenizer']['sha256'][:16]}...",
+        f"mixture {mix['name'] or '(own ratios)'}: total tokens requested "
+        f"{_num(mix['total_tokens_requested'])}, solved {mix['total_tokens_solved']:,}; "
+        f"max |realized - target| = {mix['max_share_error'] * 100:.3f} pp",
+        "",
+        f"{'source':<16}{'target':>9}{'realized':>10}{'tokens':>15}{'epochs':>9}{'max_ep':>8}"
+        f"{'available':>15}{'padding':>9}",
+    ]
+    for s, info in m["sources"].items():
+        lines.append(
+            f"{s:<16}{info['target_share'] * 100:>8.2f}%{info['realized_share'] * 100:>9.2f}%"
+            f"{info['tokens']:>15,}{info['epochs']:>9.3f}{info['max_epochs']:>8g}"
+            f"{info['available_tokens']:>15,}{info['padding_tokens']:>9,}"
+        )
+    for s, n in m.get("unused_sources", {}).items():
+        lines.append(f"{s:<16}{'-':>9}{'-':>10}{0:>15,}  (not in the mixture: {n:,} tokens left out)")
+    per_shard = np.array([e["tokens"] for e in m["shards"]]) if m["shards"] else np.zeros(1)
+    size = sum(e["bytes"] for e in m["shards"])
+    lines += [
+        "",
+        f"tokens per shard: min {per_shard.min():,.0f}, mean {per_shard.mean():,.0f}, max {per_shard.max():,.0f}",
+        f"on disk: {size:,} bytes, {size / max(m['tokens'], 1):.3f} bytes per token",
+    ]
+    return "\n".join(lines)
+
+
+def _num(value: Any) -> str:
+    return "as many as max_epochs allow" if value is None else f"{value:,}"
+
+
+def verify(run_dir: str) -> list[str]:
+    """Problems between the manifest and the shards (counts, checksums, schema); empty when consistent."""
+    return shards.verify_shards(run_dir)
+
+
+def shards_view_sql(run_dir: str) -> str:
+    """``CREATE VIEW shards`` over the manifest's shards, in manifest order, with each row's file."""
+    m = shards.load_manifest(run_dir)
+    paths = ", ".join(_sql_str(os.path.abspath(os.path.join(run_dir, e["path"]))) for e in m["shards"])
+    return (
+        f"CREATE OR REPLACE VIEW shards AS SELECT * FROM read_parquet([{paths}], "
+        "filename = true, file_row_number = true)"
+    )
+
+
+def _sql_str(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def locate_row(manifest: dict[str, Any], row: int) -> tuple[dict[str, Any], int]:
+    """Global row number (manifest order) -> (shard entry, row within it)."""
+    bounds = np.cumsum([0] + [e["rows"] for e in manifest["shards"]])
+    if not 0 <= row < bounds[-1]:
+        raise IndexError(f"row {row} is out of range: the shards hold rows 0..{bounds[-1] - 1}")
+    i = int(np.searchsorted(bounds, row, side="right")) - 1
+    return manifest["shards"][i], row - int(bounds[i])
+
+
+def read_row(run_dir: str, entry: dict[str, Any], offset: int) -> dict[str, Any]:
+    pf = pq.ParquetFile(os.path.join(run_dir, entry["path"]))
+    sizes = np.cumsum([0] + [pf.metadata.row_group(i).num_rows for i in range(pf.num_row_groups)])
+    group = int(np.searchsorted(sizes, offset, side="right")) - 1
+    return pf.read_row_group(group).slice(offset - int(sizes[group]), 1).to_pylist()[0]
+
+
+def document_origins(run_dir: str, manifest: dict[str, Any], doc_ids: list[int]) -> dict[int, dict]:
+    """origin and url of documents, from the mixture step's input parts (or the last segment holding them)."""
+    candidates = [[os.path.join(run_dir, p) for p in manifest.get("inputs", [])]]
+    for segment in sorted(glob.glob(os.path.join(run_dir, "segments", "*")), reverse=True):
+        candidates.append(sorted(glob.glob(os.path.join(segment, "part-*.parquet"))))
+    wanted = pa.array(sorted(set(doc_ids)), pa.uint64())
+    for files in candidates:
+        files = [f for f in files if os.path.exists(f)]
+        if not files:
+            continue
+        dataset = ds.dataset(files, format="parquet")
+        names = dataset.schema.names
+        if not {"doc_id", "origin"} <= set(names):
+            continue
+        cols = ["doc_id", "origin"] + (["url"] if "url" in names else [])
+        found = dataset.to_table(columns=cols, filter=ds.field("doc_id").isin(wanted)).to_pylist()
+        if found:
+            return {r["doc_id"]: r for r in found}
+    return {}
+
+
+def show_row(run_dir: str, row: int) -> str:
+    """One packed row decoded back to text, split at its document boundaries, each with its origin."""
+    tokenizers = require("tokenizers", "tokenize")
+    m = shards.load_manifest(run_dir)
+    entry, offset = locate_row(m, row)
+    record = read_row(run_dir, entry, offset)
+    tok_path = os.path.join(run_dir, m["tokenizer"]["path"])
+    tok = tokenizers.Tokenizer.from_file(tok_path)
+    warning = ""
+    if shards.sha256_file(tok_path) != m["tokenizer"]["sha256"]:
+        warning = f"\nWARNING: {tok_path} is not the tokenizer the shards were made with (sha256 differs)"
+    ids = record["input_ids"]
+    starts = record["doc_offsets"] + [len(ids)]
+    origins = document_origins(run_dir, m, record["doc_ids"])
+    out = [
+        f"row {row} ({entry['path']} row {offset}): source {record['source']}, {len(ids)} tokens, "
+        f"{len(record['doc_ids'])} document(s){warning}"
+    ]
+    for i, doc_id in enumerate(record["doc_ids"]):
+        info = origins.get(doc_id, {})
+        where = f"origin {info.get('origin', '?')}" + (f" url {info['url']}" if info.get("url") else "")
+        out.append(f"--- doc_id {doc_id} at token {starts[i]} ({where})")
+        out.append(tok.decode(ids[starts[i] : starts[i + 1]], skip_special_tokens=False))
+    return "\n".join(out)

@@ -1,0 +1,293 @@
+"""Shards: the interleave of all sources' rows, the shard writer, ``manifest.json``, verification and a reader.
+
+Layout under the run directory::
+
+    shards/part-00000.parquet   rows_per_shard rows (the last shard may hold fewer), zstd
+    manifest.json               written last: shards with rows, tokens per source and sha256, the mixture
+
+Every shard carries the mixture: a seeded permutation of all rows' source labels decides which source fills
+each position, and each source's rows (already in a hash-shuffled document order) fill its positions in
+order, so a shard reads a contiguous slice of every source's packed rows. Files are written under a
+temporary name and renamed into place; ``manifest.json`` goes last, so its presence means complete.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import uuid
+from typing import Any, Iterator, Mapping
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from mixtures.packer import keyed_hash, read_ipc
+
+MANIFEST = "manifest.json"
+SHARDS_DIR = "shards"
+MANIFEST_FORMAT = "gristmill.shards/1"
+_INTERLEAVE_STREAM = 0xFFFF_FFFF  # keeps the interleave hash apart from the per-epoch document hashes
+
+
+def shard_name(index: int) -> str:
+    return f"{SHARDS_DIR}/part-{index:05d}.parquet"
+
+
+@dataclasses.dataclass(frozen=True)
+class WriterOptions:
+    rows_per_shard: int
+    row_group_rows: int
+    compression_level: int = 3
+
+
+@dataclasses.dataclass(frozen=True)
+class StagedSource:
+    """One source's packed rows in a staging Arrow IPC file."""
+
+    source: str
+    path: str
+    rows: int
+
+    def read(self, start: int, stop: int) -> pa.Table:
+        return read_ipc(self.path).slice(start, stop - start)
+
+
+@dataclasses.dataclass(frozen=True)
+class ShardJob:
+    index: int
+    labels: np.ndarray  # per position: index into ``sources``
+    slices: tuple[tuple[int, int], ...]  # per source: its rows [start, stop) in this shard
+    sources: tuple[StagedSource, ...]
+    run_dir: str
+    seq_len: int
+    options: WriterOptions
+
+
+def interleave(rows: Mapping[str, int], rows_per_shard: int, seed: int) -> tuple[list[str], list[np.ndarray]]:
+    """Source labels of every shard position: a seeded permutation of ``rows[s]`` copies of each source,
+    cut into shards of ``rows_per_shard``. Depends only on the counts and the seed."""
+    names = sorted(rows)
+    labels = np.repeat(np.arange(len(names), dtype=np.int32), [rows[s] for s in names])
+    order = np.lexsort((np.arange(len(labels)), keyed_hash(seed, _INTERLEAVE_STREAM, np.arange(len(labels)))))
+    labels = labels[order]
+    return names, [labels[i : i + rows_per_shard] for i in range(0, len(labels), rows_per_shard)]
+
+
+def shard_jobs(
+    staged: Mapping[str, StagedSource], seed: int, run_dir: str, seq_len: int, options: WriterOptions
+) -> list[ShardJob]:
+    names, per_shard = interleave({s: st.rows for s, st in staged.items()}, options.rows_per_shard, seed)
+    sources = tuple(staged[s] for s in names)
+    consumed = np.zeros(len(names), dtype=np.int64)
+    jobs = []
+    for index, labels in enumerate(per_shard):
+        counts = np.bincount(labels, minlength=len(names))
+        slices = tuple((int(a), int(a + n)) for a, n in zip(consumed, counts))
+        consumed += counts
+        jobs.append(ShardJob(index, labels, slices, sources, run_dir, seq_len, options))
+    return jobs
+
+
+def sha256_file(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def atomic_path(path: str) -> str:
+    """A temporary name next to ``path`` (same filesystem, so the final rename is atomic)."""
+    directory, name = os.path.split(path)
+    return os.path.join(directory, f".{name}.tmp-{uuid.uuid4().hex}")
+
+
+def write_parquet_atomic(table: pa.Table, path: str, options: WriterOptions) -> None:
+    tmp = atomic_path(path)
+    try:
+        pq.write_table(
+            table,
+            tmp,
+            compression="zstd",
+            compression_level=options.compression_level,
+            row_group_size=options.row_group_rows,
+            # Token ids are near-incompressible as a dictionary (vocabularies exceed the dictionary page);
+            # plain pages + zstd are smaller and faster (benchmarks/pack.py measures both).
+            use_dictionary=["source"],
+        )
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def write_shard(job: ShardJob) -> dict[str, Any]:
+    """Assemble one shard from its slice of every source, in the interleaved order, and write it."""
+    parts, base = [], []
+    offset = 0
+    for staged, (start, stop) in zip(job.sources, job.slices):
+        base.append(offset)
+        if stop > start:
+            parts.append(staged.read(start, stop))
+        offset += stop - start
+    take = np.empty(len(job.labels), dtype=np.int64)
+    for s in range(len(job.sources)):
+        positions = np.flatnonzero(job.labels == s)
+        take[positions] = base[s] + np.arange(len(positions))
+    table = pa.concat_tables(parts).combine_chunks().take(pa.array(take))
+    path = os.path.join(job.run_dir, shard_name(job.index))
+    write_parquet_atomic(table, path, job.options)
+    counts = np.bincount(job.labels, minlength=len(job.sources))
+    return {
+        "path": shard_name(job.index),
+        "rows": int(len(job.labels)),
+        "tokens": int(len(job.labels)) * job.seq_len,
+        "tokens_per_source": {
+            st.source: int(n) * job.seq_len for st, n in zip(job.sources, counts) if n
+        },
+        "bytes": os.path.getsize(path),
+        "sha256": sha256_file(path),
+    }
+
+
+def write_json_atomic(obj: Any, path: str) -> None:
+    tmp = atomic_path(path)
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump(obj, f, indent=2, sort_keys=False)
+            f.write("\n")
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def remove_stale_shards(run_dir: str, keep: int) -> None:
+    """Drop shard files a previous, larger run left behind (indexes >= keep) and stray temp files."""
+    directory = os.path.join(run_dir, SHARDS_DIR)
+    for name in sorted(os.listdir(directory)):
+        stale_part = name.startswith("part-") and name.endswith(".parquet") and int(name[5:10]) >= keep
+        if stale_part or ".tmp-" in name:
+            os.remove(os.path.join(directory, name))
+
+
+# --- reading back -------------------------------------------------------------------------------------------
+
+
+class ManifestError(ValueError):
+    pass
+
+
+def load_manifest(run_dir: str) -> dict[str, Any]:
+    path = os.path.join(run_dir, MANIFEST)
+    if not os.path.exists(path):
+        raise ManifestError(f"{path}: no manifest (the mixture step has not completed in this run directory)")
+    with open(path, encoding="utf-8") as f:
+        manifest = json.load(f)
+    if manifest.get("format") != MANIFEST_FORMAT:
+        raise ManifestError(f"{path}: format {manifest.get('format')!r}, expected {MANIFEST_FORMAT!r}")
+    return manifest
+
+
+def verify_shards(run_dir: str, checksums: bool = True) -> list[str]:
+    """Problems found comparing ``manifest.json`` with the shard files (empty list: all consistent)."""
+    try:
+        manifest = load_manifest(run_dir)
+    except (ManifestError, json.JSONDecodeError) as exc:
+        return [str(exc)]
+    problems = []
+    seq_len = manifest["seq_len"]
+    listed = set()
+    totals: dict[str, int] = {}
+    for entry in manifest["shards"]:
+        rel = entry["path"]
+        listed.add(rel)
+        path = os.path.join(run_dir, rel)
+        if not os.path.exists(path):
+            problems.append(f"{rel}: listed in the manifest but missing")
+            continue
+        if checksums and sha256_file(path) != entry["sha256"]:
+            problems.append(f"{rel}: sha256 differs from the manifest's {entry['sha256'][:12]}...")
+        try:
+            pf = pq.ParquetFile(path)
+        except Exception as exc:  # a damaged file is a finding, not a crash
+            problems.append(f"{rel}: not readable as Parquet ({exc})")
+            continue
+        if pf.metadata.num_rows != entry["rows"]:
+            problems.append(f"{rel}: {pf.metadata.num_rows} rows, the manifest says {entry['rows']}")
+        ids_type = pf.schema_arrow.field("input_ids").type
+        if not (pa.types.is_fixed_size_list(ids_type) and ids_type.list_size == seq_len):
+            problems.append(f"{rel}: input_ids is {ids_type}, expected fixed_size_list<int32>[{seq_len}]")
+        sources = pf.read(columns=["source"]).column("source").value_counts().to_pylist()
+        found = {d["values"]: d["counts"] * seq_len for d in sources}
+        if found != entry["tokens_per_source"]:
+            problems.append(f"{rel}: tokens per source {found}, the manifest says {entry['tokens_per_source']}")
+        for s, n in found.items():
+            totals[s] = totals.get(s, 0) + n
+    for s, info in manifest["sources"].items():
+        if totals.get(s, 0) != info["tokens"]:
+            problems.append(f"source {s}: {totals.get(s, 0):,} tokens in the shards, the manifest says {info['tokens']:,}")
+    shard_dir = os.path.join(run_dir, SHARDS_DIR)
+    on_disk = {f"{SHARDS_DIR}/{n}" for n in os.listdir(shard_dir)} if os.path.isdir(shard_dir) else set()
+    for extra in sorted(on_disk - listed):
+        problems.append(f"{extra}: in shards/ but not in the manifest")
+    return problems
+
+
+class ShardReader:
+    """Streams rows of the shards in manifest order, resumably.
+
+    ``state_dict()`` is the position of the next row (shard index, row offset within it); a reader built with
+    that state yields exactly the rows not yet yielded. Rows come as numpy int32 arrays of ``seq_len``.
+    """
+
+    def __init__(self, run_dir: str, state: Mapping[str, int] | None = None, batch_rows: int = 1024):
+        self.run_dir = run_dir
+        self.manifest = load_manifest(run_dir)
+        self.seq_len = int(self.manifest["seq_len"])
+        self.batch_rows = batch_rows
+        self.shard = int((state or {}).get("shard", 0))
+        self.row = int((state or {}).get("row", 0))
+        n = len(self.manifest["shards"])
+        if not (0 <= self.shard <= n) or self.row < 0:
+            raise ValueError(f"reader state {dict(state or {})} is outside the {n} shards of {run_dir}")
+
+    def state_dict(self) -> dict[str, int]:
+        return {"shard": self.shard, "row": self.row}
+
+    def load_state_dict(self, state: Mapping[str, int]) -> None:
+        self.shard, self.row = int(state["shard"]), int(state["row"])
+
+    def __len__(self) -> int:
+        """Rows left to read."""
+        shards = self.manifest["shards"]
+        return sum(s["rows"] for s in shards[self.shard :]) - (self.row if self.shard < len(shards) else 0)
+
+    def batches(self) -> Iterator[np.ndarray]:
+        """Arrays of shape (n, seq_len), n <= batch_rows; the state advances past each batch as it is yielded."""
+        shards = self.manifest["shards"]
+        while self.shard < len(shards):
+            entry = shards[self.shard]
+            pf = pq.ParquetFile(os.path.join(self.run_dir, entry["path"]))
+            skip = self.row
+            for batch in pf.iter_batches(batch_size=self.batch_rows, columns=["input_ids"]):
+                if skip >= batch.num_rows:
+                    skip -= batch.num_rows
+                    continue
+                batch = batch.slice(skip)
+                skip = 0
+                ids = batch.column(0).flatten().to_numpy().reshape(-1, self.seq_len)
+                self.row += len(ids)
+                yield ids
+            self.shard, self.row = self.shard + 1, 0
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        for batch in self.batches():
+            # The state already points past the batch; step it back so it is exact after every single row.
+            self.row -= len(batch)
+            for row in batch:
+                self.row += 1
+                yield row

@@ -1,0 +1,159 @@
+from __future__ import annotations
+
+import json
+
+import duckdb
+import pyarrow.parquet as pq
+import pytest
+
+from mixtures import cli
+from mixtures.solver import InfeasibleMixture
+from mixtures.stages import MixturePack
+from pipeline.registry import get_stage
+from stages.base import GlobalStage
+
+PARAMS = {"mixture": "llama", "seq_len": 64, "rows_per_shard": 100, "row_group_rows": 32}
+
+
+def shard_bytes(run_dir):
+    return {p.name: p.read_bytes() for p in sorted((run_dir / "shards").glob("part-*.parquet"))}
+
+
+def test_registered_as_a_global_stage():
+    assert issubclass(MixturePack, GlobalStage)
+    assert MixturePack.name == "mixture.pack_v1"
+    assert get_stage("mixture.pack_v1") is MixturePack
+
+
+def test_realized_shares_match_the_llama_targets_in_duckdb(run_dir, run_pack):
+    run_pack(run_dir, PARAMS)
+    con = duckdb.connect()
+    con.execute(cli.shards_view_sql(str(run_dir)))
+    realized = dict(
+        con.execute(
+            "SELECT source, sum(len(input_ids)) / (SELECT sum(len(input_ids)) FROM shards) FROM shards GROUP BY 1"
+        ).fetchall()
+    )
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    target = manifest["mixture"]["target"]
+    assert set(realized) == set(target)
+    for source, share in target.items():
+        assert abs(realized[source] - share) < 0.005, source
+        assert realized[source] == pytest.approx(manifest["mixture"]["realized"][source])
+    assert manifest["mixture"]["max_share_error"] < 0.005
+    # Every shard carries the mixture: common_crawl is in every full shard, in roughly its share.
+    for entry in manifest["shards"][:-1]:
+        assert 0.5 < entry["tokens_per_source"]["common_crawl"] / entry["tokens"] < 0.85
+
+
+def test_manifest_records_epochs_hashes_and_shards(run_dir, run_pack):
+    (run_dir / "plan.json").write_text(json.dumps({"plan_hash": "abc123"}))
+    run_pack(run_dir, {**PARAMS, "max_epochs": {"wikipedia": 3.0}}, seed=7)
+    m = json.loads((run_dir / "manifest.json").read_text())
+    assert m["plan_hash"] == "abc123" and m["seed"] == 7
+    assert m["tokenizer"]["separator_id"] == 0 and len(m["tokenizer"]["sha256"]) == 64
+    wiki = m["sources"]["wikipedia"]
+    assert 1.0 < wiki["epochs"] <= 3.0  # the smallest source is repeated, within its cap
+    assert wiki["max_epochs"] == 3.0
+    assert sum(e["rows"] for e in m["shards"]) == m["rows"]
+    assert all(e["rows"] == 100 for e in m["shards"][:-1])
+    assert [e["path"] for e in m["shards"]] == [f"shards/part-{i:05d}.parquet" for i in range(len(m["shards"]))]
+    meta = pq.ParquetFile(run_dir / m["shards"][0]["path"]).metadata
+    assert meta.row_group(0).column(0).compression == "ZSTD"
+    assert meta.num_row_groups == 4  # 100 rows in groups of 32
+    assert cli.verify(str(run_dir)) == []
+    assert not (run_dir / "mixture" / "staging").exists()
+
+
+def test_same_seed_is_byte_identical_and_another_seed_only_reorders(
+    tmp_path, doc_table, tokenizer_file, make_run_dir, run_pack
+):
+    runs = {}
+    for name, seed in (("a", 3), ("b", 3), ("c", 4)):
+        run_dir = make_run_dir(tmp_path / name, doc_table, tokenizer_file)
+        run_pack(run_dir, PARAMS, seed=seed)
+        runs[name] = (shard_bytes(run_dir), json.loads((run_dir / "manifest.json").read_text()))
+    assert runs["a"][0] == runs["b"][0]
+    assert runs["a"][1]["shards"] == runs["b"][1]["shards"]
+    assert runs["a"][0] != runs["c"][0]
+    for key in ("rows", "tokens"):
+        assert runs["a"][1][key] == runs["c"][1][key]
+    assert {s: v["tokens"] for s, v in runs["a"][1]["sources"].items()} == {
+        s: v["tokens"] for s, v in runs["c"][1]["sources"].items()
+    }
+
+
+def test_infeasible_mixture_fails_before_writing_any_shard(run_dir, run_pack):
+    with pytest.raises(InfeasibleMixture) as err:
+        run_pack(run_dir, {**PARAMS, "total_tokens": 200_000})
+    assert "is short by" in str(err.value) and "lower total_tokens to <=" in str(err.value)
+    assert not (run_dir / "shards").exists()
+    assert not (run_dir / "manifest.json").exists()
+
+
+def test_missing_source_fails_with_the_fix(run_dir, run_pack):
+    with pytest.raises(InfeasibleMixture, match="source\\(s\\) with a positive share have no tokens.*\n.*code"):
+        run_pack(run_dir, {**PARAMS, "mixture": None, "ratios": {"common_crawl": 0.9, "code": 0.1}})
+    assert not (run_dir / "shards").exists()
+
+
+def test_own_ratios_and_budget(run_dir, run_pack):
+    run_pack(run_dir, {**PARAMS, "mixture": None, "ratios": {"common_crawl": 1, "books": 1},
+                       "total_tokens": 6_400, "max_epochs": {"books": 2.0}})
+    m = json.loads((run_dir / "manifest.json").read_text())
+    assert {s: v["rows"] for s, v in m["sources"].items()} == {"books": 50, "common_crawl": 50}
+    assert set(m["unused_sources"]) == {"arxiv", "c4", "github", "stackexchange", "wikipedia"}
+
+
+def test_rerun_with_fewer_rows_replaces_shards_and_manifest(run_dir, run_pack):
+    run_pack(run_dir, {**PARAMS, "rows_per_shard": 50})
+    run_pack(run_dir, PARAMS)
+    assert cli.verify(str(run_dir)) == []
+
+
+def test_apply_passes_documents_through(doc_table):
+    out = MixturePack(PARAMS).apply(doc_table, None)
+    assert out.table.equals(doc_table) and out.reject_reason is None
+
+
+@pytest.mark.ray
+def test_ray_and_local_write_identical_shards(
+    ray_cluster, tmp_path, doc_table, tokenizer_file, make_run_dir, run_pack
+):
+    local = make_run_dir(tmp_path / "local", doc_table, tokenizer_file)
+    on_ray = make_run_dir(tmp_path / "ray", doc_table, tokenizer_file)
+    run_pack(local, PARAMS, seed=11, executor="local")
+    run_pack(on_ray, PARAMS, seed=11, executor="ray")
+    assert shard_bytes(local) == shard_bytes(on_ray)
+    strip = lambda m: {k: v for k, v in m.items() if k != "inputs"}  # noqa: E731 - inputs name each run dir
+    assert strip(json.loads((local / "manifest.json").read_text())) == strip(
+        json.loads((on_ray / "manifest.json").read_text())
+    )
+
+
+def test_shards_do_not_depend_on_the_packers_chunk_size(tmp_path, doc_table, tokenizer_file, make_run_dir, run_pack):
+    whole = make_run_dir(tmp_path / "whole", doc_table, tokenizer_file)
+    chunked = make_run_dir(tmp_path / "chunked", doc_table, tokenizer_file, n_parts=5)
+    run_pack(whole, PARAMS)
+    run_pack(chunked, {**PARAMS, "chunk_tokens": 300})
+    assert shard_bytes(whole) == shard_bytes(chunked)
+
+
+def test_input_without_token_counts_names_the_file(tmp_path, doc_table, tokenizer_file, make_run_dir, run_pack):
+    run_dir = make_run_dir(tmp_path / "run", doc_table.drop_columns(["n_tokens"]), tokenizer_file)
+    with pytest.raises(ValueError, match=r"part-00000.parquet: needs columns doc_id, source, n_tokens"):
+        run_pack(run_dir, PARAMS)
+
+
+def test_pad_last_keeps_the_tail_of_a_source_in_one_padded_row(run_dir, run_pack):
+    run_pack(run_dir, {**PARAMS, "mixture": None, "ratios": {"books": 1.0}, "pad_last": True})
+    m = json.loads((run_dir / "manifest.json").read_text())
+    books = m["sources"]["books"]
+    assert books["rows"] == -(-books["available_tokens"] // 64)
+    assert books["padding_tokens"] == books["rows"] * 64 - books["available_tokens"] > 0
+    con = duckdb.connect()
+    con.execute(cli.shards_view_sql(str(run_dir)))
+    pad = m["tokenizer"]["pad_id"]
+    padded = con.execute(f"SELECT count(*) FROM shards WHERE input_ids[64] = {pad} AND input_ids[1] != {pad}").fetchone()
+    assert padded[0] == 1  # exactly one row ends in padding
+    assert cli.verify(str(run_dir)) == []
