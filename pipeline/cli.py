@@ -105,6 +105,12 @@ def cmd_sql(args) -> int:
     return 0
 
 
+def cmd_report(args) -> int:
+    from pipeline.report import report_cli
+
+    return report_cli(args.run_dir)
+
+
 def cmd_show(args) -> int:
     from mixtures.cli import show_row
 
@@ -165,6 +171,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=["table", "csv", "json"], default="table")
     p.set_defaults(func=cmd_sql)
 
+    p = sub.add_parser("report", help="(re)compute stats/*.parquet and write RUN_DIR/report.html")
+    p.add_argument("run_dir")
+    p.set_defaults(func=cmd_report)
+
     p = sub.add_parser("show", help="decode a shard row back to text with its document boundaries and origins")
     p.add_argument("run_dir")
     p.add_argument("--row", type=int, required=True, help="global row number, in manifest order")
@@ -181,6 +191,11 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=text, add_help=False)
         p.add_argument("rest", nargs=argparse.REMAINDER)
         p.set_defaults(func=_delegate(module, func))
+
+    # Ray Jobs API: submit, status, logs, stop (issue 7).
+    from pipeline.jobs import add_job_commands
+
+    add_job_commands(sub)
     return parser
 
 

@@ -38,8 +38,12 @@ class _DictReporter:
 
 def _ingest_batches(plan: Plan, runner: StepRunner, unit_indices: Iterable[int]) -> Iterator[pa.Table]:
     for i in unit_indices:
-        for out in read_unit(plan, plan.units[i]):
-            start = time.perf_counter()
+        batches = read_unit(plan, plan.units[i])
+        while True:
+            start = time.perf_counter()  # reading, decoding and extracting happen inside next()
+            out = next(batches, None)
+            if out is None:
+                break
             yield runner.finish(out.table, out, time.perf_counter() - start)
 
 
@@ -55,6 +59,7 @@ def _show(progress: Progress | None, segment: Segment, pieces, final: bool = Fal
 
 class LocalExecutor:
     name = "local"
+    workers = 1
 
     def __init__(self, progress: Progress | None = None):
         self.progress = progress
@@ -162,6 +167,7 @@ class RayExecutor:
     name = "ray"
 
     def __init__(self, max_actors: int | None = None, progress: Progress | None = None):
+        self.workers: int | None = None
         self.max_actors = max_actors
         self.progress = progress
 
@@ -190,6 +196,7 @@ class RayExecutor:
         ds = ray.data.from_items(items, override_num_blocks=len(items))
         ds = ds.map_batches(head, batch_size=1, batch_format="pyarrow", num_cpus=1)
         cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
+        self.workers = cpus
         for runner in runners[1:]:
             ds = self._map_step(ds, runner, cpus)
         sink = _make_sink(segment_dir)

@@ -21,6 +21,8 @@ def connect(run_dir: str | Path) -> duckdb.DuckDBPyConnection:
     - ``stage_stats``, ``drops``: per-step counters (stats/*.parquet)
     - ``rejects``: every kept rejected row, with ``step`` (the rejects/ folder name) and ``reject_reason``
     - ``shards``: packed token sequences, when the run wrote any
+    - the report's derived tables (stats/*.parquet): ``funnel``, ``histograms``, ``thresholds``, ``languages``,
+      ``dedup_clusters``, ``tokenizer_sources``, ``mixture``, ``shard_tokens``, ``run_facts``
     """
     rd = RunDir(run_dir)
     if not rd.root.exists():
@@ -39,6 +41,10 @@ def connect(run_dir: str | Path) -> duckdb.DuckDBPyConnection:
     for name, file in (("stage_stats", "stages.parquet"), ("drops", "drops.parquet")):
         if (rd.stats_dir / file).exists():
             con.execute(f"CREATE VIEW {name} AS SELECT * FROM read_parquet({_q(rd.stats_dir / file)})")
+    from pipeline._internal.report_stats import create_views
+
+    # funnel, histograms, thresholds, languages, dedup_clusters, tokenizer_sources, mixture, shard_tokens, run_facts
+    create_views(con, rd.root)
     if any((rd.root / "rejects").glob("*/part-*.parquet")):
         con.execute(
             "CREATE VIEW rejects AS SELECT regexp_extract(filename, '.*/rejects/([^/]+)/[^/]+$', 1) AS step, * "

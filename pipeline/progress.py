@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import TextIO
+from typing import Callable, TextIO
 
 
 def totals_by_step(pieces, by_unit: bool = True) -> dict[int, dict]:
@@ -28,26 +28,28 @@ def totals_by_step(pieces, by_unit: bool = True) -> dict[int, dict]:
 
 
 class Progress:
-    def __init__(self, stream: TextIO | None = None, log_interval: float = 10.0, tty_interval: float = 0.5):
+    def __init__(self, stream: TextIO | None = None, log_interval: float = 10.0, tty_interval: float = 0.5,
+                 clock: Callable[[], float] = time.monotonic):
         self.stream = stream or sys.stderr
+        self.clock = clock
         self.tty = hasattr(self.stream, "isatty") and self.stream.isatty()
         self.interval = tty_interval if self.tty else log_interval
         self._last = 0.0
         self._lines_drawn = 0
         self._segment = None
-        self._start = time.monotonic()
+        self._start = clock()
 
     def start_segment(self, name: str, total_units: int) -> None:
         self._segment = name
         self._units = total_units
-        self._start = time.monotonic()
-        self._last = 0.0
+        self._start = self.clock()
+        self._last = self._start
         self._lines_drawn = 0
 
     def update(self, totals: dict[int, dict], final: bool = False) -> None:
-        now = time.monotonic()
-        if not final and now - self._last < self.interval:
-            return
+        now = self.clock()
+        if not final and (now - self._last < self.interval or not totals):
+            return  # throttled; and a block with no counters yet says nothing
         self._last = now
         lines = self._render(totals, now - self._start)
         if self.tty:

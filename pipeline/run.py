@@ -35,6 +35,7 @@ def run_plan(plan: Plan, run_dir: RunDir, executor: LocalExecutor | RayExecutor,
     per_segment: list[tuple[str, list[StageStats]]] = []
     skipped, computed = [], []
     input_parts: list[str] = []
+    build_seconds: dict[str, float] = {}
     rebuild = False
     for segment in plan.segments:
         info = None
@@ -51,7 +52,7 @@ def run_plan(plan: Plan, run_dir: RunDir, executor: LocalExecutor | RayExecutor,
             per_segment.append(load_segment_stats(stats_path))
             skipped.append(segment.name)
         else:
-            stats = _run_segment(plan, segment, input_parts, run_dir, executor, log)
+            stats, build_seconds[segment.name] = _run_segment(plan, segment, input_parts, run_dir, executor, log)
             write_segment_stats(stats_path, segment.name, stats)
             per_segment.append((segment.name, stats))
             computed.append(segment.name)
@@ -60,14 +61,23 @@ def run_plan(plan: Plan, run_dir: RunDir, executor: LocalExecutor | RayExecutor,
     write_run_stats(run_dir.stats_dir, per_segment, {
         "plan_hash": plan.plan_hash, "executor": executor.name, "wall_seconds": seconds,
         "segments_skipped": skipped, "segments_computed": computed,
+        "workers": getattr(executor, "workers", None), "build_seconds": build_seconds,
     })
+    try:
+        from pipeline.report import write_report
+
+        log(f"report: {write_report(run_dir.root)}")
+    except Exception as exc:  # a report problem must not fail a run whose data is committed
+        log(f"report.html not written: {exc!r} (retry with: gristmill report {run_dir.root})")
     return RunResult(run_dir.root, plan.plan_hash, per_segment, skipped, computed, seconds)
 
 
 def _run_segment(plan: Plan, segment: Segment, input_parts: list[str], run_dir: RunDir, executor,
-                 log) -> list[StageStats]:
+                 log) -> tuple[list[StageStats], float]:
+    """Compute and commit one segment; returns its stats and the seconds its global ``build`` took."""
     seg_dir = run_dir.reset_segment(segment.name, [s.slug for s in segment.steps])
     state = None
+    build_start = time.perf_counter()
     head = segment.global_step
     if head is not None:
         stage = head.instantiate()
@@ -79,15 +89,16 @@ def _run_segment(plan: Plan, segment: Segment, input_parts: list[str], run_dir: 
         Path(ctx.artifacts_dir).mkdir(parents=True, exist_ok=True)
         log(f"segment {segment.name}: building {head.stage_name} over {len(input_parts)} parts")
         state = stage.build(ctx)  # type: ignore[attr-defined]
+    build_seconds = time.perf_counter() - build_start if head is not None else 0.0
     log(f"segment {segment.name}: running {', '.join(s.stage_name for s in segment.steps)}")
     result = executor.run_segment(plan, segment, input_parts, state, str(run_dir.root), seg_dir)
     stats = aggregate(result.pieces)
     _check_integrity(segment, result, stats)
     run_dir.commit_segment(segment.name, {
         "hash": segment.hash, "parts": [w["path"] for w in result.written],
-        "rows": sum(w["rows"] for w in result.written),
+        "rows": sum(w["rows"] for w in result.written), "build_seconds": build_seconds,
     })
-    return stats
+    return stats, build_seconds
 
 
 def _check_integrity(segment: Segment, result: SegmentResult, stats: list[StageStats]) -> None:

@@ -4,3 +4,4 @@ import stages.clean  # noqa: F401
 import stages.filter  # noqa: F401
 import stages.ingest.readers  # noqa: F401
 import mixtures.stages  # noqa: F401
+import stages.tokenize  # noqa: F401

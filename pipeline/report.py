@@ -1,0 +1,432 @@
+"""``report.html``: the run report, one self-contained file (inline CSS and SVG charts, no script, no network).
+
+Every figure is drawn from a DuckDB view over the run directory's stats Parquet: the counters the run wrote
+(``stage_stats``, ``drops``) and the derived tables ``compute_report_stats`` writes next to them (``funnel``,
+``histograms``, ``languages``, ...), so ``gristmill sql RUN`` answers the same questions. A section appears only
+when its data exists; a run that stopped after cleaning gets a report of what it did.
+
+    gristmill report RUN_DIR            # (re)compute stats/*.parquet and write RUN_DIR/report.html
+"""
+
+from __future__ import annotations
+
+import html
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import duckdb
+
+from pipeline._internal import report_charts as charts
+from pipeline._internal.report_stats import TABLES, compute_report_stats
+from pipeline.rundir import RunDir, atomic_write_bytes
+
+REPORT_FILE = "report.html"
+# Histograms drawn: every thresholded column, then the other scores in name order, up to this many panels.
+MAX_HISTOGRAMS = 36
+TOP_LANGUAGES = 20
+
+
+def write_report(run_dir: str | Path) -> Path:
+    """Recompute the derived stats and write ``RUN_DIR/report.html`` (atomically); returns its path."""
+    rd = RunDir(run_dir)
+    compute_report_stats(rd.root)
+    page = render_report(rd.root)
+    path = rd.root / REPORT_FILE
+    atomic_write_bytes(path, page.encode("utf-8"))
+    return path
+
+
+def report_connection(run_dir: str | Path) -> duckdb.DuckDBPyConnection:
+    from pipeline.inspection import connect
+
+    return connect(run_dir)  # connect() also creates the report's derived-table views
+
+
+def render_report(run_dir: str | Path) -> str:
+    con = report_connection(run_dir)
+    have = {r[0] for r in con.execute("SELECT view_name FROM duckdb_views() WHERE NOT internal").fetchall()}
+    facts = dict(con.execute("SELECT key, value FROM run_facts").fetchall()) if "run_facts" in have else {}
+    sections: list[tuple[str, str, Callable[[duckdb.DuckDBPyConnection, dict], str]]] = [
+        ("funnel", "Funnel", _funnel),
+        ("drops", "Drops by reason", _drops),
+        ("languages", "Languages", _languages),
+        ("histograms", "Quality signals and scores", _histograms),
+        ("dedup", "Deduplication", _dedup),
+        ("tokenizer", "Tokenizer", _tokenizer),
+        ("mixture", "Mixture: target vs realized", _mixture),
+        ("shards", "Tokens per shard", _shards),
+        ("run", "Run facts", _run_facts),
+    ]
+    body, toc = [], []
+    for anchor, title, build in sections:
+        content = build(con, {"have": have, "facts": facts})
+        if content:
+            toc.append(f'<a href="#{anchor}">{_e(title)}</a>')
+            body.append(f'<section id="{anchor}"><h2>{_e(title)}</h2>{content}</section>')
+    name = facts.get("pipeline") or Path(run_dir).name
+    wall = facts.get("wall_seconds")
+    subtitle = " · ".join(x for x in (
+        f"plan {facts['plan_hash']}" if facts.get("plan_hash") else "",
+        f"executor {facts['executor']}" if facts.get("executor") else "",
+        f"wall time {float(wall):.1f} s" if wall else "",
+    ) if x)
+    views = ", ".join(sorted(have))
+    return _PAGE.format(
+        title=_e(f"gristmill report: {name}"), name=_e(name), subtitle=_e(subtitle), run_dir=_e(str(run_dir)),
+        toc=" ".join(toc), body="\n".join(body), views=_e(views), css=_CSS,
+    )
+
+
+# --- helpers ----------------------------------------------------------------------------------------------------
+
+def _e(value: Any) -> str:
+    return html.escape("" if value is None else str(value), quote=True)
+
+
+def _num(value: Any, digits: int = 0) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, float) and digits:
+        return f"{value:,.{digits}f}"
+    return f"{int(round(value)):,}"
+
+
+def _mb(nbytes: Any) -> str:
+    return "–" if nbytes is None else f"{nbytes / 1e6:,.3f}"
+
+
+def _rows(con, sql: str) -> list[dict]:
+    cur = con.execute(sql)
+    cols = [d[0] for d in cur.description]
+    return [dict(zip(cols, r)) for r in cur.fetchall()]
+
+
+def _table(headers: list[str], rows: list[list[str]], attrs: list[dict] | None = None, cls: str = "") -> str:
+    """An HTML table; ``attrs`` puts machine-readable ``data-*`` attributes on each row."""
+    head = "".join(f"<th>{_e(h)}</th>" for h in headers)
+    out = [f'<table class="{cls}"><thead><tr>{head}</tr></thead><tbody>']
+    for i, row in enumerate(rows):
+        a = "".join(f' data-{k}="{_e(v)}"' for k, v in (attrs[i] if attrs else {}).items() if v is not None)
+        out.append(f"<tr{a}>" + "".join(f"<td>{c}</td>" for c in row) + "</tr>")
+    out.append("</tbody></table>")
+    return "".join(out)
+
+
+def _sql_note(sql: str) -> str:
+    return f'<p class="sql">gristmill sql RUN "{_e(" ".join(sql.split()))}"</p>'
+
+
+# --- sections ---------------------------------------------------------------------------------------------------
+
+def _funnel(con, ctx) -> str:
+    if "funnel" not in ctx["have"]:
+        return ""
+    rows = _rows(con, """
+        SELECT ordinal, any_value(step) AS step, any_value(stage) AS stage, sum(documents)::BIGINT AS documents,
+               sum(bytes)::BIGINT AS bytes, sum(tokens)::BIGINT AS tokens
+        FROM funnel GROUP BY ordinal ORDER BY ordinal""")
+    per_source = _rows(con, "SELECT ordinal, source, documents, bytes, tokens FROM funnel ORDER BY ordinal, source")
+    sources = sorted({r["source"] for r in per_source})
+    cell = {(r["ordinal"], r["source"]): r for r in per_source}
+    first = rows[0]["documents"] if rows and rows[0]["documents"] else None
+
+    doc_rows = [r for r in rows if r["documents"] is not None]
+    labels = [f"{r['step']} · {r['stage']}" for r in doc_rows]
+    chart = charts.funnel_chart(
+        labels,
+        {s: [float((cell.get((r["ordinal"], s)) or {}).get("documents") or 0) for r in doc_rows] for s in sources},
+        {s: [((cell.get((r["ordinal"], s)) or {}).get("bytes") or 0) / 1e6 for r in doc_rows] for s in sources},
+    )
+    table_rows, attrs = [], []
+    for r in rows:
+        kept = f"{r['documents'] / first:.1%}" if first and r["documents"] is not None else ""
+        by_source = [
+            _num((cell.get((r["ordinal"], s)) or {}).get("tokens" if r["tokens"] is not None else "documents"))
+            for s in sources]
+        table_rows.append([_e(r["step"]), _e(r["stage"]), _num(r["documents"]), _mb(r["bytes"]),
+                           _num(r["tokens"]), kept, *by_source])
+        attrs.append({"ordinal": r["ordinal"], "step": r["step"], "stage": r["stage"], "documents": r["documents"],
+                      "bytes": r["bytes"], "tokens": r["tokens"]})
+    shard = next((r for r in rows if r["tokens"] is not None), None)
+    lead = ""
+    if first:
+        last_docs = doc_rows[-1]["documents"]
+        lead = (f"<p>{first:,} input records → {last_docs:,} documents "
+                f"({last_docs / first:.1%})" + (f" → {shard['tokens']:,} tokens in shards" if shard else "") + ".</p>")
+    table = _table(["step", "stage", "documents", "MB", "tokens", "of records", *[f"{s}" for s in sources]],
+                   table_rows, attrs, cls="num funnel")
+    note = ("<p class=\"note\">Per-source columns show documents, or tokens for the shard row. "
+            "Bytes are UTF-8 bytes of document text.</p>")
+    return lead + chart + table + note + _sql_note("SELECT * FROM funnel ORDER BY ordinal, source")
+
+
+def _drops(con, ctx) -> str:
+    if "drops" not in ctx["have"]:
+        return ""
+    rows = _rows(con, """
+        SELECT min(position) AS position, step, stage, reason, source, sum(rows)::BIGINT AS rows,
+               sum(bytes)::BIGINT AS bytes
+        FROM drops GROUP BY step, stage, reason, source ORDER BY position, reason, source""")
+    if not rows:
+        return "<p>No document was dropped.</p>"
+    keys = list(dict.fromkeys((r["position"], r["step"], r["stage"], r["reason"]) for r in rows))
+    sources = sorted({r["source"] for r in rows})
+    by = {(r["position"], r["reason"], r["source"]): r for r in rows}
+    labels = [f"{k[1]} · {k[3]}" for k in keys]
+    series = {s: [float((by.get((k[0], k[3], s)) or {}).get("rows") or 0) for k in keys] for s in sources}
+    chart = charts.barh_chart("drops", "documents dropped, by step and reason", labels, series)
+    totals = _rows(con, """SELECT min(position) AS position, step, stage, reason, sum(rows)::BIGINT AS rows,
+                           sum(bytes)::BIGINT AS bytes FROM drops GROUP BY step, stage, reason
+                           ORDER BY position, rows DESC""")
+    table = _table(
+        ["step", "stage", "reason", "documents", "MB"],
+        [[_e(r["step"]), _e(r["stage"]), _e(r["reason"]), _num(r["rows"]), _mb(r["bytes"])] for r in totals],
+        [{"step": r["step"], "stage": r["stage"], "reason": r["reason"], "rows": r["rows"], "bytes": r["bytes"]}
+         for r in totals], cls="num drops")
+    return chart + table + _sql_note("SELECT step, reason, sum(rows) FROM drops GROUP BY ALL ORDER BY 3 DESC")
+
+
+def _languages(con, ctx) -> str:
+    if "languages" not in ctx["have"]:
+        return ""
+    rows = _rows(con, f"""
+        SELECT lang, sum(documents) FILTER (WHERE status = 'kept')::BIGINT AS kept,
+               coalesce(sum(documents) FILTER (WHERE status = 'dropped'), 0)::BIGINT AS dropped,
+               sum(documents)::BIGINT AS total
+        FROM languages GROUP BY lang ORDER BY total DESC, lang LIMIT {TOP_LANGUAGES}""")
+    if not rows:
+        return ""
+    total_langs = con.execute("SELECT count(DISTINCT lang) FROM languages").fetchone()[0]
+    chart = charts.barh_chart(
+        "languages", f"documents per language (top {min(TOP_LANGUAGES, total_langs)} of {total_langs})",
+        [r["lang"] for r in rows],
+        {"kept": [float(r["kept"] or 0) for r in rows], "dropped": [float(r["dropped"]) for r in rows]},
+        colors={"kept": charts.KEPT, "dropped": charts.DROPPED})
+    table = _table(["language", "kept", "dropped", "total"],
+                   [[_e(r["lang"]), _num(r["kept"] or 0), _num(r["dropped"]), _num(r["total"])] for r in rows],
+                   [{"lang": r["lang"], "kept": r["kept"] or 0, "dropped": r["dropped"]} for r in rows],
+                   cls="num languages")
+    note = ("<p class=\"note\">Over the documents of the segment where language ID ran: kept rows and, when "
+            "rejects are kept, the rows its steps dropped.</p>")
+    return chart + table + note + _sql_note("SELECT lang, status, sum(documents) FROM languages GROUP BY ALL")
+
+
+def _histograms(con, ctx) -> str:
+    if "histograms" not in ctx["have"]:
+        return ""
+    thresholds: dict[str, list[tuple[str, float]]] = {}
+    if "thresholds" in ctx["have"]:
+        for r in _rows(con, "SELECT \"column\", op, value, lang FROM thresholds ORDER BY position"):
+            op = r["op"] + (f" ({r['lang']})" if r["lang"] else "")
+            thresholds.setdefault(r["column"], []).append((op, r["value"]))
+    bins = _rows(con, """
+        SELECT "column", bin, min(bin_lo) AS lo, min(bin_hi) AS hi,
+               coalesce(sum(documents) FILTER (WHERE status = 'kept'), 0)::BIGINT AS kept,
+               coalesce(sum(documents) FILTER (WHERE status = 'dropped'), 0)::BIGINT AS dropped
+        FROM histograms GROUP BY ALL ORDER BY "column", bin""")
+    by_col: dict[str, list[dict]] = {}
+    for b in bins:
+        by_col.setdefault(b["column"], []).append(b)
+    order = sorted(by_col, key=lambda c: (c not in thresholds, c not in ("lang_score", "quality_score"), c))
+    panels = []
+    for col in order[:MAX_HISTOGRAMS]:
+        found = by_col[col]
+        width = found[0]["hi"] - found[0]["lo"]
+        start = found[0]["lo"] - found[0]["bin"] * width
+        n = max(b["bin"] for b in found) + 1
+        kept, dropped = [0] * n, [0] * n
+        for b in found:
+            kept[b["bin"]] = b["kept"]
+            dropped[b["bin"]] = b["dropped"]
+        edges = [start + i * width for i in range(n + 1)]
+        panels.append({"column": col, "edges": edges, "kept": kept, "dropped": dropped,
+                       "thresholds": thresholds.get(col, [])})
+    if not panels:
+        return ""
+    listed = _table(["column", "threshold"], [[_e(c), _e(", ".join(f"{op} {v:g}" for op, v in t))]
+                                             for c, t in thresholds.items()],
+                    [{"column": c, "thresholds": ";".join(f"{op} {v:g}" for op, v in t)}
+                     for c, t in thresholds.items()], cls="thresholds") if thresholds else ""
+    more = len(order) - len(panels)
+    note = (f"<p class=\"note\">Kept and dropped documents of the segment where each score was computed; dashed "
+            f"lines are the plan's thresholds. Values beyond a long upper tail fall in the last bin."
+            + (f" {more} more columns are in the histograms table." if more > 0 else "") + "</p>")
+    return (charts.histogram_grid(panels) + note + listed
+            + _sql_note('SELECT "column", bin_lo, status, sum(documents) FROM histograms GROUP BY ALL'))
+
+
+def _dedup(con, ctx) -> str:
+    have = ctx["have"]
+    removed = []
+    if "drops" in have:
+        removed = _rows(con, """SELECT step, stage, reason, sum(rows)::BIGINT AS rows FROM drops
+                                WHERE stage LIKE 'dedup.%' GROUP BY ALL ORDER BY min(position)""")
+    dedup_steps = []
+    if "stage_stats" in have:
+        dedup_steps = _rows(con, """SELECT step, stage, sum(rows_in)::BIGINT AS rows_in,
+                                    sum(rows_dropped)::BIGINT AS dropped FROM stage_stats
+                                    WHERE stage LIKE 'dedup.%' GROUP BY ALL ORDER BY min(position)""")
+    if "dedup_clusters" not in have and not dedup_steps:
+        return ""
+    parts = []
+    if dedup_steps:
+        parts.append(_table(
+            ["step", "stage", "documents in", "removed", "removed %"],
+            [[_e(r["step"]), _e(r["stage"]), _num(r["rows_in"]), _num(r["dropped"]),
+              f"{r['dropped'] / r['rows_in']:.2%}" if r["rows_in"] else ""] for r in dedup_steps],
+            [{"step": r["step"], "stage": r["stage"], "rows-in": r["rows_in"], "removed": r["dropped"]}
+             for r in dedup_steps], cls="num dedup"))
+    if "dedup_clusters" in have:
+        clusters = _rows(con, """SELECT dedup_step, cluster_size, clusters, documents, removed FROM dedup_clusters
+                                 ORDER BY dedup_step, cluster_size""")
+        if clusters:
+            steps = sorted({r["dedup_step"] for r in clusters})
+            sizes = sorted({r["cluster_size"] for r in clusters})
+            by = {(r["dedup_step"], r["cluster_size"]): r["clusters"] for r in clusters}
+            parts.append(charts.grouped_bars(
+                "dedup", "near-duplicate clusters by size", [str(s) for s in sizes],
+                {st: [float(by.get((st, s), 0)) for s in sizes] for st in steps}, charts.PALETTE,
+                ylabel="clusters"))
+            parts.append(_table(
+                ["dedup step", "cluster size", "clusters", "documents", "removed"],
+                [[_e(r["dedup_step"]), _num(r["cluster_size"]), _num(r["clusters"]), _num(r["documents"]),
+                  _num(r["removed"])] for r in clusters],
+                [{"dedup-step": r["dedup_step"], "cluster-size": r["cluster_size"], "clusters": r["clusters"],
+                  "removed": r["removed"]} for r in clusters], cls="num clusters"))
+        else:
+            parts.append("<p>No near-duplicate cluster was found.</p>")
+    return "".join(parts) + _sql_note("SELECT * FROM dedup_clusters")
+
+
+def _tokenizer(con, ctx) -> str:
+    facts = {k: v for k, v in ctx["facts"].items() if k.startswith("tokenizer.") and v is not None}
+    have_sources = "tokenizer_sources" in ctx["have"]
+    if not facts and not have_sources:
+        return ""
+    parts = []
+    if facts:
+        parts.append(_table(["fact", "value"], [[_e(k.removeprefix("tokenizer.")), _e(v)] for k, v in facts.items()],
+                            [{"key": k, "value": v} for k, v in facts.items()], cls="facts"))
+    if have_sources:
+        rows = _rows(con, "SELECT source, documents, bytes, tokens, bytes_per_token FROM tokenizer_sources")
+        parts.append(charts.grouped_bars(
+            "bytes_per_token", "UTF-8 bytes per token, per source", [r["source"] for r in rows],
+            {"bytes/token": [float(r["bytes_per_token"] or 0) for r in rows]}, charts.PALETTE,
+            ylabel="bytes / token"))
+        parts.append(_table(
+            ["source", "documents", "MB", "tokens", "bytes / token"],
+            [[_e(r["source"]), _num(r["documents"]), _mb(r["bytes"]), _num(r["tokens"]),
+              _num(r["bytes_per_token"], 3)] for r in rows],
+            [{"source": r["source"], "tokens": r["tokens"], "bytes": r["bytes"]} for r in rows], cls="num"))
+    return "".join(parts) + _sql_note("SELECT * FROM tokenizer_sources")
+
+
+def _mixture(con, ctx) -> str:
+    if "mixture" not in ctx["have"]:
+        return ""
+    rows = _rows(con, "SELECT * FROM mixture ORDER BY source")
+    chart = charts.grouped_bars(
+        "mixture", "share of tokens per source", [r["source"] for r in rows],
+        {"target": [float(r["target_share"] or 0) for r in rows],
+         "realized": [float(r["realized_share"] or 0) for r in rows]},
+        ["#9aa9c2", charts.KEPT], percent=True)
+    table = _table(
+        ["source", "target", "realized", "target tokens", "tokens", "available tokens", "epochs"],
+        [[_e(r["source"]), f"{r['target_share'] or 0:.2%}", f"{r['realized_share'] or 0:.2%}",
+          _num(r["target_tokens"]), _num(r["tokens"]), _num(r["available_tokens"]), _num(r["epochs"], 3)]
+         for r in rows],
+        [{"source": r["source"], "target": r["target_share"], "realized": r["realized_share"],
+          "tokens": r["tokens"]} for r in rows], cls="num mixture")
+    return chart + table + _sql_note("SELECT * FROM mixture")
+
+
+def _shards(con, ctx) -> str:
+    if "shard_tokens" not in ctx["have"]:
+        return ""
+    rows = _rows(con, "SELECT shard, source, tokens FROM shard_tokens ORDER BY shard, source")
+    shards = sorted({r["shard"] for r in rows})
+    sources = sorted({r["source"] for r in rows})
+    by = {(r["shard"], r["source"]): r["tokens"] for r in rows}
+    chart = charts.stacked_columns("shards", "tokens per shard, by source", shards,
+                                   {s: [float(by.get((i, s), 0)) for i in shards] for s in sources}, "tokens")
+    summary = _rows(con, """SELECT count(*) AS shards, sum(t)::BIGINT AS tokens, min(t) AS min, max(t) AS max,
+                            avg(t) AS mean FROM (SELECT shard, sum(tokens) AS t FROM shard_tokens GROUP BY shard)""")[0]
+    per_source = _rows(con, "SELECT source, sum(tokens)::BIGINT AS tokens FROM shard_tokens GROUP BY 1 ORDER BY 1")
+    table = _table(["source", "tokens"], [[_e(r["source"]), _num(r["tokens"])] for r in per_source],
+                   [{"source": r["source"], "tokens": r["tokens"]} for r in per_source], cls="num shard-sources")
+    lead = (f"<p>{summary['shards']:,} shards, {summary['tokens']:,} tokens; per shard min {summary['min']:,}, "
+            f"mean {summary['mean']:,.0f}, max {summary['max']:,}.</p>")
+    return lead + chart + table + _sql_note("SELECT shard, sum(tokens) FROM shard_tokens GROUP BY 1")
+
+
+def _run_facts(con, ctx) -> str:
+    facts = {k: v for k, v in ctx["facts"].items() if not k.startswith("tokenizer.") and v is not None}
+    parts = []
+    if facts:
+        parts.append(_table(["fact", "value"], [[_e(k), _e(v)] for k, v in facts.items()],
+                            [{"key": k, "value": v} for k, v in facts.items()], cls="facts"))
+    if "stage_stats" in ctx["have"]:
+        rows = _rows(con, """SELECT position, step, stage, segment, sum(seconds) AS seconds,
+                                    sum(rows_in)::BIGINT AS rows_in, sum(bytes_in)::BIGINT AS bytes_in
+                             FROM stage_stats GROUP BY position, step, stage, segment ORDER BY position""")
+        parts.append(charts.barh_chart(
+            "seconds", "seconds per step (summed over workers)", [f"{r['step']} · {r['stage']}" for r in rows],
+            {"seconds": [float(r["seconds"] or 0) for r in rows]}, colors={"seconds": charts.KEPT}))
+        parts.append(_table(
+            ["step", "stage", "segment", "seconds", "documents in", "docs / s", "MB / s"],
+            [[_e(r["step"]), _e(r["stage"]), _e(r["segment"]), _num(r["seconds"], 3), _num(r["rows_in"]),
+              _num(r["rows_in"] / r["seconds"]) if r["seconds"] else "–",
+              _num(r["bytes_in"] / 1e6 / r["seconds"], 2) if r["seconds"] else "–"] for r in rows],
+            [{"step": r["step"], "seconds": r["seconds"]} for r in rows], cls="num seconds"))
+    if not parts:
+        return ""
+    listing = "".join(f"<li><code>{_e(n)}</code>: {_e(d)}</li>" for n, d in TABLES.items())
+    return "".join(parts) + f"<details><summary>derived tables in stats/</summary><ul>{listing}</ul></details>"
+
+
+_CSS = """
+body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:0;color:#222;background:#fafafa}
+header{background:#26324a;color:#fff;padding:16px 28px}
+header h1{margin:0;font-size:22px} header p{margin:4px 0 0;color:#c9d3e6}
+nav{padding:8px 28px;background:#eef1f6;border-bottom:1px solid #d8dde8}
+nav a{margin-right:14px;color:#26324a;text-decoration:none;font-weight:600}
+main{padding:8px 28px 40px;max-width:1100px}
+section{background:#fff;border:1px solid #e1e4ea;border-radius:6px;padding:10px 18px 14px;margin:16px 0}
+h2{font-size:17px;margin:6px 0 10px}
+table{border-collapse:collapse;margin:10px 0;font-size:13px}
+th,td{padding:3px 10px;border-bottom:1px solid #eceef2;text-align:left}
+th{background:#f3f5f8}
+table.num td:not(:first-child):not(:nth-child(2)):not(:nth-child(3)){text-align:right;font-variant-numeric:tabular-nums}
+table.num.funnel td:nth-child(n+3){text-align:right}
+svg.chart{display:block;height:auto;margin:6px 0}
+.note{color:#666;font-size:12px} .sql{color:#555;font:12px ui-monospace,monospace;background:#f6f7f9;padding:4px 8px}
+footer{color:#777;font-size:12px;padding:0 28px 20px}
+"""
+
+_PAGE = """<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{title}</title>
+<style>{css}</style>
+</head>
+<body>
+<header><h1>gristmill run report: {name}</h1><p>{subtitle}</p></header>
+<nav>{toc}</nav>
+<main>
+{body}
+</main>
+<footer>Run directory {run_dir}. Every figure is a query over its stats Parquet (views: {views});
+regenerate with <code>gristmill report RUN_DIR</code>.</footer>
+</body>
+</html>
+"""
+
+
+def report_cli(run_dir: str) -> int:
+    start = time.perf_counter()
+    path = write_report(run_dir)
+    print(f"wrote {path} ({time.perf_counter() - start:.2f}s)")
+    return 0
