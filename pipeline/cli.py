@@ -131,13 +131,11 @@ def cmd_verify(args) -> int:
     return 0
 
 
-def _delegate(module: str, func: str):
-    def run(args) -> int:
-        import importlib
-
-        return importlib.import_module(module).__dict__[func](args.rest)
-
-    return run
+# Commands with argument parsers of their own: (module, function(argv) -> exit code, help).
+DELEGATED = {
+    "train-tokenizer": ("stages.tokenize.cli", "train_tokenizer_cli", "train a byte-level BPE tokenizer"),
+    "train-quality": ("stages.quality.cli", "train_quality_cli", "train a fastText quality classifier"),
+}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -184,13 +182,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run_dir")
     p.set_defaults(func=cmd_verify)
 
-    for name, module, func, text in (
-        ("train-tokenizer", "stages.tokenize.cli", "train_tokenizer_cli", "train a byte-level BPE tokenizer"),
-        ("train-quality", "stages.quality.cli", "train_quality_cli", "train a fastText quality classifier"),
-    ):
-        p = sub.add_parser(name, help=text, add_help=False)
-        p.add_argument("rest", nargs=argparse.REMAINDER)
-        p.set_defaults(func=_delegate(module, func))
+    for name, (_, _, text) in DELEGATED.items():
+        # Listed for --help; main() hands their arguments over untouched (they have parsers of their own).
+        sub.add_parser(name, help=text, add_help=False)
 
     # Ray Jobs API: submit, status, logs, stop (issue 7).
     from pipeline.jobs import add_job_commands
@@ -204,6 +198,12 @@ def main(argv: list[str] | None = None) -> int:
     from pipeline.rundir import StaleSegmentError
     from pipeline.spec import SpecError
 
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv and argv[0] in DELEGATED:
+        import importlib
+
+        module, func, _ = DELEGATED[argv[0]]
+        return getattr(importlib.import_module(module), func)(argv[1:])
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)

@@ -71,3 +71,10 @@ def test_console_script_validates_a_pipeline(pipeline_file):
     done = subprocess.run([str(script), "validate", str(pipeline_file)], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("ok:")
+
+
+def test_delegated_commands_receive_their_own_arguments(capsys):
+    with pytest.raises(SystemExit) as done:
+        main(["train-tokenizer", "--help"])
+    assert done.value.code == 0
+    assert "usage: gristmill train-tokenizer" in capsys.readouterr().out

@@ -1,0 +1,150 @@
+"""A Bloom filter on a numpy bit array, tested and filled a whole batch of 64-bit keys at a time.
+
+Bit positions come from double hashing (Kirsch & Mitzenmacher): g_i = (h1 + i * h2) mod m, with
+h1 = key mod m and h2 = (a re-mix of the key) mod m (never 0). Two implementations of the same positions:
+numpy over a whole batch (``contains``, ``add``, ``first_occurrences(backend="numpy")``) and one compiled
+pass over the batch (``first_occurrences``' default), which walks the keys in order and so also catches a
+key repeated inside the batch by testing the bits its first occurrence just set.
+
+Sizing follows the textbook optimum: m = -n ln p / (ln 2)^2 bits and
+k = round(m / n ln 2) positions for n keys at false-positive rate p.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+
+import numpy as np
+
+from dedup.hashing import fmix64, kernels
+from dedup.parallel import atomic_write
+
+H2_SALT = np.uint64(0x2545F4914F6CDD1D)
+
+
+def optimal_size(capacity: int, fp_rate: float) -> tuple[int, int]:
+    """(bits, hashes) for ``capacity`` keys at false-positive rate ``fp_rate``."""
+    capacity = max(int(capacity), 1)
+    bits = max(1024, int(math.ceil(-capacity * math.log(fp_rate) / math.log(2) ** 2)))
+    hashes = max(1, int(round(bits / capacity * math.log(2))))
+    return bits, hashes
+
+
+class BloomFilter:
+    def __init__(self, num_bits: int, num_hashes: int, words: np.ndarray | None = None, inserted: int = 0):
+        self.num_bits = int(num_bits)
+        self.num_hashes = int(num_hashes)
+        n_words = (self.num_bits + 63) // 64
+        self.words = np.zeros(n_words, dtype=np.uint64) if words is None else words
+        if len(self.words) != n_words:
+            raise ValueError(f"bit array of {len(self.words)} words does not hold {self.num_bits} bits")
+        self.inserted = int(inserted)
+
+    @classmethod
+    def for_capacity(cls, capacity: int, fp_rate: float) -> "BloomFilter":
+        return cls(*optimal_size(capacity, fp_rate))
+
+    def _positions(self, keys: np.ndarray) -> np.ndarray:
+        """(len(keys), k) bit positions."""
+        m = np.uint64(self.num_bits)
+        h1 = keys.astype(np.uint64) % m
+        h2 = fmix64(keys.astype(np.uint64) ^ H2_SALT) % (m - np.uint64(1)) + np.uint64(1)
+        i = np.arange(self.num_hashes, dtype=np.uint64)
+        return (h1[:, None] + i[None, :] * h2[:, None]) % m
+
+    def contains(self, keys: np.ndarray) -> np.ndarray:
+        """Boolean per key: all k bits set (a possible member) or not (certainly never inserted)."""
+        if len(keys) == 0:
+            return np.zeros(0, dtype=bool)
+        pos = self._positions(keys)
+        bits = (self.words[pos >> np.uint64(6)] >> (pos & np.uint64(63))) & np.uint64(1)
+        return bits.all(axis=1)
+
+    def add(self, keys: np.ndarray) -> None:
+        if len(keys) == 0:
+            return
+        pos = self._positions(keys).ravel()
+        word = (pos >> np.uint64(6)).astype(np.int64)
+        mask = np.uint64(1) << (pos & np.uint64(63))
+        np.bitwise_or.at(self.words, word, mask)
+        self.inserted += len(keys)
+
+    def fill_ratio(self) -> float:
+        return float(np.bitwise_count(self.words).sum()) / self.num_bits
+
+    def estimated_fp_rate(self) -> float:
+        """False-positive rate at the current fill: (share of set bits)^k."""
+        return self.fill_ratio() ** self.num_hashes
+
+    def first_occurrences(self, keys: np.ndarray, read_only: bool = False, backend: str = "numba") -> np.ndarray:
+        """Boolean per key, in the given order: True where the key is new, i.e. neither (probably) in the
+        filter nor equal to an earlier key of this batch. Unless ``read_only``, the new keys are inserted."""
+        keys = np.asarray(keys, dtype=np.uint64)
+        if len(keys) == 0:
+            return np.zeros(0, dtype=bool)
+        if backend == "numba":
+            new = np.empty(len(keys), dtype=bool)
+            kernels().bloom_test_and_insert(self.words, keys, np.uint64(self.num_bits), self.num_hashes, read_only, new)
+            if not read_only:
+                self.inserted += int(new.sum())
+            return new
+        seen = self.contains(keys)
+        if read_only:
+            return ~seen
+        _, first = np.unique(keys, return_index=True)
+        new = np.zeros(len(keys), dtype=bool)
+        new[first] = True
+        new &= ~seen
+        self.add(keys[new])
+        return new
+
+    # --- persistence ------------------------------------------------------------------------------------
+
+    def save(self, path: str) -> None:
+        def write(tmp: str) -> None:
+            with open(tmp, "wb") as fh:
+                np.savez(
+                    fh,
+                    words=self.words,
+                    meta=np.array([self.num_bits, self.num_hashes, self.inserted], dtype=np.int64),
+                )
+
+        atomic_write(path, write)
+
+    @classmethod
+    def load(cls, path: str) -> "BloomFilter":
+        try:
+            with np.load(path) as z:
+                bits, hashes, inserted = (int(x) for x in z["meta"])
+                return cls(bits, hashes, z["words"].copy(), inserted)
+        except (OSError, KeyError, ValueError) as exc:
+            raise ValueError(f"{path}: not a saved gristmill Bloom filter ({exc})") from None
+
+
+def save_partitioned(directory: str, filters: list[BloomFilter], meta: dict) -> None:
+    """A partitioned filter: one ``partition-NNNN.npz`` per partition and ``bloom.json`` (written last)."""
+    os.makedirs(directory, exist_ok=True)
+    for p, f in enumerate(filters):
+        f.save(os.path.join(directory, f"partition-{p:04d}.npz"))
+    info = dict(meta, partitions=len(filters))
+    atomic_write(os.path.join(directory, "bloom.json"), lambda tmp: _write_json(tmp, info))
+
+
+def load_meta(directory: str) -> dict:
+    path = os.path.join(directory, "bloom.json")
+    try:
+        with open(path) as fh:
+            return json.load(fh)
+    except FileNotFoundError:
+        raise ValueError(f"{path} is missing: {directory!r} is not a saved gristmill Bloom filter") from None
+
+
+def partition_path(directory: str, partition: int) -> str:
+    return os.path.join(directory, f"partition-{partition:04d}.npz")
+
+
+def _write_json(path: str, obj) -> None:
+    with open(path, "w") as fh:
+        json.dump(obj, fh, indent=2, sort_keys=True)

@@ -1,0 +1,193 @@
+"""Text normalization and tokenization for dedup: one compiled pass over the flat UTF-8 buffer of a batch.
+
+Rules (the same for MinHash shingles and Bloom keys):
+
+* every code point has a class from Unicode tables built once per process: word character, separator
+  (whitespace, control characters, line/paragraph separators), punctuation/symbol (categories P* and S*; a
+  separator when ``punctuation`` folding is on, else a word character), dropped (format characters such as
+  zero-width spaces and soft hyphens: removed without splitting), or "solo";
+* "solo" characters belong to scripts written without spaces between words (Han, Hiragana, Katakana, Thai,
+  Lao, Khmer, Myanmar): each is a token of its own, so word n-grams over Chinese or Japanese text are
+  character n-grams, the usual rule for CJK near-duplicate detection;
+* ``lowercase`` maps each code point with its simple (one-to-one) Unicode lowercase mapping;
+* the normalized text is the words joined by single spaces (runs of separators fold into one space,
+  leading and trailing ones are dropped); ``nfkc`` applies Unicode NFKC (Arrow) first.
+
+``normalize_py`` is an independent pure-Python implementation of the same rules (per character with
+``unicodedata``), used as the reference in tests and by ``dedup.minhash.shingles_py``.
+"""
+
+from __future__ import annotations
+
+import functools
+import unicodedata
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+from pydantic import BaseModel, ConfigDict
+
+
+WORD, SEP, PUNCT, DROP, SOLO = 0, 1, 2, 3, 4
+TABLE_SIZE = 0x30000  # planes 0-2 (BMP, SMP, CJK extension B+); code points above are word characters
+# Scripts written without spaces between words (letter and mark code points of these blocks).
+SOLO_RANGES = (
+    (0x0E00, 0x0EFF),  # Thai, Lao
+    (0x1000, 0x109F),  # Myanmar
+    (0x1780, 0x17FF),  # Khmer
+    (0x3040, 0x30FF),  # Hiragana, Katakana
+    (0x31F0, 0x31FF),  # Katakana phonetic extensions
+    (0x3400, 0x4DBF),  # CJK extension A
+    (0x4E00, 0x9FFF),  # CJK unified ideographs
+    (0xF900, 0xFAFF),  # CJK compatibility ideographs
+    (0xFF66, 0xFF9F),  # half-width Katakana
+    (0x20000, 0x2FFFF),  # CJK extensions B-F, compatibility supplement
+)
+EXTRA_SEPARATORS = {0x09, 0x0A, 0x0B, 0x0C, 0x0D, 0x1C, 0x1D, 0x1E, 0x1F, 0x85}
+
+
+class Normalization(BaseModel):
+    """How text is folded before hashing. The defaults make case, punctuation and spacing not count.
+    Whitespace always folds: tokens are what lies between separators."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    lowercase: bool = True
+    punctuation: bool = True  # punctuation and symbols separate words (and vanish from the normalized text)
+    nfkc: bool = False  # Unicode NFKC first (full-width forms, ligatures); about doubles the cost
+
+
+def char_class(cp: int) -> int:
+    """The class of one code point (the reference for the tables)."""
+    ch = chr(cp)
+    cat = unicodedata.category(ch)
+    if cp in EXTRA_SEPARATORS or cat in ("Zs", "Zl", "Zp", "Cc"):
+        return SEP
+    if cat == "Cf":
+        return DROP
+    if cat[0] in "PS":
+        return PUNCT
+    if cat[0] in "LMN" and any(lo <= cp <= hi for lo, hi in SOLO_RANGES):
+        return SOLO
+    return WORD
+
+
+def lower_cp(cp: int) -> int:
+    """Simple lowercase mapping: the lowercase of a character when it is a single code point."""
+    if 0xD800 <= cp <= 0xDFFF:
+        return cp
+    low = chr(cp).lower()
+    return ord(low) if len(low) == 1 else cp
+
+
+@functools.lru_cache(maxsize=1)
+def tables() -> tuple[np.ndarray, np.ndarray]:
+    """(class uint8, lowercase int32) indexed by code point, for code points below ``TABLE_SIZE``; the same
+    classes as :func:`char_class` (one ``unicodedata`` call per code point, the solo ranges vectorized)."""
+    by_category = {"Zs": SEP, "Zl": SEP, "Zp": SEP, "Cc": SEP, "Cf": DROP}
+    cls = np.zeros(TABLE_SIZE, dtype=np.uint8)
+    low = np.arange(TABLE_SIZE, dtype=np.int32)
+    letter = np.zeros(TABLE_SIZE, dtype=bool)
+    category = unicodedata.category
+    for cp in range(TABLE_SIZE):
+        if 0xD800 <= cp <= 0xDFFF:
+            continue
+        ch = chr(cp)
+        cat = category(ch)
+        c = by_category.get(cat)
+        if c is not None:
+            cls[cp] = c
+        elif cat[0] in "PS":
+            cls[cp] = PUNCT
+        elif cat[0] in "LMN":
+            letter[cp] = True
+        lowered = ch.lower()
+        if lowered != ch and len(lowered) == 1:
+            low[cp] = ord(lowered)
+    for lo, hi in SOLO_RANGES:
+        span = slice(lo, min(hi, TABLE_SIZE - 1) + 1)
+        cls[span] = np.where(letter[span], SOLO, cls[span])
+    cls[list(EXTRA_SEPARATORS)] = SEP
+    return cls, low
+
+
+def normalize_py(text: str, norm: Normalization) -> tuple[str, list[str]]:
+    """Reference implementation: (normalized text, word tokens) of one document."""
+    if norm.nfkc:
+        text = unicodedata.normalize("NFKC", text)
+    words: list[list[str]] = []  # words as lists of characters
+    tokens: list[str] = []
+    current: list[str] | None = None
+    for ch in text:
+        cp = ord(ch)
+        c = char_class(cp) if cp < TABLE_SIZE else WORD
+        if c == DROP:
+            continue
+        if c == PUNCT:
+            c = SEP if norm.punctuation else WORD
+        if c == SEP:
+            if current is not None:
+                tokens.append("".join(current))
+                current = None
+            if words and words[-1]:
+                words.append([])
+            continue
+        if norm.lowercase and cp < TABLE_SIZE:
+            ch = chr(lower_cp(cp))
+        if not words:
+            words.append([])
+        words[-1].append(ch)
+        if c == SOLO:
+            if current is not None:
+                tokens.append("".join(current))
+                current = None
+            tokens.append(ch)
+        else:
+            current = (current or []) + [ch]
+    if current is not None:
+        tokens.append("".join(current))
+    return " ".join("".join(w) for w in words if w), tokens
+
+
+def _as_large_string(texts: pa.Array | pa.ChunkedArray) -> pa.Array:
+    if isinstance(texts, pa.ChunkedArray):
+        texts = texts.combine_chunks() if texts.num_chunks else pa.array([], pa.large_string())
+    return pc.fill_null(texts.cast(pa.large_string()), "")
+
+
+class Normalized:
+    """A normalized batch: ``data[offsets[i]:offsets[i+1]]`` is document i's normalized UTF-8 text; word
+    token j spans ``data[tok_start[j]:tok_end[j]]`` and document i owns tokens ``tok_off[i]:tok_off[i+1]``."""
+
+    def __init__(self, data, offsets, tok_start, tok_end, tok_off):
+        self.data, self.offsets = data, offsets
+        self.tok_start, self.tok_end, self.tok_off = tok_start, tok_end, tok_off
+
+    def texts(self) -> pa.Array:
+        return pa.LargeStringArray.from_buffers(
+            len(self.offsets) - 1, pa.py_buffer(self.offsets), pa.py_buffer(self.data)
+        )
+
+
+def normalize_batch(texts: pa.Array | pa.ChunkedArray, norm: Normalization = Normalization()) -> Normalized:
+    """Normalize and tokenize a whole batch in one compiled pass (see the module docstring for the rules)."""
+    from dedup.hashing import kernels, string_buffers
+
+    arr = _as_large_string(texts)
+    if norm.nfkc:
+        arr = pc.utf8_normalize(arr, form="NFKC")
+    data, offsets = string_buffers(arr)
+    cls, low = tables()
+    n = len(data)
+    out = np.empty(n + n // 2 + 16, dtype=np.uint8)  # lowercasing can lengthen a character by a byte
+    out_off = np.empty(len(offsets), dtype=np.int64)
+    # A token takes at least one byte and two word tokens need a separator between them; "solo" tokens take
+    # three bytes (their scripts lie above U+0800): so at most n/2 + 1 tokens.
+    max_tokens = n // 2 + 2
+    tok_start = np.empty(max_tokens, dtype=np.int64)
+    tok_end = np.empty(max_tokens, dtype=np.int64)
+    tok_off = np.empty(len(offsets), dtype=np.int64)
+    used, n_tok = kernels().normalize_tokenize(
+        data, offsets, cls, low, norm.lowercase, norm.punctuation, out, out_off, tok_start, tok_end, tok_off
+    )
+    return Normalized(out[:used].copy(), out_off, tok_start[:n_tok].copy(), tok_end[:n_tok].copy(), tok_off)

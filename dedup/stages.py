@@ -1,0 +1,495 @@
+"""The registered dedup stages: ``dedup.minhash_v1`` (near duplicates) and ``dedup.bloom_v1`` (exact
+duplicates of documents, paragraphs or URLs). Both are global stages: ``build`` fans the work out over the
+input parts (Ray tasks and actors, or in-process calls: same functions, same result) and returns the
+doc_ids to drop; ``apply`` is a vectorized anti-join on doc_id per part."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from typing import Literal, Optional
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+from pydantic import Field, model_validator
+
+from dedup import bloom as bloom_mod
+from dedup.components import bucket_edges, connected_components, edges_to_chunks
+from dedup.hashing import hash_ranges64, hash_strings64
+from dedup.lsh import band_keys, optimal_param
+from dedup.minhash import ShingleSpec, empty_value, estimated_jaccard, signatures
+from dedup.normalize import Normalization, normalize_batch
+from dedup.parallel import Runner, atomic_write, partition_of, split_by_partition
+from pipeline.registry import register_stage
+from stages.base import GlobalContext, GlobalStage, StageOutput, StageParams
+
+READ_BATCH_ROWS = 8192  # rows read from a part at a time: bounds the memory of one task
+BLOOM_KEY_HASH = "gristmill-block64-v1"
+
+
+def _write_json(path: str, obj: dict) -> None:
+    def write(tmp: str) -> None:
+        with open(tmp, "w") as fh:
+            json.dump(obj, fh, indent=2, sort_keys=True)
+
+    atomic_write(path, write)
+
+
+def _reject_where(mask: np.ndarray, reason: str) -> pa.Array | None:
+    if not mask.any():
+        return None
+    return pa.array(np.where(mask, reason, None), pa.string())
+
+
+def _isin_sorted(values: np.ndarray, sorted_set: np.ndarray) -> np.ndarray:
+    if len(sorted_set) == 0 or len(values) == 0:
+        return np.zeros(len(values), dtype=bool)
+    idx = np.minimum(np.searchsorted(sorted_set, values), len(sorted_set) - 1)
+    return sorted_set[idx] == values
+
+
+def _doc_ids(table: pa.Table) -> np.ndarray:
+    return table.column("doc_id").to_numpy().astype(np.uint64, copy=False)
+
+
+# ==== MinHash ================================================================================================
+
+
+class MinHashParams(StageParams):
+    text_column: str = "text"
+    ngram: int = Field(5, ge=1, le=64, description="tokens per shingle")
+    unit: Literal["word", "char"] = "word"
+    normalization: Normalization = Normalization()
+    num_perm: int = Field(128, ge=2, le=4096)
+    seed: int = Field(1, ge=0, lt=2**32, description="permutation seed, as datasketch.MinHash(seed=...)")
+    scheme: Literal["affine32", "legacy"] = "affine32"
+    threshold: float = Field(0.8, gt=0.0, lt=1.0, description="target Jaccard similarity")
+    bands: Optional[int] = Field(None, ge=1)
+    rows: Optional[int] = Field(None, ge=1)
+    false_positive_weight: float = Field(0.5, ge=0.0)
+    false_negative_weight: float = Field(0.5, ge=0.0)
+    verify: bool = Field(True, description="keep only candidate pairs whose estimated Jaccard >= threshold")
+    partitions: int = Field(4, ge=1, le=4096, description="shuffle partitions of band keys and edges")
+
+    @model_validator(mode="after")
+    def _check(self):
+        if (self.bands is None) != (self.rows is None):
+            raise ValueError("give both bands and rows, or neither (then they follow from threshold)")
+        if self.bands is not None and self.bands * self.rows > self.num_perm:
+            raise ValueError(f"bands*rows = {self.bands * self.rows} exceeds num_perm = {self.num_perm}")
+        if self.false_positive_weight + self.false_negative_weight <= 0:
+            raise ValueError("false_positive_weight + false_negative_weight must be positive")
+        return self
+
+    def banding(self) -> tuple[int, int]:
+        if self.bands is not None:
+            return self.bands, self.rows
+        return optimal_param(self.threshold, self.num_perm, self.false_positive_weight, self.false_negative_weight)
+
+    def shingles(self) -> ShingleSpec:
+        return ShingleSpec(ngram=self.ngram, unit=self.unit, normalization=self.normalization)
+
+
+def _sign_part(path: str, params: MinHashParams, banding: tuple[int, int], sig_prefix: str | None, num_partitions: int):
+    """Signatures and band keys of one part; (key, doc_id) rows split by key partition, plus stats."""
+    bands, rows = banding
+    file = pq.ParquetFile(path)
+    doc_chunks, sig_chunks, key_chunks, keyed_docs = [], [], [], []
+    n_docs = n_bytes = n_empty = 0
+    for batch in file.iter_batches(batch_size=READ_BATCH_ROWS, columns=["doc_id", params.text_column]):
+        docs = batch.column("doc_id").to_numpy().astype(np.uint64)
+        text = batch.column(params.text_column)
+        sig = signatures(text, params.shingles(), params.num_perm, params.seed, params.scheme)
+        n_docs += len(docs)
+        n_bytes += pc.sum(pc.binary_length(text)).as_py() or 0
+        # A document without shingles has the empty signature: it would collide with every other empty one.
+        has = (sig != empty_value(params.scheme)).any(axis=1)
+        n_empty += int((~has).sum())
+        keys = band_keys(sig[has], bands, rows)
+        key_chunks.append(keys.ravel())
+        keyed_docs.append(np.repeat(docs[has], bands))
+        if sig_prefix is not None:
+            doc_chunks.append(docs[has])
+            sig_chunks.append(sig[has])
+    keys = np.concatenate(key_chunks) if key_chunks else np.zeros(0, np.uint64)
+    kdocs = np.concatenate(keyed_docs) if keyed_docs else np.zeros(0, np.uint64)
+    sig_files = None
+    if sig_prefix is not None:
+        sig_files = (sig_prefix + ".docs.npy", sig_prefix + ".sig.npy")
+        all_docs = np.concatenate(doc_chunks) if doc_chunks else np.zeros(0, np.uint64)
+        all_sig = np.concatenate(sig_chunks) if sig_chunks else np.zeros((0, params.num_perm), np.uint32)
+        order = np.argsort(all_docs, kind="stable")
+        atomic_write(sig_files[0], lambda tmp: np.save(tmp, all_docs[order]))
+        atomic_write(sig_files[1], lambda tmp: np.save(tmp, all_sig[order]))
+    chunks = split_by_partition(partition_of(keys, num_partitions), num_partitions, keys, kdocs)
+    stats = {"docs": n_docs, "bytes": int(n_bytes), "docs_without_shingles": n_empty, "sig_files": sig_files}
+    return (*chunks, stats)
+
+
+def lookup_signatures(sig_files: list[tuple[str, str]], docs: np.ndarray, num_perm: int, dtype) -> np.ndarray:
+    """Signature rows of ``docs`` from the per-part files (memory-mapped; every doc must be present)."""
+    out = np.zeros((len(docs), num_perm), dtype=dtype)
+    found = np.zeros(len(docs), dtype=bool)
+    for docs_path, sig_path in sig_files:
+        part_docs = np.load(docs_path)
+        if len(part_docs) == 0:
+            continue
+        idx = np.minimum(np.searchsorted(part_docs, docs), len(part_docs) - 1)
+        hit = part_docs[idx] == docs
+        if hit.any():
+            sig = np.load(sig_path, mmap_mode="r")
+            out[hit] = sig[idx[hit]]
+            found |= hit
+    if not found.all():
+        raise RuntimeError(f"signatures of {int((~found).sum())} candidate documents are missing from {sig_files}")
+    return out
+
+
+def _bucket_task(params: MinHashParams, sig_files, num_partitions: int, *chunks):
+    """Group one partition of band keys into buckets -> star edges (verified) -> adjacency chunks."""
+    keys = np.concatenate([c[0] for c in chunks]) if chunks else np.zeros(0, np.uint64)
+    docs = np.concatenate([c[1] for c in chunks]) if chunks else np.zeros(0, np.uint64)
+    src, dst = bucket_edges(keys, docs)
+    candidates = len(src)
+    if params.verify and len(src):
+        dtype = np.uint64 if params.scheme == "legacy" else np.uint32
+        sim = estimated_jaccard(
+            lookup_signatures(sig_files, src, params.num_perm, dtype),
+            lookup_signatures(sig_files, dst, params.num_perm, dtype),
+        )
+        keep = sim >= params.threshold
+        src, dst = src[keep], dst[keep]
+    return (*edges_to_chunks(src, dst, num_partitions), {"candidate_pairs": candidates, "pairs": len(src)})
+
+
+def _write_clusters(path: str, rows):
+    """Write one partition's clusters (doc_id, cluster_id, cluster_size); return its duplicates and the
+    size of each of its clusters."""
+    member, cluster, size = rows
+    table = pa.table(
+        {"doc_id": pa.array(member, pa.uint64()), "cluster_id": pa.array(cluster, pa.uint64()),
+         "cluster_size": pa.array(size, pa.int64())}
+    )
+    atomic_write(path, lambda tmp: pq.write_table(table, tmp))
+    duplicate = member != cluster
+    return np.sort(member[duplicate]), size[~duplicate]
+
+
+@register_stage
+class MinHashDedup(GlobalStage):
+    """Near-duplicate removal: MinHash-LSH candidates, connected components, keep each cluster's smallest
+    doc_id. Writes ``RUN_DIR/dedup/NN-minhash/`` (clusters Parquet, stats.json, signatures when verifying)."""
+
+    name = "dedup.minhash_v1"
+    Params = MinHashParams
+    REASON = "near_duplicate"
+
+    def build(self, ctx: GlobalContext) -> np.ndarray:
+        p: MinHashParams = self.params
+        runner = Runner(ctx.executor)
+        bands, rows = p.banding()
+        P = p.partitions
+        out_dir = os.path.join(ctx.artifacts_dir, f"{ctx.step_index:02d}-minhash")
+        os.makedirs(os.path.join(out_dir, "clusters"), exist_ok=True)
+        if p.verify:
+            os.makedirs(os.path.join(out_dir, "signatures"), exist_ok=True)
+        parts = sorted(ctx.input_parts)
+        signed = [
+            runner.submit(
+                _sign_part, path, p, (bands, rows),
+                os.path.join(out_dir, "signatures", f"part-{i:06d}") if p.verify else None, P,
+                num_returns=P + 1,
+            )
+            for i, path in enumerate(parts)
+        ]
+        part_stats = runner.get([s[P] for s in signed])
+        sig_files = [s["sig_files"] for s in part_stats if s["sig_files"]]
+        buckets = [
+            runner.submit(_bucket_task, p, sig_files, P, *[s[q] for s in signed], num_returns=P + 1)
+            for q in range(P)
+        ]
+        bucket_stats = runner.get([b[P] for b in buckets])
+        clusters, rounds = connected_components(runner, [b[:P] for b in buckets], P)
+        written = runner.get([
+            runner.submit(_write_clusters, os.path.join(out_dir, "clusters", f"part-{q:04d}.parquet"), c)
+            for q, c in enumerate(clusters)
+        ])
+        drop = np.sort(np.concatenate([w[0] for w in written])) if written else np.zeros(0, np.uint64)
+        sizes = np.concatenate([w[1] for w in written]) if written else np.zeros(0, np.int64)
+        docs_in = sum(s["docs"] for s in part_stats)
+        hist = np.bincount(sizes) if len(sizes) else np.zeros(0, np.int64)
+        stats = {
+            "stage": self.name, "docs_in": docs_in, "docs_out": docs_in - len(drop), "near_duplicates": len(drop),
+            "bytes_in": sum(s["bytes"] for s in part_stats),
+            "docs_without_shingles": sum(s["docs_without_shingles"] for s in part_stats),
+            "clusters": int(len(sizes)), "cluster_size_histogram": {str(k): int(v) for k, v in enumerate(hist) if v},
+            "largest_cluster": int(sizes.max()) if len(sizes) else 0,
+            "candidate_pairs": sum(b["candidate_pairs"] for b in bucket_stats),
+            "pairs_after_verification": sum(b["pairs"] for b in bucket_stats),
+            "components_rounds": rounds, "bands": bands, "rows": rows, "num_perm": p.num_perm,
+            "threshold": p.threshold, "partitions": P, "executor": ctx.executor,
+        }
+        _write_json(os.path.join(out_dir, "stats.json"), stats)
+        return drop
+
+    def apply(self, table: pa.Table, state: np.ndarray) -> StageOutput:
+        return StageOutput(table, _reject_where(_isin_sorted(_doc_ids(table), state), self.REASON))
+
+
+# ==== Bloom ==================================================================================================
+
+
+class BloomParams(StageParams):
+    granularity: Literal["document", "paragraph", "url"] = "document"
+    text_column: str = "text"
+    url_column: str = "url"
+    normalization: Normalization = Normalization()
+    capacity: Optional[int] = Field(None, ge=1, description="keys the filter is sized for; default: this run's")
+    fp_rate: float = Field(0.001, gt=0.0, lt=0.5, description="target false-positive rate at capacity")
+    partitions: int = Field(4, ge=1, le=4096, description="filter partitions (Ray actors), by key hash")
+    load: Optional[str] = Field(None, description="directory of a saved filter to start from")
+    read_only: bool = Field(False, description="only test against the loaded filter (decontamination)")
+    save: bool = True
+    paragraph_separator: str = Field("\n", min_length=1)
+    min_remaining_fraction: float = Field(
+        0.5, ge=0.0, le=1.0,
+        description="paragraph mode: drop a document keeping less than this share of its characters",
+    )
+    reason: Optional[str] = None
+
+    @model_validator(mode="after")
+    def _check(self):
+        if self.read_only and not self.load:
+            raise ValueError("read_only needs load: PATH (a filter saved by an earlier run)")
+        return self
+
+    def reject_reason(self) -> str:
+        if self.reason:
+            return self.reason
+        return {"document": "exact_duplicate", "paragraph": "duplicate_paragraphs", "url": "duplicate_url"}[
+            self.granularity
+        ]
+
+    def key_spec(self) -> dict:
+        """What a saved filter's keys mean; a filter loads only into a stage with the same spec."""
+        return {"hash": BLOOM_KEY_HASH, "granularity": self.granularity,
+                "normalization": self.normalization.model_dump(),
+                "paragraph_separator": self.paragraph_separator if self.granularity == "paragraph" else None}
+
+
+def _paragraphs(text: pa.Array, separator: str) -> tuple[pa.Array, np.ndarray, np.ndarray]:
+    """(paragraph strings, row index of each, index within its row)."""
+    lists = pc.split_pattern(pc.fill_null(text, ""), separator)
+    flat = lists.flatten()
+    parent = pc.list_parent_indices(lists).to_numpy()
+    offsets = np.asarray(lists.offsets)
+    para_idx = np.arange(len(flat)) - (offsets[parent] - offsets[0])
+    return flat, parent, para_idx.astype(np.int64)
+
+
+def bloom_keys(table: pa.Table | pa.RecordBatch, params: BloomParams):
+    """(key, doc_id, paragraph index) rows of a batch, in doc_id then paragraph order."""
+    docs = table.column("doc_id").to_numpy().astype(np.uint64)
+    if params.granularity == "url":
+        url = table.column(params.url_column)
+        trimmed = pc.utf8_trim_whitespace(pc.fill_null(url, ""))
+        present = pc.and_(pc.is_valid(url), pc.greater(pc.utf8_length(trimmed), 0)).to_numpy(zero_copy_only=False)
+        keys = hash_strings64(trimmed)
+        return keys[present], docs[present], np.zeros(int(present.sum()), np.int64)
+    if params.granularity == "document":
+        norm = normalize_batch(table.column(params.text_column), params.normalization)
+        return hash_ranges64(norm.data, norm.offsets[:-1], norm.offsets[1:]), docs, np.zeros(len(docs), np.int64)
+    text = table.column(params.text_column)
+    if isinstance(text, pa.ChunkedArray):
+        text = text.combine_chunks() if text.num_chunks else pa.array([], pa.large_string())
+    flat, parent, para_idx = _paragraphs(text, params.paragraph_separator)
+    norm = normalize_batch(flat, params.normalization)
+    nonempty = np.diff(norm.offsets) > 0  # blank paragraphs are no keys: they never count as repeats
+    keys = hash_ranges64(norm.data, norm.offsets[:-1], norm.offsets[1:])
+    return keys[nonempty], docs[parent][nonempty], para_idx[nonempty]
+
+
+def _bloom_key_task(path: str, params: BloomParams, num_partitions: int):
+    columns = ["doc_id", params.url_column if params.granularity == "url" else params.text_column]
+    file = pq.ParquetFile(path)
+    out = [bloom_keys(b, params) for b in file.iter_batches(batch_size=READ_BATCH_ROWS, columns=columns)]
+    keys = np.concatenate([o[0] for o in out]) if out else np.zeros(0, np.uint64)
+    docs = np.concatenate([o[1] for o in out]) if out else np.zeros(0, np.uint64)
+    paras = np.concatenate([o[2] for o in out]) if out else np.zeros(0, np.int64)
+    part = partition_of(keys, num_partitions)
+    chunks = split_by_partition(part, num_partitions, keys, docs, paras)
+    n_rows = file.metadata.num_rows
+    info = {
+        "docs": n_rows, "keys_per_partition": np.bincount(part, minlength=num_partitions).tolist(),
+        "min_doc": int(docs.min()) if len(docs) else None, "max_doc": int(docs.max()) if len(docs) else None,
+    }
+    return (*chunks, info)
+
+
+class BloomPartition:
+    """One partition of a partitioned Bloom filter (a Ray actor on the Ray executor)."""
+
+    def __init__(self, num_bits: int, num_hashes: int, load_path: str | None, read_only: bool):
+        if load_path:
+            self.filter = bloom_mod.BloomFilter.load(load_path)
+        else:
+            self.filter = bloom_mod.BloomFilter(num_bits, num_hashes)
+        self.read_only = read_only
+
+    def process(self, *chunks):
+        """First occurrences in (doc_id, paragraph) order over the chunks of one batch of parts; returns the
+        (doc_id, paragraph) of the repeated keys."""
+        keys = np.concatenate([c[0] for c in chunks]) if chunks else np.zeros(0, np.uint64)
+        docs = np.concatenate([c[1] for c in chunks]) if chunks else np.zeros(0, np.uint64)
+        paras = np.concatenate([c[2] for c in chunks]) if chunks else np.zeros(0, np.int64)
+        order = np.lexsort((paras, docs))
+        keys, docs, paras = keys[order], docs[order], paras[order]
+        new = self.filter.first_occurrences(keys, read_only=self.read_only)
+        return docs[~new], paras[~new]
+
+    def save(self, path: str) -> dict:
+        self.filter.save(path)
+        return self.info()
+
+    def info(self) -> dict:
+        return {"bits": self.filter.num_bits, "hashes": self.filter.num_hashes, "inserted": self.filter.inserted,
+                "fill_ratio": self.filter.fill_ratio(), "estimated_fp_rate": self.filter.estimated_fp_rate()}
+
+
+def _doc_batches(infos: list[dict]) -> list[list[int]]:
+    """Parts grouped into batches processed in doc_id order; parts whose doc_id ranges overlap share a batch
+    (the partition sorts a batch's rows by doc_id, so the first occurrence in doc_id order wins exactly)."""
+    ranged = sorted((i for i, inf in enumerate(infos) if inf["min_doc"] is not None), key=lambda i: infos[i]["min_doc"])
+    batches: list[list[int]] = []
+    hi = None
+    for i in ranged:
+        if batches and infos[i]["min_doc"] <= hi:
+            batches[-1].append(i)
+            hi = max(hi, infos[i]["max_doc"])
+        else:
+            batches.append([i])
+            hi = infos[i]["max_doc"]
+    return batches
+
+
+@register_stage
+class BloomDedup(GlobalStage):
+    """Exact dedup with a partitioned Bloom filter over a 64-bit hash of normalized text (document or
+    paragraph) or of the URL; the first occurrence in doc_id order wins. Writes
+    ``RUN_DIR/dedup/NN-bloom-GRANULARITY/`` (the saved filter, stats.json)."""
+
+    name = "dedup.bloom_v1"
+    Params = BloomParams
+
+    def build(self, ctx: GlobalContext):
+        p: BloomParams = self.params
+        runner = Runner(ctx.executor)
+        out_dir = os.path.join(ctx.artifacts_dir, f"{ctx.step_index:02d}-bloom-{p.granularity}")
+        loaded_meta = self._check_loadable(p) if p.load else None
+        P = loaded_meta["partitions"] if loaded_meta else p.partitions
+        parts = sorted(ctx.input_parts)
+        keyed = [runner.submit(_bloom_key_task, path, p, P, num_returns=P + 1) for path in parts]
+        infos = runner.get([k[P] for k in keyed])
+        per_partition = np.sum([inf["keys_per_partition"] for inf in infos], axis=0) if infos else np.zeros(P, int)
+        actors = [self._partition(runner, p, q, int(per_partition[q]), P) for q in range(P)]
+        results = []
+        for batch in _doc_batches(infos):
+            for q in range(P):
+                results.append(self._call(runner, actors[q], "process", *[keyed[i][q] for i in batch]))
+        dups = runner.get(results)
+        dup_docs = np.concatenate([d[0] for d in dups]) if dups else np.zeros(0, np.uint64)
+        dup_paras = np.concatenate([d[1] for d in dups]) if dups else np.zeros(0, np.int64)
+        if p.save and not p.read_only:
+            os.makedirs(out_dir, exist_ok=True)
+            filters = runner.get([
+                self._call(runner, a, "save", bloom_mod.partition_path(out_dir, q)) for q, a in enumerate(actors)
+            ])
+            _write_json(os.path.join(out_dir, "bloom.json"), dict(p.key_spec(), partitions=P, filters=filters))
+        else:
+            filters = runner.get([self._call(runner, a, "info") for a in actors])
+        docs_in = sum(inf["docs"] for inf in infos)
+        stats = {
+            "stage": self.name, "granularity": p.granularity, "docs_in": docs_in,
+            "keys": int(per_partition.sum()), "repeated_keys": int(len(dup_docs)),
+            "documents_with_repeats": int(len(np.unique(dup_docs))), "partitions": P,
+            "fp_rate_target": p.fp_rate, "loaded_from": p.load, "read_only": p.read_only, "executor": ctx.executor,
+            "filters": filters,
+            "estimated_fp_rate": max((f["estimated_fp_rate"] for f in filters), default=0.0),
+        }
+        if p.granularity != "paragraph":
+            stats["docs_out"] = docs_in - stats["documents_with_repeats"]
+        os.makedirs(out_dir, exist_ok=True)
+        _write_json(os.path.join(out_dir, "stats.json"), stats)
+        order = np.lexsort((dup_paras, dup_docs))
+        if p.granularity == "paragraph":
+            return dup_docs[order], dup_paras[order]
+        return np.unique(dup_docs)
+
+    @staticmethod
+    def _check_loadable(p: BloomParams) -> dict:
+        meta = bloom_mod.load_meta(p.load)
+        spec = p.key_spec()
+        for key, want in spec.items():
+            if meta.get(key) != want:
+                raise ValueError(f"{p.load}: saved filter has {key}={meta.get(key)!r}, this stage needs {want!r}")
+        return meta
+
+    @staticmethod
+    def _partition(runner: Runner, p: BloomParams, q: int, keys: int, num_partitions: int):
+        load_path = bloom_mod.partition_path(p.load, q) if p.load else None
+        capacity = math.ceil(p.capacity / num_partitions) if p.capacity else max(keys, 1)
+        bits, hashes = bloom_mod.optimal_size(capacity, p.fp_rate)
+        if not runner.use_ray:
+            return BloomPartition(bits, hashes, load_path, p.read_only)
+        import ray
+
+        return ray.remote(num_cpus=0)(BloomPartition).remote(bits, hashes, load_path, p.read_only)
+
+    @staticmethod
+    def _call(runner: Runner, actor, method: str, *args):
+        if not runner.use_ray:
+            return getattr(actor, method)(*args)
+        return getattr(actor, method).remote(*args)
+
+    def apply(self, table: pa.Table, state) -> StageOutput:
+        p: BloomParams = self.params
+        if p.granularity != "paragraph":
+            return StageOutput(table, _reject_where(_isin_sorted(_doc_ids(table), state), p.reject_reason()))
+        return self._apply_paragraphs(table, *state)
+
+    def _apply_paragraphs(self, table: pa.Table, dup_docs: np.ndarray, dup_paras: np.ndarray) -> StageOutput:
+        """Drop the repeated paragraphs; reject a document left with too small a share of its characters."""
+        p: BloomParams = self.params
+        docs = _doc_ids(table)
+        touched = _isin_sorted(docs, dup_docs)
+        if len(table) == 0 or not touched.any():
+            return StageOutput(table, None)
+        text = table.column(p.text_column)
+        text = text.combine_chunks() if isinstance(text, pa.ChunkedArray) else text
+        flat, parent, para_idx = _paragraphs(text, p.paragraph_separator)
+        # (doc, paragraph) membership: rank the doc among the repeated docs, then search rank*2^32 + paragraph.
+        uniq = np.unique(dup_docs)
+        rank = np.searchsorted(uniq, docs[parent])
+        in_uniq = _isin_sorted(docs[parent], uniq)
+        state_key = np.searchsorted(uniq, dup_docs).astype(np.uint64) << np.uint64(32) | dup_paras.astype(np.uint64)
+        row_key = rank.astype(np.uint64) << np.uint64(32) | para_idx.astype(np.uint64)
+        repeated = in_uniq & _isin_sorted(row_key, np.sort(state_key))
+        length = pc.utf8_length(flat).to_numpy(zero_copy_only=False).astype(np.int64)
+        total = np.bincount(parent, weights=length, minlength=len(table))
+        kept = np.bincount(parent, weights=np.where(repeated, 0, length), minlength=len(table))
+        share = np.divide(kept, total, out=np.ones(len(table)), where=total > 0)
+        reject = touched & ((share < p.min_remaining_fraction) | (kept == 0))
+        keep_para = ~repeated
+        counts = np.bincount(parent[keep_para], minlength=len(table))
+        offsets = np.zeros(len(table) + 1, dtype=np.int32)
+        np.cumsum(counts, out=offsets[1:])
+        lists = pa.ListArray.from_arrays(pa.array(offsets), flat.filter(pa.array(keep_para)))
+        joined = pc.binary_join(lists, pa.scalar(p.paragraph_separator, flat.type))
+        # Kept documents lose their repeated paragraphs; rejected ones keep their text (for rejects/).
+        new_text = pc.if_else(pa.array(touched & ~reject), joined.cast(text.type), text)
+        idx = table.schema.get_field_index(p.text_column)
+        table = table.set_column(idx, table.schema.field(idx), new_text)
+        return StageOutput(table, _reject_where(reject, p.reject_reason()))

@@ -1,0 +1,40 @@
+"""``quality.heuristics_v1``: the Gopher, C4 and FineWeb quality signals as ``q_*`` columns (scores, no drops).
+
+The thresholds live in filter presets (``stages.quality.presets``: ``gopher``, ``gopher_repetition``, ``c4``,
+``fineweb``, ``multilingual``), so a run can be re-filtered with other thresholds without re-scoring.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import pyarrow as pa
+from pydantic import Field
+
+from pipeline.registry import register_stage
+from stages.base import StageOutput, StageParams, StreamingStage
+from stages.quality import signals
+
+
+class HeuristicsParams(StageParams):
+    # Split Han / Hiragana / Katakana text into one word per character. Chinese and Japanese have no spaces:
+    # without this a Chinese page is a handful of huge "words" and fails every word-based rule.
+    cjk_split: bool = True
+    # Gopher's stop words (case-sensitive, as in datatrove); q_stop_word_count counts how many distinct ones occur.
+    stop_words: tuple[str, ...] = Field(signals.GOPHER_STOP_WORDS, min_length=1)
+
+
+@register_stage
+class QualityHeuristics(StreamingStage):
+    name: ClassVar[str] = "quality.heuristics_v1"
+    Params = HeuristicsParams
+    output_columns: ClassVar[dict[str, pa.DataType]] = signals.column_types()
+
+    def process(self, table: pa.Table) -> StageOutput:
+        columns = signals.compute(table["text"], self.params.cjk_split, self.params.stop_words)
+        for name, column in columns.items():
+            if name in table.column_names:
+                table = table.set_column(table.column_names.index(name), name, column)
+            else:
+                table = table.append_column(name, column)
+        return StageOutput(table, None)

@@ -1,0 +1,78 @@
+"""MinHash signatures equal datasketch's for the same shingles and seed, on real English and Chinese text."""
+
+from __future__ import annotations
+
+import datasketch
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from dedup.minhash import ShingleSpec, estimated_jaccard, reference_hashfunc, shingles_py, signatures
+from dedup.normalize import Normalization
+
+EDGE_CASES = ["", "   ", "...!!!", "one", "two words", "ẞtraße İstanbul ǅx\u200bY Ⱥ café", "混合 text 中文字符 and ｆｕｌｌ"]
+
+
+@pytest.fixture(scope="module")
+def docs(en_sentences, zh_sentences):
+    # Real sentences alone and grouped into paragraphs (documents of 1 to 8 sentences), plus edge cases.
+    grouped = [" ".join(en_sentences[i : i + 8]) for i in range(0, 120, 8)]
+    return en_sentences[:60] + zh_sentences[:30] + grouped + EDGE_CASES
+
+
+@pytest.mark.parametrize("scheme", ["affine32", "legacy"])
+@pytest.mark.parametrize("unit,ngram", [("word", 5), ("word", 3), ("char", 5)])
+def test_signatures_equal_datasketch(docs, scheme, unit, ngram):
+    spec = ShingleSpec(ngram=ngram, unit=unit)
+    sig = signatures(pa.array(docs, pa.large_string()), spec, num_perm=64, seed=42, scheme=scheme)
+    hashfunc = reference_hashfunc(unit)
+    for i, text in enumerate(docs):
+        ref = datasketch.MinHash(num_perm=64, seed=42, hashfunc=hashfunc, scheme=scheme)
+        ref.update_batch(shingles_py(text, spec))
+        assert sig[i].dtype == ref.hashvalues.dtype
+        np.testing.assert_array_equal(sig[i], ref.hashvalues, err_msg=f"document {i}: {text[:60]!r}")
+
+
+def test_numpy_backend_equals_compiled(docs):
+    texts = pa.array(docs, pa.large_string())
+    for scheme in ("affine32", "legacy"):
+        np.testing.assert_array_equal(
+            signatures(texts, num_perm=32, seed=3, scheme=scheme, backend="numpy"),
+            signatures(texts, num_perm=32, seed=3, scheme=scheme),
+        )
+
+
+def test_seed_changes_signatures_and_empty_document_keeps_empty_value(docs):
+    texts = pa.array(docs, pa.large_string())
+    a, b = signatures(texts, num_perm=16, seed=1), signatures(texts, num_perm=16, seed=2)
+    assert (a != b).any(axis=1)[:60].all()
+    empty = docs.index("")
+    assert (a[empty] == np.uint32(2**32 - 1)).all()
+    assert (a[docs.index("...!!!")] == np.uint32(2**32 - 1)).all()  # only punctuation: no shingles
+
+
+def test_normalization_makes_case_and_punctuation_not_count(en_sentences):
+    text = " ".join(en_sentences[:5])
+    variant = text.upper().replace(",", " ;  ").replace(".", "!")
+    sig = signatures(pa.array([text, variant], pa.large_string()), num_perm=64)
+    assert estimated_jaccard(sig[:1], sig[1:])[0] == 1.0
+    strict = ShingleSpec(normalization=Normalization(lowercase=False, punctuation=False))
+    sig = signatures(pa.array([text, variant], pa.large_string()), strict, num_perm=64)
+    assert estimated_jaccard(sig[:1], sig[1:])[0] < 0.2
+
+
+def test_cjk_text_is_shingled_by_character(zh_sentences):
+    shingles = shingles_py(zh_sentences[0], ShingleSpec(ngram=3))
+    assert all(len(s.decode().split(" ")) == 3 for s in shingles)
+    assert len(shingles) > 10  # a sentence without spaces still yields one shingle per character position
+
+
+def test_estimated_jaccard_tracks_true_jaccard(en_sentences):
+    base = " ".join(en_sentences[:20]).split(" ")
+    half = base[: len(base) // 2] + " ".join(en_sentences[40:50]).split(" ")
+    texts = pa.array([" ".join(base), " ".join(half)], pa.large_string())
+    spec = ShingleSpec()
+    a, b = (set(shingles_py(t, spec)) for t in texts.to_pylist())
+    true = len(a & b) / len(a | b)
+    sig = signatures(texts, spec, num_perm=256)
+    assert abs(estimated_jaccard(sig[:1], sig[1:])[0] - true) < 0.08

@@ -1,0 +1,35 @@
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+
+from dedup.normalize import TABLE_SIZE, Normalization, char_class, lower_cp, normalize_batch, normalize_py, tables
+
+EDGE_CASES = ["", "  \t\n ", "Hello,   World!!", "ẞtraße İstanbul ǅx\u200bY Ⱥ", "東京タワー is 333m", "ｆｕｌｌ－ｗｉｄｔｈ", "a\u00adb"]
+
+
+def test_tables_agree_with_unicodedata_rules():
+    cls, low = tables()
+    sample = np.r_[np.arange(0, 0x3000), np.arange(0x3000, TABLE_SIZE, 7)]
+    sample = sample[(sample < 0xD800) | (sample > 0xDFFF)]
+    assert [int(cls[cp]) for cp in sample] == [char_class(int(cp)) for cp in sample]
+    assert [int(low[cp]) for cp in sample] == [lower_cp(int(cp)) for cp in sample]
+
+
+def test_compiled_normalization_equals_reference(en_sentences, zh_sentences):
+    texts = en_sentences[:80] + zh_sentences[:20] + EDGE_CASES
+    for norm in (Normalization(), Normalization(lowercase=False, punctuation=False), Normalization(nfkc=True)):
+        batch = normalize_batch(pa.array(texts, pa.large_string()), norm)
+        for i, text in enumerate(texts):
+            ref_text, ref_tokens = normalize_py(text, norm)
+            assert batch.texts()[i].as_py() == ref_text
+            toks = range(batch.tok_off[i], batch.tok_off[i + 1])
+            got = [bytes(batch.data[batch.tok_start[t] : batch.tok_end[t]]).decode() for t in toks]
+            assert got == ref_tokens, text
+
+
+def test_rules_on_examples():
+    text, tokens = normalize_py("Hello,   World!! 東京タワー x\u200by", Normalization())
+    assert text == "hello world 東京タワー xy"
+    assert tokens == ["hello", "world", "東", "京", "タ", "ワ", "ー", "xy"]
+    assert normalize_py("ｆｕｌｌ", Normalization(nfkc=True))[0] == "full"

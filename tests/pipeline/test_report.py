@@ -1,0 +1,314 @@
+"""report.html: the figures equal DuckDB queries over the run directory, sections follow the data that exists,
+the page is self-contained, and headless Chromium renders its charts without a network request."""
+
+from __future__ import annotations
+
+import importlib
+import re
+import shutil
+import subprocess
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from pipeline import LocalExecutor, RunDir, build_plan, run_plan
+from pipeline.inspection import connect
+from pipeline.report import write_report
+from pipeline.spec import load_pipeline, parse_pipeline
+
+REPO = Path(__file__).resolve().parents[2]
+CHROMIUM = Path("/usr/bin/chromium")
+# Stages of the later pipeline steps register when their modules are imported.
+LATER_STAGES = ["stages.lang.fasttext_lid", "stages.quality.heuristics", "stages.quality.fasttext_quality",
+                "dedup.stages", "stages.tokenize.train", "stages.tokenize.encode", "mixtures.stages"]
+
+FULL = """\
+name: report-full
+seed: 3
+inputs:
+  - source: common_crawl
+    format: warc
+    paths: ["{data}/warc/cc-main-2020-34-sample.warc.gz", "{data}/warc/truncated-record.warc.gz"]
+  - source: github
+    format: text
+    paths: ["{data}/python-stdlib/*.py"]
+    options: {{files_per_unit: 4}}
+  # The same three files again: near-duplicate clusters of size 2 (dedup keeps the github copies).
+  - source: stackexchange
+    format: text
+    paths: ["{data}/python-stdlib/abc.py", "{data}/python-stdlib/bisect.py", "{data}/python-stdlib/glob.py"]
+steps:
+  - stage: clean.normalize_v1
+  - stage: clean.boilerplate_v1
+    params: {{sources: [common_crawl]}}
+  - stage: lang.fasttext_v1
+  - stage: quality.heuristics_v1
+  - stage: quality.fasttext_v1
+    params: {{model: "{quality_model}"}}
+  - filter: {{all: [{{col: text, ne: ""}}, {{col: lang_score, ge: 0.3}}, {{col: q_word_count, ge: 20}}]}}
+  - stage: dedup.minhash_v1
+  - stage: tokenizer.train_bbpe_v1
+    params: {{vocab_size: 400}}
+  - stage: tokenize.bbpe_v1
+  - stage: mixture.pack_v1
+    params: {{ratios: {{common_crawl: 0.6, github: 0.4}}, seq_len: 64, rows_per_shard: 32,
+             default_max_epochs: 3}}
+output:
+  rejects: true
+execution:
+  executor: local
+"""
+
+
+class _Page(HTMLParser):
+    """Rows with data-* attributes per table class, section ids, and every src/href attribute."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tables: dict[str, list[dict]] = {}
+        self.sections: list[str] = []
+        self.links: list[str] = []
+        self.tags: set[str] = set()
+        self._table: str | None = None
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        self.tags.add(tag)
+        self.links += [v for k, v in attrs if k in ("src", "href", "xlink:href", "action", "poster") and v]
+        if tag == "section":
+            self.sections.append(a.get("id"))
+        elif tag == "table":
+            self._table = " ".join(sorted((a.get("class") or "").split())) or "table"
+            self.tables.setdefault(self._table, [])
+        elif tag == "tr" and self._table and any(k.startswith("data-") for k in a):
+            self.tables[self._table].append({k[5:]: v for k, v in a.items() if k.startswith("data-")})
+
+
+def parse(path: Path) -> _Page:
+    page = _Page()
+    page.feed(path.read_text(encoding="utf-8"))
+    return page
+
+
+def table(page: _Page, cls: str) -> list[dict]:
+    return next(rows for name, rows in page.tables.items() if cls in name.split())
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory) -> Path:
+    """examples/demo.yaml as shipped, on the local executor."""
+    spec, base = load_pipeline(REPO / "examples" / "demo.yaml")
+    spec = spec.model_copy(update={"execution": spec.execution.model_copy(update={"executor": "local"})})
+    run_dir = tmp_path_factory.mktemp("report-demo")
+    run_plan(build_plan(spec, base), RunDir(run_dir), LocalExecutor(), log=lambda m: None)
+    write_report(run_dir)
+    return run_dir
+
+
+@pytest.fixture(scope="module")
+def full_run(tmp_path_factory, data_dir) -> Path:
+    """Every step from WARC records to shards, on the local executor."""
+    for module in LATER_STAGES:
+        importlib.import_module(module)
+    from pipeline.registry import get_stage
+
+    models = tmp_path_factory.mktemp("report-models")
+    quality_model = get_stage("quality.fasttext_v1").contract_params(models)["model"]
+    text = FULL.format(data=data_dir, quality_model=quality_model)
+    run_dir = tmp_path_factory.mktemp("report-full")
+    plan = build_plan(parse_pipeline(text, "report-full.yaml"), data_dir)
+    run_plan(plan, RunDir(run_dir), LocalExecutor(), log=lambda m: None)
+    write_report(run_dir)
+    return run_dir
+
+
+def _funnel_expected(run_dir: Path) -> list[tuple]:
+    con = connect(run_dir)
+    first = con.execute("SELECT sum(rows_in), sum(bytes_in) FROM stage_stats WHERE position = 0").fetchone()
+    steps = con.execute("""SELECT step, stage, sum(rows_out), sum(bytes_out) FROM stage_stats
+                           GROUP BY position, step, stage ORDER BY position""").fetchall()
+    return [("input", "records read", *first), *steps]
+
+
+def _funnel_found(page: _Page) -> list[tuple]:
+    return [(r["step"], r["stage"], int(r["documents"]), int(r["bytes"]))
+            for r in table(page, "funnel") if "documents" in r]
+
+
+def test_demo_funnel_equals_duckdb_over_the_run_directory(demo_run):
+    page = parse(demo_run / "report.html")
+    assert _funnel_found(page) == _funnel_expected(demo_run)
+    records = _funnel_found(page)[0][2]
+    assert records > _funnel_found(page)[-1][2] > 0  # WARC records in, fewer documents out
+
+
+def test_demo_drops_equal_the_drops_view(demo_run):
+    page = parse(demo_run / "report.html")
+    found = sorted((r["step"], r["reason"], int(r["rows"])) for r in table(page, "drops"))
+    expected = connect(demo_run).execute(
+        "SELECT step, reason, sum(rows) FROM drops GROUP BY step, reason ORDER BY 1, 2").fetchall()
+    assert found == [tuple(e) for e in expected]
+    assert ("ingest", "not_response") in {(s, r) for s, r, _ in found}
+
+
+def test_demo_report_shows_only_sections_with_data(demo_run):
+    page = parse(demo_run / "report.html")
+    assert page.sections == ["funnel", "drops", "run"]
+    assert not (demo_run / "stats" / "histograms.parquet").exists()
+
+
+def test_report_is_self_contained(demo_run, full_run):
+    for run_dir in (demo_run, full_run):
+        text = (run_dir / "report.html").read_text(encoding="utf-8")
+        page = parse(run_dir / "report.html")
+        assert not {"script", "link", "img", "iframe", "object"} & page.tags
+        assert all(link.startswith("#") for link in page.links), page.links
+        assert not re.search(r"url\(\s*['\"]?(https?:)?//", text)
+        assert "@import" not in text
+        assert text.count('<svg class="chart"') >= 3
+
+
+def test_full_funnel_runs_from_warc_records_to_shard_tokens(full_run):
+    page = parse(full_run / "report.html")
+    assert _funnel_found(page) == _funnel_expected(full_run)
+    shard_row = table(page, "funnel")[-1]
+    assert shard_row["stage"] == "shard tokens"
+    con = connect(full_run)
+    assert int(shard_row["tokens"]) == con.execute("SELECT sum(len(input_ids)) FROM shards").fetchone()[0]
+    per_source = {r["source"]: int(r["tokens"]) for r in table(page, "shard-sources")}
+    assert per_source == dict(con.execute("SELECT source, sum(len(input_ids)) FROM shards GROUP BY 1").fetchall())
+    assert page.sections == ["funnel", "drops", "languages", "histograms", "dedup", "tokenizer", "mixture",
+                             "shards", "run"]
+
+
+def test_histograms_cover_each_scored_document_and_carry_the_thresholds(full_run):
+    con = connect(full_run)
+    # Every document that got a lang_score: the segment's kept rows and the rows its filter dropped.
+    scored = con.execute("""
+        SELECT (SELECT count(*) FROM segment_00)
+             + (SELECT count(*) FROM rejects WHERE step LIKE '%-filter_v1')""").fetchone()[0]
+    counted = dict(con.execute('SELECT "column", sum(documents) FROM histograms GROUP BY 1').fetchall())
+    assert counted["lang_score"] == counted["q_word_count"] == counted["quality_score"] == scored
+    dropped = con.execute("""SELECT sum(documents) FROM histograms
+                             WHERE "column" = 'q_word_count' AND status = 'dropped'""").fetchone()[0]
+    assert dropped == con.execute("SELECT sum(rows) FROM drops WHERE stage = 'filter_v1'").fetchone()[0] > 0
+    # The threshold lies inside the drawn range, and dropped rows lie in bins starting below it.
+    lo, hi, top_dropped = con.execute("""
+        SELECT min(bin_lo), max(bin_hi), max(bin_lo) FILTER (WHERE status = 'dropped')
+        FROM histograms WHERE "column" = 'q_word_count'""").fetchone()
+    assert lo <= 20 <= hi and top_dropped < 20
+    page = parse(full_run / "report.html")
+    assert {(r["column"], r["thresholds"]) for r in table(page, "thresholds")} == {
+        ("lang_score", ">= 0.3"), ("q_word_count", ">= 20")}
+
+
+def test_dedup_languages_tokenizer_and_mixture_sections_match_their_sources(full_run):
+    import json
+
+    page = parse(full_run / "report.html")
+    con = connect(full_run)
+    removed = con.execute("SELECT sum(rows) FROM drops WHERE stage = 'dedup.minhash_v1'").fetchone()[0]
+    assert removed == 3  # three files were ingested twice
+    assert sum(int(r["removed"]) for r in table(page, "clusters")) == removed
+    assert {(r["cluster-size"], r["clusters"]) for r in table(page, "clusters")} == {("2", "3")}
+    langs = {r["lang"]: int(r["kept"]) + int(r["dropped"]) for r in table(page, "languages")}
+    assert sum(langs.values()) == con.execute(
+        "SELECT (SELECT count(*) FROM segment_00) + (SELECT count(*) FROM rejects WHERE lang IS NOT NULL "
+        "AND step LIKE '%-filter_v1')").fetchone()[0]
+    assert langs["en"] >= 10  # the Python modules
+    meta = json.loads((full_run / "tokenizer" / "tokenizer_meta.json").read_text())
+    facts = {r["key"]: r["value"] for r in table(page, "facts") if r["key"].startswith("tokenizer.")}
+    assert facts["tokenizer.vocab_size"] == str(meta["vocab_size"])
+    manifest = json.loads((full_run / "manifest.json").read_text())
+    mixture = {r["source"]: (float(r["target"]), float(r["realized"])) for r in table(page, "mixture")}
+    assert mixture == {s: (i["target_share"], i["realized_share"]) for s, i in manifest["sources"].items()}
+
+
+def test_report_is_regenerated_and_stale_tables_removed(full_run, tmp_path):
+    run_dir = tmp_path / "copy"
+    shutil.copytree(full_run, run_dir)
+    (run_dir / "manifest.json").unlink()
+    shutil.rmtree(run_dir / "shards")
+    write_report(run_dir)
+    page = parse(run_dir / "report.html")
+    assert "mixture" not in page.sections and "shards" not in page.sections
+    assert not (run_dir / "stats" / "mixture.parquet").exists()
+    assert table(page, "funnel")[-1]["stage"] == "mixture.pack_v1"
+
+
+def test_report_of_an_empty_run_directory_is_a_page_without_sections(tmp_path):
+    write_report(tmp_path)
+    assert parse(tmp_path / "report.html").sections == []
+    with pytest.raises(FileNotFoundError):
+        write_report(tmp_path / "missing")
+
+
+# --- rendering in a real browser ------------------------------------------------------------------------------
+
+# Requests Chromium's own background services make at start-up (blocked by the resolver rule); none is the page's.
+BROWSER_SERVICES = re.compile(r"^https?://(clients\d*\.google\.com|accounts\.google\.com|update\.googleapis\.com|"
+                              r"[a-z0-9-]+\.gvt1\.com|safebrowsing\.googleapis\.com|optimizationguide-pa\.googleapis"
+                              r"\.com|content-autofill\.googleapis\.com)/")
+
+
+def chromium(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
+    cmd = [str(CHROMIUM), "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+           "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-dev-shm-usage",
+           f"--user-data-dir={tmp_path / 'chromium-profile'}", "--host-resolver-rules=MAP * ~NOTFOUND",
+           "--enable-logging=stderr", "--v=1", *args]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+
+
+def page_requests(stderr: str) -> list[str]:
+    """URLs the network stack was asked to fetch, minus the browser's own service calls."""
+    urls = re.findall(r"NotifyBeforeURLRequest: (\S+)", stderr)
+    return [u for u in urls if not BROWSER_SERVICES.match(u)]
+
+
+@pytest.mark.skipif(not CHROMIUM.exists(), reason="headless Chromium is not installed at /usr/bin/chromium "
+                                                  "(apt-get install -y chromium)")
+def test_chromium_renders_the_demo_report_without_network(demo_run, tmp_path):
+    url = (demo_run / "report.html").as_uri()
+    dom = chromium(tmp_path, "--virtual-time-budget=2000", "--dump-dom", url)
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    rendered = dom.stdout
+    charts = re.findall(r'<svg class="chart" data-chart="(\w+)"', rendered)
+    assert set(charts) >= {"funnel", "drops", "seconds"}
+    assert rendered.count("<path") > 20  # the bars are in the rendered DOM, not just the element
+    assert page_requests(dom.stderr) == []
+
+    png = tmp_path / "report.png"
+    shot = chromium(tmp_path, "--window-size=1200,2400", "--hide-scrollbars", f"--screenshot={png}", url)
+    assert shot.returncode == 0 and png.exists(), shot.stderr[-2000:]
+    assert page_requests(shot.stderr) == []
+    from PIL import Image
+
+    with Image.open(png) as im:
+        assert im.size == (1200, 2400)
+        colors = im.convert("RGB").getcolors(maxcolors=1 << 16)
+        assert colors is None or len(colors) > 50  # charts and text, not a blank page
+    artifacts = REPO / "artifacts"
+    artifacts.mkdir(exist_ok=True)
+    shutil.copy(png, artifacts / "report.png")
+
+
+@pytest.mark.skipif(not CHROMIUM.exists(), reason="headless Chromium is not installed at /usr/bin/chromium")
+def test_chromium_request_log_catches_an_external_resource(tmp_path):
+    """The no-network check can fail: a page loading a remote image shows up in the request log."""
+    page = tmp_path / "external.html"
+    page.write_text('<!DOCTYPE html><html><body><img src="http://example.com/x.png"></body></html>')
+    out = chromium(tmp_path, "--virtual-time-budget=2000", "--dump-dom", page.as_uri())
+    assert page_requests(out.stderr) == ["http://example.com/x.png"]
+
+
+def test_report_stats_are_parquet_views_for_sql(full_run):
+    from pipeline._internal.report_stats import TABLES, create_views
+
+    con = connect(full_run)
+    made = create_views(con, full_run)
+    assert set(made) == set(TABLES)
+    for name in made:
+        assert pq.read_metadata(full_run / "stats" / f"{name}.parquet").num_rows == \
+            con.execute(f"SELECT count(*) FROM {name}").fetchone()[0]
