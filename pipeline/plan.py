@@ -10,7 +10,6 @@ hash matches and refuses stale ones.
 from __future__ import annotations
 
 import dataclasses
-import glob
 import hashlib
 import json
 import os
@@ -19,6 +18,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from pipeline import storage
 from pipeline.registry import get_reader, get_stage
 from pipeline.spec import InputSpec, PipelineSpec, SpecError
 from stages.base import DOCUMENT_SCHEMA, Stage
@@ -116,8 +116,8 @@ def expand_paths(inp: InputSpec, base_dir: Path, where: str) -> list[str]:
     """Glob every pattern (relative ones against the pipeline file's directory), sorted and de-duplicated."""
     files: list[str] = []
     for j, pattern in enumerate(inp.paths):
-        full = pattern if os.path.isabs(pattern) else str(base_dir / pattern)
-        matches = sorted(p for p in glob.glob(full, recursive=True) if os.path.isfile(p))
+        # Local patterns behave exactly as glob.glob; URIs (s3://bucket/crawl/*.warc.gz) list the object store.
+        matches = [str(loc) for loc in storage.glob(pattern, base=base_dir)]
         if not matches:
             raise SpecError(f"{where}[{j}]: no file matches {pattern!r} (looked in {base_dir})")
         files.extend(matches)
@@ -133,7 +133,7 @@ def build_plan(spec: PipelineSpec, base_dir: Path) -> Plan:
     input_files: list[dict[str, Any]] = []
     for i, inp in enumerate(spec.inputs):
         files = expand_paths(inp, base_dir, f"inputs[{i}].paths")
-        input_files += [{"input": i, "path": f, "bytes": os.path.getsize(f)} for f in files]
+        input_files += [{"input": i, "path": f, "bytes": storage.file_size(f)} for f in files]
         reader = make_reader(inp, spec)
         units += [IngestUnit(i, inp.source, u) for u in reader.units(files, len(units))]
         if len(units) >= 2**32:
@@ -150,7 +150,9 @@ def build_plan(spec: PipelineSpec, base_dir: Path) -> Plan:
     # Everything that decides segment 0's output: inputs (paths and sizes), how they are read, the seed.
     ingest_key = {
         "inputs": [inp.model_dump(mode="json") for inp in spec.inputs],
-        "files": [(f["path"], f["bytes"]) for f in input_files],
+        # Relative to the pipeline file where possible, so a checkout moved or uploaded elsewhere (a Ray job's
+        # working directory) hashes the same and can resume.
+        "files": [(_stable_path(f["path"], base_dir), f["bytes"]) for f in input_files],
         "seed": spec.seed,
         "batch": [spec.execution.batch_rows, spec.execution.batch_bytes],
         "plan_version": PLAN_VERSION,
@@ -167,6 +169,10 @@ def build_plan(spec: PipelineSpec, base_dir: Path) -> Plan:
     segments.append(_segment(len(segments), current, running_hash))
     plan_hash = _digest({"segments": [s.hash for s in segments]})
     return Plan(spec, base_dir, units, steps, segments, plan_hash, input_files)
+
+
+def _stable_path(path: str, base_dir: Path) -> str:
+    return path if "://" in path else os.path.relpath(path, base_dir)
 
 
 def _segment(index: int, steps: list[Step], upstream_hash: str) -> Segment:

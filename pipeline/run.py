@@ -6,6 +6,7 @@ import dataclasses
 import time
 from pathlib import Path
 
+from pipeline import storage
 from pipeline.executors import LocalExecutor, RayExecutor, SegmentResult
 from pipeline.plan import Plan, Segment
 from pipeline.rundir import RunDir, StaleSegmentError, atomic_write_json
@@ -86,7 +87,7 @@ def _run_segment(plan: Plan, segment: Segment, input_parts: list[str], run_dir: 
             input_parts=input_parts, artifacts_dir=str(run_dir.artifacts_dir(head.stage_name)),
             seed=plan.spec.seed, executor=executor.name, step_index=head.position, run_dir=str(run_dir.root),
         )
-        Path(ctx.artifacts_dir).mkdir(parents=True, exist_ok=True)
+        storage.resolve(ctx.artifacts_dir).mkdir()
         log(f"segment {segment.name}: building {head.stage_name} over {len(input_parts)} parts")
         state = stage.build(ctx)  # type: ignore[attr-defined]
     build_seconds = time.perf_counter() - build_start if head is not None else 0.0

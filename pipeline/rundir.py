@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import uuid
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.parquet as pq
+
+from pipeline import storage
 
 SUCCESS = "_SUCCESS"
 
@@ -24,13 +23,9 @@ class StaleSegmentError(RuntimeError):
     """A committed segment was produced by a different plan; reusing it would mix two configurations."""
 
 
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex}")
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-    os.replace(tmp, path)
+def atomic_write_bytes(path: str | os.PathLike | storage.Location, data: bytes) -> None:
+    """Local: temp file + rename; object stores: the final key written once (see pipeline/storage.py)."""
+    storage.resolve(path).write_bytes(data)
 
 
 def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
@@ -44,19 +39,18 @@ def canonical_table(table: pa.Table) -> pa.Table:
     return table.cast(schema).replace_schema_metadata(None).combine_chunks()
 
 
-def write_parquet_atomic(path: str | os.PathLike, table: pa.Table, row_group_size: int = 64 * 1024) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex}")
-    pq.write_table(
-        canonical_table(table), tmp, compression="zstd", row_group_size=row_group_size, write_statistics=True
+def write_parquet_atomic(path: str | os.PathLike | storage.Location, table: pa.Table,
+                         row_group_size: int = 64 * 1024) -> None:
+    storage.resolve(path).write_parquet(
+        canonical_table(table), compression="zstd", row_group_size=row_group_size, write_statistics=True
     )
-    os.replace(tmp, path)
 
 
 class RunDir:
     def __init__(self, root: str | os.PathLike):
-        self.root = Path(root).resolve()
+        # A local run directory stays a pathlib.Path (inspection, reports and DuckDB read it as files); a URI
+        # (s3://, gs://, ...) becomes a storage.Location, which has the Path operations the run needs.
+        self.root = storage.resolve(root) if storage.is_uri(root) else Path(root).resolve()
 
     # --- layout -------------------------------------------------------------------------------------------
     @property
@@ -95,9 +89,9 @@ class RunDir:
     def reset_segment(self, segment_name: str, step_slugs: list[str]) -> Path:
         """Remove a segment's partial output and its rejects before (re)computing it."""
         seg = self.segment_dir(segment_name)
-        shutil.rmtree(seg, ignore_errors=True)
+        storage.resolve(seg).delete_tree()
         for slug in step_slugs:
-            shutil.rmtree(self.rejects_dir(slug), ignore_errors=True)
+            storage.resolve(self.rejects_dir(slug)).delete_tree()
         seg.mkdir(parents=True, exist_ok=True)
         return seg
 

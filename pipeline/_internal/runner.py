@@ -12,6 +12,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from pipeline import storage
 from pipeline.plan import IngestUnit, Plan, Step
 from pipeline.rundir import part_file_name, write_parquet_atomic
 from stages.base import PART_COLUMN, REJECT_REASON, GlobalStage, Stage, StageOutput
@@ -76,8 +77,13 @@ def read_unit(plan: Plan, iu: IngestUnit) -> Iterator[StageOutput]:
 
 def read_part(path: str) -> pa.Table:
     """A committed part back as a batch, with its ``_part`` column restored from the file name."""
-    table = pq.read_table(path)
-    part = int(Path(path).name[len("part-"):-len(".parquet")], 16)
+    if storage.is_uri(path):
+        with storage.open_input(path) as fh:
+            table = pq.read_table(fh)
+    else:
+        table = pq.read_table(path)
+    name = storage.resolve(path).name
+    part = int(name[len("part-"):-len(".parquet")], 16)
     return table.append_column(PART_COLUMN, pa.array(np.full(table.num_rows, part, dtype=np.uint64), pa.uint64()))
 
 
@@ -226,7 +232,7 @@ class StepRunner:
     def finish(self, table_in: pa.Table, out: StageOutput, seconds: float) -> pa.Table:
         kept, rejected, reports = account(self.step, _sources, table_in, out, seconds)
         if rejected is not None and self.rejects:
-            write_rejects(Path(self.run_dir) / "rejects", self.step, rejected)
+            write_rejects(storage.resolve(self.run_dir) / "rejects", self.step, rejected)
         for key, report in reports:
             self.reporter(key, report)
         return kept

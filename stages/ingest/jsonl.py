@@ -13,6 +13,7 @@ from typing import BinaryIO, Iterator
 
 import pyarrow as pa
 
+from pipeline.storage import is_uri, open_input
 from stages.base import require
 from stages.ingest import reasons
 from stages.ingest.base import Reader, ReaderOptions, RecordBatcher, Unit
@@ -29,13 +30,18 @@ class JsonlOptions(ReaderOptions):
 def open_decompressed(path: str) -> BinaryIO:
     """A binary stream of the file's bytes, decompressing ``.gz`` / ``.zst`` by suffix."""
     if path.endswith(".gz"):
-        return gzip.open(path, "rb")
+        if not is_uri(path):
+            return gzip.open(path, "rb")
+        raw = open_input(path)
+        stream = gzip.GzipFile(fileobj=raw, mode="rb")
+        stream.myfileobj = raw  # GzipFile.close() closes the object it owns (as gzip.open does)
+        return stream
     if path.endswith(".zst") or path.endswith(".zstd"):
         zstandard = require("zstandard", "zstd")
-        raw = open(path, "rb")
+        raw = open_input(path)
         reader = zstandard.ZstdDecompressor().stream_reader(raw, closefd=True)
         return io.BufferedReader(reader, buffer_size=_LINE_CHUNK)
-    return open(path, "rb")
+    return open_input(path)
 
 
 def iter_lines(stream: BinaryIO, max_bytes: int) -> Iterator[tuple[int, bytes | None]]:

@@ -8,6 +8,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from pipeline import storage
 from stages.ingest import reasons
 from stages.ingest.base import RECORD_SCHEMA, Reader, ReaderOptions, Unit
 
@@ -28,7 +29,8 @@ class ParquetReader(Reader):
 
     def _read_file(self, path: str) -> Iterator[pa.Table]:
         opts: ParquetOptions = self.options  # type: ignore[assignment]
-        pf = pq.ParquetFile(path)
+        loc = storage.resolve(path)
+        pf = pq.ParquetFile(loc.path, filesystem=None if loc.is_local else loc.fs)
         wanted = [f for f in (opts.text_field, opts.id_field, opts.url_field) if f is not None]
         missing = [f for f in wanted if f not in pf.schema_arrow.names]
         if missing:

@@ -11,6 +11,7 @@ from typing import Iterator
 import pyarrow as pa
 from pydantic import Field
 
+from pipeline.storage import is_uri, open_input
 from stages.ingest import reasons
 from stages.ingest.base import Reader, ReaderOptions, RecordBatcher, Unit
 from stages.ingest.encoding import decode_text
@@ -52,7 +53,7 @@ class TextReader(Reader):
     def _row(self, path: str) -> tuple[str, None, str, str | None]:
         origin = self._origin(path)
         try:
-            with open(path, "rb") as f:
+            with open_input(path) as f:
                 data = f.read(self.limits.max_record_bytes + 1)
         except OSError as exc:
             return "", None, origin, reasons.with_detail(reasons.READ_ERROR, exc)
@@ -67,7 +68,7 @@ class TextReader(Reader):
 
     def _origin(self, path: str) -> str:
         root = self.options.relative_to  # type: ignore[attr-defined]
-        if root is None:
+        if root is None or is_uri(path):
             return path
         rel = os.path.relpath(os.path.abspath(path), os.path.abspath(root))
         return path if rel.startswith("..") else rel

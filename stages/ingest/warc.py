@@ -13,6 +13,7 @@ from typing import Any, BinaryIO, ClassVar, Iterator
 
 import pyarrow as pa
 
+from pipeline.storage import open_input
 from stages.base import require
 from stages.ingest import reasons
 from stages.ingest.base import Limits, Reader, ReaderOptions, RecordBatcher, Unit
@@ -35,7 +36,7 @@ def iter_warc_records(path: str, parse_http: bool) -> Iterator[tuple[Any, str | 
     only move forward, so a file of garbage ends after one scan.
     """
     warc = require("fastwarc.warc", "crawl")
-    with open(path, "rb") as f:
+    with open_input(path) as f:  # a local file or an object-store object (seekable either way)
         marker = _resync_marker(f.read(len(_WARC_MAGIC)))
         start = 0
         while True:

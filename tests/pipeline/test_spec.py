@@ -111,3 +111,14 @@ def test_plan_hash_is_stable_and_changes_with_params(data_dir):
     b = build_plan(parse_pipeline(spec_text(data_dir), "p.yaml"), data_dir)
     c = build_plan(parse_pipeline(spec_text(data_dir).replace("seed: 7", "seed: 8"), "p.yaml"), data_dir)
     assert a.plan_hash == b.plan_hash != c.plan_hash
+
+
+def test_plan_hash_does_not_depend_on_where_the_checkout_lives(data_dir, tmp_path):
+    import shutil
+
+    moved = tmp_path / "elsewhere"
+    shutil.copytree(data_dir / "python-stdlib", moved / "data" / "python-stdlib")
+    text = BASE.format(data="data")
+    here = build_plan(parse_pipeline(text, "p.yaml"), data_dir.parent)
+    there = build_plan(parse_pipeline(text, "p.yaml"), moved)
+    assert here.plan_hash == there.plan_hash

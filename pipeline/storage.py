@@ -1,0 +1,363 @@
+"""Where inputs and run directories live: the local disk or any pyarrow / fsspec filesystem (``s3://``,
+``gs://``, ``hdfs://``, ``abfs://`` ...), behind one small path-like type.
+
+``resolve("s3://bucket/runs/demo")`` gives a ``Location`` (a pyarrow ``FileSystem`` plus a path on it) with
+the operations the pipeline needs: ``/``, ``glob``, ``exists``, ``open_input``, ``read_bytes``, atomic
+``write_bytes`` / ``write_parquet``, ``iterdir``, ``delete_tree``. A ``Location`` pickles (its filesystem
+included), so one resolved on the driver can be handed to Ray workers.
+
+Atomic writes: on a local disk a file is written to a temporary name in its directory and renamed into place.
+On an object store a key becomes visible only when its upload completes (a PUT, or the completion of a
+multipart upload), so the final key is written once from a complete in-memory buffer and never renamed
+(a rename there is a copy + delete, not atomic).
+
+Object-store credentials and endpoints come from the usual environment (``AWS_ACCESS_KEY_ID``,
+``AWS_ENDPOINT_URL``, ``GOOGLE_APPLICATION_CREDENTIALS`` ...) or from URI query options that pyarrow
+understands (``s3://bucket/path?endpoint_override=host:9000&scheme=http``); the query is kept on every
+derived location so ``str(location)`` resolves back to the same place.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import glob as _stdlib_glob
+import os
+import posixpath
+import re
+import uuid
+from urllib.parse import urlsplit
+
+import pyarrow as pa
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+
+_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
+_GLOB_CHARS = re.compile(r"[*?\[]")
+
+
+class StorageError(OSError):
+    """A location that cannot be resolved or used; the message names the URI."""
+
+
+def is_uri(path: str | os.PathLike) -> bool:
+    """True for ``scheme://...`` (``file://`` included), False for plain local paths."""
+    return bool(_SCHEME.match(os.fspath(path)))
+
+
+def is_absolute(path: str | os.PathLike) -> bool:
+    """URIs are absolute; a local path is absolute as ``os.path`` says."""
+    return is_uri(path) or os.path.isabs(os.fspath(path))
+
+
+class Location:
+    """A file or directory on a filesystem: ``(fs, path)`` plus the scheme and query it was resolved from."""
+
+    __slots__ = ("fs", "path", "scheme", "query")
+
+    def __init__(self, fs: pafs.FileSystem, path: str, scheme: str = "", query: str = ""):
+        self.fs = fs
+        self.path = path.rstrip("/") if path not in ("", "/") else path
+        self.scheme = scheme  # "" for the local disk
+        self.query = query
+
+    # --- naming -------------------------------------------------------------------------------------------
+    @property
+    def is_local(self) -> bool:
+        return isinstance(self.fs, pafs.LocalFileSystem)
+
+    @property
+    def uri(self) -> str:
+        if not self.scheme:
+            return self.path
+        return f"{self.scheme}://{self.path}" + (f"?{self.query}" if self.query else "")
+
+    def __str__(self) -> str:
+        return self.uri
+
+    def __repr__(self) -> str:
+        return f"Location({self.uri!r})"
+
+    def __fspath__(self) -> str:
+        # Lets local locations go to open(), os.*, pq.read_table; a remote one must not be mistaken for a path.
+        if not self.is_local:
+            raise StorageError(f"{self.uri} is not on the local filesystem")
+        return self.path
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Location) and (self.uri, type(self.fs)) == (other.uri, type(other.fs))
+
+    def __hash__(self) -> int:
+        return hash(self.uri)
+
+    def __truediv__(self, name: str) -> "Location":
+        return Location(self.fs, posixpath.join(self.path, str(name)), self.scheme, self.query)
+
+    def __reduce__(self):
+        return (Location, (self.fs, self.path, self.scheme, self.query))
+
+    @property
+    def name(self) -> str:
+        return posixpath.basename(self.path)
+
+    @property
+    def parent(self) -> "Location":
+        return Location(self.fs, posixpath.dirname(self.path), self.scheme, self.query)
+
+    def with_name(self, name: str) -> "Location":
+        return self.parent / name
+
+    # --- queries ------------------------------------------------------------------------------------------
+    def info(self) -> pafs.FileInfo:
+        return self.fs.get_file_info(self.path)
+
+    def exists(self) -> bool:
+        return self.info().type != pafs.FileType.NotFound
+
+    def is_file(self) -> bool:
+        return self.info().type == pafs.FileType.File
+
+    def is_dir(self) -> bool:
+        return self.info().type == pafs.FileType.Directory
+
+    def size(self) -> int:
+        info = self.info()
+        if info.type != pafs.FileType.File:
+            raise FileNotFoundError(f"{self.uri}: no such file")
+        return int(info.size)
+
+    def iterdir(self) -> list["Location"]:
+        """Direct children (files and directories), sorted; empty if the directory does not exist."""
+        infos = self.fs.get_file_info(pafs.FileSelector(self.path, allow_not_found=True, recursive=False))
+        return sorted((self._child(i.path) for i in infos), key=lambda loc: loc.path)
+
+    def walk_files(self) -> list["Location"]:
+        """Every file below this directory, sorted by path."""
+        infos = self.fs.get_file_info(pafs.FileSelector(self.path, allow_not_found=True, recursive=True))
+        return sorted((self._child(i.path) for i in infos if i.type == pafs.FileType.File), key=lambda x: x.path)
+
+    def glob(self, pattern: str) -> list["Location"]:
+        """Files below this directory matching ``pattern`` (``*`` within a name, ``**`` across directories,
+        as ``glob.glob(recursive=True)``; names starting with ``.`` only match a pattern part that does)."""
+        parts = [p for p in pattern.split("/") if p not in ("", ".")]
+        fixed: list[str] = []
+        while parts and not _GLOB_CHARS.search(parts[0]):
+            fixed.append(parts.pop(0))
+        base = self / "/".join(fixed) if fixed else self
+        if not parts:  # no wildcard: the file itself, if it is one
+            return [base] if base.is_file() else []
+        deep = len(parts) > 1 or "**" in parts
+        selector = pafs.FileSelector(base.path, allow_not_found=True, recursive=deep)
+        matches = []
+        prefix = base.path.rstrip("/") + "/" if base.path not in ("", "/") else base.path
+        for info in self.fs.get_file_info(selector):
+            if info.type != pafs.FileType.File:
+                continue
+            rel = info.path[len(prefix):] if info.path.startswith(prefix) else info.path
+            if _match_parts(rel.split("/"), parts):
+                matches.append(self._child(info.path))
+        return sorted(matches, key=lambda loc: loc.path)
+
+    def _child(self, path: str) -> "Location":
+        return Location(self.fs, path, self.scheme, self.query)
+
+    # --- reading ------------------------------------------------------------------------------------------
+    def open_input(self):
+        """A seekable binary file: the builtin ``open`` on the local disk, an Arrow random-access file
+        elsewhere (both have read/seek/tell and work as context managers)."""
+        if self.is_local:
+            return open(self.path, "rb")
+        try:
+            return self.fs.open_input_file(self.path)
+        except FileNotFoundError:
+            raise
+        except OSError as exc:
+            raise StorageError(f"{self.uri}: cannot open: {exc}") from exc
+
+    def read_bytes(self) -> bytes:
+        with self.open_input() as fh:
+            return fh.read()
+
+    def read_text(self, encoding: str = "utf-8") -> str:
+        return self.read_bytes().decode(encoding)
+
+    # --- writing ------------------------------------------------------------------------------------------
+    def mkdir(self, parents: bool = True, exist_ok: bool = True) -> None:
+        """Create this directory and its parents (the arguments are accepted for ``pathlib.Path``
+        compatibility). Object stores have no directories: nothing to do there (an empty marker object would
+        only show up in listings)."""
+        if self.is_local:
+            os.makedirs(self.path, exist_ok=True)
+
+    def write_bytes(self, data: bytes | pa.Buffer) -> None:
+        """Write the whole file atomically: readers see the old file (or none) or the complete new one."""
+        if self.is_local:
+            os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
+            tmp = posixpath.join(os.path.dirname(self.path), f".{self.name}.tmp-{uuid.uuid4().hex}")
+            try:
+                with open(tmp, "wb") as fh:
+                    fh.write(data)
+                os.replace(tmp, self.path)
+            except BaseException:
+                _remove_quietly(tmp)
+                raise
+            return
+        # The buffer is complete before the key is opened: closing an Arrow S3/GCS stream completes the upload
+        # even when leaving a ``with`` block by an exception, so nothing that can fail may happen in between.
+        # compression=None: Arrow would otherwise gzip a key ending in ".gz" (a WARC would be gzipped twice).
+        buffer = pa.py_buffer(data)
+        with self.fs.open_output_stream(self.path, compression=None) as out:
+            out.write(buffer)
+
+    def write_text(self, text: str, encoding: str = "utf-8") -> None:
+        self.write_bytes(text.encode(encoding))
+
+    def write_parquet(self, table: pa.Table, **write_options) -> None:
+        """Atomically: locally streamed to a temporary file and renamed; elsewhere ``pq.write_table`` into
+        memory, then one ``write_bytes``. The bytes are the same either way."""
+        if self.is_local:
+            os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
+            tmp = posixpath.join(os.path.dirname(self.path), f".{self.name}.tmp-{uuid.uuid4().hex}")
+            try:
+                pq.write_table(table, tmp, **write_options)
+                os.replace(tmp, self.path)
+            except BaseException:
+                _remove_quietly(tmp)
+                raise
+            return
+        sink = pa.BufferOutputStream()
+        pq.write_table(table, sink, **write_options)
+        self.write_bytes(sink.getvalue())
+
+    # --- removing -----------------------------------------------------------------------------------------
+    def delete_tree(self) -> None:
+        """Remove this directory and everything under it; nothing to do if it does not exist."""
+        if not self.exists():
+            return
+        if self.is_file():
+            self.fs.delete_file(self.path)
+        else:
+            self.fs.delete_dir(self.path)
+
+    def delete(self) -> None:
+        """Remove this file; nothing to do if it does not exist."""
+        try:
+            self.fs.delete_file(self.path)
+        except FileNotFoundError:
+            pass
+
+
+def _remove_quietly(path: str) -> None:
+    try:
+        os.remove(path)
+    except OSError:
+        pass
+
+
+def _match_parts(names: list[str], patterns: list[str]) -> bool:
+    """Match path components against pattern components, ``**`` standing for zero or more components."""
+    if not patterns:
+        return not names
+    head, rest = patterns[0], patterns[1:]
+    if head == "**":
+        return any(_match_parts(names[i:], rest) for i in range(len(names) + 1)
+                   if all(not n.startswith(".") for n in names[:i]))
+    if not names:
+        return False
+    name = names[0]
+    if name.startswith(".") and not head.startswith("."):
+        return False
+    return fnmatch.fnmatchcase(name, head) and _match_parts(names[1:], rest)
+
+
+# --- resolving ----------------------------------------------------------------------------------------------
+
+def resolve(uri: str | os.PathLike | Location, base: str | os.PathLike | Location | None = None) -> Location:
+    """A URI or local path as a ``Location``; a relative local path is taken relative to ``base`` (default:
+    the current directory). ``base`` may itself be remote, so paths relative to a remote pipeline file work."""
+    if isinstance(uri, Location):
+        return uri
+    text = os.fspath(uri)
+    if not is_absolute(text) and base is not None:
+        base_loc = resolve(base)
+        return base_loc / posixpath.normpath(text) if not base_loc.is_local else resolve(
+            os.path.join(base_loc.path, text))
+    match = _SCHEME.match(text)
+    if match is None:
+        return Location(pafs.LocalFileSystem(), os.path.abspath(os.path.expanduser(text)))
+    scheme = match.group(1).lower()
+    if scheme == "file":
+        return Location(pafs.LocalFileSystem(), os.path.abspath(urlsplit(text).path))
+    query = urlsplit(text).query
+    try:
+        fs, path = pafs.FileSystem.from_uri(text)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, ValueError) as exc:
+        fs, path = _from_fsspec(text, scheme, exc)
+    except OSError as exc:
+        raise StorageError(f"{text}: cannot open its filesystem: {exc}") from exc
+    return Location(fs, path, scheme, query)
+
+
+def _from_fsspec(uri: str, scheme: str, arrow_error: Exception) -> tuple[pafs.FileSystem, str]:
+    """Schemes pyarrow has no native filesystem for (``abfs``, ``http`` ...) through an installed fsspec
+    implementation, wrapped so the rest of the code sees one pyarrow interface."""
+    try:
+        import fsspec
+        from fsspec.core import url_to_fs
+    except ImportError:
+        raise StorageError(f"{uri}: pyarrow cannot open {scheme}:// ({arrow_error}) and fsspec is not "
+                           "installed (pip install fsspec and its plugin for this scheme)") from None
+    try:
+        fs, path = url_to_fs(uri)
+    except (ImportError, ValueError) as exc:
+        known = ", ".join(sorted(fsspec.available_protocols()))
+        raise StorageError(f"{uri}: no filesystem for {scheme}:// ({exc}); fsspec knows: {known}") from None
+    return pafs.PyFileSystem(pafs.FSSpecHandler(fs)), path
+
+
+def glob(pattern: str | os.PathLike, base: str | os.PathLike | Location | None = None) -> list[Location]:
+    """Files matching a glob pattern given as a URI or local path (relative ones against ``base``), sorted."""
+    text = os.fspath(pattern)
+    if not is_absolute(text):
+        base_loc = resolve(base if base is not None else ".")
+        text = str(base_loc / text) if not base_loc.is_local else os.path.join(base_loc.path, text)
+    scheme, body, query = _split_uri(text)
+    if not scheme:
+        # The local disk: exactly the glob module's answer (paths as written, not normalized), so plan
+        # hashes and ``origin`` values of local inputs do not change.
+        return [Location(pafs.LocalFileSystem(), p) for p in sorted(_stdlib_glob.glob(body, recursive=True)) if os.path.isfile(p)]
+    parts = body.split("/")
+    fixed: list[str] = []
+    while parts and not _GLOB_CHARS.search(parts[0]):
+        fixed.append(parts.pop(0))
+    root_text = "/".join(fixed) or "/"
+    root = resolve(f"{scheme}://{root_text}" + (f"?{query}" if query else "") if scheme else root_text)
+    if not parts:
+        return [root] if root.is_file() else []
+    return root.glob("/".join(parts))
+
+
+def _split_uri(text: str) -> tuple[str, str, str]:
+    """(scheme, bucket/path, query); the scheme is "" for local paths and ``file://`` URIs."""
+    match = _SCHEME.match(text)
+    if match is None:
+        return "", text, ""
+    split = urlsplit(text)
+    if match.group(1).lower() == "file":
+        return "", split.path, ""
+    return match.group(1), split.netloc + split.path, split.query
+
+
+def open_input(path: str | os.PathLike | Location):
+    """A seekable binary file for a local path or URI (see ``Location.open_input``)."""
+    return resolve(path).open_input()
+
+
+def file_size(path: str | os.PathLike | Location) -> int:
+    """Bytes of a file; local paths through ``os.path.getsize`` (no filesystem object needed)."""
+    if not isinstance(path, Location) and not is_uri(path):
+        return os.path.getsize(path)
+    return resolve(path).size()
+
+
+def write_bytes_atomic(path: str | os.PathLike | Location, data: bytes) -> None:
+    resolve(path).write_bytes(data)
