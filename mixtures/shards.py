@@ -17,7 +17,6 @@ import dataclasses
 import hashlib
 import json
 import os
-import uuid
 from typing import Any, Iterator, Mapping
 
 import numpy as np
@@ -25,6 +24,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from mixtures.packer import keyed_hash, read_ipc
+from pipeline.storage import resolve
 
 MANIFEST = "manifest.json"
 SHARDS_DIR = "shards"
@@ -99,29 +99,16 @@ def sha256_file(path: str) -> str:
     return digest.hexdigest()
 
 
-def atomic_path(path: str) -> str:
-    """A temporary name next to ``path`` (same filesystem, so the final rename is atomic)."""
-    directory, name = os.path.split(path)
-    return os.path.join(directory, f".{name}.tmp-{uuid.uuid4().hex}")
-
-
 def write_parquet_atomic(table: pa.Table, path: str, options: WriterOptions) -> None:
-    tmp = atomic_path(path)
-    try:
-        pq.write_table(
-            table,
-            tmp,
-            compression="zstd",
-            compression_level=options.compression_level,
-            row_group_size=options.row_group_rows,
-            # Token ids are near-incompressible as a dictionary (vocabularies exceed the dictionary page);
-            # plain pages + zstd are smaller and faster (benchmarks/pack.py measures both).
-            use_dictionary=["source"],
-        )
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    resolve(path).write_parquet(
+        table,
+        compression="zstd",
+        compression_level=options.compression_level,
+        row_group_size=options.row_group_rows,
+        # Token ids are near-incompressible as a dictionary (vocabularies exceed the dictionary page);
+        # plain pages + zstd are smaller and faster (benchmarks/pack.py measures both).
+        use_dictionary=["source"],
+    )
 
 
 def write_shard(job: ShardJob) -> dict[str, Any]:
@@ -154,15 +141,8 @@ def write_shard(job: ShardJob) -> dict[str, Any]:
 
 
 def write_json_atomic(obj: Any, path: str) -> None:
-    tmp = atomic_path(path)
-    try:
-        with open(tmp, "w", encoding="utf-8") as f:
-            json.dump(obj, f, indent=2, sort_keys=False)
-            f.write("\n")
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    # Key order kept as built (the manifest reads top-down), unlike rundir.atomic_write_json.
+    resolve(path).write_text(json.dumps(obj, indent=2, sort_keys=False) + "\n")
 
 
 def remove_stale_shards(run_dir: str, keep: int) -> None:

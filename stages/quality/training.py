@@ -207,10 +207,9 @@ def _sha256(path: str) -> str:
 
 
 def write_json(path: str, payload: dict) -> None:
-    tmp = f"{path}.tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(payload, f, indent=2, sort_keys=True)
-    os.replace(tmp, path)
+    from pipeline.rundir import atomic_write_json
+
+    atomic_write_json(path, payload)
 
 
 def read_metadata(model_path: str) -> dict | None:

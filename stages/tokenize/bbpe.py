@@ -223,10 +223,9 @@ def sha256_text(text: str) -> str:
 
 def write_atomic(path: str, text: str) -> None:
     """Write to a temporary name and rename into place, so a crash never leaves a half file."""
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-    os.replace(tmp, path)
+    from pipeline.storage import resolve
+
+    resolve(path).write_text(text)
 
 
 def build_meta(
