@@ -85,7 +85,7 @@ class Plan:
 
     def reader(self, input_index: int) -> Reader:
         inp = self.spec.inputs[input_index]
-        return make_reader(inp, self.spec)
+        return make_reader(inp, self.spec, self.base_dir)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -102,14 +102,16 @@ class Plan:
         }
 
 
-def make_reader(inp: InputSpec, spec: PipelineSpec) -> Reader:
+def make_reader(inp: InputSpec, spec: PipelineSpec, base_dir: Path | None = None) -> Reader:
     cls = get_reader(inp.format)
     limits = Limits(
         max_record_bytes=inp.max_record_bytes,
         batch_rows=spec.execution.batch_rows,
         batch_bytes=spec.execution.batch_bytes,
     )
-    return cls(cls.Options.model_validate(inp.options), limits)
+    reader = cls(cls.Options.model_validate(inp.options), limits)
+    reader.base_dir = str(base_dir) if base_dir is not None else None
+    return reader
 
 
 def expand_paths(inp: InputSpec, base_dir: Path, where: str) -> list[str]:
@@ -117,7 +119,9 @@ def expand_paths(inp: InputSpec, base_dir: Path, where: str) -> list[str]:
     files: list[str] = []
     for j, pattern in enumerate(inp.paths):
         # Local patterns behave exactly as glob.glob; URIs (s3://bucket/crawl/*.warc.gz) list the object store.
-        matches = [str(loc) for loc in storage.glob(pattern, base=base_dir)]
+        # normpath: "examples/../tests/data/x" and "tests/data/x" are one file, and origins should say so.
+        matches = [str(loc) if storage.is_uri(str(loc)) else os.path.normpath(str(loc))
+                   for loc in storage.glob(pattern, base=base_dir)]
         if not matches:
             raise SpecError(f"{where}[{j}]: no file matches {pattern!r} (looked in {base_dir})")
         files.extend(matches)
@@ -134,7 +138,7 @@ def build_plan(spec: PipelineSpec, base_dir: Path) -> Plan:
     for i, inp in enumerate(spec.inputs):
         files = expand_paths(inp, base_dir, f"inputs[{i}].paths")
         input_files += [{"input": i, "path": f, "bytes": storage.file_size(f)} for f in files]
-        reader = make_reader(inp, spec)
+        reader = make_reader(inp, spec, base_dir)
         units += [IngestUnit(i, inp.source, u) for u in reader.units(files, len(units))]
         if len(units) >= 2**32:
             raise SpecError(f"inputs[{i}]: more than 2^32 ingest units")

@@ -56,9 +56,11 @@ class Reader:
     format: ClassVar[str] = ""
     Options: ClassVar[type[ReaderOptions]] = ReaderOptions
 
-    def __init__(self, options: ReaderOptions, limits: Limits):
+    def __init__(self, options: ReaderOptions, limits: Limits, base_dir: str | None = None):
         self.options = options
         self.limits = limits
+        # The pipeline file's directory: relative paths in options (e.g. ``relative_to``) are read against it.
+        self.base_dir = base_dir
 
     def units(self, paths: list[str], first_index: int) -> list[Unit]:
         """Split the (sorted) input files into units; one per file by default."""

@@ -70,5 +70,7 @@ class TextReader(Reader):
         root = self.options.relative_to  # type: ignore[attr-defined]
         if root is None or is_uri(path):
             return path
+        if not os.path.isabs(root) and self.base_dir is not None:
+            root = os.path.join(self.base_dir, root)
         rel = os.path.relpath(os.path.abspath(path), os.path.abspath(root))
         return path if rel.startswith("..") else rel

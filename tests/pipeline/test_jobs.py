@@ -182,10 +182,10 @@ def test_submit_demo_to_a_real_head_and_read_the_result(ray_head):
     run_dir = os.path.join(ray_head["dir"], "run")
     env, address = ray_head["env"], ray_head["address"]
 
-    done = _gristmill(["submit", "examples/demo.yaml", "--address", address, "--run-dir", run_dir, "--wait"], env)
+    done = _gristmill(["submit", "examples/crawl-clean.yaml", "--address", address, "--run-dir", run_dir, "--wait"], env)
     assert done.returncode == 0, done.stdout + done.stderr
     job_id = done.stdout.strip()
-    assert re.fullmatch(r"gristmill-demo-[0-9a-f]{8}", job_id)
+    assert re.fullmatch(r"gristmill-crawl-clean-[0-9a-f]{8}", job_id)
 
     status = _gristmill(["status", job_id, "--address", address], env)
     assert status.returncode == 0 and f"{job_id}  SUCCEEDED" in status.stdout
@@ -208,7 +208,7 @@ def test_submit_demo_to_a_real_head_and_read_the_result(ray_head):
          # The same files as gristmill's upload, so the same content-addressed package path on the cluster:
          # the plan hash covers the input files' absolute paths, which live inside that package.
          "--runtime-env-json", json.dumps({"excludes": jobs.DEFAULT_EXCLUDES}),
-         "--", "python", "-m", "pipeline.cli", "run", "examples/demo.yaml", "--run-dir", run_dir, "--quiet"],
+         "--", "python", "-m", "pipeline.cli", "run", "examples/crawl-clean.yaml", "--run-dir", run_dir, "--quiet"],
         # Ray's own CLI sends the token only when RAY_AUTH_MODE=token is set on the submitting side.
         env={**env, "RAY_AUTH_MODE": "token"}, cwd=REPO, capture_output=True, text=True, timeout=180)
     assert plain.returncode == 0, plain.stdout + plain.stderr

@@ -98,8 +98,8 @@ def table(page: _Page, cls: str) -> list[dict]:
 
 @pytest.fixture(scope="module")
 def demo_run(tmp_path_factory) -> Path:
-    """examples/demo.yaml as shipped, on the local executor."""
-    spec, base = load_pipeline(REPO / "examples" / "demo.yaml")
+    """examples/crawl-clean.yaml (the demo's ingest and clean) as shipped, on the local executor."""
+    spec, base = load_pipeline(REPO / "examples" / "crawl-clean.yaml")
     spec = spec.model_copy(update={"execution": spec.execution.model_copy(update={"executor": "local"})})
     run_dir = tmp_path_factory.mktemp("report-demo")
     run_plan(build_plan(spec, base), RunDir(run_dir), LocalExecutor(), log=lambda m: None)

@@ -134,3 +134,12 @@ def test_oversize_documents_truncated_or_rejected(data_dir, tmp_path):
     result = run_local(data_dir, tmp_path / "r", rejecting)
     ingest = next(s for _, ss in result.stats for s in ss if s.position == 0 and s.source == "github")
     assert ingest.drops["too_large"][0] == 10 and ingest.rows_out == 0
+
+
+def test_relative_to_is_read_against_the_pipeline_file_and_paths_are_normalized(data_dir, tmp_path):
+    text = DEMO.replace("options: {{files_per_unit: 4}}", "options: {{files_per_unit: 4, relative_to: .}}")
+    text = text.replace("{data}/python-stdlib", "{data}/../data/python-stdlib")
+    run_local(data_dir, tmp_path, text)  # make_plan uses tests/data as the pipeline file's directory
+    docs = pq.read_table(tmp_path / "segments" / "00-ingest", filters=[("source", "=", "github")])
+    assert sorted(docs["origin"].to_pylist()) == sorted(
+        f"python-stdlib/{p.name}" for p in (data_dir / "python-stdlib").glob("*.py"))
