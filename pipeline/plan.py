@@ -22,7 +22,7 @@ from pipeline import storage
 from pipeline.registry import get_reader, get_stage
 from pipeline.spec import InputSpec, PipelineSpec, SpecError
 from stages.base import DOCUMENT_SCHEMA, Stage
-from stages.filter import columns_of
+from stages.filter import columns_of, type_errors
 from stages.ingest.base import Limits, Reader, Unit
 
 PLAN_VERSION = 1
@@ -196,6 +196,9 @@ def _check_columns(steps: list[Step]) -> None:
                     f"{step.label}.filter: column(s) {missing} do not exist at this step; "
                     f"available: {sorted(available)}"
                 )
+            mismatched = type_errors(step.params["expr"], available)
+            if mismatched:
+                raise SpecError(f"{step.label}.filter: " + "; ".join(mismatched))
         missing_req = [c for c in cls.required_columns if c not in available]
         if missing_req:
             raise SpecError(f"{step.label}: stage {step.stage_name} needs column(s) {missing_req} from an earlier step")

@@ -109,7 +109,16 @@ def _interpolate(value: Any, path: str, env: dict[str, str]) -> Any:
             return default
         raise SpecError(f"{path}: environment variable {var!r} is not set (use ${{{var}:-default}})")
 
-    return _ENV.sub(sub, value)
+    whole = _ENV.fullmatch(value)
+    out = _ENV.sub(sub, value)
+    if whole:
+        # A scalar that is exactly one ${VAR} takes the YAML type of its value, so `ge: ${MIN:-0.5}` is a number.
+        try:
+            typed = yaml.safe_load(out)
+        except yaml.YAMLError:
+            return out
+        return typed if isinstance(typed, (int, float, bool)) or typed is None else out
+    return out
 
 
 def format_loc(loc: tuple) -> str:

@@ -102,6 +102,32 @@ def columns_of(expr: Mapping[str, Any]) -> set[str]:
     return set().union(*(columns_of(e) for e in expr[op]))
 
 
+def type_errors(expr: Mapping[str, Any], types: Mapping[str, pa.DataType], path: str = "") -> list[str]:
+    """Comparisons whose value cannot be compared with the column's type (a number against a string column,
+    text against a numeric one), found before any data is read."""
+    if "col" in expr:
+        (op,) = set(expr) - {"col"}
+        col_type = types.get(expr["col"])
+        if col_type is None or op == "is_null":
+            return []
+        values = expr[op] if op in SET_OPS else [expr[op]]
+        numeric = pa.types.is_integer(col_type) or pa.types.is_floating(col_type)
+        textual = pa.types.is_string(col_type) or pa.types.is_large_string(col_type)
+        for v in values:
+            is_number = isinstance(v, (int, float)) and not isinstance(v, bool)
+            if (numeric and not is_number) or (textual and not isinstance(v, str)):
+                return [f"{path or expr['col']}: {op} {v!r} cannot be compared with column {expr['col']!r} "
+                        f"of type {col_type}"]
+        return []
+    if "not" in expr:
+        return type_errors(expr["not"], types, f"{path}.not" if path else "not")
+    (op,) = expr
+    out = []
+    for i, e in enumerate(expr[op]):
+        out += type_errors(e, types, f"{path}.{op}[{i}]" if path else f"{op}[{i}]")
+    return out
+
+
 def describe(expr: Mapping[str, Any]) -> str:
     """A short human name of an expression, used as the drop reason."""
     if "col" in expr:

@@ -187,3 +187,35 @@ def test_ray_executor_writes_the_same_shards_as_the_local_one(demo_run, ray_clus
     assert shard_bytes(on_ray) == shard_bytes(demo_run)
     assert dict(connect(on_ray).execute("SELECT source, count(*) FROM documents GROUP BY 1").fetchall()) == \
         dict(connect(demo_run).execute("SELECT source, count(*) FROM documents GROUP BY 1").fetchall())
+
+
+# --- the LLaMA quality recipe on the demo's own corpus ---------------------------------------------------------
+
+
+def test_quality_classifier_trained_on_the_demo_filters_a_pipeline_by_quality_score(demo_run, tmp_path, monkeypatch):
+    from pipeline.cli import main
+
+    model = tmp_path / "quality.bin"
+    assert main(["train-quality", "--run-dir", str(demo_run), "--segment", "00-ingest", "--output", str(model),
+                 "--positive", "wikipedia", "--positive", "books", "--negative", "common_crawl",
+                 "--epoch", "25", "--lr", "0.5"]) == 0
+    monkeypatch.setenv("QUALITY_MODEL", str(model))
+
+    def run(threshold: float, name: str):
+        monkeypatch.setenv("QUALITY_MIN", str(threshold))
+        spec, base = load_pipeline(REPO / "examples" / "quality.yaml")
+        spec = spec.model_copy(update={"execution": spec.execution.model_copy(update={"executor": "local"})})
+        run_plan(build_plan(spec, base), RunDir(tmp_path / name), LocalExecutor(), log=lambda m: None)
+        return connect(tmp_path / name)
+
+    # Score everything first (threshold 0 keeps all), then filter at the median score: half the documents go.
+    scored = run(0.0, "all")
+    median = scored.execute("SELECT median(quality_score) FROM documents").fetchone()[0]
+    con = run(median, "filtered")
+    for rows_in, rows_out, dropped in con.execute("SELECT rows_in, rows_out, rows_dropped FROM stage_stats").fetchall():
+        assert rows_in == rows_out + dropped
+    reason = f"filter:quality_score>={median}"
+    dropped = con.execute("SELECT sum(rows) FROM drops WHERE reason = ?", [reason]).fetchone()[0]
+    below = scored.execute("SELECT count(*) FROM documents WHERE quality_score < ?", [median]).fetchone()[0]
+    assert dropped == below > 0
+    assert con.execute("SELECT count(*) FROM documents WHERE quality_score < ?", [median]).fetchone()[0] == 0

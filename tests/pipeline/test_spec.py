@@ -122,3 +122,15 @@ def test_plan_hash_does_not_depend_on_where_the_checkout_lives(data_dir, tmp_pat
     here = build_plan(parse_pipeline(text, "p.yaml"), data_dir.parent)
     there = build_plan(parse_pipeline(text, "p.yaml"), moved)
     assert here.plan_hash == there.plan_hash
+
+
+def test_env_value_that_is_a_whole_scalar_keeps_its_yaml_type(data_dir):
+    text = spec_text(data_dir).replace('ne: ""', 'ne: "${EMPTY:-x}"').replace("seed: 7", "seed: ${SEED}")
+    spec = parse_pipeline(text, "p.yaml", env={"SEED": "12"})
+    assert spec.seed == 12 and spec.steps[1].filter == {"all": [{"col": "text", "ne": "x"}]}
+
+
+def test_filter_value_of_the_wrong_type_is_refused_at_plan_time(data_dir):
+    text = spec_text(data_dir).replace('ne: ""', "ne: 3")
+    with pytest.raises(SpecError, match=r"steps\[1\]\.filter: all\[0\]: ne 3 cannot be compared with column 'text'"):
+        build_plan(parse_pipeline(text, "p.yaml"), data_dir)
