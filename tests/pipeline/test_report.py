@@ -144,6 +144,21 @@ def test_demo_funnel_equals_duckdb_over_the_run_directory(demo_run):
     assert records > _funnel_found(page)[-1][2] > 0  # WARC records in, fewer documents out
 
 
+def test_full_demo_report_funnel_runs_from_warc_records_to_shard_tokens(tmp_path):
+    """examples/demo.yaml, the whole pipeline: the funnel starts at the records read and ends at shard tokens,
+    and every number equals DuckDB over the run directory."""
+    spec, base = load_pipeline(REPO / "examples" / "demo.yaml")
+    spec = spec.model_copy(update={"execution": spec.execution.model_copy(update={"executor": "local"})})
+    run_plan(build_plan(spec, base), RunDir(tmp_path), LocalExecutor(), log=lambda m: None)
+    page = parse(tmp_path / "report.html")
+    assert _funnel_found(page) == _funnel_expected(tmp_path)
+    shard_row = table(page, "funnel")[-1]
+    assert shard_row["stage"] == "shard tokens"
+    assert int(shard_row["tokens"]) == connect(tmp_path).execute(
+        "SELECT sum(len(input_ids)) FROM shards").fetchone()[0]
+    assert {"funnel", "drops", "languages", "histograms", "dedup", "tokenizer", "mixture", "shards"} <= set(page.sections)
+
+
 def test_demo_drops_equal_the_drops_view(demo_run):
     page = parse(demo_run / "report.html")
     found = sorted((r["step"], r["reason"], int(r["rows"])) for r in table(page, "drops"))
