@@ -394,7 +394,7 @@ nav a{margin-right:14px;color:#26324a;text-decoration:none;font-weight:600}
 main{padding:8px 28px 40px;max-width:1100px}
 section{background:#fff;border:1px solid #e1e4ea;border-radius:6px;padding:10px 18px 14px;margin:16px 0}
 h2{font-size:17px;margin:6px 0 10px}
-table{border-collapse:collapse;margin:10px 0;font-size:13px}
+table{border-collapse:collapse;margin:10px 0;font-size:13px;display:block;max-width:100%;overflow-x:auto}
 th,td{padding:3px 10px;border-bottom:1px solid #eceef2;text-align:left}
 th{background:#f3f5f8}
 table.num td:not(:first-child):not(:nth-child(2)):not(:nth-child(3)){text-align:right;font-variant-numeric:tabular-nums}

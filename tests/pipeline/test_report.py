@@ -144,17 +144,23 @@ def test_demo_funnel_equals_duckdb_over_the_run_directory(demo_run):
     assert records > _funnel_found(page)[-1][2] > 0  # WARC records in, fewer documents out
 
 
-def test_full_demo_report_funnel_runs_from_warc_records_to_shard_tokens(tmp_path):
-    """examples/demo.yaml, the whole pipeline: the funnel starts at the records read and ends at shard tokens,
-    and every number equals DuckDB over the run directory."""
+@pytest.fixture(scope="module")
+def full_demo(tmp_path_factory) -> Path:
+    """examples/demo.yaml, the whole pipeline, on the local executor."""
     spec, base = load_pipeline(REPO / "examples" / "demo.yaml")
     spec = spec.model_copy(update={"execution": spec.execution.model_copy(update={"executor": "local"})})
-    run_plan(build_plan(spec, base), RunDir(tmp_path), LocalExecutor(), log=lambda m: None)
-    page = parse(tmp_path / "report.html")
-    assert _funnel_found(page) == _funnel_expected(tmp_path)
+    run_dir = tmp_path_factory.mktemp("report-full-demo")
+    run_plan(build_plan(spec, base), RunDir(run_dir), LocalExecutor(), log=lambda m: None)
+    return run_dir
+
+
+def test_full_demo_report_funnel_runs_from_warc_records_to_shard_tokens(full_demo):
+    """The funnel starts at the records read and ends at shard tokens; every number equals DuckDB."""
+    page = parse(full_demo / "report.html")
+    assert _funnel_found(page) == _funnel_expected(full_demo)
     shard_row = table(page, "funnel")[-1]
     assert shard_row["stage"] == "shard tokens"
-    assert int(shard_row["tokens"]) == connect(tmp_path).execute(
+    assert int(shard_row["tokens"]) == connect(full_demo).execute(
         "SELECT sum(len(input_ids)) FROM shards").fetchone()[0]
     assert {"funnel", "drops", "languages", "histograms", "dedup", "tokenizer", "mixture", "shards"} <= set(page.sections)
 
@@ -284,13 +290,13 @@ def page_requests(stderr: str) -> list[str]:
 
 @pytest.mark.skipif(not CHROMIUM.exists(), reason="headless Chromium is not installed at /usr/bin/chromium "
                                                   "(apt-get install -y chromium)")
-def test_chromium_renders_the_demo_report_without_network(demo_run, tmp_path):
-    url = (demo_run / "report.html").as_uri()
+def test_chromium_renders_the_demo_report_without_network(full_demo, tmp_path):
+    url = (full_demo / "report.html").as_uri()
     dom = chromium(tmp_path, "--virtual-time-budget=2000", "--dump-dom", url)
     assert dom.returncode == 0, dom.stderr[-2000:]
     rendered = dom.stdout
     charts = re.findall(r'<svg class="chart" data-chart="(\w+)"', rendered)
-    assert set(charts) >= {"funnel", "drops", "seconds"}
+    assert set(charts) >= {"funnel", "drops", "seconds", "histograms", "mixture"}
     assert rendered.count("<path") > 20  # the bars are in the rendered DOM, not just the element
     assert page_requests(dom.stderr) == []
 
