@@ -44,6 +44,8 @@ class StepSpec(_Model):
     params: dict[str, Any] = {}
     filter: dict[str, Any] | None = None
     reason: str | None = None
+    # With ``filter``: the mixture sources it applies to (others pass), e.g. prose rules that make no sense for code.
+    sources: list[str] | None = None
     name: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.-]+$")
 
     @model_validator(mode="after")
@@ -52,14 +54,14 @@ class StepSpec(_Model):
             raise ValueError("a step needs exactly one of 'stage' or 'filter'")
         if self.filter is not None and self.params:
             raise ValueError("a filter step takes no 'params'")
-        if self.stage is not None and self.reason is not None:
-            raise ValueError("'reason' belongs to filter steps")
+        if self.stage is not None and (self.reason is not None or self.sources is not None):
+            raise ValueError("'reason' and 'sources' belong to filter steps (stages take 'sources' in params)")
         return self
 
     def resolved(self) -> tuple[str, dict[str, Any]]:
         """(stage name, params) with the filter sugar expanded."""
         if self.filter is not None:
-            return "filter_v1", {"expr": self.filter, "reason": self.reason or "filter"}
+            return "filter_v1", {"expr": self.filter, "reason": self.reason or "filter", "sources": self.sources}
         return self.stage, dict(self.params)  # type: ignore[return-value]
 
 

@@ -6,7 +6,8 @@ Grammar (YAML)::
     {all: [EXPR, ...]}  {any: [EXPR, ...]}  {not: EXPR}
     {preset: NAME}                   a registered preset (e.g. gopher, c4, fineweb) expanded to an expression
 
-Each top-level clause of an ``all`` is evaluated separately, so a dropped row is counted under the first clause it
+A comparison with a null is unknown (SQL semantics) and an unknown row is dropped. A step may name the mixture
+``sources`` it applies to; rows of other sources pass. Each top-level clause of an ``all`` is evaluated separately, so a dropped row is counted under the first clause it
 fails (``lang_score<0.65``), which is what makes the drops of a filter countable by reason.
 """
 
@@ -145,7 +146,13 @@ def describe(expr: Mapping[str, Any]) -> str:
 
 
 def evaluate(expr: Mapping[str, Any], table: pa.Table) -> pa.ChunkedArray:
-    """Boolean mask (nulls count as false) of the rows the expression keeps."""
+    """Boolean mask of the rows the expression keeps. SQL semantics: a comparison with a null is unknown, and
+    unknown stays unknown through ``not`` (so ``not: {col: x, lt: 0.5}`` does not keep a row whose x is null);
+    only the final result counts unknown as false."""
+    return pc.fill_null(_evaluate(expr, table), False)
+
+
+def _evaluate(expr: Mapping[str, Any], table: pa.Table):
     if "col" in expr:
         name = expr["col"]
         if name not in table.column_names:
@@ -154,20 +161,18 @@ def evaluate(expr: Mapping[str, Any], table: pa.Table) -> pa.ChunkedArray:
         (op,) = set(expr) - {"col"}
         value = expr[op]
         if op in COMPARISONS:
-            mask = getattr(pc, {"eq": "equal", "ne": "not_equal", "lt": "less", "le": "less_equal",
+            return getattr(pc, {"eq": "equal", "ne": "not_equal", "lt": "less", "le": "less_equal",
                                 "gt": "greater", "ge": "greater_equal"}[op])(column, value)
-        elif op == "in":
-            mask = pc.is_in(column, value_set=pa.array(value, type=column.type))
-        elif op == "not_in":
-            mask = pc.invert(pc.is_in(column, value_set=pa.array(value, type=column.type)))
-        else:
-            mask = pc.is_null(column) if value else pc.is_valid(column)
-        return pc.fill_null(mask, False)
+        if op in SET_OPS:
+            member = pc.is_in(column, value_set=pa.array(value, type=column.type))
+            member = pc.if_else(pc.is_null(column), pa.scalar(None, pa.bool_()), member)
+            return member if op == "in" else pc.invert(member)
+        return pc.is_null(column) if value else pc.is_valid(column)
     if "not" in expr:
-        return pc.invert(evaluate(expr["not"], table))
+        return pc.invert(_evaluate(expr["not"], table))
     (op,) = expr
-    masks = [evaluate(e, table) for e in expr[op]]
-    combine = pc.and_ if op == "all" else pc.or_
+    masks = [_evaluate(e, table) for e in expr[op]]
+    combine = pc.and_kleene if op == "all" else pc.or_kleene
     out = masks[0]
     for m in masks[1:]:
         out = combine(out, m)
@@ -189,6 +194,8 @@ class FilterParams(StageParams):
     expr: dict
     # Optional name used in drop reasons instead of "filter".
     reason: str = "filter"
+    # Mixture sources the filter applies to; rows of other sources pass untouched. None: every source.
+    sources: list[str] | None = None
 
     @field_validator("expr")
     @classmethod
@@ -209,7 +216,11 @@ class Filter(StreamingStage):
     def process(self, table: pa.Table) -> StageOutput:
         if table.num_rows == 0:
             return StageOutput(table, None)
-        return StageOutput(table, reject_reasons(self.params.expr, table, self.params.reason))
+        reasons = reject_reasons(self.params.expr, table, self.params.reason)
+        if self.params.sources is not None:
+            applies = pc.is_in(table["source"], value_set=pa.array(self.params.sources, pa.string()))
+            reasons = pc.if_else(applies, reasons, pa.scalar(None, pa.string()))
+        return StageOutput(table, reasons)
 
     @classmethod
     def contract_params(cls, tmp_path) -> dict:

@@ -134,3 +134,13 @@ def test_filter_value_of_the_wrong_type_is_refused_at_plan_time(data_dir):
     text = spec_text(data_dir).replace('ne: ""', "ne: 3")
     with pytest.raises(SpecError, match=r"steps\[1\]\.filter: all\[0\]: ne 3 cannot be compared with column 'text'"):
         build_plan(parse_pipeline(text, "p.yaml"), data_dir)
+
+
+def test_filter_step_sources_reach_the_stage_and_stage_steps_refuse_them(data_dir):
+    text = spec_text(data_dir).replace('  - filter: {all: [{col: text, ne: ""}]}',
+                                       '  - filter: {all: [{col: text, ne: ""}]}\n    sources: [github]')
+    plan = build_plan(parse_pipeline(text, "p.yaml"), data_dir)
+    assert plan.steps[2].params["sources"] == ["github"]
+    bad = spec_text(data_dir).replace("  - stage: clean.normalize_v1", "  - stage: clean.normalize_v1\n    sources: [x]")
+    with pytest.raises(SpecError, match=r"steps\[0\]: 'reason' and 'sources' belong to filter steps"):
+        parse_pipeline(bad, "p.yaml")
