@@ -132,6 +132,29 @@ class _ReadParts:
             yield self.runner(read_part(path))
 
 
+class _FusedSegment:
+    """One actor per CPU runs every step of the segment on its unit, exactly as ``LocalExecutor`` chains them:
+    state (models, tokenizers) is set up once per actor, batches never wait in the object store between steps,
+    and no CPU is held by a pool that is mostly idle (an actor stage between task stages does that)."""
+
+    def __init__(self, plan: Plan, runners: list[StepRunner], reads_units: bool):
+        self.plan = plan
+        self.runners = runners
+        self.reads_units = reads_units
+        for runner in runners[1:]:
+            _ = runner.stage
+
+    def __call__(self, batch: pa.Table) -> Iterator[pa.Table]:
+        if self.reads_units:
+            tables = _ingest_batches(self.plan, self.runners[0], batch["unit"].to_pylist())
+        else:
+            tables = (self.runners[0](read_part(p)) for p in batch["path"].to_pylist())
+        for table in tables:
+            for runner in self.runners[1:]:
+                table = runner(table)
+            yield table
+
+
 class _StepActor:
     """Actor-pool wrapper: the stage's ``setup()`` (a model load) happens once per actor."""
 
@@ -166,10 +189,13 @@ def _make_sink(segment_dir: Path):
 class RayExecutor:
     name = "ray"
 
-    def __init__(self, max_actors: int | None = None, progress: Progress | None = None):
+    def __init__(self, max_actors: int | None = None, progress: Progress | None = None, fuse_steps: bool = False):
         self.workers: int | None = None
         self.max_actors = max_actors
         self.progress = progress
+        # False (default): one Ray Data operator per step, each with its own declared resources (tasks, or an actor
+        # pool for stateful stages); True: one operator runs the whole segment per unit (an actor per CPU).
+        self.fuse_steps = fuse_steps
 
     def run_segment(self, plan: Plan, segment: Segment, input_parts: list[str], state: Any, run_dir: str,
                     segment_dir: Path) -> SegmentResult:
@@ -194,11 +220,14 @@ class RayExecutor:
         if not items:
             return SegmentResult([], [])
         ds = ray.data.from_items(items, override_num_blocks=len(items))
-        ds = ds.map_batches(head, batch_size=1, batch_format="pyarrow", num_cpus=1)
         cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
         self.workers = cpus
-        for runner in runners[1:]:
-            ds = self._map_step(ds, runner, cpus)
+        if self.fuse_steps:
+            ds = self._map_fused(ds, plan, runners, segment.index == 0, cpus, len(items))
+        else:
+            ds = ds.map_batches(head, batch_size=1, batch_format="pyarrow", num_cpus=1)
+            for runner in runners[1:]:
+                ds = self._map_step(ds, runner, cpus)
         sink = _make_sink(segment_dir)
         _start_progress(self.progress, plan, segment, input_parts)
         self._write_with_progress(ds, sink, collector, segment)
@@ -213,14 +242,17 @@ class RayExecutor:
 
         import ray
 
+        # Fused: writing is I/O on blocks the segment's actors made and must not wait for a CPU they hold.
+        # Otherwise the write fuses into the last task operator, as Ray Data does by default.
+        write_args = {"num_cpus": 0} if self.fuse_steps else None
         if self.progress is None:
-            ds.write_datasink(sink)
+            ds.write_datasink(sink, ray_remote_args=write_args)
             return
         errors: list[BaseException] = []
 
         def write() -> None:
             try:
-                ds.write_datasink(sink)
+                ds.write_datasink(sink, ray_remote_args=write_args)
             except BaseException as exc:  # re-raised on the driver's thread below
                 errors.append(exc)
 
@@ -232,6 +264,12 @@ class RayExecutor:
             self.progress.update(totals, final=not thread.is_alive())
         if errors:
             raise errors[0]
+
+    def _map_fused(self, ds, plan: Plan, runners: list[StepRunner], reads_units: bool, cpus: int, items: int):
+        num_cpus = max(r.step.instantiate().resources.num_cpus for r in runners[1:]) if runners[1:] else 1
+        size = max(1, min(items, int(cpus // max(num_cpus, 1e-9)) or 1, self.max_actors or cpus))
+        return ds.map_batches(_FusedSegment, fn_constructor_args=(plan, runners, reads_units), batch_size=1,
+                              batch_format="pyarrow", concurrency=size, num_cpus=num_cpus)
 
     def _map_step(self, ds, runner: StepRunner, cpus: int):
         resources = runner.step.instantiate().resources

@@ -78,6 +78,11 @@ class ExecutionSpec(_Model):
     batch_bytes: int = Field(default=64 * 1024 * 1024, gt=0)
     # Upper bound of the actor pool size of stateful stages (default: CPUs of the cluster).
     max_actors: int | None = Field(default=None, gt=0)
+    # Ray: one operator per step with the step's own resources (tasks for stateless steps, an actor pool for
+    # stateful ones; the default), or all steps of a segment in one actor per CPU. Same output either way; on the
+    # 2-core benchmark machine fusing was slower (every segment starts actors that set up every stage), see
+    # BENCHMARKS.md, so it is opt-in.
+    fuse_steps: bool = False
 
 
 class PipelineSpec(_Model):

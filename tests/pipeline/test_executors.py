@@ -15,10 +15,11 @@ def _files(root):
 
 
 @pytest.mark.ray
-def test_local_and_ray_give_byte_identical_parquet(ray_cluster, data_dir, tmp_path):
+@pytest.mark.parametrize("fuse_steps", [True, False], ids=["fused", "operator-per-step"])
+def test_local_and_ray_give_byte_identical_parquet(ray_cluster, data_dir, tmp_path, fuse_steps):
     plan = make_plan(data_dir)
     local = run_plan(plan, RunDir(tmp_path / "local"), LocalExecutor(), log=lambda m: None)
-    remote = run_plan(plan, RunDir(tmp_path / "ray"), RayExecutor(), log=lambda m: None)
+    remote = run_plan(plan, RunDir(tmp_path / "ray"), RayExecutor(fuse_steps=fuse_steps), log=lambda m: None)
 
     for sub in ("segments", "rejects"):
         a, b = _files(tmp_path / "local" / sub), _files(tmp_path / "ray" / sub)
