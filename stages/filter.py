@@ -7,8 +7,9 @@ Grammar (YAML)::
     {preset: NAME}                   a registered preset (e.g. gopher, c4, fineweb) expanded to an expression
 
 A comparison with a null is unknown (SQL semantics) and an unknown row is dropped. A step may name the mixture
-``sources`` it applies to; rows of other sources pass. Each top-level clause of an ``all`` is evaluated separately, so a dropped row is counted under the first clause it
-fails (``lang_score<0.65``), which is what makes the drops of a filter countable by reason.
+``sources`` it applies to; rows of other sources pass. Each top-level clause of an ``all`` is evaluated
+separately, so a dropped row is counted under the first clause it fails (``lang_score<0.65``), which is what makes
+the drops of a filter countable by reason.
 """
 
 from __future__ import annotations
