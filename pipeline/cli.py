@@ -76,7 +76,8 @@ def cmd_run(args) -> int:
     if executor_name == "ray":
         _init_ray(address)
         executor = RayExecutor(plan.spec.execution.max_actors, progress=progress,
-                               fuse_steps=plan.spec.execution.fuse_steps)
+                               fuse_steps=plan.spec.execution.fuse_steps,
+                               stateful_as_tasks=plan.spec.execution.stateful_stages == "tasks")
     else:
         executor = LocalExecutor(progress=progress)
     result = run_plan(plan, run_dir, executor, force=args.force, log=lambda m: print(m, file=sys.stderr))

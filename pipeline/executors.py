@@ -189,7 +189,9 @@ def _make_sink(segment_dir: Path):
 class RayExecutor:
     name = "ray"
 
-    def __init__(self, max_actors: int | None = None, progress: Progress | None = None, fuse_steps: bool = False):
+    def __init__(self, max_actors: int | None = None, progress: Progress | None = None, fuse_steps: bool = False,
+                 stateful_as_tasks: bool = False):
+        self.stateful_as_tasks = stateful_as_tasks
         self.workers: int | None = None
         self.max_actors = max_actors
         self.progress = progress
@@ -273,10 +275,11 @@ class RayExecutor:
 
     def _map_step(self, ds, runner: StepRunner, cpus: int):
         resources = runner.step.instantiate().resources
-        if resources.actor:
+        if resources.actor and not self.stateful_as_tasks:
             size = min(cpus, resources.max_actors or cpus, self.max_actors or cpus)
             return ds.map_batches(_StepActor, fn_constructor_args=(runner,), batch_size=None,
                                   batch_format="pyarrow", concurrency=(1, size), num_cpus=resources.num_cpus)
+        runner.cache_setup = resources.actor  # a stateful stage as tasks: set up once per worker process
         return ds.map_batches(runner, batch_size=None, batch_format="pyarrow", num_cpus=resources.num_cpus)
 
 

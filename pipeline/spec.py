@@ -83,6 +83,10 @@ class ExecutionSpec(_Model):
     # 2-core benchmark machine fusing was slower (every segment starts actors that set up every stage), see
     # BENCHMARKS.md, so it is opt-in.
     fuse_steps: bool = False
+    # Ray, operator per step: stateful stages (a fastText model, a tokenizer) as actor pools (the default), or as
+    # tasks that set the stage up once per worker process, so Ray Data fuses them with the task steps around them
+    # and no CPU is held by an idle pool.
+    stateful_stages: Literal["actors", "tasks"] = "actors"
 
 
 class PipelineSpec(_Model):

@@ -193,6 +193,24 @@ def _resolve(state: Any) -> Any:
 
 # --- running a stage on a batch ---------------------------------------------------------------------------
 
+# Set-up stages of this process, so a stateful stage run as Ray tasks (which reuse worker processes) loads its
+# model once per worker, not once per batch. Keyed by everything that decides the stage's state.
+_SET_UP: dict[tuple, Stage] = {}
+
+
+def _set_up_stage(step: Step, run_dir: str) -> Stage:
+    import json
+
+    key = (step.stage_name, json.dumps(step.params, sort_keys=True, default=str), run_dir)
+    stage = _SET_UP.get(key)
+    if stage is None:
+        stage = step.instantiate()
+        stage.run_dir = run_dir
+        stage.setup()
+        _SET_UP[key] = stage
+    return stage
+
+
 class StepRunner:
     """Runs one step on batches: calls the stage, accounts, keeps rejects, reports stats. Used as a plain
     function by the local executor and inside Ray tasks/actors by the Ray executor."""
@@ -205,14 +223,18 @@ class StepRunner:
         self.state = state
         self._stage: Stage | None = None
         self._state_resolved = False
+        # Ray tasks running a stateful stage: reuse the stage set up earlier in this worker process.
+        self.cache_setup = False
 
     @property
     def stage(self) -> Stage:
         if self._stage is None:
-            stage = self.step.instantiate()
-            stage.run_dir = self.run_dir
-            stage.setup()
-            self._stage = stage
+            if self.cache_setup:
+                self._stage = _set_up_stage(self.step, self.run_dir)
+            else:
+                self._stage = self.step.instantiate()
+                self._stage.run_dir = self.run_dir
+                self._stage.setup()
         return self._stage
 
     def process(self, table: pa.Table) -> StageOutput:

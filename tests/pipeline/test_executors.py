@@ -7,7 +7,7 @@ import pytest
 
 from pipeline import LocalExecutor, RayExecutor, RunDir, run_plan
 
-from demo_pipeline import make_plan
+from demo_pipeline import DEMO, make_plan
 
 
 def _files(root):
@@ -15,11 +15,13 @@ def _files(root):
 
 
 @pytest.mark.ray
-@pytest.mark.parametrize("fuse_steps", [True, False], ids=["fused", "operator-per-step"])
-def test_local_and_ray_give_byte_identical_parquet(ray_cluster, data_dir, tmp_path, fuse_steps):
-    plan = make_plan(data_dir)
+@pytest.mark.parametrize("mode", [{}, {"fuse_steps": True}, {"stateful_as_tasks": True}],
+                         ids=["operator-per-step", "fused", "stateful-as-tasks"])
+def test_local_and_ray_give_byte_identical_parquet(ray_cluster, data_dir, tmp_path, mode):
+    # lang.fasttext_v1 is stateful: an actor pool by default, tasks with a per-process set-up in the last mode.
+    plan = make_plan(data_dir, DEMO.replace("  - stage: clean.pii_v1", "  - stage: clean.pii_v1\n  - stage: lang.fasttext_v1"))
     local = run_plan(plan, RunDir(tmp_path / "local"), LocalExecutor(), log=lambda m: None)
-    remote = run_plan(plan, RunDir(tmp_path / "ray"), RayExecutor(fuse_steps=fuse_steps), log=lambda m: None)
+    remote = run_plan(plan, RunDir(tmp_path / "ray"), RayExecutor(**mode), log=lambda m: None)
 
     for sub in ("segments", "rejects"):
         a, b = _files(tmp_path / "local" / sub), _files(tmp_path / "ray" / sub)
