@@ -6,13 +6,13 @@ hashing of real text vs one xxhash call per string, and the measured false-posit
 
 from __future__ import annotations
 
+import _bootstrap  # noqa: F401  (sys.path: the repository before benchmarks/)
+
 import argparse
 import re
-import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 import pyarrow as pa  # noqa: E402

@@ -16,17 +16,17 @@ the test suite.
 
 from __future__ import annotations
 
+import _bootstrap  # noqa: F401  (sys.path: the repository before benchmarks/)
+
 import argparse
 import json
 import os
-import sys
 import time
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from stages.clean import Boilerplate, Normalize, Pii  # noqa: E402
 

@@ -29,8 +29,9 @@ of each source; the GitHub source also has natural ones (the same module in seve
 
 from __future__ import annotations
 
+import _bootstrap  # noqa: F401  (sys.path: the repository before benchmarks/)
+
 import argparse
-import base64
 import glob
 import gzip
 import hashlib

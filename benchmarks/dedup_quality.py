@@ -13,16 +13,16 @@ predicted a duplicate when both documents land in the same cluster.
 
 from __future__ import annotations
 
+import _bootstrap  # noqa: F401  (sys.path: the repository before benchmarks/)
+
 import argparse
 import itertools
 import json
 import random
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import datasketch  # noqa: E402
 import pyarrow as pa  # noqa: E402

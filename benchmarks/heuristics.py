@@ -10,17 +10,16 @@ Crawl sample pages. Needs datatrove + spacy (dev dependencies).
 
 from __future__ import annotations
 
+import _bootstrap  # noqa: F401  (sys.path: the repository before benchmarks/)
+
 import argparse
 import os
-import sys
 import time
 from collections import Counter
 
 import numpy as np
 import pyarrow as pa
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import pipeline  # noqa: E402,F401  (import order: pipeline before stages.filter)
 import real_text  # noqa: E402
@@ -84,7 +83,7 @@ def main() -> None:
     filters = datatrove_filters()
     datatrove_decisions(texts[:5], filters)  # load spaCy outside the timing
 
-    best_ours, cpu_ours = min(_timed(lambda: stage.process(table)) for _ in range(args.repeat))
+    best_ours, cpu_ours = min(real_text.timed(lambda: stage.process(table)) for _ in range(args.repeat))
     scored = stage.process(table).table
     ours = gristmill_decisions(scored)
     best_theirs, cpu_theirs, theirs = None, None, None
@@ -137,12 +136,6 @@ def _row_signals(table: pa.Table, row: int, family: str) -> dict:
 
     cols = sorted(columns_of(expand({"preset": family})))
     return {c: table[c][row].as_py() for c in cols}
-
-
-def _timed(fn) -> tuple[float, float]:
-    start, cpu = time.perf_counter(), time.thread_time()
-    fn()
-    return time.perf_counter() - start, time.thread_time() - cpu
 
 
 if __name__ == "__main__":

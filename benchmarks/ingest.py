@@ -12,18 +12,18 @@ Run: python benchmarks/ingest.py [--data /work/shared/data] [--repeat 20]
 
 from __future__ import annotations
 
+import _bootstrap  # noqa: F401  (sys.path: the repository before benchmarks/)
+
 import argparse
 import gzip
 import io
 import json
 import shutil
-import sys
 import tempfile
 import time
 from collections import Counter
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from stages.ingest.base import Limits, Unit  # noqa: E402
 from stages.ingest.encoding import decode_html  # noqa: E402

@@ -6,16 +6,15 @@ one in-process batch call vs Ray Data ``map_batches`` over an actor pool of 1 an
 
 from __future__ import annotations
 
+import _bootstrap  # noqa: F401  (sys.path: the repository before benchmarks/)
+
 import argparse
 import os
-import sys
 import time
 
 import numpy as np
 import pyarrow as pa
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import pipeline  # noqa: E402,F401  (import order: pipeline before stages)
 import real_text  # noqa: E402
@@ -88,7 +87,7 @@ def main() -> None:
 
     table = pa.concat_tables([table] * args.copies)
     batches = [table.slice(i, args.batch_size) for i in range(0, table.num_rows, args.batch_size)]
-    in_process, in_process_cpu = min(_timed(lambda: [stage.process(b) for b in batches])
+    in_process, in_process_cpu = min(real_text.timed(lambda: [stage.process(b) for b in batches])
                                      for _ in range(args.repeat))
 
     import ray
@@ -113,12 +112,6 @@ def main() -> None:
         print(f"| Ray Data map_batches, actor pool of {actors} | {actors} | {seconds:.3f} | {n / seconds:,.0f} | "
               f"{n / seconds / actors:,.0f} | {n / cpu:,.0f} |")
     print(f"| speed-up 2 actors vs 1 (wall) | | | {ray_times[1][0] / ray_times[2][0]:.2f}x | | |")
-
-
-def _timed(fn) -> tuple[float, float]:
-    start, cpu = time.perf_counter(), time.thread_time()
-    fn()
-    return time.perf_counter() - start, time.thread_time() - cpu
 
 
 if __name__ == "__main__":

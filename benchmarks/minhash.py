@@ -10,14 +10,14 @@ single-threaded on both sides, so the figures are per core even on a busy machin
 
 from __future__ import annotations
 
+import _bootstrap  # noqa: F401  (sys.path: the repository before benchmarks/)
+
 import argparse
 import glob
 import json
-import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import datasketch  # noqa: E402
 import numpy as np  # noqa: E402

@@ -16,6 +16,8 @@ library sources (code). Run: ``python benchmarks/pack.py [--tokens 40e6] [--seq-
 
 from __future__ import annotations
 
+import _bootstrap  # noqa: F401  (sys.path: the repository before benchmarks/)
+
 import argparse
 import glob
 import json

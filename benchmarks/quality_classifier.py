@@ -9,16 +9,15 @@ rest of the same pages' whole-page extraction (navigation, teasers, footers), bo
 
 from __future__ import annotations
 
+import _bootstrap  # noqa: F401  (sys.path: the repository before benchmarks/)
+
 import os
-import sys
 import tempfile
 import time
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import pipeline  # noqa: E402,F401  (import order: pipeline before stages)
 import real_text  # noqa: E402

@@ -11,6 +11,7 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import time
 from pathlib import Path
 
 DATA = Path(os.environ.get("GRISTMILL_SHARED_DATA", "/work/shared/data"))
@@ -98,3 +99,10 @@ def reference_vs_crawl(pages: list[dict]) -> list[dict]:
         rows += [{"source": "reference", "text": c, "url": page["url"]} for c in _chunks(page["article"])]
         rows += [{"source": "common_crawl", "text": c, "url": page["url"]} for c in _chunks(boilerplate)]
     return rows
+
+
+def timed(fn) -> tuple[float, float]:
+    """(wall seconds, CPU seconds of this thread) of one call: per-core cost that the machine's load barely moves."""
+    start, cpu = time.perf_counter(), time.thread_time()
+    fn()
+    return time.perf_counter() - start, time.thread_time() - cpu

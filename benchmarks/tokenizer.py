@@ -13,13 +13,14 @@ process so its peak RSS is its own. Prints Markdown tables.
 
 from __future__ import annotations
 
+import _bootstrap  # noqa: F401  (sys.path: the repository before benchmarks/)
+
 import argparse
 import glob
 import gzip
 import json
 import multiprocessing as mp
 import os
-import sys
 import tempfile
 import time
 
@@ -27,7 +28,6 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 STDLIB = "/root/.pyenv/versions/3.11.7/lib/python3.11"
 DATA = "/work/shared/data"
