@@ -15,6 +15,7 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 from mixtures import shards
+from pipeline.storage import sha256_file
 from stages.base import require
 
 
@@ -120,7 +121,7 @@ def show_row(run_dir: str, row: int) -> str:
     tok_path = os.path.join(run_dir, m["tokenizer"]["path"])
     tok = tokenizers.Tokenizer.from_file(tok_path)
     warning = ""
-    if shards.sha256_file(tok_path) != m["tokenizer"]["sha256"]:
+    if sha256_file(tok_path) != m["tokenizer"]["sha256"]:
         warning = f"\nWARNING: {tok_path} is not the tokenizer the shards were made with (sha256 differs)"
     ids = record["input_ids"]
     starts = record["doc_offsets"] + [len(ids)]

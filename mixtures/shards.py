@@ -14,7 +14,6 @@ temporary name and renamed into place; ``manifest.json`` goes last, so its prese
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import os
 from typing import Any, Iterator, Mapping
@@ -24,7 +23,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from mixtures.packer import keyed_hash, read_ipc
-from pipeline.storage import resolve
+from pipeline.storage import resolve, sha256_file
 
 MANIFEST = "manifest.json"
 SHARDS_DIR = "shards"
@@ -89,14 +88,6 @@ def shard_jobs(
         consumed += counts
         jobs.append(ShardJob(index, labels, slices, sources, run_dir, seq_len, options))
     return jobs
-
-
-def sha256_file(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def write_parquet_atomic(table: pa.Table, path: str, options: WriterOptions) -> None:

@@ -27,6 +27,7 @@ from pydantic import Field, model_validator
 from mixtures import packer, shards
 from mixtures.solver import InfeasibleMixture, MixturePlan, MixtureSolver, MixtureSpec, load_mixture
 from pipeline.registry import register_stage
+from pipeline.storage import sha256_file
 from stages.base import GlobalContext, GlobalStage, StageParams, require
 
 SEPARATOR_TOKEN = "<|endoftext|>"
@@ -89,7 +90,7 @@ def load_tokenizer_info(path: str) -> TokenizerInfo:
     if sep_id is None:
         raise ValueError(f"{path}: the tokenizer has no {SEPARATOR_TOKEN!r} token to separate documents")
     pad_id = tok.token_to_id(PAD_TOKEN)
-    return TokenizerInfo(path, shards.sha256_file(path), sep_id, sep_id if pad_id is None else pad_id)
+    return TokenizerInfo(path, sha256_file(path), sep_id, sep_id if pad_id is None else pad_id)
 
 
 # --- step 1: count -----------------------------------------------------------------------------------------

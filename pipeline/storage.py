@@ -359,5 +359,16 @@ def file_size(path: str | os.PathLike | Location) -> int:
     return resolve(path).size()
 
 
+def sha256_file(path: str | os.PathLike | Location) -> str:
+    """Hex sha256 of a file's bytes, read in 1 MiB blocks (local or remote)."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    with resolve(path).open_input() as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def write_bytes_atomic(path: str | os.PathLike | Location, data: bytes) -> None:
     resolve(path).write_bytes(data)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import glob
-import hashlib
 import json
 import os
 import tempfile
@@ -22,6 +21,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from pipeline.storage import sha256_file
 from stages.lang import fasttext_model
 
 POSITIVE_LABEL = "__label__hq"
@@ -186,7 +186,7 @@ def train(files: Sequence[str], output: str, config: TrainConfig) -> dict:
         "train_documents": _counts(train_set),
         "heldout_documents": _counts(heldout),
         "heldout": evaluate(model, heldout, config) if heldout.num_rows else None,
-        "model_sha256": _sha256(output),
+        "model_sha256": sha256_file(output),
         "fasttext_module": fasttext.__file__,
     }
     write_json(f"{output}.json", metadata)
@@ -196,14 +196,6 @@ def train(files: Sequence[str], output: str, config: TrainConfig) -> dict:
 def _counts(table: pa.Table) -> dict[str, int]:
     labels = table["label"].to_numpy(zero_copy_only=False)
     return {"hq": int(np.sum(labels == POSITIVE_LABEL)), "lq": int(np.sum(labels == NEGATIVE_LABEL))}
-
-
-def _sha256(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def write_json(path: str, payload: dict) -> None:

@@ -39,7 +39,7 @@ def test_identifies_twelve_languages(stage, sentences):
 
 
 def test_keeps_rows_and_columns(stage, sentences):
-    table = doc_table(sentences["de"][:5] + [None, "", " \n\t "])
+    table = doc_table(sentences["de"][:5] + [None, "", " \n\t "], part=5)
     out = stage.process(table)
     assert out.reject_reason is None
     assert out.table.num_rows == table.num_rows
