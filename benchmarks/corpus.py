@@ -118,7 +118,7 @@ def common_crawl_docs(rng: random.Random) -> Iterator[Doc]:
     truth = json.loads((SHARED / "html" / "ground-truth.json").read_text())
     pages += [(str(p), truth.get(p.name.split(".")[0], {}).get("url") or f"https://example.org/{p.name}")
               for p in (SHARED / "html" / "html").glob("*.html.gz")]
-    urls = dict(pages)
+    urls = {p: u for p, u in pages if os.path.isfile(p)}  # debian-policy has a *directory* named perl-policy.html
     for path in shuffled(list(urls), rng):
         yield Doc(hashlib.sha1(path.encode()).hexdigest()[:16], read_text(path), path, urls[path])
 

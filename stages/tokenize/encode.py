@@ -5,12 +5,22 @@ Adds ``tokens`` (list<int32>) and ``n_tokens`` (int32: the list's own offset typ
 ``<|endoftext|>``. Special-token strings that occur *inside* a document (``"<|endoftext|>"`` quoted in a web
 page) are encoded as ordinary text by default (``parse_special_tokens: false``), so a document can never
 inject a separator or padding into the packed stream; decoding gives the literal string back.
+
+Two engines give the same ids: ``tokenizers`` (the library the tokenizer was trained with, the default) and
+``tiktoken`` (opt-in; 6-8x less CPU per byte, benchmarks/tokenize_engines.py). tiktoken ranks a pair by the
+id of the token it would form, where ``tokenizers`` looks the pair up in the merge list; setup() proves the
+two agree for the given tokenizer.json (see ``tiktoken_incompatibilities``) and refuses it otherwise.
 """
 
 from __future__ import annotations
 
+import functools
+import json
 import os
-from typing import Any, ClassVar
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from itertools import pairwise
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import pyarrow as pa
@@ -19,7 +29,7 @@ from pydantic import Field
 
 from pipeline.registry import register_stage
 from stages.base import Resources, StageOutput, StageParams, StreamingStage, require
-from stages.tokenize.bbpe import TOKENIZER_FILE
+from stages.tokenize.bbpe import SPLIT_REGEX, TOKENIZER_FILE
 
 TOKENS = "tokens"
 N_TOKENS = "n_tokens"
@@ -33,6 +43,9 @@ class TokenizeParams(StageParams):
     batch_bytes: int = Field(8 * 1024 * 1024, gt=0)
     # False: special-token strings inside a document are plain text (see the module docstring).
     parse_special_tokens: bool = False
+    # "tiktoken": the same ids from tiktoken (pip install 'gristmill[tiktoken]'); setup() refuses a tokenizer
+    # whose ids tiktoken cannot reproduce exactly, naming what differs.
+    engine: Literal["tokenizers", "tiktoken"] = "tokenizers"
 
 
 def _limit_native_threads() -> None:
@@ -55,6 +68,30 @@ def _limit_native_threads() -> None:
     os.environ.setdefault("RAYON_NUM_THREADS", str(max(1, cpus)))
 
 
+def encode_threads() -> int:
+    """Threads the tiktoken engine encodes with: the same budget ``tokenizers`` would use.
+
+    Read after ``_limit_native_threads()``, so in a Ray worker this is the CPUs Ray assigned; elsewhere
+    RAYON_NUM_THREADS when set, else every core, and 1 when TOKENIZERS_PARALLELISM is off.
+    """
+    if os.environ.get("TOKENIZERS_PARALLELISM", "").lower() in ("0", "false", "off", "no"):
+        return 1
+    try:
+        threads = int(os.environ.get("RAYON_NUM_THREADS", ""))
+    except ValueError:
+        threads = os.cpu_count() or 1
+    return max(1, threads)
+
+
+def _list_array(ids: list[np.ndarray]) -> pa.ListArray:
+    """One list<int32> array from per-document id arrays (int32, or uint32 ids below 2**31)."""
+    lengths = np.fromiter(map(len, ids), dtype=np.int64, count=len(ids))
+    offsets = np.zeros(len(ids) + 1, dtype=np.int32)
+    np.cumsum(lengths, out=offsets[1:])
+    flat = np.concatenate(ids).astype(np.int32, copy=False) if ids else np.zeros(0, dtype=np.int32)
+    return pa.ListArray.from_arrays(pa.array(offsets), pa.array(flat, pa.int32()))
+
+
 def encode_ids(tokenizer: Any, texts: list[str]) -> pa.ListArray:
     """Token ids of ``texts`` as one list<int32> array, from a single native ``encode_batch`` call.
 
@@ -62,12 +99,7 @@ def encode_ids(tokenizer: Any, texts: list[str]) -> pa.ListArray:
     (measured: about 2x faster than ``pa.array`` over the id lists, and ~2% of the encode time).
     """
     encodings = tokenizer.encode_batch_fast(texts, add_special_tokens=False)
-    ids = [np.asarray(e.ids, dtype=np.int32) for e in encodings]
-    lengths = np.fromiter(map(len, ids), dtype=np.int64, count=len(ids))
-    offsets = np.zeros(len(ids) + 1, dtype=np.int32)
-    np.cumsum(lengths, out=offsets[1:])
-    flat = np.concatenate(ids) if ids else np.zeros(0, dtype=np.int32)
-    return pa.ListArray.from_arrays(pa.array(offsets), pa.array(flat, pa.int32()))
+    return _list_array([np.asarray(e.ids, dtype=np.int32) for e in encodings])
 
 
 def batch_bounds(text_bytes: np.ndarray, batch_bytes: int) -> list[tuple[int, int]]:
@@ -83,6 +115,204 @@ def batch_bounds(text_bytes: np.ndarray, batch_bytes: int) -> list[tuple[int, in
     return bounds
 
 
+# --- The tiktoken engine ---------------------------------------------------------------------------------
+#
+# Why tiktoken's ids equal the merge list's, for a tokenizer that passes ``tiktoken_incompatibilities``:
+# tiktoken repeatedly joins the adjacent pair whose joined bytes have the lowest id; ``tokenizers`` joins the
+# adjacent pair with the lowest merge rank. Merge results are unique and their ids rise in merge order, so
+# the two orders agree on every pair that is a merge. A pair that is not a merge but joins into a token t
+# (``t`` made by merge k from (x, y), met as (x', y')) can only be met, with every merge before k used up,
+# inside a span that holds exactly ``t``'s bytes; BPE of a span whose edges no merge has crossed depends on
+# the span alone, and the merges split ``t``'s own bytes into (x, y) at that point (every token encodes to
+# itself, checked below), so (x', y') = (x, y). tiktoken's shortcut (a piece that is a whole token is
+# emitted as is) agrees for the same reason. Pieces: the split regex is the repository's ``SPLIT_REGEX``,
+# run by fancy-regex instead of Oniguruma; tests/stages/tokenize/test_tiktoken_engine.py compares the two on
+# every code point; the Digits step is a no-op after it (``\p{N}`` already isolates each digit).
+
+TIKTOKEN_EXTRA = "tiktoken"
+# Stands in when a tokenizer has no special tokens: tiktoken's encode() with an empty special-token set
+# scans for an empty pattern at every byte (measured 1.7x slower). Never emitted: none is ever allowed.
+_PLACEHOLDER_SPECIAL = "<|gristmill_no_special_tokens|>"
+_NO_SPECIALS: frozenset[str] = frozenset()
+
+
+class TiktokenIncompatible(ValueError):
+    """The tokenizer's ids cannot be reproduced exactly by tiktoken."""
+
+
+def byte_level_alphabet() -> dict[str, int]:
+    """The ByteLevel pre-tokenizer's 256 characters, each mapped to the byte it stands for (GPT-2's table:
+    printable Latin-1 bytes stand for themselves, the other 68 bytes for U+0100.. in byte order)."""
+    printable = [*range(0x21, 0x7F), *range(0xA1, 0xAD), *range(0xAE, 0x100)]
+    others = sorted(set(range(256)) - set(printable))
+    return {**{chr(b): b for b in printable}, **{chr(0x100 + i): b for i, b in enumerate(others)}}
+
+
+def _kind(step: Any) -> str:
+    return step.get("type", "?") if isinstance(step, dict) else repr(step)
+
+
+def _pipeline_differences(spec: dict, parse_special_tokens: bool) -> list[str]:
+    """What in tokenizer.json, outside the vocabulary, tiktoken does not do the same way."""
+    found = []
+    if parse_special_tokens:
+        found.append("parse_special_tokens is true (the tiktoken engine encodes special-token strings as text)")
+    for key in ("normalizer", "truncation", "padding"):
+        if spec.get(key) is not None:
+            found.append(f"it has a {key} ({_kind(spec[key])})")
+    if spec.get("post_processor") is not None and _kind(spec["post_processor"]) != "ByteLevel":
+        found.append(f"it has a post_processor ({_kind(spec['post_processor'])})")
+    plain = [t.get("content") for t in spec.get("added_tokens", []) if not t.get("special")]
+    if plain:
+        found.append(f"added tokens that are not special ({plain[:3]}) are split out of the text")
+    pre = spec.get("pre_tokenizer")
+    steps = pre.get("pretokenizers", []) if _kind(pre) == "Sequence" else []
+    if [_kind(s) for s in steps] not in (["Split", "ByteLevel"], ["Split", "Digits", "ByteLevel"]):
+        shape = [_kind(s) for s in steps] if steps else _kind(pre)
+        return found + [f"pre_tokenizer is {shape}, not Sequence[Split, (Digits,) ByteLevel]"]
+    split, byte_level = steps[0], steps[-1]
+    if split.get("pattern") != {"Regex": SPLIT_REGEX}:
+        found.append(
+            "the Split pattern is not the repository's SPLIT_REGEX (tiktoken runs it with another regex engine, "
+            "and drops text a pattern leaves unmatched)"
+        )
+    if split.get("behavior") != "Isolated" or split.get("invert"):
+        found.append(f"Split has behavior {split.get('behavior')!r}, invert {split.get('invert')!r}")
+    if len(steps) == 3 and steps[1].get("individual_digits") is not True:
+        found.append("Digits has individual_digits false")
+    if byte_level.get("add_prefix_space") or byte_level.get("use_regex", True):
+        found.append("ByteLevel adds a prefix space or splits with its own regex")
+    return found
+
+
+def _model_differences(model: dict) -> list[str]:
+    if model.get("type") != "BPE":
+        return [f"the model is {model.get('type')}, not BPE"]
+    found = [f"model.{key} is {model[key]!r}" for key in ("dropout", "unk_token", "continuing_subword_prefix",
+                                                          "end_of_word_suffix") if model.get(key) not in (None, "")]
+    found += [f"model.{key} is true" for key in ("byte_fallback", "ignore_merges") if model.get(key)]
+    return found
+
+
+def _merge_pairs(merges: list) -> list[tuple[str, str]]:
+    # Written as [left, right] since tokenizers 0.20, as "left right" before (byte-level tokens hold no space).
+    return [tuple(m.split(" ")) if isinstance(m, str) else tuple(m) for m in merges]
+
+
+def _vocabulary_differences(model: dict, specials: set[str]) -> tuple[list[str], dict[str, int]]:
+    """(differences, merge results -> id): the merge list must be one tiktoken's id ranking reproduces."""
+    vocab, alphabet = model["vocab"], byte_level_alphabet()
+    missing = [c for c in alphabet if c not in vocab]
+    if missing:
+        return [f"{len(missing)} of the 256 byte tokens are missing from the vocabulary"], {}
+    created: dict[str, int] = {}
+    previous = -1
+    for rank, pair in enumerate(_merge_pairs(model["merges"])):
+        if len(pair) != 2:
+            return [f"merge {rank} is not a pair: {pair!r}"], {}
+        unknown = [p for p in pair if p not in alphabet and p not in created]
+        token = pair[0] + pair[1]
+        token_id = vocab.get(token)
+        if unknown:
+            return [f"merge {rank} {pair} uses {unknown[0]!r} before any merge creates it"], {}
+        if token in created:
+            return [f"two merges create {token!r} (rank order then differs from id order)"], {}
+        if token_id is None:
+            return [f"merge {rank} {pair} creates {token!r}, which is not in the vocabulary"], {}
+        if token_id <= previous:
+            order = f"merge {rank} {pair} creates id {token_id}, not above the previous merge's id {previous}"
+            return [f"{order}: merge order and id order differ"], {}
+        created[token], previous = token_id, token_id
+    extra = sorted(set(vocab) - alphabet.keys() - created.keys() - specials)
+    if extra:
+        return [f"{len(extra)} vocabulary tokens (e.g. {extra[0]!r}) are neither bytes, merge results nor special"], {}
+    clash = sorted(specials & (alphabet.keys() | created.keys()))
+    if clash:
+        return [f"special token {clash[0]!r} is also a byte or merge result"], {}
+    if max(vocab.values()) >= 2**31:
+        return ["token ids do not fit int32"], {}
+    return [], created
+
+
+def _self_encoding_differences(tokenizer: Any, created: dict[str, int]) -> list[str]:
+    """Every merge result must be what the merges make of its own bytes (~75 ms for 32k tokens)."""
+    model = tokenizer.model
+    for token, token_id in created.items():
+        ids = [t.id for t in model.tokenize(token)]
+        if ids != [token_id]:
+            return [f"the merges encode the bytes of token {token_id} ({token!r}) as {ids}, tiktoken as [{token_id}]"]
+    return []
+
+
+def tiktoken_incompatibilities(spec: dict, tokenizer: Any, parse_special_tokens: bool) -> list[str]:
+    """Why tiktoken would not give exactly ``tokenizer``'s ids for the tokenizer.json ``spec`` (empty: it does)."""
+    found = _pipeline_differences(spec, parse_special_tokens) + _model_differences(spec.get("model", {}))
+    if found:
+        return found
+    specials = {t["content"] for t in spec.get("added_tokens", [])}
+    found, created = _vocabulary_differences(spec["model"], specials)
+    return found or _self_encoding_differences(tokenizer, created)
+
+
+def tiktoken_encoding(spec: dict, name: str) -> Any:
+    """A ``tiktoken.Encoding`` with the vocabulary of tokenizer.json ``spec`` (its ids as ranks)."""
+    tiktoken = require("tiktoken", TIKTOKEN_EXTRA)
+    alphabet = byte_level_alphabet()
+    specials = {t["content"]: t["id"] for t in spec.get("added_tokens", [])}
+    ranks = {
+        bytes(alphabet[c] for c in token): token_id
+        for token, token_id in spec["model"]["vocab"].items()
+        if token not in specials
+    }
+    specials = specials or {_PLACEHOLDER_SPECIAL: max(ranks.values()) + 1}
+    return tiktoken.Encoding(name, pat_str=SPLIT_REGEX, mergeable_ranks=ranks, special_tokens=specials)
+
+
+class TiktokenEngine:
+    """Encodes documents with tiktoken, on ``threads`` threads (tiktoken releases the GIL while encoding)."""
+
+    def __init__(self, encoding: Any, fallback: Any, threads: int):
+        self.encoding = encoding
+        self.fallback = fallback  # the ``tokenizers`` Tokenizer, for what tiktoken's regex engine gives up on
+        self.threads = threads
+
+    def encode_one(self, text: str) -> np.ndarray:
+        try:
+            # encode_to_numpy: the ids as a buffer, no Python int per token (1.2x faster than encode_ordinary).
+            # No special token allowed: special-token strings are plain text, as with encode_special_tokens.
+            return self.encoding.encode_to_numpy(text, allowed_special=_NO_SPECIALS, disallowed_special=())
+        except ValueError:
+            # fancy-regex's backtracking limit, hit by a run of ~1M whitespace characters (`\s+(?!\S)`);
+            # Oniguruma has none. encode_ordinary would panic here instead, which is why it is not used.
+            return np.asarray(self.fallback.encode(text, add_special_tokens=False).ids, dtype=np.uint32)
+
+    def encode_all(self, texts: list[str]) -> list[np.ndarray]:
+        return [self.encode_one(text) for text in texts]
+
+    def __call__(self, texts: list[str]) -> pa.ListArray:
+        if self.threads <= 1 or len(texts) < 2:  # no thread started
+            return _list_array(self.encode_all(texts))
+        # A few slices per thread: one task per slice, so load stays balanced without a task per document.
+        cuts = np.linspace(0, len(texts), min(len(texts), 4 * self.threads) + 1).astype(np.int64)
+        with ThreadPoolExecutor(self.threads) as pool:
+            parts = pool.map(self.encode_all, [texts[a:b] for a, b in pairwise(cuts)])
+            return _list_array([ids for part in parts for ids in part])
+
+
+def load_tiktoken_engine(path: str, tokenizer: Any, parse_special_tokens: bool) -> TiktokenEngine:
+    """The tiktoken engine for tokenizer.json at ``path``, or ``TiktokenIncompatible`` saying what differs."""
+    with open(path, encoding="utf-8") as f:
+        spec = json.load(f)
+    found = tiktoken_incompatibilities(spec, tokenizer, parse_special_tokens)
+    if found:
+        raise TiktokenIncompatible(
+            f"tokenize.bbpe_v1: engine 'tiktoken' cannot reproduce the ids of {path}: {'; '.join(found)}. "
+            "Use engine: tokenizers for this tokenizer."
+        )
+    encoding = tiktoken_encoding(spec, name=f"gristmill:{os.path.basename(path)}")
+    return TiktokenEngine(encoding, tokenizer, encode_threads())
+
+
 @register_stage
 class TokenizeBbpeV1(StreamingStage):
     """Encode ``text`` into ``tokens`` (list<int32>) and ``n_tokens`` (int32) with a BBPE tokenizer."""
@@ -93,6 +323,8 @@ class TokenizeBbpeV1(StreamingStage):
     output_columns: ClassVar[dict[str, pa.DataType]] = {TOKENS: TOKENS_TYPE, N_TOKENS: pa.int32()}
 
     tokenizer: Any = None
+    # texts -> list<int32> ids, with the configured engine; set by setup().
+    encode: Callable[[list[str]], pa.ListArray] | None = None
 
     @classmethod
     def contract_params(cls, tmp_path) -> dict:
@@ -126,14 +358,18 @@ class TokenizeBbpeV1(StreamingStage):
         tokenizer = tokenizers.Tokenizer.from_file(path)
         tokenizer.encode_special_tokens = not self.params.parse_special_tokens
         self.tokenizer = tokenizer
+        if self.params.engine == "tiktoken":
+            self.encode = load_tiktoken_engine(path, tokenizer, self.params.parse_special_tokens)
+        else:
+            self.encode = functools.partial(encode_ids, tokenizer)
 
     def process(self, table: pa.Table) -> StageOutput:
-        if self.tokenizer is None:
+        if self.encode is None:
             self.setup()
         text = pc.fill_null(table["text"], "")
         sizes = pc.binary_length(text).to_numpy(zero_copy_only=False)
         chunks = [
-            encode_ids(self.tokenizer, text.slice(start, stop - start).to_pylist())
+            self.encode(text.slice(start, stop - start).to_pylist())
             for start, stop in batch_bounds(sizes, self.params.batch_bytes)
         ]
         tokens = pa.chunked_array(chunks, type=TOKENS_TYPE)

@@ -1,0 +1,291 @@
+"""The tiktoken engine of ``tokenize.bbpe_v1`` (stages/tokenize/encode.py): the same ids as ``tokenizers``,
+and a clear refusal of every tokenizer whose ids it cannot reproduce."""
+
+from __future__ import annotations
+
+import gzip
+import importlib.util
+import json
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from stages.tokenize.bbpe import BbpeParams, new_tokenizer, train_on_samples
+from stages.tokenize.encode import (
+    TiktokenIncompatible,
+    TokenizeBbpeV1,
+    byte_level_alphabet,
+    encode_threads,
+    tiktoken_encoding,
+)
+
+pytest.importorskip("tiktoken")
+
+BIGGER_VOCAB = 4000
+
+
+def real_texts(data: Path) -> list[str]:
+    """Every real document of tests/data a tokenizer could meet: prose in 14 languages, code, LaTeX, web text."""
+    texts = []
+    for pattern in ("tokenize/*.txt", "clean/*.txt", "langid/*.txt", "python-stdlib/*.py", "demo/arxiv/**/*.tex"):
+        texts += [p.read_text(encoding="utf-8") for p in sorted(data.glob(pattern))]
+    with gzip.open(data / "demo" / "c4-en.jsonl.gz", "rt", encoding="utf-8") as f:
+        texts += [json.loads(line)["text"] for line in f]
+    texts += pq.read_table(data / "demo" / "debian-handbook.parquet")["text"].to_pylist()
+    return texts
+
+
+def _texts_table(texts: list[str]) -> pa.Table:
+    return pa.table({"doc_id": pa.array(range(len(texts)), pa.uint64()), "text": pa.array(texts, pa.large_string())})
+
+
+def _write(tmp_path: Path, spec: dict, name: str = "tokenizer.json") -> str:
+    path = tmp_path / name
+    path.write_text(json.dumps(spec), encoding="utf-8")
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def texts(data_dir) -> list[str]:
+    return real_texts(data_dir)
+
+
+@pytest.fixture(scope="module")
+def bigger(tmp_path_factory, texts) -> str:
+    """A 4000-token tokenizer trained with the repository's trainer on all of ``texts`` (under a second)."""
+    sample = pa.table({"text": texts, "source": ["x"] * len(texts), "repeat": pa.array([1] * len(texts), pa.int32())})
+    tokenizer_json, _ = train_on_samples(BbpeParams(vocab_size=BIGGER_VOCAB).model_dump_json(), sample)
+    return _write(tmp_path_factory.mktemp("bigger"), json.loads(tokenizer_json))
+
+
+def engines(path: str, **params) -> tuple[TokenizeBbpeV1, TokenizeBbpeV1]:
+    """The stage with each engine, set up on the tokenizer at ``path``."""
+    stages = [TokenizeBbpeV1({"path": path, "engine": engine, **params}) for engine in ("tokenizers", "tiktoken")]
+    for stage in stages:
+        stage.setup()
+    return stages[0], stages[1]
+
+
+@pytest.fixture(scope="module")
+def small_pair(trained):
+    return engines(trained["path"])
+
+
+@pytest.fixture(scope="module")
+def bigger_pair(bigger):
+    return engines(bigger)
+
+
+def test_alphabet_is_the_byte_level_pre_tokenizers(data_dir):
+    from tokenizers.pre_tokenizers import ByteLevel
+
+    alphabet = byte_level_alphabet()
+    assert sorted(alphabet) == sorted(ByteLevel.alphabet()) and sorted(alphabet.values()) == list(range(256))
+    byte_level = ByteLevel(add_prefix_space=False, use_regex=False)
+    every_char = "".join(chr(c) for c in range(1, 0x110000, 97) if not 0xD800 <= c < 0xE000) + "\x00\x7f\xff"
+    for text in [every_char, *real_texts(data_dir)[:20]]:
+        mapped = "".join(piece for piece, _ in byte_level.pre_tokenize_str(text))
+        assert bytes(alphabet[c] for c in mapped) == text.encode("utf-8")
+
+
+@pytest.mark.parametrize("pair", ["small_pair", "bigger_pair"])
+def test_same_tables_on_real_multilingual_text_and_code(request, pair, texts, corpus):
+    hf, tt = request.getfixturevalue(pair)
+    for table in (corpus, _texts_table(texts)):
+        expected = hf.process(table).table
+        assert tt.process(table).table.equals(expected)
+        assert sum(expected["n_tokens"].to_pylist()) > 1000
+
+
+def _code_point_docs(code_points) -> pa.Table:
+    """Each character alone, doubled, and next to letters, digits, spaces, newlines and punctuation."""
+    chars = [chr(c) for c in code_points if not 0xD800 <= c < 0xE000]
+    context = "a{0}b {0}1\n{0}{0}! {0}'s"
+    return _texts_table(["".join(context.format(c) for c in chars[i : i + 512]) for i in range(0, len(chars), 512)])
+
+
+def test_same_ids_for_every_bmp_character_in_context(bigger_pair):
+    """Split regex run by Oniguruma (tokenizers) vs fancy-regex (tiktoken): same pieces for each character."""
+    hf, tt = bigger_pair
+    table = _code_point_docs([*range(0x10000), *range(0x10000, 0x110000, 97)])
+    assert tt.process(table).table.equals(hf.process(table).table)
+
+
+@pytest.mark.slow
+def test_same_ids_for_every_code_point_in_context(bigger_pair):
+    hf, tt = bigger_pair
+    table = _code_point_docs(range(0x110000))
+    assert tt.process(table).table.equals(hf.process(table).table)
+
+
+FRAGMENTS = [
+    " ", "  ", "\t", "\n", "\r\n", "\r", "\n\n", " \n", "\u00a0", "\u2028", "\u3000", "\x0b", "\x0c", "\x85",
+    "0", "7", "123", "٣", "３", "²", "Ⅻ", "½", "'s", "'LL", "'t", "<|endoftext|>", "<|pad|>", "<|", "|>",
+    "中文", "数据集", "カタカナ", "한국어", "😀", "👍🏽", "🧑\u200d🚀", "🇩🇪", "e\u0301", "\ufeff", "\u200b", "\x00",
+    "def f(x):", "  return", "==", "->", "...", "Straße", "Ω", "ﬁ", "a", "the", " word",
+]
+pieces = st.one_of(st.sampled_from(FRAGMENTS), st.text(alphabet=st.characters(exclude_categories=("Cs",)), max_size=12))
+documents = st.lists(pieces, max_size=40).map("".join)
+
+
+@settings(max_examples=300, deadline=None)
+@given(docs=st.lists(documents, min_size=1, max_size=6))
+def test_same_ids_on_arbitrary_unicode(small_pair, bigger_pair, docs):
+    table = _texts_table(docs)
+    for hf, tt in (small_pair, bigger_pair):
+        assert tt.process(table).table.equals(hf.process(table).table)
+
+
+def test_stage_contract_table_gives_identical_tables(tmp_path):
+    spec = importlib.util.spec_from_file_location("stage_contract", Path(__file__).parents[1] / "test_contract.py")
+    contract = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(contract)
+    params = TokenizeBbpeV1.contract_params(tmp_path)
+    hf, tt = engines(params["path"])
+    table = contract.odd_table()
+    first = tt.process(table)
+    assert first.reject_reason is None
+    assert first.table.equals(hf.process(table).table)
+    assert tt.process(table).table.equals(first.table)  # deterministic
+    assert tt.process(table.slice(0, 0)).table.num_rows == 0
+
+
+def test_a_tokenizer_without_special_tokens_gives_the_same_ids(trained, tmp_path, corpus):
+    spec = _spec(trained["path"])
+    for token in spec.pop("added_tokens"):
+        del spec["model"]["vocab"][token["content"]]
+    spec["added_tokens"] = []
+    hf, tt = engines(_write(tmp_path, spec))
+    assert tt.process(corpus).table.equals(hf.process(corpus).table)
+
+
+def test_threads_and_batch_sizes_give_the_same_column(bigger, bigger_pair, texts):
+    hf, _ = bigger_pair
+    expected = hf.process(_texts_table(texts)).table
+    for threads, batch_bytes in ((1, 5000), (2, 8 * 1024 * 1024), (3, 20000)):
+        stage = TokenizeBbpeV1({"path": bigger, "engine": "tiktoken", "batch_bytes": batch_bytes})
+        stage.setup()
+        stage.encode.threads = threads
+        assert stage.process(_texts_table(texts)).table.equals(expected)
+
+
+def test_a_whitespace_run_past_the_regex_limit_falls_back_to_tokenizers(small_pair):
+    hf, tt = small_pair
+    text = "before" + " " * 1_000_000 + "after 1 2"
+    with pytest.raises(ValueError, match="[Rr]egex"):  # fancy-regex's backtracking limit
+        tt.encode.encoding.encode_to_numpy(text, allowed_special=frozenset(), disallowed_special=())
+    table = _texts_table(["x y", text, "z"])
+    assert tt.process(table).table.equals(hf.process(table).table)
+
+
+def test_thread_budget_follows_the_tokenizers_settings(monkeypatch):
+    monkeypatch.setenv("RAYON_NUM_THREADS", "3")
+    monkeypatch.delenv("TOKENIZERS_PARALLELISM", raising=False)
+    assert encode_threads() == 3
+    monkeypatch.setenv("TOKENIZERS_PARALLELISM", "false")
+    assert encode_threads() == 1
+    monkeypatch.delenv("TOKENIZERS_PARALLELISM")
+    monkeypatch.delenv("RAYON_NUM_THREADS")
+    assert 1 <= encode_threads() == (__import__("os").cpu_count() or 1)
+
+
+# --- Refusals -------------------------------------------------------------------------------------------
+
+
+def _spec(path: str) -> dict:
+    return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
+def _refused(path: str, match: str, **params) -> str:
+    stage = TokenizeBbpeV1({"path": path, "engine": "tiktoken", **params})
+    with pytest.raises(TiktokenIncompatible, match=match) as error:
+        stage.setup()
+    message = str(error.value)
+    assert path in message and "engine: tokenizers" in message
+    return message
+
+
+def test_refuses_a_normalizer(trained, tmp_path):
+    spec = _spec(trained["path"])
+    spec["normalizer"] = {"type": "NFC"}
+    _refused(_write(tmp_path, spec), "normalizer")
+
+
+def test_refuses_parse_special_tokens(trained):
+    _refused(trained["path"], "parse_special_tokens", parse_special_tokens=True)
+
+
+def test_refuses_another_split_regex(tmp_path):
+    cl100k = r"""'(?i:[sdmt]|ll|ve|re)|[^\r\n\p{L}\p{N}]?+\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]++[\r\n]*|\s*[\r\n]|\s+(?!\S)|\s+"""
+    tokenizer = new_tokenizer(BbpeParams(split_regex=cl100k, individual_digits=False))
+    _refused(_write(tmp_path, json.loads(tokenizer.to_str())), "SPLIT_REGEX")
+
+
+def test_refuses_ids_out_of_merge_order(trained, tmp_path):
+    spec = _spec(trained["path"])
+    vocab = spec["model"]["vocab"]
+    first, second = ("".join(spec["model"]["merges"][i]) for i in (0, 1))
+    vocab[first], vocab[second] = vocab[second], vocab[first]
+    _refused(_write(tmp_path, spec), "merge order and id order differ")
+
+
+def test_refuses_a_token_the_merges_never_make_of_its_own_bytes(trained, tmp_path):
+    """(a, b) then (b, c) then (a, bc): the merges leave "abc" as [ab, c], tiktoken's shortcut gives [abc]."""
+    spec = _spec(trained["path"])
+    a, b, c = "Ā", "ā", "Ă"  # the byte-level characters of bytes 0x00, 0x01, 0x02
+    vocab = spec["model"]["vocab"]
+    assert not {a + b, b + c, a + b + c} & vocab.keys()
+    top = max(vocab.values())
+    vocab.update({a + b: top + 1, b + c: top + 2, a + b + c: top + 3})
+    spec["model"]["merges"] += [[a, b], [b, c], [a, b + c]]
+    path = _write(tmp_path, spec)
+    _refused(path, "encode the bytes of token")
+    # The check is what keeps the ids equal: built anyway, tiktoken gives another id for these bytes.
+    from tokenizers import Tokenizer
+
+    ids = Tokenizer.from_file(path).encode("\x00\x01\x02", add_special_tokens=False).ids
+    assert ids == [top + 1, vocab[c]]
+    assert tiktoken_encoding(spec, "unchecked").encode_ordinary("\x00\x01\x02") == [top + 3]
+
+
+def test_refuses_added_tokens_that_are_not_special(trained, tmp_path):
+    from tokenizers import Tokenizer
+
+    tokenizer = Tokenizer.from_file(trained["path"])
+    tokenizer.add_tokens(["hello world"])
+    _refused(_write(tmp_path, json.loads(tokenizer.to_str())), "not special")
+
+
+def test_refuses_a_model_that_is_not_plain_bpe(trained, tmp_path):
+    spec = _spec(trained["path"])
+    spec["model"]["dropout"] = 0.1
+    spec["model"]["byte_fallback"] = True
+    message = _refused(_write(tmp_path, spec), "dropout")
+    assert "byte_fallback" in message
+
+
+def test_default_engine_needs_no_tiktoken(trained):
+    assert TokenizeBbpeV1.Params().engine == "tokenizers"
+    stage = TokenizeBbpeV1({"path": trained["path"]})
+    stage.setup()
+    assert not hasattr(stage.encode, "encoding")
+
+
+class _EngineActor:
+    def __init__(self, path: str):
+        self.stage = TokenizeBbpeV1({"path": path, "engine": "tiktoken"})
+        self.stage.setup()
+
+    def threads(self) -> int:
+        return self.stage.encode.threads
+
+
+@pytest.mark.ray
+def test_in_a_ray_actor_it_uses_the_cpus_ray_assigned(ray_cluster, trained):
+    actor = ray_cluster.remote(num_cpus=1)(_EngineActor).remote(trained["path"])
+    assert ray_cluster.get(actor.threads.remote()) == 1
+    ray_cluster.kill(actor)
