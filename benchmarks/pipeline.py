@@ -39,6 +39,8 @@ RESULTS = REPO / "benchmarks" / "results"
 UP_TO_TOKENIZE = ("ingest", "clean.normalize_v1", "clean.boilerplate_v1", "lang.fasttext_v1",
                   "quality.heuristics_v1", "filter_v1", "dedup.bloom_v1", "dedup.minhash_v1",
                   "tokenizer.train_bbpe_v1", "tokenize.bbpe_v1")
+# ... and the same without the tokenizer steps: the data-cleaning pipeline that precedes tokenization.
+BEFORE_TOKENIZER = UP_TO_TOKENIZE[:-2]
 
 
 # --- the child: one pipeline run on a local Ray cluster of N CPUs ---------------------------------------------
@@ -165,15 +167,24 @@ class MemorySampler:
         }
 
 
-def segment_walls(events: list[tuple[float, str]], total: float) -> dict[str, float]:
-    """Wall seconds per segment from the driver's 'segment NAME: ...' log lines (build + streaming pass)."""
-    starts: dict[str, float] = {}
+def segment_walls(events: list[tuple[float, str]], total: float) -> dict[str, dict[str, float]]:
+    """Wall seconds per segment from the driver's log lines, split into the global step's ``build`` (from
+    'segment NAME: building' to 'segment NAME: running') and the streaming pass (from 'running' to the next
+    segment, or to the report)."""
+    marks: dict[str, dict[str, float]] = {}
     for t, message in events:
         if message.startswith("segment "):
-            starts.setdefault(message.split()[1].rstrip(":"), t)
-    names = list(starts)
-    ends = [starts[n] for n in names[1:]] + [next((t for t, m in events if m.startswith("report")), total)]
-    return {n: round(e - starts[n], 2) for n, e in zip(names, ends)}
+            name, what = message.split()[1].rstrip(":"), message.split()[2]
+            marks.setdefault(name, {}).setdefault(what, t)
+    names = list(marks)
+    ends = [min(marks[n].values()) for n in names[1:]] + [next((t for t, m in events if m.startswith("report")), total)]
+    out = {}
+    for name, end in zip(names, ends):
+        start = min(marks[name].values())
+        running = marks[name].get("running", start)
+        out[name] = {"build": round(running - start, 2), "stream": round(end - running, 2),
+                     "total": round(end - start, 2)}
+    return out
 
 
 def stage_table(run_dir: Path, corpus_bytes: int) -> list[dict]:
@@ -198,11 +209,13 @@ def stage_table(run_dir: Path, corpus_bytes: int) -> list[dict]:
     return [rows[k] for k in sorted(rows)]
 
 
-def run_one(config: Path, corpus: Path, cpus: int, keep: Path | None) -> dict:
+def run_one(config: Path, corpus: Path, cpus: int, keep: Path | None, pin: bool = False) -> dict:
     manifest = json.loads((corpus / "manifest.json").read_text())
     tmp = Path(tempfile.mkdtemp(prefix="gristmill-bench-")) if keep is None else keep
     run_dir = tmp / f"{corpus.name}-w{cpus}"
     cmd = [sys.executable, __file__, "--child", str(config), str(corpus), str(run_dir), str(cpus)]
+    if pin:  # the whole process tree (driver, raylet, workers) on the first `cpus` cores: N workers = N cores
+        cmd = ["taskset", "-c", f"0-{cpus - 1}", *cmd]
     load_before = os.getloadavg()
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO)
@@ -215,7 +228,7 @@ def run_one(config: Path, corpus: Path, cpus: int, keep: Path | None) -> dict:
     walls = segment_walls([tuple(e) for e in child["events"]], child["seconds"])
     steps = stage_table(run_dir, manifest["bytes"])
     result = {
-        "corpus": corpus.name, "corpus_bytes": manifest["bytes"], "cpus": cpus, "process_wall_s": wall,
+        "corpus": corpus.name, "corpus_bytes": manifest["bytes"], "cpus": cpus, "pinned": pin, "process_wall_s": wall,
         "pipeline_wall_s": child["seconds"], "segment_wall_s": walls, "steps": steps,
         "memory": sampler.summary(), "load_before": load_before, "load_after": os.getloadavg(),
     }
@@ -235,7 +248,8 @@ def _core_seconds(step: dict) -> float:
 def steps_markdown(result: dict) -> str:
     steps = result["steps"]
     total = sum(_core_seconds(s) for s in steps)
-    lines = [f"**{result['corpus']} ({result['corpus_bytes'] / 1e6:.0f} MB), {result['cpus']} worker(s)**: "
+    pinned = f", pinned to {result['cpus']} core(s)" if result.get("pinned") else ""
+    lines = [f"**{result['corpus']} ({result['corpus_bytes'] / 1e6:.0f} MB), {result['cpus']} worker(s){pinned}**: "
              f"wall {result['pipeline_wall_s']:.1f} s, peak RSS per worker {result['memory']['worker_peak_rss_mb']:.0f}"
              f" MiB (private {result['memory']['worker_peak_private_mb']:.0f} MiB), driver "
              f"{result['memory']['driver_peak_rss_mb']:.0f} MiB, load {result['load_before'][0]:.1f} -> "
@@ -251,28 +265,43 @@ def steps_markdown(result: dict) -> str:
                      f"{s['seconds']:.1f}{build} | {s['bytes_in'] / 1e6 / cs if cs else 0:.1f} | "
                      f"{s['rows_in'] / cs if cs else 0:,.0f} | {100 * cs / total:.1f}% |")
     upto = sum(_core_seconds(s) for s in steps if s["stage"] in UP_TO_TOKENIZE)
+    before = sum(_core_seconds(s) for s in steps if s["stage"] in BEFORE_TOKENIZER)
     mb = result["corpus_bytes"] / 1e6
     lines.append(f"| | **total** | {mb:.1f} | | {total:.1f} | {mb / total:.2f} | | 100% |")
     lines.append("")
-    lines.append(f"Up to tokenization: {mb:.1f} MB in {upto:.1f} core-s = **{mb / upto:.2f} MB/s per core** "
+    lines.append(f"Before the tokenizer (ingest -> dedup): {mb:.1f} MB in {before:.1f} core-s = "
+                 f"**{mb / before:.2f} MB/s per core**; ")
+    lines[-1] += (f"up to and including tokenization: {upto:.1f} core-s = **{mb / upto:.2f} MB/s per core** "
                  f"(in-stage time); end to end {mb / (result['pipeline_wall_s'] * result['cpus']):.2f} MB/s per "
                  f"core of wall time. Segment wall s: "
-                 + ", ".join(f"{k} {v:.1f}" for k, v in result["segment_wall_s"].items()))
+                 + ", ".join(f"{k} {v['total']:.1f}" for k, v in result["segment_wall_s"].items()))
     return "\n".join(lines)
 
 
 def scaling_markdown(results: list[dict]) -> str:
-    lines = ["| corpus | segment | wall s, 1 worker | wall s, 2 workers | speed-up |", "|---|---|---:|---:|---:|"]
+    """Per segment: the global step's build (driver-coordinated) and the streaming pass (every streaming step of
+    the segment, in parallel over parts), 1 vs 2 workers; then the sum of the streaming passes and the run."""
+    lines = ["| corpus | segment | phase | wall s, 1 worker | wall s, 2 workers | speed-up |",
+             "|---|---|---|---:|---:|---:|"]
     by = {(r["corpus"], r["cpus"]): r for r in results}
     for corpus in dict.fromkeys(r["corpus"] for r in results):
         one, two = by.get((corpus, 1)), by.get((corpus, 2))
         if not one or not two:
             continue
+        streams = [0.0, 0.0]
         for seg, w1 in one["segment_wall_s"].items():
             w2 = two["segment_wall_s"].get(seg)
-            if w2:
-                lines.append(f"| {corpus} | {seg} | {w1:.1f} | {w2:.1f} | {w1 / w2:.2f}x |")
-        lines.append(f"| {corpus} | **whole run** | {one['pipeline_wall_s']:.1f} | {two['pipeline_wall_s']:.1f} | "
+            if not w2:
+                continue
+            for phase in ("build", "stream"):
+                if w1[phase] or w2[phase]:
+                    lines.append(f"| {corpus} | {seg} | {phase} | {w1[phase]:.1f} | {w2[phase]:.1f} | "
+                                 f"{w1[phase] / max(w2[phase], 1e-9):.2f}x |")
+            streams[0] += w1["stream"]
+            streams[1] += w2["stream"]
+        lines.append(f"| {corpus} | **all streaming passes** | stream | {streams[0]:.1f} | {streams[1]:.1f} | "
+                     f"**{streams[0] / max(streams[1], 1e-9):.2f}x** |")
+        lines.append(f"| {corpus} | **whole run** | | {one['pipeline_wall_s']:.1f} | {two['pipeline_wall_s']:.1f} | "
                      f"{one['pipeline_wall_s'] / two['pipeline_wall_s']:.2f}x |")
     return "\n".join(lines)
 
@@ -297,12 +326,14 @@ def main() -> int:
     ap.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="Ray num_cpus per run")
     ap.add_argument("--config", type=Path, default=CONFIG)
     ap.add_argument("--keep", type=Path, default=None, help="keep run directories under this folder")
+    ap.add_argument("--pin", action="store_true",
+                    help="confine each run's whole process tree to as many cores as it has workers (taskset)")
     args = ap.parse_args()
     results = []
     for corpus in args.corpus:
         for cpus in args.workers:
             print(f"running {corpus.name} with {cpus} worker(s) (load {os.getloadavg()[0]:.1f}) ...", flush=True)
-            results.append(run_one(args.config, corpus, cpus, args.keep))
+            results.append(run_one(args.config, corpus, cpus, args.keep, args.pin))
             print(steps_markdown(results[-1]) + "\n", flush=True)
     text = "\n\n".join([*(steps_markdown(r) for r in results), "### Scaling", scaling_markdown(results),
                         "### Memory and cost as the corpus grows", memory_markdown(results)])

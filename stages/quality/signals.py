@@ -25,21 +25,33 @@ disagreement falls in one of these classes:
 
 Division by zero (an empty document, no lines) gives null, which every ``filter`` comparison treats as failing,
 so such documents are dropped as datatrove drops them.
+
+Two implementations give identical values (tests/stages/quality/test_kernels.py): ``compute(backend="numba")``,
+the default, tokenizes, counts Gopher's n-grams and finds repeated lines with compiled kernels
+(``stages.quality._kernels``: one pass per batch, ~3.4x less CPU per MB on benchmarks/data/corpus-50, see
+benchmarks/heuristics_kernels.py); ``backend="arrow"`` is the RE2/Arrow/numpy formulation those kernels
+reproduce, the n-gram keys and their 40-bit per-document comparison (hash collisions included) as well.
 """
 
 from __future__ import annotations
 
-from typing import Iterable
+import functools
+from collections.abc import Iterable
+from typing import Literal
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from stages.base import require
 from stages.quality.charsets import PUNCTUATION_SET, TERMINAL_PUNCTUATION
 
 GOPHER_STOP_WORDS = ("the", "be", "to", "of", "and", "that", "have", "with")
 TOP_NGRAMS = (2, 3, 4)
 DUP_NGRAMS = (5, 6, 7, 8, 9, 10)
+# "numba": tokenizer, n-gram counts and first-occurrence tests as compiled kernels (stages/quality/_kernels.py);
+# "arrow": the RE2 / Arrow / numpy formulation below, the reference the kernels reproduce value for value.
+Backend = Literal["numba", "arrow"]
 
 
 def _re2_class(chars: Iterable[str]) -> str:
@@ -48,6 +60,9 @@ def _re2_class(chars: Iterable[str]) -> str:
 
 
 PUNCT_CLASS = _re2_class(PUNCTUATION_SET)
+# Abbreviations kept whole with their period (spaCy's most frequent ones).
+ABBREVIATIONS = ("Mr", "Mrs", "Ms", "Dr", "Prof", "Gov", "Sen", "Rep", "Gen", "Corp", "Inc", "Ltd", "Co", "Jr", "Sr",
+                 "St", "Mt", "vs", "Jan", "Feb", "Aug", "Sept", "Oct", "Nov", "Dec")
 # One regex pass isolates tokens the way spaCy's English tokenizer (datatrove's) does, as far as RE2 allows.
 # Alternatives, leftmost-first: (1,2) a letter, then an apostrophe + letters -> "today ’s", "don 't";
 # (3) kept whole: URLs, abbreviations "U.S.", dotted names/numbers "3.5" "example.com", "1,000";
@@ -55,7 +70,7 @@ PUNCT_CLASS = _re2_class(PUNCTUATION_SET)
 TOKEN_SPLIT = (
     r"(\pL)(['’]\pL+)"
     r"|((?:https?://|www\.)\S*[^\s.,;:!?)\]\"'”’]|[\w.]+@[\w.]*\w|@\w+|(?:\pL\.){2,}"
-    r"|\b(?:Mr|Mrs|Ms|Dr|Prof|Gov|Sen|Rep|Gen|Corp|Inc|Ltd|Co|Jr|Sr|St|Mt|vs|Jan|Feb|Aug|Sept|Oct|Nov|Dec)\."
+    rf"|\b(?:{'|'.join(ABBREVIATIONS)})\."
     r"|[\pL\pN]+(?:\.[\pL\pN]+)+|\pN+(?:[.,/:]\pN+)+)"
     f"|(\\.+|-+|[{PUNCT_CLASS}])"
 )
@@ -106,11 +121,13 @@ def _split(text: pa.Array, pattern: str, regex: bool = True) -> tuple[pa.Array, 
     return pc.list_flatten(lists), _np(pc.list_parent_indices(lists)), _np(pc.list_value_length(lists))
 
 
-def _first_occurrence(parent: np.ndarray, ids: np.ndarray) -> np.ndarray:
+def _first_occurrence(parent: np.ndarray, ids: np.ndarray, backend: Backend = "arrow") -> np.ndarray:
     """True where (row, id) occurs for the first time in array order."""
     if len(ids) == 0:
         return np.zeros(0, dtype=bool)
     key = parent.astype(np.int64) * (int(ids.max()) + 1) + ids.astype(np.int64)
+    if backend == "numba":
+        return kernels().first_occurrence(key)
     first = np.zeros(len(key), dtype=bool)
     first[_unique_first(key)[0]] = True
     return first
@@ -126,12 +143,13 @@ def _unique_first(key: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.minimum.reduceat(order, starts), np.diff(np.append(starts, len(key)))
 
 
-def _duplicates(pieces: pa.Array, parent: np.ndarray, n_docs: int) -> tuple[np.ndarray, np.ndarray]:
+def _duplicates(pieces: pa.Array, parent: np.ndarray, n_docs: int, backend: Backend = "arrow") \
+        -> tuple[np.ndarray, np.ndarray]:
     """datatrove ``find_duplicates`` per row: (repeated pieces, characters in repeated pieces)."""
     if len(pieces) == 0:
         return np.zeros(n_docs), np.zeros(n_docs)
     ids = _np(pc.dictionary_encode(pieces).indices)
-    dup = ~_first_occurrence(parent, ids)
+    dup = ~_first_occurrence(parent, ids, backend)
     lengths = _np(pc.utf8_length(pieces)).astype(np.float64)
     return _per_doc(parent[dup], n_docs), _per_doc(parent, n_docs, lengths * dup)
 
@@ -146,7 +164,9 @@ def _mix(h: np.ndarray) -> np.ndarray:
 
 
 class Tokens:
-    """The words of every document of a batch, flattened: ids, lengths, row index and per-row offsets."""
+    """The words of every document of a batch, flattened: ids, lengths, row index and per-row offsets, and per
+    word whether it is a symbol (PUNCT_TOKEN) and whether it has a letter. Built from ``tokenize()``'s lists
+    (the reference) or by ``from_kernel`` (the same values from one compiled pass)."""
 
     def __init__(self, words: pa.ListArray, n_docs: int):
         flat = pc.list_flatten(words)
@@ -167,6 +187,32 @@ class Tokens:
         position = np.arange(len(flat), dtype=np.int64)
         self.pos_in_doc = position - self.offsets[:-1][self.parent] if len(flat) else position
         self._keys: tuple[int, np.ndarray] | None = None
+        self.symbol = _flags(pc.match_substring_regex(flat, PUNCT_TOKEN)) if len(flat) else np.zeros(0, bool)
+        self.has_alpha = _flags(pc.match_substring_regex(flat, r"\pL")) if len(flat) else np.zeros(0, bool)
+        self.marks: tuple[np.ndarray, np.ndarray] | None = None  # counts of "#" and of "..." / "…" per row
+        self.backend: Backend = "arrow"
+
+    @classmethod
+    def from_kernel(cls, text: pa.Array, cjk_split: bool) -> Tokens:
+        """``Tokens(tokenize(text, cjk_split), len(text))`` from the compiled tokenizer (``_kernels``)."""
+        data, offsets = _string_buffers(text)
+        k = kernels()
+        out, tok_off, doc_count, tok_chars, tok_flags, hashes, ellipses = k.split_tokens(
+            data, offsets, char_classes(), cjk_split, *_abbreviation_tables())
+        self = cls.__new__(cls)
+        self.n_docs = len(text)
+        self.flat = pa.LargeStringArray.from_buffers(len(tok_chars), pa.py_buffer(tok_off), pa.py_buffer(out))
+        self.count = doc_count
+        self.offsets = np.concatenate([[0], np.cumsum(doc_count)])
+        self.parent = np.repeat(np.arange(self.n_docs, dtype=np.int64), doc_count)
+        self.lengths = tok_chars
+        self.ids = (_np(pc.dictionary_encode(self.flat).indices).astype(np.uint64) + np.uint64(1)) \
+            if len(self.flat) else np.zeros(0, np.uint64)
+        self.symbol = (tok_flags & k.SYMBOL) != 0
+        self.has_alpha = (tok_flags & k.HAS_LETTER) != 0
+        self.marks = (hashes.astype(np.float64), ellipses.astype(np.float64))
+        self.backend = "numba"
+        return self
 
     def ngram_keys(self, n: int) -> tuple[np.ndarray, np.ndarray]:
         """Start positions of all n-grams that fit inside their document, and a 64-bit key per n-gram."""
@@ -195,29 +241,99 @@ class Tokens:
         return self.cum_len[starts + n] - self.cum_len[starts]
 
 
+def _valid_utf8(text: pa.Array) -> bool:
+    """Whether every string is valid UTF-8 (Arrow's full validation)."""
+    try:
+        text.validate(full=True)  # ~4 GB/s
+    except pa.ArrowInvalid:
+        return False
+    return True
+
+
+def kernels():
+    """The compiled kernels module (numba, today installed with the ``dedup`` extra)."""
+    require("numba", "dedup")
+    from stages.quality import _kernels
+
+    return _kernels
+
+
+def _string_buffers(text: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """UTF-8 bytes and int64 offsets (from 0) of a string array without nulls."""
+    text = text.cast(pa.large_string())
+    _, offsets_buf, data_buf = text.buffers()
+    offsets = np.frombuffer(offsets_buf, dtype=np.int64)[text.offset:text.offset + len(text) + 1]
+    if data_buf is None or len(text) == 0:
+        return np.zeros(0, np.uint8), np.zeros(len(text) + 1, np.int64)
+    return np.frombuffer(data_buf, dtype=np.uint8)[offsets[0]:offsets[-1]], offsets - offsets[0]
+
+
+@functools.lru_cache(maxsize=1)
+def char_classes() -> np.ndarray:
+    """A class bitmask per code point (``_kernels.LETTER`` ...), asked of RE2 and Arrow themselves over every
+    code point, so the compiled tokenizer uses exactly the Unicode tables of the reference path (~0.1 s)."""
+    k = kernels()
+    code = np.concatenate([np.arange(0xD800), np.arange(0xE000, 0x110000)]).astype(np.uint32)  # no surrogates
+    every_char = pa.array([code.tobytes().decode("utf-32-le")], pa.large_string())
+    table = np.zeros(0x110000, dtype=np.uint8)
+    for bit, pattern in ((k.LETTER, r"\pL"), (k.NUMBER, r"\pN"), (k.CJK, CJK_CHAR), (k.PUNCT, f"[{PUNCT_CLASS}]"),
+                         (k.RE2_SPACE, r"\s"), (k.WORD, r"\w")):
+        # every match is one character: the pieces between matches locate them
+        pieces = _np(pc.utf8_length(pc.list_flatten(pc.split_pattern_regex(every_char, pattern))))
+        table[code[np.cumsum(pieces[:-1] + 1) - 1]] |= bit
+    # utf8_split_whitespace splits where utf8_is_space holds (the tests check it over every code point)
+    one_char = pa.LargeStringArray.from_buffers(len(code), pa.py_buffer(_utf8_offsets(code)),
+                                                every_char.buffers()[2])
+    table[code[_flags(pc.utf8_is_space(one_char))]] |= k.SPLIT_SPACE
+    return table
+
+
+def _utf8_offsets(code: np.ndarray) -> np.ndarray:
+    """Byte offsets of the characters ``code`` in their UTF-8 concatenation."""
+    width = 1 + (code >= 0x80).astype(np.int64) + (code >= 0x800) + (code >= 0x10000)
+    return np.concatenate([[0], np.cumsum(width)]).astype(np.int64)
+
+
+@functools.lru_cache(maxsize=1)
+def _abbreviation_tables() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """ABBREVIATIONS as code points (padded), their lengths, and which ASCII characters start one."""
+    words = np.zeros((len(ABBREVIATIONS), max(map(len, ABBREVIATIONS))), dtype=np.int64)
+    for i, word in enumerate(ABBREVIATIONS):
+        words[i, :len(word)] = [ord(c) for c in word]
+    first = np.zeros(128, dtype=np.bool_)
+    first[[ord(w[0]) for w in ABBREVIATIONS]] = True
+    return words, np.array([len(w) for w in ABBREVIATIONS], dtype=np.int64), first
+
+
 def tokenize(text: pa.Array, cjk_split: bool) -> pa.ListArray:
     """Words and punctuation runs, as datatrove's Gopher rules see them (see module docstring)."""
     spaced = pc.replace_substring_regex(text, TOKEN_SPLIT, TOKEN_REWRITE)
     if cjk_split:
         spaced = pc.replace_substring_regex(spaced, CJK_CHAR, " \\0 ")
-    return pc.utf8_split_whitespace(spaced)
+    # Arrow's utf8_split_whitespace decodes one character past a string that ends in whitespace; after the last
+    # string of the buffer that reads uninitialized bytes, and when they are not valid UTF-8 the trailing
+    # whitespace stays glued to the last token (seen once in 122 batches of corpus-50). A sentinel row after the
+    # last document makes that read land on valid text, so tokens never carry whitespace (the kernels' rule).
+    sentinel = pa.concat_arrays([spaced, pa.array(["x"], spaced.type)])
+    return pc.utf8_split_whitespace(sentinel).slice(0, len(spaced))
 
 
 # --- the rule families ----------------------------------------------------------------------------------
 
 
-def gopher_quality(text: pa.Array, tokens: Tokens, stop_words: tuple[str, ...]) -> dict[str, pa.Array]:
+def gopher_quality(text: pa.Array, tokens: Tokens, stop_words: tuple[str, ...],
+                   lines: tuple[pa.Array, np.ndarray, np.ndarray] | None = None) -> dict[str, pa.Array]:
     n = tokens.n_docs
-    symbol = _flags(pc.match_substring_regex(tokens.flat, PUNCT_TOKEN)) if len(tokens.flat) \
-        else np.zeros(0, bool)
-    word = ~symbol
+    word = ~tokens.symbol
     n_words = _per_doc(tokens.parent[word], n)
     word_chars = _per_doc(tokens.parent, n, tokens.lengths * word)
-    has_alpha = _flags(pc.match_substring_regex(tokens.flat, r"\pL")) if len(tokens.flat) else np.zeros(0, bool)
-    hashes = _np(pc.count_substring(text, "#")).astype(np.float64)
-    ellipses = _np(pc.count_substring(text, "...")).astype(np.float64) + _np(pc.count_substring(text, "…"))
+    if tokens.marks is not None:
+        hashes, ellipses = tokens.marks
+    else:
+        hashes = _np(pc.count_substring(text, "#")).astype(np.float64)
+        ellipses = _np(pc.count_substring(text, "...")).astype(np.float64) + _np(pc.count_substring(text, "…"))
 
-    lines, line_parent, pieces = _split(text, SPLITLINES)
+    lines, line_parent, pieces = lines or _split(text, SPLITLINES)
     # splitlines() yields no empty piece after a final line break (or for ""); split does: drop it.
     n_lines = pieces - _flags(pc.match_substring_regex(text, f"({SPLITLINES})$|^$"))
     bullets = _per_doc(line_parent, n, _flags(pc.match_substring_regex(lines, BULLET_LINE)))
@@ -227,7 +343,7 @@ def gopher_quality(text: pa.Array, tokens: Tokens, stop_words: tuple[str, ...]) 
     stop_idx = _np(pc.fill_null(pc.index_in(tokens.flat, value_set=pa.array(stop_words, tokens.flat.type)), -1)) \
         if len(tokens.flat) else np.zeros(0, np.int64)
     hit = stop_idx >= 0
-    distinct = _first_occurrence(tokens.parent[hit], stop_idx[hit])
+    distinct = _first_occurrence(tokens.parent[hit], stop_idx[hit], tokens.backend)
     stop_count = _per_doc(tokens.parent[hit][distinct], n)
 
     token_count = tokens.count.astype(np.float64)
@@ -238,26 +354,32 @@ def gopher_quality(text: pa.Array, tokens: Tokens, stop_words: tuple[str, ...]) 
         "q_ellipsis_word_ratio": _ratio(ellipses, token_count),
         "q_bullet_lines_frac": _ratio(bullets, n_lines),
         "q_ellipsis_lines_frac": _ratio(ellipsis_lines, n_lines),
-        "q_alpha_words_frac": _ratio(_per_doc(tokens.parent, n, has_alpha), token_count),
+        "q_alpha_words_frac": _ratio(_per_doc(tokens.parent, n, tokens.has_alpha), token_count),
         "q_stop_word_count": pa.array(stop_count.astype(np.int64)),
     }
 
 
 def gopher_repetition(text: pa.Array, tokens: Tokens, n_chars: np.ndarray) -> dict[str, pa.Array]:
-    n = tokens.n_docs
+    n, backend = tokens.n_docs, tokens.backend
     out: dict[str, pa.Array] = {}
     paragraphs, para_parent, n_paras = _split(pc.utf8_trim_whitespace(text), r"\n{2,}")
-    dup, dup_chars = _duplicates(paragraphs, para_parent, n)
+    dup, dup_chars = _duplicates(paragraphs, para_parent, n, backend)
     out["q_dup_para_frac"] = _ratio(dup, n_paras)
     out["q_dup_para_char_frac"] = _ratio(dup_chars, n_chars)
     lines, line_parent, n_lines = _split(text, r"\n+")
-    dup, dup_chars = _duplicates(lines, line_parent, n)
+    dup, dup_chars = _duplicates(lines, line_parent, n, backend)
     out["q_dup_line_frac"] = _ratio(dup, n_lines)
     out["q_dup_line_char_frac"] = _ratio(dup_chars, n_chars)
-    for size in TOP_NGRAMS:
-        out[f"q_top_{size}gram_char_frac"] = _ratio(_top_ngram_chars(tokens, size), n_chars)
-    for size in DUP_NGRAMS:
-        out[f"q_dup_{size}gram_char_frac"] = _ratio(_dup_ngram_chars(tokens, size), n_chars)
+    if backend == "numba":
+        top, dup = kernels().ngram_chars(tokens.ids, tokens.offsets, tokens.lengths,
+                                         np.array(TOP_NGRAMS, np.int64), np.array(DUP_NGRAMS, np.int64))
+    else:
+        top = [_top_ngram_chars(tokens, size) for size in TOP_NGRAMS]
+        dup = [_dup_ngram_chars(tokens, size) for size in DUP_NGRAMS]
+    for size, chars in zip(TOP_NGRAMS, top):
+        out[f"q_top_{size}gram_char_frac"] = _ratio(chars, n_chars)
+    for size, chars in zip(DUP_NGRAMS, dup):
+        out[f"q_dup_{size}gram_char_frac"] = _ratio(chars, n_chars)
     return out
 
 
@@ -310,8 +432,9 @@ def _dup_ngram_chars(tokens: Tokens, n: int) -> np.ndarray:
     return _per_doc(pos_doc[counted], tokens.n_docs, tokens.ngram_chars(pos[counted], n))
 
 
-def c4(text: pa.Array, n_docs: int, max_word_length: int = 1000) -> dict[str, pa.Array]:
-    lines, parent, _ = _split(text, SPLITLINES)
+def c4(text: pa.Array, n_docs: int, max_word_length: int = 1000,
+       lines: tuple[pa.Array, np.ndarray, np.ndarray] | None = None) -> dict[str, pa.Array]:
+    lines, parent, _ = lines or _split(text, SPLITLINES)
     stripped = pc.utf8_trim_whitespace(lines)
     line_words = pc.utf8_split_whitespace(stripped)
     n_line_words = _np(pc.list_value_length(line_words))
@@ -345,7 +468,7 @@ def fineweb(text: pa.Array, tokens: Tokens, n_chars: np.ndarray, short_line_leng
     last_char = pc.utf8_slice_codeunits(lines, -1)
     punct_end = _flags(pc.is_in(last_char, value_set=LINE_END_TERMINAL.cast(last_char.type)))
     short = _np(pc.utf8_length(lines)) <= short_line_length
-    _, dup_chars = _duplicates(lines, parent, n)
+    _, dup_chars = _duplicates(lines, parent, n, tokens.backend)
     newlines = _np(pc.count_substring(text, "\n")).astype(np.float64)
     return {
         "q_fw_line_punct_frac": _ratio(_per_doc(parent, n, punct_end), n_lines),
@@ -356,22 +479,27 @@ def fineweb(text: pa.Array, tokens: Tokens, n_chars: np.ndarray, short_line_leng
 
 
 def compute(text: pa.Array | pa.ChunkedArray, cjk_split: bool = True,
-            stop_words: tuple[str, ...] = GOPHER_STOP_WORDS) -> dict[str, pa.Array]:
-    """All ``q_*`` signals for a batch of texts, in a fixed column order."""
+            stop_words: tuple[str, ...] = GOPHER_STOP_WORDS, backend: Backend = "numba") -> dict[str, pa.Array]:
+    """All ``q_*`` signals for a batch of texts, in a fixed column order. ``backend="numba"`` tokenizes and
+    counts n-grams with the compiled kernels (``_kernels``); ``"arrow"`` is the RE2/numpy reference they equal."""
     if isinstance(text, pa.ChunkedArray):
         text = text.combine_chunks()
     text = pc.fill_null(text, "")
     n_docs = len(text)
-    tokens = Tokens(tokenize(text, cjk_split), n_docs)
+    if backend == "numba" and not _valid_utf8(text):
+        backend = "arrow"  # the kernels decode valid UTF-8 only; the reference path raises ArrowInvalid
+    tokens = Tokens.from_kernel(text, cjk_split) if backend == "numba" \
+        else Tokens(tokenize(text, cjk_split), n_docs)
     n_chars = _np(pc.utf8_length(text)).astype(np.float64)
-    out = gopher_quality(text, tokens, stop_words)
+    lines = _split(text, SPLITLINES)  # str.splitlines(): Gopher's and C4's lines
+    out = gopher_quality(text, tokens, stop_words, lines)
     out.update(gopher_repetition(text, tokens, n_chars))
-    out.update(c4(text, n_docs))
+    out.update(c4(text, n_docs, lines=lines))
     out.update(fineweb(text, tokens, n_chars))
     return out
 
 
 def column_types() -> dict[str, pa.DataType]:
-    sample = compute(pa.array(["x"], pa.large_string()))
+    sample = compute(pa.array(["x"], pa.large_string()), backend="arrow")  # same types; no compile at import
     return {name: array.type for name, array in sample.items()}
 

@@ -1,0 +1,161 @@
+"""The compiled path of quality.heuristics_v1 (stages/quality/_kernels.py, ``backend="numba"``) against its
+RE2/Arrow/numpy reference (``backend="arrow"``): identical tokens and identical q_* values, on real text and on
+generated strings built from the characters the tokenizer treats specially."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from stages.quality import signals
+from stages.quality.charsets import PUNCTUATION_SET
+
+DATA = Path(__file__).parents[2] / "data"
+TOKEN_FIELDS = ("count", "lengths", "symbol", "has_alpha", "ids")
+
+
+def assert_same_tokens(text: pa.Array, cjk_split: bool) -> None:
+    text = pc.fill_null(text, "")
+    ref = signals.Tokens(signals.tokenize(text, cjk_split), len(text))
+    new = signals.Tokens.from_kernel(text, cjk_split)
+    assert new.flat.to_pylist() == ref.flat.to_pylist()
+    for field in TOKEN_FIELDS:
+        np.testing.assert_array_equal(getattr(new, field), getattr(ref, field), err_msg=field)
+    hashes, ellipses = new.marks
+    np.testing.assert_array_equal(hashes, pc.count_substring(text, "#").to_numpy(zero_copy_only=False))
+    np.testing.assert_array_equal(
+        ellipses, pc.add(pc.count_substring(text, "..."), pc.count_substring(text, "…")).to_numpy(zero_copy_only=False))
+
+
+def assert_same_signals(text: pa.Array, cjk_split: bool) -> None:
+    ref = signals.compute(text, cjk_split, backend="arrow")
+    new = signals.compute(text, cjk_split, backend="numba")
+    assert list(new) == list(ref)
+    for name in ref:
+        assert new[name].equals(ref[name]), (name, new[name], ref[name])
+
+
+def real_texts(real_documents) -> list[str]:
+    """Prose of 12 languages, navigation boilerplate, a Chinese page, Python code, mojibake, PII-laden text."""
+    files = sorted((DATA / "python-stdlib").glob("*.py")) + sorted((DATA / "clean").glob("*.txt"))
+    return real_documents + [p.read_text(encoding="utf-8") for p in files]
+
+
+@pytest.mark.parametrize("cjk_split", [True, False])
+def test_identical_on_real_documents(real_documents, cjk_split):
+    texts = real_texts(real_documents)
+    whole = pa.array(texts, pa.large_string())
+    assert_same_tokens(whole, cjk_split)
+    assert_same_signals(whole, cjk_split)
+    # batch boundaries and sliced (offset) arrays, as Ray hands them over
+    for start in range(0, len(texts), 37):
+        assert_same_signals(whole.slice(start, 37), cjk_split)
+
+
+@pytest.mark.parametrize("texts", [[], [""], [None, "", " \n\t "], ["...", "#", "…"], ["a"] * 3, ["x. "] * 2])
+def test_identical_on_edge_cases(texts):
+    text = pa.array(texts, pa.large_string())
+    for cjk_split in (True, False):
+        assert_same_tokens(text, cjk_split)
+        assert_same_signals(text, cjk_split)
+
+
+# Pieces that exercise every TOKEN_SPLIT alternative and its boundaries: apostrophes, URLs, e-mails, handles,
+# abbreviations, dotted names and numbers, runs of "." and "-", scripts without case or spaces, combining marks,
+# letter-like numbers, 4-byte characters, every kind of whitespace (RE2's \s, Arrow's and Python's differ).
+FRAGMENTS = [
+    "http://", "https://", "www.", "http", "www", "Mr", "Mrs", "Co", "Corp", "vs", "Sept", "Dr", "U", "S",
+    ".", "..", "-", "--", ",", "/", ":", "@", "_", "'", "’", "”", ")", "]", '"', "!", "?", ";", "#", "…",
+    "a", "b", "x", "é", "ß", "Ω", "я", "ا", "क", "ि", "\u0301", "中", "文", "あ", "カ", "ー", "한",
+    "0", "1", "9", "²", "Ⅻ", "٣", "１", "3.5", "1,000", "12:30", "a@b.c", "@me", "U.S.", "e.g.",
+    " ", "  ", "\n", "\n\n", "\t", "\r\n", "\x0b", "\x0c", "\x1c", "\x85", "\u00a0", "\u2028", "\u3000", "\u200b",
+    "\x00", "\x7f", "😀", "𝐀", "\U00020000", "、", "，", "。", "「", "\ufeff",
+]
+ALPHABET = sorted(set("".join(FRAGMENTS)) | set(sorted(PUNCTUATION_SET)[::3]))
+TEXTS = st.one_of(st.lists(st.sampled_from(FRAGMENTS), max_size=40).map("".join),
+                  st.text(alphabet=ALPHABET, max_size=60))
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(TEXTS, min_size=1, max_size=6), st.booleans())
+def test_identical_on_generated_text(texts, cjk_split):
+    text = pa.array(texts, pa.large_string())
+    assert_same_tokens(text, cjk_split)
+    assert_same_signals(text, cjk_split)
+
+
+def test_ngram_counts_merge_the_same_hash_collisions():
+    """One 250,000-word document of random words: two distinct 6-grams share their 40-bit key (checked; the
+    reference then counts 30 characters of "repeated" 6-grams where there are none), and the kernel merges them
+    exactly as the sort-based reference does."""
+    rng = np.random.default_rng(0)
+    vocabulary = np.array([f"w{i}" for i in range(5000)])
+    tokens = signals.Tokens(pa.array([vocabulary[rng.integers(0, 5000, 250_000)].tolist()]), 1)
+    collisions = 0
+    for n in (*signals.TOP_NGRAMS, *signals.DUP_NGRAMS):
+        _, h = tokens.ngram_keys(n)
+        collisions += len(np.unique(h)) - len(np.unique(h >> np.uint64(24)))
+    assert collisions > 0
+    top, dup = signals.kernels().ngram_chars(tokens.ids, tokens.offsets, tokens.lengths,
+                                             np.array(signals.TOP_NGRAMS), np.array(signals.DUP_NGRAMS))
+    for i, n in enumerate(signals.TOP_NGRAMS):
+        np.testing.assert_array_equal(top[i], signals._top_ngram_chars(tokens, n))
+    for i, n in enumerate(signals.DUP_NGRAMS):
+        np.testing.assert_array_equal(dup[i], signals._dup_ngram_chars(tokens, n))
+
+
+def test_ngram_counts_on_repeated_runs():
+    """Runs of repeats longer than n, overlapping repeats and documents shorter than n."""
+    texts = ["a b c a b c a b c a b c d", "x x x x x x x x x x x x x", "one two", "p q r s t u v w x y z " * 3,
+             "k l m n o p q r s t k l m n o p q r s t k l m n o p q r s t u"]
+    assert_same_signals(pa.array(texts, pa.large_string()), True)
+
+
+def test_first_occurrence_kernel():
+    key = np.array([5, 3, 5, 7, 3, 3, 9, -1, -1], dtype=np.int64)
+    expected = [True, True, False, True, False, False, True, True, False]
+    assert signals.kernels().first_occurrence(key).tolist() == expected
+    parent, ids = np.array([0, 0, 1, 1, 1]), np.array([2, 2, 2, 0, 2])
+    assert signals._first_occurrence(parent, ids, "numba").tolist() == signals._first_occurrence(parent, ids).tolist()
+
+
+def test_split_space_class_is_arrows_split_whitespace():
+    """char_classes() takes Arrow's whitespace from utf8_is_space; utf8_split_whitespace must split on exactly
+    those code points (checked over every code point)."""
+    table = signals.char_classes()
+    code = np.concatenate([np.arange(0xD800), np.arange(0xE000, 0x110000)])
+    text = "".join(f"a{chr(c)}b" for c in code.tolist())
+    offsets = np.arange(len(code) + 1, dtype=np.int64) * 2 + np.concatenate([[0], np.cumsum(
+        1 + (code >= 0x80).astype(np.int64) + (code >= 0x800) + (code >= 0x10000))])
+    strings = pa.LargeStringArray.from_buffers(len(code), pa.py_buffer(offsets), pa.py_buffer(text.encode()))
+    splits = pc.list_value_length(pc.utf8_split_whitespace(strings)).to_numpy() == 2
+    k = signals.kernels()
+    np.testing.assert_array_equal(splits, (table[code] & k.SPLIT_SPACE) != 0)
+
+
+def test_tokenize_is_immune_to_arrows_read_past_the_last_string():
+    """Arrow's utf8_split_whitespace decodes one character past a string ending in whitespace; past the last
+    string of a buffer those bytes are whatever memory holds. Invalid bytes there glued the whitespace to the
+    last token; tokenize() (and the kernel) never do."""
+    data = b"x. \x80"  # the string is "x. "; the byte after it is not UTF-8
+    text = pa.LargeStringArray.from_buffers(1, pa.py_buffer(np.array([0, 3], np.int64)), pa.py_buffer(data))
+    assert pc.utf8_split_whitespace(text).to_pylist() == [["x. "]]  # the Arrow quirk itself
+    assert [w for w in signals.tokenize(text, True).to_pylist()[0] if w] == ["x", "."]
+    assert signals.Tokens.from_kernel(text, True).flat.to_pylist() == ["x", "."]
+
+
+def test_invalid_utf8_fails_as_the_reference_does():
+    """Arrow arrays can hold broken UTF-8 (built from buffers, read from foreign files). The kernels would decode
+    past a truncated sequence, so compute() gives such a batch to the reference path, which refuses it."""
+    data = b"ok. bad \xf0\x9f"  # a 4-byte sequence cut after 2 bytes
+    text = pa.LargeStringArray.from_buffers(1, pa.py_buffer(np.array([0, len(data)], np.int64)),
+                                            pa.py_buffer(data))
+    for backend in ("arrow", "numba"):
+        with pytest.raises(pa.ArrowInvalid, match="Invalid UTF8"):
+            signals.compute(text, backend=backend)
