@@ -166,6 +166,24 @@ class _StepActor:
         return self.runner(batch)
 
 
+# How a segment's work items (ingest units, or parts) become Ray Data tasks. A task per item cost ~0.1 s of
+# scheduling between tasks, as much as a small unit's own work, and halved the 2-worker speed-up (BENCHMARKS.md,
+# issue 9); so a task takes several items. But Ray Data joins a task's output tables into one block of up to
+# target_max_block_size before the next fused step sees it, so the items of one task bound a worker's memory:
+# at most ITEMS_PER_TASK each, whatever the corpus size, and at least TASKS_PER_CPU tasks per CPU for balance.
+TASKS_PER_CPU = 4
+ITEMS_PER_TASK = 8
+
+
+def _work_blocks(items: list[dict], cpus: int) -> list[pa.Table]:
+    """The work items dealt round-robin into blocks, one Ray Data task each (see ITEMS_PER_TASK). Round-robin
+    spreads the large units of one input (WARC files, say) over the tasks. Output files are keyed by part,
+    never by task, so the grouping does not change what is written."""
+    n = max(cpus * TASKS_PER_CPU, -(-len(items) // ITEMS_PER_TASK))
+    n = max(1, min(len(items), n))
+    return [pa.Table.from_pylist(items[i::n]) for i in range(n)]
+
+
 def _make_sink(segment_dir: Path):
     from ray.data import Datasink
 
@@ -221,8 +239,8 @@ class RayExecutor:
             head = _ReadParts(runners[0])
         if not items:
             return SegmentResult([], [])
-        ds = ray.data.from_items(items, override_num_blocks=len(items))
         cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
+        ds = ray.data.from_arrow(_work_blocks(items, cpus))
         self.workers = cpus
         if self.fuse_steps:
             ds = self._map_fused(ds, plan, runners, segment.index == 0, cpus, len(items))

@@ -322,6 +322,15 @@ def _mix(h):
     return h ^ (h >> np.uint64(31))
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _probe(keys, key, mask):
+    """The slot of ``key`` in the open-addressing table ``keys`` (linear probing), or the empty slot it takes."""
+    slot = np.int64(key & np.uint64(mask))
+    while keys[slot] != key and keys[slot] != _EMPTY:
+        slot = (slot + 1) & mask
+    return slot
+
+
 @njit(cache=True, nogil=True)
 def ngram_chars(ids, doc_off, tok_chars, top_sizes, dup_sizes):
     """(top[len(top_sizes), n_docs], dup[len(dup_sizes), n_docs]): signals._top_ngram_chars and
@@ -377,9 +386,7 @@ def ngram_chars(ids, doc_off, tok_chars, top_sizes, dup_sizes):
                 best_count, best_first = 0, 0
                 for i in range(cnt):
                     key = h[i] >> np.uint64(24)
-                    slot = np.int64(key & np.uint64(mask))
-                    while keys[slot] != key and keys[slot] != _EMPTY:
-                        slot = (slot + 1) & mask
+                    slot = _probe(keys, key, mask)
                     if keys[slot] == _EMPTY:
                         keys[slot] = key
                         counts[slot] = 0
@@ -396,9 +403,7 @@ def ngram_chars(ids, doc_off, tok_chars, top_sizes, dup_sizes):
                 last_repeat, run_start = -2, 0
                 for i in range(cnt):
                     key = h[i] >> np.uint64(24)
-                    slot = np.int64(key & np.uint64(mask))
-                    while keys[slot] != key and keys[slot] != _EMPTY:
-                        slot = (slot + 1) & mask
+                    slot = _probe(keys, key, mask)
                     if keys[slot] == _EMPTY:
                         keys[slot] = key
                         continue

@@ -29,3 +29,19 @@ def test_local_and_ray_give_byte_identical_parquet(ray_cluster, data_dir, tmp_pa
         assert all(a[k] == b[k] for k in a), f"{sub} differ between executors"
     assert [s.to_json() | {"seconds": 0} for _, ss in local.stats for s in ss] == \
            [s.to_json() | {"seconds": 0} for _, ss in remote.stats for s in ss]
+
+
+@pytest.mark.parametrize("n_items,cpus", [(1, 2), (7, 2), (150, 2), (150, 1), (1000, 64), (3, 16)])
+def test_work_blocks_hold_every_item_once_and_bound_the_items_per_task(n_items, cpus):
+    """A Ray task takes several work items (scheduling a task per small unit cost as much as its work), but never
+    more than ITEMS_PER_TASK: a task's items are held in one block, so they bound a worker's memory."""
+    from pipeline.executors import ITEMS_PER_TASK, TASKS_PER_CPU, _work_blocks
+
+    items = [{"unit": i} for i in range(n_items)]
+    blocks = _work_blocks(items, cpus)
+    units = sorted(u for b in blocks for u in b.column("unit").to_pylist())
+    assert units == list(range(n_items))
+    assert max(b.num_rows for b in blocks) <= ITEMS_PER_TASK
+    assert len(blocks) >= min(n_items, cpus * TASKS_PER_CPU)
+    # round-robin: the units of one large input file run are spread over the tasks, not packed in one
+    assert blocks[0].column("unit").to_pylist()[:2] == list(range(0, n_items, len(blocks)))[:2]
