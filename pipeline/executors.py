@@ -176,12 +176,16 @@ ITEMS_PER_TASK = 8
 
 
 def _work_blocks(items: list[dict], cpus: int) -> list[pa.Table]:
-    """The work items dealt round-robin into blocks, one Ray Data task each (see ITEMS_PER_TASK). Round-robin
-    spreads the large units of one input (WARC files, say) over the tasks. Output files are keyed by part,
-    never by task, so the grouping does not change what is written."""
-    n = max(cpus * TASKS_PER_CPU, -(-len(items) // ITEMS_PER_TASK))
-    n = max(1, min(len(items), n))
-    return [pa.Table.from_pylist(items[i::n]) for i in range(n)]
+    """The work items dealt round-robin into blocks, one Ray Data task each (see ITEMS_PER_TASK), and the last
+    ``2 * cpus`` items one per task. Round-robin spreads the large units of one input (WARC files, say) over the
+    tasks, which keeps every block's size near the average (a block of 8 WARC units measured +16% peak memory);
+    the single-item tasks at the end let the workers finish together instead of one waiting on the other's
+    last large task. Output files are keyed by part, never by task, so the grouping changes nothing written."""
+    tail = min(len(items), 2 * cpus)
+    bulk, last = items[:len(items) - tail], items[len(items) - tail:]
+    n = max(1, min(len(bulk), max(cpus * TASKS_PER_CPU, -(-len(bulk) // ITEMS_PER_TASK))))
+    blocks = [bulk[i::n] for i in range(n) if bulk[i::n]] + [[item] for item in last]
+    return [pa.Table.from_pylist(block) for block in blocks]
 
 
 def _make_sink(segment_dir: Path):
