@@ -174,7 +174,8 @@ def segment_walls(events: list[tuple[float, str]], total: float) -> dict[str, di
     marks: dict[str, dict[str, float]] = {}
     for t, message in events:
         if message.startswith("segment "):
-            name, what = message.split()[1].rstrip(":"), message.split()[2]
+            _, name, what = message.split()[:3]
+            name = name.rstrip(":")
             marks.setdefault(name, {}).setdefault(what, t)
     names = list(marks)
     ends = [min(marks[n].values()) for n in names[1:]] + [next((t for t, m in events if m.startswith("report")), total)]
@@ -270,10 +271,9 @@ def steps_markdown(result: dict) -> str:
     lines.append(f"| | **total** | {mb:.1f} | | {total:.1f} | {mb / total:.2f} | | 100% |")
     lines.append("")
     lines.append(f"Before the tokenizer (ingest -> dedup): {mb:.1f} MB in {before:.1f} core-s = "
-                 f"**{mb / before:.2f} MB/s per core**; ")
-    lines[-1] += (f"up to and including tokenization: {upto:.1f} core-s = **{mb / upto:.2f} MB/s per core** "
-                 f"(in-stage time); end to end {mb / (result['pipeline_wall_s'] * result['cpus']):.2f} MB/s per "
-                 f"core of wall time. Segment wall s: "
+                 f"**{mb / before:.2f} MB/s per core**; up to and including tokenization: {upto:.1f} core-s = "
+                 f"**{mb / upto:.2f} MB/s per core** (in-stage time); end to end "
+                 f"{mb / (result['pipeline_wall_s'] * result['cpus']):.2f} MB/s per core of wall time. Segment wall s: "
                  + ", ".join(f"{k} {v['total']:.1f}" for k, v in result["segment_wall_s"].items()))
     return "\n".join(lines)
 

@@ -183,8 +183,8 @@ def _work_blocks(items: list[dict], cpus: int) -> list[pa.Table]:
     last large task. Output files are keyed by part, never by task, so the grouping changes nothing written."""
     tail = min(len(items), 2 * cpus)
     bulk, last = items[:len(items) - tail], items[len(items) - tail:]
-    n = max(1, min(len(bulk), max(cpus * TASKS_PER_CPU, -(-len(bulk) // ITEMS_PER_TASK))))
-    blocks = [bulk[i::n] for i in range(n) if bulk[i::n]] + [[item] for item in last]
+    n = min(len(bulk), max(cpus * TASKS_PER_CPU, -(-len(bulk) // ITEMS_PER_TASK)))
+    blocks = [bulk[i::n] for i in range(n)] + [[item] for item in last]
     return [pa.Table.from_pylist(block) for block in blocks]
 
 

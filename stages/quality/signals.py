@@ -44,6 +44,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from stages.base import require
+from stages.clean.boilerplate import C4_POLICY_PHRASES, CJK_CHAR
 from stages.quality.charsets import PUNCTUATION_SET, TERMINAL_PUNCTUATION
 
 GOPHER_STOP_WORDS = ("the", "be", "to", "of", "and", "that", "have", "with")
@@ -76,7 +77,6 @@ TOKEN_SPLIT = (
 )
 TOKEN_REWRITE = r"\1 \2\3\4 "
 PUNCT_TOKEN = f"^[{PUNCT_CLASS}]+$"
-CJK_CHAR = r"[\p{Han}\p{Hiragana}\p{Katakana}]"
 # str.splitlines() separators.
 SPLITLINES = r"\r\n|[\n\r\x0b\x0c\x1c\x1d\x1e\x{85}\x{2028}\x{2029}]"
 # What str.strip()/lstrip() remove (str.isspace), as an RE2 class body.
@@ -85,7 +85,7 @@ BULLET_LINE = f"^[{SPACE}]*[•\\-]"
 ELLIPSIS_LINE = f"(\\.\\.\\.|…)[{SPACE}]*$"
 CITATION = r"\[\d*\]|\[edit\]|\[citation needed\]"
 C4_END_PUNCT = "[.?!\"']$"
-C4_POLICY = "terms of use|privacy policy|cookie policy|uses cookies|use of cookies|use cookies"
+C4_POLICY = "|".join(C4_POLICY_PHRASES)  # plain phrases: no RE2 metacharacter to escape
 # spaCy's sentencizer starts a sentence at a token following terminal punctuation; approximated on the raw line.
 SENTENCE_BREAK = "[.!?…。！？]+[\"'”’)\\]]*\\s+[^\\s.!?…。！？]"
 LINE_END_TERMINAL = pa.array(sorted(TERMINAL_PUNCTUATION), pa.large_string())
@@ -322,7 +322,7 @@ def tokenize(text: pa.Array, cjk_split: bool) -> pa.ListArray:
 
 
 def gopher_quality(text: pa.Array, tokens: Tokens, stop_words: tuple[str, ...],
-                   lines: tuple[pa.Array, np.ndarray, np.ndarray] | None = None) -> dict[str, pa.Array]:
+                   lines: tuple[pa.Array, np.ndarray, np.ndarray]) -> dict[str, pa.Array]:
     n = tokens.n_docs
     word = ~tokens.symbol
     n_words = _per_doc(tokens.parent[word], n)
@@ -333,7 +333,7 @@ def gopher_quality(text: pa.Array, tokens: Tokens, stop_words: tuple[str, ...],
         hashes = _np(pc.count_substring(text, "#")).astype(np.float64)
         ellipses = _np(pc.count_substring(text, "...")).astype(np.float64) + _np(pc.count_substring(text, "…"))
 
-    lines, line_parent, pieces = lines or _split(text, SPLITLINES)
+    lines, line_parent, pieces = lines
     # splitlines() yields no empty piece after a final line break (or for ""); split does: drop it.
     n_lines = pieces - _flags(pc.match_substring_regex(text, f"({SPLITLINES})$|^$"))
     bullets = _per_doc(line_parent, n, _flags(pc.match_substring_regex(lines, BULLET_LINE)))
@@ -432,9 +432,9 @@ def _dup_ngram_chars(tokens: Tokens, n: int) -> np.ndarray:
     return _per_doc(pos_doc[counted], tokens.n_docs, tokens.ngram_chars(pos[counted], n))
 
 
-def c4(text: pa.Array, n_docs: int, max_word_length: int = 1000,
-       lines: tuple[pa.Array, np.ndarray, np.ndarray] | None = None) -> dict[str, pa.Array]:
-    lines, parent, _ = lines or _split(text, SPLITLINES)
+def c4(text: pa.Array, n_docs: int, lines: tuple[pa.Array, np.ndarray, np.ndarray],
+       max_word_length: int = 1000) -> dict[str, pa.Array]:
+    lines, parent, _ = lines
     stripped = pc.utf8_trim_whitespace(lines)
     line_words = pc.utf8_split_whitespace(stripped)
     n_line_words = _np(pc.list_value_length(line_words))
@@ -494,7 +494,7 @@ def compute(text: pa.Array | pa.ChunkedArray, cjk_split: bool = True,
     lines = _split(text, SPLITLINES)  # str.splitlines(): Gopher's and C4's lines
     out = gopher_quality(text, tokens, stop_words, lines)
     out.update(gopher_repetition(text, tokens, n_chars))
-    out.update(c4(text, n_docs, lines=lines))
+    out.update(c4(text, n_docs, lines))
     out.update(fineweb(text, tokens, n_chars))
     return out
 
