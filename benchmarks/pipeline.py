@@ -169,8 +169,8 @@ class MemorySampler:
 
 def segment_walls(events: list[tuple[float, str]], total: float) -> dict[str, dict[str, float]]:
     """Wall seconds per segment from the driver's log lines, split into the global step's ``build`` (from
-    'segment NAME: building' to 'segment NAME: running') and the streaming pass (from 'running' to the next
-    segment, or to the report)."""
+    'segment NAME: building' to 'segment NAME: running') and the streaming pass (from 'running' to 'committed'),
+    and the executor's start-up before segment 00."""
     marks: dict[str, dict[str, float]] = {}
     for t, message in events:
         if message.startswith("segment "):
@@ -178,10 +178,16 @@ def segment_walls(events: list[tuple[float, str]], total: float) -> dict[str, di
             name = name.rstrip(":")
             marks.setdefault(name, {}).setdefault(what, t)
     names = list(marks)
-    ends = [min(marks[n].values()) for n in names[1:]] + [next((t for t, m in events if m.startswith("report")), total)]
+    # a segment ends at its commit (older logs: where the next segment, or the report, begins)
+    ends = [marks[n].get("committed", nxt) for n, nxt in zip(names, [min(marks[n].values()) for n in names[1:]]
+                                                            + [next((t for t, m in events if m.startswith("report")),
+                                                                    total)])]
     out = {}
+    started = next((t for t, m in events if m.startswith("executor ")), None)
+    if started is not None:  # once per run, before segment 00: worker processes set up, Ray Data's actors started
+        out["executor start-up"] = {"build": 0.0, "stream": 0.0, "start": round(started, 2), "total": round(started, 2)}
     for name, end in zip(names, ends):
-        start = min(marks[name].values())
+        start = min(t for what, t in marks[name].items() if what != "committed")
         running = marks[name].get("running", start)
         out[name] = {"build": round(running - start, 2), "stream": round(end - running, 2),
                      "total": round(end - start, 2)}
@@ -220,8 +226,14 @@ def run_one(config: Path, corpus: Path, cpus: int, keep: Path | None, pin: bool 
     load_before = os.getloadavg()
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO)
-    with MemorySampler(proc.pid) as sampler:
-        out, err = proc.communicate()
+    cores = os.sched_getaffinity(0)
+    if pin:  # the sampler's own CPU time lands on the run's cores, for 1 worker as for 2
+        os.sched_setaffinity(0, range(cpus))
+    try:
+        with MemorySampler(proc.pid) as sampler:
+            out, err = proc.communicate()
+    finally:
+        os.sched_setaffinity(0, cores)
     wall = time.perf_counter() - start
     if proc.returncode != 0:
         raise RuntimeError(f"run {corpus.name} with {cpus} CPUs failed:\n{err[-4000:]}")
@@ -293,8 +305,8 @@ def scaling_markdown(results: list[dict]) -> str:
             w2 = two["segment_wall_s"].get(seg)
             if not w2:
                 continue
-            for phase in ("build", "stream"):
-                if w1[phase] or w2[phase]:
+            for phase in ("start", "build", "stream"):
+                if w1.get(phase) or w2.get(phase):
                     lines.append(f"| {corpus} | {seg} | {phase} | {w1[phase]:.1f} | {w2[phase]:.1f} | "
                                  f"{w1[phase] / max(w2[phase], 1e-9):.2f}x |")
             streams[0] += w1["stream"]
@@ -306,12 +318,38 @@ def scaling_markdown(results: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def _streams(result: dict) -> float:
+    return sum(w["stream"] for w in result["segment_wall_s"].values())
+
+
+def repeat_summary_markdown(reps: list[list[dict]]) -> str:
+    """Speed-ups 1 -> 2 workers per repetition and their median, for the streaming segment 00 (ingest -> filter),
+    all streaming passes, and the whole run (start-up and global builds included)."""
+    import statistics
+
+    measures = {"segment 00 (stream)": lambda r: r["segment_wall_s"]["00-ingest"]["stream"],
+                "all streaming passes": _streams, "whole run": lambda r: r["pipeline_wall_s"]}
+    lines = ["### Scaling over the repetitions", "",
+             "| corpus | measure | speed-up per repetition | median |", "|---|---|---|---:|"]
+    for corpus in dict.fromkeys(r["corpus"] for rs in reps for r in rs):
+        for name, measure in measures.items():
+            ratios = []
+            for rs in reps:
+                by = {r["cpus"]: r for r in rs if r["corpus"] == corpus}
+                if 1 in by and 2 in by:
+                    ratios.append(measure(by[1]) / max(measure(by[2]), 1e-9))
+            if ratios:
+                lines.append(f"| {corpus} | {name} | {', '.join(f'{x:.2f}x' for x in ratios)} | "
+                             f"**{statistics.median(ratios):.2f}x** |")
+    return "\n".join(lines)
+
+
 def memory_markdown(results: list[dict]) -> str:
-    lines = ["| workers | corpus | MB | wall s | peak RSS per worker MiB | private MiB | driver MiB | "
-             "wall s / MB |", "|---:|---|---:|---:|---:|---:|---:|---:|"]
-    for r in sorted(results, key=lambda r: (r["cpus"], r["corpus_bytes"])):
+    lines = ["| workers | corpus | run | MB | wall s | peak RSS per worker MiB | private MiB | driver MiB | "
+             "wall s / MB |", "|---:|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in sorted(results, key=lambda r: (r["cpus"], r["corpus_bytes"], r.get("repeat", 0))):
         m = r["memory"]
-        lines.append(f"| {r['cpus']} | {r['corpus']} | {r['corpus_bytes'] / 1e6:.0f} | {r['pipeline_wall_s']:.1f} | "
+        lines.append(f"| {r['cpus']} | {r['corpus']} | {r.get('repeat', 0) + 1} | {r['corpus_bytes'] / 1e6:.0f} | {r['pipeline_wall_s']:.1f} | "
                      f"{m['worker_peak_rss_mb']:.0f} | {m['worker_peak_private_mb']:.0f} | "
                      f"{m['driver_peak_rss_mb']:.0f} | {r['pipeline_wall_s'] / (r['corpus_bytes'] / 1e6):.2f} |")
     return "\n".join(lines)
@@ -328,14 +366,22 @@ def main() -> int:
     ap.add_argument("--keep", type=Path, default=None, help="keep run directories under this folder")
     ap.add_argument("--pin", action="store_true",
                     help="confine each run's whole process tree to as many cores as it has workers (taskset)")
+    ap.add_argument("--repeat", type=int, default=1,
+                    help="run every (corpus, workers) pair this many times, interleaved, and report the median ratios")
     args = ap.parse_args()
     results = []
-    for corpus in args.corpus:
-        for cpus in args.workers:
-            print(f"running {corpus.name} with {cpus} worker(s) (load {os.getloadavg()[0]:.1f}) ...", flush=True)
-            results.append(run_one(args.config, corpus, cpus, args.keep, args.pin))
-            print(steps_markdown(results[-1]) + "\n", flush=True)
-    text = "\n\n".join([*(steps_markdown(r) for r in results), "### Scaling", scaling_markdown(results),
+    for rep in range(args.repeat):
+        for corpus in args.corpus:
+            for cpus in args.workers:
+                print(f"[{rep + 1}/{args.repeat}] running {corpus.name} with {cpus} worker(s) "
+                      f"(load {os.getloadavg()[0]:.1f}) ...", flush=True)
+                results.append(run_one(args.config, corpus, cpus, args.keep, args.pin) | {"repeat": rep})
+                print(steps_markdown(results[-1]) + "\n", flush=True)
+    reps = [[r for r in results if r["repeat"] == rep] for rep in range(args.repeat)]
+    text = "\n\n".join([*(steps_markdown(r) for r in reps[0]),
+                        *(f"### Scaling, repetition {i + 1} of {len(reps)}\n\n{scaling_markdown(rs)}"
+                          for i, rs in enumerate(reps)),
+                        *([repeat_summary_markdown(reps)] if len(reps) > 1 else []),
                         "### Memory and cost as the corpus grows", memory_markdown(results)])
     print(text)
     RESULTS.mkdir(parents=True, exist_ok=True)

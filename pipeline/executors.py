@@ -15,8 +15,9 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
-from pipeline._internal.runner import StepRunner, read_part, read_unit, write_parts
+from pipeline._internal.runner import StepRunner, cached_stage, read_part, read_unit, write_parts
 from pipeline.plan import Plan, Segment
 from pipeline.progress import Progress, totals_by_step
 from stages.base import StageOutput
@@ -64,6 +65,12 @@ class LocalExecutor:
     def __init__(self, progress: Progress | None = None):
         self.progress = progress
 
+    def start(self, plan: Plan, segment: Segment, run_dir: str) -> None:
+        """Nothing to start: stages are set up by the segment's runners, in this process."""
+
+    def close(self) -> None:
+        pass
+
     def run_segment(self, plan: Plan, segment: Segment, input_parts: list[str], state: Any, run_dir: str,
                     segment_dir: Path) -> SegmentResult:
         reporter = _DictReporter()
@@ -101,8 +108,20 @@ class RayReporter:
 
 
 class _Collector:
+    """The driver-side store of one segment's piece reports; one actor per run, emptied by ``reset``."""
+
     def __init__(self) -> None:
         self._pieces: dict[tuple, dict] = {}
+        self._arrivals = 0  # workers set up by RayExecutor.start
+
+    def arrive(self) -> None:
+        self._arrivals += 1
+
+    def arrivals(self) -> int:
+        return self._arrivals
+
+    def reset(self) -> None:
+        self._pieces = {}
 
     def report(self, key: tuple, report: dict) -> None:
         self._pieces[key] = report  # keyed: a retried batch overwrites its own report
@@ -114,13 +133,35 @@ class _Collector:
         return totals_by_step(self._pieces.values(), by_unit)
 
 
+def _set_up_worker(steps: list, run_dir: str, collector, workers: int) -> int:
+    """A Ray task: import and set up ``steps`` in this worker process, where the segment's tasks find them
+    (``StepRunner.cache_setup``); then hold the CPU until all ``workers`` such tasks run (or 10 s pass), so that
+    each lands in a process of its own. Returns the process id."""
+    import os
+
+    import ray
+
+    for step in steps:
+        cached_stage(step, run_dir)
+    ray.get(collector.arrive.remote())
+    deadline = time.monotonic() + 10
+    while ray.get(collector.arrivals.remote()) < workers and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return os.getpid()
+
+
+def _items(batch: pa.Table, key: str) -> list:
+    """A task's work items: its block is one row holding their list (see ``_work_blocks``)."""
+    return pc.list_flatten(batch[key]).to_pylist()
+
+
 class _IngestUnits:
     def __init__(self, plan: Plan, runner: StepRunner):
         self.plan = plan
         self.runner = runner
 
     def __call__(self, batch: pa.Table) -> Iterator[pa.Table]:
-        yield from _ingest_batches(self.plan, self.runner, batch["unit"].to_pylist())
+        yield from _ingest_batches(self.plan, self.runner, _items(batch, "unit"))
 
 
 class _ReadParts:
@@ -128,7 +169,7 @@ class _ReadParts:
         self.runner = runner
 
     def __call__(self, batch: pa.Table) -> Iterator[pa.Table]:
-        for path in batch["path"].to_pylist():
+        for path in _items(batch, "path"):
             yield self.runner(read_part(path))
 
 
@@ -146,9 +187,9 @@ class _FusedSegment:
 
     def __call__(self, batch: pa.Table) -> Iterator[pa.Table]:
         if self.reads_units:
-            tables = _ingest_batches(self.plan, self.runners[0], batch["unit"].to_pylist())
+            tables = _ingest_batches(self.plan, self.runners[0], _items(batch, "unit"))
         else:
-            tables = (self.runners[0](read_part(p)) for p in batch["path"].to_pylist())
+            tables = (self.runners[0](read_part(p)) for p in _items(batch, "path"))
         for table in tables:
             for runner in self.runners[1:]:
                 table = runner(table)
@@ -166,6 +207,24 @@ class _StepActor:
         return self.runner(batch)
 
 
+def _shorten_ray_data_cold_start() -> bool:
+    """Ray Data (2.60) learns how many CPUs a dataset may use from its autoscaling-coordinator actor, by an
+    asynchronous call whose answer it reads when it refreshes its limits, once a second
+    (``ResourceManager.GLOBAL_LIMITS_UPDATE_INTERVAL_S``); until then a new dataset runs one task at a time. With
+    a dataset per segment, the other CPUs sat idle for the first 1-1.7 s of every segment (BENCHMARKS.md, issue
+    9). No public setting exists, so this shortens that interval where the attribute exists (a refresh is one
+    non-blocking actor call); returns whether it did. Called on the driver, where the executor runs."""
+    try:
+        from ray.data._internal.execution.resource_manager import ResourceManager
+    except ImportError:
+        return False
+    interval = getattr(ResourceManager, "GLOBAL_LIMITS_UPDATE_INTERVAL_S", None)
+    if not isinstance(interval, (int, float)):
+        return False
+    ResourceManager.GLOBAL_LIMITS_UPDATE_INTERVAL_S = min(interval, 0.1)
+    return True
+
+
 # How a segment's work items (ingest units, or parts) become Ray Data tasks. A task per item cost ~0.1 s of
 # scheduling between tasks, as much as a small unit's own work, and halved the 2-worker speed-up (BENCHMARKS.md,
 # issue 9); so a task takes several items. But Ray Data joins a task's output tables into one block of up to
@@ -175,7 +234,7 @@ TASKS_PER_CPU = 4
 ITEMS_PER_TASK = 8
 
 
-def _work_blocks(items: list[dict], cpus: int) -> list[pa.Table]:
+def _work_blocks(items: list[dict], cpus: int) -> list[dict]:
     """The work items dealt round-robin into blocks, one Ray Data task each (see ITEMS_PER_TASK), and the last
     ``2 * cpus`` items one per task. Round-robin spreads the large units of one input (WARC files, say) over the
     tasks, which keeps every block's size near the average (a block of 8 WARC units measured +16% peak memory);
@@ -185,7 +244,7 @@ def _work_blocks(items: list[dict], cpus: int) -> list[pa.Table]:
     bulk, last = items[:len(items) - tail], items[len(items) - tail:]
     n = min(len(bulk), max(cpus * TASKS_PER_CPU, -(-len(bulk) // ITEMS_PER_TASK)))
     blocks = [bulk[i::n] for i in range(n)] + [[item] for item in last]
-    return [pa.Table.from_pylist(block) for block in blocks]
+    return [{key: [item[key] for item in block] for key in block[0]} for block in blocks]
 
 
 def _make_sink(segment_dir: Path):
@@ -215,25 +274,72 @@ class RayExecutor:
                  stateful_as_tasks: bool = False):
         self.stateful_as_tasks = stateful_as_tasks
         self.workers: int | None = None
+        self._collector = None
         self.max_actors = max_actors
         self.progress = progress
         # False (default): one Ray Data operator per step, each with its own declared resources (tasks, or an actor
         # pool for stateful stages); True: one operator runs the whole segment per unit (an actor per CPU).
         self.fuse_steps = fuse_steps
 
+    def start(self, plan: Plan, segment: Segment, run_dir: str) -> list[int]:
+        """Once per run, before its first segment (``segment``): start what every segment uses, so that a
+        segment's wall time is streaming work. Otherwise segment 00 began by spawning the collector actor and Ray
+        Data's own actors and by importing and setting up each stage in every worker, 2-3 s in which the second
+        CPU sat idle (BENCHMARKS.md, issue 9). Returns the process ids of the workers set up."""
+        import ray
+        import ray.data
+
+        cpus = self._cpus()
+        if self._collector is None:
+            self._collector = ray.remote(num_cpus=0)(_Collector).remote()
+        set_up = ray.remote(num_cpus=1)(_set_up_worker)
+        steps = self._worker_steps(segment)
+        ready = [set_up.remote(steps, run_dir, self._collector, cpus) for _ in range(cpus)]
+        _shorten_ray_data_cold_start()
+        ray.data.range(1).materialize()  # an execution starts Ray Data's stats and autoscaling-coordinator actors
+        return ray.get(ready)
+
+    def close(self) -> None:
+        """Ends the run's collector actor (a long-lived cluster keeps no process per finished run)."""
+        if self._collector is not None:
+            import ray
+
+            ray.kill(self._collector)
+            self._collector = None
+
+    def _worker_steps(self, segment: Segment) -> list:
+        """The steps of ``segment`` that run in task workers and can be set up before it runs: not those after
+        a global step (their set-up may read what its build writes, as tokenize reads the trained tokenizer),
+        nor those run in actors."""
+        if segment.global_step is not None or self.fuse_steps:
+            return []
+        return [s for s in segment.steps[1:]
+                if self.stateful_as_tasks or not s.instantiate().resources.actor]
+
+    @staticmethod
+    def _cpus() -> int:
+        import ray
+
+        return max(1, int(ray.cluster_resources().get("CPU", 1)))
+
     def run_segment(self, plan: Plan, segment: Segment, input_parts: list[str], state: Any, run_dir: str,
                     segment_dir: Path) -> SegmentResult:
         import ray
         import ray.data
 
+        if self._collector is None:
+            self.start(plan, segment, run_dir)
         ctx = ray.data.DataContext.get_current()
         # A part must never be split across blocks (parts are the unit of output files); parts are bounded by
         # batch_bytes, so blocks may be at least that large.
         ctx.target_max_block_size = max(ctx.target_max_block_size or 0, 2 * plan.spec.execution.batch_bytes)
-        collector = ray.remote(num_cpus=0)(_Collector).remote()
+        collector = self._collector
+        ray.get(collector.reset.remote())
         reporter = RayReporter(collector)
         rejects = plan.spec.output.rejects
         runners = [StepRunner(step, run_dir, rejects, reporter, None) for step in segment.steps]
+        for runner in runners:
+            runner.cache_setup = True  # tasks reuse their worker process's set-up stages (see start)
         if segment.index == 0:
             items = [{"unit": i} for i in range(len(plan.units))]
             head = _IngestUnits(plan, runners[0])
@@ -243,8 +349,11 @@ class RayExecutor:
             head = _ReadParts(runners[0])
         if not items:
             return SegmentResult([], [])
-        cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
-        ds = ray.data.from_arrow(_work_blocks(items, cpus))
+        cpus = self._cpus()
+        # from_items computes block metadata on the driver; from_arrow ran a remote task per block for it and
+        # waited on them (~0.9 s per segment on 2 cores).
+        blocks = _work_blocks(items, cpus)
+        ds = ray.data.from_items(blocks, override_num_blocks=len(blocks))
         self.workers = cpus
         if self.fuse_steps:
             ds = self._map_fused(ds, plan, runners, segment.index == 0, cpus, len(items))
@@ -255,9 +364,7 @@ class RayExecutor:
         sink = _make_sink(segment_dir)
         _start_progress(self.progress, plan, segment, input_parts)
         self._write_with_progress(ds, sink, collector, segment)
-        pieces = ray.get(collector.pieces.remote())
-        ray.kill(collector)
-        return SegmentResult(sink.written or [], pieces)
+        return SegmentResult(sink.written or [], ray.get(collector.pieces.remote()))
 
     def _write_with_progress(self, ds, sink, collector, segment: Segment) -> None:
         """Execute the dataset in a thread while the driver polls the collector's totals for the display:
@@ -301,7 +408,6 @@ class RayExecutor:
             size = min(cpus, resources.max_actors or cpus, self.max_actors or cpus)
             return ds.map_batches(_StepActor, fn_constructor_args=(runner,), batch_size=None,
                                   batch_format="pyarrow", concurrency=(1, size), num_cpus=resources.num_cpus)
-        runner.cache_setup = resources.actor  # a stateful stage as tasks: set up once per worker process
         return ds.map_batches(runner, batch_size=None, batch_format="pyarrow", num_cpus=resources.num_cpus)
 
 

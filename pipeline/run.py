@@ -35,9 +35,30 @@ def run_plan(plan: Plan, run_dir: RunDir, executor: LocalExecutor | RayExecutor,
     atomic_write_json(run_dir.plan_path, plan.to_json())
     per_segment: list[tuple[str, list[StageStats]]] = []
     skipped, computed = [], []
-    input_parts: list[str] = []
     build_seconds: dict[str, float] = {}
-    rebuild = False
+    try:
+        _run_segments(plan, run_dir, executor, force, log, per_segment, skipped, computed, build_seconds)
+    finally:
+        executor.close()
+    seconds = time.perf_counter() - start
+    write_run_stats(run_dir.stats_dir, per_segment, {
+        "plan_hash": plan.plan_hash, "executor": executor.name, "wall_seconds": seconds,
+        "segments_skipped": skipped, "segments_computed": computed,
+        "workers": getattr(executor, "workers", None), "build_seconds": build_seconds,
+    })
+    try:
+        from pipeline.report import write_report
+
+        log(f"report: {write_report(run_dir.root)}")
+    except Exception as exc:  # a report problem must not fail a run whose data is committed
+        log(f"report.html not written: {exc!r} (retry with: gristmill report {run_dir.root})")
+    return RunResult(run_dir.root, plan.plan_hash, per_segment, skipped, computed, seconds)
+
+
+def _run_segments(plan: Plan, run_dir: RunDir, executor, force: bool, log, per_segment: list, skipped: list,
+                  computed: list, build_seconds: dict) -> None:
+    input_parts: list[str] = []
+    rebuild = started = False
     for segment in plan.segments:
         info = None
         if not rebuild:
@@ -53,24 +74,18 @@ def run_plan(plan: Plan, run_dir: RunDir, executor: LocalExecutor | RayExecutor,
             per_segment.append(load_segment_stats(stats_path))
             skipped.append(segment.name)
         else:
+            if not started:
+                t = time.perf_counter()
+                workers = executor.start(plan, segment, str(run_dir.root))
+                if workers:
+                    log(f"executor {executor.name}: {len(set(workers))} workers set up in "
+                        f"{time.perf_counter() - t:.1f}s")
+                started = True
             stats, build_seconds[segment.name] = _run_segment(plan, segment, input_parts, run_dir, executor, log)
             write_segment_stats(stats_path, segment.name, stats)
             per_segment.append((segment.name, stats))
             computed.append(segment.name)
         input_parts = run_dir.segment_parts(segment.name)
-    seconds = time.perf_counter() - start
-    write_run_stats(run_dir.stats_dir, per_segment, {
-        "plan_hash": plan.plan_hash, "executor": executor.name, "wall_seconds": seconds,
-        "segments_skipped": skipped, "segments_computed": computed,
-        "workers": getattr(executor, "workers", None), "build_seconds": build_seconds,
-    })
-    try:
-        from pipeline.report import write_report
-
-        log(f"report: {write_report(run_dir.root)}")
-    except Exception as exc:  # a report problem must not fail a run whose data is committed
-        log(f"report.html not written: {exc!r} (retry with: gristmill report {run_dir.root})")
-    return RunResult(run_dir.root, plan.plan_hash, per_segment, skipped, computed, seconds)
 
 
 def _run_segment(plan: Plan, segment: Segment, input_parts: list[str], run_dir: RunDir, executor,
@@ -99,6 +114,8 @@ def _run_segment(plan: Plan, segment: Segment, input_parts: list[str], run_dir: 
         "hash": segment.hash, "parts": [w["path"] for w in result.written],
         "rows": sum(w["rows"] for w in result.written), "build_seconds": build_seconds,
     })
+    log(f"segment {segment.name}: committed {sum(w['rows'] for w in result.written):,} rows in "
+        f"{len(result.written)} parts")
     return stats, build_seconds
 
 

@@ -198,7 +198,7 @@ def _resolve(state: Any) -> Any:
 _SET_UP: dict[tuple, Stage] = {}
 
 
-def _set_up_stage(step: Step, run_dir: str) -> Stage:
+def cached_stage(step: Step, run_dir: str) -> Stage:
     import json
 
     key = (step.stage_name, json.dumps(step.params, sort_keys=True, default=str), run_dir)
@@ -230,7 +230,7 @@ class StepRunner:
     def stage(self) -> Stage:
         if self._stage is None:
             if self.cache_setup:
-                self._stage = _set_up_stage(self.step, self.run_dir)
+                self._stage = cached_stage(self.step, self.run_dir)
             else:
                 self._stage = self.step.instantiate()
                 self._stage.run_dir = self.run_dir

@@ -39,9 +39,9 @@ def test_work_blocks_hold_every_item_once_and_bound_the_items_per_task(n_items, 
 
     items = [{"unit": i} for i in range(n_items)]
     blocks = _work_blocks(items, cpus)
-    units = sorted(u for b in blocks for u in b.column("unit").to_pylist())
+    units = sorted(u for b in blocks for u in b["unit"])
     assert units == list(range(n_items))
-    sizes = [b.num_rows for b in blocks]
+    sizes = [len(b["unit"]) for b in blocks]
     assert max(sizes) <= ITEMS_PER_TASK
     assert len(blocks) >= min(n_items, cpus * TASKS_PER_CPU)
     # the last 2 * cpus items go out one per task, so the workers finish together
@@ -49,6 +49,47 @@ def test_work_blocks_hold_every_item_once_and_bound_the_items_per_task(n_items, 
     assert sizes[-tail:] == [1] * tail
     # round-robin: the units of one large input (consecutive items) are spread over the tasks, not packed in one
     bulk = blocks[:len(blocks) - tail]
-    if bulk and bulk[0].num_rows > 1:
-        first = bulk[0].column("unit").to_pylist()
+    if bulk and len(bulk[0]["unit"]) > 1:
+        first = bulk[0]["unit"]
         assert first[1] - first[0] == len(bulk)
+
+
+@pytest.mark.ray
+def test_start_sets_up_a_worker_process_per_cpu_before_the_first_segment(ray_cluster, data_dir, tmp_path):
+    """Before segment 00 every CPU gets its own worker process with the segment's stages set up, so the
+    segment's tasks start on both CPUs at once instead of one CPU waiting on process start-up and imports."""
+    import ray
+
+    plan = make_plan(data_dir, DEMO)
+    executor = RayExecutor(stateful_as_tasks=True)
+    try:
+        pids = executor.start(plan, plan.segments[0], str(tmp_path))
+        assert len(set(pids)) == int(ray.cluster_resources()["CPU"])
+    finally:
+        executor.close()
+
+
+@pytest.mark.ray
+def test_close_ends_the_runs_collector_actor(ray_cluster, data_dir, tmp_path):
+    """A long-lived cluster must not keep a process per finished run."""
+    import ray
+
+    executor = RayExecutor()
+    plan = make_plan(data_dir, DEMO)
+    executor.start(plan, plan.segments[0], str(tmp_path))
+    collector = executor._collector
+    executor.close()
+    with pytest.raises(ray.exceptions.RayActorError):
+        ray.get(collector.pieces.remote(), timeout=30)
+
+
+def test_ray_data_cold_start_is_shortened_on_the_installed_ray():
+    """Ray Data re-reads the CPUs it may use once a second, and a new dataset runs one task at a time until it
+    has; the executor shortens that interval through a private attribute. If a Ray upgrade renames it, this
+    fails, and the 2-worker start of every segment must be checked again (BENCHMARKS.md, issue 9)."""
+    from ray.data._internal.execution.resource_manager import ResourceManager
+
+    from pipeline.executors import _shorten_ray_data_cold_start
+
+    assert _shorten_ray_data_cold_start()
+    assert ResourceManager.GLOBAL_LIMITS_UPDATE_INTERVAL_S <= 0.1
