@@ -95,16 +95,26 @@ class LocalExecutor:
 # --- Ray ----------------------------------------------------------------------------------------------------
 
 class RayReporter:
-    """Sends a piece report to the driver's collector actor; synchronous so no report is in flight when the
-    segment commits. One call per batch and step, never per document."""
+    """Sends piece reports to the driver's collector actor; synchronous so no report is in flight when the
+    segment commits. One call per batch and step, never per document; ``buffered``: one call per ``flush()``
+    (``_SegmentTask`` flushes once per table, after writing its parts, instead of once per step)."""
 
-    def __init__(self, collector):
+    def __init__(self, collector, buffered: bool = False):
         self.collector = collector
+        self.buffered = buffered
+        self._reports: list[tuple[tuple, dict]] = []
 
     def __call__(self, key: tuple, report: dict) -> None:
+        self._reports.append((key, report))
+        if not self.buffered:
+            self.flush()
+
+    def flush(self) -> None:
         import ray
 
-        ray.get(self.collector.report.remote(key, report))
+        if self._reports:
+            reports, self._reports = self._reports, []
+            ray.get(self.collector.report_many.remote(reports))
 
 
 class _Collector:
@@ -123,8 +133,9 @@ class _Collector:
     def reset(self) -> None:
         self._pieces = {}
 
-    def report(self, key: tuple, report: dict) -> None:
-        self._pieces[key] = report  # keyed: a retried batch overwrites its own report
+    def report_many(self, reports: list[tuple[tuple, dict]]) -> None:
+        for key, report in reports:
+            self._pieces[key] = report  # keyed: a retried batch overwrites its own report
 
     def pieces(self) -> list[dict]:
         return list(self._pieces.values())
@@ -173,10 +184,22 @@ class _ReadParts:
             yield self.runner(read_part(path))
 
 
+def _chain(plan: Plan, runners: list[StepRunner], reads_units: bool, batch: pa.Table) -> Iterator[pa.Table]:
+    """Every step of a segment on each table of a task's work items, exactly as ``LocalExecutor`` chains them."""
+    if reads_units:
+        tables = _ingest_batches(plan, runners[0], _items(batch, "unit"))
+    else:
+        tables = (runners[0](read_part(p)) for p in _items(batch, "path"))
+    for table in tables:
+        for runner in runners[1:]:
+            table = runner(table)
+        yield table
+
+
 class _FusedSegment:
-    """One actor per CPU runs every step of the segment on its unit, exactly as ``LocalExecutor`` chains them:
-    state (models, tokenizers) is set up once per actor, batches never wait in the object store between steps,
-    and no CPU is held by a pool that is mostly idle (an actor stage between task stages does that)."""
+    """One actor per CPU runs every step of the segment on its unit (``_chain``): state (models, tokenizers) is
+    set up once per actor, batches never wait in the object store between steps, and no CPU is held by a pool
+    that is mostly idle (an actor stage between task stages does that)."""
 
     def __init__(self, plan: Plan, runners: list[StepRunner], reads_units: bool):
         self.plan = plan
@@ -186,14 +209,29 @@ class _FusedSegment:
             _ = runner.stage
 
     def __call__(self, batch: pa.Table) -> Iterator[pa.Table]:
-        if self.reads_units:
-            tables = _ingest_batches(self.plan, self.runners[0], _items(batch, "unit"))
-        else:
-            tables = (self.runners[0](read_part(p)) for p in _items(batch, "path"))
-        for table in tables:
-            for runner in self.runners[1:]:
-                table = runner(table)
-            yield table
+        yield from _chain(self.plan, self.runners, self.reads_units, batch)
+
+
+class _SegmentTask:
+    """A Ray task running every step of the segment on each table of its work items (``_chain``) and writing
+    the table's parts at once; it yields only what it wrote (part, rows, file name). Used when every step runs as
+    a task: Ray Data would fuse them into one task anyway, but would also join the task's tables into blocks of
+    up to ``target_max_block_size`` between steps and before the write, so a worker's memory grew with the
+    items of a task. Here it is bounded by one batch, whatever the task holds, and tasks can be few and large
+    (``_factored_blocks``). Stages come from the worker's set-up cache (``RayExecutor.start``)."""
+
+    def __init__(self, plan: Plan, runners: list[StepRunner], reads_units: bool, segment_dir: Path):
+        self.plan = plan
+        self.runners = runners
+        self.reads_units = reads_units
+        self.segment_dir = segment_dir
+
+    def __call__(self, batch: pa.Table) -> Iterator[pa.Table]:
+        for table in _chain(self.plan, self.runners, self.reads_units, batch):
+            written = write_parts(self.segment_dir, table)
+            self.runners[0].reporter.flush()
+            if written:
+                yield pa.Table.from_pylist(written)
 
 
 class _StepActor:
@@ -223,6 +261,25 @@ def _shorten_ray_data_cold_start() -> bool:
         return False
     ResourceManager.GLOBAL_LIMITS_UPDATE_INTERVAL_S = min(interval, 0.1)
     return True
+
+
+def _factored_blocks(items: list[dict], cpus: int) -> list[dict]:
+    """The work items in tasks of shrinking size (factoring): each round deals ``cpus`` tasks that together hold
+    half of what is left, so the first tasks are large (few tasks: Ray Data notices a finished task only every
+    0.1 s while another runs, BENCHMARKS.md issue 9) and the last ones single items (the workers finish
+    together). Items are taken in a strided order, so a task samples every input of the plan rather than a run
+    of one input's units (one WARC file's units cost more than a JSONL file's). Only for ``_SegmentTask``, whose
+    memory does not grow with a task's items."""
+    stride = 2 * cpus
+    order = [item for first in range(stride) for item in items[first::stride]]
+    blocks, i = [], 0
+    while i < len(order):
+        size = -(-(len(order) - i) // (2 * cpus))
+        for _ in range(cpus):
+            if i < len(order):
+                blocks.append(order[i:i + size])
+                i += size
+    return [{key: [item[key] for item in block] for key in block[0]} for block in blocks]
 
 
 # How a segment's work items (ingest units, or parts) become Ray Data tasks. A task per item cost ~0.1 s of
@@ -333,57 +390,85 @@ class RayExecutor:
         # A part must never be split across blocks (parts are the unit of output files); parts are bounded by
         # batch_bytes, so blocks may be at least that large.
         ctx.target_max_block_size = max(ctx.target_max_block_size or 0, 2 * plan.spec.execution.batch_bytes)
-        collector = self._collector
-        ray.get(collector.reset.remote())
-        reporter = RayReporter(collector)
-        rejects = plan.spec.output.rejects
-        runners = [StepRunner(step, run_dir, rejects, reporter, None) for step in segment.steps]
+        ray.get(self._collector.reset.remote())
+        reporter = RayReporter(self._collector, buffered=self._all_tasks(segment))
+        runners = [StepRunner(step, run_dir, plan.spec.output.rejects, reporter, None) for step in segment.steps]
         for runner in runners:
             runner.cache_setup = True  # tasks reuse their worker process's set-up stages (see start)
         if segment.index == 0:
             items = [{"unit": i} for i in range(len(plan.units))]
-            head = _IngestUnits(plan, runners[0])
         else:
             runners[0].state = ray.put(state) if state is not None else None
             items = [{"path": p} for p in input_parts]
-            head = _ReadParts(runners[0])
         if not items:
             return SegmentResult([], [])
-        cpus = self._cpus()
-        # from_items computes block metadata on the driver; from_arrow ran a remote task per block for it and
-        # waited on them (~0.9 s per segment on 2 cores).
-        blocks = _work_blocks(items, cpus)
-        ds = ray.data.from_items(blocks, override_num_blocks=len(blocks))
-        self.workers = cpus
-        if self.fuse_steps:
-            ds = self._map_fused(ds, plan, runners, segment.index == 0, cpus, len(items))
+        self.workers = self._cpus()
+        _start_progress(self.progress, plan, segment, input_parts)
+        if reporter.buffered:
+            written = self._run_as_tasks(plan, segment, runners, items, segment_dir)
         else:
+            written = self._run_as_operators(plan, segment, runners, items, segment_dir)
+        return SegmentResult(written, ray.get(self._collector.pieces.remote()))
+
+    def _run_as_tasks(self, plan: Plan, segment: Segment, runners: list[StepRunner], items: list[dict],
+                      segment_dir: Path) -> list[dict]:
+        """Every step runs as a task: one ``_SegmentTask`` per block of ``_factored_blocks``."""
+        num_cpus = max([1.0] + [r.step.instantiate().resources.num_cpus for r in runners[1:]])
+        task = _SegmentTask(plan, runners, segment.index == 0, segment_dir)
+        ds = self._dataset(_factored_blocks(items, self.workers)).map_batches(
+            task, batch_size=1, batch_format="pyarrow", num_cpus=num_cpus)
+        written: list[dict] = []
+        self._execute(lambda: written.extend(ds.take_all()), segment)
+        return written
+
+    def _run_as_operators(self, plan: Plan, segment: Segment, runners: list[StepRunner], items: list[dict],
+                          segment_dir: Path) -> list[dict]:
+        """Some step runs in actors (or ``fuse_steps``): Ray Data operators stream blocks between the steps and a
+        ``Datasink`` writes the parts."""
+        ds = self._dataset(_work_blocks(items, self.workers))
+        if self.fuse_steps:
+            ds = self._map_fused(ds, plan, runners, segment.index == 0, self.workers, len(items))
+        else:
+            head = _IngestUnits(plan, runners[0]) if segment.index == 0 else _ReadParts(runners[0])
             ds = ds.map_batches(head, batch_size=1, batch_format="pyarrow", num_cpus=1)
             for runner in runners[1:]:
-                ds = self._map_step(ds, runner, cpus)
+                ds = self._map_step(ds, runner, self.workers)
         sink = _make_sink(segment_dir)
-        _start_progress(self.progress, plan, segment, input_parts)
-        self._write_with_progress(ds, sink, collector, segment)
-        return SegmentResult(sink.written or [], ray.get(collector.pieces.remote()))
+        # Fused: writing is I/O on blocks the segment's actors made and must not wait for a CPU they hold.
+        # Otherwise the write fuses into the last task operator, as Ray Data does by default.
+        write_args = {"num_cpus": 0} if self.fuse_steps else None
+        self._execute(lambda: ds.write_datasink(sink, ray_remote_args=write_args), segment)
+        return sink.written or []
 
-    def _write_with_progress(self, ds, sink, collector, segment: Segment) -> None:
-        """Execute the dataset in a thread while the driver polls the collector's totals for the display:
-        one small call every interval, never a call per document."""
+    def _all_tasks(self, segment: Segment) -> bool:
+        """Whether every step of the segment runs as a Ray task (then ``_SegmentTask`` runs the segment)."""
+        return not self.fuse_steps and all(self.stateful_as_tasks or not s.instantiate().resources.actor
+                                           for s in segment.steps[1:])
+
+    @staticmethod
+    def _dataset(blocks: list[dict]):
+        """One Ray Data block (one row: the items' list) per task. from_items computes block metadata on the
+        driver; from_arrow ran a remote task per block for it and waited on them (~0.9 s per segment)."""
+        import ray.data
+
+        return ray.data.from_items(blocks, override_num_blocks=len(blocks))
+
+    def _execute(self, run, segment: Segment) -> None:
+        """``run()`` executes the dataset; in a thread while the driver polls the collector's totals for the
+        display: one small call every interval, never a call per document. The segment's commit point is the
+        driver, once ``run()`` returns: every task has written its parts and returned what it wrote."""
         import threading
 
         import ray
 
-        # Fused: writing is I/O on blocks the segment's actors made and must not wait for a CPU they hold.
-        # Otherwise the write fuses into the last task operator, as Ray Data does by default.
-        write_args = {"num_cpus": 0} if self.fuse_steps else None
         if self.progress is None:
-            ds.write_datasink(sink, ray_remote_args=write_args)
+            run()
             return
         errors: list[BaseException] = []
 
         def write() -> None:
             try:
-                ds.write_datasink(sink, ray_remote_args=write_args)
+                run()
             except BaseException as exc:  # re-raised on the driver's thread below
                 errors.append(exc)
 
@@ -391,7 +476,7 @@ class RayExecutor:
         thread.start()
         while thread.is_alive():
             thread.join(timeout=self.progress.interval)
-            totals = ray.get(collector.totals.remote(segment.index == 0))
+            totals = ray.get(self._collector.totals.remote(segment.index == 0))
             self.progress.update(totals, final=not thread.is_alive())
         if errors:
             raise errors[0]

@@ -3,6 +3,8 @@ byte-identical, and so must the stats and rejects."""
 
 from __future__ import annotations
 
+import math
+
 import pytest
 
 from pipeline import LocalExecutor, RayExecutor, RunDir, run_plan
@@ -52,6 +54,25 @@ def test_work_blocks_hold_every_item_once_and_bound_the_items_per_task(n_items, 
     if bulk and len(bulk[0]["unit"]) > 1:
         first = bulk[0]["unit"]
         assert first[1] - first[0] == len(bulk)
+
+
+@pytest.mark.parametrize("n_items,cpus", [(1, 2), (7, 2), (79, 2), (158, 2), (150, 1), (1000, 64)])
+def test_factored_blocks_hold_every_item_once_in_shrinking_tasks(n_items, cpus):
+    """Tasks that run every step and write their own parts (memory bounded by a batch, not by the task) come in
+    rounds of ``cpus`` tasks holding half of what is left: few tasks (each costs a scheduling gap), the last
+    ones single items so the workers finish together, and each task samples the whole plan, not one input."""
+    from pipeline.executors import _factored_blocks
+
+    blocks = _factored_blocks([{"unit": i} for i in range(n_items)], cpus)
+    units = [u for b in blocks for u in b["unit"]]
+    assert sorted(units) == list(range(n_items))
+    sizes = [len(b["unit"]) for b in blocks]
+    assert sizes == sorted(sizes, reverse=True) and sizes[-1] == 1
+    assert sum(sizes[:cpus]) >= n_items // 2  # the first round holds half of the work
+    assert len(blocks) <= 2 * cpus * (1 + math.log2(max(n_items, 2)))
+    if sizes[0] > 1:  # strided: a task's items are spread over the plan, not a run of neighbours
+        first = blocks[0]["unit"]
+        assert first[1] - first[0] == 2 * cpus
 
 
 @pytest.mark.ray
