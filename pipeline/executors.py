@@ -3,9 +3,11 @@ ending in committed Parquet parts. Both run the same per-batch code (``pipeline.
 output is byte-identical.
 
 - ``LocalExecutor``: in-process, one batch at a time; for tests, debugging and small inputs.
-- ``RayExecutor``: Ray Data. Ingest units and committed parts become a dataset of work items; each stage is a
-  ``map_batches(batch_format="pyarrow")`` operator (an actor pool for stateful stages, tasks otherwise); the
-  parts are written by a ``Datasink`` whose ``on_write_complete`` is the commit point on the driver.
+- ``RayExecutor``: Ray Data. Ingest units and committed parts become a dataset of work items (a block of several
+  per task). When every step runs as a task, one ``map_batches`` task chains the steps per table and writes its
+  parts (``_SegmentTask``); otherwise each stage is a ``map_batches(batch_format="pyarrow")`` operator (an actor
+  pool for stateful stages, tasks otherwise) and a ``Datasink`` writes the parts. Either way the segment commits
+  on the driver once every part is written. ``start()`` sets up the worker processes once per run.
 """
 
 from __future__ import annotations

@@ -84,8 +84,9 @@ class ExecutionSpec(_Model):
     # BENCHMARKS.md, so it is opt-in.
     fuse_steps: bool = False
     # Ray, operator per step: stateful stages (a fastText model, a tokenizer) as actor pools (the default), or as
-    # tasks that set the stage up once per worker process, so Ray Data fuses them with the task steps around them
-    # and no CPU is held by an idle pool.
+    # tasks that set the stage up once per worker process. With "tasks" every step of a segment is a task, so one
+    # task per block of work items runs them all, table by table, and writes its parts itself: no CPU is held by
+    # an idle pool and a worker holds one batch at a time (executors._SegmentTask).
     stateful_stages: Literal["actors", "tasks"] = "actors"
 
 
