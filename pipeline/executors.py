@@ -186,13 +186,15 @@ class _ReadParts:
             yield self.runner(read_part(path))
 
 
+def _head(plan: Plan, runner: StepRunner, reads_units: bool):
+    """The segment's first step over a task's work items: ingest of units (segment 00) or a global step's apply
+    over parts."""
+    return _IngestUnits(plan, runner) if reads_units else _ReadParts(runner)
+
+
 def _chain(plan: Plan, runners: list[StepRunner], reads_units: bool, batch: pa.Table) -> Iterator[pa.Table]:
     """Every step of a segment on each table of a task's work items, exactly as ``LocalExecutor`` chains them."""
-    if reads_units:
-        tables = _ingest_batches(plan, runners[0], _items(batch, "unit"))
-    else:
-        tables = (runners[0](read_part(p)) for p in _items(batch, "path"))
-    for table in tables:
+    for table in _head(plan, runners[0], reads_units)(batch):
         for runner in runners[1:]:
             table = runner(table)
         yield table
@@ -281,7 +283,7 @@ def _factored_blocks(items: list[dict], cpus: int) -> list[dict]:
             if i < len(order):
                 blocks.append(order[i:i + size])
                 i += size
-    return [{key: [item[key] for item in block] for key in block[0]} for block in blocks]
+    return _rows(blocks)
 
 
 # How a segment's work items (ingest units, or parts) become Ray Data tasks. A task per item cost ~0.1 s of
@@ -302,7 +304,11 @@ def _work_blocks(items: list[dict], cpus: int) -> list[dict]:
     tail = min(len(items), 2 * cpus)
     bulk, last = items[:len(items) - tail], items[len(items) - tail:]
     n = min(len(bulk), max(cpus * TASKS_PER_CPU, -(-len(bulk) // ITEMS_PER_TASK)))
-    blocks = [bulk[i::n] for i in range(n)] + [[item] for item in last]
+    return _rows([bulk[i::n] for i in range(n)] + [[item] for item in last])
+
+
+def _rows(blocks: list[list[dict]]) -> list[dict]:
+    """One Ray Data row per task: each key of the work items with the list of their values (see ``_items``)."""
     return [{key: [item[key] for item in block] for key in block[0]} for block in blocks]
 
 
@@ -370,10 +376,13 @@ class RayExecutor:
         """The steps of ``segment`` that run in task workers and can be set up before it runs: not those after
         a global step (their set-up may read what its build writes, as tokenize reads the trained tokenizer),
         nor those run in actors."""
-        if segment.global_step is not None or self.fuse_steps:
+        if segment.global_step is not None:
             return []
-        return [s for s in segment.steps[1:]
-                if self.stateful_as_tasks or not s.instantiate().resources.actor]
+        return [s for s in segment.steps[1:] if self._runs_as_task(s)]
+
+    def _runs_as_task(self, step) -> bool:
+        """Whether ``step`` runs in a Ray task (in a task worker), not in an actor."""
+        return not self.fuse_steps and (self.stateful_as_tasks or not step.instantiate().resources.actor)
 
     @staticmethod
     def _cpus() -> int:
@@ -384,16 +393,12 @@ class RayExecutor:
     def run_segment(self, plan: Plan, segment: Segment, input_parts: list[str], state: Any, run_dir: str,
                     segment_dir: Path) -> SegmentResult:
         import ray
-        import ray.data
 
         if self._collector is None:
             self.start(plan, segment, run_dir)
-        ctx = ray.data.DataContext.get_current()
-        # A part must never be split across blocks (parts are the unit of output files); parts are bounded by
-        # batch_bytes, so blocks may be at least that large.
-        ctx.target_max_block_size = max(ctx.target_max_block_size or 0, 2 * plan.spec.execution.batch_bytes)
         ray.get(self._collector.reset.remote())
-        reporter = RayReporter(self._collector, buffered=self._all_tasks(segment))
+        all_tasks = self._all_tasks(segment)
+        reporter = RayReporter(self._collector, buffered=all_tasks)
         runners = [StepRunner(step, run_dir, plan.spec.output.rejects, reporter, None) for step in segment.steps]
         for runner in runners:
             runner.cache_setup = True  # tasks reuse their worker process's set-up stages (see start)
@@ -406,7 +411,7 @@ class RayExecutor:
             return SegmentResult([], [])
         self.workers = self._cpus()
         _start_progress(self.progress, plan, segment, input_parts)
-        if reporter.buffered:
+        if all_tasks:
             written = self._run_as_tasks(plan, segment, runners, items, segment_dir)
         else:
             written = self._run_as_operators(plan, segment, runners, items, segment_dir)
@@ -427,12 +432,17 @@ class RayExecutor:
                           segment_dir: Path) -> list[dict]:
         """Some step runs in actors (or ``fuse_steps``): Ray Data operators stream blocks between the steps and a
         ``Datasink`` writes the parts."""
+        import ray.data
+
+        ctx = ray.data.DataContext.get_current()
+        # A part must never be split across blocks (parts are the unit of output files); parts are bounded by
+        # batch_bytes, so blocks may be at least that large.
+        ctx.target_max_block_size = max(ctx.target_max_block_size or 0, 2 * plan.spec.execution.batch_bytes)
         ds = self._dataset(_work_blocks(items, self.workers))
         if self.fuse_steps:
             ds = self._map_fused(ds, plan, runners, segment.index == 0, self.workers, len(items))
         else:
-            head = _IngestUnits(plan, runners[0]) if segment.index == 0 else _ReadParts(runners[0])
-            ds = ds.map_batches(head, batch_size=1, batch_format="pyarrow", num_cpus=1)
+            ds = ds.map_batches(_head(plan, runners[0], segment.index == 0), batch_size=1, batch_format="pyarrow", num_cpus=1)
             for runner in runners[1:]:
                 ds = self._map_step(ds, runner, self.workers)
         sink = _make_sink(segment_dir)
@@ -444,8 +454,7 @@ class RayExecutor:
 
     def _all_tasks(self, segment: Segment) -> bool:
         """Whether every step of the segment runs as a Ray task (then ``_SegmentTask`` runs the segment)."""
-        return not self.fuse_steps and all(self.stateful_as_tasks or not s.instantiate().resources.actor
-                                           for s in segment.steps[1:])
+        return all(self._runs_as_task(s) for s in segment.steps[1:])
 
     @staticmethod
     def _dataset(blocks: list[dict]):
