@@ -54,14 +54,13 @@ def run_child(config: Path, corpus: Path, run_dir: Path, cpus: int) -> None:
     os.environ.setdefault("RAY_DATA_DISABLE_PROGRESS_BARS", "1")
     logging.getLogger("ray.data").setLevel(logging.WARNING)
     sys.path.insert(0, str(REPO))
-    from pipeline.executors import RayExecutor
+    from pipeline.executors import RayExecutor, init_local_ray
     from pipeline.plan import build_plan
     from pipeline.rundir import RunDir
     from pipeline.run import run_plan
     from pipeline.spec import load_pipeline
 
-    ray.init(num_cpus=cpus, include_dashboard=False, _node_ip_address="127.0.0.1", log_to_driver=False,
-             configure_logging=False)
+    init_local_ray(cpus)  # as `gristmill run` starts its embedded Ray
     spec, base = load_pipeline(config)
     plan = build_plan(spec, base)
     events: list[tuple[float, str]] = []

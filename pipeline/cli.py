@@ -54,9 +54,9 @@ def _init_ray(address: str | None) -> None:
     if address:
         ray.init(address=address, log_to_driver=True)
     else:
-        # Embedded local Ray: bound to localhost, token authentication left at Ray's default (on).
-        ray.init(include_dashboard=False, _node_ip_address="127.0.0.1", log_to_driver=False,
-                 configure_logging=False)
+        from pipeline.executors import init_local_ray
+
+        init_local_ray()
 
 
 def cmd_run(args) -> int:

@@ -3,11 +3,12 @@ ending in committed Parquet parts. Both run the same per-batch code (``pipeline.
 output is byte-identical.
 
 - ``LocalExecutor``: in-process, one batch at a time; for tests, debugging and small inputs.
-- ``RayExecutor``: Ray Data. Ingest units and committed parts become a dataset of work items (a block of several
-  per task). When every step runs as a task, one ``map_batches`` task chains the steps per table and writes its
-  parts (``_SegmentTask``); otherwise each stage is a ``map_batches(batch_format="pyarrow")`` operator (an actor
-  pool for stateful stages, tasks otherwise) and a ``Datasink`` writes the parts. Either way the segment commits
-  on the driver once every part is written. ``start()`` sets up the worker processes once per run.
+- ``RayExecutor``: ingest units and committed parts are the work items, several per task. When every step runs as
+  a task, a plain Ray task per block of items chains the steps per table and writes its parts (``_SegmentTask``),
+  as many at a time as there are CPUs; otherwise Ray Data runs each stage as a
+  ``map_batches(batch_format="pyarrow")`` operator (an actor pool for stateful stages, tasks otherwise) and a
+  ``Datasink`` writes the parts. Either way the segment commits on the driver once every part is written.
+  ``start()`` sets up the worker processes once per run; ``init_local_ray`` starts the embedded local Ray.
 """
 
 from __future__ import annotations
@@ -23,6 +24,22 @@ from pipeline._internal.runner import StepRunner, cached_stage, read_part, read_
 from pipeline.plan import Plan, Segment
 from pipeline.progress import Progress, totals_by_step
 from stages.base import StageOutput
+
+
+# An embedded local Ray serves one run. Ray ends a worker process that has been idle for 1 s whenever fewer CPUs
+# are free than workers are idle, so a global step that reserves every CPU (tokenizer training) cost the next
+# segment a cold worker, started ~0.5-0.9 s late with its stages set up again (BENCHMARKS.md, issue 9). The
+# run's workers live as long as the run instead; Ray's memory monitor still ends idle workers under pressure.
+LOCAL_RAY_SYSTEM_CONFIG = {"idle_worker_killing_time_threshold_ms": 24 * 3600 * 1000}
+
+
+def init_local_ray(num_cpus: int | None = None) -> None:
+    """Start the embedded local Ray: bound to localhost, token authentication left at Ray's default (on), idle
+    workers kept (``LOCAL_RAY_SYSTEM_CONFIG``). A cluster's own settings are its operators' (deploy/README.md)."""
+    import ray
+
+    ray.init(num_cpus=num_cpus, include_dashboard=False, _node_ip_address="127.0.0.1", log_to_driver=False,
+             configure_logging=False, _system_config=LOCAL_RAY_SYSTEM_CONFIG)
 
 
 class SegmentResult:
@@ -217,11 +234,12 @@ class _FusedSegment:
 
 
 class _SegmentTask:
-    """A Ray task running every step of the segment on each table of its work items (``_chain``) and writing
-    the table's parts at once; it yields only what it wrote (part, rows, file name). Used when every step runs as
-    a task: Ray Data would fuse them into one task anyway, but would also join the task's tables into blocks of
-    up to ``target_max_block_size`` between steps and before the write, so a worker's memory grew with the
-    items of a task. Here it is bounded by one batch, whatever the task holds, and tasks can be few and large
+    """Every step of the segment on each table of a block of work items (``_chain``), writing the table's parts
+    at once; returns only what it wrote (part, rows, file name). Used when every step runs as a task, one plain
+    Ray task per block (``_run_bounded``). Ray Data would fuse the steps into one task too, but would join the
+    task's tables into blocks of up to ``target_max_block_size`` between steps and before the write (a worker's
+    memory grew with the items of a task), and it notices a finished task only on its 0.1 s polling tick. Here
+    memory is bounded by one batch, whatever the block holds, so blocks can be few and large
     (``_factored_blocks``). Stages come from the worker's set-up cache (``RayExecutor.start``)."""
 
     def __init__(self, plan: Plan, runners: list[StepRunner], reads_units: bool, segment_dir: Path):
@@ -230,12 +248,41 @@ class _SegmentTask:
         self.reads_units = reads_units
         self.segment_dir = segment_dir
 
-    def __call__(self, batch: pa.Table) -> Iterator[pa.Table]:
-        for table in _chain(self.plan, self.runners, self.reads_units, batch):
-            written = write_parts(self.segment_dir, table)
+    def __call__(self, block: dict) -> list[dict]:
+        written: list[dict] = []
+        for table in _chain(self.plan, self.runners, self.reads_units, pa.Table.from_pylist([block])):
+            written += write_parts(self.segment_dir, table)
             self.runners[0].reporter.flush()
-            if written:
-                yield pa.Table.from_pylist(written)
+        return written
+
+
+def _run_segment_task(task: _SegmentTask, block: dict) -> list[dict]:
+    """The Ray task: ``task`` comes from the object store (put once per segment), ``block`` is one ``_rows``
+    row."""
+    return task(block)
+
+
+def _run_bounded(run, task, blocks: list[dict], slots: int) -> list[dict]:
+    """Runs ``run.remote(task, block)`` for every block, at most ``slots`` at a time, the next one submitted the
+    moment one finishes (``ray.wait`` returns at once, ~10 ms between a worker's tasks where Ray Data's tick cost
+    ~0.15 s). Bounded because a task blocked in ``ray.get`` (its reports to the collector) lends its CPU to the
+    next queued task, which Ray starts in a new, cold worker process: all blocks submitted at once ran 4 workers
+    on 2 CPUs (BENCHMARKS.md, issue 9). On a failure the tasks still running are cancelled. Returns the
+    concatenated results."""
+    import ray
+
+    queue, pending, out = list(reversed(blocks)), [], []
+    try:
+        while queue or pending:
+            while queue and len(pending) < slots:
+                pending.append(run.remote(task, queue.pop()))
+            done, pending = ray.wait(pending, num_returns=1)
+            out += ray.get(done[0])
+    except BaseException:
+        for ref in pending:
+            ray.cancel(ref)
+        raise
+    return out
 
 
 class _StepActor:
@@ -269,9 +316,9 @@ def _shorten_ray_data_cold_start() -> bool:
 
 def _factored_blocks(items: list[dict], cpus: int) -> list[dict]:
     """The work items in tasks of shrinking size (factoring): each round deals ``cpus`` tasks that together hold
-    half of what is left, so the first tasks are large (few tasks: Ray Data notices a finished task only every
-    0.1 s while another runs, BENCHMARKS.md issue 9) and the last ones single items (the workers finish
-    together). Items are taken in a strided order, so a task samples every input of the plan rather than a run
+    half of what is left, so the first tasks are large (few tasks: a task costs ~6 ms of set-up and reporting,
+    one task per item was 15% slower on short segments, BENCHMARKS.md issue 9) and the last ones single items
+    (the workers finish together). Items are taken in a strided order, so a task samples every input of the plan rather than a run
     of one input's units (one WARC file's units cost more than a JSONL file's). Only for ``_SegmentTask``, whose
     memory does not grow with a task's items."""
     stride = 2 * cpus
@@ -360,8 +407,9 @@ class RayExecutor:
         set_up = ray.remote(num_cpus=1)(_set_up_worker)
         steps = self._worker_steps(segment)
         ready = [set_up.remote(steps, run_dir, self._collector, cpus) for _ in range(cpus)]
-        _shorten_ray_data_cold_start()
-        ray.data.range(1).materialize()  # an execution starts Ray Data's stats and autoscaling-coordinator actors
+        if not all(self._all_tasks(s) for s in plan.segments):  # some segment runs Ray Data operators
+            _shorten_ray_data_cold_start()
+            ray.data.range(1).materialize()  # an execution starts Ray Data's stats and autoscaling actors
         return ray.get(ready)
 
     def close(self) -> None:
@@ -419,13 +467,17 @@ class RayExecutor:
 
     def _run_as_tasks(self, plan: Plan, segment: Segment, runners: list[StepRunner], items: list[dict],
                       segment_dir: Path) -> list[dict]:
-        """Every step runs as a task: one ``_SegmentTask`` per block of ``_factored_blocks``."""
+        """Every step runs as a task: one ``_SegmentTask`` per block of ``_factored_blocks``, as plain Ray
+        tasks, as many at a time as the cluster's CPUs hold."""
+        import ray
+
         num_cpus = max([1.0] + [r.step.instantiate().resources.num_cpus for r in runners[1:]])
-        task = _SegmentTask(plan, runners, segment.index == 0, segment_dir)
-        ds = self._dataset(_factored_blocks(items, self.workers)).map_batches(
-            task, batch_size=1, batch_format="pyarrow", num_cpus=num_cpus)
+        task = ray.put(_SegmentTask(plan, runners, segment.index == 0, segment_dir))
+        run = ray.remote(num_cpus=num_cpus)(_run_segment_task)
+        blocks = _factored_blocks(items, self.workers)
         written: list[dict] = []
-        self._execute(lambda: written.extend(ds.take_all()), segment)
+        slots = max(1, int(self.workers // num_cpus))
+        self._execute(lambda: written.extend(_run_bounded(run, task, blocks, slots)), segment)
         return written
 
     def _run_as_operators(self, plan: Plan, segment: Segment, runners: list[StepRunner], items: list[dict],
@@ -465,7 +517,7 @@ class RayExecutor:
         return ray.data.from_items(blocks, override_num_blocks=len(blocks))
 
     def _execute(self, run, segment: Segment) -> None:
-        """``run()`` executes the dataset; in a thread while the driver polls the collector's totals for the
+        """``run()`` runs the segment's tasks; in a thread while the driver polls the collector's totals for the
         display: one small call every interval, never a call per document. The segment's commit point is the
         driver, once ``run()`` returns: every task has written its parts and returned what it wrote."""
         import threading
@@ -507,4 +559,4 @@ class RayExecutor:
         return ds.map_batches(runner, batch_size=None, batch_format="pyarrow", num_cpus=resources.num_cpus)
 
 
-__all__ = ["LocalExecutor", "RayExecutor", "SegmentResult", "StageOutput"]
+__all__ = ["LocalExecutor", "RayExecutor", "SegmentResult", "StageOutput", "init_local_ray"]

@@ -18,8 +18,10 @@ def data_dir() -> Path:
 def ray_cluster():
     import ray
 
+    from pipeline.executors import init_local_ray
+
     os.environ.setdefault("RAY_DATA_DISABLE_PROGRESS_BARS", "1")
     if not ray.is_initialized():
-        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+        init_local_ray(num_cpus=2)  # as `gristmill run` starts its embedded Ray
     yield ray
     ray.shutdown()

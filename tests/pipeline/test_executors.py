@@ -114,3 +114,97 @@ def test_ray_data_cold_start_is_shortened_on_the_installed_ray():
 
     assert _shorten_ray_data_cold_start()
     assert ResourceManager.GLOBAL_LIMITS_UPDATE_INTERVAL_S <= 0.1
+
+
+def _counting_tasks():
+    """An actor counting the tasks running at once, and a task that enters, works 0.2 s, leaves and returns its
+    block's units (unit -1 fails). Defined here so that Ray ships them by value (this module is not importable
+    in a worker)."""
+
+    class Concurrency:
+        def __init__(self) -> None:
+            self.now = self.peak = 0
+
+        def enter(self) -> None:
+            self.now += 1
+            self.peak = max(self.peak, self.now)
+
+        def leave(self) -> None:
+            self.now -= 1
+
+        def max_seen(self) -> int:
+            return self.peak
+
+    def counted(counter, block: dict) -> list[int]:
+        import time
+
+        import ray
+
+        ray.get(counter.enter.remote())  # a task blocked in ray.get lends its CPU to the next queued task
+        time.sleep(0.2)
+        ray.get(counter.leave.remote())
+        if block["unit"] == [-1]:
+            raise ValueError("unit -1 is unreadable")
+        return block["unit"]
+
+    return Concurrency, counted
+
+
+@pytest.mark.ray
+def test_bounded_tasks_never_run_more_than_their_slots_and_return_every_result(ray_cluster):
+    """Submitted all at once, segment tasks that wait in ray.get (Ray lends a blocked task's CPU) ran on more
+    worker processes than CPUs, each one cold (imports, stage set-up); bounded, at most ``slots`` run and every
+    block's result comes back. Half-CPU tasks here: Ray alone would run 4 of them at once on 2 CPUs."""
+    import ray
+
+    from pipeline.executors import _run_bounded
+
+    concurrency, counted = _counting_tasks()
+    counter = ray.remote(num_cpus=0)(concurrency).remote()
+    run = ray.remote(num_cpus=0.5)(counted)
+    blocks = [{"unit": [i, i + 100]} for i in range(8)]
+    out = _run_bounded(run, counter, blocks, slots=2)
+    assert sorted(out) == sorted(u for b in blocks for u in b["unit"])
+    assert ray.get(counter.max_seen.remote()) == 2
+    ray.kill(counter)
+
+
+@pytest.mark.ray
+def test_bounded_tasks_raise_the_tasks_own_error(ray_cluster):
+    import ray
+
+    from pipeline.executors import _run_bounded
+
+    concurrency, counted = _counting_tasks()
+    counter = ray.remote(num_cpus=0)(concurrency).remote()
+    run = ray.remote(num_cpus=1, max_retries=0)(counted)
+    with pytest.raises(ValueError, match="unit -1 is unreadable"):
+        _run_bounded(run, counter, [{"unit": [1]}, {"unit": [-1]}, {"unit": [2]}, {"unit": [3]}], slots=2)
+    ray.kill(counter)
+
+
+@pytest.mark.ray
+def test_local_ray_keeps_idle_workers_while_a_task_holds_every_cpu(ray_cluster):
+    """Ray ends a worker idle for 1 s while fewer CPUs are free than workers idle: a global step holding every
+    CPU (tokenizer training) lost the other worker, whose replacement started the next segment cold. The
+    embedded local Ray (``init_local_ray``, as the session cluster) keeps them."""
+    import os
+
+    import ray
+
+    import time
+
+    def pid_after(seconds: float) -> int:
+        time.sleep(seconds)
+        return os.getpid()
+
+    def hold(seconds: float) -> None:
+        time.sleep(seconds)
+
+    cpus = int(ray.cluster_resources()["CPU"])
+    pid = ray.remote(num_cpus=1)(pid_after)
+    workers = set(ray.get([pid.remote(0.3) for _ in range(cpus)]))
+    assert len(workers) == cpus
+    ray.get(ray.remote(num_cpus=cpus)(hold).remote(2.5))
+    for worker in workers:
+        os.kill(worker, 0)  # raises ProcessLookupError if Ray ended it
