@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -262,19 +262,21 @@ def _run_segment_task(task: _SegmentTask, block: dict) -> list[dict]:
     return task(block)
 
 
-def _run_bounded(run, task, blocks: list[dict], slots: int) -> list[dict]:
-    """Runs ``run.remote(task, block)`` for every block, at most ``slots`` at a time, the next one submitted the
-    moment one finishes (``ray.wait`` returns at once, ~10 ms between a worker's tasks where Ray Data's tick cost
-    ~0.15 s). Bounded because a task blocked in ``ray.get`` (its reports to the collector) lends its CPU to the
-    next queued task, which Ray starts in a new, cold worker process: all blocks submitted at once ran 4 workers
-    on 2 CPUs (BENCHMARKS.md, issue 9). On a failure the tasks still running are cancelled. Returns the
-    concatenated results."""
+def _run_bounded(run, task, blocks: list[dict], slots: Callable[[], int]) -> list[dict]:
+    """Runs ``run.remote(task, block)`` for every block, at most ``slots()`` at a time (asked again as tasks end,
+    so nodes that join are used), the next one submitted the moment one finishes (``ray.wait`` returns at once,
+    ~10 ms between a worker's tasks where Ray Data's polling tick cost ~0.15 s). Bounded because Ray lends the CPU
+    of a task blocked in ``ray.get`` (its reports to the collector, a global step's state) to the next queued
+    task, which it starts in a new, cold worker process: all blocks submitted at once ran 4 workers on 2 CPUs
+    (BENCHMARKS.md, issue 9). On a failure the tasks still running are cancelled. Returns the concatenated
+    results."""
     import ray
 
     queue, pending, out = list(reversed(blocks)), [], []
     try:
         while queue or pending:
-            while queue and len(pending) < slots:
+            limit = slots()
+            while queue and len(pending) < limit:
                 pending.append(run.remote(task, queue.pop()))
             done, pending = ray.wait(pending, num_returns=1)
             out += ray.get(done[0])
@@ -476,7 +478,7 @@ class RayExecutor:
         run = ray.remote(num_cpus=num_cpus)(_run_segment_task)
         blocks = _factored_blocks(items, self.workers)
         written: list[dict] = []
-        slots = max(1, int(self.workers // num_cpus))
+        slots = lambda: max(1, int(self._cpus() // num_cpus))  # noqa: E731
         self._execute(lambda: written.extend(_run_bounded(run, task, blocks, slots)), segment)
         return written
 

@@ -163,7 +163,7 @@ def test_bounded_tasks_never_run_more_than_their_slots_and_return_every_result(r
     counter = ray.remote(num_cpus=0)(concurrency).remote()
     run = ray.remote(num_cpus=0.5)(counted)
     blocks = [{"unit": [i, i + 100]} for i in range(8)]
-    out = _run_bounded(run, counter, blocks, slots=2)
+    out = _run_bounded(run, counter, blocks, slots=lambda: 2)
     assert sorted(out) == sorted(u for b in blocks for u in b["unit"])
     assert ray.get(counter.max_seen.remote()) == 2
     ray.kill(counter)
@@ -179,7 +179,7 @@ def test_bounded_tasks_raise_the_tasks_own_error(ray_cluster):
     counter = ray.remote(num_cpus=0)(concurrency).remote()
     run = ray.remote(num_cpus=1, max_retries=0)(counted)
     with pytest.raises(ValueError, match="unit -1 is unreadable"):
-        _run_bounded(run, counter, [{"unit": [1]}, {"unit": [-1]}, {"unit": [2]}, {"unit": [3]}], slots=2)
+        _run_bounded(run, counter, [{"unit": [1]}, {"unit": [-1]}, {"unit": [2]}, {"unit": [3]}], slots=lambda: 2)
     ray.kill(counter)
 
 
