@@ -75,9 +75,7 @@ def cmd_run(args) -> int:
     progress = None if args.quiet else Progress()
     if executor_name == "ray":
         _init_ray(address)
-        executor = RayExecutor(plan.spec.execution.max_actors, progress=progress,
-                               fuse_steps=plan.spec.execution.fuse_steps,
-                               stateful_as_tasks=plan.spec.execution.stateful_stages == "tasks")
+        executor = RayExecutor.for_execution(plan.spec.execution, embedded=not address, progress=progress)
     else:
         executor = LocalExecutor(progress=progress)
     result = run_plan(plan, run_dir, executor, force=args.force, log=lambda m: print(m, file=sys.stderr))

@@ -23,6 +23,7 @@ import pyarrow.compute as pc
 from pipeline._internal.runner import StepRunner, cached_stage, read_part, read_unit, write_parts
 from pipeline.plan import Plan, Segment
 from pipeline.progress import Progress, totals_by_step
+from pipeline.spec import ExecutionSpec
 from stages.base import StageOutput
 
 
@@ -394,6 +395,21 @@ class RayExecutor:
         # False (default): one Ray Data operator per step, each with its own declared resources (tasks, or an actor
         # pool for stateful stages); True: one operator runs the whole segment per unit (an actor per CPU).
         self.fuse_steps = fuse_steps
+
+    @property
+    def mode(self) -> str:
+        """How steps run, for the log (``stateful_stages: auto`` depends on where Ray runs)."""
+        if self.fuse_steps:
+            return "segments fused, an actor per CPU"
+        return "stateful stages as tasks" if self.stateful_as_tasks else "stateful stages as actor pools"
+
+    @classmethod
+    def for_execution(cls, execution: ExecutionSpec, embedded: bool, progress: Progress | None = None) -> RayExecutor:
+        """The executor a pipeline's ``execution`` settings ask for, on an embedded local Ray or on a cluster
+        (``stateful_stages: auto`` is tasks on the first, actor pools on the second; see ``ExecutionSpec``)."""
+        mode = execution.stateful_stages
+        return cls(execution.max_actors, progress=progress, fuse_steps=execution.fuse_steps,
+                   stateful_as_tasks=mode == "tasks" or (mode == "auto" and embedded))
 
     def start(self, plan: Plan, segment: Segment, run_dir: str) -> list[int]:
         """Once per run, before its first segment (``segment``): start what every segment uses, so that a

@@ -78,7 +78,7 @@ def _run_segments(plan: Plan, run_dir: RunDir, executor, force: bool, log, per_s
                 t = time.perf_counter()
                 workers = executor.start(plan, segment, str(run_dir.root))
                 if workers:
-                    log(f"executor {executor.name}: {len(set(workers))} workers set up in "
+                    log(f"executor {executor.name} ({executor.mode}): {len(set(workers))} workers set up in "
                         f"{time.perf_counter() - t:.1f}s")
                 started = True
             stats, build_seconds[segment.name] = _run_segment(plan, segment, input_parts, run_dir, executor, log)

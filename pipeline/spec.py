@@ -83,11 +83,14 @@ class ExecutionSpec(_Model):
     # 2-core benchmark machine fusing was slower (every segment starts actors that set up every stage), see
     # BENCHMARKS.md, so it is opt-in.
     fuse_steps: bool = False
-    # Ray, operator per step: stateful stages (a fastText model, a tokenizer) as actor pools (the default), or as
-    # tasks that set the stage up once per worker process. With "tasks" every step of a segment is a task, so one
-    # task per block of work items runs them all, table by table, and writes its parts itself: no CPU is held by
-    # an idle pool and a worker holds one batch at a time (executors._SegmentTask).
-    stateful_stages: Literal["actors", "tasks"] = "actors"
+    # Ray, operator per step: stateful stages (a fastText model, a tokenizer) as actor pools, or as tasks that set
+    # the stage up once per worker process. With "tasks" every step of a segment is a task, so one plain Ray task
+    # per block of work items runs them all, table by table, and writes its parts itself: no CPU is held by an
+    # idle pool, a worker holds one batch at a time (executors._SegmentTask), ~30% less wall time on 2 cores
+    # (BENCHMARKS.md, issue 9). But such a segment queues no demand beyond the CPUs present, so an autoscaling
+    # cluster would not grow for it, while Ray Data's operators ask the autoscaler for nodes. "auto" (the
+    # default): tasks on gristmill's embedded local Ray, which has no autoscaler; actors on a cluster.
+    stateful_stages: Literal["auto", "actors", "tasks"] = "auto"
 
 
 class PipelineSpec(_Model):

@@ -208,3 +208,18 @@ def test_local_ray_keeps_idle_workers_while_a_task_holds_every_cpu(ray_cluster):
     ray.get(ray.remote(num_cpus=cpus)(hold).remote(2.5))
     for worker in workers:
         os.kill(worker, 0)  # raises ProcessLookupError if Ray ended it
+
+
+@pytest.mark.parametrize("setting, embedded, as_tasks", [
+    ("auto", True, True),      # embedded local Ray: no autoscaler to ask for nodes, tasks are faster
+    ("auto", False, False),    # a cluster: Ray Data's actor-pool operators ask its autoscaler for nodes
+    ("tasks", False, True),
+    ("actors", True, False),
+])
+def test_stateful_stages_setting_picks_tasks_or_actor_pools_by_where_ray_runs(setting, embedded, as_tasks):
+    from pipeline.spec import ExecutionSpec
+
+    executor = RayExecutor.for_execution(ExecutionSpec(stateful_stages=setting, max_actors=3), embedded=embedded)
+    assert executor.stateful_as_tasks is as_tasks
+    assert executor.max_actors == 3
+    assert ("as tasks" in executor.mode) is as_tasks
