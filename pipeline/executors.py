@@ -321,9 +321,9 @@ def _factored_blocks(items: list[dict], cpus: int) -> list[dict]:
     """The work items in tasks of shrinking size (factoring): each round deals ``cpus`` tasks that together hold
     half of what is left, so the first tasks are large (few tasks: a task costs ~6 ms of set-up and reporting,
     one task per item was 15% slower on short segments, BENCHMARKS.md issue 9) and the last ones single items
-    (the workers finish together). Items are taken in a strided order, so a task samples every input of the plan rather than a run
-    of one input's units (one WARC file's units cost more than a JSONL file's). Only for ``_SegmentTask``, whose
-    memory does not grow with a task's items."""
+    (the workers finish together). Items are taken in a strided order, so a task samples every input of the plan
+    rather than a run of one input's units (one WARC file's units cost more than a JSONL file's). Only for
+    ``_SegmentTask``, whose memory does not grow with a task's items."""
     stride = 2 * cpus
     order = [item for first in range(stride) for item in items[first::stride]]
     blocks, i = [], 0
@@ -512,7 +512,8 @@ class RayExecutor:
         if self.fuse_steps:
             ds = self._map_fused(ds, plan, runners, segment.index == 0, self.workers, len(items))
         else:
-            ds = ds.map_batches(_head(plan, runners[0], segment.index == 0), batch_size=1, batch_format="pyarrow", num_cpus=1)
+            ds = ds.map_batches(_head(plan, runners[0], segment.index == 0), batch_size=1, batch_format="pyarrow",
+                                num_cpus=1)
             for runner in runners[1:]:
                 ds = self._map_step(ds, runner, self.workers)
         sink = _make_sink(segment_dir)
