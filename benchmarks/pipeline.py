@@ -165,7 +165,7 @@ class MemorySampler:
         }
 
 
-def segment_walls(events: list[tuple[float, str]], total: float) -> dict[str, dict[str, float]]:
+def segment_walls(events: list[tuple[float, str]]) -> dict[str, dict[str, float]]:
     """Wall seconds per segment from the driver's log lines, split into the global step's ``build`` (from
     'segment NAME: building' to 'segment NAME: running') and the streaming pass (from 'running' to 'committed'),
     and the executor's start-up before segment 00."""
@@ -175,18 +175,13 @@ def segment_walls(events: list[tuple[float, str]], total: float) -> dict[str, di
             _, name, what = message.split()[:3]
             name = name.rstrip(":")
             marks.setdefault(name, {}).setdefault(what, t)
-    names = list(marks)
-    # a segment ends at its commit (older logs: where the next segment, or the report, begins)
-    ends = [marks[n].get("committed", nxt) for n, nxt in zip(names, [min(marks[n].values()) for n in names[1:]]
-                                                            + [next((t for t, m in events if m.startswith("report")),
-                                                                    total)])]
     out = {}
     started = next((t for t, m in events if m.startswith("executor ")), None)
     if started is not None:  # once per run, before segment 00: worker processes set up, Ray Data's actors started
         out["executor start-up"] = {"build": 0.0, "stream": 0.0, "start": round(started, 2), "total": round(started, 2)}
-    for name, end in zip(names, ends):
-        start = min(t for what, t in marks[name].items() if what != "committed")
-        running = marks[name].get("running", start)
+    for name, mark in marks.items():
+        start = min(t for what, t in mark.items() if what != "committed")
+        running, end = mark.get("running", start), mark["committed"]  # run_plan logs every segment's commit
         out[name] = {"build": round(running - start, 2), "stream": round(end - running, 2),
                      "total": round(end - start, 2)}
     return out
@@ -236,7 +231,7 @@ def run_one(config: Path, corpus: Path, cpus: int, keep: Path | None, pin: bool 
     if proc.returncode != 0:
         raise RuntimeError(f"run {corpus.name} with {cpus} CPUs failed:\n{err[-4000:]}")
     child = json.loads(out.strip().splitlines()[-1])
-    walls = segment_walls([tuple(e) for e in child["events"]], child["seconds"])
+    walls = segment_walls([tuple(e) for e in child["events"]])
     steps = stage_table(run_dir, manifest["bytes"])
     result = {
         "corpus": corpus.name, "corpus_bytes": manifest["bytes"], "cpus": cpus, "pinned": pin, "process_wall_s": wall,
@@ -332,18 +327,21 @@ def repeat_summary_markdown(reps: list[list[dict]]) -> str:
     back, so a low speed-up in that repetition is the machine's, not idle time."""
     import statistics
 
-    measures = {"segment 00 (stream)": lambda r: r["segment_wall_s"]["00-ingest"]["stream"],
-                "all streaming passes": _streams, "whole run": lambda r: r["pipeline_wall_s"],
-                "worker CPU-s, 2 ÷ 1 workers": lambda r: 1 / max(_worker_cpu(r), 1e-9)}
+    def speed_up(wall):
+        return lambda one, two: wall(one) / max(wall(two), 1e-9)
+
+    ratios_of = {"segment 00 (stream)": speed_up(lambda r: r["segment_wall_s"]["00-ingest"]["stream"]),
+                 "all streaming passes": speed_up(_streams), "whole run": speed_up(lambda r: r["pipeline_wall_s"]),
+                 "worker CPU-s, 2 ÷ 1 workers": lambda one, two: _worker_cpu(two) / max(_worker_cpu(one), 1e-9)}
     lines = ["### Scaling over the repetitions", "",
              "| corpus | measure | per repetition | median |", "|---|---|---|---:|"]
     for corpus in dict.fromkeys(r["corpus"] for rs in reps for r in rs):
-        for name, measure in measures.items():
+        for name, ratio in ratios_of.items():
             ratios = []
             for rs in reps:
                 by = {r["cpus"]: r for r in rs if r["corpus"] == corpus}
                 if 1 in by and 2 in by:
-                    ratios.append(measure(by[1]) / max(measure(by[2]), 1e-9))
+                    ratios.append(ratio(by[1], by[2]))
             if ratios:
                 lines.append(f"| {corpus} | {name} | {', '.join(f'{x:.2f}x' for x in ratios)} | "
                              f"**{statistics.median(ratios):.2f}x** |")
@@ -355,9 +353,10 @@ def memory_markdown(results: list[dict]) -> str:
              "wall s / MB |", "|---:|---|---:|---:|---:|---:|---:|---:|---:|"]
     for r in sorted(results, key=lambda r: (r["cpus"], r["corpus_bytes"], r.get("repeat", 0))):
         m = r["memory"]
-        lines.append(f"| {r['cpus']} | {r['corpus']} | {r.get('repeat', 0) + 1} | {r['corpus_bytes'] / 1e6:.0f} | {r['pipeline_wall_s']:.1f} | "
-                     f"{m['worker_peak_rss_mb']:.0f} | {m['worker_peak_private_mb']:.0f} | "
-                     f"{m['driver_peak_rss_mb']:.0f} | {r['pipeline_wall_s'] / (r['corpus_bytes'] / 1e6):.2f} |")
+        lines.append(f"| {r['cpus']} | {r['corpus']} | {r.get('repeat', 0) + 1} | {r['corpus_bytes'] / 1e6:.0f} | "
+                     f"{r['pipeline_wall_s']:.1f} | {m['worker_peak_rss_mb']:.0f} | "
+                     f"{m['worker_peak_private_mb']:.0f} | {m['driver_peak_rss_mb']:.0f} | "
+                     f"{r['pipeline_wall_s'] / (r['corpus_bytes'] / 1e6):.2f} |")
     return "\n".join(lines)
 
 

@@ -492,9 +492,9 @@ class RayExecutor:
         num_cpus = max([1.0] + [r.step.instantiate().resources.num_cpus for r in runners[1:]])
         task = ray.put(_SegmentTask(plan, runners, segment.index == 0, segment_dir))
         run = ray.remote(num_cpus=num_cpus)(_run_segment_task)
-        blocks = _factored_blocks(items, self.workers)
+        slots = lambda: max(1, int(self._cpus() // num_cpus))  # noqa: E731  tasks that fit the cluster now
+        blocks = _factored_blocks(items, slots())  # a round deals one block per task that runs at once
         written: list[dict] = []
-        slots = lambda: max(1, int(self._cpus() // num_cpus))  # noqa: E731
         self._execute(lambda: written.extend(_run_bounded(run, task, blocks, slots)), segment)
         return written
 
