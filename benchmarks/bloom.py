@@ -18,9 +18,9 @@ import numpy as np  # noqa: E402
 import pyarrow as pa  # noqa: E402
 import xxhash  # noqa: E402
 
-from dedup.bloom import BloomFilter  # noqa: E402
-from dedup.hashing import hash_strings64  # noqa: E402
-from dedup.normalize import normalize_batch  # noqa: E402
+from gristmill.dedup.bloom import BloomFilter  # noqa: E402
+from gristmill.dedup.hashing import hash_strings64  # noqa: E402
+from gristmill.dedup.normalize import normalize_batch  # noqa: E402
 
 SHARED = Path("/work/shared/data")
 

@@ -28,7 +28,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 
-from stages.clean import Boilerplate, Normalize, Pii  # noqa: E402
+from gristmill.stages.clean import Boilerplate, Normalize, Pii  # noqa: E402
 
 DATA = Path("/work/shared/data")
 

@@ -28,9 +28,9 @@ import datasketch  # noqa: E402
 import pyarrow as pa  # noqa: E402
 import pyarrow.parquet as pq  # noqa: E402
 
-from dedup.minhash import ShingleSpec, shingles_py  # noqa: E402
-from dedup.stages import MinHashDedup  # noqa: E402
-from stages.base import DOCUMENT_SCHEMA, PART_COLUMN, GlobalContext  # noqa: E402
+from gristmill.dedup.minhash import ShingleSpec, shingles_py  # noqa: E402
+from gristmill.dedup.stages import MinHashDedup  # noqa: E402
+from gristmill.stages.base import DOCUMENT_SCHEMA, PART_COLUMN, GlobalContext  # noqa: E402
 
 SHARED = Path("/work/shared/data")
 BOILERPLATE = [

@@ -21,11 +21,11 @@ import numpy as np
 import pyarrow as pa
 
 
-import pipeline  # noqa: E402,F401  (import order: pipeline before stages.filter)
+import gristmill.pipeline  # noqa: E402,F401  (import order: pipeline before gristmill.stages.filter)
 import real_text  # noqa: E402
-from stages.filter import evaluate, expand  # noqa: E402
-from stages.quality import presets  # noqa: E402,F401  (registers the presets)
-from stages.quality.heuristics import QualityHeuristics  # noqa: E402
+from gristmill.stages.filter import evaluate, expand  # noqa: E402
+from gristmill.stages.quality import presets  # noqa: E402,F401  (registers the presets)
+from gristmill.stages.quality.heuristics import QualityHeuristics  # noqa: E402
 
 FAMILIES = ("gopher", "gopher_repetition", "c4", "fineweb")
 
@@ -125,14 +125,14 @@ def main() -> None:
 
 
 def _gm_reason(family: str, table: pa.Table, row: int) -> str:
-    from stages.filter import reject_reasons
+    from gristmill.stages.filter import reject_reasons
 
     reason = reject_reasons(expand({"preset": family}), table.slice(row, 1), prefix="")[0].as_py()
     return (reason or "").lstrip(":")
 
 
 def _row_signals(table: pa.Table, row: int, family: str) -> dict:
-    from stages.filter import columns_of
+    from gristmill.stages.filter import columns_of
 
     cols = sorted(columns_of(expand({"preset": family})))
     return {c: table[c][row].as_py() for c in cols}

@@ -29,17 +29,17 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from stages.quality import signals
+from gristmill.stages.quality import signals
 
 BACKENDS = ("arrow", "numba")
-FIRST_CALL = ("import time, pyarrow as pa; from stages.quality import signals; t = time.perf_counter(); "
+FIRST_CALL = ("import time, pyarrow as pa; from gristmill.stages.quality import signals; t = time.perf_counter(); "
               "signals.compute(pa.array(['A first call.'], pa.large_string())); print(time.perf_counter() - t)")
 
 
 def corpus_texts(corpus: Path) -> list[str]:
     """Every document of the corpus as ingest reads it (sources and globs of benchmarks/configs/llama.yaml)."""
-    from stages.ingest.base import Limits, Unit
-    from stages.ingest.warc import WarcOptions, WarcReader
+    from gristmill.stages.ingest.base import Limits, Unit
+    from gristmill.stages.ingest.warc import WarcOptions, WarcReader
 
     texts = []
     reader = WarcReader(WarcOptions(extractor="resiliparse"), Limits())

@@ -25,10 +25,10 @@ from collections import Counter
 from pathlib import Path
 
 
-from stages.ingest.base import Limits, Unit  # noqa: E402
-from stages.ingest.encoding import decode_html  # noqa: E402
-from stages.ingest.html import ExtractionOptions, make_extractor  # noqa: E402
-from stages.ingest.warc import WarcOptions, WarcReader  # noqa: E402
+from gristmill.stages.ingest.base import Limits, Unit  # noqa: E402
+from gristmill.stages.ingest.encoding import decode_html  # noqa: E402
+from gristmill.stages.ingest.html import ExtractionOptions, make_extractor  # noqa: E402
+from gristmill.stages.ingest.warc import WarcOptions, WarcReader  # noqa: E402
 
 
 def token_f1(predicted: str, gold: str) -> float:

@@ -16,9 +16,9 @@ import numpy as np
 import pyarrow as pa
 
 
-import pipeline  # noqa: E402,F401  (import order: pipeline before stages)
+import gristmill.pipeline  # noqa: E402,F401  (import order: pipeline before stages)
 import real_text  # noqa: E402
-from stages.lang.fasttext_lid import FastTextLangId  # noqa: E402
+from gristmill.stages.lang.fasttext_lid import FastTextLangId  # noqa: E402
 
 
 class LangIdActor:

@@ -24,7 +24,7 @@ import numpy as np  # noqa: E402
 import pyarrow as pa  # noqa: E402
 import xxhash  # noqa: E402
 
-from dedup.minhash import ShingleSpec, reference_hashfunc, shingles_py, signatures  # noqa: E402
+from gristmill.dedup.minhash import ShingleSpec, reference_hashfunc, shingles_py, signatures  # noqa: E402
 
 SHARED = Path("/work/shared/data")
 STDLIB = "/root/.pyenv/versions/3.11.7/lib/python3.11"

@@ -33,8 +33,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from mixtures.stages import MixturePack
-from stages.base import GlobalContext
+from gristmill.mixtures.stages import MixturePack
+from gristmill.stages.base import GlobalContext
 
 SHARED = Path("/work/shared/data")
 

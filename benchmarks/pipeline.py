@@ -54,11 +54,11 @@ def run_child(config: Path, corpus: Path, run_dir: Path, cpus: int) -> None:
     os.environ.setdefault("RAY_DATA_DISABLE_PROGRESS_BARS", "1")
     logging.getLogger("ray.data").setLevel(logging.WARNING)
     sys.path.insert(0, str(REPO))
-    from pipeline.executors import RayExecutor, init_local_ray
-    from pipeline.plan import build_plan
-    from pipeline.rundir import RunDir
-    from pipeline.run import run_plan
-    from pipeline.spec import load_pipeline
+    from gristmill.pipeline.executors import RayExecutor, init_local_ray
+    from gristmill.pipeline.plan import build_plan
+    from gristmill.pipeline.rundir import RunDir
+    from gristmill.pipeline.run import run_plan
+    from gristmill.pipeline.spec import load_pipeline
 
     init_local_ray(cpus)  # as `gristmill run` starts its embedded Ray
     spec, base = load_pipeline(config)

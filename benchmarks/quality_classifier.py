@@ -19,10 +19,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 
-import pipeline  # noqa: E402,F401  (import order: pipeline before stages)
+import gristmill.pipeline  # noqa: E402,F401  (import order: pipeline before stages)
 import real_text  # noqa: E402
-from stages.quality import training  # noqa: E402
-from stages.quality.fasttext_quality import FastTextQuality  # noqa: E402
+from gristmill.stages.quality import training  # noqa: E402
+from gristmill.stages.quality.fasttext_quality import FastTextQuality  # noqa: E402
 
 CONFIGS = {
     "defaults (epoch 5, lr 0.1, dim 64, word bigrams)": {},

@@ -34,11 +34,11 @@ def run_with_timeline(corpus: Path, cpus: int) -> tuple[list[tuple[float, str]],
     """One pipeline run; returns the driver's log lines (wall clock, message) and Ray's timeline events."""
     import ray
 
-    from pipeline.executors import RayExecutor, init_local_ray
-    from pipeline.plan import build_plan
-    from pipeline.rundir import RunDir
-    from pipeline.run import run_plan
-    from pipeline.spec import load_pipeline
+    from gristmill.pipeline.executors import RayExecutor, init_local_ray
+    from gristmill.pipeline.plan import build_plan
+    from gristmill.pipeline.rundir import RunDir
+    from gristmill.pipeline.run import run_plan
+    from gristmill.pipeline.spec import load_pipeline
 
     os.environ["CORPUS"] = str(corpus.resolve())
     os.environ.setdefault("RAY_DATA_DISABLE_PROGRESS_BARS", "1")

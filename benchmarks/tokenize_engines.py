@@ -29,12 +29,12 @@ import _bootstrap  # noqa: F401  (sys.path: the repository before benchmarks/)
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from stages.ingest.base import Limits, Reader
-from stages.ingest.jsonl import JsonlOptions, JsonlReader
-from stages.ingest.text import TextOptions, TextReader
-from stages.ingest.warc import WarcOptions, WarcReader
-from stages.tokenize.bbpe import BbpeParams, train_on_samples
-from stages.tokenize.encode import TokenizeBbpeV1
+from gristmill.stages.ingest.base import Limits, Reader
+from gristmill.stages.ingest.jsonl import JsonlOptions, JsonlReader
+from gristmill.stages.ingest.text import TextOptions, TextReader
+from gristmill.stages.ingest.warc import WarcOptions, WarcReader
+from gristmill.stages.tokenize.bbpe import BbpeParams, train_on_samples
+from gristmill.stages.tokenize.encode import TokenizeBbpeV1
 
 # (source, file pattern under the corpus, reader): the inputs of benchmarks/configs/llama.yaml.
 SOURCES = [

@@ -104,8 +104,8 @@ def _status_mib(key: str) -> float:
 
 
 def _train_child(parts: list[str], out_dir: str, vocab_size: int, queue) -> None:
-    from stages.base import GlobalContext
-    from stages.tokenize.train import TrainBbpeV1
+    from gristmill.stages.base import GlobalContext
+    from gristmill.stages.tokenize.train import TrainBbpeV1
 
     rss_before = _status_mib("VmRSS")
     ctx = GlobalContext(input_parts=parts, artifacts_dir=out_dir, seed=0, executor="local", step_index=0,
@@ -159,7 +159,7 @@ def throughput(tokenizer_path: str, docs: list[str], repeats: int) -> dict[str, 
     """
     from tokenizers import Tokenizer
 
-    from stages.tokenize.encode import TokenizeBbpeV1, batch_bounds
+    from gristmill.stages.tokenize.encode import TokenizeBbpeV1, batch_bounds
 
     table = pa.table({"doc_id": pa.array(range(len(docs)), pa.uint64()), "text": pa.array(docs, pa.large_string())})
     stage = TokenizeBbpeV1({"path": tokenizer_path})

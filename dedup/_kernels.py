@@ -1,6 +1,6 @@
 """The compiled (numba) kernels of dedup, each one pass over a whole batch. Defined at module level so
 numba's on-disk cache (``cache=True``) serves every later process; imported only through
-``stages.base.require("numba", "dedup")`` by the modules that use them (``normalize``, ``hashing``,
+``gristmill.stages.base.require("numba", "dedup")`` by the modules that use them (``normalize``, ``hashing``,
 ``minhash``, ``bloom``), whose docstrings define what each kernel computes and hold the pure-Python or numpy
 references the tests compare against."""
 
@@ -9,11 +9,11 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from dedup.hashing import _C1, _C2, GOLDEN64, LENGTH_MULT
-from dedup.bloom import H2_SALT
-from dedup.minhash import SHINGLE_LEN_MULT, SHINGLE_MULT
+from gristmill.dedup.hashing import _C1, _C2, GOLDEN64, LENGTH_MULT
+from gristmill.dedup.bloom import H2_SALT
+from gristmill.dedup.minhash import SHINGLE_LEN_MULT, SHINGLE_MULT
 
-# --- normalization and tokenization (dedup.normalize) ------------------------------------------------------
+# --- normalization and tokenization (gristmill.dedup.normalize) ------------------------------------------------------
 
 
 @njit(cache=True, nogil=True)
@@ -117,7 +117,7 @@ def normalize_tokenize(data, doc_off, cls, low, lowercase, punct_sep, out, out_o
     return o, t
 
 
-# --- block hash of byte ranges (dedup.hashing) -------------------------------------------------------------
+# --- block hash of byte ranges (gristmill.dedup.hashing) -------------------------------------------------------------
 
 
 @njit(cache=True, nogil=True)
@@ -147,7 +147,7 @@ def hash_ranges(data, starts, ends, smix, out):
         out[j] = fmix((acc + np.uint64(n) * np.uint64(LENGTH_MULT)) ^ smix)
 
 
-# --- MinHash: shingle hash, permutations, minimum (dedup.minhash) -------------------------------------------
+# --- MinHash: shingle hash, permutations, minimum (gristmill.dedup.minhash) -------------------------------------------
 
 M32 = np.uint64(0xFFFFFFFF)
 
@@ -206,7 +206,7 @@ def minhash_legacy(token_hash, tok_off, n, a, b, out):
                     row[k] = v
 
 
-# --- Bloom filter test-and-insert (dedup.bloom) ---------------------------------------------------------------
+# --- Bloom filter test-and-insert (gristmill.dedup.bloom) ---------------------------------------------------------------
 
 
 @njit(cache=True, nogil=True)

@@ -18,8 +18,8 @@ import os
 
 import numpy as np
 
-from dedup.hashing import fmix64, kernels
-from dedup.parallel import atomic_write
+from gristmill.dedup.hashing import fmix64, kernels
+from gristmill.dedup.parallel import atomic_write
 
 H2_SALT = np.uint64(0x2545F4914F6CDD1D)
 

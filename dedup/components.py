@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from dedup.hashing import fmix64
-from dedup.parallel import partition_of, split_by_partition
+from gristmill.dedup.hashing import fmix64
+from gristmill.dedup.parallel import partition_of, split_by_partition
 
 EMPTY = np.zeros(0, dtype=np.uint64)
 

@@ -14,7 +14,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from stages.base import require
+from gristmill.stages.base import require
 
 MASK64 = (1 << 64) - 1
 GOLDEN64 = 0x9E3779B97F4A7C15
@@ -119,7 +119,7 @@ def hash_strings64(arr: pa.Array | pa.ChunkedArray, seed: int = 0) -> np.ndarray
 def kernels():
     """The compiled kernels module (needs numba: the ``dedup`` extra)."""
     require("numba", "dedup")
-    from dedup import _kernels
+    from gristmill.dedup import _kernels
 
     return _kernels
 

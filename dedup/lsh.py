@@ -6,8 +6,8 @@ import functools
 
 import numpy as np
 
-from dedup.hashing import GOLDEN64, fmix64
-from stages.base import require
+from gristmill.dedup.hashing import GOLDEN64, fmix64
+from gristmill.stages.base import require
 
 BAND_MULT = np.uint64(0xA0761D6478BD642F)
 

@@ -3,14 +3,14 @@
 Pipeline per batch, over the flat UTF-8 buffer and offsets of the Arrow text column (no per-document Python
 loop):
 
-1. normalize and cut into tokens (``dedup.normalize``, one compiled pass): whitespace words (CJK/Thai
+1. normalize and cut into tokens (``gristmill.dedup.normalize``, one compiled pass): whitespace words (CJK/Thai
    characters are tokens of their own) or Unicode characters;
-2. hash every token to 64 bits (``dedup.hashing``), combine n consecutive token hashes into one 32-bit
+2. hash every token to 64 bits (``gristmill.dedup.hashing``), combine n consecutive token hashes into one 32-bit
    shingle hash (a document shorter than n tokens is one shingle of all its tokens);
 3. apply K permutations with datasketch's formula and seed handling and take the minimum per document.
 
 Step 3 has two implementations giving identical values: the default compiled kernel fuses steps 2-3 in one
-pass with no per-shingle temporaries (``dedup._kernels``); ``backend="numpy"`` builds the shingle-hash
+pass with no per-shingle temporaries (``gristmill.dedup._kernels``); ``backend="numpy"`` builds the shingle-hash
 array and takes segment-wise minima with ``np.minimum.reduceat`` over chunks of it (temporary memory bounded
 by ``chunk_bytes``). The compiled one is about 4x faster (benchmarks/minhash.py).
 
@@ -27,9 +27,9 @@ from typing import Callable, Literal
 import numpy as np
 import pyarrow as pa
 
-from dedup.hashing import MASK64, fmix64, fmix64_int, hash_bytes64_py, hash_ranges64
-from dedup.hashing import kernels as compiled_kernels
-from dedup.normalize import Normalization, normalize_batch, normalize_py
+from gristmill.dedup.hashing import MASK64, fmix64, fmix64_int, hash_bytes64_py, hash_ranges64
+from gristmill.dedup.hashing import kernels as compiled_kernels
+from gristmill.dedup.normalize import Normalization, normalize_batch, normalize_py
 
 Scheme = Literal["affine32", "legacy"]
 Unit = Literal["word", "char"]

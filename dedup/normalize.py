@@ -14,7 +14,7 @@ Rules (the same for MinHash shingles and Bloom keys):
   leading and trailing ones are dropped); ``nfkc`` applies Unicode NFKC (Arrow) first.
 
 ``normalize_py`` is an independent pure-Python implementation of the same rules (per character with
-``unicodedata``), used as the reference in tests and by ``dedup.minhash.shingles_py``.
+``unicodedata``), used as the reference in tests and by ``gristmill.dedup.minhash.shingles_py``.
 """
 
 from __future__ import annotations
@@ -171,7 +171,7 @@ class Normalized:
 
 def normalize_batch(texts: pa.Array | pa.ChunkedArray, norm: Normalization = Normalization()) -> Normalized:
     """Normalize and tokenize a whole batch in one compiled pass (see the module docstring for the rules)."""
-    from dedup.hashing import kernels, string_buffers
+    from gristmill.dedup.hashing import kernels, string_buffers
 
     arr = _as_large_string(texts)
     if norm.nfkc:

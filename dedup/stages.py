@@ -16,15 +16,15 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from pydantic import Field, model_validator
 
-from dedup import bloom as bloom_mod
-from dedup.components import bucket_edges, connected_components, edges_to_chunks
-from dedup.hashing import hash_ranges64, hash_strings64
-from dedup.lsh import band_keys, optimal_param
-from dedup.minhash import ShingleSpec, empty_value, estimated_jaccard, signatures
-from dedup.normalize import Normalization, normalize_batch
-from dedup.parallel import Runner, atomic_write, partition_of, split_by_partition
-from pipeline.registry import register_stage
-from stages.base import GlobalContext, GlobalStage, StageOutput, StageParams
+from gristmill.dedup import bloom as bloom_mod
+from gristmill.dedup.components import bucket_edges, connected_components, edges_to_chunks
+from gristmill.dedup.hashing import hash_ranges64, hash_strings64
+from gristmill.dedup.lsh import band_keys, optimal_param
+from gristmill.dedup.minhash import ShingleSpec, empty_value, estimated_jaccard, signatures
+from gristmill.dedup.normalize import Normalization, normalize_batch
+from gristmill.dedup.parallel import Runner, atomic_write, partition_of, split_by_partition
+from gristmill.pipeline.registry import register_stage
+from gristmill.stages.base import GlobalContext, GlobalStage, StageOutput, StageParams
 
 READ_BATCH_ROWS = 8192  # rows read from a part at a time: bounds the memory of one task
 BLOOM_KEY_HASH = "gristmill-block64-v1"

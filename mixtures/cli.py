@@ -14,9 +14,9 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
-from mixtures import shards
-from pipeline.storage import sha256_file
-from stages.base import require
+from gristmill.mixtures import shards
+from gristmill.pipeline.storage import sha256_file
+from gristmill.stages.base import require
 
 
 def inspect_shards(run_dir: str) -> str:

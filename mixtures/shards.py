@@ -22,8 +22,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from mixtures.packer import keyed_hash, read_ipc
-from pipeline.storage import resolve, sha256_file
+from gristmill.mixtures.packer import keyed_hash, read_ipc
+from gristmill.pipeline.storage import resolve, sha256_file
 
 MANIFEST = "manifest.json"
 SHARDS_DIR = "shards"

@@ -24,11 +24,11 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from pydantic import Field, model_validator
 
-from mixtures import packer, shards
-from mixtures.solver import InfeasibleMixture, MixturePlan, MixtureSolver, MixtureSpec, load_mixture
-from pipeline.registry import register_stage
-from pipeline.storage import sha256_file
-from stages.base import GlobalContext, GlobalStage, StageParams, require
+from gristmill.mixtures import packer, shards
+from gristmill.mixtures.solver import InfeasibleMixture, MixturePlan, MixtureSolver, MixtureSpec, load_mixture
+from gristmill.pipeline.registry import register_stage
+from gristmill.pipeline.storage import sha256_file
+from gristmill.stages.base import GlobalContext, GlobalStage, StageParams, require
 
 SEPARATOR_TOKEN = "<|endoftext|>"
 PAD_TOKEN = "<|pad|>"

@@ -11,8 +11,8 @@ EXIT_USAGE = 2
 
 
 def _load(path: str):
-    from pipeline.plan import build_plan
-    from pipeline.spec import load_pipeline
+    from gristmill.pipeline.plan import build_plan
+    from gristmill.pipeline.spec import load_pipeline
 
     spec, base = load_pipeline(path)
     return build_plan(spec, base)
@@ -54,16 +54,16 @@ def _init_ray(address: str | None) -> None:
     if address:
         ray.init(address=address, log_to_driver=True)
     else:
-        from pipeline.executors import init_local_ray
+        from gristmill.pipeline.executors import init_local_ray
 
         init_local_ray()
 
 
 def cmd_run(args) -> int:
-    from pipeline.executors import LocalExecutor, RayExecutor
-    from pipeline.progress import Progress
-    from pipeline.rundir import RunDir
-    from pipeline.run import run_plan
+    from gristmill.pipeline.executors import LocalExecutor, RayExecutor
+    from gristmill.pipeline.progress import Progress
+    from gristmill.pipeline.rundir import RunDir
+    from gristmill.pipeline.run import run_plan
 
     plan = _load(args.pipeline)
     executor_name = args.executor or plan.spec.execution.executor
@@ -88,14 +88,14 @@ def cmd_run(args) -> int:
 
 
 def cmd_inspect(args) -> int:
-    from pipeline.inspection import inspect_run
+    from gristmill.pipeline.inspection import inspect_run
 
     print(inspect_run(args.run_dir))
     return 0
 
 
 def cmd_sql(args) -> int:
-    from pipeline.inspection import connect, format_result, views
+    from gristmill.pipeline.inspection import connect, format_result, views
 
     con = connect(args.run_dir)
     if not args.query:
@@ -106,20 +106,20 @@ def cmd_sql(args) -> int:
 
 
 def cmd_report(args) -> int:
-    from pipeline.report import report_cli
+    from gristmill.pipeline.report import report_cli
 
     return report_cli(args.run_dir)
 
 
 def cmd_show(args) -> int:
-    from mixtures.cli import show_row
+    from gristmill.mixtures.cli import show_row
 
     print(show_row(args.run_dir, args.row))
     return 0
 
 
 def cmd_verify(args) -> int:
-    from mixtures.cli import verify
+    from gristmill.mixtures.cli import verify
 
     problems = verify(args.run_dir)
     for p in problems:
@@ -133,8 +133,8 @@ def cmd_verify(args) -> int:
 
 # Commands with argument parsers of their own: (module, function(argv) -> exit code, help).
 DELEGATED = {
-    "train-tokenizer": ("stages.tokenize.cli", "train_tokenizer_cli", "train a byte-level BPE tokenizer"),
-    "train-quality": ("stages.quality.cli", "train_quality_cli", "train a fastText quality classifier"),
+    "train-tokenizer": ("gristmill.stages.tokenize.cli", "train_tokenizer_cli", "train a byte-level BPE tokenizer"),
+    "train-quality": ("gristmill.stages.quality.cli", "train_quality_cli", "train a fastText quality classifier"),
 }
 
 
@@ -187,16 +187,16 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_parser(name, help=text, add_help=False)
 
     # Ray Jobs API: submit, status, logs, stop (issue 7).
-    from pipeline.jobs import add_job_commands
+    from gristmill.pipeline.jobs import add_job_commands
 
     add_job_commands(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    from mixtures.solver import InfeasibleMixture
-    from pipeline.rundir import StaleSegmentError
-    from pipeline.spec import SpecError
+    from gristmill.mixtures.solver import InfeasibleMixture
+    from gristmill.pipeline.rundir import StaleSegmentError
+    from gristmill.pipeline.spec import SpecError
 
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv and argv[0] in DELEGATED:

@@ -1,5 +1,5 @@
 """Executors run one segment: ingest (or a global step's apply) followed by the segment's streaming steps,
-ending in committed Parquet parts. Both run the same per-batch code (``pipeline._internal.runner``), so their
+ending in committed Parquet parts. Both run the same per-batch code (``gristmill.pipeline._internal.runner``), so their
 output is byte-identical.
 
 - ``LocalExecutor``: in-process, one batch at a time; for tests, debugging and small inputs.
@@ -20,11 +20,11 @@ from typing import Any, Callable, Iterable, Iterator
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from pipeline._internal.runner import StepRunner, cached_stage, read_part, read_unit, write_parts
-from pipeline.plan import Plan, Segment
-from pipeline.progress import Progress, totals_by_step
-from pipeline.spec import ExecutionSpec
-from stages.base import StageOutput
+from gristmill.pipeline._internal.runner import StepRunner, cached_stage, read_part, read_unit, write_parts
+from gristmill.pipeline.plan import Plan, Segment
+from gristmill.pipeline.progress import Progress, totals_by_step
+from gristmill.pipeline.spec import ExecutionSpec
+from gristmill.stages.base import StageOutput
 
 
 # An embedded local Ray serves one run. Ray ends a worker process that has been idle for 1 s whenever fewer CPUs

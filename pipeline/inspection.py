@@ -6,7 +6,7 @@ from pathlib import Path
 
 import duckdb
 
-from pipeline.rundir import RunDir
+from gristmill.pipeline.rundir import RunDir
 
 
 def _q(path: Path | str) -> str:
@@ -41,7 +41,7 @@ def connect(run_dir: str | Path) -> duckdb.DuckDBPyConnection:
     for name, file in (("stage_stats", "stages.parquet"), ("drops", "drops.parquet")):
         if (rd.stats_dir / file).exists():
             con.execute(f"CREATE VIEW {name} AS SELECT * FROM read_parquet({_q(rd.stats_dir / file)})")
-    from pipeline._internal.report_stats import create_views
+    from gristmill.pipeline._internal.report_stats import create_views
 
     # funnel, histograms, thresholds, languages, dedup_clusters, tokenizer_sources, mixture, shard_tokens, run_facts
     create_views(con, rd.root)
@@ -52,7 +52,7 @@ def connect(run_dir: str | Path) -> duckdb.DuckDBPyConnection:
             "filename = true, union_by_name = true)"
         )
     if (rd.root / "manifest.json").exists():
-        from mixtures.cli import shards_view_sql
+        from gristmill.mixtures.cli import shards_view_sql
 
         con.execute(shards_view_sql(str(rd.root)))  # the shards in manifest order
     return con
@@ -114,7 +114,7 @@ def inspect_run(run_dir: str | Path) -> str:
         out += ["sample of documents:", format_result(con, """
             SELECT doc_id, source, url, left(text, 80) AS text FROM documents ORDER BY hash(doc_id) LIMIT 5"""), ""]
     if "shards" in have:
-        from mixtures.cli import inspect_shards
+        from gristmill.mixtures.cli import inspect_shards
 
         out += ["shards:", inspect_shards(str(run_dir))]
     return "\n".join(out)

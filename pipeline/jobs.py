@@ -7,7 +7,7 @@ instead of starting an embedded one; a plain ``ray job submit -- gristmill run P
 Code reaches the cluster one of two ways:
 
 - packaged (default): the working directory (default: the current directory, which must contain the pipeline
-  file) is uploaded as the job's ``runtime_env.working_dir`` and the job runs ``python -m pipeline.cli run``
+  file) is uploaded as the job's ``runtime_env.working_dir`` and the job runs ``python -m gristmill.pipeline.cli run``
   from it, so the cluster runs the gristmill of that checkout (the dependencies must be installed there, e.g.
   the image in deploy/Dockerfile).
 - ``--installed``: nothing but the pipeline file is uploaded and the job runs the ``gristmill`` installed on
@@ -108,7 +108,7 @@ def load_runtime_env(path: str | os.PathLike) -> dict[str, Any]:
 
 
 def _is_absolute(path: str) -> bool:
-    from pipeline.storage import is_absolute
+    from gristmill.pipeline.storage import is_absolute
 
     return is_absolute(path)
 
@@ -123,7 +123,7 @@ def build_submission(pipeline: str, *, run_dir: str | None = None, working_dir: 
     """
     import shlex
 
-    from pipeline.spec import SpecError, parse_pipeline
+    from gristmill.pipeline.spec import SpecError, parse_pipeline
 
     path = Path(pipeline)
     try:
@@ -156,7 +156,7 @@ def build_submission(pipeline: str, *, run_dir: str | None = None, working_dir: 
                            "run from the checkout, pass --working-dir, or use --installed") from None
         env["working_dir"] = str(root)
         env["excludes"] = list(dict.fromkeys(list(env.get("excludes", [])) + DEFAULT_EXCLUDES))
-        command = ["python", "-m", "pipeline.cli", "run", rel.as_posix()]
+        command = ["python", "-m", "gristmill.pipeline.cli", "run", rel.as_posix()]
     # A job always runs on the cluster it was sent to, whatever execution.executor says.
     command += ["--run-dir", run_dir, "--executor", "ray", "--quiet"]
     if force:

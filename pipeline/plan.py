@@ -18,12 +18,12 @@ from typing import Any
 
 import pyarrow as pa
 
-from pipeline import storage
-from pipeline.registry import get_reader, get_stage
-from pipeline.spec import InputSpec, PipelineSpec, SpecError
-from stages.base import DOCUMENT_SCHEMA, Stage
-from stages.filter import columns_of, type_errors
-from stages.ingest.base import Limits, Reader, Unit
+from gristmill.pipeline import storage
+from gristmill.pipeline.registry import get_reader, get_stage
+from gristmill.pipeline.spec import InputSpec, PipelineSpec, SpecError
+from gristmill.stages.base import DOCUMENT_SCHEMA, Stage
+from gristmill.stages.filter import columns_of, type_errors
+from gristmill.stages.ingest.base import Limits, Reader, Unit
 
 PLAN_VERSION = 1
 

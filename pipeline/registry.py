@@ -10,7 +10,7 @@ import re
 from importlib import metadata
 from typing import TypeVar
 
-from stages.base import Stage
+from gristmill.stages.base import Stage
 
 STAGE_NAME = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*_v[0-9]+$")
 ENTRY_POINT_GROUP = "gristmill.stages"
@@ -45,7 +45,7 @@ def _load() -> None:
     if _loaded:
         return
     _loaded = True
-    import stages.builtin  # noqa: F401  (registers the built-in stages and readers)
+    import gristmill.stages.builtin  # noqa: F401  (registers the built-in stages and readers)
 
     for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
         cls = ep.load()

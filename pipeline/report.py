@@ -17,9 +17,9 @@ from typing import Any, Callable
 
 import duckdb
 
-from pipeline._internal import report_charts as charts
-from pipeline._internal.report_stats import TABLES, compute_report_stats
-from pipeline.rundir import RunDir, atomic_write_bytes
+from gristmill.pipeline._internal import report_charts as charts
+from gristmill.pipeline._internal.report_stats import TABLES, compute_report_stats
+from gristmill.pipeline.rundir import RunDir, atomic_write_bytes
 
 REPORT_FILE = "report.html"
 # Histograms drawn: every thresholded column, then the other scores in name order, up to this many panels.
@@ -38,7 +38,7 @@ def write_report(run_dir: str | Path) -> Path:
 
 
 def report_connection(run_dir: str | Path) -> duckdb.DuckDBPyConnection:
-    from pipeline.inspection import connect
+    from gristmill.pipeline.inspection import connect
 
     return connect(run_dir)  # connect() also creates the report's derived-table views
 

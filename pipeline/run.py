@@ -6,12 +6,12 @@ import dataclasses
 import time
 from pathlib import Path
 
-from pipeline import storage
-from pipeline.executors import LocalExecutor, RayExecutor, SegmentResult
-from pipeline.plan import Plan, Segment
-from pipeline.rundir import RunDir, StaleSegmentError, atomic_write_json
-from pipeline.stats import StageStats, aggregate, load_segment_stats, write_run_stats, write_segment_stats
-from stages.base import GlobalContext
+from gristmill.pipeline import storage
+from gristmill.pipeline.executors import LocalExecutor, RayExecutor, SegmentResult
+from gristmill.pipeline.plan import Plan, Segment
+from gristmill.pipeline.rundir import RunDir, StaleSegmentError, atomic_write_json
+from gristmill.pipeline.stats import StageStats, aggregate, load_segment_stats, write_run_stats, write_segment_stats
+from gristmill.stages.base import GlobalContext
 
 
 class IntegrityError(RuntimeError):
@@ -47,7 +47,7 @@ def run_plan(plan: Plan, run_dir: RunDir, executor: LocalExecutor | RayExecutor,
         "workers": getattr(executor, "workers", None), "build_seconds": build_seconds,
     })
     try:
-        from pipeline.report import write_report
+        from gristmill.pipeline.report import write_report
 
         log(f"report: {write_report(run_dir.root)}")
     except Exception as exc:  # a report problem must not fail a run whose data is committed

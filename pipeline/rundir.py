@@ -14,7 +14,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from pipeline import storage
+from gristmill.pipeline import storage
 
 SUCCESS = "_SUCCESS"
 

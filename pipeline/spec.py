@@ -206,7 +206,7 @@ def parse_pipeline(text: str, where: str = "<string>", env: dict[str, str] | Non
 
 
 def _check_steps(spec: PipelineSpec, where: str, root: yaml.Node | None) -> None:
-    from pipeline.registry import RegistryError, get_stage
+    from gristmill.pipeline.registry import RegistryError, get_stage
 
     errors: list[tuple[tuple, str]] = []
     for i, step in enumerate(spec.steps):
@@ -229,7 +229,7 @@ def _check_steps(spec: PipelineSpec, where: str, root: yaml.Node | None) -> None
 
 
 def _check_inputs(spec: PipelineSpec, where: str, root: yaml.Node | None) -> None:
-    from pipeline.registry import RegistryError, get_reader
+    from gristmill.pipeline.registry import RegistryError, get_reader
 
     errors: list[tuple[tuple, str]] = []
     for i, inp in enumerate(spec.inputs):

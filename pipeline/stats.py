@@ -15,7 +15,7 @@ from typing import Any, Iterable
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipeline.rundir import atomic_write_json, write_parquet_atomic
+from gristmill.pipeline.rundir import atomic_write_json, write_parquet_atomic
 
 
 @dataclasses.dataclass

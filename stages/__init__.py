@@ -1,5 +1,5 @@
-"""Stages of the pipeline. The contract is in ``stages.base``; built-ins register via ``stages.builtin``."""
+"""Stages of the pipeline. The contract is in ``gristmill.stages.base``; built-ins register via ``gristmill.stages.builtin``."""
 
-from stages.base import GlobalStage, Resources, Stage, StageOutput, StageParams, StreamingStage
+from gristmill.stages.base import GlobalStage, Resources, Stage, StageOutput, StageParams, StreamingStage
 
 __all__ = ["GlobalStage", "Resources", "Stage", "StageOutput", "StageParams", "StreamingStage"]

@@ -20,8 +20,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import field_validator
 
-from pipeline.registry import register_stage
-from stages.base import StageOutput, StageParams, StreamingStage
+from gristmill.pipeline.registry import register_stage
+from gristmill.stages.base import StageOutput, StageParams, StreamingStage
 
 COMPARISONS = {"eq": "==", "ne": "!=", "lt": "<", "le": "<=", "gt": ">", "ge": ">="}
 SET_OPS = ("in", "not_in")
@@ -44,7 +44,7 @@ def register_filter_preset(name: str, expression: Mapping[str, Any]) -> None:
 
 
 def filter_presets() -> dict[str, dict]:
-    from pipeline.registry import _load
+    from gristmill.pipeline.registry import _load
 
     _load()
     return dict(_PRESETS)

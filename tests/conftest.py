@@ -18,7 +18,7 @@ def data_dir() -> Path:
 def ray_cluster():
     import ray
 
-    from pipeline.executors import init_local_ray
+    from gristmill.pipeline.executors import init_local_ray
 
     os.environ.setdefault("RAY_DATA_DISABLE_PROGRESS_BARS", "1")
     if not ray.is_initialized():

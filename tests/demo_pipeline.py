@@ -31,7 +31,7 @@ execution:
 
 
 def make_plan(data_dir: Path, text: str = DEMO):
-    from pipeline import build_plan, parse_pipeline
+    from gristmill.pipeline import build_plan, parse_pipeline
 
     return build_plan(parse_pipeline(text.format(data=data_dir), "demo.yaml"), data_dir)
 

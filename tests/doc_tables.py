@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 
-from stages.base import PART_COLUMN
+from gristmill.stages.base import PART_COLUMN
 
 
 def doc_table(texts: list[str | None], extra: dict | None = None, part: int = 2) -> pa.Table:

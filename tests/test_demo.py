@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from pipeline import LocalExecutor, RunDir, build_plan, run_plan
-from pipeline.inspection import connect
-from pipeline.spec import load_pipeline
+from gristmill.pipeline import LocalExecutor, RunDir, build_plan, run_plan
+from gristmill.pipeline.inspection import connect
+from gristmill.pipeline.spec import load_pipeline
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO = REPO / "examples" / "demo.yaml"
@@ -101,7 +101,7 @@ def test_the_demo_data_exercises_each_kind_of_drop(demo_run):
 
 
 def test_sql_over_the_run_directory_answers_like_make_demo(demo_run, capsys):
-    from pipeline.cli import main
+    from gristmill.pipeline.cli import main
 
     assert main(["sql", str(demo_run), "SELECT source, count(*) AS n FROM documents GROUP BY 1 ORDER BY 1",
                  "--format", "csv"]) == 0
@@ -110,7 +110,7 @@ def test_sql_over_the_run_directory_answers_like_make_demo(demo_run, capsys):
 
 
 def test_report_and_verify(demo_run, capsys):
-    from pipeline.cli import main
+    from gristmill.pipeline.cli import main
 
     page = (demo_run / "report.html").read_text(encoding="utf-8")
     for section in ("funnel", "drops", "languages", "dedup", "tokenizer", "mixture", "shards"):
@@ -143,7 +143,7 @@ def test_the_tokenizer_loads_with_the_tokenizers_library_alone(demo_run):
 
 
 def test_realized_token_shares_match_the_llama_mixture(demo_run):
-    from mixtures.solver import load_mixture
+    from gristmill.mixtures.solver import load_mixture
 
     target = load_mixture("llama").ratios
     realized = dict(connect(demo_run).execute("""
@@ -181,7 +181,7 @@ def test_another_seed_reorders_rows_but_keeps_each_sources_tokens(demo_run, tmp_
 @pytest.mark.ray
 @pytest.mark.slow
 def test_ray_executor_writes_the_same_shards_as_the_local_one(demo_run, ray_cluster, tmp_path):
-    from pipeline.executors import RayExecutor
+    from gristmill.pipeline.executors import RayExecutor
 
     on_ray = run_demo(tmp_path / "ray", executor=RayExecutor())
     assert shard_bytes(on_ray) == shard_bytes(demo_run)
@@ -193,7 +193,7 @@ def test_ray_executor_writes_the_same_shards_as_the_local_one(demo_run, ray_clus
 
 
 def test_quality_classifier_trained_on_the_demo_filters_a_pipeline_by_quality_score(demo_run, tmp_path, monkeypatch):
-    from pipeline.cli import main
+    from gristmill.pipeline.cli import main
 
     model = tmp_path / "quality.bin"
     assert main(["train-quality", "--run-dir", str(demo_run), "--segment", "00-ingest", "--output", str(model),

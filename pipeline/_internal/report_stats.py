@@ -20,8 +20,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from pipeline.rundir import RunDir, write_parquet_atomic
-from stages.base import REJECT_REASON
+from gristmill.pipeline.rundir import RunDir, write_parquet_atomic
+from gristmill.stages.base import REJECT_REASON
 
 # Numeric columns drawn as histograms (besides every column a threshold applies to).
 SCORE_COLUMN = re.compile(r"^(lang_score|quality_score|q_.+)$")
@@ -125,7 +125,7 @@ def _clauses(expr: Any) -> list[tuple[str, str, float]]:
         return []
     if "preset" in expr:
         try:
-            from stages.filter import expand
+            from gristmill.stages.filter import expand
 
             return _clauses(expand(expr))
         except (ImportError, ValueError):
@@ -425,7 +425,7 @@ def compute_report_stats(run_dir: str | Path) -> dict[str, Path]:
 
 
 def create_views(con: duckdb.DuckDBPyConnection, run_dir: str | Path) -> list[str]:
-    """Views over the derived tables that exist (the same names ``pipeline.inspection.connect`` creates)."""
+    """Views over the derived tables that exist (the same names ``gristmill.pipeline.inspection.connect`` creates)."""
     stats_dir = RunDir(run_dir).stats_dir
     made = []
     for name in TABLES:

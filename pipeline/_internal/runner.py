@@ -12,10 +12,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from pipeline import storage
-from pipeline.plan import IngestUnit, Plan, Step
-from pipeline.rundir import part_file_name, write_parquet_atomic
-from stages.base import PART_COLUMN, REJECT_REASON, GlobalStage, Stage, StageOutput
+from gristmill.pipeline import storage
+from gristmill.pipeline.plan import IngestUnit, Plan, Step
+from gristmill.pipeline.rundir import part_file_name, write_parquet_atomic
+from gristmill.stages.base import PART_COLUMN, REJECT_REASON, GlobalStage, Stage, StageOutput
 
 Reporter = Callable[[tuple, dict], None]
 

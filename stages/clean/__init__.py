@@ -3,8 +3,8 @@
 Importing this package registers ``clean.normalize_v1``, ``clean.boilerplate_v1`` and ``clean.pii_v1``.
 """
 
-from stages.clean.boilerplate import Boilerplate
-from stages.clean.normalize import Normalize
-from stages.clean.pii import Pii
+from gristmill.stages.clean.boilerplate import Boilerplate
+from gristmill.stages.clean.normalize import Normalize
+from gristmill.stages.clean.pii import Pii
 
 __all__ = ["Boilerplate", "Normalize", "Pii"]

@@ -29,11 +29,11 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from pipeline.registry import register_stage
+from gristmill.pipeline.registry import register_stage
 from pydantic import Field
 
-from stages.base import StageOutput, StageParams, StreamingStage
-from stages.clean._text import source_mask, text_array, with_text
+from gristmill.stages.base import StageOutput, StageParams, StreamingStage
+from gristmill.stages.clean._text import source_mask, text_array, with_text
 
 # C4's policy substrings (c4_utils.clean_page), matched case-insensitively.
 C4_POLICY_PHRASES = [

@@ -17,9 +17,9 @@ from typing import Literal
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from pipeline.registry import register_stage
-from stages.base import StageOutput, StageParams, StreamingStage, require
-from stages.clean._text import on_rows, source_mask, text_array, with_text
+from gristmill.pipeline.registry import register_stage
+from gristmill.stages.base import StageOutput, StageParams, StreamingStage, require
+from gristmill.stages.clean._text import on_rows, source_mask, text_array, with_text
 
 # Line breaks other than "\n" (CR LF, CR, VT, FF, NEL, LINE/PARAGRAPH SEPARATOR) become "\n", so removing
 # control characters never glues two lines together.

@@ -32,9 +32,9 @@ from __future__ import annotations
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from pipeline.registry import register_stage
-from stages.base import StageOutput, StageParams, StreamingStage
-from stages.clean._text import on_rows, source_mask, text_array, with_text
+from gristmill.pipeline.registry import register_stage
+from gristmill.stages.base import StageOutput, StageParams, StreamingStage
+from gristmill.stages.clean._text import on_rows, source_mask, text_array, with_text
 
 # Letters and digits that can be glued to an address: ASCII and the Latin-1/Latin Extended letters (so
 # "prénom@x.fr" does not lose its "pré"). Not \pL: CJK text writes addresses right after a word without a

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from stages.base import require
+from gristmill.stages.base import require
 
 
 def _encoding_module():

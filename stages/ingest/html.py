@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from typing import Callable, Literal
 
-from stages.base import require
-from stages.ingest.base import ReaderOptions
+from gristmill.stages.base import require
+from gristmill.stages.ingest.base import ReaderOptions
 
 ExtractorName = Literal["resiliparse", "trafilatura"]
 Extract = Callable[[str, "str | None"], str]

@@ -13,10 +13,10 @@ from typing import BinaryIO, Iterator
 
 import pyarrow as pa
 
-from pipeline.storage import is_uri, open_input
-from stages.base import require
-from stages.ingest import reasons
-from stages.ingest.base import Reader, ReaderOptions, RecordBatcher, Unit
+from gristmill.pipeline.storage import is_uri, open_input
+from gristmill.stages.base import require
+from gristmill.stages.ingest import reasons
+from gristmill.stages.ingest.base import Reader, ReaderOptions, RecordBatcher, Unit
 
 _LINE_CHUNK = 1 << 20
 

@@ -8,9 +8,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from pipeline import storage
-from stages.ingest import reasons
-from stages.ingest.base import RECORD_SCHEMA, Reader, ReaderOptions, Unit
+from gristmill.pipeline import storage
+from gristmill.stages.ingest import reasons
+from gristmill.stages.ingest.base import RECORD_SCHEMA, Reader, ReaderOptions, Unit
 
 
 class ParquetOptions(ReaderOptions):

@@ -11,11 +11,11 @@
 
 from __future__ import annotations
 
-from pipeline.registry import register_reader
-from stages.ingest.jsonl import JsonlReader
-from stages.ingest.parquet import ParquetReader
-from stages.ingest.text import TextReader
-from stages.ingest.warc import WarcReader, WetReader
+from gristmill.pipeline.registry import register_reader
+from gristmill.stages.ingest.jsonl import JsonlReader
+from gristmill.stages.ingest.parquet import ParquetReader
+from gristmill.stages.ingest.text import TextReader
+from gristmill.stages.ingest.warc import WarcReader, WetReader
 
 READERS = (WarcReader, WetReader, JsonlReader, ParquetReader, TextReader)
 

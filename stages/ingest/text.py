@@ -11,10 +11,10 @@ from typing import Iterator
 import pyarrow as pa
 from pydantic import Field
 
-from pipeline.storage import is_uri, open_input
-from stages.ingest import reasons
-from stages.ingest.base import Reader, ReaderOptions, RecordBatcher, Unit
-from stages.ingest.encoding import decode_text
+from gristmill.pipeline.storage import is_uri, open_input
+from gristmill.stages.ingest import reasons
+from gristmill.stages.ingest.base import Reader, ReaderOptions, RecordBatcher, Unit
+from gristmill.stages.ingest.encoding import decode_text
 
 
 class TextOptions(ReaderOptions):

@@ -13,12 +13,12 @@ from typing import Any, BinaryIO, ClassVar, Iterator
 
 import pyarrow as pa
 
-from pipeline.storage import open_input
-from stages.base import require
-from stages.ingest import reasons
-from stages.ingest.base import Limits, Reader, ReaderOptions, RecordBatcher, Unit
-from stages.ingest.encoding import decode_html, decode_text
-from stages.ingest.html import ExtractionOptions, make_extractor
+from gristmill.pipeline.storage import open_input
+from gristmill.stages.base import require
+from gristmill.stages.ingest import reasons
+from gristmill.stages.ingest.base import Limits, Reader, ReaderOptions, RecordBatcher, Unit
+from gristmill.stages.ingest.encoding import decode_html, decode_text
+from gristmill.stages.ingest.html import ExtractionOptions, make_extractor
 
 Row = tuple[str, "str | None", str, "str | None"]
 

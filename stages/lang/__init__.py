@@ -1,3 +1,3 @@
 """Language identification stages; importing this package registers them."""
 
-from stages.lang import fasttext_lid  # noqa: F401
+from gristmill.stages.lang import fasttext_lid  # noqa: F401

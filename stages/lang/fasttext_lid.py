@@ -16,9 +16,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import Field
 
-from pipeline.registry import register_stage
-from stages.base import Resources, StageOutput, StageParams, StreamingStage
-from stages.lang import fasttext_model
+from gristmill.pipeline.registry import register_stage
+from gristmill.stages.base import Resources, StageOutput, StageParams, StreamingStage
+from gristmill.stages.lang import fasttext_model
 
 
 class LangIdParams(StageParams):

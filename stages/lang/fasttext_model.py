@@ -17,7 +17,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from stages.base import require
+from gristmill.stages.base import require
 
 EXTRA = "lang"
 # fastText ends a line (a document) at "\n"; other line breaks would be read as word separators anyway, but we

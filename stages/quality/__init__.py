@@ -1,3 +1,3 @@
 """Quality scorers and the filter presets over their signals; importing this package registers them."""
 
-from stages.quality import fasttext_quality, heuristics, presets  # noqa: F401
+from gristmill.stages.quality import fasttext_quality, heuristics, presets  # noqa: F401

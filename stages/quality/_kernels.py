@@ -1,6 +1,6 @@
 """The compiled (numba) kernels of ``quality.heuristics_v1``, each one pass over a whole batch. Defined at module
 level so numba's on-disk cache (``cache=True``) serves every later process; imported only through
-``stages.quality.signals.kernels()`` (``stages.base.require("numba", ...)``). ``stages.quality.signals`` holds the
+``gristmill.stages.quality.signals.kernels()`` (``gristmill.stages.base.require("numba", ...)``). ``gristmill.stages.quality.signals`` holds the
 Arrow/numpy reference path (``backend="arrow"``) that these kernels reproduce value for value; the tests compare
 the two.
 

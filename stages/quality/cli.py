@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 
-from stages.quality import training
+from gristmill.stages.quality import training
 
 
 def _sources(value: str) -> tuple[str, ...]:

@@ -17,10 +17,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from pydantic import Field
 
-from pipeline.registry import register_stage
-from stages.base import Resources, StageOutput, StageParams, StreamingStage
-from stages.lang import fasttext_model
-from stages.quality import training
+from gristmill.pipeline.registry import register_stage
+from gristmill.stages.base import Resources, StageOutput, StageParams, StreamingStage
+from gristmill.stages.lang import fasttext_model
+from gristmill.stages.quality import training
 
 
 class QualityClassifierParams(StageParams):

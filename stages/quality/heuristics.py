@@ -1,6 +1,6 @@
 """``quality.heuristics_v1``: the Gopher, C4 and FineWeb quality signals as ``q_*`` columns (scores, no drops).
 
-The thresholds live in filter presets (``stages.quality.presets``: ``gopher``, ``gopher_repetition``, ``c4``,
+The thresholds live in filter presets (``gristmill.stages.quality.presets``: ``gopher``, ``gopher_repetition``, ``c4``,
 ``fineweb``, ``multilingual``), so a run can be re-filtered with other thresholds without re-scoring.
 """
 
@@ -11,9 +11,9 @@ from typing import ClassVar
 import pyarrow as pa
 from pydantic import Field
 
-from pipeline.registry import register_stage
-from stages.base import StageOutput, StageParams, StreamingStage
-from stages.quality import signals
+from gristmill.pipeline.registry import register_stage
+from gristmill.stages.base import StageOutput, StageParams, StreamingStage
+from gristmill.stages.quality import signals
 
 
 class HeuristicsParams(StageParams):

@@ -28,7 +28,7 @@ so such documents are dropped as datatrove drops them.
 
 Two implementations give identical values (tests/stages/quality/test_kernels.py): ``compute(backend="numba")``,
 the default, tokenizes, counts Gopher's n-grams and finds repeated lines with compiled kernels
-(``stages.quality._kernels``: one pass per batch, ~3.4x less CPU per MB on benchmarks/data/corpus-50, see
+(``gristmill.stages.quality._kernels``: one pass per batch, ~3.4x less CPU per MB on benchmarks/data/corpus-50, see
 benchmarks/heuristics_kernels.py); ``backend="arrow"`` is the RE2/Arrow/numpy formulation those kernels
 reproduce, the n-gram keys and their 40-bit per-document comparison (hash collisions included) as well.
 """
@@ -43,9 +43,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from stages.base import require
-from stages.clean.boilerplate import C4_POLICY_PHRASES, CJK_CHAR
-from stages.quality.charsets import PUNCTUATION_SET, TERMINAL_PUNCTUATION
+from gristmill.stages.base import require
+from gristmill.stages.clean.boilerplate import C4_POLICY_PHRASES, CJK_CHAR
+from gristmill.stages.quality.charsets import PUNCTUATION_SET, TERMINAL_PUNCTUATION
 
 GOPHER_STOP_WORDS = ("the", "be", "to", "of", "and", "that", "have", "with")
 TOP_NGRAMS = (2, 3, 4)
@@ -253,7 +253,7 @@ def _valid_utf8(text: pa.Array) -> bool:
 def kernels():
     """The compiled kernels module (numba, today installed with the ``dedup`` extra)."""
     require("numba", "dedup")
-    from stages.quality import _kernels
+    from gristmill.stages.quality import _kernels
 
     return _kernels
 

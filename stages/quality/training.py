@@ -21,8 +21,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from pipeline.storage import sha256_file
-from stages.lang import fasttext_model
+from gristmill.pipeline.storage import sha256_file
+from gristmill.stages.lang import fasttext_model
 
 POSITIVE_LABEL = "__label__hq"
 NEGATIVE_LABEL = "__label__lq"
@@ -199,7 +199,7 @@ def _counts(table: pa.Table) -> dict[str, int]:
 
 
 def write_json(path: str, payload: dict) -> None:
-    from pipeline.rundir import atomic_write_json
+    from gristmill.pipeline.rundir import atomic_write_json
 
     atomic_write_json(path, payload)
 

@@ -29,7 +29,7 @@ import numpy as np
 import pyarrow as pa
 from pydantic import Field, field_validator, model_validator
 
-from stages.base import StageParams, require
+from gristmill.stages.base import StageParams, require
 
 SEPARATOR_TOKEN = "<|endoftext|>"
 PAD_TOKEN = "<|pad|>"
@@ -117,7 +117,7 @@ class BbpeParams(StageParams):
     def weights(self) -> dict[str, float] | None:
         """The per-source target shares of the sample: the mixture's ratios, the given weights, or None."""
         if self.mixture is not None:
-            from mixtures.solver import load_mixture
+            from gristmill.mixtures.solver import load_mixture
 
             return dict(load_mixture(self.mixture).ratios)
         return self.source_weights
@@ -223,7 +223,7 @@ def sha256_text(text: str) -> str:
 
 def write_atomic(path: str, text: str) -> None:
     """Write to a temporary name and rename into place, so a crash never leaves a half file."""
-    from pipeline.storage import resolve
+    from gristmill.pipeline.storage import resolve
 
     resolve(path).write_text(text)
 

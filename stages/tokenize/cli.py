@@ -24,9 +24,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from stages.base import GlobalContext
-from stages.tokenize.bbpe import META_FILE, TOKENIZER_FILE, BbpeParams
-from stages.tokenize.train import train_tokenizer
+from gristmill.stages.base import GlobalContext
+from gristmill.stages.tokenize.bbpe import META_FILE, TOKENIZER_FILE, BbpeParams
+from gristmill.stages.tokenize.train import train_tokenizer
 
 DEFAULT_SOURCE = "default"
 _PART_BYTES = 64 * 1024 * 1024

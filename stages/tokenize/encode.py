@@ -27,9 +27,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import Field
 
-from pipeline.registry import register_stage
-from stages.base import Resources, StageOutput, StageParams, StreamingStage, require
-from stages.tokenize.bbpe import SPLIT_REGEX, TOKENIZER_FILE
+from gristmill.pipeline.registry import register_stage
+from gristmill.stages.base import Resources, StageOutput, StageParams, StreamingStage, require
+from gristmill.stages.tokenize.bbpe import SPLIT_REGEX, TOKENIZER_FILE
 
 TOKENS = "tokens"
 N_TOKENS = "n_tokens"
@@ -329,7 +329,7 @@ class TokenizeBbpeV1(StreamingStage):
     @classmethod
     def contract_params(cls, tmp_path) -> dict:
         """A small tokenizer trained on a few sentences, for running the stage without a run directory."""
-        from stages.tokenize.bbpe import BbpeParams, train_on_samples
+        from gristmill.stages.tokenize.bbpe import BbpeParams, train_on_samples
 
         texts = ["The quick brown fox jumps over the lazy dog. 0123456789", "def f(x):\n\treturn x * 2\n", "数据"]
         sample = pa.table({"text": texts, "source": ["contract"] * 3, "repeat": pa.array([50] * 3, pa.int32())})

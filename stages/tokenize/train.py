@@ -1,6 +1,6 @@
 """``tokenizer.train_bbpe_v1``: a global step that trains the BBPE tokenizer on a sample of the run's corpus.
 
-``build`` counts text per source in every part, plans the sample (``stages.tokenize.sample``), draws it and
+``build`` counts text per source in every part, plans the sample (``gristmill.stages.tokenize.sample``), draws it and
 trains on it, and writes ``RUN_DIR/tokenizer/tokenizer.json`` and ``tokenizer_meta.json``. On Ray, counting and
 sampling run as one task per part and training as one task that reserves a whole node's CPUs (the BPE trainer
 is multi-threaded); the sample goes from the sampling tasks to the training task as object refs, never through
@@ -13,10 +13,10 @@ from typing import Any, ClassVar
 
 import pyarrow as pa
 
-from pipeline.registry import register_stage
-from stages.base import GlobalContext, GlobalStage, Resources, StageOutput
-from stages.tokenize.bbpe import BbpeParams, build_meta, save_tokenizer, train_on_samples
-from stages.tokenize.sample import EmptyTrainingSample, count_part, merge_counts, plan_sample, sample_part
+from gristmill.pipeline.registry import register_stage
+from gristmill.stages.base import GlobalContext, GlobalStage, Resources, StageOutput
+from gristmill.stages.tokenize.bbpe import BbpeParams, build_meta, save_tokenizer, train_on_samples
+from gristmill.stages.tokenize.sample import EmptyTrainingSample, count_part, merge_counts, plan_sample, sample_part
 
 
 def _largest_node_cpus() -> int:

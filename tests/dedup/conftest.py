@@ -9,7 +9,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from stages.base import DOCUMENT_SCHEMA, PART_COLUMN, GlobalContext
+from gristmill.stages.base import DOCUMENT_SCHEMA, PART_COLUMN, GlobalContext
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "dedup"
 

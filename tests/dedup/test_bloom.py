@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from dedup.bloom import BloomFilter, optimal_size
+from gristmill.dedup.bloom import BloomFilter, optimal_size
 
 
 def keys(n, seed):

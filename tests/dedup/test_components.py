@@ -7,8 +7,8 @@ import pytest
 import scipy.sparse as sp
 from scipy.sparse.csgraph import connected_components as scipy_components
 
-from dedup.components import bucket_edges, connected_components, edges_to_chunks
-from dedup.parallel import Runner
+from gristmill.dedup.components import bucket_edges, connected_components, edges_to_chunks
+from gristmill.dedup.parallel import Runner
 
 
 def components(src, dst, num_partitions, producers=1):

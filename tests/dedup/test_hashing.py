@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 
-from dedup.hashing import hash_bytes64_py, hash_ranges64, hash_strings64, string_buffers
+from gristmill.dedup.hashing import hash_bytes64_py, hash_ranges64, hash_strings64, string_buffers
 
 
 def test_vectorized_hash_equals_reference_and_is_collision_free_on_real_lines(en_sentences, zh_sentences):

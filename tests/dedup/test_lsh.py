@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from datasketch.lsh import _optimal_param
 
-from dedup.lsh import band_keys, optimal_param
+from gristmill.dedup.lsh import band_keys, optimal_param
 
 
 @pytest.mark.parametrize("threshold,num_perm,fp_w,fn_w", [(0.8, 64, 0.5, 0.5), (0.5, 32, 0.5, 0.5), (0.9, 48, 0.2, 0.8)])

@@ -7,8 +7,8 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from dedup.minhash import ShingleSpec, estimated_jaccard, reference_hashfunc, shingles_py, signatures
-from dedup.normalize import Normalization
+from gristmill.dedup.minhash import ShingleSpec, estimated_jaccard, reference_hashfunc, shingles_py, signatures
+from gristmill.dedup.normalize import Normalization
 
 EDGE_CASES = ["", "   ", "...!!!", "one", "two words", "ẞtraße İstanbul ǅx\u200bY Ⱥ café", "混合 text 中文字符 and ｆｕｌｌ"]
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 
-from dedup.normalize import TABLE_SIZE, Normalization, char_class, lower_cp, normalize_batch, normalize_py, tables
+from gristmill.dedup.normalize import TABLE_SIZE, Normalization, char_class, lower_cp, normalize_batch, normalize_py, tables
 
 EDGE_CASES = ["", "  \t\n ", "Hello,   World!!", "ẞtraße İstanbul ǅx\u200bY Ⱥ", "東京タワー is 333m", "ｆｕｌｌ－ｗｉｄｔｈ", "a\u00adb"]
 

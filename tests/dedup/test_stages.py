@@ -9,12 +9,12 @@ import pyarrow.parquet as pq
 import pytest
 from pydantic import ValidationError
 
-from dedup.stages import BloomDedup, MinHashDedup
-from pipeline.registry import register_stage
+from gristmill.dedup.stages import BloomDedup, MinHashDedup
+from gristmill.pipeline.registry import register_stage
 
 
 def test_registered_under_versioned_names():
-    # dedup.stages registers on import; the registry would refuse a different class under the same name.
+    # gristmill.dedup.stages registers on import; the registry would refuse a different class under the same name.
     assert register_stage(MinHashDedup) is MinHashDedup and register_stage(BloomDedup) is BloomDedup
     assert MinHashDedup.is_global and BloomDedup.is_global
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipeline.cli import build_parser
+from gristmill.pipeline.cli import build_parser
 
 REPO = Path(__file__).resolve().parents[2]
 DEPLOY = REPO / "deploy"
@@ -48,7 +48,7 @@ def test_dockerfile_builds_from_the_installed_ray_and_ends_in_the_cli():
         "an ENTRYPOINT would break `docker run IMAGE bash` (cluster launcher) and KubeRay's ray start"
     cmd = json.loads(next(rest for kind, rest in instructions if kind == "CMD"))
     scripts = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["scripts"]
-    assert cmd[0] in scripts and scripts[cmd[0]] == "pipeline.cli:main"
+    assert cmd[0] in scripts and scripts[cmd[0]] == "gristmill.pipeline.cli:main"
     with pytest.raises(SystemExit) as exited:  # `gristmill --help` prints the commands and exits 0
         build_parser().parse_args(cmd[1:])
     assert exited.value.code == 0
@@ -64,8 +64,8 @@ def test_dockerfile_copies_every_package_and_only_existing_paths():
             for src in sources:
                 assert (REPO / src).exists(), f"COPY {src}: no such path in the repository"
                 copied.add(src)
-    packages = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]
-    missing = {p.split(".")[0] for p in packages} - copied
+    package_dirs = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["package-dir"]
+    missing = set(package_dirs.values()) - copied
     assert not missing, f"packages not copied into the image: {missing}"
     assert "pyproject.toml" in copied
 
@@ -98,7 +98,7 @@ def _rayjob() -> tuple[dict, dict]:
 
 
 def test_rayjob_runs_the_pipeline_from_its_configmap():
-    from pipeline.spec import parse_pipeline
+    from gristmill.pipeline.spec import parse_pipeline
 
     configmap, job = _rayjob()
     assert job["apiVersion"] == "ray.io/v1"
@@ -138,7 +138,7 @@ def test_rayjob_cluster_bounds_versions_and_auth():
 def test_runtime_env_is_one_ray_accepts(path):
     from ray.runtime_env import RuntimeEnv
 
-    from pipeline.jobs import load_runtime_env
+    from gristmill.pipeline.jobs import load_runtime_env
 
     env = load_runtime_env(path)
     RuntimeEnv(**env)  # raises on unknown or malformed fields

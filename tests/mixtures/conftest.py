@@ -12,7 +12,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from stages.base import GlobalContext
+from gristmill.stages.base import GlobalContext
 
 CORPUS = Path(__file__).parents[1] / "data" / "mixtures" / "corpus.en"
 # Slots per cycle of documents: sources get uneven amounts of text (common_crawl most, the rest less).
@@ -99,7 +99,7 @@ def input_parts(run_dir: Path) -> list[str]:
 
 
 def run_pack(run_dir: Path, params: dict, seed: int = 0, executor: str = "local"):
-    from mixtures.stages import MixturePack
+    from gristmill.mixtures.stages import MixturePack
 
     ctx = GlobalContext(
         input_parts=input_parts(run_dir),

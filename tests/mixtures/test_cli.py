@@ -5,7 +5,7 @@ import json
 import duckdb
 import pytest
 
-from mixtures import cli
+from gristmill.mixtures import cli
 
 PARAMS = {"mixture": "llama", "seq_len": 64, "rows_per_shard": 100, "row_group_rows": 32}
 

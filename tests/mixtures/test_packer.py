@@ -4,7 +4,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from mixtures import packer
+from gristmill.mixtures import packer
 
 SEP, PAD = 0, 1
 

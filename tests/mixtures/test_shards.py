@@ -6,7 +6,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from mixtures.shards import ShardReader, interleave, verify_shards
+from gristmill.mixtures.shards import ShardReader, interleave, verify_shards
 
 PARAMS = {"mixture": "llama", "seq_len": 64, "rows_per_shard": 100, "row_group_rows": 32}
 

@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from mixtures.solver import (
+from gristmill.mixtures.solver import (
     InfeasibleMixture,
     MixtureSolver,
     MixtureSpecError,

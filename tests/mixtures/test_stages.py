@@ -6,11 +6,11 @@ import duckdb
 import pyarrow.parquet as pq
 import pytest
 
-from mixtures import cli
-from mixtures.solver import InfeasibleMixture
-from mixtures.stages import MixturePack
-from pipeline.registry import get_stage
-from stages.base import GlobalStage
+from gristmill.mixtures import cli
+from gristmill.mixtures.solver import InfeasibleMixture
+from gristmill.mixtures.stages import MixturePack
+from gristmill.pipeline.registry import get_stage
+from gristmill.stages.base import GlobalStage
 
 PARAMS = {"mixture": "llama", "seq_len": 64, "rows_per_shard": 100, "row_group_rows": 32}
 

@@ -1,4 +1,4 @@
-"""The command line, run in-process through ``pipeline.cli.main``."""
+"""The command line, run in-process through ``gristmill.pipeline.cli.main``."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.cli import main
+from gristmill.pipeline.cli import main
 
 from demo_pipeline import DEMO
 

@@ -7,7 +7,7 @@ import math
 
 import pytest
 
-from pipeline import LocalExecutor, RayExecutor, RunDir, run_plan
+from gristmill.pipeline import LocalExecutor, RayExecutor, RunDir, run_plan
 
 from demo_pipeline import DEMO, make_plan
 
@@ -37,7 +37,7 @@ def test_local_and_ray_give_byte_identical_parquet(ray_cluster, data_dir, tmp_pa
 def test_work_blocks_hold_every_item_once_and_bound_the_items_per_task(n_items, cpus):
     """A Ray task takes several work items (scheduling a task per small unit cost as much as its work), but never
     more than ITEMS_PER_TASK: a task's items are held in one block, so they bound a worker's memory."""
-    from pipeline.executors import ITEMS_PER_TASK, TASKS_PER_CPU, _work_blocks
+    from gristmill.pipeline.executors import ITEMS_PER_TASK, TASKS_PER_CPU, _work_blocks
 
     items = [{"unit": i} for i in range(n_items)]
     blocks = _work_blocks(items, cpus)
@@ -61,7 +61,7 @@ def test_factored_blocks_hold_every_item_once_in_shrinking_tasks(n_items, cpus):
     """Tasks that run every step and write their own parts (memory bounded by a batch, not by the task) come in
     rounds of ``cpus`` tasks holding half of what is left: few tasks (each costs a scheduling gap), the last
     ones single items so the workers finish together, and each task samples the whole plan, not one input."""
-    from pipeline.executors import _factored_blocks
+    from gristmill.pipeline.executors import _factored_blocks
 
     blocks = _factored_blocks([{"unit": i} for i in range(n_items)], cpus)
     units = [u for b in blocks for u in b["unit"]]
@@ -110,7 +110,7 @@ def test_ray_data_cold_start_is_shortened_on_the_installed_ray():
     fails, and the 2-worker start of every segment must be checked again (BENCHMARKS.md, issue 9)."""
     from ray.data._internal.execution.resource_manager import ResourceManager
 
-    from pipeline.executors import _shorten_ray_data_cold_start
+    from gristmill.pipeline.executors import _shorten_ray_data_cold_start
 
     assert _shorten_ray_data_cold_start()
     assert ResourceManager.GLOBAL_LIMITS_UPDATE_INTERVAL_S <= 0.1
@@ -157,7 +157,7 @@ def test_bounded_tasks_never_run_more_than_their_slots_and_return_every_result(r
     block's result comes back. Half-CPU tasks here: Ray alone would run 4 of them at once on 2 CPUs."""
     import ray
 
-    from pipeline.executors import _run_bounded
+    from gristmill.pipeline.executors import _run_bounded
 
     concurrency, counted = _counting_tasks()
     counter = ray.remote(num_cpus=0)(concurrency).remote()
@@ -173,7 +173,7 @@ def test_bounded_tasks_never_run_more_than_their_slots_and_return_every_result(r
 def test_bounded_tasks_raise_the_tasks_own_error(ray_cluster):
     import ray
 
-    from pipeline.executors import _run_bounded
+    from gristmill.pipeline.executors import _run_bounded
 
     concurrency, counted = _counting_tasks()
     counter = ray.remote(num_cpus=0)(concurrency).remote()
@@ -217,7 +217,7 @@ def test_local_ray_keeps_idle_workers_while_a_task_holds_every_cpu(ray_cluster):
     ("actors", True, False),
 ])
 def test_stateful_stages_setting_picks_tasks_or_actor_pools_by_where_ray_runs(setting, embedded, as_tasks):
-    from pipeline.spec import ExecutionSpec
+    from gristmill.pipeline.spec import ExecutionSpec
 
     executor = RayExecutor.for_execution(ExecutionSpec(stateful_stages=setting, max_actors=3), embedded=embedded)
     assert executor.stateful_as_tasks is as_tasks

@@ -31,7 +31,7 @@ PLUGIN = '''
 import os
 import time
 
-from stages.base import GlobalStage, StageOutput, StageParams, StreamingStage
+from gristmill.stages.base import GlobalStage, StageOutput, StageParams, StreamingStage
 
 
 class CrashOnceParams(StageParams):

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from pipeline import jobs
-from pipeline.jobs import JobError, build_submission, load_runtime_env, read_auth_token
+from gristmill.pipeline import jobs
+from gristmill.pipeline.jobs import JobError, build_submission, load_runtime_env, read_auth_token
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -29,7 +29,7 @@ BIN = Path(sys.executable).parent
 def test_packaged_submission_runs_the_checkout_on_the_cluster(tmp_path):
     entrypoint, env, metadata = build_submission(str(REPO / "examples" / "demo.yaml"), run_dir="/shared/runs/demo",
                                                  working_dir=str(REPO))
-    assert entrypoint == ("python -m pipeline.cli run examples/demo.yaml --run-dir /shared/runs/demo "
+    assert entrypoint == ("python -m gristmill.pipeline.cli run examples/demo.yaml --run-dir /shared/runs/demo "
                           "--executor ray --quiet")
     assert env["working_dir"] == str(REPO) and ".venv" in env["excludes"] and ".git" in env["excludes"]
     assert metadata == {"gristmill_pipeline": "demo", "gristmill_run_dir": "/shared/runs/demo"}
@@ -57,7 +57,7 @@ def test_submissions_that_cannot_work_are_refused(kwargs, message):
 
 
 def test_an_invalid_pipeline_is_refused_before_upload(tmp_path):
-    from pipeline.spec import SpecError
+    from gristmill.pipeline.spec import SpecError
 
     bad = tmp_path / "bad.yaml"
     bad.write_text("name: x\ninputs: [{source: a, format: jsonl, paths: [a]}]\nsteps: [{stage: no.such_v1}]\n")
@@ -99,7 +99,7 @@ def test_auth_token_is_found_where_ray_looks(tmp_path, monkeypatch):
 
 
 def test_commands_without_an_address_fail_with_a_message(monkeypatch, capsys):
-    from pipeline.cli import main
+    from gristmill.pipeline.cli import main
 
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
     monkeypatch.delenv("RAY_API_SERVER_ADDRESS", raising=False)
@@ -208,7 +208,7 @@ def test_submit_demo_to_a_real_head_and_read_the_result(ray_head):
          # The same files as gristmill's upload, so the same content-addressed package path on the cluster:
          # the plan hash covers the input files' absolute paths, which live inside that package.
          "--runtime-env-json", json.dumps({"excludes": jobs.DEFAULT_EXCLUDES}),
-         "--", "python", "-m", "pipeline.cli", "run", "examples/crawl-clean.yaml", "--run-dir", run_dir, "--quiet"],
+         "--", "python", "-m", "gristmill.pipeline.cli", "run", "examples/crawl-clean.yaml", "--run-dir", run_dir, "--quiet"],
         # Ray's own CLI sends the token only when RAY_AUTH_MODE=token is set on the submitting side.
         env={**env, "RAY_AUTH_MODE": "token"}, cwd=REPO, capture_output=True, text=True, timeout=180)
     assert plain.returncode == 0, plain.stdout + plain.stderr
@@ -240,7 +240,7 @@ def test_stop_head_only_touches_processes_naming_its_dir(tmp_path):
 
 def test_jobs_module_names_no_ray_at_import():
     # `gristmill validate` and friends build the parser, which adds these commands: no Ray import for that.
-    code = "import sys, pipeline.cli as c; c.build_parser(); print('ray' in sys.modules)"
+    code = "import sys, gristmill.pipeline.cli as c; c.build_parser(); print('ray' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
     assert out.stdout.strip() == "False", out.stderr
     assert jobs.EXIT_USAGE == 2

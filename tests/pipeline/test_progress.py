@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import io
 
-from pipeline.progress import Progress, totals_by_step
+from gristmill.pipeline.progress import Progress, totals_by_step
 
 
 class FakeClock:

@@ -29,10 +29,10 @@ def s3_query(monkeypatch):
 
 
 def test_demo_on_s3_matches_the_local_run(tmp_path, data_dir, s3_query):
-    from pipeline import build_plan, parse_pipeline, storage
-    from pipeline.executors import LocalExecutor
-    from pipeline.run import run_plan
-    from pipeline.rundir import RunDir
+    from gristmill.pipeline import build_plan, parse_pipeline, storage
+    from gristmill.pipeline.executors import LocalExecutor
+    from gristmill.pipeline.run import run_plan
+    from gristmill.pipeline.rundir import RunDir
 
     for f in [*(data_dir / "warc").glob("*.warc.gz"), *(data_dir / "python-stdlib").glob("*.py")]:
         storage.resolve(f"s3://gristmill-run/data/{f.parent.name}/{f.name}?{s3_query}").write_bytes(f.read_bytes())

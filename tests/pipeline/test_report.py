@@ -13,16 +13,16 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline import LocalExecutor, RunDir, build_plan, run_plan
-from pipeline.inspection import connect
-from pipeline.report import write_report
-from pipeline.spec import load_pipeline, parse_pipeline
+from gristmill.pipeline import LocalExecutor, RunDir, build_plan, run_plan
+from gristmill.pipeline.inspection import connect
+from gristmill.pipeline.report import write_report
+from gristmill.pipeline.spec import load_pipeline, parse_pipeline
 
 REPO = Path(__file__).resolve().parents[2]
 CHROMIUM = Path("/usr/bin/chromium")
 # Stages of the later pipeline steps register when their modules are imported.
-LATER_STAGES = ["stages.lang.fasttext_lid", "stages.quality.heuristics", "stages.quality.fasttext_quality",
-                "dedup.stages", "stages.tokenize.train", "stages.tokenize.encode", "mixtures.stages"]
+LATER_STAGES = ["gristmill.stages.lang.fasttext_lid", "gristmill.stages.quality.heuristics", "gristmill.stages.quality.fasttext_quality",
+                "gristmill.dedup.stages", "gristmill.stages.tokenize.train", "gristmill.stages.tokenize.encode", "gristmill.mixtures.stages"]
 
 FULL = """\
 name: report-full
@@ -112,7 +112,7 @@ def full_run(tmp_path_factory, data_dir) -> Path:
     """Every step from WARC records to shards, on the local executor."""
     for module in LATER_STAGES:
         importlib.import_module(module)
-    from pipeline.registry import get_stage
+    from gristmill.pipeline.registry import get_stage
 
     models = tmp_path_factory.mktemp("report-models")
     quality_model = get_stage("quality.fasttext_v1").contract_params(models)["model"]
@@ -325,7 +325,7 @@ def test_chromium_request_log_catches_an_external_resource(tmp_path):
 
 
 def test_report_stats_are_parquet_views_for_sql(full_run):
-    from pipeline._internal.report_stats import TABLES, create_views
+    from gristmill.pipeline._internal.report_stats import TABLES, create_views
 
     con = connect(full_run)
     made = create_views(con, full_run)

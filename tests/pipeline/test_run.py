@@ -11,9 +11,9 @@ import pyarrow.parquet as pq
 import pytest
 import warcio.archiveiterator
 
-from pipeline import LocalExecutor, RunDir, run_plan
-from pipeline.inspection import connect, inspect_run
-from pipeline.rundir import StaleSegmentError
+from gristmill.pipeline import LocalExecutor, RunDir, run_plan
+from gristmill.pipeline.inspection import connect, inspect_run
+from gristmill.pipeline.rundir import StaleSegmentError
 
 from demo_pipeline import DEMO, make_plan
 

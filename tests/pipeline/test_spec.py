@@ -4,8 +4,8 @@ import textwrap
 
 import pytest
 
-from pipeline.plan import build_plan
-from pipeline.spec import SpecError, load_pipeline, parse_pipeline
+from gristmill.pipeline.plan import build_plan
+from gristmill.pipeline.spec import SpecError, load_pipeline, parse_pipeline
 
 BASE = """\
 name: t

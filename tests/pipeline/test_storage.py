@@ -11,8 +11,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline import storage
-from pipeline.storage import Location, StorageError, resolve
+from gristmill.pipeline import storage
+from gristmill.pipeline.storage import Location, StorageError, resolve
 
 
 # --- local ----------------------------------------------------------------------------------------------------

@@ -9,11 +9,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
-from pipeline._internal.runner import account, _sources
-from pipeline.plan import Step
-from pipeline.registry import all_stages
-from pipeline.rundir import write_parquet_atomic
-from stages.base import PART_COLUMN, GlobalContext, GlobalStage, StageOutput
+from gristmill.pipeline._internal.runner import account, _sources
+from gristmill.pipeline.plan import Step
+from gristmill.pipeline.registry import all_stages
+from gristmill.pipeline.rundir import write_parquet_atomic
+from gristmill.stages.base import PART_COLUMN, GlobalContext, GlobalStage, StageOutput
 
 ODD_TEXTS = [
     "",

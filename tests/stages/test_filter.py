@@ -5,7 +5,7 @@ from __future__ import annotations
 import pyarrow as pa
 import pytest
 
-from stages.filter import Filter, FilterExpressionError, describe, expand
+from gristmill.stages.filter import Filter, FilterExpressionError, describe, expand
 
 
 def table() -> pa.Table:

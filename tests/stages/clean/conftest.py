@@ -8,7 +8,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from stages.base import PART_COLUMN, StageOutput
+from gristmill.stages.base import PART_COLUMN, StageOutput
 
 CLEAN_DATA = Path(__file__).parents[2] / "data" / "clean"
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from stages.clean.boilerplate import Boilerplate
+from gristmill.stages.clean.boilerplate import Boilerplate
 
 from .conftest import lines_of, run
 

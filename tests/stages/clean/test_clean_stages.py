@@ -9,9 +9,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
-from pipeline.registry import get_stage
-from stages.base import PART_COLUMN, StreamingStage
-from stages.clean import Boilerplate, Normalize, Pii
+from gristmill.pipeline.registry import get_stage
+from gristmill.stages.base import PART_COLUMN, StreamingStage
+from gristmill.stages.clean import Boilerplate, Normalize, Pii
 
 from .conftest import doc_table, lines_of
 

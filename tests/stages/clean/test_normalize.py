@@ -10,8 +10,8 @@ import pyarrow.compute as pc
 import pytest
 from pydantic import ValidationError
 
-from stages.clean import normalize as N
-from stages.clean.normalize import Normalize
+from gristmill.stages.clean import normalize as N
+from gristmill.stages.clean.normalize import Normalize
 
 from .conftest import lines_of, run
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from stages.clean.pii import Pii
+from gristmill.stages.clean.pii import Pii
 
 from .conftest import lines_of, run
 

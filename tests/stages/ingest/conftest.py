@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from stages.ingest.base import RECORD_SCHEMA, Limits, Reader, Unit
+from gristmill.stages.ingest.base import RECORD_SCHEMA, Limits, Reader, Unit
 
 WARC_DIR = Path(__file__).parents[2] / "data" / "warc"
 CC_SAMPLE = WARC_DIR / "cc-main-2020-34-sample.warc.gz"

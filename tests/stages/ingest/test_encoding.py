@@ -5,7 +5,7 @@ import re
 import pytest
 from fastwarc.warc import ArchiveIterator, WarcRecordType
 
-from stages.ingest.encoding import decode_html, decode_text
+from gristmill.stages.ingest.encoding import decode_html, decode_text
 
 from .conftest import CC_SAMPLE
 

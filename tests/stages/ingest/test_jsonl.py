@@ -6,9 +6,9 @@ import json
 import pytest
 import zstandard
 
-from stages.ingest import reasons
-from stages.ingest.base import Limits
-from stages.ingest.jsonl import JsonlReader
+from gristmill.stages.ingest import reasons
+from gristmill.stages.ingest.base import Limits
+from gristmill.stages.ingest.jsonl import JsonlReader
 
 from .conftest import WHIRLWIND_WET, documents, read_rows, reasons_of
 

@@ -4,10 +4,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from stages.ingest import reasons
-from stages.ingest.base import Limits
-from stages.ingest.parquet import ParquetReader
-from stages.ingest.warc import WarcReader
+from gristmill.stages.ingest import reasons
+from gristmill.stages.ingest.base import Limits
+from gristmill.stages.ingest.parquet import ParquetReader
+from gristmill.stages.ingest.warc import WarcReader
 
 from .conftest import CC_SAMPLE, documents, read_rows
 

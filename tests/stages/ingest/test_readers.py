@@ -2,9 +2,9 @@ from __future__ import annotations
 
 import pytest
 
-import stages.ingest.readers as readers
-from pipeline.registry import get_reader
-from stages.ingest.base import Limits
+import gristmill.stages.ingest.readers as readers
+from gristmill.pipeline.registry import get_reader
+from gristmill.stages.ingest.base import Limits
 
 
 def test_importing_readers_registers_every_format():

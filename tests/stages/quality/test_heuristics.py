@@ -5,11 +5,11 @@ from __future__ import annotations
 import pyarrow as pa
 import pytest
 
-from pipeline.registry import get_stage
-from stages.base import PART_COLUMN
-from stages.filter import Filter, evaluate, expand, filter_presets
-from stages.quality import presets
-from stages.quality.heuristics import QualityHeuristics
+from gristmill.pipeline.registry import get_stage
+from gristmill.stages.base import PART_COLUMN
+from gristmill.stages.filter import Filter, evaluate, expand, filter_presets
+from gristmill.stages.quality import presets
+from gristmill.stages.quality.heuristics import QualityHeuristics
 
 from .conftest import doc_table
 
@@ -40,7 +40,7 @@ def test_registered_with_presets():
     for name in (*FAMILIES, "multilingual"):
         assert registered[name] == presets.PRESETS[name]
     # every column a preset reads is one the stage declares
-    from stages.filter import columns_of
+    from gristmill.stages.filter import columns_of
 
     for name in FAMILIES:
         assert columns_of(expand({"preset": name})) <= set(QualityHeuristics.output_columns)

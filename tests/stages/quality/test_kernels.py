@@ -13,8 +13,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from stages.quality import signals
-from stages.quality.charsets import PUNCTUATION_SET
+from gristmill.stages.quality import signals
+from gristmill.stages.quality.charsets import PUNCTUATION_SET
 
 DATA = Path(__file__).parents[2] / "data"
 TOKEN_FIELDS = ("count", "lengths", "symbol", "has_alpha", "ids")

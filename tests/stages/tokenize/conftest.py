@@ -9,9 +9,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from stages.base import GlobalContext
-from stages.tokenize.bbpe import BbpeParams
-from stages.tokenize.train import train_tokenizer
+from gristmill.stages.base import GlobalContext
+from gristmill.stages.tokenize.bbpe import BbpeParams
+from gristmill.stages.tokenize.train import train_tokenizer
 
 SMALL_VOCAB = 1000
 

@@ -12,7 +12,7 @@ import pytest
 from pydantic import ValidationError
 from tokenizers import Tokenizer, pre_tokenizers
 
-from stages.tokenize.bbpe import BbpeParams, sha256_text, train_on_samples
+from gristmill.stages.tokenize.bbpe import BbpeParams, sha256_text, train_on_samples
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
@@ -82,9 +82,9 @@ def test_training_is_deterministic_across_processes_and_thread_counts(trained, t
     """A fresh process (new hash seeds) with one Rust thread reproduces the session tokenizer byte for byte."""
     script = (
         "import sys, json\n"
-        "from stages.tokenize.bbpe import BbpeParams\n"
-        "from stages.tokenize.train import train_tokenizer\n"
-        "from stages.base import GlobalContext\n"
+        "from gristmill.stages.tokenize.bbpe import BbpeParams\n"
+        "from gristmill.stages.tokenize.train import train_tokenizer\n"
+        "from gristmill.stages.base import GlobalContext\n"
         "parts, out, run = json.loads(sys.argv[1])\n"
         "ctx = GlobalContext(input_parts=parts, artifacts_dir=out, seed=17, executor='local', step_index=3, "
         "run_dir=run)\n"

@@ -10,7 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 from tokenizers import Tokenizer
 
-from stages.tokenize.cli import train_tokenizer_cli
+from gristmill.stages.tokenize.cli import train_tokenizer_cli
 
 
 def _meta(directory) -> dict:

@@ -9,9 +9,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from tokenizers import Tokenizer
 
-from pipeline.registry import get_stage
-from stages.base import DOCUMENT_SCHEMA, PART_COLUMN
-from stages.tokenize.encode import TokenizeBbpeV1, batch_bounds
+from gristmill.pipeline.registry import get_stage
+from gristmill.stages.base import DOCUMENT_SCHEMA, PART_COLUMN
+from gristmill.stages.tokenize.encode import TokenizeBbpeV1, batch_bounds
 
 
 @pytest.fixture(scope="module")
@@ -27,7 +27,7 @@ def reference(trained) -> Tokenizer:
 
 
 def test_registered_as_an_actor_stage():
-    import stages.tokenize  # noqa: F401
+    import gristmill.stages.tokenize  # noqa: F401
 
     assert get_stage("tokenize.bbpe_v1") is TokenizeBbpeV1
     assert TokenizeBbpeV1.resources.actor

@@ -7,7 +7,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
-from stages.tokenize.sample import count_table, merge_counts, plan_sample, sample_table, unit_hash
+from gristmill.stages.tokenize.sample import count_table, merge_counts, plan_sample, sample_table, unit_hash
 
 
 def test_unit_hash_is_fixed_by_seed_and_doc_id_and_uniform():

@@ -14,8 +14,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from stages.tokenize.bbpe import BbpeParams, new_tokenizer, train_on_samples
-from stages.tokenize.encode import (
+from gristmill.stages.tokenize.bbpe import BbpeParams, new_tokenizer, train_on_samples
+from gristmill.stages.tokenize.encode import (
     TiktokenIncompatible,
     TokenizeBbpeV1,
     byte_level_alphabet,

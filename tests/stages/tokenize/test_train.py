@@ -7,13 +7,13 @@ import json
 import pytest
 from tokenizers import Tokenizer
 
-from pipeline.registry import get_stage
-from stages.base import GlobalStage
-from stages.tokenize.train import TrainBbpeV1
+from gristmill.pipeline.registry import get_stage
+from gristmill.stages.base import GlobalStage
+from gristmill.stages.tokenize.train import TrainBbpeV1
 
 
 def test_registered_as_a_global_stage():
-    import stages.tokenize  # noqa: F401  (the lead imports it from stages.builtin)
+    import gristmill.stages.tokenize  # noqa: F401  (the lead imports it from gristmill.stages.builtin)
 
     assert get_stage("tokenizer.train_bbpe_v1") is TrainBbpeV1
     assert issubclass(TrainBbpeV1, GlobalStage)
@@ -42,7 +42,7 @@ def test_build_trains_from_parquet_parts_into_the_artifacts_dir(corpus, make_par
 
 
 def test_mixture_preset_sets_the_sample_shares(corpus, make_parts, make_context, tmp_path):
-    from mixtures.solver import load_mixture
+    from gristmill.mixtures.solver import load_mixture
 
     parts = make_parts(corpus, tmp_path / "segments" / "01-x", 2)
     stage = TrainBbpeV1({"vocab_size": 700, "sample_bytes": 30_000, "mixture": "llama"})
