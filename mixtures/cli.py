@@ -15,7 +15,7 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 from gristmill.mixtures import shards
-from gristmill.pipeline.storage import sha256_file
+from gristmill.core.storage import sha256_file
 from gristmill.stages.base import require
 
 

@@ -23,7 +23,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from gristmill.mixtures.packer import keyed_hash, read_ipc
-from gristmill.pipeline.storage import resolve, sha256_file
+from gristmill.core.storage import resolve, sha256_file
 
 MANIFEST = "manifest.json"
 SHARDS_DIR = "shards"

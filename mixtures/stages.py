@@ -27,7 +27,7 @@ from pydantic import Field, model_validator
 from gristmill.mixtures import packer, shards
 from gristmill.mixtures.solver import InfeasibleMixture, MixturePlan, MixtureSolver, MixtureSpec, load_mixture
 from gristmill.pipeline.registry import register_stage
-from gristmill.pipeline.storage import sha256_file
+from gristmill.core.storage import sha256_file
 from gristmill.stages.base import GlobalContext, GlobalStage, StageParams, require
 
 SEPARATOR_TOKEN = "<|endoftext|>"

@@ -108,7 +108,7 @@ def load_runtime_env(path: str | os.PathLike) -> dict[str, Any]:
 
 
 def _is_absolute(path: str) -> bool:
-    from gristmill.pipeline.storage import is_absolute
+    from gristmill.core.storage import is_absolute
 
     return is_absolute(path)
 

@@ -18,7 +18,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from gristmill.pipeline import storage
+from gristmill.core import storage
 from gristmill.pipeline.registry import get_reader, get_stage
 from gristmill.pipeline.spec import InputSpec, PipelineSpec, SpecError
 from gristmill.stages.base import DOCUMENT_SCHEMA, Stage

@@ -6,7 +6,7 @@ import dataclasses
 import time
 from pathlib import Path
 
-from gristmill.pipeline import storage
+from gristmill.core import storage
 from gristmill.pipeline.executors import LocalExecutor, RayExecutor, SegmentResult
 from gristmill.pipeline.plan import Plan, Segment
 from gristmill.pipeline.rundir import RunDir, StaleSegmentError, atomic_write_json

@@ -14,7 +14,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from gristmill.pipeline import storage
+from gristmill.core import storage
 
 SUCCESS = "_SUCCESS"
 
@@ -24,7 +24,7 @@ class StaleSegmentError(RuntimeError):
 
 
 def atomic_write_bytes(path: str | os.PathLike | storage.Location, data: bytes) -> None:
-    """Local: temp file + rename; object stores: the final key written once (see pipeline/storage.py)."""
+    """Local: temp file + rename; object stores: the final key written once (see gristmill/core/storage.py)."""
     storage.resolve(path).write_bytes(data)
 
 

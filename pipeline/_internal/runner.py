@@ -12,7 +12,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from gristmill.pipeline import storage
+from gristmill.core import storage
 from gristmill.pipeline.plan import IngestUnit, Plan, Step
 from gristmill.pipeline.rundir import part_file_name, write_parquet_atomic
 from gristmill.stages.base import PART_COLUMN, REJECT_REASON, GlobalStage, Stage, StageOutput

@@ -13,7 +13,7 @@ from typing import BinaryIO, Iterator
 
 import pyarrow as pa
 
-from gristmill.pipeline.storage import is_uri, open_input
+from gristmill.core.storage import is_uri, open_input
 from gristmill.stages.base import require
 from gristmill.stages.ingest import reasons
 from gristmill.stages.ingest.base import Reader, ReaderOptions, RecordBatcher, Unit

@@ -8,7 +8,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from gristmill.pipeline import storage
+from gristmill.core import storage
 from gristmill.stages.ingest import reasons
 from gristmill.stages.ingest.base import RECORD_SCHEMA, Reader, ReaderOptions, Unit
 

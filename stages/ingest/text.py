@@ -11,7 +11,7 @@ from typing import Iterator
 import pyarrow as pa
 from pydantic import Field
 
-from gristmill.pipeline.storage import is_uri, open_input
+from gristmill.core.storage import is_uri, open_input
 from gristmill.stages.ingest import reasons
 from gristmill.stages.ingest.base import Reader, ReaderOptions, RecordBatcher, Unit
 from gristmill.stages.ingest.encoding import decode_text

@@ -13,7 +13,7 @@ from typing import Any, BinaryIO, ClassVar, Iterator
 
 import pyarrow as pa
 
-from gristmill.pipeline.storage import open_input
+from gristmill.core.storage import open_input
 from gristmill.stages.base import require
 from gristmill.stages.ingest import reasons
 from gristmill.stages.ingest.base import Limits, Reader, ReaderOptions, RecordBatcher, Unit

@@ -21,7 +21,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from gristmill.pipeline.storage import sha256_file
+from gristmill.core.storage import sha256_file
 from gristmill.stages.lang import fasttext_model
 
 POSITIVE_LABEL = "__label__hq"

@@ -223,7 +223,7 @@ def sha256_text(text: str) -> str:
 
 def write_atomic(path: str, text: str) -> None:
     """Write to a temporary name and rename into place, so a crash never leaves a half file."""
-    from gristmill.pipeline.storage import resolve
+    from gristmill.core.storage import resolve
 
     resolve(path).write_text(text)
 

@@ -29,7 +29,8 @@ def s3_query(monkeypatch):
 
 
 def test_demo_on_s3_matches_the_local_run(tmp_path, data_dir, s3_query):
-    from gristmill.pipeline import build_plan, parse_pipeline, storage
+    from gristmill.core import storage
+    from gristmill.pipeline import build_plan, parse_pipeline
     from gristmill.pipeline.executors import LocalExecutor
     from gristmill.pipeline.run import run_plan
     from gristmill.pipeline.rundir import RunDir

@@ -1,4 +1,4 @@
-"""pipeline/storage.py on the local disk, on a real S3-compatible server (moto's server mode on 127.0.0.1) and
+"""gristmill/core/storage.py on the local disk, on a real S3-compatible server (moto's server mode on 127.0.0.1) and
 on an fsspec-only filesystem (``memory://``)."""
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from gristmill.pipeline import storage
-from gristmill.pipeline.storage import Location, StorageError, resolve
+from gristmill.core import storage
+from gristmill.core.storage import Location, StorageError, resolve
 
 
 # --- local ----------------------------------------------------------------------------------------------------
