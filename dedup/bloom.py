@@ -18,10 +18,10 @@ import os
 
 import numpy as np
 
+from gristmill.dedup.hash_constants import H2_SALT
 from gristmill.dedup.hashing import fmix64, kernels
 from gristmill.dedup.parallel import atomic_write
 
-H2_SALT = np.uint64(0x2545F4914F6CDD1D)
 
 
 def optimal_size(capacity: int, fp_rate: float) -> tuple[int, int]:

@@ -22,8 +22,8 @@ from gristmill.dedup.hashing import hash_ranges64, hash_strings64
 from gristmill.dedup.lsh import band_keys, optimal_param
 from gristmill.dedup.minhash import ShingleSpec, empty_value, estimated_jaccard, signatures
 from gristmill.dedup.normalize import Normalization, normalize_batch
-from gristmill.dedup.parallel import Runner, atomic_write, partition_of, split_by_partition
-from gristmill.pipeline.registry import register_stage
+from gristmill.dedup.parallel import atomic_write, partition_of, split_by_partition
+from gristmill.core.runtime import ActorHandle, Runtime
 from gristmill.stages.base import GlobalContext, GlobalStage, StageOutput, StageParams
 
 READ_BATCH_ROWS = 8192  # rows read from a part at a time: bounds the memory of one task
@@ -178,7 +178,6 @@ def _write_clusters(path: str, rows):
     return np.sort(member[duplicate]), size[~duplicate]
 
 
-@register_stage
 class MinHashDedup(GlobalStage):
     """Near-duplicate removal: MinHash-LSH candidates, connected components, keep each cluster's smallest
     doc_id. Writes ``RUN_DIR/dedup/NN-minhash/`` (clusters Parquet, stats.json, signatures when verifying)."""
@@ -189,14 +188,14 @@ class MinHashDedup(GlobalStage):
 
     def build(self, ctx: GlobalContext) -> np.ndarray:
         p: MinHashParams = self.params
-        runner = Runner(ctx.executor)
+        runner = ctx.runtime
         bands, rows = p.banding()
         P = p.partitions
-        out_dir = os.path.join(ctx.artifacts_dir, f"{ctx.step_index:02d}-minhash")
+        out_dir = os.fspath(ctx.state)
         os.makedirs(os.path.join(out_dir, "clusters"), exist_ok=True)
         if p.verify:
             os.makedirs(os.path.join(out_dir, "signatures"), exist_ok=True)
-        parts = sorted(ctx.input_parts)
+        parts = sorted(os.fspath(loc) for loc in ctx.input_parts)
         signed = [
             runner.submit(
                 _sign_part, path, p, (bands, rows),
@@ -230,7 +229,7 @@ class MinHashDedup(GlobalStage):
             "candidate_pairs": sum(b["candidate_pairs"] for b in bucket_stats),
             "pairs_after_verification": sum(b["pairs"] for b in bucket_stats),
             "components_rounds": rounds, "bands": bands, "rows": rows, "num_perm": p.num_perm,
-            "threshold": p.threshold, "partitions": P, "executor": ctx.executor,
+            "threshold": p.threshold, "partitions": P,
         }
         _write_json(os.path.join(out_dir, "stats.json"), stats)
         return drop
@@ -375,7 +374,6 @@ def _doc_batches(infos: list[dict]) -> list[list[int]]:
     return batches
 
 
-@register_stage
 class BloomDedup(GlobalStage):
     """Exact dedup with a partitioned Bloom filter over a 64-bit hash of normalized text (document or
     paragraph) or of the URL; the first occurrence in doc_id order wins. Writes
@@ -386,11 +384,11 @@ class BloomDedup(GlobalStage):
 
     def build(self, ctx: GlobalContext):
         p: BloomParams = self.params
-        runner = Runner(ctx.executor)
-        out_dir = os.path.join(ctx.artifacts_dir, f"{ctx.step_index:02d}-bloom-{p.granularity}")
+        runner = ctx.runtime
+        out_dir = os.fspath(ctx.state)
         loaded_meta = self._check_loadable(p) if p.load else None
         P = loaded_meta["partitions"] if loaded_meta else p.partitions
-        parts = sorted(ctx.input_parts)
+        parts = sorted(os.fspath(loc) for loc in ctx.input_parts)
         keyed = [runner.submit(_bloom_key_task, path, p, P, num_returns=P + 1) for path in parts]
         infos = runner.get([k[P] for k in keyed])
         per_partition = np.sum([inf["keys_per_partition"] for inf in infos], axis=0) if infos else np.zeros(P, int)
@@ -398,24 +396,24 @@ class BloomDedup(GlobalStage):
         results = []
         for batch in _doc_batches(infos):
             for q in range(P):
-                results.append(self._call(runner, actors[q], "process", *[keyed[i][q] for i in batch]))
+                results.append(actors[q].call("process", *[keyed[i][q] for i in batch]))
         dups = runner.get(results)
         dup_docs = np.concatenate([d[0] for d in dups]) if dups else np.zeros(0, np.uint64)
         dup_paras = np.concatenate([d[1] for d in dups]) if dups else np.zeros(0, np.int64)
         if p.save and not p.read_only:
             os.makedirs(out_dir, exist_ok=True)
             filters = runner.get([
-                self._call(runner, a, "save", bloom_mod.partition_path(out_dir, q)) for q, a in enumerate(actors)
+                a.call("save", bloom_mod.partition_path(out_dir, q)) for q, a in enumerate(actors)
             ])
             _write_json(os.path.join(out_dir, "bloom.json"), dict(p.key_spec(), partitions=P, filters=filters))
         else:
-            filters = runner.get([self._call(runner, a, "info") for a in actors])
+            filters = runner.get([a.call("info") for a in actors])
         docs_in = sum(inf["docs"] for inf in infos)
         stats = {
             "stage": self.name, "granularity": p.granularity, "docs_in": docs_in,
             "keys": int(per_partition.sum()), "repeated_keys": int(len(dup_docs)),
             "documents_with_repeats": int(len(np.unique(dup_docs))), "partitions": P,
-            "fp_rate_target": p.fp_rate, "loaded_from": p.load, "read_only": p.read_only, "executor": ctx.executor,
+            "fp_rate_target": p.fp_rate, "loaded_from": p.load, "read_only": p.read_only,
             "filters": filters,
             "estimated_fp_rate": max((f["estimated_fp_rate"] for f in filters), default=0.0),
         }
@@ -438,21 +436,11 @@ class BloomDedup(GlobalStage):
         return meta
 
     @staticmethod
-    def _partition(runner: Runner, p: BloomParams, q: int, keys: int, num_partitions: int):
+    def _partition(runtime: Runtime, p: BloomParams, q: int, keys: int, num_partitions: int) -> ActorHandle:
         load_path = bloom_mod.partition_path(p.load, q) if p.load else None
         capacity = math.ceil(p.capacity / num_partitions) if p.capacity else max(keys, 1)
         bits, hashes = bloom_mod.optimal_size(capacity, p.fp_rate)
-        if not runner.use_ray:
-            return BloomPartition(bits, hashes, load_path, p.read_only)
-        import ray
-
-        return ray.remote(num_cpus=0)(BloomPartition).remote(bits, hashes, load_path, p.read_only)
-
-    @staticmethod
-    def _call(runner: Runner, actor, method: str, *args):
-        if not runner.use_ray:
-            return getattr(actor, method)(*args)
-        return getattr(actor, method).remote(*args)
+        return runtime.actor(BloomPartition, bits, hashes, load_path, p.read_only)
 
     def apply(self, table: pa.Table, state) -> StageOutput:
         p: BloomParams = self.params

@@ -133,8 +133,8 @@ def cmd_verify(args) -> int:
 
 # Commands with argument parsers of their own: (module, function(argv) -> exit code, help).
 DELEGATED = {
-    "train-tokenizer": ("gristmill.stages.tokenize.cli", "train_tokenizer_cli", "train a byte-level BPE tokenizer"),
-    "train-quality": ("gristmill.stages.quality.cli", "train_quality_cli", "train a fastText quality classifier"),
+    "train-tokenizer": ("gristmill.pipeline.tokenizer_cli", "train_tokenizer_cli", "train a byte-level BPE tokenizer"),
+    "train-quality": ("gristmill.pipeline.quality_cli", "train_quality_cli", "train a fastText quality classifier"),
 }
 
 

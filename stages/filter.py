@@ -20,8 +20,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import field_validator
 
-from gristmill.pipeline.registry import register_stage
-from gristmill.stages.base import StageOutput, StageParams, StreamingStage
+from gristmill.stages.base import StageOutput, StageParams, StreamingStage, Threshold
 
 COMPARISONS = {"eq": "==", "ne": "!=", "lt": "<", "le": "<=", "gt": ">", "ge": ">="}
 SET_OPS = ("in", "not_in")
@@ -37,17 +36,17 @@ class FilterExpressionError(ValueError):
 
 
 def register_filter_preset(name: str, expression: Mapping[str, Any]) -> None:
-    """Register a named expression, e.g. the Gopher thresholds; names are unique."""
-    if name in _PRESETS and _PRESETS[name] != expression:
+    """Register a named expression besides the built-in ones (``stages/quality/presets.py``); names are unique."""
+    if name in filter_presets() and filter_presets()[name] != expression:
         raise ValueError(f"filter preset {name!r} is already registered")
     _PRESETS[name] = dict(expression)
 
 
 def filter_presets() -> dict[str, dict]:
-    from gristmill.pipeline.registry import _load
+    """The built-in presets (Gopher, C4, FineWeb ...) and the registered ones, by name."""
+    from gristmill.stages.quality.presets import PRESETS
 
-    _load()
-    return dict(_PRESETS)
+    return {**PRESETS, **_PRESETS}
 
 
 def expand(expr: Any, path: str = "") -> dict:
@@ -191,6 +190,16 @@ def reject_reasons(expr: Mapping[str, Any], table: pa.Table, prefix: str = "filt
     return reasons.combine_chunks() if isinstance(reasons, pa.ChunkedArray) else reasons
 
 
+def numeric_clauses(expr: Mapping[str, Any]) -> list[Threshold]:
+    """Every numeric comparison of an expanded expression, as a threshold."""
+    if "col" in expr:
+        return [Threshold(expr["col"], COMPARISONS[op], float(value)) for op, value in expr.items()
+                if op in COMPARISONS and isinstance(value, (int, float)) and not isinstance(value, bool)]
+    if "not" in expr:
+        return numeric_clauses(expr["not"])
+    return [t for key in ("all", "any") for e in expr.get(key, []) for t in numeric_clauses(e)]
+
+
 class FilterParams(StageParams):
     expr: dict
     # Optional name used in drop reasons instead of "filter".
@@ -207,12 +216,25 @@ class FilterParams(StageParams):
             raise ValueError(str(exc)) from None
 
 
-@register_stage
 class Filter(StreamingStage):
     """Drops rows whose columns fail ``expr``; the YAML step ``- filter: EXPR`` is sugar for this stage."""
 
     name: ClassVar[str] = "filter_v1"
     Params = FilterParams
+
+    @classmethod
+    def thresholds(cls, params: Mapping[str, Any]) -> list[Threshold]:
+        return numeric_clauses(expand(params["expr"]))
+
+    @classmethod
+    def column_errors(cls, params: Mapping[str, Any],
+                      available: Mapping[str, pa.DataType]) -> list[tuple[str, str]]:
+        """The expression may only read columns that exist by then, with values of their types."""
+        missing = sorted(columns_of(params["expr"]) - set(available))
+        if missing:
+            return [("filter", f"column(s) {missing} do not exist at this step; available: {sorted(available)}")]
+        mismatched = type_errors(params["expr"], available)
+        return [("filter", "; ".join(mismatched))] if mismatched else []
 
     def process(self, table: pa.Table) -> StageOutput:
         if table.num_rows == 0:

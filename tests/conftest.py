@@ -9,6 +9,9 @@ import pytest
 
 DATA = Path(__file__).parent / "data"
 
+# A corpus, its parts and a tokenizer trained on them: used by the tokenize stage and train-tokenizer tests.
+pytest_plugins = ["tokenizer_fixtures"]
+
 @pytest.fixture(scope="session")
 def data_dir() -> Path:
     return DATA

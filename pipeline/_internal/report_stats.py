@@ -20,6 +20,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from gristmill.pipeline.registry import RegistryError, get_stage
 from gristmill.pipeline.rundir import RunDir, write_parquet_atomic
 from gristmill.stages.base import REJECT_REASON
 
@@ -116,47 +117,18 @@ def _rows_relation(rd: RunDir, seg: SegmentInfo, columns: list[str]) -> str:
 
 # --- thresholds -----------------------------------------------------------------------------------------------
 
-_OPS = {"eq": "==", "ne": "!=", "lt": "<", "le": "<=", "gt": ">", "ge": ">="}
-
-
-def _clauses(expr: Any) -> list[tuple[str, str, float]]:
-    """(column, op, value) for every numeric comparison in a filter expression (presets expanded)."""
-    if not isinstance(expr, dict):
-        return []
-    if "preset" in expr:
-        try:
-            from gristmill.stages.filter import expand
-
-            return _clauses(expand(expr))
-        except (ImportError, ValueError):
-            return []
-    if "col" in expr:
-        out = []
-        for op, value in expr.items():
-            if op in _OPS and isinstance(value, (int, float)) and not isinstance(value, bool):
-                out.append((expr["col"], _OPS[op], float(value)))
-        return out
-    if "not" in expr:
-        return _clauses(expr["not"])
-    return [c for key in ("all", "any") for e in expr.get(key, []) for c in _clauses(e)]
-
-
 def thresholds_table(plan: dict | None) -> pa.Table:
     rows = []
     for seg in (plan or {}).get("segments", []):
         for step in seg.get("steps", []):
             params = step.get("params") or {}
             base = {"position": step["position"], "step": step["label"], "stage": step["stage_name"]}
-            if step["stage_name"] == "filter_v1":
-                for col, op, value in _clauses(params.get("expr")):
-                    rows.append({**base, "column": col, "op": op, "value": value, "lang": None})
-            elif step["stage_name"].startswith("lang.") and isinstance(params.get("thresholds"), dict):
-                # Language ID sets lang_pass from a per-language minimum lang_score.
-                if params.get("default_threshold"):
-                    rows.append({**base, "column": "lang_score", "op": ">=",
-                                 "value": float(params["default_threshold"]), "lang": None})
-                for lang, value in sorted(params["thresholds"].items()):
-                    rows.append({**base, "column": "lang_score", "op": ">=", "value": float(value), "lang": lang})
+            try:
+                thresholds = get_stage(step["stage_name"]).thresholds(params)
+            except (RegistryError, ValueError, KeyError, TypeError):  # a plan of stages not installed here
+                thresholds = []
+            for t in thresholds:
+                rows.append({**base, "column": t.column, "op": t.op, "value": t.value, "lang": t.lang})
     schema = pa.schema([("position", pa.int32()), ("step", pa.string()), ("stage", pa.string()),
                         ("column", pa.string()), ("op", pa.string()), ("value", pa.float64()),
                         ("lang", pa.string())])

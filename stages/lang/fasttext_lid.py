@@ -9,15 +9,14 @@ Dropping is left to the ``filter`` step, e.g. ``{all: [{col: lang, in: [en]}, {c
 from __future__ import annotations
 
 import re
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, Mapping
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import Field
 
-from gristmill.pipeline.registry import register_stage
-from gristmill.stages.base import Resources, StageOutput, StageParams, StreamingStage
+from gristmill.stages.base import Resources, StageOutput, StageParams, StreamingStage, Threshold
 from gristmill.stages.lang import fasttext_model
 
 
@@ -35,7 +34,6 @@ class LangIdParams(StageParams):
     label_prefix: str = "__label__"
 
 
-@register_stage
 class FastTextLangId(StreamingStage):
     name: ClassVar[str] = "lang.fasttext_v1"
     Params = LangIdParams
@@ -47,6 +45,13 @@ class FastTextLangId(StreamingStage):
     }
 
     model: Any = None
+
+    @classmethod
+    def thresholds(cls, params: Mapping[str, Any]) -> list[Threshold]:
+        """lang_pass is lang_score >= a per-language minimum (default_threshold for the others)."""
+        out = [Threshold("lang_score", ">=", float(params["default_threshold"]))] \
+            if params.get("default_threshold") else []
+        return out + [Threshold("lang_score", ">=", float(v), lang) for lang, v in sorted(params["thresholds"].items())]
 
     def setup(self) -> None:
         path = self.params.model or fasttext_model.default_lid_model()
