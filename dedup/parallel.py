@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
-from typing import Callable
-
 import numpy as np
 
 
@@ -19,18 +15,3 @@ def split_by_partition(part: np.ndarray, num_partitions: int, *columns: np.ndarr
     order = np.argsort(part, kind="stable")
     bounds = np.searchsorted(part[order], np.arange(num_partitions + 1))
     return [tuple(c[order[bounds[p] : bounds[p + 1]]] for c in columns) for p in range(num_partitions)]
-
-
-def atomic_write(path: str, write: Callable[[str], None]) -> None:
-    """Write through ``write(tmp_path)`` into a temporary file next to ``path``, then rename it into place."""
-    directory = os.path.dirname(path) or "."
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=os.path.splitext(path)[1])
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise

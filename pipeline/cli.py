@@ -112,14 +112,14 @@ def cmd_report(args) -> int:
 
 
 def cmd_show(args) -> int:
-    from gristmill.mixtures.cli import show_row
+    from gristmill.pipeline.shards_cli import show_row
 
     print(show_row(args.run_dir, args.row))
     return 0
 
 
 def cmd_verify(args) -> int:
-    from gristmill.mixtures.cli import verify
+    from gristmill.pipeline.shards_cli import verify
 
     problems = verify(args.run_dir)
     for p in problems:

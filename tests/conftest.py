@@ -9,8 +9,9 @@ import pytest
 
 DATA = Path(__file__).parent / "data"
 
-# A corpus, its parts and a tokenizer trained on them: used by the tokenize stage and train-tokenizer tests.
-pytest_plugins = ["tokenizer_fixtures"]
+# Shared fixtures: a corpus with a tokenizer trained on it (tokenize stages, train-tokenizer) and a tokenized
+# run directory to pack (mixture step, shard commands).
+pytest_plugins = ["tokenizer_fixtures", "mixture_fixtures"]
 
 @pytest.fixture(scope="session")
 def data_dir() -> Path:

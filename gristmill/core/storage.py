@@ -193,6 +193,13 @@ class Location:
         with self.open_input() as fh:
             return pq.read_table(fh, columns=columns)
 
+    def read_parquet_schema(self) -> pa.Schema:
+        """A Parquet file's schema, from its footer only."""
+        if self.is_local:
+            return pq.read_schema(self.path)
+        with self.open_input() as fh:
+            return pq.read_schema(fh)
+
     def parquet_file(self) -> pq.ParquetFile:
         """A ``ParquetFile`` to read row groups or batches from; remote files are read into memory first (a
         random-access Arrow file over an object store would issue a request per read)."""

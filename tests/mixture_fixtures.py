@@ -16,7 +16,7 @@ from runtimes import runtime_for
 
 from gristmill.stages.base import GlobalContext
 
-CORPUS = Path(__file__).parents[1] / "data" / "mixtures" / "corpus.en"
+CORPUS = Path(__file__).parent / "data" / "mixtures" / "corpus.en"
 # Slots per cycle of documents: sources get uneven amounts of text (common_crawl most, the rest less).
 SOURCE_CYCLE = ["common_crawl"] * 8 + ["c4"] * 3 + ["github", "wikipedia", "books", "arxiv", "stackexchange"]
 
