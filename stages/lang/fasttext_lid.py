@@ -37,8 +37,8 @@ class LangIdParams(StageParams):
     sampling: Literal["prefix", "lines", "document"] = "prefix"
     max_chars: int = Field(2000, gt=0)
     max_lines: int = Field(100, gt=0)
-    # Piece size of sampling "document", in UTF-8 bytes (about 4,000 characters of Latin-script text).
-    chunk_bytes: int = Field(4096, ge=256)
+    # Piece size of sampling "document", in UTF-8 bytes (about 2,000 characters of Latin-script text, 700 of CJK).
+    chunk_bytes: int = Field(2048, ge=256)
     # Minimum lang_score per language for lang_pass; languages not listed use default_threshold.
     # Keys are language codes or their aliases (``no`` and ``nb`` are the same key).
     thresholds: dict[str, float] = {}
