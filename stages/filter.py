@@ -10,6 +10,10 @@ A comparison with a null is unknown (SQL semantics) and an unknown row is droppe
 ``sources`` it applies to; rows of other sources pass. Each top-level clause of an ``all`` is evaluated
 separately, so a dropped row is counted under the first clause it fails (``lang_score<0.65``), which is what makes
 the drops of a filter countable by reason.
+
+Values compared with the ``lang`` column are language codes: aliases are read as gristmill's code (``iw`` as
+``he``, ``no`` as ``nb``, ``zh-Hans`` as ``zh``; see ``stages/lang/codes.py``), an unknown code is refused with the
+list of known ones, and YAML's boolean false (an unquoted ``no``) is read as ``no``.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import pyarrow.compute as pc
 from pydantic import field_validator
 
 from gristmill.stages.base import StageOutput, StageParams, StreamingStage, Threshold
+from gristmill.stages.lang.codes import LANG_COLUMN, LanguageCodeError, to_code
 
 COMPARISONS = {"eq": "==", "ne": "!=", "lt": "<", "le": "<=", "gt": ">", "ge": ">="}
 SET_OPS = ("in", "not_in")
@@ -87,10 +92,22 @@ def expand(expr: Any, path: str = "") -> dict:
             raise FilterExpressionError(
                 f"{where}{op}", f"unknown operator; use one of {sorted([*COMPARISONS, *SET_OPS, 'is_null'])}"
             )
+        if expr["col"] == LANG_COLUMN and op != "is_null":
+            return {"col": LANG_COLUMN, op: _language_codes(value, f"{where}{op}")}
         return dict(expr)
     raise FilterExpressionError(
         path, f"cannot read keys {sorted(keys)}: use {{col, OP}}, all, any, not or preset"
     )
+
+
+def _language_codes(value: Any, path: str) -> Any:
+    """gristmill's code for a compared value (or each value of a list), FilterExpressionError naming the spot."""
+    if not isinstance(value, list):
+        try:
+            return to_code(value)
+        except LanguageCodeError as exc:
+            raise FilterExpressionError(path, str(exc)) from None
+    return [_language_codes(v, f"{path}[{i}]") for i, v in enumerate(value)]
 
 
 def columns_of(expr: Mapping[str, Any]) -> set[str]:
