@@ -13,7 +13,7 @@ from typing import BinaryIO, Iterator
 
 import pyarrow as pa
 
-from gristmill.core.storage import is_uri, open_input
+from gristmill.core.storage import is_uri, open_input, resolve
 from gristmill.stages.base import require
 from gristmill.stages.ingest import reasons
 from gristmill.stages.ingest.base import Reader, ReaderOptions, RecordBatcher, Unit
@@ -28,15 +28,17 @@ class JsonlOptions(ReaderOptions):
 
 
 def open_decompressed(path: str) -> BinaryIO:
-    """A binary stream of the file's bytes, decompressing ``.gz`` / ``.zst`` by suffix."""
-    if path.endswith(".gz"):
+    """A binary stream of the file's bytes, decompressing ``.gz`` / ``.zst`` by the suffix of the file's name
+    (a URI's ``?query`` is not part of it)."""
+    name = resolve(path).name
+    if name.endswith(".gz"):
         if not is_uri(path):
             return gzip.open(path, "rb")
         raw = open_input(path)
         stream = gzip.GzipFile(fileobj=raw, mode="rb")
         stream.myfileobj = raw  # GzipFile.close() closes the object it owns (as gzip.open does)
         return stream
-    if path.endswith(".zst") or path.endswith(".zstd"):
+    if name.endswith((".zst", ".zstd")):
         zstandard = require("zstandard", "zstd")
         raw = open_input(path)
         reader = zstandard.ZstdDecompressor().stream_reader(raw, closefd=True)

@@ -11,7 +11,7 @@ from typing import Iterator
 import pyarrow as pa
 from pydantic import Field
 
-from gristmill.core.storage import is_uri, open_input
+from gristmill.core.storage import is_uri, open_input, resolve
 from gristmill.stages.ingest import reasons
 from gristmill.stages.ingest.base import Reader, ReaderOptions, RecordBatcher, Unit
 from gristmill.stages.ingest.encoding import decode_text
@@ -33,7 +33,7 @@ class TextReader(Reader):
         opts: TextOptions = self.options  # type: ignore[assignment]
         if opts.extensions is not None:
             suffixes = tuple(opts.extensions)
-            paths = [p for p in paths if p.endswith(suffixes)]
+            paths = [p for p in paths if resolve(p).name.endswith(suffixes)]
         size = opts.files_per_unit
         return [
             Unit(first_index + i, tuple(paths[start : start + size]))

@@ -8,7 +8,7 @@ import zstandard
 
 from gristmill.stages.ingest import reasons
 from gristmill.stages.ingest.base import Limits
-from gristmill.stages.ingest.jsonl import JsonlReader
+from gristmill.stages.ingest.jsonl import JsonlReader, open_decompressed
 
 from .conftest import WHIRLWIND_WET, documents, read_rows, reasons_of
 
@@ -57,6 +57,14 @@ def test_bad_lines_are_rejected_and_the_rest_is_read(tmp_path, name, small_batch
     assert [d["origin"] for d in documents(rows)] == [f"doc-{i}" for i in range(8)]
     assert documents(rows)[0]["url"] == "https://an.wikipedia.org/0"
     assert rows[3]["origin"] == f"{path}:4"  # no id on a malformed line: path:line (1-based)
+
+
+@pytest.mark.parametrize("name", ["docs.jsonl.gz", "docs.jsonl.zst"])
+def test_compression_is_read_from_the_name_not_the_uri_query(tmp_path, name):
+    """An object-store URI carries its options after the name (``...jsonl.gz?endpoint_override=...``)."""
+    path = tmp_path / name
+    _write(path, b'{"text": "one"}\n{"text": "two"}\n')
+    assert open_decompressed(f"file://{path}?scheme=http").read() == b'{"text": "one"}\n{"text": "two"}\n'
 
 
 def test_default_origin_is_path_and_line(tmp_path):
