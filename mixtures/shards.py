@@ -3,7 +3,8 @@
 Layout under the run directory::
 
     shards/part-00000.parquet   rows_per_shard rows (the last shard may hold fewer), zstd
-    manifest.json               written last: shards with rows, tokens per source and sha256, the mixture
+    manifest.json               written last: shards with rows, tokens per source and sha256, the mixture,
+                                and the plan hash and segment (name, hash) it was packed from
 
 Every shard carries the mixture: a seeded permutation of all rows' source labels decides which source fills
 each position, and each source's rows (already in a hash-shuffled document order) fill its positions in
@@ -153,46 +154,68 @@ class ManifestError(ValueError):
 
 
 def load_manifest(run_dir: str) -> dict[str, Any]:
-    path = os.path.join(run_dir, MANIFEST)
-    if not os.path.exists(path):
-        raise ManifestError(f"{path}: no manifest (the mixture step has not completed in this run directory)")
-    with open(path, encoding="utf-8") as f:
-        manifest = json.load(f)
+    loc = resolve(run_dir) / MANIFEST
+    if not loc.exists():
+        raise ManifestError(f"{loc}: no manifest (the mixture step has not completed in this run directory)")
+    manifest = json.loads(loc.read_text())
     if manifest.get("format") != MANIFEST_FORMAT:
-        raise ManifestError(f"{path}: format {manifest.get('format')!r}, expected {MANIFEST_FORMAT!r}")
+        raise ManifestError(f"{loc}: format {manifest.get('format')!r}, expected {MANIFEST_FORMAT!r}")
     return manifest
 
 
-def verify_shards(run_dir: str, checksums: bool = True) -> list[str]:
-    """Problems found comparing ``manifest.json`` with the shard files (empty list: all consistent)."""
+def has_shards(run_dir: str) -> bool:
+    """A manifest or a shards/ folder: something a packing step wrote (or began to write)."""
+    root = resolve(run_dir)
+    return (root / MANIFEST).exists() or bool((root / SHARDS_DIR).iterdir())
+
+
+def check_provenance(manifest: dict[str, Any], plan: Mapping[str, Any]) -> list[str]:
+    """The manifest must come from the run directory's current plan: its plan hash, and its segment's hash."""
+    problems = []
+    if manifest.get("plan_hash") != plan.get("plan_hash"):
+        problems.append(f"{MANIFEST}: packed from plan {manifest.get('plan_hash')}, but plan.json is plan "
+                        f"{plan.get('plan_hash')}: the shards belong to another plan (rerun the pipeline)")
+    segments = {s["name"]: s["hash"] for s in plan.get("segments", [])}
+    name = manifest.get("segment")
+    if name is not None and segments.get(name) != manifest.get("segment_hash"):
+        problems.append(f"{MANIFEST}: packed by segment {name} with hash {manifest.get('segment_hash')}, but "
+                        f"plan.json's segment {name} has hash {segments.get(name)}")
+    return problems
+
+
+def verify_shards(run_dir: str, checksums: bool = True, plan: Mapping[str, Any] | None = None) -> list[str]:
+    """Problems found comparing ``manifest.json`` with the shard files, and with ``plan`` (the run's
+    ``plan.json``) when given (empty list: all consistent)."""
     try:
         manifest = load_manifest(run_dir)
     except (ManifestError, json.JSONDecodeError) as exc:
         return [str(exc)]
-    problems = []
+    root = resolve(run_dir)
+    problems = check_provenance(manifest, plan) if plan is not None else []
     seq_len = manifest["seq_len"]
     listed = set()
     totals: dict[str, int] = {}
     for entry in manifest["shards"]:
         rel = entry["path"]
         listed.add(rel)
-        path = os.path.join(run_dir, rel)
-        if not os.path.exists(path):
+        path = root / rel
+        if not path.exists():
             problems.append(f"{rel}: listed in the manifest but missing")
             continue
         if checksums and sha256_file(path) != entry["sha256"]:
             problems.append(f"{rel}: sha256 differs from the manifest's {entry['sha256'][:12]}...")
         try:
-            pf = pq.ParquetFile(path)
+            with path.open_input() as fh:
+                pf = pq.ParquetFile(fh)
+                num_rows, ids_type = pf.metadata.num_rows, pf.schema_arrow.field("input_ids").type
+                sources = pf.read(columns=["source"]).column("source").value_counts().to_pylist()
         except Exception as exc:  # a damaged file is a finding, not a crash
             problems.append(f"{rel}: not readable as Parquet ({exc})")
             continue
-        if pf.metadata.num_rows != entry["rows"]:
-            problems.append(f"{rel}: {pf.metadata.num_rows} rows, the manifest says {entry['rows']}")
-        ids_type = pf.schema_arrow.field("input_ids").type
+        if num_rows != entry["rows"]:
+            problems.append(f"{rel}: {num_rows} rows, the manifest says {entry['rows']}")
         if not (pa.types.is_fixed_size_list(ids_type) and ids_type.list_size == seq_len):
             problems.append(f"{rel}: input_ids is {ids_type}, expected fixed_size_list<int32>[{seq_len}]")
-        sources = pf.read(columns=["source"]).column("source").value_counts().to_pylist()
         found = {d["values"]: d["counts"] * seq_len for d in sources}
         if found != entry["tokens_per_source"]:
             problems.append(f"{rel}: tokens per source {found}, the manifest says {entry['tokens_per_source']}")
@@ -201,8 +224,7 @@ def verify_shards(run_dir: str, checksums: bool = True) -> list[str]:
     for s, info in manifest["sources"].items():
         if totals.get(s, 0) != info["tokens"]:
             problems.append(f"source {s}: {totals.get(s, 0):,} tokens in the shards, the manifest says {info['tokens']:,}")
-    shard_dir = os.path.join(run_dir, SHARDS_DIR)
-    on_disk = {f"{SHARDS_DIR}/{n}" for n in os.listdir(shard_dir)} if os.path.isdir(shard_dir) else set()
+    on_disk = {f"{SHARDS_DIR}/{loc.name}" for loc in (root / SHARDS_DIR).iterdir()}
     for extra in sorted(on_disk - listed):
         problems.append(f"{extra}: in shards/ but not in the manifest")
     return problems

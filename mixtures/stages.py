@@ -27,7 +27,7 @@ from pydantic import Field, model_validator
 from gristmill.mixtures import packer, shards
 from gristmill.mixtures.solver import InfeasibleMixture, MixturePlan, MixtureSolver, MixtureSpec, load_mixture
 from gristmill.pipeline.registry import register_stage
-from gristmill.core.storage import sha256_file
+from gristmill.core.storage import resolve, sha256_file
 from gristmill.stages.base import GlobalContext, GlobalStage, StageParams, require
 
 SEPARATOR_TOKEN = "<|endoftext|>"
@@ -229,12 +229,14 @@ def pack_job(job: PackJob) -> shards.StagedSource:
 # --- the stage ---------------------------------------------------------------------------------------------
 
 
-def read_plan_hash(run_dir: str) -> str | None:
-    path = os.path.join(run_dir, "plan.json")
-    if not os.path.exists(path):
-        return None
-    with open(path, encoding="utf-8") as f:
-        return json.load(f).get("plan_hash")
+def plan_provenance(run_dir: str, step_index: int) -> dict[str, Any]:
+    """The plan hash of the run directory's ``plan.json``, and the name and hash of the segment holding step
+    ``step_index``: what ``verify`` compares the manifest with (None where there is no plan.json)."""
+    loc = resolve(run_dir) / "plan.json"
+    plan = json.loads(loc.read_text()) if loc.exists() else {}
+    segment = next((s for s in plan.get("segments", [])
+                    if any(t.get("position") == step_index for t in s.get("steps", []))), {})
+    return {"plan_hash": plan.get("plan_hash"), "segment": segment.get("name"), "segment_hash": segment.get("hash")}
 
 
 def relative(path: str, run_dir: str) -> str:
@@ -260,7 +262,7 @@ def build_manifest(
         "rows": plan.total_rows,
         "tokens": plan.total_tokens,
         "seed": ctx.seed,
-        "plan_hash": read_plan_hash(ctx.run_dir),
+        **plan_provenance(ctx.run_dir, ctx.step_index),
         "params_sha256": hashlib.sha256(params.model_dump_json().encode()).hexdigest(),
         "tokenizer": {
             "path": relative(tok.path, ctx.run_dir),
@@ -335,6 +337,9 @@ class MixturePack(GlobalStage):
 
     def build(self, ctx: GlobalContext) -> None:
         params: MixturePackParams = self.params
+        # First of all: the old manifest must not vouch for shards this packing replaces, nor survive a
+        # packing that fails (an infeasible mixture) to look current.
+        (resolve(ctx.run_dir) / shards.MANIFEST).delete()
         solver = params.solver()  # a malformed preset fails before any reading
         tok = load_tokenizer_info(params.tokenizer or os.path.join(ctx.run_dir, "tokenizer", "tokenizer.json"))
         parts = sorted(ctx.input_parts)
@@ -346,8 +351,6 @@ class MixturePack(GlobalStage):
         staging = os.path.join(ctx.artifacts_dir, "staging")
         shard_dir = os.path.join(ctx.run_dir, shards.SHARDS_DIR)
         manifest_path = os.path.join(ctx.run_dir, shards.MANIFEST)
-        if os.path.exists(manifest_path):  # the old manifest must not vouch for shards being replaced
-            os.remove(manifest_path)
         shutil.rmtree(staging, ignore_errors=True)
         os.makedirs(staging)
         os.makedirs(shard_dir, exist_ok=True)
