@@ -22,8 +22,8 @@ How the lease is created:
   issue 44281), so creation is best effort: look, write our lease, wait ``settle_s``, read it back and compare
   the owner token; the later of two writers wins and the other backs off. Remaining race: a second run whose
   PUT lands more than ``settle_s`` after its own look (a stalled client) can overwrite a lease its rival has
-  already confirmed; both then run until the first heartbeat, which notices that the lease names another owner
-  and makes the loser stop before its next commit (``LeaseLostError``). A takeover (``force_unlock``) of a stale
+  already confirmed. Both then run, but before every commit a run reads the lease back (``check``), so the one
+  it does not name stops (``LeaseLostError``) without committing; their parts are the same bytes either way. A takeover (``force_unlock``) of a stale
   lease on an object store is delete-then-create with the same best effort.
 """
 
@@ -191,7 +191,11 @@ class RunLease:
             self._remove_if(self.record["owner"])
 
     def check(self) -> None:
-        """Raise ``LeaseLostError`` if the heartbeat found our lease taken over."""
+        """Raise ``LeaseLostError`` unless the lease still names this run (read now, not at the last beat)."""
+        if self.lost is None:
+            current = self.read()
+            if current is None or current.get("owner") != self.record["owner"]:
+                self.lost = describe(current) if current else "nobody (the lease was deleted)"
         if self.lost is not None:
             raise LeaseLostError(f"{self.location}: this run's lease was taken over by {self.lost}; "
                                  "it stops without committing more")

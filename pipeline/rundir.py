@@ -6,8 +6,8 @@ store), so a crash never leaves a half-written file under its final name. A segm
 committed with the part's rows, size and xxh3-128 hash. The next segment reads exactly the listed parts, and
 resume and ``verify`` check them (``check_parts``): a part missing, changed or added since the commit is found.
 
-xxh3-128 rather than sha256: resume re-hashes every committed part on every rerun, and xxh3 is about ten times
-cheaper (benchmarks/part_hash.py); it is a checksum against accidents (a deleted, truncated, overwritten or
+xxh3-128 rather than sha256: resume re-hashes every committed part on every rerun, and xxh3 is over ten times
+cheaper (benchmarks/part_hash.py measures both); it is a checksum against accidents (a deleted, truncated, overwritten or
 half-synced file), not against someone forging a part with a colliding hash.
 """
 
