@@ -25,6 +25,10 @@ How the lease is created:
   already confirmed. Both then run, but before every commit a run reads the lease back (``check``), so the one
   it does not name stops (``LeaseLostError``) without committing; their parts are the same bytes either way. A takeover (``force_unlock``) of a stale
   lease on an object store is delete-then-create with the same best effort.
+
+A heartbeat reads the lease and rewrites it if it is still ours; a holder that was only stalled (its heartbeat
+aged past ``stale_after_s``, it was taken over) and wakes between that read and that write puts its own lease
+back. The run that took over then finds a lease not naming it at its next commit and stops; one of the two goes on.
 """
 
 from __future__ import annotations

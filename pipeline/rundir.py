@@ -174,10 +174,11 @@ class RunDir:
         for part in marker["parts"]:
             loc = on_disk.pop(part["path"], None)
             name = f"{where}/{part['path']}"
+            size = loc.size() if loc is not None else None
             if loc is None:
                 problems.append(f"{name}: listed in {SUCCESS} but missing")
-            elif loc.size() != part["bytes"]:
-                problems.append(f"{name}: {loc.size():,} bytes, {SUCCESS} lists {part['bytes']:,}")
+            elif size != part["bytes"]:
+                problems.append(f"{name}: {size:,} bytes, {SUCCESS} lists {part['bytes']:,}")
             elif hashes and file_digest(loc) != part[PART_HASH]:
                 problems.append(f"{name}: content changed ({PART_HASH} differs from the one in {SUCCESS})")
         problems += [f"{where}/{name}: a part file not listed in {SUCCESS}" for name in sorted(on_disk)]
