@@ -113,15 +113,15 @@ def cmd_report(args) -> int:
 
 
 def cmd_show(args) -> int:
-    from gristmill.mixtures.cli import show_row
+    from gristmill.pipeline.shards_cli import show_row
 
     print(show_row(args.run_dir, args.row))
     return 0
 
 
 def cmd_verify(args) -> int:
-    from gristmill.mixtures.cli import has_shards, verify
     from gristmill.pipeline.rundir import RunDir
+    from gristmill.pipeline.shards_cli import has_shards, verify
 
     run_dir = RunDir(args.run_dir)
     plan = run_dir.read_plan()
@@ -142,8 +142,8 @@ def cmd_verify(args) -> int:
 
 # Commands with argument parsers of their own: (module, function(argv) -> exit code, help).
 DELEGATED = {
-    "train-tokenizer": ("gristmill.stages.tokenize.cli", "train_tokenizer_cli", "train a byte-level BPE tokenizer"),
-    "train-quality": ("gristmill.stages.quality.cli", "train_quality_cli", "train a fastText quality classifier"),
+    "train-tokenizer": ("gristmill.pipeline.tokenizer_cli", "train_tokenizer_cli", "train a byte-level BPE tokenizer"),
+    "train-quality": ("gristmill.pipeline.quality_cli", "train_quality_cli", "train a fastText quality classifier"),
 }
 
 

@@ -155,6 +155,15 @@ class RunDir:
         """Write ``_SUCCESS`` last; ``info["parts"]`` lists each part as ``{path, rows, bytes, xxh3_128}``."""
         atomic_write_json(self.success_path(segment_name), info)
 
+    def commit_written_parts(self, segment_name: str, segment_hash: str = "") -> dict:
+        """Commit a segment whose part files were written outside an executor (a test fixture, an import):
+        lists every part file in its directory with rows, size and hash, and writes ``_SUCCESS``."""
+        seg = storage.resolve(self.segment_dir(segment_name))
+        parts = [part_entry(loc) for loc in seg.glob(PART_GLOB)]
+        marker = {"hash": segment_hash, "rows": sum(p["rows"] for p in parts), "parts": parts}
+        self.commit_segment(segment_name, marker)
+        return marker
+
     def segment_parts(self, segment_name: str, marker: dict | None = None) -> list[str]:
         """The parts a committed segment listed in its ``_SUCCESS`` (never a listing of the directory)."""
         marker = marker if marker is not None else self.marker(segment_name)
@@ -216,6 +225,14 @@ class RunDir:
         if not root.exists():
             return []
         return sorted(p for p in root.iterdir() if (p / SUCCESS).exists())
+
+
+def part_entry(path: str | os.PathLike | storage.Location) -> dict:
+    """A part file's ``_SUCCESS`` entry, from the file: name, rows, size and hash."""
+    loc = storage.resolve(path)
+    with loc.open_input() as fh:
+        rows = pq.ParquetFile(fh).metadata.num_rows
+    return {"path": loc.name, "rows": rows, "bytes": loc.size(), PART_HASH: file_digest(loc)}
 
 
 def listed_parts(marker: dict) -> list[dict]:

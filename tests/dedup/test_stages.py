@@ -10,12 +10,11 @@ import pytest
 from pydantic import ValidationError
 
 from gristmill.dedup.stages import BloomDedup, MinHashDedup
-from gristmill.pipeline.registry import register_stage
+from gristmill.pipeline.registry import get_stage
 
 
 def test_registered_under_versioned_names():
-    # gristmill.dedup.stages registers on import; the registry would refuse a different class under the same name.
-    assert register_stage(MinHashDedup) is MinHashDedup and register_stage(BloomDedup) is BloomDedup
+    assert get_stage("dedup.minhash_v1") is MinHashDedup and get_stage("dedup.bloom_v1") is BloomDedup
     assert MinHashDedup.is_global and BloomDedup.is_global
 
 
@@ -27,7 +26,7 @@ def test_minhash_removes_near_duplicates_and_keeps_smallest_doc_id(tmp_path, bui
     assert {20, 21, 22, 23, 24} <= set(kept)  # copies with a smaller doc_id than their original are kept
     assert {4030, 4031, 4032, 4033, 4034} <= set(kept)  # half-shared documents are not near duplicates
 
-    out = os.path.join(ctx.artifacts_dir, "03-minhash")
+    out = os.fspath(ctx.state)
     stats = json.load(open(os.path.join(out, "stats.json")))
     assert stats["docs_in"] == 65 and stats["docs_out"] == 65 - len(dups)
     assert stats["clusters"] == len(dups) and stats["cluster_size_histogram"] == {"2": len(dups)}
@@ -60,7 +59,7 @@ def test_bloom_document_granularity_first_occurrence_wins(tmp_path, build, near_
     exact = {d for d, o in dups.items() if d >= 3000}  # re-cased / re-punctuated copies
     assert dropped == {d: "exact_duplicate" for d in exact | {1003, 1100}}
     assert 5 in kept and 1000 in kept
-    stats = json.load(open(os.path.join(ctx.artifacts_dir, "03-bloom-document", "stats.json")))
+    stats = json.load(open(os.path.join(ctx.state, "stats.json")))
     assert stats["docs_out"] == stats["docs_in"] - len(dropped)
     assert 0 <= stats["estimated_fp_rate"] < 0.01
 
@@ -85,7 +84,7 @@ def test_bloom_url_and_saved_filter_for_incremental_runs_and_decontamination(tmp
     first = build.write_parts(tmp_path / "a", [[(i, en_sentences[i], f"https://x.org/{i}") for i in range(10)]])
     ctx = build.context(tmp_path / "a", first)
     build.run_global(BloomDedup({"capacity": 10_000}), ctx)  # room for later crawls
-    saved = os.path.join(ctx.artifacts_dir, "03-bloom-document")
+    saved = os.fspath(ctx.state)
     assert json.load(open(os.path.join(saved, "bloom.json")))["partitions"] == 4
 
     # The next crawl: two documents seen before, one repeated within the batch, two new.
@@ -95,7 +94,7 @@ def test_bloom_url_and_saved_filter_for_incremental_runs_and_decontamination(tmp
     ctx_b = build.context(tmp_path / "b", second)
     kept, dropped, _ = build.run_global(BloomDedup({"load": saved}), ctx_b)
     assert kept == [101, 104] and set(dropped) == {100, 102, 103}
-    grown = json.load(open(os.path.join(ctx_b.artifacts_dir, "03-bloom-document", "bloom.json")))
+    grown = json.load(open(os.path.join(ctx_b.state, "bloom.json")))
     assert sum(f["inserted"] for f in grown["filters"]) == 12  # 10 loaded + 2 new keys, saved for the next run
 
     # Decontamination: read-only, drops only what the eval filter holds, keeps repeats among themselves.

@@ -12,9 +12,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from runtimes import runtime_for
+
+from gristmill.pipeline.rundir import RunDir
 from gristmill.stages.base import GlobalContext
 
-CORPUS = Path(__file__).parents[1] / "data" / "mixtures" / "corpus.en"
+CORPUS = Path(__file__).parent / "data" / "mixtures" / "corpus.en"
 # Slots per cycle of documents: sources get uneven amounts of text (common_crawl most, the rest less).
 SOURCE_CYCLE = ["common_crawl"] * 8 + ["c4"] * 3 + ["github", "wikipedia", "books", "arxiv", "stackexchange"]
 
@@ -88,7 +91,7 @@ def make_run_dir(root: Path, docs: pa.Table, tokenizer_file: Path, n_parts: int 
     bounds = np.linspace(0, docs.num_rows, n_parts + 1).astype(int)
     for p in range(n_parts):
         pq.write_table(docs.slice(bounds[p], bounds[p + 1] - bounds[p]), seg / f"part-{p:05d}.parquet")
-    (seg / "_SUCCESS").write_text("")
+    RunDir(root).commit_written_parts("02-tokenize")
     (root / "tokenizer").mkdir()
     shutil.copy(tokenizer_file, root / "tokenizer" / "tokenizer.json")
     return root
@@ -101,15 +104,7 @@ def input_parts(run_dir: Path) -> list[str]:
 def run_pack(run_dir: Path, params: dict, seed: int = 0, executor: str = "local"):
     from gristmill.mixtures.stages import MixturePack
 
-    ctx = GlobalContext(
-        input_parts=input_parts(run_dir),
-        artifacts_dir=str(run_dir / "mixture"),
-        seed=seed,
-        executor=executor,
-        step_index=3,
-        run_dir=str(run_dir),
-    )
-    os.makedirs(ctx.artifacts_dir, exist_ok=True)
+    ctx = GlobalContext.for_step(run_dir, MixturePack.name, 3, input_parts(run_dir), runtime_for(executor), seed)
     return MixturePack(params).build(ctx)
 
 
