@@ -3,7 +3,8 @@
 Layout under the run directory::
 
     shards/part-00000.parquet   rows_per_shard rows (the last shard may hold fewer), zstd
-    manifest.json               written last: shards with rows, tokens per source and sha256, the mixture
+    manifest.json               written last: shards with rows, tokens per source and sha256, the mixture,
+                                and the plan hash and segment (name, hash) it was packed from
 
 Every shard carries the mixture: a seeded permutation of all rows' source labels decides which source fills
 each position, and each source's rows (already in a hash-shuffled document order) fill its positions in
@@ -155,14 +156,35 @@ def load_manifest(run_dir: str | Location) -> dict[str, Any]:
     return manifest
 
 
-def verify_shards(run_dir: str | Location, checksums: bool = True) -> list[str]:
-    """Problems found comparing ``manifest.json`` with the shard files (empty list: all consistent)."""
+def has_shards(run_dir: str | Location) -> bool:
+    """A manifest or a shards/ folder: something a packing step wrote (or began to write)."""
+    layout = RunLayout(run_dir)
+    return layout.manifest.exists() or bool(layout.shards_dir.iterdir())
+
+
+def check_provenance(manifest: dict[str, Any], plan: Mapping[str, Any]) -> list[str]:
+    """The manifest must come from the run directory's current plan: its plan hash, and its segment's hash."""
+    problems = []
+    if manifest.get("plan_hash") != plan.get("plan_hash"):
+        problems.append(f"manifest.json: packed from plan {manifest.get('plan_hash')}, but plan.json is plan "
+                        f"{plan.get('plan_hash')}: the shards belong to another plan (rerun the pipeline)")
+    segments = {s["name"]: s["hash"] for s in plan.get("segments", [])}
+    name = manifest.get("segment")
+    if name is not None and segments.get(name) != manifest.get("segment_hash"):
+        problems.append(f"manifest.json: packed by segment {name} with hash {manifest.get('segment_hash')}, but "
+                        f"plan.json's segment {name} has hash {segments.get(name)}")
+    return problems
+
+
+def verify_shards(run_dir: str | Location, checksums: bool = True, plan: Mapping[str, Any] | None = None) -> list[str]:
+    """Problems found comparing ``manifest.json`` with the shard files, and with ``plan`` (the run's
+    ``plan.json``) when given (empty list: all consistent)."""
     layout = RunLayout(run_dir)
     try:
         manifest = load_manifest(run_dir)
     except (ManifestError, json.JSONDecodeError) as exc:
         return [str(exc)]
-    problems = []
+    problems = check_provenance(manifest, plan) if plan is not None else []
     seq_len = manifest["seq_len"]
     listed = set()
     totals: dict[str, int] = {}

@@ -225,8 +225,14 @@ def pack_job(job: PackJob) -> shards.StagedSource:
 # --- the stage ---------------------------------------------------------------------------------------------
 
 
-def read_plan_hash(layout: RunLayout) -> str | None:
-    return layout.plan.read_json().get("plan_hash") if layout.plan.is_file() else None
+def plan_provenance(ctx: GlobalContext) -> dict[str, Any]:
+    """The plan hash of the run directory's ``plan.json``, and the name and hash of the segment this step
+    heads (the step whose state directory is ``ctx.state``): what ``verify`` compares the manifest with."""
+    layout = ctx.layout
+    plan = layout.plan.read_json() if layout.plan.is_file() else {}
+    segment = next((s for s in plan.get("segments", []) for t in s.get("steps", [])
+                    if layout.step_state(t["stage_name"], t["position"]) == ctx.state), {})
+    return {"plan_hash": plan.get("plan_hash"), "segment": segment.get("name"), "segment_hash": segment.get("hash")}
 
 
 def relative(path: Location, layout: RunLayout) -> str:
@@ -255,7 +261,7 @@ def build_manifest(
         "rows": plan.total_rows,
         "tokens": plan.total_tokens,
         "seed": ctx.seed,
-        "plan_hash": read_plan_hash(ctx.layout),
+        **plan_provenance(ctx),
         "params_sha256": hashlib.sha256(params.model_dump_json().encode()).hexdigest(),
         "tokenizer": {
             "path": relative(tok.path, ctx.layout),
@@ -329,6 +335,9 @@ class MixturePack(GlobalStage):
 
     def build(self, ctx: GlobalContext) -> None:
         params: MixturePackParams = self.params
+        # First of all: the old manifest must not vouch for shards this packing replaces, nor survive a
+        # packing that fails (an infeasible mixture) to look current.
+        ctx.layout.manifest.delete()
         solver = params.solver()  # a malformed preset fails before any reading
         tok = load_tokenizer_info(resolve(params.tokenizer) if params.tokenizer else ctx.layout.tokenizer)
         parts = sorted(ctx.input_parts, key=lambda loc: loc.path)
@@ -338,7 +347,6 @@ class MixturePack(GlobalStage):
             params.pad_last,
         )
         staging = ctx.state / "staging"
-        ctx.layout.manifest.delete()  # the old manifest must not vouch for shards being replaced
         staging.delete_tree()
         try:
             sources = tuple(plan.sources)

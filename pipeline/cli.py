@@ -78,7 +78,8 @@ def cmd_run(args) -> int:
         executor = RayExecutor.for_execution(plan.spec.execution, embedded=not address, progress=progress)
     else:
         executor = LocalExecutor(progress=progress)
-    result = run_plan(plan, run_dir, executor, force=args.force, log=lambda m: print(m, file=sys.stderr))
+    result = run_plan(plan, run_dir, executor, force=args.force, force_unlock=args.force_unlock,
+                      log=lambda m: print(m, file=sys.stderr))
     for segment, stats in result.stats:
         for s in stats:
             print(f"{segment:<24} {s.label:<10} {s.stage:<22} {s.source:<14} in {s.rows_in:>8} "
@@ -119,15 +120,23 @@ def cmd_show(args) -> int:
 
 
 def cmd_verify(args) -> int:
-    from gristmill.pipeline.shards_cli import verify
+    from gristmill.pipeline.rundir import RunDir
+    from gristmill.pipeline.shards_cli import has_shards, verify
 
-    problems = verify(args.run_dir)
+    run_dir = RunDir(args.run_dir)
+    plan = run_dir.read_plan()
+    problems = run_dir.verify_segments(plan)
+    packed = has_shards(str(run_dir.root))
+    if packed:
+        problems += verify(str(run_dir.root), plan)
     for p in problems:
         print(p)
     if problems:
         print(f"{len(problems)} problem(s) in {args.run_dir}", file=sys.stderr)
         return 1
-    print(f"ok: {args.run_dir}: shards match manifest.json")
+    what = "every segment's parts match its _SUCCESS" + (", shards match manifest.json" if packed else
+                                                         " (no shards: the plan packs none)")
+    print(f"ok: {args.run_dir}: {what}")
     return 0
 
 
@@ -156,6 +165,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--address", help="Ray cluster address (default: $RAY_ADDRESS, else an embedded local Ray)")
     p.add_argument("--executor", choices=["local", "ray"], help="override execution.executor")
     p.add_argument("--force", action="store_true", help="rebuild segments committed by a different plan")
+    p.add_argument("--force-unlock", action="store_true",
+                   help="take over the run directory's lease left by a run that died (refused while it looks alive)")
     p.add_argument("--quiet", action="store_true", help="no progress display")
     p.set_defaults(func=cmd_run)
 
@@ -178,7 +189,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--row", type=int, required=True, help="global row number, in manifest order")
     p.set_defaults(func=cmd_show)
 
-    p = sub.add_parser("verify", help="check manifest.json against the shards (counts, checksums, schema)")
+    p = sub.add_parser("verify", help="check every segment's parts against its _SUCCESS, and the shards against "
+                                      "manifest.json and plan.json (counts, checksums, schema, plan hash)")
     p.add_argument("run_dir")
     p.set_defaults(func=cmd_verify)
 
@@ -195,6 +207,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     from gristmill.mixtures.solver import InfeasibleMixture
+    from gristmill.pipeline.lease import LeaseHeldError, LeaseLostError
     from gristmill.pipeline.rundir import StaleSegmentError
     from gristmill.pipeline.spec import SpecError
 
@@ -207,7 +220,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (SpecError, StaleSegmentError, FileNotFoundError, IndexError, InfeasibleMixture) as exc:
+    except (SpecError, StaleSegmentError, LeaseHeldError, LeaseLostError, FileNotFoundError, IndexError,
+            InfeasibleMixture) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
 

@@ -1,4 +1,10 @@
-"""Running a plan: segment by segment, skipping committed ones, committing each only when complete."""
+"""Running a plan: segment by segment, skipping committed ones, committing each only when complete.
+
+The run holds the run directory's lease (pipeline/lease.py) from before it reads anything until it ends. A
+committed segment is reused only if its parts still match its ``_SUCCESS`` listing; otherwise it is recomputed,
+and every segment after it. A rerun refused for a changed plan leaves the run directory, ``plan.json``
+included, as it was.
+"""
 
 from __future__ import annotations
 
@@ -9,8 +15,9 @@ from pathlib import Path
 from gristmill.core import storage
 from gristmill.core.layout import RunLayout
 from gristmill.pipeline.executors import LocalExecutor, RayExecutor, SegmentResult
+from gristmill.pipeline.lease import RunLease
 from gristmill.pipeline.plan import Plan, Segment
-from gristmill.pipeline.rundir import RunDir, StaleSegmentError, atomic_write_json
+from gristmill.pipeline.rundir import PART_HASH, RunDir, StaleSegmentError, atomic_write_json
 from gristmill.pipeline.stats import StageStats, aggregate, load_segment_stats, write_run_stats, write_segment_stats
 from gristmill.stages.base import GlobalContext
 
@@ -30,15 +37,27 @@ class RunResult:
 
 
 def run_plan(plan: Plan, run_dir: RunDir, executor: LocalExecutor | RayExecutor, force: bool = False,
-             log=print) -> RunResult:
+             log=print, force_unlock: bool = False) -> RunResult:
+    """Run ``plan`` into ``run_dir``; ``force`` rebuilds segments committed by another plan, ``force_unlock``
+    takes over the lease a dead run left behind (see pipeline/lease.py)."""
     start = time.perf_counter()
-    run_dir.root.mkdir(parents=True, exist_ok=True)
+    try:
+        run_dir.root.mkdir(parents=True, exist_ok=True)
+        with RunLease(run_dir.lease_path, log=log).acquire(force_unlock=force_unlock) as lease:
+            return _run_holding_lease(plan, run_dir, executor, force, log, lease, start)
+    finally:
+        executor.close()  # also when the lease or the plan check refused the run (closing twice is harmless)
+
+
+def _run_holding_lease(plan: Plan, run_dir: RunDir, executor, force: bool, log, lease: RunLease,
+                       start: float) -> RunResult:
+    _refuse_stale(plan, run_dir, force)  # before plan.json is written: a refused rerun changes nothing
     atomic_write_json(run_dir.plan_path, plan.to_json())
     per_segment: list[tuple[str, list[StageStats]]] = []
     skipped, computed = [], []
     build_seconds: dict[str, float] = {}
     try:
-        _run_segments(plan, run_dir, executor, force, log, per_segment, skipped, computed, build_seconds)
+        _run_segments(plan, run_dir, executor, force, log, per_segment, skipped, computed, build_seconds, lease)
     finally:
         executor.close()
     seconds = time.perf_counter() - start
@@ -56,8 +75,16 @@ def run_plan(plan: Plan, run_dir: RunDir, executor: LocalExecutor | RayExecutor,
     return RunResult(run_dir.root, plan.plan_hash, per_segment, skipped, computed, seconds)
 
 
+def _refuse_stale(plan: Plan, run_dir: RunDir, force: bool) -> None:
+    """Raise ``StaleSegmentError`` if a segment was committed by another plan and ``force`` is not given."""
+    if force:
+        return
+    for segment in plan.segments:
+        run_dir.committed(segment.name, segment.hash)
+
+
 def _run_segments(plan: Plan, run_dir: RunDir, executor, force: bool, log, per_segment: list, skipped: list,
-                  computed: list, build_seconds: dict) -> None:
+                  computed: list, build_seconds: dict, lease: RunLease) -> None:
     input_parts: list[str] = []
     rebuild = started = False
     for segment in plan.segments:
@@ -69,6 +96,12 @@ def _run_segments(plan: Plan, run_dir: RunDir, executor, force: bool, log, per_s
                 if not force:
                     raise
                 rebuild = True  # everything downstream of a rebuilt segment is rebuilt too
+        if info is not None:
+            problems = run_dir.check_parts(segment.name, info)
+            if problems:
+                log(f"segment {segment.name}: committed, but its parts no longer match its _SUCCESS "
+                    f"({'; '.join(problems)}): recomputing it and every segment after it")
+                info, rebuild = None, True
         stats_path = run_dir.stats_dir / "segments" / f"{segment.name}.json"
         if info is not None and stats_path.exists():
             log(f"segment {segment.name}: committed, skipped")
@@ -82,16 +115,18 @@ def _run_segments(plan: Plan, run_dir: RunDir, executor, force: bool, log, per_s
                     log(f"executor {executor.name} ({executor.mode}): {len(set(workers))} workers set up in "
                         f"{time.perf_counter() - t:.1f}s")
                 started = True
-            stats, build_seconds[segment.name] = _run_segment(plan, segment, input_parts, run_dir, executor, log)
+            stats, build_seconds[segment.name], info = _run_segment(plan, segment, input_parts, run_dir,
+                                                                    executor, log, lease)
             write_segment_stats(stats_path, segment.name, stats)
             per_segment.append((segment.name, stats))
             computed.append(segment.name)
-        input_parts = run_dir.segment_parts(segment.name)
+        input_parts = run_dir.segment_parts(segment.name, info)
 
 
 def _run_segment(plan: Plan, segment: Segment, input_parts: list[str], run_dir: RunDir, executor,
-                 log) -> tuple[list[StageStats], float]:
-    """Compute and commit one segment; returns its stats and the seconds its global ``build`` took."""
+                 log, lease: RunLease) -> tuple[list[StageStats], float, dict]:
+    """Compute and commit one segment; returns its stats, the seconds its global ``build`` took and its
+    ``_SUCCESS`` marker."""
     seg_dir = run_dir.reset_segment(segment.name, [s.slug for s in segment.steps])
     state = None
     build_start = time.perf_counter()
@@ -108,13 +143,14 @@ def _run_segment(plan: Plan, segment: Segment, input_parts: list[str], run_dir: 
     result = executor.run_segment(plan, segment, input_parts, state, str(run_dir.root), seg_dir)
     stats = aggregate(result.pieces)
     _check_integrity(segment, result, stats)
-    run_dir.commit_segment(segment.name, {
-        "hash": segment.hash, "parts": [w["path"] for w in result.written],
-        "rows": sum(w["rows"] for w in result.written), "build_seconds": build_seconds,
-    })
-    log(f"segment {segment.name}: committed {sum(w['rows'] for w in result.written):,} rows in "
-        f"{len(result.written)} parts")
-    return stats, build_seconds
+    marker = {
+        "hash": segment.hash, "rows": sum(w["rows"] for w in result.written), "build_seconds": build_seconds,
+        "parts": [{k: w[k] for k in ("path", "rows", "bytes", PART_HASH)} for w in result.written],
+    }
+    lease.check()  # a run whose lease was taken over must not commit over its successor's work
+    run_dir.commit_segment(segment.name, marker)
+    log(f"segment {segment.name}: committed {marker['rows']:,} rows in {len(result.written)} parts")
+    return stats, build_seconds, marker
 
 
 def _check_integrity(segment: Segment, result: SegmentResult, stats: list[StageStats]) -> None:

@@ -57,9 +57,14 @@ def _num(value: Any) -> str:
     return "as many as max_epochs allow" if value is None else f"{value:,}"
 
 
-def verify(run_dir: str) -> list[str]:
-    """Problems between the manifest and the shards (counts, checksums, schema); empty when consistent."""
-    return shards.verify_shards(run_dir)
+def verify(run_dir: str, plan: dict | None = None) -> list[str]:
+    """Problems between the manifest and the shards (counts, checksums, schema), and between the manifest and
+    ``plan`` (the run's ``plan.json``: the plan and segment hashes it was packed from); empty when consistent."""
+    return shards.verify_shards(run_dir, plan=plan)
+
+
+def has_shards(run_dir: str) -> bool:
+    return shards.has_shards(run_dir)
 
 
 def shards_view_sql(run_dir: str) -> str:

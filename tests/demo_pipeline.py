@@ -36,3 +36,12 @@ def make_plan(data_dir: Path, text: str = DEMO):
     return build_plan(parse_pipeline(text.format(data=data_dir), "demo.yaml"), data_dir)
 
 
+# DEMO through tokenizer training, tokenization and packing: three segments, shards and a manifest.
+PACKED_STEPS = """\
+  - stage: tokenizer.train_bbpe_v1
+    params: {{vocab_size: 400, seed: 0}}
+  - stage: tokenize.bbpe_v1
+  - stage: mixture.pack_v1
+    params: {{ratios: {{common_crawl: 0.6, github: 0.4}}, default_max_epochs: 2.0, seq_len: 64, rows_per_shard: 16}}
+"""
+PACKED = DEMO.replace("output:\n", PACKED_STEPS + "output:\n")

@@ -14,6 +14,7 @@ import pytest
 
 from runtimes import runtime_for
 
+from gristmill.pipeline.rundir import RunDir
 from gristmill.stages.base import GlobalContext
 
 CORPUS = Path(__file__).parent / "data" / "mixtures" / "corpus.en"
@@ -90,7 +91,7 @@ def make_run_dir(root: Path, docs: pa.Table, tokenizer_file: Path, n_parts: int 
     bounds = np.linspace(0, docs.num_rows, n_parts + 1).astype(int)
     for p in range(n_parts):
         pq.write_table(docs.slice(bounds[p], bounds[p + 1] - bounds[p]), seg / f"part-{p:05d}.parquet")
-    (seg / "_SUCCESS").write_text("")
+    RunDir(root).commit_written_parts("02-tokenize")
     (root / "tokenizer").mkdir()
     shutil.copy(tokenizer_file, root / "tokenizer" / "tokenizer.json")
     return root

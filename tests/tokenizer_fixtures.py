@@ -11,6 +11,7 @@ import pytest
 
 from runtimes import runtime_for
 
+from gristmill.pipeline.rundir import RunDir
 from gristmill.stages.base import GlobalContext
 from gristmill.stages.tokenize.bbpe import BbpeParams
 from gristmill.stages.tokenize.train import train_tokenizer
@@ -74,7 +75,7 @@ def trained(tmp_path_factory, corpus: pa.Table) -> dict:
     """A run directory with the corpus as one committed segment and a tokenizer trained on all of it."""
     run_dir = tmp_path_factory.mktemp("run")
     parts = write_parts(corpus, run_dir / "segments" / "00-clean", 3)
-    (run_dir / "segments" / "00-clean" / "_SUCCESS").write_text("")
+    RunDir(run_dir).commit_written_parts("00-clean")
     params = BbpeParams(vocab_size=SMALL_VOCAB)
     ctx = local_context(parts, run_dir)
     meta = train_tokenizer(ctx, params, ctx.layout.tokenizer_dir)

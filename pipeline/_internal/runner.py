@@ -16,7 +16,7 @@ import pyarrow.parquet as pq
 from gristmill.core import storage
 from gristmill.core.layout import RunLayout
 from gristmill.pipeline.plan import IngestUnit, Plan, Step
-from gristmill.pipeline.rundir import part_file_name, write_parquet_atomic
+from gristmill.pipeline.rundir import part_file_name, write_parquet_atomic, write_part
 from gristmill.stages.base import PART_COLUMN, REJECT_REASON, GlobalStage, Stage, StageOutput
 
 Reporter = Callable[[tuple, dict], None]
@@ -279,7 +279,8 @@ class StepRunner:
 
 
 def write_parts(segment_dir: Path, table: pa.Table) -> list[dict]:
-    """Write each part in the batch as ``part-PART.parquet``, rows sorted by doc_id, without ``_part``."""
+    """Write each part in the batch as ``part-PART.parquet``, rows sorted by doc_id, without ``_part``; returns
+    each part's name, rows, size and hash for the segment's ``_SUCCESS``."""
     if table.num_rows == 0:
         return []
     parts = table[PART_COLUMN].to_numpy()
@@ -288,6 +289,5 @@ def write_parts(segment_dir: Path, table: pa.Table) -> list[dict]:
         piece = table.filter(pa.array(parts == part)).drop_columns([PART_COLUMN])
         piece = piece.sort_by("doc_id")
         path = segment_dir / part_file_name(int(part))
-        write_parquet_atomic(path, piece)
-        written.append({"part": int(part), "rows": piece.num_rows, "path": path.name})
+        written.append({"part": int(part), "rows": piece.num_rows, "path": path.name, **write_part(path, piece)})
     return written

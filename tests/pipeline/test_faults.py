@@ -1,4 +1,5 @@
-"""Faults: a Ray worker killed mid-stage, and the driver killed mid-segment or between segments.
+"""Faults: a Ray worker killed mid-stage, the driver killed mid-segment or between segments, and a second run
+started on a run directory in use.
 
 The faults come from a test-only plugin installed the way third-party stages are (a dist-info with a
 ``gristmill.stages`` entry point, put on PYTHONPATH), so the driver and every Ray worker load it:
@@ -207,13 +208,50 @@ def test_driver_killed_then_rerun_resumes_with_identical_output(tmp_path, plugin
         proc.stdout.close()
         proc.stderr.close()
 
-    # The same command again: committed segments are skipped, the interrupted one is recomputed from scratch.
-    rerun = subprocess.run(args, env=_env(plugin_dir, None), capture_output=True, text=True, timeout=300)
+    # The same command again (taking over the killed run's lease): committed segments are skipped, the
+    # interrupted one is recomputed from scratch.
+    rerun = subprocess.run(args + ["--force-unlock"], env=_env(plugin_dir, None), capture_output=True, text=True,
+                           timeout=300)
     assert rerun.returncode == 0, rerun.stderr
     for name in committed_before_kill:
         assert f"segment {name}: committed, skipped" in rerun.stderr
     assert committed_bytes(run_dir) == committed_bytes(baseline)
     assert accounting(run_dir) == accounting(baseline)
+
+
+def test_a_second_run_is_refused_while_one_runs_and_a_killed_runs_lease_needs_force_unlock(
+        tmp_path, plugin_dir, pipeline_file, baseline):
+    fault_dir = tmp_path / "faults"
+    fault_dir.mkdir()
+    (fault_dir / "arm-a-hang").touch()
+    run_dir = tmp_path / "run"
+    args = _run_args(pipeline_file, run_dir, "local")
+    proc = subprocess.Popen(args, env=_env(plugin_dir, fault_dir), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    try:
+        _wait_for(fault_dir / "fired-a", proc)  # the first run is mid-segment 0, holding the lease
+        second = subprocess.run(args, env=_env(plugin_dir, None), capture_output=True, text=True, timeout=120)
+        assert second.returncode == 2, second.stderr[-3000:]
+        assert f"pid {proc.pid} on host" in second.stderr and "looks alive" in second.stderr
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        proc.stdout.close()
+        proc.stderr.close()
+
+    refused = subprocess.run(args, env=_env(plugin_dir, None), capture_output=True, text=True, timeout=120)
+    assert refused.returncode == 2
+    assert f"looks dead (pid {proc.pid} is not running on this host); rerun with --force-unlock" in refused.stderr
+    taken = subprocess.run(args + ["--force-unlock"], env=_env(plugin_dir, None), capture_output=True, text=True,
+                           timeout=300)
+    assert taken.returncode == 0, taken.stderr[-5000:]
+    assert "lease: taking over" in taken.stderr
+    assert committed_bytes(run_dir) == committed_bytes(baseline)
+    assert accounting(run_dir) == accounting(baseline)
+    assert not (run_dir / "_LEASE").exists()
 
 
 def test_changed_plan_after_a_crash_is_refused_unless_forced(tmp_path, plugin_dir, pipeline_file, baseline):
@@ -227,7 +265,8 @@ def test_changed_plan_after_a_crash_is_refused_unless_forced(tmp_path, plugin_di
     refused = subprocess.run(_run_args(changed, run_dir, "local"), env=_env(plugin_dir, None), capture_output=True,
                              text=True, timeout=300)
     assert refused.returncode == 2 and "committed by a different plan" in refused.stderr
-    # Refusing touched nothing: segment 0 is still committed with the old plan's bytes.
+    # Refusing touched nothing: segment 0 is still committed with the old plan's bytes, plan.json is the old one.
+    assert (run_dir / "plan.json").read_bytes() == (baseline / "plan.json").read_bytes()
     seg0 = run_dir / "segments" / "00-ingest"
     assert {f.name: f.read_bytes() for f in seg0.iterdir()} == {
         f.name: f.read_bytes() for f in (baseline / "segments" / "00-ingest").iterdir()}

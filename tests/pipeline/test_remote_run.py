@@ -66,3 +66,54 @@ def test_demo_on_s3_matches_the_local_run(tmp_path, data_dir, s3_query):
     again = run_plan(build_plan(parse_pipeline(remote_text, "r.yaml"), data_dir), remote_dir, LocalExecutor(),
                      log=lambda m: None)
     assert again.skipped == ["00-ingest"]
+
+
+def test_lease_on_an_object_store_run_directory(s3_query):
+    """Best-effort create (write, settle, read back): a second run is refused naming the holder; release
+    removes the lease; a stale lease of another host is taken over with force_unlock only."""
+    import json
+    import time
+
+    from gristmill.core import storage
+    from gristmill.pipeline.lease import LeaseHeldError, RunLease
+
+    path = f"s3://gristmill-run/runs/leased/_LEASE?{s3_query}"
+    with RunLease(path, settle_s=0.1).acquire() as lease:
+        with pytest.raises(LeaseHeldError, match=f"pid {os.getpid()} on host .*looks alive"):
+            RunLease(path, settle_s=0.1).acquire()
+        assert json.loads(storage.resolve(path).read_text())["owner"] == lease.record["owner"]
+    assert not storage.resolve(path).exists()
+
+    stale = {"owner": "e" * 32, "host": "elsewhere.example", "pid": 1, "started": 0, "heartbeat": time.time() - 600}
+    storage.resolve(path).write_text(json.dumps(stale))
+    with pytest.raises(LeaseHeldError, match="looks dead .*--force-unlock"):
+        RunLease(path, settle_s=0.1).acquire()
+    with RunLease(path, settle_s=0.1, log=lambda m: None).acquire(force_unlock=True) as lease:
+        assert json.loads(storage.resolve(path).read_text())["owner"] == lease.record["owner"]
+    assert not storage.resolve(path).exists()
+
+
+def test_listed_parts_on_an_object_store_run_directory(data_dir, s3_query):
+    """A part deleted from a committed segment on S3: verify names it and a rerun recomputes the segment."""
+    from gristmill.pipeline import build_plan, parse_pipeline
+    from gristmill.pipeline.executors import LocalExecutor
+    from gristmill.pipeline.run import run_plan
+    from gristmill.pipeline.rundir import RunDir
+
+    plan = build_plan(parse_pipeline(DEMO.format(data=data_dir), "d.yaml"), data_dir)
+    run_dir = RunDir(f"s3://gristmill-run/runs/listed?{s3_query}")
+    run_plan(plan, run_dir, LocalExecutor(), log=lambda m: None)
+    assert run_dir.verify_segments() == []
+    marker = run_dir.marker("00-ingest")
+    assert [p["path"] for p in marker["parts"]] == [p.name for p in run_dir.segment_dir("00-ingest").glob("part-*")]
+    victim = run_dir.segment_dir("00-ingest") / marker["parts"][0]["path"]
+    victim.delete()
+    assert run_dir.verify_segments() == [f"segments/00-ingest/{victim.name}: listed in _SUCCESS but missing"]
+    logged: list[str] = []
+    again = run_plan(plan, run_dir, LocalExecutor(), log=logged.append)
+    assert again.computed == ["00-ingest"] and any("no longer match" in m for m in logged)
+    assert run_dir.verify_segments() == [] and victim.exists()
+    assert not (run_dir.root / "_LEASE").exists()
+    from gristmill.pipeline.cli import main
+
+    assert main(["verify", str(run_dir.root)]) == 0

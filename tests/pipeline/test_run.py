@@ -116,9 +116,11 @@ def test_partial_segment_without_marker_is_recomputed(data_dir, tmp_path):
 
 def test_changed_plan_refuses_stale_segment_unless_forced(data_dir, tmp_path):
     run_local(data_dir, tmp_path)
+    plan_before = (tmp_path / "plan.json").read_bytes()
     changed = DEMO.replace("seed: 3", "seed: 4")
     with pytest.raises(StaleSegmentError, match="committed by a different plan"):
         run_local(data_dir, tmp_path, changed)
+    assert (tmp_path / "plan.json").read_bytes() == plan_before  # a refused rerun changes nothing
     result = run_local(data_dir, tmp_path, changed, force=True)
     assert result.computed == ["00-ingest"]
 

@@ -12,6 +12,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
+from gristmill.pipeline.rundir import RunDir
 from gristmill.pipeline.registry import get_stage
 from gristmill.stages.base import PART_COLUMN
 from gristmill.stages.quality import training
@@ -34,7 +35,7 @@ def make_run_dir(root, articles: pa.Table) -> str:
     pq.write_table(articles.slice(0, half), run / "segments" / "01-clean" / "part-00000.parquet")
     pq.write_table(articles.slice(half), run / "segments" / "01-clean" / "part-00001.parquet")
     for segment in ("00-ingest", "01-clean"):
-        (run / "segments" / segment / "_SUCCESS").write_text("{}")
+        RunDir(run).commit_written_parts(segment)
     return str(run)
 
 
