@@ -6,6 +6,10 @@ record batches. It yields **every record it sees, in order**, each as a row with
 unit to build ``doc_id`` = ``(unit_index << 32) | ordinal``, so ids are stable for the same inputs whatever is
 later filtered, and every record is accounted for: a non-HTML response, a truncated record or an undecodable
 line becomes a rejected row with its reason, and the rest of the file is still read.
+
+A row may also carry ``notes``: names of things that happened to a record without rejecting it (bytes replaced
+while decoding, a payload the crawler cut, a ``Content-Encoding`` that was not applied). The framework counts
+each name once per row into the ingest step's statistics (``counters``), so nothing is changed silently.
 """
 
 from __future__ import annotations
@@ -17,12 +21,14 @@ import pyarrow as pa
 from pydantic import BaseModel, ConfigDict
 
 # What a reader yields per batch (the framework adds doc_id, source, _part).
+NOTES = "notes"
 RECORD_SCHEMA = pa.schema(
     [
         pa.field("text", pa.large_string()),
         pa.field("url", pa.string()),
         pa.field("origin", pa.string()),
         pa.field("reject_reason", pa.string()),
+        pa.field(NOTES, pa.list_(pa.string())),  # counter names, see the module docstring; null = none
     ]
 )
 
@@ -86,13 +92,16 @@ class RecordBatcher:
         self.url: list[str | None] = []
         self.origin: list[str] = []
         self.reason: list[str | None] = []
+        self.notes: list[list[str] | None] = []
         self.nbytes = 0
 
-    def add(self, text: str, url: str | None, origin: str, reason: str | None = None) -> pa.Table | None:
+    def add(self, text: str, url: str | None, origin: str, reason: str | None = None,
+            notes: "list[str] | tuple[str, ...]" = ()) -> pa.Table | None:
         self.text.append(text)
         self.url.append(url)
         self.origin.append(origin)
         self.reason.append(reason)
+        self.notes.append(list(notes) if notes else None)
         self.nbytes += len(text)
         if len(self.text) >= self.limits.batch_rows or self.nbytes >= self.limits.batch_bytes:
             return self.flush()
@@ -101,6 +110,6 @@ class RecordBatcher:
     def flush(self) -> pa.Table | None:
         if not self.text:
             return None
-        table = pa.table([self.text, self.url, self.origin, self.reason], schema=RECORD_SCHEMA)
+        table = pa.table([self.text, self.url, self.origin, self.reason, self.notes], schema=RECORD_SCHEMA)
         self._reset()
         return table

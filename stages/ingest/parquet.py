@@ -10,7 +10,7 @@ import pyarrow.parquet as pq
 
 from gristmill.core import storage
 from gristmill.stages.ingest import reasons
-from gristmill.stages.ingest.base import RECORD_SCHEMA, Reader, ReaderOptions, Unit
+from gristmill.stages.ingest.base import NOTES, RECORD_SCHEMA, Reader, ReaderOptions, Unit
 
 
 class ParquetOptions(ReaderOptions):
@@ -67,7 +67,7 @@ class ParquetReader(Reader):
             origin = pc.coalesce(ids, row_origin)
         else:
             origin = row_origin
-        return pa.table([text, url, origin, reason], schema=RECORD_SCHEMA)
+        return pa.table([text, url, origin, reason, pa.nulls(n, RECORD_SCHEMA.field(NOTES).type)], schema=RECORD_SCHEMA)
 
 
 def _as_string(column: pa.Array, path: str, field: str, to: pa.DataType) -> pa.Array:
