@@ -3,6 +3,7 @@ reading a unit, running a stage on a batch with its accounting, and writing comm
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -16,6 +17,7 @@ from gristmill.core import storage
 from gristmill.pipeline.plan import IngestUnit, Plan, Step
 from gristmill.pipeline.rundir import part_file_name, write_parquet_atomic
 from gristmill.stages.base import PART_COLUMN, REJECT_REASON, GlobalStage, Stage, StageOutput
+from gristmill.stages.ingest.base import NOTES
 
 Reporter = Callable[[tuple, dict], None]
 
@@ -50,6 +52,23 @@ def apply_size_limit(table: pa.Table, max_bytes: int, mode: str) -> pa.Table:
     return table.set_column(table.schema.get_field_index("text"), "text", pa.array(texts, pa.large_string()))
 
 
+@dataclasses.dataclass
+class ReadOutput(StageOutput):
+    """An ingest batch (all rows of one part) and the reader's counters for it: counter name -> rows noted."""
+
+    counters: dict[str, int] = dataclasses.field(default_factory=dict)
+
+
+def reader_counters(records: pa.Table) -> dict[str, int]:
+    """Rows per counter name in the reader's optional ``notes`` column (a list of names per row)."""
+    if NOTES not in records.column_names:
+        return {}
+    names = pc.list_flatten(records[NOTES])
+    if len(names) == 0:
+        return {}
+    return {row["values"]: row["counts"] for row in pc.value_counts(names).to_pylist()}
+
+
 def read_unit(plan: Plan, iu: IngestUnit) -> Iterator[StageOutput]:
     """Read one unit into document batches; every record becomes a row (kept or rejected)."""
     inp = plan.spec.inputs[iu.input_index]
@@ -72,7 +91,7 @@ def read_unit(plan: Plan, iu: IngestUnit) -> Iterator[StageOutput]:
         })
         table = apply_size_limit(table, inp.max_doc_bytes, inp.oversize)
         reasons = table[REJECT_REASON].combine_chunks()
-        yield StageOutput(table.drop_columns([REJECT_REASON]), reasons)
+        yield ReadOutput(table.drop_columns([REJECT_REASON]), reasons, reader_counters(records))
 
 
 def read_part(path: str) -> pa.Table:
@@ -142,6 +161,11 @@ def account(step: Step, source_of: Callable[[pa.Table], np.ndarray], table_in: p
             "out_bytes_max": int(kept_bytes.max()) if kept_bytes.size else None,
             "seconds": float(seconds * share), "drops": drops,
         }))
+    counters = getattr(out, "counters", None)
+    if counters:
+        if len(reports) != 1:
+            raise StageContractError(f"{step.label}: reader counters for a batch of {len(reports)} parts")
+        reports[0][1]["counters"] = dict(counters)
 
     if keep.all():
         return table_out, None, reports
