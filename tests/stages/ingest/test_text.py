@@ -64,3 +64,13 @@ def test_undecodable_bytes_are_replaced_and_large_files_rejected(tmp_path):
 def test_a_vanished_file_is_a_read_error(tmp_path):
     rows = read_rows(TextReader, [tmp_path / "gone.txt"])
     assert rows[0]["reject_reason"].startswith(reasons.READ_ERROR)
+
+
+def test_invalid_utf8_in_a_file_is_replaced_and_counted(tmp_path):
+    src = sorted(STDLIB.glob("*.py"))[0]
+    path = tmp_path / "latin1_comment.py"
+    path.write_bytes(src.read_bytes() + "# caf\u00e9 in Latin-1\n".encode("latin-1"))
+    (row,) = read_rows(TextReader, [path])
+    assert row["reject_reason"] is None
+    assert row["notes"] == [reasons.INVALID_BYTES_REPLACED]
+    assert row["text"].endswith("# caf\ufffd in Latin-1\n")

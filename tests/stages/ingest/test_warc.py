@@ -3,6 +3,7 @@ from __future__ import annotations
 import gzip
 import zlib
 import io
+import json
 import shutil
 
 import pytest
@@ -353,3 +354,39 @@ def test_payload_the_crawler_cut_is_kept_and_counted(tmp_path):
     (row,) = read_rows(WarcReader, [path])
     assert row["reject_reason"] is None
     assert row["notes"] == [reasons.PAYLOAD_TRUNCATED_BY_CRAWLER]
+
+
+def test_counters_and_named_rejects_reach_the_run_statistics(tmp_path):
+    from gristmill.pipeline import LocalExecutor, RunDir, build_plan, parse_pipeline, run_plan
+    from gristmill.pipeline.inspection import connect
+
+    sentences = _sentences("clean/ja.txt", "euc-jp")
+    crawl = tmp_path / "old.warc.gz"
+    ids = _old_crawl(crawl, [
+        ("http://example.jp/a.html", _http_block(_page(sentences).encode("euc-jp"), "Content-Type: text/html")),
+        ("http://example.jp/b.html", _http_block(_page(sentences).encode(), "Content-Type: text/html",
+                                                 "Content-Encoding: gzip")),
+        ("http://example.jp/logo", _http_block(_png(), "Content-Type: text/html")),
+    ], gzip_members=True)
+    spec = parse_pipeline(f"""
+name: counters
+inputs:
+  - source: common_crawl
+    format: warc
+    paths: ["{crawl}"]
+output: {{rejects: true}}
+execution: {{executor: local}}
+""")
+    run_dir = tmp_path / "run"
+    run_plan(build_plan(spec, tmp_path), RunDir(run_dir), LocalExecutor(), log=lambda m: None)
+    con = connect(run_dir)
+    assert dict(con.execute("SELECT counter, rows FROM counters WHERE step = 'ingest'").fetchall()) == {
+        reasons.CONTENT_ENCODING_NOT_APPLIED: 1}
+    assert con.execute("SELECT rows_in, rows_out FROM stage_stats WHERE step = 'ingest'").fetchone() == (3, 2)
+    (reason, origin), = con.execute("SELECT reject_reason, origin FROM rejects").fetchall()
+    assert reason == f"{reasons.BINARY_PAYLOAD}: png"
+    assert origin.startswith(f"{crawl}:") and origin.endswith(ids[2])
+    stats = json.loads((run_dir / "stats" / "stats.json").read_text())
+    assert {(c["counter"], c["rows"]) for c in stats["counters"]} == {(reasons.CONTENT_ENCODING_NOT_APPLIED, 1)}
+    docs = con.execute("SELECT text FROM documents ORDER BY doc_id").fetchall()
+    assert all(sentences[0] in text for (text,) in docs)
