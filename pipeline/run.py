@@ -33,6 +33,8 @@ def run_plan(plan: Plan, run_dir: RunDir, executor: LocalExecutor | RayExecutor,
     start = time.perf_counter()
     run_dir.root.mkdir(parents=True, exist_ok=True)
     atomic_write_json(run_dir.plan_path, plan.to_json())
+    for warning in plan.warnings:
+        log(f"warning: {warning}")
     per_segment: list[tuple[str, list[StageStats]]] = []
     skipped, computed = [], []
     build_seconds: dict[str, float] = {}
@@ -45,6 +47,7 @@ def run_plan(plan: Plan, run_dir: RunDir, executor: LocalExecutor | RayExecutor,
         "plan_hash": plan.plan_hash, "executor": executor.name, "wall_seconds": seconds,
         "segments_skipped": skipped, "segments_computed": computed,
         "workers": getattr(executor, "workers", None), "build_seconds": build_seconds,
+        "warnings": plan.warnings,
     })
     try:
         from gristmill.pipeline.report import write_report

@@ -17,7 +17,7 @@ from gristmill.core import storage
 from gristmill.pipeline.plan import IngestUnit, Plan, Step
 from gristmill.pipeline.rundir import part_file_name, write_parquet_atomic
 from gristmill.stages.base import PART_COLUMN, REJECT_REASON, GlobalStage, Stage, StageOutput
-from gristmill.stages.ingest.base import NOTES
+from gristmill.stages.ingest.base import NOTES, InputFileError
 
 Reporter = Callable[[tuple, dict], None]
 
@@ -74,7 +74,7 @@ def read_unit(plan: Plan, iu: IngestUnit) -> Iterator[StageOutput]:
     inp = plan.spec.inputs[iu.input_index]
     reader = plan.reader(iu.input_index)
     ordinal = 0
-    for records in reader.read(iu.unit):
+    for records in _named_input_errors(reader.read(iu.unit), f"inputs[{iu.input_index}] (source {iu.source})"):
         n = records.num_rows
         if n == 0:
             continue
@@ -92,6 +92,14 @@ def read_unit(plan: Plan, iu: IngestUnit) -> Iterator[StageOutput]:
         table = apply_size_limit(table, inp.max_doc_bytes, inp.oversize)
         reasons = table[REJECT_REASON].combine_chunks()
         yield ReadOutput(table.drop_columns([REJECT_REASON]), reasons, reader_counters(records))
+
+
+def _named_input_errors(batches: Iterator[pa.Table], where: str) -> Iterator[pa.Table]:
+    """The reader's batches; a file it cannot read is reported with the input it belongs to."""
+    try:
+        yield from batches
+    except InputFileError as exc:
+        raise InputFileError(f"{where}: {exc}") from exc
 
 
 def read_part(path: str) -> pa.Table:

@@ -28,6 +28,15 @@ class JsonlOptions(ReaderOptions):
     url_field: str | None = None
 
 
+def zstd_error() -> type[Exception]:
+    """zstandard's error type (not an OSError), or a placeholder when zstandard is not installed."""
+    try:
+        import zstandard
+    except ImportError:
+        return OSError
+    return zstandard.ZstdError
+
+
 def open_decompressed(path: str) -> BinaryIO:
     """A binary stream of the file's bytes, decompressing ``.gz`` / ``.zst`` by suffix."""
     if path.endswith(".gz"):
@@ -89,8 +98,11 @@ class JsonlReader(Reader):
                         yield "", None, f"{path}:{number}", reasons.RECORD_TOO_LARGE
                     elif line.strip():
                         yield self._row(path, number, line)
-        except (OSError, EOFError, ValueError) as exc:  # corrupt/truncated gzip or zstd stream, unreadable file
-            yield "", None, f"{path}:{number + 1}", reasons.with_detail(reasons.READ_ERROR, exc)
+        except (OSError, EOFError, ValueError, zstd_error()) as exc:  # unreadable file, corrupt gzip/zstd stream
+            if number == 0:  # nothing could be read: not a file, no permission, not gzip/zstd at all
+                yield self.unreadable(path, exc)
+            else:
+                yield "", None, f"{path}:{number + 1}", reasons.with_detail(reasons.READ_ERROR, exc)
 
     def _row(self, path: str, number: int, line: bytes) -> tuple:
         opts: JsonlOptions = self.options  # type: ignore[assignment]

@@ -55,8 +55,9 @@ class TextReader(Reader):
         try:
             with open_input(path) as f:
                 data = f.read(self.limits.max_record_bytes + 1)
-        except OSError as exc:
-            return "", None, origin, reasons.with_detail(reasons.READ_ERROR, exc)
+        except OSError as exc:  # a directory, no permission: an error, or a reject under on_error: skip
+            _, _, _, reason = self.unreadable(path, exc)
+            return "", None, origin, reason
         if len(data) > self.limits.max_record_bytes:
             return "", None, origin, reasons.RECORD_TOO_LARGE
         if b"\x00" in data:

@@ -15,6 +15,7 @@ origin also names the file and the record's offset in it (``path:offset <urn:uui
 
 from __future__ import annotations
 
+import itertools
 import zlib
 from typing import Any, BinaryIO, ClassVar, Iterator
 
@@ -137,7 +138,13 @@ class _WarcFamilyReader(Reader):
             yield table
 
     def _rows(self, path: str) -> Iterator[Row]:
-        for record, error, offset, lenient in iter_warc_records(path, self.parse_http):
+        records = iter_warc_records(path, self.parse_http)
+        try:
+            first = next(records, None)  # opens the file: a directory or an unreadable file fails here
+        except OSError as exc:
+            yield (*self.unreadable(path, exc), ())
+            return
+        for record, error, offset, lenient in itertools.chain([first] if first else [], records):
             if record is None:
                 yield "", None, f"{path}:{offset}", reasons.with_detail(reasons.MALFORMED_RECORD, error), ()
                 continue
@@ -182,8 +189,8 @@ class WarcReader(_WarcFamilyReader):
     Options = WarcOptions
     parse_http = True
 
-    def __init__(self, options: ReaderOptions, limits: Limits):
-        super().__init__(options, limits)
+    def __init__(self, options: ReaderOptions, limits: Limits, **kwargs: Any):
+        super().__init__(options, limits, **kwargs)
         self._extract = None  # built on first read: the driver only plans units and needs no extractor
 
     def _document(self, record: Any, url: str | None) -> Document:
