@@ -135,15 +135,15 @@ def expand_paths(inp: InputSpec, base_dir: Path, where: str, warnings: list[str]
             if directory is not None and inp.on_error == "skip":
                 matches = [directory]
             elif directory is not None:
-                raise SpecError(f"{where}[{j}] (source {inp.source}): {directory!r} is a directory, not a file; "
+                raise SpecError(f"{where}[{j}]: {directory!r} is a directory, not a file (source {inp.source}); "
                                 f"give a pattern such as {pattern.rstrip('/') + '/**/*'!r}")
             elif inp.optional:
                 if warnings is not None:
-                    warnings.append(f"{where}[{j}] (source {inp.source}, optional): no file matches {pattern!r} "
-                                    f"(looked in {base_dir})")
+                    warnings.append(f"{where}[{j}]: no file matches {pattern!r} (optional input of source "
+                                    f"{inp.source}; looked in {base_dir})")
             else:
-                raise SpecError(f"{where}[{j}] (source {inp.source}): no file matches {pattern!r} "
-                                f"(looked in {base_dir}); mark the input 'optional: true' if it may be empty")
+                raise SpecError(f"{where}[{j}]: no file matches {pattern!r} (source {inp.source}; looked in "
+                                f"{base_dir}); mark the input 'optional: true' if it may be empty")
         files.extend(matches)
     return list(dict.fromkeys(files))
 

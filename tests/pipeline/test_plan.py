@@ -48,8 +48,8 @@ def _run(base: Path, plan, logs: list[str] | None = None):
 
 
 def test_a_pattern_that_matches_nothing_names_the_input_and_the_pattern(base):
-    with pytest.raises(SpecError, match=re.escape("inputs[1].paths[0] (source wikipedia): no file matches "
-                                                  "'wiki/*.jsonl'") + ".*optional: true"):
+    with pytest.raises(SpecError, match=re.escape("inputs[1].paths[0]: no file matches 'wiki/*.jsonl' "
+                                                  "(source wikipedia;") + ".*optional: true"):
         _plan(base, "wiki/*.jsonl")
 
 
@@ -79,7 +79,8 @@ def test_validate_and_plan_report_the_pattern_and_the_warning(base, capsys):
     yaml_path.write_text(PIPELINE.format(fmt="jsonl", pattern="wiki/*.jsonl", extra="optional: true"))
     for command in ("validate", "plan"):
         assert main([command, str(yaml_path)]) == 0
-        assert "warning: inputs[1].paths[0] (source wikipedia, optional)" in capsys.readouterr().err
+        assert "warning: inputs[1].paths[0]: no file matches 'wiki/*.jsonl' (optional input of source wikipedia" \
+            in capsys.readouterr().err
 
 
 def test_a_directory_given_as_a_path_is_an_error_or_a_counted_reject(base):
