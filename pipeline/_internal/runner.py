@@ -28,14 +28,23 @@ class StageContractError(RuntimeError):
 
 # --- ingest -----------------------------------------------------------------------------------------------
 
+def oversize_rows(table: pa.Table, max_bytes: int) -> pa.Array:
+    """Kept rows whose text is longer than ``max_bytes`` (UTF-8)."""
+    lengths = pc.binary_length(table["text"])
+    return pc.fill_null(pc.and_(pc.greater(lengths, max_bytes), pc.is_null(table[REJECT_REASON])), False)
+
+
 def _utf8_truncate(texts: list[str], max_bytes: int) -> list[str]:
     return [t.encode("utf-8")[:max_bytes].decode("utf-8", "ignore") for t in texts]
 
 
+# The ingest counter of documents cut to the input's ``max_doc_bytes`` (``oversize: truncate``).
+TRUNCATED_TO_MAX_DOC_BYTES = "truncated_to_max_doc_bytes"
+
+
 def apply_size_limit(table: pa.Table, max_bytes: int, mode: str) -> pa.Table:
     """Truncate (at a UTF-8 character boundary) or reject documents whose text exceeds ``max_bytes``."""
-    lengths = pc.binary_length(table["text"])
-    over = pc.fill_null(pc.and_(pc.greater(lengths, max_bytes), pc.is_null(table[REJECT_REASON])), False)
+    over = oversize_rows(table, max_bytes)
     if not pc.any(over).as_py():
         return table
     idx = np.flatnonzero(over.to_numpy(zero_copy_only=False))
@@ -89,9 +98,14 @@ def read_unit(plan: Plan, iu: IngestUnit) -> Iterator[StageOutput]:
             REJECT_REASON: records[REJECT_REASON].cast(pa.string()),
             PART_COLUMN: pa.array(np.full(n, doc_ids[0], dtype=np.uint64), pa.uint64()),
         })
+        counters = reader_counters(records)
+        if inp.oversize == "truncate":
+            truncated = pc.sum(pc.cast(oversize_rows(table, inp.max_doc_bytes), pa.int64())).as_py() or 0
+            if truncated:
+                counters[TRUNCATED_TO_MAX_DOC_BYTES] = truncated
         table = apply_size_limit(table, inp.max_doc_bytes, inp.oversize)
         reasons = table[REJECT_REASON].combine_chunks()
-        yield ReadOutput(table.drop_columns([REJECT_REASON]), reasons, reader_counters(records))
+        yield ReadOutput(table.drop_columns([REJECT_REASON]), reasons, counters)
 
 
 def _named_input_errors(batches: Iterator[pa.Table], where: str) -> Iterator[pa.Table]:

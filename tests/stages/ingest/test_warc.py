@@ -306,6 +306,10 @@ def test_gzip_label_over_a_plain_body_uses_the_body_and_counts_it(tmp_path):
     assert row["reject_reason"] is None
     assert _sentences("clean/en.txt", "ascii")[0] in row["text"]
     assert row["notes"] == [reasons.CONTENT_ENCODING_NOT_APPLIED]
+    # A gzip stream the crawler stored cut short is kept as far as it goes, and counted.
+    cut, reason, notes = undo_content_encoding(gzip.compress(body)[:-40], "gzip", 10**6)
+    assert reason is None and 0 < len(cut) < len(body) and body.startswith(cut)
+    assert notes == (reasons.COMPRESSED_PAYLOAD_CUT,)
     # A body that starts as gzip but is corrupt is still rejected.
     assert undo_content_encoding(b"\x1f\x8b\x08garbage", "gzip", 100)[1].startswith(
         reasons.UNSUPPORTED_CONTENT_ENCODING)
