@@ -18,8 +18,14 @@ def _load(path: str):
     return build_plan(spec, base)
 
 
+def _warn(plan) -> None:
+    for warning in plan.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+
+
 def cmd_validate(args) -> int:
     plan = _load(args.pipeline)
+    _warn(plan)
     print(f"ok: {args.pipeline}: {len(plan.spec.inputs)} inputs, {len(plan.input_files)} files, "
           f"{len(plan.units)} ingest units, {len(plan.steps) - 1} steps, {len(plan.segments)} segments")
     return 0
@@ -27,6 +33,7 @@ def cmd_validate(args) -> int:
 
 def cmd_plan(args) -> int:
     plan = _load(args.pipeline)
+    _warn(plan)
     print(f"pipeline {plan.spec.name}  plan hash {plan.plan_hash}  seed {plan.spec.seed}")
     for i, inp in enumerate(plan.spec.inputs):
         files = [f for f in plan.input_files if f["input"] == i]
@@ -210,6 +217,7 @@ def main(argv: list[str] | None = None) -> int:
     from gristmill.pipeline.lease import LeaseHeldError, LeaseLostError
     from gristmill.pipeline.rundir import StaleSegmentError
     from gristmill.pipeline.spec import SpecError
+    from gristmill.stages.ingest.base import InputFileError
 
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv and argv[0] in DELEGATED:
@@ -221,7 +229,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except (SpecError, StaleSegmentError, LeaseHeldError, LeaseLostError, FileNotFoundError, IndexError,
-            InfeasibleMixture) as exc:
+            InfeasibleMixture, InputFileError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
 

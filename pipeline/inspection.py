@@ -36,7 +36,8 @@ def connect(run_dir: str | Path | Location) -> duckdb.DuckDBPyConnection:
         last_docs = view
     if last_docs:
         con.execute(f"CREATE VIEW documents AS SELECT * FROM {last_docs}")
-    for name, file in (("stage_stats", "stages.parquet"), ("drops", "drops.parquet")):
+    for name, file in (("stage_stats", "stages.parquet"), ("drops", "drops.parquet"),
+                       ("counters", "counters.parquet")):
         if (rd.stats_dir / file).exists():
             con.execute(f"CREATE VIEW {name} AS SELECT * FROM read_parquet({duck.sql_file(rd.stats_dir / file)})")
     from gristmill.pipeline._internal.report_stats import create_views

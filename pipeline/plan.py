@@ -81,6 +81,8 @@ class Plan:
     segments: list[Segment]
     plan_hash: str
     input_files: list[dict[str, Any]]
+    # Things the user should see that do not stop the run (an optional input whose pattern matched nothing).
+    warnings: list[str] = dataclasses.field(default_factory=list)
 
     def reader(self, input_index: int) -> Reader:
         inp = self.spec.inputs[input_index]
@@ -92,6 +94,7 @@ class Plan:
             "plan_hash": self.plan_hash,
             "pipeline": self.spec.model_dump(mode="json"),
             "input_files": self.input_files,
+            "warnings": self.warnings,
             "units": len(self.units),
             "segments": [
                 {"index": s.index, "name": s.name, "hash": s.hash, "steps": [dataclasses.asdict(t) for t in s.steps]}
@@ -110,21 +113,71 @@ def make_reader(inp: InputSpec, spec: PipelineSpec, base_dir: Path | None = None
     )
     reader = cls(cls.Options.model_validate(inp.options), limits)
     reader.base_dir = str(base_dir) if base_dir is not None else None
+    reader.skip_unreadable_files = inp.on_error == "skip"
     return reader
 
 
-def expand_paths(inp: InputSpec, base_dir: Path, where: str) -> list[str]:
-    """Glob every pattern (relative ones against the pipeline file's directory), sorted and de-duplicated."""
+def expand_paths(inp: InputSpec, base_dir: Path, where: str, warnings: list[str] | None = None) -> list[str]:
+    """Glob every pattern (relative ones against the pipeline file's directory), sorted and de-duplicated.
+
+    A pattern that matches no file is an error naming the input and the pattern (a warning appended to
+    ``warnings`` for an ``optional`` input). A pattern that names a directory is an error too, unless the input
+    skips unreadable files: then the directory is listed and its reader counts it as a rejected row.
+    """
     files: list[str] = []
     for j, pattern in enumerate(inp.paths):
         # Local patterns behave exactly as glob.glob; URIs (s3://bucket/crawl/*.warc.gz) list the object store.
         # normpath: "examples/../tests/data/x" and "tests/data/x" are one file, and origins should say so.
-        matches = [str(loc) if storage.is_uri(str(loc)) else os.path.normpath(str(loc))
-                   for loc in storage.glob(pattern, base=base_dir)]
+        matches = [_normalized(str(loc)) for loc in storage.glob(pattern, base=base_dir)]
         if not matches:
-            raise SpecError(f"{where}[{j}]: no file matches {pattern!r} (looked in {base_dir})")
+            directory = _directory(pattern, base_dir)
+            if directory is not None and inp.on_error == "skip":
+                matches = [directory]
+            elif directory is not None:
+                raise SpecError(f"{where}[{j}]: {directory!r} is a directory, not a file (source {inp.source}); "
+                                f"give a pattern such as {pattern.rstrip('/') + '/**/*'!r}")
+            elif inp.optional:
+                if warnings is not None:
+                    warnings.append(f"{where}[{j}]: no file matches {pattern!r} (optional input of source "
+                                    f"{inp.source}; looked in {base_dir})")
+            else:
+                raise SpecError(f"{where}[{j}]: no file matches {pattern!r} (source {inp.source}; looked in "
+                                f"{base_dir}); mark the input 'optional: true' if it may be empty")
         files.extend(matches)
     return list(dict.fromkeys(files))
+
+
+def _normalized(path: str) -> str:
+    return path if storage.is_uri(path) else os.path.normpath(path)
+
+
+def _directory(pattern: str, base_dir: Path) -> str | None:
+    """The directory a wildcard-free pattern names, if it names one."""
+    path_part = pattern.split("?", 1)[0] if storage.is_uri(pattern) else pattern  # a URI's query is no wildcard
+    if any(c in path_part for c in "*?["):
+        return None
+    try:
+        loc = storage.resolve(pattern, base=base_dir)
+        return _normalized(str(loc)) if loc.is_dir() else None
+    except OSError:
+        return None
+
+
+def _input_file(input_index: int, path: str) -> dict[str, Any]:
+    try:
+        size = storage.file_size(path)
+    except OSError:  # a directory listed for an input that skips unreadable files; its reader rejects it
+        size = 0
+    return {"input": input_index, "path": path, "bytes": size}
+
+
+def _input_key(inp: InputSpec) -> dict[str, Any]:
+    """The input as hashed: ``optional`` and ``on_error`` only when set, so existing plans keep their hashes."""
+    key = inp.model_dump(mode="json")
+    for name in ("optional", "on_error"):
+        if key[name] == InputSpec.model_fields[name].default:
+            del key[name]
+    return key
 
 
 def _digest(obj: Any) -> str:
@@ -134,13 +187,17 @@ def _digest(obj: Any) -> str:
 def build_plan(spec: PipelineSpec, base_dir: Path) -> Plan:
     units: list[IngestUnit] = []
     input_files: list[dict[str, Any]] = []
+    warnings: list[str] = []
     for i, inp in enumerate(spec.inputs):
-        files = expand_paths(inp, base_dir, f"inputs[{i}].paths")
-        input_files += [{"input": i, "path": f, "bytes": storage.file_size(f)} for f in files]
+        files = expand_paths(inp, base_dir, f"inputs[{i}].paths", warnings)
+        input_files += [_input_file(i, f) for f in files]
         reader = make_reader(inp, spec, base_dir)
         units += [IngestUnit(i, inp.source, u) for u in reader.units(files, len(units))]
         if len(units) >= 2**32:
             raise SpecError(f"inputs[{i}]: more than 2^32 ingest units")
+    if not input_files:
+        raise SpecError("inputs: no input file at all (every input is optional and none of their patterns matched): "
+                        + "; ".join(warnings))
 
     steps = [Step(0, "ingest", "ingest", {})]
     for i, step_spec in enumerate(spec.steps):
@@ -152,7 +209,7 @@ def build_plan(spec: PipelineSpec, base_dir: Path) -> Plan:
 
     # Everything that decides segment 0's output: inputs (paths and sizes), how they are read, the seed.
     ingest_key = {
-        "inputs": [inp.model_dump(mode="json") for inp in spec.inputs],
+        "inputs": [_input_key(inp) for inp in spec.inputs],
         # Relative to the pipeline file where possible, so a checkout moved or uploaded elsewhere (a Ray job's
         # working directory) hashes the same and can resume.
         "files": [(_stable_path(f["path"], base_dir), f["bytes"]) for f in input_files],
@@ -171,7 +228,7 @@ def build_plan(spec: PipelineSpec, base_dir: Path) -> Plan:
         current.append(step)
     segments.append(_segment(len(segments), current, running_hash))
     plan_hash = _digest({"segments": [s.hash for s in segments]})
-    return Plan(spec, base_dir, units, steps, segments, plan_hash, input_files)
+    return Plan(spec, base_dir, units, steps, segments, plan_hash, input_files, warnings)
 
 
 def _stable_path(path: str, base_dir: Path) -> str:

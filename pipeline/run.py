@@ -53,6 +53,8 @@ def _run_holding_lease(plan: Plan, run_dir: RunDir, executor, force: bool, log, 
                        start: float) -> RunResult:
     _refuse_stale(plan, run_dir, force)  # before plan.json is written: a refused rerun changes nothing
     atomic_write_json(run_dir.plan_path, plan.to_json())
+    for warning in plan.warnings:
+        log(f"warning: {warning}")
     per_segment: list[tuple[str, list[StageStats]]] = []
     skipped, computed = [], []
     build_seconds: dict[str, float] = {}
@@ -65,6 +67,7 @@ def _run_holding_lease(plan: Plan, run_dir: RunDir, executor, force: bool, log, 
         "plan_hash": plan.plan_hash, "executor": executor.name, "wall_seconds": seconds,
         "segments_skipped": skipped, "segments_computed": computed,
         "workers": getattr(executor, "workers", None), "build_seconds": build_seconds,
+        "warnings": plan.warnings,
     })
     try:
         from gristmill.pipeline.report import write_report

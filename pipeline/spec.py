@@ -60,6 +60,11 @@ class InputSpec(_Model):
     oversize: Literal["truncate", "reject"] = "truncate"
     # A raw record (HTML page, JSON line, file) larger than this is rejected without being decoded.
     max_record_bytes: int = Field(default=16 * 1024 * 1024, gt=0)
+    # A pattern that matches no file is an error; for an optional input it is a warning in the run's log and stats.
+    optional: bool = False
+    # A file that cannot be read at all (a directory, no permission, not in the input's format) stops the run with
+    # an error naming it; with "skip" it is one rejected row (reason ``read_error: ...``, origin = the file).
+    on_error: Literal["fail", "skip"] = "fail"
 
 
 class StepSpec(_Model):

@@ -51,6 +51,8 @@ class StageStats:
     seconds: float = 0.0
     doc_bytes_out: Summary = dataclasses.field(default_factory=Summary)
     drops: dict[str, list[int]] = dataclasses.field(default_factory=dict)  # reason -> [rows, bytes]
+    # Rows a reader noted without dropping them (bytes replaced while decoding, a cut payload ...): name -> rows.
+    counters: dict[str, int] = dataclasses.field(default_factory=dict)
 
     @property
     def rows_dropped(self) -> int:
@@ -62,11 +64,14 @@ class StageStats:
             cur = drops.setdefault(reason, [0, 0])
             cur[0] += rows
             cur[1] += nbytes
+        counters = dict(self.counters)
+        for name, rows in other.counters.items():
+            counters[name] = counters.get(name, 0) + rows
         return StageStats(
             self.position, self.label, self.stage, self.source,
             self.rows_in + other.rows_in, self.rows_out + other.rows_out,
             self.bytes_in + other.bytes_in, self.bytes_out + other.bytes_out,
-            self.seconds + other.seconds, self.doc_bytes_out.merge(other.doc_bytes_out), drops,
+            self.seconds + other.seconds, self.doc_bytes_out.merge(other.doc_bytes_out), drops, counters,
         )
 
     def accounting_holds(self) -> bool:
@@ -84,7 +89,7 @@ def piece_to_stage_stats(piece: dict[str, Any]) -> StageStats:
         piece["position"], piece["label"], piece["stage"], piece["source"],
         piece["rows_in"], piece["rows_out"], piece["bytes_in"], piece["bytes_out"], piece["seconds"],
         Summary(piece["rows_out"], piece["bytes_out"], piece["out_bytes_min"], piece["out_bytes_max"]),
-        {k: list(v) for k, v in piece["drops"].items()},
+        {k: list(v) for k, v in piece["drops"].items()}, dict(piece.get("counters", {})),
     )
 
 
@@ -108,6 +113,10 @@ DROPS_SCHEMA = pa.schema([
     ("position", pa.int32()), ("step", pa.string()), ("stage", pa.string()), ("source", pa.string()),
     ("reason", pa.string()), ("rows", pa.int64()), ("bytes", pa.int64()),
 ])
+COUNTERS_SCHEMA = pa.schema([
+    ("position", pa.int32()), ("step", pa.string()), ("stage", pa.string()), ("source", pa.string()),
+    ("counter", pa.string()), ("rows", pa.int64()),
+])
 
 
 def write_segment_stats(path: Path, segment: str, stats: list[StageStats]) -> None:
@@ -127,8 +136,9 @@ def load_segment_stats(path: Path) -> tuple[str, list[StageStats]]:
 
 
 def write_run_stats(stats_dir: Path, per_segment: list[tuple[str, list[StageStats]]], extra: dict) -> None:
-    """stats/stages.parquet, stats/drops.parquet and stats/stats.json over all segments of the run."""
-    stage_rows, drop_rows = [], []
+    """stats/stages.parquet, stats/drops.parquet, stats/counters.parquet and stats/stats.json over all segments
+    of the run."""
+    stage_rows, drop_rows, counter_rows = [], [], []
     for segment, stats in per_segment:
         for s in stats:
             stage_rows.append({
@@ -141,12 +151,18 @@ def write_run_stats(stats_dir: Path, per_segment: list[tuple[str, list[StageStat
             for reason, (rows, nbytes) in sorted(s.drops.items()):
                 drop_rows.append({"position": s.position, "step": s.label, "stage": s.stage, "source": s.source,
                                   "reason": reason, "rows": rows, "bytes": nbytes})
+            for name, rows in sorted(s.counters.items()):
+                counter_rows.append({"position": s.position, "step": s.label, "stage": s.stage, "source": s.source,
+                                     "counter": name, "rows": rows})
     write_parquet_atomic(stats_dir / "stages.parquet", pa.Table.from_pylist(stage_rows, schema=STAGES_SCHEMA))
     write_parquet_atomic(stats_dir / "drops.parquet", pa.Table.from_pylist(drop_rows, schema=DROPS_SCHEMA))
+    write_parquet_atomic(stats_dir / "counters.parquet",
+                         pa.Table.from_pylist(counter_rows, schema=COUNTERS_SCHEMA))
     atomic_write_json(stats_dir / "stats.json", {
         **extra,
         "stages": stage_rows,
         "drops": drop_rows,
+        "counters": counter_rows,
     })
 
 

@@ -3,6 +3,7 @@ reading a unit, running a stage on a batch with its accounting, and writing comm
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 import time
 from pathlib import Path
@@ -18,6 +19,7 @@ from gristmill.core.layout import RunLayout
 from gristmill.pipeline.plan import IngestUnit, Plan, Step
 from gristmill.pipeline.rundir import part_file_name, write_parquet_atomic, write_part
 from gristmill.stages.base import PART_COLUMN, REJECT_REASON, GlobalStage, Stage, StageOutput
+from gristmill.stages.ingest.base import NOTES, InputFileError
 
 Reporter = Callable[[tuple, dict], None]
 
@@ -28,14 +30,23 @@ class StageContractError(RuntimeError):
 
 # --- ingest -----------------------------------------------------------------------------------------------
 
+def oversize_rows(table: pa.Table, max_bytes: int) -> pa.Array:
+    """Kept rows whose text is longer than ``max_bytes`` (UTF-8)."""
+    lengths = pc.binary_length(table["text"])
+    return pc.fill_null(pc.and_(pc.greater(lengths, max_bytes), pc.is_null(table[REJECT_REASON])), False)
+
+
 def _utf8_truncate(texts: list[str], max_bytes: int) -> list[str]:
     return [t.encode("utf-8")[:max_bytes].decode("utf-8", "ignore") for t in texts]
 
 
+# The ingest counter of documents cut to the input's ``max_doc_bytes`` (``oversize: truncate``).
+TRUNCATED_TO_MAX_DOC_BYTES = "truncated_to_max_doc_bytes"
+
+
 def apply_size_limit(table: pa.Table, max_bytes: int, mode: str) -> pa.Table:
     """Truncate (at a UTF-8 character boundary) or reject documents whose text exceeds ``max_bytes``."""
-    lengths = pc.binary_length(table["text"])
-    over = pc.fill_null(pc.and_(pc.greater(lengths, max_bytes), pc.is_null(table[REJECT_REASON])), False)
+    over = oversize_rows(table, max_bytes)
     if not pc.any(over).as_py():
         return table
     idx = np.flatnonzero(over.to_numpy(zero_copy_only=False))
@@ -52,12 +63,29 @@ def apply_size_limit(table: pa.Table, max_bytes: int, mode: str) -> pa.Table:
     return table.set_column(table.schema.get_field_index("text"), "text", pa.array(texts, pa.large_string()))
 
 
+@dataclasses.dataclass
+class ReadOutput(StageOutput):
+    """An ingest batch (all rows of one part) and the reader's counters for it: counter name -> rows noted."""
+
+    counters: dict[str, int] = dataclasses.field(default_factory=dict)
+
+
+def reader_counters(records: pa.Table) -> dict[str, int]:
+    """Rows per counter name in the reader's optional ``notes`` column (a list of names per row)."""
+    if NOTES not in records.column_names:
+        return {}
+    names = pc.list_flatten(records[NOTES])
+    if len(names) == 0:
+        return {}
+    return {row["values"]: row["counts"] for row in pc.value_counts(names).to_pylist()}
+
+
 def read_unit(plan: Plan, iu: IngestUnit) -> Iterator[StageOutput]:
     """Read one unit into document batches; every record becomes a row (kept or rejected)."""
     inp = plan.spec.inputs[iu.input_index]
     reader = plan.reader(iu.input_index)
     ordinal = 0
-    for records in reader.read(iu.unit):
+    for records in _named_input_errors(reader.read(iu.unit), f"inputs[{iu.input_index}] (source {iu.source})"):
         n = records.num_rows
         if n == 0:
             continue
@@ -72,9 +100,22 @@ def read_unit(plan: Plan, iu: IngestUnit) -> Iterator[StageOutput]:
             REJECT_REASON: records[REJECT_REASON].cast(pa.string()),
             PART_COLUMN: pa.array(np.full(n, doc_ids[0], dtype=np.uint64), pa.uint64()),
         })
+        counters = reader_counters(records)
+        if inp.oversize == "truncate":
+            truncated = pc.sum(pc.cast(oversize_rows(table, inp.max_doc_bytes), pa.int64())).as_py() or 0
+            if truncated:
+                counters[TRUNCATED_TO_MAX_DOC_BYTES] = truncated
         table = apply_size_limit(table, inp.max_doc_bytes, inp.oversize)
         reasons = table[REJECT_REASON].combine_chunks()
-        yield StageOutput(table.drop_columns([REJECT_REASON]), reasons)
+        yield ReadOutput(table.drop_columns([REJECT_REASON]), reasons, counters)
+
+
+def _named_input_errors(batches: Iterator[pa.Table], where: str) -> Iterator[pa.Table]:
+    """The reader's batches; a file it cannot read is reported with the input it belongs to."""
+    try:
+        yield from batches
+    except InputFileError as exc:
+        raise InputFileError(f"{where}: {exc}") from exc
 
 
 def read_part(path: str) -> pa.Table:
@@ -144,6 +185,11 @@ def account(step: Step, source_of: Callable[[pa.Table], np.ndarray], table_in: p
             "out_bytes_max": int(kept_bytes.max()) if kept_bytes.size else None,
             "seconds": float(seconds * share), "drops": drops,
         }))
+    counters = getattr(out, "counters", None)
+    if counters:
+        if len(reports) != 1:
+            raise StageContractError(f"{step.label}: reader counters for a batch of {len(reports)} parts")
+        reports[0][1]["counters"] = dict(counters)
 
     if keep.all():
         return table_out, None, reports

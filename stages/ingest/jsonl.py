@@ -17,6 +17,7 @@ from gristmill.core.storage import is_uri, open_input, resolve
 from gristmill.stages.base import require
 from gristmill.stages.ingest import reasons
 from gristmill.stages.ingest.base import Reader, ReaderOptions, RecordBatcher, Unit
+from gristmill.stages.ingest.encoding import decode_utf8
 
 _LINE_CHUNK = 1 << 20
 
@@ -25,6 +26,15 @@ class JsonlOptions(ReaderOptions):
     text_field: str = "text"
     id_field: str | None = None  # its value becomes ``origin``; default ``path:line``
     url_field: str | None = None
+
+
+def zstd_error() -> type[Exception]:
+    """zstandard's error type (not an OSError), or a placeholder when zstandard is not installed."""
+    try:
+        import zstandard
+    except ImportError:
+        return OSError
+    return zstandard.ZstdError
 
 
 def open_decompressed(path: str) -> BinaryIO:
@@ -81,7 +91,7 @@ class JsonlReader(Reader):
         if table is not None:
             yield table
 
-    def _rows(self, path: str) -> Iterator[tuple[str, str | None, str, str | None]]:
+    def _rows(self, path: str) -> Iterator[tuple]:
         number = 0
         try:
             with open_decompressed(path) as stream:
@@ -90,23 +100,29 @@ class JsonlReader(Reader):
                         yield "", None, f"{path}:{number}", reasons.RECORD_TOO_LARGE
                     elif line.strip():
                         yield self._row(path, number, line)
-        except (OSError, EOFError, ValueError) as exc:  # corrupt/truncated gzip or zstd stream, unreadable file
-            yield "", None, f"{path}:{number + 1}", reasons.with_detail(reasons.READ_ERROR, exc)
+        except (OSError, EOFError, ValueError, zstd_error()) as exc:  # unreadable file, corrupt gzip/zstd stream
+            if number == 0:  # nothing could be read: not a file, no permission, not gzip/zstd at all
+                yield self.unreadable(path, exc)
+            else:
+                yield "", None, f"{path}:{number + 1}", reasons.with_detail(reasons.READ_ERROR, exc)
 
-    def _row(self, path: str, number: int, line: bytes) -> tuple[str, str | None, str, str | None]:
+    def _row(self, path: str, number: int, line: bytes) -> tuple:
         opts: JsonlOptions = self.options  # type: ignore[assignment]
         origin = f"{path}:{number}"
+        decoded = decode_utf8(line)
+        notes = (reasons.INVALID_BYTES_REPLACED,) if decoded.replaced else ()
         try:
-            obj = json.loads(line.decode("utf-8", errors="replace"))
+            obj = json.loads(decoded.text)
         except json.JSONDecodeError as exc:
-            return "", None, origin, reasons.with_detail(reasons.MALFORMED_JSON, exc)
+            return "", None, origin, reasons.with_detail(reasons.MALFORMED_JSON, exc), notes
         if not isinstance(obj, dict):
-            return "", None, origin, reasons.with_detail(reasons.MALFORMED_JSON, f"not an object: {type(obj).__name__}")
+            detail = f"not an object: {type(obj).__name__}"
+            return "", None, origin, reasons.with_detail(reasons.MALFORMED_JSON, detail), notes
         if opts.id_field is not None and obj.get(opts.id_field) is not None:
             origin = str(obj[opts.id_field])
         url = obj.get(opts.url_field) if opts.url_field is not None else None
         url = url if isinstance(url, str) else None
         text = obj.get(opts.text_field)
         if not isinstance(text, str):
-            return "", url, origin, reasons.MISSING_TEXT_FIELD
-        return text, url, origin, None
+            return "", url, origin, reasons.MISSING_TEXT_FIELD, notes
+        return text, url, origin, None, notes

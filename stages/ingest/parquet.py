@@ -10,7 +10,7 @@ import pyarrow.parquet as pq
 
 from gristmill.core import storage
 from gristmill.stages.ingest import reasons
-from gristmill.stages.ingest.base import RECORD_SCHEMA, Reader, ReaderOptions, Unit
+from gristmill.stages.ingest.base import NOTES, RECORD_SCHEMA, Reader, ReaderOptions, Unit
 
 
 class ParquetOptions(ReaderOptions):
@@ -25,7 +25,13 @@ class ParquetReader(Reader):
 
     def read(self, unit: Unit) -> Iterator[pa.Table]:
         for path in unit.paths:
-            yield from self._read_file(path)
+            try:
+                yield from self._read_file(path)
+            except (pa.ArrowInvalid, OSError) as exc:  # not Parquet, a corrupt footer or page, no permission
+                kind = "not a Parquet file" if _not_parquet(exc) else None
+                text, url, origin, reason = self.unreadable(path, exc, kind)
+                yield pa.table([[text], [url], [origin], [reason], pa.nulls(1, RECORD_SCHEMA.field(NOTES).type)],
+                               schema=RECORD_SCHEMA)
 
     def _read_file(self, path: str) -> Iterator[pa.Table]:
         opts: ParquetOptions = self.options  # type: ignore[assignment]
@@ -67,7 +73,11 @@ class ParquetReader(Reader):
             origin = pc.coalesce(ids, row_origin)
         else:
             origin = row_origin
-        return pa.table([text, url, origin, reason], schema=RECORD_SCHEMA)
+        return pa.table([text, url, origin, reason, pa.nulls(n, RECORD_SCHEMA.field(NOTES).type)], schema=RECORD_SCHEMA)
+
+
+def _not_parquet(exc: BaseException) -> bool:
+    return "magic bytes" in str(exc).lower() or "not a parquet file" in str(exc).lower()
 
 
 def _as_string(column: pa.Array, path: str, field: str, to: pa.DataType) -> pa.Array:

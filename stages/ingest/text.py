@@ -14,7 +14,7 @@ from pydantic import Field
 from gristmill.core.storage import is_uri, open_input, resolve
 from gristmill.stages.ingest import reasons
 from gristmill.stages.ingest.base import Reader, ReaderOptions, RecordBatcher, Unit
-from gristmill.stages.ingest.encoding import decode_text
+from gristmill.stages.ingest.encoding import decode_utf8
 
 
 class TextOptions(ReaderOptions):
@@ -50,21 +50,23 @@ class TextReader(Reader):
         if table is not None:
             yield table
 
-    def _row(self, path: str) -> tuple[str, None, str, str | None]:
+    def _row(self, path: str) -> tuple:
         origin = self._origin(path)
         try:
             with open_input(path) as f:
                 data = f.read(self.limits.max_record_bytes + 1)
-        except OSError as exc:
-            return "", None, origin, reasons.with_detail(reasons.READ_ERROR, exc)
+        except OSError as exc:  # a directory, no permission: an error, or a reject under on_error: skip
+            _, _, _, reason = self.unreadable(path, exc)
+            return "", None, origin, reason
         if len(data) > self.limits.max_record_bytes:
             return "", None, origin, reasons.RECORD_TOO_LARGE
         if b"\x00" in data:
             return "", None, origin, reasons.BINARY_FILE
-        text = decode_text(data)
-        if not text.strip():
-            return "", None, origin, reasons.EMPTY_TEXT
-        return text, None, origin, None
+        decoded = decode_utf8(data)
+        notes = (reasons.INVALID_BYTES_REPLACED,) if decoded.replaced else ()
+        if not decoded.text.strip():
+            return "", None, origin, reasons.EMPTY_TEXT, notes
+        return decoded.text, None, origin, None, notes
 
     def _origin(self, path: str) -> str:
         root = self.options.relative_to  # type: ignore[attr-defined]

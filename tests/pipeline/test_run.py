@@ -131,6 +131,8 @@ def test_oversize_documents_truncated_or_rejected(data_dir, tmp_path):
     docs = pq.read_table(tmp_path / "t" / "segments" / "00-ingest", filters=[("source", "=", "github")])
     assert docs.num_rows == 10
     assert max(len(t.encode()) for t in docs["text"].to_pylist()) <= 1000
+    ingest = next(s for _, ss in result.stats for s in ss if s.position == 0 and s.source == "github")
+    assert ingest.counters == {"truncated_to_max_doc_bytes": 10}  # cut, and counted under its own name
 
     rejecting = truncating.replace("max_doc_bytes: 1000", "max_doc_bytes: 1000\n    oversize: reject")
     result = run_local(data_dir, tmp_path / "r", rejecting)

@@ -105,3 +105,16 @@ def test_invalid_utf8_is_replaced(tmp_path):
     path = tmp_path / "latin1.jsonl"
     path.write_bytes(b'{"text": "caf\xe9"}\n')
     assert read_rows(JsonlReader, [path])[0]["text"] == "caf\ufffd"
+
+
+def test_invalid_utf8_in_a_line_is_replaced_and_counted(tmp_path):
+    paras = _real_paragraphs()[:2]
+    good = json.dumps({"text": paras[0]}, ensure_ascii=False).encode()
+    line = json.dumps({"text": paras[1]}, ensure_ascii=False).encode()
+    bad = line[:12] + line[12:].replace(b" ", b" \xff ", 1)  # a stray byte inside the text
+    path = tmp_path / "latin1-stray.jsonl"
+    path.write_bytes(good + b"\n" + bad + b"\n")
+    rows = read_rows(JsonlReader, [path])
+    assert reasons_of(rows) == [None, None]
+    assert [r["notes"] for r in rows] == [None, [reasons.INVALID_BYTES_REPLACED]]
+    assert rows[1]["text"].count("\ufffd") == 1

@@ -1,11 +1,13 @@
 from __future__ import annotations
 
+import re
+
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
 from gristmill.stages.ingest import reasons
-from gristmill.stages.ingest.base import Limits
+from gristmill.stages.ingest.base import InputFileError, Limits
 from gristmill.stages.ingest.parquet import ParquetReader
 from gristmill.stages.ingest.warc import WarcReader
 
@@ -72,3 +74,13 @@ def test_empty_file_yields_nothing(tmp_path):
     path = tmp_path / "empty.parquet"
     pq.write_table(pa.table({"text": pa.array([], pa.string())}), path)
     assert read_rows(ParquetReader, [path]) == []
+
+
+def test_a_file_that_is_not_parquet_is_an_error_naming_it_or_a_counted_reject(tmp_path):
+    fake = tmp_path / "part-0001.parquet"
+    fake.write_bytes(b'{"text": "a JSON line saved under the wrong name"}\n')
+    with pytest.raises(InputFileError, match=re.escape(str(fake)) + ".*not a parquet file"):
+        read_rows(ParquetReader, [fake])
+    (row,) = read_rows(ParquetReader, [fake], on_error="skip")
+    assert row["reject_reason"] == f"{reasons.READ_ERROR}: not a Parquet file"
+    assert row["origin"] == str(fake)

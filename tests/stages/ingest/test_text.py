@@ -1,9 +1,12 @@
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
+import pytest
+
 from gristmill.stages.ingest import reasons
-from gristmill.stages.ingest.base import Limits
+from gristmill.stages.ingest.base import InputFileError, Limits
 from gristmill.stages.ingest.text import TextReader
 
 from .conftest import documents, read_rows, reasons_of
@@ -61,6 +64,20 @@ def test_undecodable_bytes_are_replaced_and_large_files_rejected(tmp_path):
     assert rows[0]["origin"] == str(latin)  # no relative_to: the path as given
 
 
-def test_a_vanished_file_is_a_read_error(tmp_path):
-    rows = read_rows(TextReader, [tmp_path / "gone.txt"])
-    assert rows[0]["reject_reason"].startswith(reasons.READ_ERROR)
+def test_a_vanished_file_is_an_error_naming_it_or_a_read_error_when_skipped(tmp_path):
+    gone = tmp_path / "gone.txt"
+    with pytest.raises(InputFileError, match=re.escape(str(gone))):
+        read_rows(TextReader, [gone])
+    (row,) = read_rows(TextReader, [gone], on_error="skip")
+    assert row["reject_reason"] == f"{reasons.READ_ERROR}: No such file or directory"
+    assert row["origin"] == str(gone)
+
+
+def test_invalid_utf8_in_a_file_is_replaced_and_counted(tmp_path):
+    src = sorted(STDLIB.glob("*.py"))[0]
+    path = tmp_path / "latin1_comment.py"
+    path.write_bytes(src.read_bytes() + "# caf\u00e9 in Latin-1\n".encode("latin-1"))
+    (row,) = read_rows(TextReader, [path])
+    assert row["reject_reason"] is None
+    assert row["notes"] == [reasons.INVALID_BYTES_REPLACED]
+    assert row["text"].endswith("# caf\ufffd in Latin-1\n")

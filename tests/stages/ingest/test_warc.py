@@ -1,7 +1,9 @@
 from __future__ import annotations
 
 import gzip
+import zlib
 import io
+import json
 import shutil
 
 import pytest
@@ -13,7 +15,7 @@ from gristmill.stages.ingest import reasons
 from gristmill.stages.ingest.base import Limits
 from gristmill.stages.ingest.warc import WarcReader, WetReader, undo_content_encoding
 
-from .conftest import CC_SAMPLE, TRUNCATED, WHIRLWIND_WARC, WHIRLWIND_WET, documents, read_rows, reasons_of
+from .conftest import CC_SAMPLE, TRUNCATED, WARC_DIR, WHIRLWIND_WARC, WHIRLWIND_WET, documents, read_rows, reasons_of
 
 
 def warcio_census(path) -> tuple[int, list[str]]:
@@ -132,9 +134,9 @@ def test_non_html_non_2xx_and_compressed_responses(tmp_path):
 
 def test_undo_content_encoding_is_bounded():
     body = gzip.compress(b"a" * 100_000)
-    assert undo_content_encoding(body, "gzip", 1_000) == (b"", reasons.RECORD_TOO_LARGE)
+    assert undo_content_encoding(body, "gzip", 1_000) == (b"", reasons.RECORD_TOO_LARGE, ())
     assert undo_content_encoding(body, "br", 10**6)[1].startswith(reasons.UNSUPPORTED_CONTENT_ENCODING)
-    assert undo_content_encoding(b"plain", None, 10) == (b"plain", None)
+    assert undo_content_encoding(b"plain", None, 10) == (b"plain", None, ())
 
 
 def test_trafilatura_extractor_reads_the_sample():
@@ -170,8 +172,9 @@ def test_uncompressed_copy_reads_the_same(tmp_path):
     with gzip.open(CC_SAMPLE) as src, open(plain, "wb") as dst:
         shutil.copyfileobj(src, dst)
     gz_rows, plain_rows = read_rows(WarcReader, [CC_SAMPLE]), read_rows(WarcReader, [plain])
-    assert [(r["text"], r["url"], r["origin"]) for r in gz_rows] == [
-        (r["text"], r["url"], r["origin"]) for r in plain_rows
+    # A document's origin is its record id; a rejected record's also names the file and offset.
+    assert [(r["text"], r["url"], r["origin"].split(" ")[-1]) for r in gz_rows] == [
+        (r["text"], r["url"], r["origin"].split(" ")[-1]) for r in plain_rows
     ]
 
 
@@ -180,3 +183,214 @@ def test_unknown_option_is_refused():
         WarcReader.Options(extractor="resiliparse", no_such_option=1)
     with pytest.raises(ValueError):
         WarcReader.Options(extractor="boilerpipe")
+
+
+# --- old crawls, legacy encodings and payloads that are not what their headers say -------------------------------
+
+DATA_DIR = WARC_DIR.parent
+
+
+def _sentences(name: str, codec: str, count: int = 12) -> list[str]:
+    """Real sentences of ``tests/data/<name>`` that ``codec`` encodes and decodes back unchanged."""
+    out = []
+    for line in (DATA_DIR / name).read_text(encoding="utf-8").splitlines():
+        try:
+            if line.encode(codec).decode(codec) == line:
+                out.append(line)
+        except UnicodeEncodeError:
+            continue
+    return out[:count]
+
+
+def _page(sentences: list[str], head: str = "") -> str:
+    paragraphs = "".join(f"<p>{s}</p>\n" for s in sentences)
+    return f"<html><head>{head}<title>t</title></head><body><article>\n{paragraphs}</article></body></html>"
+
+
+def _http_block(body: bytes, *headers: str, newline: bytes = b"\n", status: str = "200 OK") -> bytes:
+    """An HTTP response block exactly as given: old crawlers stored header lines ending with a bare LF."""
+    lines = [f"HTTP/1.1 {status}".encode(), *(h.encode() for h in headers)]
+    return newline.join(lines) + newline + newline + body
+
+
+def _write_raw_response(writer: WARCWriter, url: str, block: bytes, **warc_headers: str) -> str:
+    """A response record whose HTTP block is stored byte for byte; returns its record id.
+
+    warcio parses and rewrites the HTTP headers of a ``response`` (with CRLF); built as a ``resource`` and then
+    typed ``response``, the block keeps its own line endings.
+    """
+    record = writer.create_warc_record(url, "resource", payload=io.BytesIO(block), length=len(block),
+                                       warc_content_type="application/http; msgtype=response",
+                                       warc_headers_dict=warc_headers)
+    record.rec_type = "response"
+    record.rec_headers.replace_header("WARC-Type", "response")
+    writer.write_record(record)
+    return record.rec_headers.get_header("WARC-Record-ID")
+
+
+def _old_crawl(path, records: list[tuple[str, bytes]], version: str = "WARC/0.18", gzip_members: bool = False,
+               **warc_headers: str) -> list[str]:
+    with open(path, "wb") as f:
+        writer = WARCWriter(f, gzip=gzip_members, warc_version=version)
+        return [_write_raw_response(writer, url, block, **warc_headers) for url, block in records]
+
+
+@pytest.mark.parametrize("codec", ["euc-jp", "cp932", "gbk", "windows-1251"])  # cp932: Shift-JIS as Windows writes it
+def test_old_crawl_with_bare_lf_http_headers_decodes_legacy_encodings(tmp_path, codec):
+    name = {"gbk": "langid/zh.txt", "windows-1251": "langid/ru.txt"}.get(codec, "clean/ja.txt")
+    sentences = _sentences(name, codec)
+    body = _page(sentences).encode(codec)  # no charset anywhere: detection has to find it
+    path = tmp_path / "clueweb09-era.warc"
+    _old_crawl(path, [("http://example.jp/a.html", _http_block(body, "Content-Type: text/html"))])
+    (row,) = read_rows(WarcReader, [path])
+    assert row["reject_reason"] is None
+    for sentence in sentences:
+        assert sentence in row["text"]
+    assert "\ufffd" not in row["text"]
+
+
+def test_old_crawl_warc_headers_with_bare_lf_are_read_and_counted(tmp_path):
+    sentences = _sentences("clean/ja.txt", "euc-jp")
+    block = _http_block(_page(sentences).encode("euc-jp"), "Content-Type: text/html; charset=EUC-JP")
+    records = []
+    for url in ("http://example.jp/a.html", "http://example.jp/b.html"):
+        one = tmp_path / "one.warc"
+        _old_crawl(one, [(url, block)])
+        # WARC header lines end with a bare LF too; the block (and so Content-Length) stays as it is.
+        header, _, rest = one.read_bytes().partition(b"\r\n\r\n")
+        assert rest.endswith(b"\r\n\r\n")
+        records.append(header.replace(b"\r\n", b"\n") + b"\n\n" + rest[:-4] + b"\n\n")
+    bare = tmp_path / "bare-lf.warc"
+    bare.write_bytes(b"".join(records))
+    reader = WarcReader(WarcReader.Options(), Limits())
+    (table,) = list(reader.read(reader.units([str(bare)], 0)[0]))
+    rows = table.to_pylist()
+    assert [r["reject_reason"] for r in rows] == [None, None]
+    assert all(sentences[0] in r["text"] for r in rows)
+    assert [r["notes"] for r in rows] == [[reasons.WARC_HEADERS_BARE_LF]] * 2
+
+
+def test_shift_jis_page_declared_by_meta_charset_uses_the_vendor_superset(tmp_path):
+    # Pages labelled Shift_JIS are written in Windows-31J (cp932): NEC circled digits, IBM kanji ...
+    sentences = ["①会社概要について ②採用情報 ③お問い合わせ", *_sentences("clean/ja.txt", "cp932", 6)]
+    meta = '<meta http-equiv="Content-Type" content="text/html; charset=Shift_JIS">'
+    body = _page(sentences, head=meta).encode("cp932")
+    path = tmp_path / "sjis.warc.gz"
+    _old_crawl(path, [("http://example.jp/sjis.html", _http_block(body, "Content-Type: text/html", newline=b"\r\n"))],
+               version="WARC/1.0", gzip_members=True)
+    (row,) = read_rows(WarcReader, [path])
+    assert row["reject_reason"] is None
+    for sentence in sentences:
+        assert sentence in row["text"]
+
+
+def test_invalid_utf8_is_replaced_and_counted_not_turned_into_mojibake(tmp_path):
+    sentences = _sentences("clean/ja.txt", "utf-8")
+    body = _page(sentences).encode("utf-8").replace(b"</p>", b"\xff</p>", 1)  # one stray byte
+    path = tmp_path / "stray-byte.warc.gz"
+    block = _http_block(body, "Content-Type: text/html; charset=utf-8", newline=b"\r\n")
+    _old_crawl(path, [("http://example.jp/u.html", block)], version="WARC/1.0", gzip_members=True)
+    (row,) = read_rows(WarcReader, [path])
+    assert row["reject_reason"] is None
+    assert all(s in row["text"] for s in sentences[1:])
+    assert row["text"].count("\ufffd") == 1
+    assert row["notes"] == [reasons.INVALID_BYTES_REPLACED]
+
+
+def test_gzip_label_over_a_plain_body_uses_the_body_and_counts_it(tmp_path):
+    body = _page(_sentences("clean/en.txt", "ascii")).encode()
+    path = tmp_path / "mislabelled.warc.gz"
+    block = _http_block(body, "Content-Type: text/html", "Content-Encoding: gzip", newline=b"\r\n")
+    _old_crawl(path, [("http://example.com/p.html", block)], version="WARC/1.0", gzip_members=True)
+    (row,) = read_rows(WarcReader, [path])
+    assert row["reject_reason"] is None
+    assert _sentences("clean/en.txt", "ascii")[0] in row["text"]
+    assert row["notes"] == [reasons.CONTENT_ENCODING_NOT_APPLIED]
+    # A gzip stream the crawler stored cut short is kept as far as it goes, and counted.
+    cut, reason, notes = undo_content_encoding(gzip.compress(body)[:-40], "gzip", 10**6)
+    assert reason is None and 0 < len(cut) < len(body) and body.startswith(cut)
+    assert notes == (reasons.COMPRESSED_PAYLOAD_CUT,)
+    # A body that starts as gzip but is corrupt is still rejected.
+    assert undo_content_encoding(b"\x1f\x8b\x08garbage", "gzip", 100)[1].startswith(
+        reasons.UNSUPPORTED_CONTENT_ENCODING)
+
+
+def _png() -> bytes:
+    """A valid 16x16 grey PNG."""
+    import struct
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    rows = b"".join(b"\x00" + bytes(range(0, 256, 16)) for _ in range(16))
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 16, 16, 8, 0, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b""))
+
+
+def test_png_labelled_text_html_is_rejected_as_binary_naming_file_and_record(tmp_path):
+    path = tmp_path / "png.warc.gz"
+    (record_id,) = _old_crawl(path, [("http://example.com/logo", _http_block(_png(), "Content-Type: text/html",
+                                                                             newline=b"\r\n"))],
+                              version="WARC/1.0", gzip_members=True)
+    (row,) = read_rows(WarcReader, [path])
+    assert row["reject_reason"] == f"{reasons.BINARY_PAYLOAD}: png"
+    assert row["origin"] == f"{path}:0 {record_id}"
+
+
+def test_every_rejected_warc_record_names_its_file_and_record_id():
+    (row,) = read_rows(WarcReader, [TRUNCATED])
+    assert row["reject_reason"] == reasons.TRUNCATED_RECORD
+    path, record_id = row["origin"].split(" ")
+    assert path == f"{TRUNCATED}:0" and record_id.startswith("<urn:uuid:")
+    rows = read_rows(WarcReader, [CC_SAMPLE])
+    rejected = [r for r in rows if r["reject_reason"] is not None]
+    assert rejected and all(r["origin"].startswith(f"{CC_SAMPLE}:") and " <urn:uuid:" in r["origin"]
+                            for r in rejected)
+    assert all(r["origin"].startswith("<urn:uuid:") for r in documents(rows))
+
+
+def test_payload_the_crawler_cut_is_kept_and_counted(tmp_path):
+    body = _page(_sentences("clean/en.txt", "ascii")).encode()[:-300]  # cut mid-page, as the crawler stored it
+    path = tmp_path / "cut.warc.gz"
+    _old_crawl(path, [("http://example.com/long.html", _http_block(body, "Content-Type: text/html",
+                                                                    newline=b"\r\n"))],
+               version="WARC/1.0", gzip_members=True, **{"WARC-Truncated": "length"})
+    (row,) = read_rows(WarcReader, [path])
+    assert row["reject_reason"] is None
+    assert row["notes"] == [reasons.PAYLOAD_TRUNCATED_BY_CRAWLER]
+
+
+def test_counters_and_named_rejects_reach_the_run_statistics(tmp_path):
+    from gristmill.pipeline import LocalExecutor, RunDir, build_plan, parse_pipeline, run_plan
+    from gristmill.pipeline.inspection import connect
+
+    sentences = _sentences("clean/ja.txt", "euc-jp")
+    crawl = tmp_path / "old.warc.gz"
+    ids = _old_crawl(crawl, [
+        ("http://example.jp/a.html", _http_block(_page(sentences).encode("euc-jp"), "Content-Type: text/html")),
+        ("http://example.jp/b.html", _http_block(_page(sentences).encode(), "Content-Type: text/html",
+                                                 "Content-Encoding: gzip")),
+        ("http://example.jp/logo", _http_block(_png(), "Content-Type: text/html")),
+    ], gzip_members=True)
+    spec = parse_pipeline(f"""
+name: counters
+inputs:
+  - source: common_crawl
+    format: warc
+    paths: ["{crawl}"]
+output: {{rejects: true}}
+execution: {{executor: local}}
+""")
+    run_dir = tmp_path / "run"
+    run_plan(build_plan(spec, tmp_path), RunDir(run_dir), LocalExecutor(), log=lambda m: None)
+    con = connect(run_dir)
+    assert dict(con.execute("SELECT counter, rows FROM counters WHERE step = 'ingest'").fetchall()) == {
+        reasons.CONTENT_ENCODING_NOT_APPLIED: 1}
+    assert con.execute("SELECT rows_in, rows_out FROM stage_stats WHERE step = 'ingest'").fetchone() == (3, 2)
+    (reason, origin), = con.execute("SELECT reject_reason, origin FROM rejects").fetchall()
+    assert reason == f"{reasons.BINARY_PAYLOAD}: png"
+    assert origin.startswith(f"{crawl}:") and origin.endswith(ids[2])
+    stats = json.loads((run_dir / "stats" / "stats.json").read_text())
+    assert {(c["counter"], c["rows"]) for c in stats["counters"]} == {(reasons.CONTENT_ENCODING_NOT_APPLIED, 1)}
+    docs = con.execute("SELECT text FROM documents ORDER BY doc_id").fetchall()
+    assert all(sentences[0] in text for (text,) in docs)
