@@ -10,7 +10,7 @@ import numpy as np
 from numba import njit
 
 from gristmill.dedup.hashing import _C1, _C2, GOLDEN64, LENGTH_MULT
-from gristmill.dedup.bloom import H2_SALT
+from gristmill.dedup.bloom import H1_SALT, H2_SALT
 from gristmill.dedup.minhash import SHINGLE_LEN_MULT, SHINGLE_MULT
 
 # --- normalization and tokenization (gristmill.dedup.normalize) ------------------------------------------------------
@@ -216,14 +216,8 @@ def bloom_test_and_insert(words, keys, m, k, read_only, new):
     one = np.uint64(1)
     for j in range(keys.shape[0]):
         key = keys[j]
-        x = key ^ H2_SALT
-        x ^= x >> np.uint64(33)
-        x *= np.uint64(0xFF51AFD7ED558CCD)
-        x ^= x >> np.uint64(33)
-        x *= np.uint64(0xC4CEB9FE1A85EC53)
-        x ^= x >> np.uint64(33)
-        h1 = key % m
-        h2 = x % (m - one) + one
+        h1 = fmix(key ^ H1_SALT) % m
+        h2 = fmix(key ^ H2_SALT) % (m - one) + one
         pos = h1
         present = True
         for i in range(k):

@@ -275,7 +275,7 @@ class BloomParams(StageParams):
 
     def key_spec(self) -> dict:
         """What a saved filter's keys mean; a filter loads only into a stage with the same spec."""
-        return {"hash": BLOOM_KEY_HASH, "granularity": self.granularity,
+        return {"hash": BLOOM_KEY_HASH, "layout": bloom_mod.LAYOUT, "granularity": self.granularity,
                 "normalization": self.normalization.model_dump(),
                 "paragraph_separator": self.paragraph_separator if self.granularity == "paragraph" else None}
 
@@ -319,7 +319,7 @@ def _bloom_key_task(path: str, params: BloomParams, num_partitions: int):
     keys = np.concatenate([o[0] for o in out]) if out else np.zeros(0, np.uint64)
     docs = np.concatenate([o[1] for o in out]) if out else np.zeros(0, np.uint64)
     paras = np.concatenate([o[2] for o in out]) if out else np.zeros(0, np.int64)
-    part = partition_of(keys, num_partitions)
+    part = bloom_mod.partition_of_keys(keys, num_partitions)
     chunks = split_by_partition(part, num_partitions, keys, docs, paras)
     n_rows = file.metadata.num_rows
     info = {
@@ -338,6 +338,7 @@ class BloomPartition:
         else:
             self.filter = bloom_mod.BloomFilter(num_bits, num_hashes)
         self.read_only = read_only
+        self.expected_false_positives = 0.0
 
     def process(self, *chunks):
         """First occurrences in (doc_id, paragraph) order over the chunks of one batch of parts; returns the
@@ -348,6 +349,7 @@ class BloomPartition:
         order = np.lexsort((paras, docs))
         keys, docs, paras = keys[order], docs[order], paras[order]
         new = self.filter.first_occurrences(keys, read_only=self.read_only)
+        self.expected_false_positives += self.filter.expected_false_positives(int(new.sum()), self.read_only)
         return docs[~new], paras[~new]
 
     def save(self, path: str) -> dict:
@@ -356,7 +358,8 @@ class BloomPartition:
 
     def info(self) -> dict:
         return {"bits": self.filter.num_bits, "hashes": self.filter.num_hashes, "inserted": self.filter.inserted,
-                "fill_ratio": self.filter.fill_ratio(), "estimated_fp_rate": self.filter.estimated_fp_rate()}
+                "fill_ratio": self.filter.fill_ratio(), "estimated_fp_rate": self.filter.estimated_fp_rate(),
+                "expected_false_positives": self.expected_false_positives}
 
 
 def _doc_batches(infos: list[dict]) -> list[list[int]]:
@@ -418,7 +421,11 @@ class BloomDedup(GlobalStage):
             "fp_rate_target": p.fp_rate, "loaded_from": p.load, "read_only": p.read_only, "executor": ctx.executor,
             "filters": filters,
             "estimated_fp_rate": max((f["estimated_fp_rate"] for f in filters), default=0.0),
+            "expected_false_positives": sum(f["expected_false_positives"] for f in filters),
         }
+        # One key per document (or URL): each false positive is a unique document wrongly removed.
+        unit = "paragraphs" if p.granularity == "paragraph" else "documents"
+        stats[f"expected_unique_{unit}_removed"] = stats["expected_false_positives"]
         if p.granularity != "paragraph":
             stats["docs_out"] = docs_in - stats["documents_with_repeats"]
         os.makedirs(out_dir, exist_ok=True)
