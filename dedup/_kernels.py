@@ -235,3 +235,19 @@ def bloom_test_and_insert(words, keys, m, k, read_only, new):
                 pos += h2
                 if pos >= m:
                     pos -= m
+
+
+# --- MinHash-LSH removal rule (gristmill.dedup.components.keep_first) --------------------------------------------
+
+
+@njit(cache=True, nogil=True)
+def keep_first_pass(a, b, removed, via):
+    """Edges (a < b, dense indices in doc_id order) sorted by (b, a): b is removed through its first edge to
+    an a that is kept; a's fate is final by then, since every edge into a has a smaller b and came earlier.
+    ``via[b]`` is the index of that edge."""
+    for e in range(a.shape[0]):
+        x = a[e]
+        y = b[e]
+        if via[y] < 0 and not removed[x]:
+            removed[y] = True
+            via[y] = e

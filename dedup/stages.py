@@ -17,7 +17,10 @@ import pyarrow.parquet as pq
 from pydantic import Field, model_validator
 
 from gristmill.dedup import bloom as bloom_mod
-from gristmill.dedup.components import bucket_edges, connected_components, edges_to_chunks
+from gristmill.dedup.components import (
+    BucketCounts, bucket_edges, connected_components, edges_to_chunks, keep_first, node_partition, pair_partition,
+    root_of, unique_pairs,
+)
 from gristmill.dedup.hashing import hash_ranges64, hash_strings64
 from gristmill.dedup.lsh import band_keys, optimal_param
 from gristmill.dedup.minhash import ShingleSpec, empty_value, estimated_jaccard, signatures
@@ -73,6 +76,12 @@ class MinHashParams(StageParams):
     false_negative_weight: float = Field(0.5, ge=0.0)
     verify: bool = Field(True, description="keep only candidate pairs whose estimated Jaccard >= threshold")
     partitions: int = Field(4, ge=1, le=4096, description="shuffle partitions of band keys and edges")
+    max_bucket_size: int = Field(
+        256, ge=2,
+        description="a bucket with more documents pairs each of them only with its max_bucket_size smallest "
+        "doc_ids (at most max_bucket_size pairs per document); counted as oversized_buckets and "
+        "candidate_pairs_skipped",
+    )
 
     @model_validator(mode="after")
     def _check(self):
@@ -148,40 +157,98 @@ def lookup_signatures(sig_files: list[tuple[str, str]], docs: np.ndarray, num_pe
     return out
 
 
-def _bucket_task(params: MinHashParams, sig_files, num_partitions: int, *chunks):
-    """Group one partition of band keys into buckets -> star edges (verified) -> adjacency chunks."""
+VERIFY_CHUNK_PAIRS = 1 << 16  # pairs compared at a time: bounds the gathered signature rows of a task
+
+
+def pair_similarity(sig_files, a: np.ndarray, b: np.ndarray, num_perm: int, dtype) -> np.ndarray:
+    """Estimated Jaccard of every pair (a[i], b[i]): each document's signature is looked up once, then the
+    pairs are compared a chunk at a time."""
+    docs = np.unique(np.concatenate([a, b]))
+    sig = lookup_signatures(sig_files, docs, num_perm, dtype)
+    ia, ib = np.searchsorted(docs, a), np.searchsorted(docs, b)
+    sim = np.empty(len(a), dtype=np.float64)
+    for lo in range(0, len(a), VERIFY_CHUNK_PAIRS):
+        hi = lo + VERIFY_CHUNK_PAIRS
+        sim[lo:hi] = estimated_jaccard(sig[ia[lo:hi]], sig[ib[lo:hi]])
+    return sim
+
+
+def _bucket_task(params: MinHashParams, num_partitions: int, *chunks):
+    """Group one partition of band keys into buckets -> every pair within a bucket (capped) -> pairs split
+    by the partition of their smaller document, where equal pairs of different buckets meet."""
     keys = np.concatenate([c[0] for c in chunks]) if chunks else np.zeros(0, np.uint64)
     docs = np.concatenate([c[1] for c in chunks]) if chunks else np.zeros(0, np.uint64)
-    src, dst = bucket_edges(keys, docs)
-    candidates = len(src)
-    if params.verify and len(src):
+    a, b, counts = bucket_edges(keys, docs, params.max_bucket_size)
+    return (*split_by_partition(pair_partition(a, num_partitions), num_partitions, a, b), counts)
+
+
+def _verify_task(params: MinHashParams, sig_files, num_partitions: int, *chunks):
+    """The distinct candidate pairs of one partition, verified (estimated Jaccard >= threshold) -> the
+    components' adjacency chunks, the verified edges (a, b, similarity) and the pair counts."""
+    a, b = unique_pairs(*_concat_pairs(chunks))
+    candidates = len(a)
+    sim = np.full(len(a), np.nan)
+    if params.verify and len(a):
         dtype = np.uint64 if params.scheme == "legacy" else np.uint32
-        sim = estimated_jaccard(
-            lookup_signatures(sig_files, src, params.num_perm, dtype),
-            lookup_signatures(sig_files, dst, params.num_perm, dtype),
-        )
+        sim = pair_similarity(sig_files, a, b, params.num_perm, dtype)
         keep = sim >= params.threshold
-        src, dst = src[keep], dst[keep]
-    return (*edges_to_chunks(src, dst, num_partitions), {"candidate_pairs": candidates, "pairs": len(src)})
+        a, b, sim = a[keep], b[keep], sim[keep]
+    counts = {"candidate_pairs": candidates, "verified_pairs": len(a)}
+    return (*edges_to_chunks(a, b, num_partitions), (a, b, sim), counts)
 
 
-def _write_clusters(path: str, rows):
-    """Write one partition's clusters (doc_id, cluster_id, cluster_size); return its duplicates and the
-    size of each of its clusters."""
-    member, cluster, size = rows
+def _concat_pairs(chunks):
+    if not chunks:
+        return np.zeros(0, np.uint64), np.zeros(0, np.uint64)
+    return (np.concatenate([c[0] for c in chunks]).astype(np.uint64),
+            np.concatenate([c[1] for c in chunks]).astype(np.uint64))
+
+
+def _membership_task(num_partitions: int, rows):
+    """One partition's component rows (member, root, size), split by the partition of the member (and the
+    number of rows: a last value, so that one partition still gives a list of handles)."""
+    member, root, _ = rows
+    return (*split_by_partition(node_partition(member, num_partitions), num_partitions, member, root), len(member))
+
+
+def _route_task(num_partitions: int, edges, *membership):
+    """Verified edges (held by the partition of their smaller end) -> split by the partition of their
+    component's root, where the component's documents are decided together."""
+    a, b, sim = edges
+    member, root = _concat_pairs(membership)
+    edge_root = root_of(member, root, a) if len(a) else np.zeros(0, np.uint64)
+    return (*split_by_partition(node_partition(edge_root, num_partitions), num_partitions, a, b, sim), len(a))
+
+
+def _write_clusters(path: str, rows, *edge_chunks):
+    """Decide one partition's components (``keep_first``), write each member's cluster (doc_id, cluster_id:
+    the kept document it duplicates or itself, cluster_size, jaccard: estimated similarity to cluster_id,
+    component_id, component_size); return its removed documents, cluster sizes and component sizes."""
+    member, component, component_size = rows
+    a = np.concatenate([c[0] for c in edge_chunks]) if edge_chunks else np.zeros(0, np.uint64)
+    b = np.concatenate([c[1] for c in edge_chunks]) if edge_chunks else np.zeros(0, np.uint64)
+    sim = np.concatenate([c[2] for c in edge_chunks]) if edge_chunks else np.zeros(0)
+    nodes, removed, cluster, similarity = keep_first(member, a, b, sim)
+    order = np.argsort(member, kind="stable")
+    component, component_size = component[order], component_size[order]  # aligned with the sorted nodes
+    ids, inverse, counts = np.unique(cluster, return_inverse=True, return_counts=True)
     table = pa.table(
-        {"doc_id": pa.array(member, pa.uint64()), "cluster_id": pa.array(cluster, pa.uint64()),
-         "cluster_size": pa.array(size, pa.int64())}
-    )
+        {"doc_id": pa.array(nodes, pa.uint64()), "cluster_id": pa.array(cluster, pa.uint64()),
+         "cluster_size": pa.array(counts[inverse], pa.int64()),
+         "jaccard": pa.array(similarity, pa.float64(), mask=np.isnan(similarity)),
+         "component_id": pa.array(component, pa.uint64()), "component_size": pa.array(component_size, pa.int64())}
+    ).sort_by([("cluster_id", "ascending"), ("doc_id", "ascending")])
     atomic_write(path, lambda tmp: pq.write_table(table, tmp))
-    duplicate = member != cluster
-    return np.sort(member[duplicate]), size[~duplicate]
+    return np.sort(nodes[removed]), counts, component_size[nodes == component]
 
 
 @register_stage
 class MinHashDedup(GlobalStage):
-    """Near-duplicate removal: MinHash-LSH candidates, connected components, keep each cluster's smallest
-    doc_id. Writes ``RUN_DIR/dedup/NN-minhash/`` (clusters Parquet, stats.json, signatures when verifying)."""
+    """Near-duplicate removal: MinHash-LSH candidates (every pair of documents sharing a band bucket), each
+    verified by its estimated Jaccard, connected components of the verified pairs, then within each
+    component the documents in doc_id order, a document removed iff it nearly duplicates an earlier kept one
+    (``components.keep_first``). The statistics and the output do not depend on the partitioning.
+    Writes ``RUN_DIR/dedup/NN-minhash/`` (clusters Parquet, stats.json, signatures when verifying)."""
 
     name = "dedup.minhash_v1"
     Params = MinHashParams
@@ -208,17 +275,30 @@ class MinHashDedup(GlobalStage):
         part_stats = runner.get([s[P] for s in signed])
         sig_files = [s["sig_files"] for s in part_stats if s["sig_files"]]
         buckets = [
-            runner.submit(_bucket_task, p, sig_files, P, *[s[q] for s in signed], num_returns=P + 1)
+            runner.submit(_bucket_task, p, P, *[s[q] for s in signed], num_returns=P + 1)
             for q in range(P)
         ]
-        bucket_stats = runner.get([b[P] for b in buckets])
-        clusters, rounds = connected_components(runner, [b[:P] for b in buckets], P)
+        bucket_counts = sum(runner.get([b[P] for b in buckets]), BucketCounts())
+        verified = [
+            runner.submit(_verify_task, p, sig_files, P, *[b[q] for b in buckets], num_returns=P + 2)
+            for q in range(P)
+        ]
+        pair_counts = runner.get([v[P + 1] for v in verified])
+        components, rounds = connected_components(runner, [v[:P] for v in verified], P)
+        membership = [runner.submit(_membership_task, P, c, num_returns=P + 1) for c in components]
+        routed = [
+            runner.submit(_route_task, P, v[P], *[m[q] for m in membership], num_returns=P + 1)
+            for q, v in enumerate(verified)
+        ]
         written = runner.get([
-            runner.submit(_write_clusters, os.path.join(out_dir, "clusters", f"part-{q:04d}.parquet"), c)
-            for q, c in enumerate(clusters)
+            runner.submit(_write_clusters, os.path.join(out_dir, "clusters", f"part-{q:04d}.parquet"), c,
+                          *[r[q] for r in routed])
+            for q, c in enumerate(components)
         ])
         drop = np.sort(np.concatenate([w[0] for w in written])) if written else np.zeros(0, np.uint64)
         sizes = np.concatenate([w[1] for w in written]) if written else np.zeros(0, np.int64)
+        component_sizes = np.concatenate([w[2] for w in written]) if written else np.zeros(0, np.int64)
+        sizes = sizes[sizes > 1]  # clusters: a kept document with the documents removed as its near duplicates
         docs_in = sum(s["docs"] for s in part_stats)
         hist = np.bincount(sizes) if len(sizes) else np.zeros(0, np.int64)
         stats = {
@@ -227,10 +307,15 @@ class MinHashDedup(GlobalStage):
             "docs_without_shingles": sum(s["docs_without_shingles"] for s in part_stats),
             "clusters": int(len(sizes)), "cluster_size_histogram": {str(k): int(v) for k, v in enumerate(hist) if v},
             "largest_cluster": int(sizes.max()) if len(sizes) else 0,
-            "candidate_pairs": sum(b["candidate_pairs"] for b in bucket_stats),
-            "pairs_after_verification": sum(b["pairs"] for b in bucket_stats),
+            "components": int(len(component_sizes)),
+            "largest_component": int(component_sizes.max()) if len(component_sizes) else 0,
+            "buckets": bucket_counts.buckets, "max_bucket_size": p.max_bucket_size,
+            "oversized_buckets": bucket_counts.oversized_buckets,
+            "candidate_pairs_skipped": bucket_counts.pairs_skipped,
+            "candidate_pairs": sum(c["candidate_pairs"] for c in pair_counts),
+            "verified_pairs": sum(c["verified_pairs"] for c in pair_counts),
             "components_rounds": rounds, "bands": bands, "rows": rows, "num_perm": p.num_perm,
-            "threshold": p.threshold, "partitions": P, "executor": ctx.executor,
+            "threshold": p.threshold, "verify": p.verify, "partitions": P, "executor": ctx.executor,
         }
         _write_json(os.path.join(out_dir, "stats.json"), stats)
         return drop
