@@ -206,6 +206,26 @@ def minhash_legacy(token_hash, tok_off, n, a, b, out):
                     row[k] = v
 
 
+@njit(cache=True, nogil=True)
+def sorted_set_jaccard(off, values, ia, ib, out):
+    for p in range(ia.shape[0]):
+        i, i_end = off[ia[p]], off[ia[p] + 1]
+        j, j_end = off[ib[p]], off[ib[p] + 1]
+        union = (i_end - i) + (j_end - j)
+        common = 0
+        while i < i_end and j < j_end:
+            if values[i] == values[j]:
+                common += 1
+                i += 1
+                j += 1
+            elif values[i] < values[j]:
+                i += 1
+            else:
+                j += 1
+        union -= common
+        out[p] = common / union if union > 0 else 1.0
+
+
 # --- Bloom filter test-and-insert (gristmill.dedup.bloom) ---------------------------------------------------------------
 
 

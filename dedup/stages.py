@@ -23,7 +23,9 @@ from gristmill.dedup.components import (
 )
 from gristmill.dedup.hashing import hash_ranges64, hash_strings64
 from gristmill.dedup.lsh import band_keys, optimal_param
-from gristmill.dedup.minhash import ShingleSpec, empty_value, estimated_jaccard, signatures
+from gristmill.dedup.minhash import (
+    ShingleSpec, csr_take, empty_value, estimated_jaccard, exact_jaccard, shingle_sets, signature_dtype, signatures,
+)
 from gristmill.dedup.normalize import Normalization, normalize_batch
 from gristmill.dedup.parallel import Runner, atomic_write, partition_of, split_by_partition
 from gristmill.pipeline.registry import register_stage
@@ -72,9 +74,21 @@ class MinHashParams(StageParams):
     threshold: float = Field(0.8, gt=0.0, lt=1.0, description="target Jaccard similarity")
     bands: Optional[int] = Field(None, ge=1)
     rows: Optional[int] = Field(None, ge=1)
-    false_positive_weight: float = Field(0.5, ge=0.0)
-    false_negative_weight: float = Field(0.5, ge=0.0)
-    verify: bool = Field(True, description="keep only candidate pairs whose estimated Jaccard >= threshold")
+    false_positive_weight: Optional[float] = Field(
+        None, ge=0.0,
+        description="weight of LSH false positives when choosing bands x rows; default 0.1 when verifying "
+        "(verification drops them: they cost only its time), else 0.5 (datasketch's)",
+    )
+    false_negative_weight: Optional[float] = Field(
+        None, ge=0.0, description="weight of LSH false negatives; default 0.9 when verifying, else 0.5"
+    )
+    verify: bool = Field(True, description="keep only candidate pairs whose Jaccard >= threshold")
+    verify_with: Literal["signatures", "shingles"] = Field(
+        "shingles",
+        description="signatures: the Jaccard estimated from the MinHash signatures (share of equal slots); "
+        "shingles: the exact Jaccard of the documents' shingle-hash sets (stored per part, about 4 bytes per "
+        "distinct shingle): no estimation error around the threshold",
+    )
     partitions: int = Field(4, ge=1, le=4096, description="shuffle partitions of band keys and edges")
     max_bucket_size: int = Field(
         256, ge=2,
@@ -89,14 +103,22 @@ class MinHashParams(StageParams):
             raise ValueError("give both bands and rows, or neither (then they follow from threshold)")
         if self.bands is not None and self.bands * self.rows > self.num_perm:
             raise ValueError(f"bands*rows = {self.bands * self.rows} exceeds num_perm = {self.num_perm}")
-        if self.false_positive_weight + self.false_negative_weight <= 0:
+        if sum(self.banding_weights()) <= 0:
             raise ValueError("false_positive_weight + false_negative_weight must be positive")
         return self
 
     def banding(self) -> tuple[int, int]:
         if self.bands is not None:
             return self.bands, self.rows
-        return optimal_param(self.threshold, self.num_perm, self.false_positive_weight, self.false_negative_weight)
+        return optimal_param(self.threshold, self.num_perm, *self.banding_weights())
+
+    def banding_weights(self) -> tuple[float, float]:
+        """(false positive, false negative) weights: a verified candidate below the threshold is dropped by
+        verification, a missed pair is lost for good, so with verification the banding favours recall."""
+        fp_default, fn_default = (0.1, 0.9) if self.verify else (0.5, 0.5)
+        fp = fp_default if self.false_positive_weight is None else self.false_positive_weight
+        fn = fn_default if self.false_negative_weight is None else self.false_negative_weight
+        return fp, fn
 
     def shingles(self) -> ShingleSpec:
         return ShingleSpec(ngram=self.ngram, unit=self.unit, normalization=self.normalization)
@@ -106,7 +128,8 @@ def _sign_part(path: str, params: MinHashParams, banding: tuple[int, int], sig_p
     """Signatures and band keys of one part; (key, doc_id) rows split by key partition, plus stats."""
     bands, rows = banding
     file = pq.ParquetFile(path)
-    doc_chunks, sig_chunks, key_chunks, keyed_docs = [], [], [], []
+    doc_chunks, sig_chunks, key_chunks, keyed_docs, set_chunks = [], [], [], [], []
+    exact = sig_prefix is not None and params.verify_with == "shingles"
     n_docs = n_bytes = n_empty = 0
     for batch in file.iter_batches(batch_size=READ_BATCH_ROWS, columns=["doc_id", params.text_column]):
         docs = batch.column("doc_id").to_numpy().astype(np.uint64)
@@ -123,6 +146,8 @@ def _sign_part(path: str, params: MinHashParams, banding: tuple[int, int], sig_p
         if sig_prefix is not None:
             doc_chunks.append(docs[has])
             sig_chunks.append(sig[has])
+        if exact:
+            set_chunks.append(csr_take(*shingle_sets(text, params.shingles()), np.flatnonzero(has)))
     keys = np.concatenate(key_chunks) if key_chunks else np.zeros(0, np.uint64)
     kdocs = np.concatenate(keyed_docs) if keyed_docs else np.zeros(0, np.uint64)
     sig_files = None
@@ -133,16 +158,48 @@ def _sign_part(path: str, params: MinHashParams, banding: tuple[int, int], sig_p
         order = np.argsort(all_docs, kind="stable")
         atomic_write(sig_files[0], lambda tmp: np.save(tmp, all_docs[order]))
         atomic_write(sig_files[1], lambda tmp: np.save(tmp, all_sig[order]))
+        if exact:
+            set_off, set_values = csr_take(*_concat_ragged(set_chunks), order)
+            sig_files += (sig_prefix + ".shingle_off.npy", sig_prefix + ".shingles.npy")
+            atomic_write(sig_files[2], lambda tmp: np.save(tmp, set_off))
+            atomic_write(sig_files[3], lambda tmp: np.save(tmp, set_values))
     chunks = split_by_partition(partition_of(keys, num_partitions), num_partitions, keys, kdocs)
     stats = {"docs": n_docs, "bytes": int(n_bytes), "docs_without_shingles": n_empty, "sig_files": sig_files}
     return (*chunks, stats)
+
+
+def _concat_ragged(chunks: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
+    if not chunks:
+        return np.zeros(1, np.int64), np.zeros(0, np.uint32)
+    shifts = np.cumsum([0] + [c[0][-1] for c in chunks[:-1]])
+    off = np.concatenate([[0]] + [c[0][1:] + shift for c, shift in zip(chunks, shifts)]).astype(np.int64)
+    return off, np.concatenate([c[1] for c in chunks])
+
+
+def lookup_shingle_sets(sig_files, docs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The shingle sets of ``docs`` (sorted, every one present) as one ragged array, from the per-part files."""
+    pieces = []
+    for files in sig_files:
+        part_docs = np.load(files[0])
+        if len(part_docs) == 0:
+            continue
+        idx = np.minimum(np.searchsorted(part_docs, docs), len(part_docs) - 1)
+        hit = np.flatnonzero(part_docs[idx] == docs)
+        if len(hit):
+            off, values = csr_take(np.load(files[2]), np.load(files[3], mmap_mode="r"), idx[hit])
+            pieces.append((hit, off, values))
+    found = np.concatenate([h for h, _, _ in pieces]) if pieces else np.zeros(0, np.int64)
+    if len(found) != len(docs):
+        raise RuntimeError(f"shingle sets of {len(docs) - len(found)} candidate documents are missing from {sig_files}")
+    off, values = _concat_ragged([(o, v) for _, o, v in pieces])
+    return csr_take(off, values, np.argsort(found))
 
 
 def lookup_signatures(sig_files: list[tuple[str, str]], docs: np.ndarray, num_perm: int, dtype) -> np.ndarray:
     """Signature rows of ``docs`` from the per-part files (memory-mapped; every doc must be present)."""
     out = np.zeros((len(docs), num_perm), dtype=dtype)
     found = np.zeros(len(docs), dtype=bool)
-    for docs_path, sig_path in sig_files:
+    for docs_path, sig_path, *_ in sig_files:
         part_docs = np.load(docs_path)
         if len(part_docs) == 0:
             continue
@@ -160,12 +217,14 @@ def lookup_signatures(sig_files: list[tuple[str, str]], docs: np.ndarray, num_pe
 VERIFY_CHUNK_PAIRS = 1 << 16  # pairs compared at a time: bounds the gathered signature rows of a task
 
 
-def pair_similarity(sig_files, a: np.ndarray, b: np.ndarray, num_perm: int, dtype) -> np.ndarray:
-    """Estimated Jaccard of every pair (a[i], b[i]): each document's signature is looked up once, then the
-    pairs are compared a chunk at a time."""
+def pair_similarity(sig_files, a: np.ndarray, b: np.ndarray, params: MinHashParams) -> np.ndarray:
+    """Jaccard of every pair (a[i], b[i]), exact over the shingle sets or estimated from the signatures:
+    each document's set or signature is looked up once, then the pairs are compared (a chunk at a time)."""
     docs = np.unique(np.concatenate([a, b]))
-    sig = lookup_signatures(sig_files, docs, num_perm, dtype)
     ia, ib = np.searchsorted(docs, a), np.searchsorted(docs, b)
+    if params.verify_with == "shingles":
+        return exact_jaccard(*lookup_shingle_sets(sig_files, docs), ia, ib)
+    sig = lookup_signatures(sig_files, docs, params.num_perm, signature_dtype(params.scheme))
     sim = np.empty(len(a), dtype=np.float64)
     for lo in range(0, len(a), VERIFY_CHUNK_PAIRS):
         hi = lo + VERIFY_CHUNK_PAIRS
@@ -189,8 +248,7 @@ def _verify_task(params: MinHashParams, sig_files, num_partitions: int, *chunks)
     candidates = len(a)
     sim = np.full(len(a), np.nan)
     if params.verify and len(a):
-        dtype = np.uint64 if params.scheme == "legacy" else np.uint32
-        sim = pair_similarity(sig_files, a, b, params.num_perm, dtype)
+        sim = pair_similarity(sig_files, a, b, params)
         keep = sim >= params.threshold
         a, b, sim = a[keep], b[keep], sim[keep]
     counts = {"candidate_pairs": candidates, "verified_pairs": len(a)}

@@ -143,7 +143,8 @@ def _exact_jaccard(a: str, b: str) -> float:
     return len(sa & sb) / len(sa | sb)
 
 
-def test_minhash_removes_only_near_duplicates_of_kept_documents(tmp_path, build, en_sentences):
+@pytest.mark.parametrize("verify_with", ["shingles", "signatures"])
+def test_minhash_removes_only_near_duplicates_of_kept_documents(tmp_path, build, en_sentences, verify_with):
     """In a chain of near duplicates, a document is removed only next to a kept one it nearly duplicates:
     never because it is linked through removed documents to a kept document it does not resemble."""
     chain = _chain(en_sentences, 100, 9)
@@ -153,7 +154,7 @@ def test_minhash_removes_only_near_duplicates_of_kept_documents(tmp_path, build,
     for (d, t, _), (_, u, _) in zip(chain, chain[2:]):
         assert _exact_jaccard(t, u) < 0.68
     ctx = build.context(tmp_path, build.write_parts(tmp_path, [chain[::2], chain[1::2]]))
-    kept, dropped, _ = build.run_global(MinHashDedup({"threshold": 0.73, "num_perm": 256}), ctx)
+    kept, dropped, _ = build.run_global(MinHashDedup({"threshold": 0.73, "num_perm": 256, "verify_with": verify_with}), ctx)
     assert kept == [100, 102, 104, 106, 108] and set(dropped) == {101, 103, 105, 107}
 
     out = os.path.join(ctx.artifacts_dir, "03-minhash")
@@ -177,12 +178,16 @@ def _flood_and_chain(build, en_sentences, near_dup_corpus):
     return [parts[0] + flood[:20], parts[1] + chain[::2], parts[2] + flood[20:] + chain[1::2]]
 
 
-def test_minhash_result_and_statistics_do_not_depend_on_partitions(tmp_path, build, en_sentences, near_dup_corpus):
+@pytest.mark.parametrize("verify_with", ["shingles", "signatures"])
+def test_minhash_result_and_statistics_do_not_depend_on_partitions(
+    tmp_path, build, en_sentences, near_dup_corpus, verify_with
+):
     paths = build.write_parts(tmp_path, _flood_and_chain(build, en_sentences, near_dup_corpus))
     results = {}
     for partitions in (1, 2, 4):
         ctx = build.context(tmp_path / f"p{partitions}", paths)
-        kept, dropped, _ = build.run_global(MinHashDedup({"threshold": 0.7, "partitions": partitions}), ctx)
+        params = {"threshold": 0.7, "partitions": partitions, "verify_with": verify_with}
+        kept, dropped, _ = build.run_global(MinHashDedup(params), ctx)
         out = os.path.join(ctx.artifacts_dir, "03-minhash")
         stats = json.load(open(os.path.join(out, "stats.json")))
         clusters = pq.read_table(os.path.join(out, "clusters")).sort_by("doc_id")
@@ -197,7 +202,7 @@ def test_minhash_result_and_statistics_do_not_depend_on_partitions(tmp_path, bui
     # Capped buckets: each of the 40 copies is paired with the 8 smallest only, the skipped pairs are counted,
     # and every copy is still removed as a near duplicate of the first.
     ctx = build.context(tmp_path / "capped", paths)
-    capped = build.run_global(MinHashDedup({"threshold": 0.7, "partitions": 2, "max_bucket_size": 8}), ctx)
+    capped = build.run_global(MinHashDedup({"threshold": 0.7, "partitions": 2, "max_bucket_size": 8, "verify_with": verify_with}), ctx)
     capped_stats = json.load(open(os.path.join(ctx.artifacts_dir, "03-minhash", "stats.json")))
     assert capped[1] == dropped
     assert capped_stats["oversized_buckets"] > 0 and capped_stats["candidate_pairs_skipped"] > 0
