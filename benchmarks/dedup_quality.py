@@ -145,7 +145,7 @@ def keep_first_removals(a: np.ndarray, b: np.ndarray) -> set[int]:
     return set(nodes[removed].tolist())
 
 
-def gristmill_run(docs: list[str], threshold: float, num_perm: int, partitions: int):
+def gristmill_run(docs: list[str], params: dict):
     """(removed by the stage, removed by the components of its verified pairs, stats, wall seconds)."""
     with tempfile.TemporaryDirectory() as tmp:
         table = pa.table(
@@ -159,7 +159,7 @@ def gristmill_run(docs: list[str], threshold: float, num_perm: int, partitions: 
         pq.write_table(table.slice(0, half), parts[0])
         pq.write_table(table.slice(half), parts[1])
         ctx = GlobalContext(parts, f"{tmp}/dedup", 0, "local", 0, tmp)
-        stage = MinHashDedup({"threshold": threshold, "num_perm": num_perm, "partitions": partitions})
+        stage = MinHashDedup(params)
         t = time.perf_counter()
         removed = stage.build(ctx)
         elapsed = time.perf_counter() - t
@@ -169,7 +169,7 @@ def gristmill_run(docs: list[str], threshold: float, num_perm: int, partitions: 
     return set(removed.tolist()), by_component, stats, elapsed
 
 
-def datasketch_run(shingles, threshold: float, num_perm: int):
+def datasketch_run(shingles, threshold: float, num_perm: int, weights=(0.5, 0.5)):
     """(removed by query-then-insert-if-new, removed by union-find over all query results, (b, r), seconds)."""
     t = time.perf_counter()
     hashes = []
@@ -177,7 +177,7 @@ def datasketch_run(shingles, threshold: float, num_perm: int):
         m = datasketch.MinHash(num_perm=num_perm)
         m.update_batch(s)
         hashes.append(m)
-    greedy = datasketch.MinHashLSH(threshold=threshold, num_perm=num_perm)
+    greedy = datasketch.MinHashLSH(threshold=threshold, num_perm=num_perm, weights=weights)
     removed = set()
     for i, m in enumerate(hashes):
         if greedy.query(m):
@@ -185,7 +185,7 @@ def datasketch_run(shingles, threshold: float, num_perm: int):
         else:
             greedy.insert(i, m)
     elapsed = time.perf_counter() - t
-    full = datasketch.MinHashLSH(threshold=threshold, num_perm=num_perm)
+    full = datasketch.MinHashLSH(threshold=threshold, num_perm=num_perm, weights=weights)
     for i, m in enumerate(hashes):
         full.insert(i, m)
     a, b = [], []
@@ -230,22 +230,34 @@ def main():
     print(f"\n{len(docs)} documents; {len(a)} pairs with exact Jaccard >= {args.threshold}; to remove: "
           f"{len(truth)} (all but the smallest doc_id of each component), {len(truth_keep_first)} by keep-first "
           f"over the exact pairs; num_perm={args.num_perm}\n")
-    gristmill_run(docs[:50], args.threshold, args.num_perm, args.partitions)  # warm-up: compiled kernels
-    g_removed, g_components, stats, g_secs = gristmill_run(docs, args.threshold, args.num_perm, args.partitions)
-    d_removed, d_union, (bands, rows), d_secs = datasketch_run(shingles, args.threshold, args.num_perm)
-    print(f"gristmill: {stats['bands']} x {stats['rows']} bands x rows, {stats['candidate_pairs']} candidate pairs, "
-          f"{stats['verified_pairs']} verified, {stats['components']} components (largest "
-          f"{stats['largest_component']}), {stats['clusters']} clusters (largest {stats['largest_cluster']}), "
-          f"{stats['oversized_buckets']} buckets over the cap; datasketch: {bands} x {rows}\n")
-    print("| system | removed | precision | recall | F1 | removed without a kept exact near-duplicate "
+    base = {"threshold": args.threshold, "num_perm": args.num_perm, "partitions": args.partitions}
+    gristmill_run(docs[:50], base)  # warm-up: compiled kernels
+    rows = []
+    for name, params in [
+        ("gristmill `dedup.minhash_v1` defaults (exact Jaccard of shingle sets, weights 0.1/0.9)", {}),
+        ("gristmill, `verify_with: signatures` (estimated Jaccard), weights 0.1/0.9", {"verify_with": "signatures"}),
+        ("gristmill, `verify_with: signatures`, weights 0.5/0.5", {"verify_with": "signatures",
+                                                                  "false_positive_weight": 0.5,
+                                                                  "false_negative_weight": 0.5}),
+    ]:
+        removed, by_component, stats, secs = gristmill_run(docs, dict(base, **params))
+        rows.append((f"{name}; {stats['bands']} x {stats['rows']}", removed, f"{secs:.2f}"))
+        print(f"{name}: {stats['bands']} x {stats['rows']} bands x rows, {stats['candidate_pairs']} candidate "
+              f"pairs, {stats['verified_pairs']} verified, {stats['components']} components (largest "
+              f"{stats['largest_component']}), {stats['clusters']} clusters (largest {stats['largest_cluster']}), "
+              f"{stats['oversized_buckets']} buckets over the cap")
+        if not params:
+            rows.append(("the defaults' verified pairs, connected components (all but the smallest)", by_component, ""))
+    for weights in ((0.5, 0.5), (0.1, 0.9)):
+        d_removed, d_union, (bands, rows_per_band), d_secs = datasketch_run(shingles, args.threshold, args.num_perm,
+                                                                            weights)
+        w = f"weights {weights[0]}/{weights[1]}; {bands} x {rows_per_band}"
+        rows.append((f"datasketch MinHashLSH, query then insert if nothing matched; {w}", d_removed, f"{d_secs:.2f}"))
+        rows.append((f"datasketch MinHashLSH, insert all, union-find of query results; {w}", d_union, ""))
+    print("\n| system; bands x rows | removed | precision | recall | F1 | removed without a kept exact near-duplicate "
           "| F1 vs keep-first truth | wall s |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|")
-    for name, removed, secs in [
-        ("gristmill `dedup.minhash_v1` (all pairs verified, keep-first)", g_removed, f"{g_secs:.2f}"),
-        ("same verified pairs, connected components (all but the smallest)", g_components, ""),
-        ("datasketch MinHashLSH (query, insert if nothing matched)", d_removed, f"{d_secs:.2f}"),
-        ("datasketch MinHashLSH (insert all, union-find of query results)", d_union, ""),
-    ]:
+    for name, removed, secs in rows:
         p, r, f1 = scores(removed, truth)
         f1_kf = scores(removed, truth_keep_first)[2]
         print(f"| {name} | {len(removed)} | {p:.3f} | {r:.3f} | {f1:.3f} | "
