@@ -107,6 +107,13 @@ def test_bloom_url_and_saved_filter_for_incremental_runs_and_decontamination(tmp
 
     with pytest.raises(ValueError, match="granularity"):
         BloomDedup({"load": saved, "granularity": "url"}).build(build.context(tmp_path / "b", second))
+    # A filter saved with other bit positions (or partitions) than this version's is refused, naming the key.
+    meta_path = os.path.join(saved, "bloom.json")
+    meta = json.load(open(meta_path))
+    json.dump({k: v for k, v in meta.items() if k != "layout"}, open(meta_path, "w"))
+    with pytest.raises(ValueError, match="layout=None"):
+        BloomDedup({"load": saved}).build(build.context(tmp_path / "b", second))
+    json.dump(meta, open(meta_path, "w"))
     with pytest.raises(ValidationError):
         BloomDedup({"read_only": True})
 
