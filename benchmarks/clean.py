@@ -28,7 +28,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 
-from gristmill.stages.clean import Boilerplate, Normalize, Pii  # noqa: E402
+from gristmill.stages.clean.boilerplate import Boilerplate  # noqa: E402
+from gristmill.stages.clean.normalize import Normalize  # noqa: E402
+from gristmill.stages.clean.pii import Pii  # noqa: E402
 
 DATA = Path("/work/shared/data")
 

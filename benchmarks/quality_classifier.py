@@ -36,10 +36,8 @@ def main() -> None:
                       "source": [r["source"] for r in rows],
                       "text": pa.array([r["text"] for r in rows], pa.large_string())})
     with tempfile.TemporaryDirectory() as tmp:
-        run = os.path.join(tmp, "run", "segments", "01-clean")
-        os.makedirs(run)
-        pq.write_table(table, os.path.join(run, "part-00000.parquet"))
-        files = training.segment_parts(os.path.join(tmp, "run"))
+        files = [os.path.join(tmp, "part-00000.parquet")]
+        pq.write_table(table, files[0])
         n_ref = sum(r["source"] == "reference" for r in rows)
         print(f"{len(rows)} documents ({n_ref} reference, {len(rows) - n_ref} crawl), 20% held out, seed 0, "
               "1 thread\n")

@@ -9,9 +9,9 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from gristmill.dedup.hashing import _C1, _C2, GOLDEN64, LENGTH_MULT
-from gristmill.dedup.bloom import H1_SALT, H2_SALT
-from gristmill.dedup.minhash import SHINGLE_LEN_MULT, SHINGLE_MULT
+from gristmill.dedup.hash_constants import FMIX_C1 as _C1
+from gristmill.dedup.hash_constants import FMIX_C2 as _C2
+from gristmill.dedup.hash_constants import GOLDEN64, H1_SALT, H2_SALT, LENGTH_MULT, SHINGLE_LEN_MULT, SHINGLE_MULT
 
 # --- normalization and tokenization (gristmill.dedup.normalize) ------------------------------------------------------
 

@@ -17,18 +17,15 @@ k = round(m / n ln 2) positions for n keys at false-positive rate p.
 
 from __future__ import annotations
 
-import json
+import io
 import math
-import os
 
 import numpy as np
 
+from gristmill.dedup.hash_constants import H1_SALT, H2_SALT, PARTITION_SALT
 from gristmill.dedup.hashing import fmix64, kernels
-from gristmill.dedup.parallel import atomic_write
+from gristmill.core.storage import Location, resolve
 
-H1_SALT = np.uint64(0x6A09E667F3BCC909)
-H2_SALT = np.uint64(0x2545F4914F6CDD1D)
-PARTITION_SALT = np.uint64(0xBB67AE8584CAA73B)
 # What a saved filter's bit positions and partition files mean: a filter loads only into this layout.
 LAYOUT = "double-hash-remixed-v2"
 
@@ -137,49 +134,40 @@ class BloomFilter:
 
     # --- persistence ------------------------------------------------------------------------------------
 
-    def save(self, path: str) -> None:
-        def write(tmp: str) -> None:
-            with open(tmp, "wb") as fh:
-                np.savez(
-                    fh,
-                    words=self.words,
-                    meta=np.array([self.num_bits, self.num_hashes, self.inserted], dtype=np.int64),
-                )
-
-        atomic_write(path, write)
+    def save(self, path: str | Location) -> None:
+        meta = np.array([self.num_bits, self.num_hashes, self.inserted], dtype=np.int64)
+        buffer = io.BytesIO()
+        np.savez(buffer, words=self.words, meta=meta)
+        resolve(path).write_bytes(buffer.getvalue())
 
     @classmethod
-    def load(cls, path: str) -> "BloomFilter":
+    def load(cls, path: str | Location) -> "BloomFilter":
+        location = resolve(path)
         try:
-            with np.load(path) as z:
+            with np.load(io.BytesIO(location.read_bytes())) as z:
                 bits, hashes, inserted = (int(x) for x in z["meta"])
                 return cls(bits, hashes, z["words"].copy(), inserted)
         except (OSError, KeyError, ValueError) as exc:
-            raise ValueError(f"{path}: not a saved gristmill Bloom filter ({exc})") from None
+            raise ValueError(f"{location}: not a saved gristmill Bloom filter ({exc})") from None
 
 
-def save_partitioned(directory: str, filters: list[BloomFilter], meta: dict) -> None:
+def save_partitioned(directory: str | Location, filters: list[BloomFilter], meta: dict) -> None:
     """A partitioned filter: one ``partition-NNNN.npz`` per partition and ``bloom.json`` (written last)."""
-    os.makedirs(directory, exist_ok=True)
     for p, f in enumerate(filters):
-        f.save(os.path.join(directory, f"partition-{p:04d}.npz"))
-    info = dict(meta, partitions=len(filters))
-    atomic_write(os.path.join(directory, "bloom.json"), lambda tmp: _write_json(tmp, info))
+        f.save(partition_path(directory, p))
+    meta_path(directory).write_json(dict(meta, partitions=len(filters)))
 
 
-def load_meta(directory: str) -> dict:
-    path = os.path.join(directory, "bloom.json")
-    try:
-        with open(path) as fh:
-            return json.load(fh)
-    except FileNotFoundError:
-        raise ValueError(f"{path} is missing: {directory!r} is not a saved gristmill Bloom filter") from None
+def load_meta(directory: str | Location) -> dict:
+    path = meta_path(directory)
+    if not path.is_file():
+        raise ValueError(f"{path} is missing: {str(directory)!r} is not a saved gristmill Bloom filter")
+    return path.read_json()
 
 
-def partition_path(directory: str, partition: int) -> str:
-    return os.path.join(directory, f"partition-{partition:04d}.npz")
+def meta_path(directory: str | Location) -> Location:
+    return resolve(directory) / "bloom.json"
 
 
-def _write_json(path: str, obj) -> None:
-    with open(path, "w") as fh:
-        json.dump(obj, fh, indent=2, sort_keys=True)
+def partition_path(directory: str | Location, partition: int) -> Location:
+    return resolve(directory) / f"partition-{partition:04d}.npz"

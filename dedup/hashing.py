@@ -14,13 +14,12 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from gristmill.dedup.hash_constants import FMIX_C1 as _C1
+from gristmill.dedup.hash_constants import FMIX_C2 as _C2
+from gristmill.dedup.hash_constants import GOLDEN64, LENGTH_MULT
 from gristmill.stages.base import require
 
 MASK64 = (1 << 64) - 1
-GOLDEN64 = 0x9E3779B97F4A7C15
-LENGTH_MULT = 0xD6E8FEB86659FD93
-_C1 = 0xFF51AFD7ED558CCD
-_C2 = 0xC4CEB9FE1A85EC53
 
 _U33 = np.uint64(33)
 _UC1 = np.uint64(_C1)

@@ -6,7 +6,8 @@ import functools
 
 import numpy as np
 
-from gristmill.dedup.hashing import GOLDEN64, fmix64
+from gristmill.dedup.hash_constants import GOLDEN64
+from gristmill.dedup.hashing import fmix64
 from gristmill.stages.base import require
 
 BAND_MULT = np.uint64(0xA0761D6478BD642F)

@@ -28,14 +28,13 @@ import numpy as np
 import pyarrow as pa
 
 from gristmill.dedup.hashing import MASK64, fmix64, fmix64_int, hash_bytes64_py, hash_ranges64
+from gristmill.dedup.hash_constants import SHINGLE_LEN_MULT, SHINGLE_MULT
 from gristmill.dedup.hashing import kernels as compiled_kernels
 from gristmill.dedup.normalize import Normalization, normalize_batch, normalize_py
 
 Scheme = Literal["affine32", "legacy"]
 Unit = Literal["word", "char"]
 
-SHINGLE_MULT = 0x9FB21C651E98DF25  # odd multiplier combining consecutive token hashes
-SHINGLE_LEN_MULT = 0xC2B2AE3D27D4EB4F
 TOKEN_HASH_SEED = 0x5EED
 MERSENNE_PRIME = np.uint64((1 << 61) - 1)
 MAX_HASH32 = np.uint64((1 << 32) - 1)

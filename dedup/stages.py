@@ -5,15 +5,13 @@ doc_ids to drop; ``apply`` is a vectorized anti-join on doc_id per part."""
 
 from __future__ import annotations
 
-import json
+import io
 import math
-import os
 from typing import Literal, Optional
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 from pydantic import Field, model_validator
 
 from gristmill.dedup import bloom as bloom_mod
@@ -27,20 +25,26 @@ from gristmill.dedup.minhash import (
     ShingleSpec, csr_take, empty_value, estimated_jaccard, exact_jaccard, shingle_sets, signature_dtype, signatures,
 )
 from gristmill.dedup.normalize import Normalization, normalize_batch
-from gristmill.dedup.parallel import Runner, atomic_write, partition_of, split_by_partition
-from gristmill.pipeline.registry import register_stage
+from gristmill.dedup.parallel import partition_of, split_by_partition
+from gristmill.core.runtime import ActorHandle, Runtime
+from gristmill.core.storage import Location
 from gristmill.stages.base import GlobalContext, GlobalStage, StageOutput, StageParams
 
 READ_BATCH_ROWS = 8192  # rows read from a part at a time: bounds the memory of one task
 BLOOM_KEY_HASH = "gristmill-block64-v1"
 
 
-def _write_json(path: str, obj: dict) -> None:
-    def write(tmp: str) -> None:
-        with open(tmp, "w") as fh:
-            json.dump(obj, fh, indent=2, sort_keys=True)
+def _save_npy(location: Location, array: np.ndarray) -> None:
+    buffer = io.BytesIO()
+    np.save(buffer, array)
+    location.write_bytes(buffer.getvalue())
 
-    atomic_write(path, write)
+
+def _load_npy(location: Location) -> np.ndarray:
+    """Memory-mapped on a local disk (only the rows looked up are read), read whole elsewhere."""
+    if location.is_local:
+        return np.load(location.path, mmap_mode="r")
+    return np.load(io.BytesIO(location.read_bytes()))
 
 
 def _reject_where(mask: np.ndarray, reason: str) -> pa.Array | None:
@@ -124,10 +128,11 @@ class MinHashParams(StageParams):
         return ShingleSpec(ngram=self.ngram, unit=self.unit, normalization=self.normalization)
 
 
-def _sign_part(path: str, params: MinHashParams, banding: tuple[int, int], sig_prefix: str | None, num_partitions: int):
+def _sign_part(path: Location, params: MinHashParams, banding: tuple[int, int], sig_prefix: Location | None,
+               num_partitions: int):
     """Signatures and band keys of one part; (key, doc_id) rows split by key partition, plus stats."""
     bands, rows = banding
-    file = pq.ParquetFile(path)
+    file = path.parquet_file()
     doc_chunks, sig_chunks, key_chunks, keyed_docs, set_chunks = [], [], [], [], []
     exact = sig_prefix is not None and params.verify_with == "shingles"
     n_docs = n_bytes = n_empty = 0
@@ -152,17 +157,19 @@ def _sign_part(path: str, params: MinHashParams, banding: tuple[int, int], sig_p
     kdocs = np.concatenate(keyed_docs) if keyed_docs else np.zeros(0, np.uint64)
     sig_files = None
     if sig_prefix is not None:
-        sig_files = (sig_prefix + ".docs.npy", sig_prefix + ".sig.npy")
+        sig_files = (sig_prefix.with_name(sig_prefix.name + ".docs.npy"),
+                     sig_prefix.with_name(sig_prefix.name + ".sig.npy"))
         all_docs = np.concatenate(doc_chunks) if doc_chunks else np.zeros(0, np.uint64)
         all_sig = np.concatenate(sig_chunks) if sig_chunks else np.zeros((0, params.num_perm), np.uint32)
         order = np.argsort(all_docs, kind="stable")
-        atomic_write(sig_files[0], lambda tmp: np.save(tmp, all_docs[order]))
-        atomic_write(sig_files[1], lambda tmp: np.save(tmp, all_sig[order]))
+        _save_npy(sig_files[0], all_docs[order])
+        _save_npy(sig_files[1], all_sig[order])
         if exact:
             set_off, set_values = csr_take(*_concat_ragged(set_chunks), order)
-            sig_files += (sig_prefix + ".shingle_off.npy", sig_prefix + ".shingles.npy")
-            atomic_write(sig_files[2], lambda tmp: np.save(tmp, set_off))
-            atomic_write(sig_files[3], lambda tmp: np.save(tmp, set_values))
+            sig_files += (sig_prefix.with_name(sig_prefix.name + ".shingle_off.npy"),
+                          sig_prefix.with_name(sig_prefix.name + ".shingles.npy"))
+            _save_npy(sig_files[2], set_off)
+            _save_npy(sig_files[3], set_values)
     chunks = split_by_partition(partition_of(keys, num_partitions), num_partitions, keys, kdocs)
     stats = {"docs": n_docs, "bytes": int(n_bytes), "docs_without_shingles": n_empty, "sig_files": sig_files}
     return (*chunks, stats)
@@ -180,13 +187,13 @@ def lookup_shingle_sets(sig_files, docs: np.ndarray) -> tuple[np.ndarray, np.nda
     """The shingle sets of ``docs`` (sorted, every one present) as one ragged array, from the per-part files."""
     pieces = []
     for files in sig_files:
-        part_docs = np.load(files[0])
+        part_docs = _load_npy(files[0])
         if len(part_docs) == 0:
             continue
         idx = np.minimum(np.searchsorted(part_docs, docs), len(part_docs) - 1)
         hit = np.flatnonzero(part_docs[idx] == docs)
         if len(hit):
-            off, values = csr_take(np.load(files[2]), np.load(files[3], mmap_mode="r"), idx[hit])
+            off, values = csr_take(_load_npy(files[2]), _load_npy(files[3]), idx[hit])
             pieces.append((hit, off, values))
     found = np.concatenate([h for h, _, _ in pieces]) if pieces else np.zeros(0, np.int64)
     if len(found) != len(docs):
@@ -195,18 +202,18 @@ def lookup_shingle_sets(sig_files, docs: np.ndarray) -> tuple[np.ndarray, np.nda
     return csr_take(off, values, np.argsort(found))
 
 
-def lookup_signatures(sig_files: list[tuple[str, str]], docs: np.ndarray, num_perm: int, dtype) -> np.ndarray:
+def lookup_signatures(sig_files: list[tuple[Location, ...]], docs: np.ndarray, num_perm: int, dtype) -> np.ndarray:
     """Signature rows of ``docs`` from the per-part files (memory-mapped; every doc must be present)."""
     out = np.zeros((len(docs), num_perm), dtype=dtype)
     found = np.zeros(len(docs), dtype=bool)
     for docs_path, sig_path, *_ in sig_files:
-        part_docs = np.load(docs_path)
+        part_docs = _load_npy(docs_path)
         if len(part_docs) == 0:
             continue
         idx = np.minimum(np.searchsorted(part_docs, docs), len(part_docs) - 1)
         hit = part_docs[idx] == docs
         if hit.any():
-            sig = np.load(sig_path, mmap_mode="r")
+            sig = _load_npy(sig_path)
             out[hit] = sig[idx[hit]]
             found |= hit
     if not found.all():
@@ -278,7 +285,7 @@ def _route_task(num_partitions: int, edges, *membership):
     return (*split_by_partition(node_partition(edge_root, num_partitions), num_partitions, a, b, sim), len(a))
 
 
-def _write_clusters(path: str, rows, *edge_chunks):
+def _write_clusters(path: Location, rows, *edge_chunks):
     """Decide one partition's components (``keep_first``), write each member's cluster (doc_id, cluster_id:
     the kept document it duplicates or itself, cluster_size, jaccard: estimated similarity to cluster_id,
     component_id, component_size); return its removed documents, cluster sizes and component sizes."""
@@ -296,11 +303,10 @@ def _write_clusters(path: str, rows, *edge_chunks):
          "jaccard": pa.array(similarity, pa.float64(), mask=np.isnan(similarity)),
          "component_id": pa.array(component, pa.uint64()), "component_size": pa.array(component_size, pa.int64())}
     ).sort_by([("cluster_id", "ascending"), ("doc_id", "ascending")])
-    atomic_write(path, lambda tmp: pq.write_table(table, tmp))
+    path.write_parquet(table)
     return np.sort(nodes[removed]), counts, component_size[nodes == component]
 
 
-@register_stage
 class MinHashDedup(GlobalStage):
     """Near-duplicate removal: MinHash-LSH candidates (every pair of documents sharing a band bucket), each
     verified by its estimated Jaccard, connected components of the verified pairs, then within each
@@ -314,18 +320,15 @@ class MinHashDedup(GlobalStage):
 
     def build(self, ctx: GlobalContext) -> np.ndarray:
         p: MinHashParams = self.params
-        runner = Runner(ctx.executor)
+        runner = ctx.runtime
         bands, rows = p.banding()
         P = p.partitions
-        out_dir = os.path.join(ctx.artifacts_dir, f"{ctx.step_index:02d}-minhash")
-        os.makedirs(os.path.join(out_dir, "clusters"), exist_ok=True)
-        if p.verify:
-            os.makedirs(os.path.join(out_dir, "signatures"), exist_ok=True)
-        parts = sorted(ctx.input_parts)
+        out_dir = ctx.state
+        parts = sorted(ctx.input_parts, key=lambda loc: loc.path)
         signed = [
             runner.submit(
                 _sign_part, path, p, (bands, rows),
-                os.path.join(out_dir, "signatures", f"part-{i:06d}") if p.verify else None, P,
+                out_dir / "signatures" / f"part-{i:06d}" if p.verify else None, P,
                 num_returns=P + 1,
             )
             for i, path in enumerate(parts)
@@ -349,8 +352,7 @@ class MinHashDedup(GlobalStage):
             for q, v in enumerate(verified)
         ]
         written = runner.get([
-            runner.submit(_write_clusters, os.path.join(out_dir, "clusters", f"part-{q:04d}.parquet"), c,
-                          *[r[q] for r in routed])
+            runner.submit(_write_clusters, out_dir / "clusters" / f"part-{q:04d}.parquet", c, *[r[q] for r in routed])
             for q, c in enumerate(components)
         ])
         drop = np.sort(np.concatenate([w[0] for w in written])) if written else np.zeros(0, np.uint64)
@@ -373,9 +375,9 @@ class MinHashDedup(GlobalStage):
             "candidate_pairs": sum(c["candidate_pairs"] for c in pair_counts),
             "verified_pairs": sum(c["verified_pairs"] for c in pair_counts),
             "components_rounds": rounds, "bands": bands, "rows": rows, "num_perm": p.num_perm,
-            "threshold": p.threshold, "verify": p.verify, "partitions": P, "executor": ctx.executor,
+            "threshold": p.threshold, "verify": p.verify, "verify_with": p.verify_with, "partitions": P,
         }
-        _write_json(os.path.join(out_dir, "stats.json"), stats)
+        (out_dir / "stats.json").write_json(stats)
         return drop
 
     def apply(self, table: pa.Table, state: np.ndarray) -> StageOutput:
@@ -455,9 +457,9 @@ def bloom_keys(table: pa.Table | pa.RecordBatch, params: BloomParams):
     return keys[nonempty], docs[parent][nonempty], para_idx[nonempty]
 
 
-def _bloom_key_task(path: str, params: BloomParams, num_partitions: int):
+def _bloom_key_task(path: Location, params: BloomParams, num_partitions: int):
     columns = ["doc_id", params.url_column if params.granularity == "url" else params.text_column]
-    file = pq.ParquetFile(path)
+    file = path.parquet_file()
     out = [bloom_keys(b, params) for b in file.iter_batches(batch_size=READ_BATCH_ROWS, columns=columns)]
     keys = np.concatenate([o[0] for o in out]) if out else np.zeros(0, np.uint64)
     docs = np.concatenate([o[1] for o in out]) if out else np.zeros(0, np.uint64)
@@ -475,7 +477,7 @@ def _bloom_key_task(path: str, params: BloomParams, num_partitions: int):
 class BloomPartition:
     """One partition of a partitioned Bloom filter (a Ray actor on the Ray executor)."""
 
-    def __init__(self, num_bits: int, num_hashes: int, load_path: str | None, read_only: bool):
+    def __init__(self, num_bits: int, num_hashes: int, load_path: Location | None, read_only: bool):
         if load_path:
             self.filter = bloom_mod.BloomFilter.load(load_path)
         else:
@@ -495,7 +497,7 @@ class BloomPartition:
         self.expected_false_positives += self.filter.expected_false_positives(int(new.sum()), self.read_only)
         return docs[~new], paras[~new]
 
-    def save(self, path: str) -> dict:
+    def save(self, path: Location) -> dict:
         self.filter.save(path)
         return self.info()
 
@@ -521,7 +523,6 @@ def _doc_batches(infos: list[dict]) -> list[list[int]]:
     return batches
 
 
-@register_stage
 class BloomDedup(GlobalStage):
     """Exact dedup with a partitioned Bloom filter over a 64-bit hash of normalized text (document or
     paragraph) or of the URL; the first occurrence in doc_id order wins. Writes
@@ -532,11 +533,11 @@ class BloomDedup(GlobalStage):
 
     def build(self, ctx: GlobalContext):
         p: BloomParams = self.params
-        runner = Runner(ctx.executor)
-        out_dir = os.path.join(ctx.artifacts_dir, f"{ctx.step_index:02d}-bloom-{p.granularity}")
+        runner = ctx.runtime
+        out_dir = ctx.state
         loaded_meta = self._check_loadable(p) if p.load else None
         P = loaded_meta["partitions"] if loaded_meta else p.partitions
-        parts = sorted(ctx.input_parts)
+        parts = sorted(ctx.input_parts, key=lambda loc: loc.path)
         keyed = [runner.submit(_bloom_key_task, path, p, P, num_returns=P + 1) for path in parts]
         infos = runner.get([k[P] for k in keyed])
         per_partition = np.sum([inf["keys_per_partition"] for inf in infos], axis=0) if infos else np.zeros(P, int)
@@ -544,24 +545,23 @@ class BloomDedup(GlobalStage):
         results = []
         for batch in _doc_batches(infos):
             for q in range(P):
-                results.append(self._call(runner, actors[q], "process", *[keyed[i][q] for i in batch]))
+                results.append(actors[q].call("process", *[keyed[i][q] for i in batch]))
         dups = runner.get(results)
         dup_docs = np.concatenate([d[0] for d in dups]) if dups else np.zeros(0, np.uint64)
         dup_paras = np.concatenate([d[1] for d in dups]) if dups else np.zeros(0, np.int64)
         if p.save and not p.read_only:
-            os.makedirs(out_dir, exist_ok=True)
             filters = runner.get([
-                self._call(runner, a, "save", bloom_mod.partition_path(out_dir, q)) for q, a in enumerate(actors)
+                a.call("save", bloom_mod.partition_path(out_dir, q)) for q, a in enumerate(actors)
             ])
-            _write_json(os.path.join(out_dir, "bloom.json"), dict(p.key_spec(), partitions=P, filters=filters))
+            bloom_mod.meta_path(out_dir).write_json(dict(p.key_spec(), partitions=P, filters=filters))
         else:
-            filters = runner.get([self._call(runner, a, "info") for a in actors])
+            filters = runner.get([a.call("info") for a in actors])
         docs_in = sum(inf["docs"] for inf in infos)
         stats = {
             "stage": self.name, "granularity": p.granularity, "docs_in": docs_in,
             "keys": int(per_partition.sum()), "repeated_keys": int(len(dup_docs)),
             "documents_with_repeats": int(len(np.unique(dup_docs))), "partitions": P,
-            "fp_rate_target": p.fp_rate, "loaded_from": p.load, "read_only": p.read_only, "executor": ctx.executor,
+            "fp_rate_target": p.fp_rate, "loaded_from": p.load, "read_only": p.read_only,
             "filters": filters,
             "estimated_fp_rate": max((f["estimated_fp_rate"] for f in filters), default=0.0),
             "expected_false_positives": sum(f["expected_false_positives"] for f in filters),
@@ -571,8 +571,7 @@ class BloomDedup(GlobalStage):
         stats[f"expected_unique_{unit}_removed"] = stats["expected_false_positives"]
         if p.granularity != "paragraph":
             stats["docs_out"] = docs_in - stats["documents_with_repeats"]
-        os.makedirs(out_dir, exist_ok=True)
-        _write_json(os.path.join(out_dir, "stats.json"), stats)
+        (out_dir / "stats.json").write_json(stats)
         order = np.lexsort((dup_paras, dup_docs))
         if p.granularity == "paragraph":
             return dup_docs[order], dup_paras[order]
@@ -588,21 +587,11 @@ class BloomDedup(GlobalStage):
         return meta
 
     @staticmethod
-    def _partition(runner: Runner, p: BloomParams, q: int, keys: int, num_partitions: int):
+    def _partition(runtime: Runtime, p: BloomParams, q: int, keys: int, num_partitions: int) -> ActorHandle:
         load_path = bloom_mod.partition_path(p.load, q) if p.load else None
         capacity = math.ceil(p.capacity / num_partitions) if p.capacity else max(keys, 1)
         bits, hashes = bloom_mod.optimal_size(capacity, p.fp_rate)
-        if not runner.use_ray:
-            return BloomPartition(bits, hashes, load_path, p.read_only)
-        import ray
-
-        return ray.remote(num_cpus=0)(BloomPartition).remote(bits, hashes, load_path, p.read_only)
-
-    @staticmethod
-    def _call(runner: Runner, actor, method: str, *args):
-        if not runner.use_ray:
-            return getattr(actor, method)(*args)
-        return getattr(actor, method).remote(*args)
+        return runtime.actor(BloomPartition, bits, hashes, load_path, p.read_only)
 
     def apply(self, table: pa.Table, state) -> StageOutput:
         p: BloomParams = self.params

@@ -20,6 +20,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from gristmill.core.storage import Location
+
 # Tokens gathered per chunk: bounds the packer's working memory (~5 bytes per token) whatever the source size.
 DEFAULT_CHUNK_TOKENS = 1 << 24
 
@@ -204,16 +206,15 @@ def pack_source(
         )
 
 
-def write_ipc(path: str, schema: pa.Schema, tables: Iterator[pa.Table]) -> int:
-    """Stream tables into an uncompressed Arrow IPC file (staging: written once, memory-mapped when read)."""
-    rows = 0
-    with pa.OSFile(path, "wb") as sink, pa.ipc.new_file(sink, schema) as writer:
-        for table in tables:
-            writer.write_table(table)
-            rows += table.num_rows
-    return rows
+def write_ipc(location: Location, schema: pa.Schema, tables: Iterator[pa.Table]) -> int:
+    """Stream tables into an uncompressed Arrow IPC file (staging: written once, memory-mapped when read
+    from a local disk); returns the rows written."""
+    def write(sink: pa.NativeFile) -> int:
+        rows = 0
+        with pa.ipc.new_file(sink, schema) as writer:
+            for table in tables:
+                writer.write_table(table)
+                rows += table.num_rows
+        return rows
 
-
-def read_ipc(path: str) -> pa.Table:
-    """A staging file, memory-mapped: no copy until a slice of it is used."""
-    return pa.ipc.open_file(pa.memory_map(path, "r")).read_all()
+    return location.write_stream(write)

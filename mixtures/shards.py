@@ -7,32 +7,25 @@ Layout under the run directory::
 
 Every shard carries the mixture: a seeded permutation of all rows' source labels decides which source fills
 each position, and each source's rows (already in a hash-shuffled document order) fill its positions in
-order, so a shard reads a contiguous slice of every source's packed rows. Files are written under a
-temporary name and renamed into place; ``manifest.json`` goes last, so its presence means complete.
+order, so a shard reads a contiguous slice of every source's packed rows. Every file is written atomically
+through its ``Location`` (local or object store); ``manifest.json`` goes last, so its presence means complete.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
-import os
 from typing import Any, Iterator, Mapping
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 
-from gristmill.mixtures.packer import keyed_hash, read_ipc
-from gristmill.core.storage import resolve, sha256_file
+from gristmill.core.layout import RunLayout, shard_file_name
+from gristmill.core.storage import Location, sha256_file
+from gristmill.mixtures.packer import keyed_hash
 
-MANIFEST = "manifest.json"
-SHARDS_DIR = "shards"
 MANIFEST_FORMAT = "gristmill.shards/1"
 _INTERLEAVE_STREAM = 0xFFFF_FFFF  # keeps the interleave hash apart from the per-epoch document hashes
-
-
-def shard_name(index: int) -> str:
-    return f"{SHARDS_DIR}/part-{index:05d}.parquet"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,11 +40,11 @@ class StagedSource:
     """One source's packed rows in a staging Arrow IPC file."""
 
     source: str
-    path: str
+    path: Location
     rows: int
 
     def read(self, start: int, stop: int) -> pa.Table:
-        return read_ipc(self.path).slice(start, stop - start)
+        return self.path.read_ipc().slice(start, stop - start)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -60,7 +53,7 @@ class ShardJob:
     labels: np.ndarray  # per position: index into ``sources``
     slices: tuple[tuple[int, int], ...]  # per source: its rows [start, stop) in this shard
     sources: tuple[StagedSource, ...]
-    run_dir: str
+    layout: RunLayout
     seq_len: int
     options: WriterOptions
 
@@ -76,7 +69,7 @@ def interleave(rows: Mapping[str, int], rows_per_shard: int, seed: int) -> tuple
 
 
 def shard_jobs(
-    staged: Mapping[str, StagedSource], seed: int, run_dir: str, seq_len: int, options: WriterOptions
+    staged: Mapping[str, StagedSource], seed: int, layout: RunLayout, seq_len: int, options: WriterOptions
 ) -> list[ShardJob]:
     names, per_shard = interleave({s: st.rows for s, st in staged.items()}, options.rows_per_shard, seed)
     sources = tuple(staged[s] for s in names)
@@ -86,12 +79,12 @@ def shard_jobs(
         counts = np.bincount(labels, minlength=len(names))
         slices = tuple((int(a), int(a + n)) for a, n in zip(consumed, counts))
         consumed += counts
-        jobs.append(ShardJob(index, labels, slices, sources, run_dir, seq_len, options))
+        jobs.append(ShardJob(index, labels, slices, sources, layout, seq_len, options))
     return jobs
 
 
-def write_parquet_atomic(table: pa.Table, path: str, options: WriterOptions) -> None:
-    resolve(path).write_parquet(
+def write_shard_file(table: pa.Table, location: Location, options: WriterOptions) -> None:
+    location.write_parquet(
         table,
         compression="zstd",
         compression_level=options.compression_level,
@@ -116,33 +109,33 @@ def write_shard(job: ShardJob) -> dict[str, Any]:
         positions = np.flatnonzero(job.labels == s)
         take[positions] = base[s] + np.arange(len(positions))
     table = pa.concat_tables(parts).combine_chunks().take(pa.array(take))
-    path = os.path.join(job.run_dir, shard_name(job.index))
-    write_parquet_atomic(table, path, job.options)
+    location = job.layout.shard(job.index)
+    write_shard_file(table, location, job.options)
     counts = np.bincount(job.labels, minlength=len(job.sources))
     return {
-        "path": shard_name(job.index),
+        "path": shard_file_name(job.index),
         "rows": int(len(job.labels)),
         "tokens": int(len(job.labels)) * job.seq_len,
         "tokens_per_source": {
             st.source: int(n) * job.seq_len for st, n in zip(job.sources, counts) if n
         },
-        "bytes": os.path.getsize(path),
-        "sha256": sha256_file(path),
+        "bytes": location.size(),
+        "sha256": sha256_file(location),
     }
 
 
-def write_json_atomic(obj: Any, path: str) -> None:
-    # Key order kept as built (the manifest reads top-down), unlike rundir.atomic_write_json.
-    resolve(path).write_text(json.dumps(obj, indent=2, sort_keys=False) + "\n")
+def write_manifest(manifest: Mapping[str, Any], location: Location) -> None:
+    # Key order kept as built (the manifest reads top-down), unlike Location.write_json.
+    location.write_text(json.dumps(manifest, indent=2, sort_keys=False) + "\n")
 
 
-def remove_stale_shards(run_dir: str, keep: int) -> None:
+def remove_stale_shards(layout: RunLayout, keep: int) -> None:
     """Drop shard files a previous, larger run left behind (indexes >= keep) and stray temp files."""
-    directory = os.path.join(run_dir, SHARDS_DIR)
-    for name in sorted(os.listdir(directory)):
+    for file in layout.shards_dir.iterdir():
+        name = file.name
         stale_part = name.startswith("part-") and name.endswith(".parquet") and int(name[5:10]) >= keep
         if stale_part or ".tmp-" in name:
-            os.remove(os.path.join(directory, name))
+            file.delete()
 
 
 # --- reading back -------------------------------------------------------------------------------------------
@@ -152,19 +145,19 @@ class ManifestError(ValueError):
     pass
 
 
-def load_manifest(run_dir: str) -> dict[str, Any]:
-    path = os.path.join(run_dir, MANIFEST)
-    if not os.path.exists(path):
+def load_manifest(run_dir: str | Location) -> dict[str, Any]:
+    path = RunLayout(run_dir).manifest
+    if not path.is_file():
         raise ManifestError(f"{path}: no manifest (the mixture step has not completed in this run directory)")
-    with open(path, encoding="utf-8") as f:
-        manifest = json.load(f)
+    manifest = path.read_json()
     if manifest.get("format") != MANIFEST_FORMAT:
         raise ManifestError(f"{path}: format {manifest.get('format')!r}, expected {MANIFEST_FORMAT!r}")
     return manifest
 
 
-def verify_shards(run_dir: str, checksums: bool = True) -> list[str]:
+def verify_shards(run_dir: str | Location, checksums: bool = True) -> list[str]:
     """Problems found comparing ``manifest.json`` with the shard files (empty list: all consistent)."""
+    layout = RunLayout(run_dir)
     try:
         manifest = load_manifest(run_dir)
     except (ManifestError, json.JSONDecodeError) as exc:
@@ -176,14 +169,14 @@ def verify_shards(run_dir: str, checksums: bool = True) -> list[str]:
     for entry in manifest["shards"]:
         rel = entry["path"]
         listed.add(rel)
-        path = os.path.join(run_dir, rel)
-        if not os.path.exists(path):
+        path = layout.file(rel)
+        if not path.is_file():
             problems.append(f"{rel}: listed in the manifest but missing")
             continue
         if checksums and sha256_file(path) != entry["sha256"]:
             problems.append(f"{rel}: sha256 differs from the manifest's {entry['sha256'][:12]}...")
         try:
-            pf = pq.ParquetFile(path)
+            pf = path.parquet_file()
         except Exception as exc:  # a damaged file is a finding, not a crash
             problems.append(f"{rel}: not readable as Parquet ({exc})")
             continue
@@ -201,8 +194,7 @@ def verify_shards(run_dir: str, checksums: bool = True) -> list[str]:
     for s, info in manifest["sources"].items():
         if totals.get(s, 0) != info["tokens"]:
             problems.append(f"source {s}: {totals.get(s, 0):,} tokens in the shards, the manifest says {info['tokens']:,}")
-    shard_dir = os.path.join(run_dir, SHARDS_DIR)
-    on_disk = {f"{SHARDS_DIR}/{n}" for n in os.listdir(shard_dir)} if os.path.isdir(shard_dir) else set()
+    on_disk = {layout.relative(f) for f in layout.shards_dir.iterdir()}
     for extra in sorted(on_disk - listed):
         problems.append(f"{extra}: in shards/ but not in the manifest")
     return problems
@@ -215,9 +207,9 @@ class ShardReader:
     that state yields exactly the rows not yet yielded. Rows come as numpy int32 arrays of ``seq_len``.
     """
 
-    def __init__(self, run_dir: str, state: Mapping[str, int] | None = None, batch_rows: int = 1024):
-        self.run_dir = run_dir
-        self.manifest = load_manifest(run_dir)
+    def __init__(self, run_dir: str | Location, state: Mapping[str, int] | None = None, batch_rows: int = 1024):
+        self.layout = RunLayout(run_dir)
+        self.manifest = load_manifest(self.layout.root)
         self.seq_len = int(self.manifest["seq_len"])
         self.batch_rows = batch_rows
         self.shard = int((state or {}).get("shard", 0))
@@ -242,7 +234,7 @@ class ShardReader:
         shards = self.manifest["shards"]
         while self.shard < len(shards):
             entry = shards[self.shard]
-            pf = pq.ParquetFile(os.path.join(self.run_dir, entry["path"]))
+            pf = self.layout.file(entry["path"]).parquet_file()
             skip = self.row
             for batch in pf.iter_batches(batch_size=self.batch_rows, columns=["input_ids"]):
                 if skip >= batch.num_rows:

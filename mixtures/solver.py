@@ -44,7 +44,7 @@ class MixtureSpec:
 def preset_names() -> list[str]:
     return sorted(
         p.name[: -len(PRESET_SUFFIX)]
-        for p in resources.files("mixtures").iterdir()
+        for p in resources.files(__package__).iterdir()
         if p.name.endswith(PRESET_SUFFIX)
     )
 
@@ -56,7 +56,7 @@ def load_mixture(name_or_path: str) -> MixtureSpec:
         with open(name_or_path, encoding="utf-8") as f:
             raw = yaml.safe_load(f)
     else:
-        resource = resources.files("mixtures") / f"{name_or_path}{PRESET_SUFFIX}"
+        resource = resources.files(__package__) / f"{name_or_path}{PRESET_SUFFIX}"
         if not resource.is_file():
             raise MixtureSpecError(
                 f"unknown mixture preset {name_or_path!r}; presets: {', '.join(preset_names())} "

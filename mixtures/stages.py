@@ -13,21 +13,18 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import json
 import os
-import shutil
 from typing import Any, ClassVar
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 from pydantic import Field, model_validator
 
 from gristmill.mixtures import packer, shards
 from gristmill.mixtures.solver import InfeasibleMixture, MixturePlan, MixtureSolver, MixtureSpec, load_mixture
-from gristmill.pipeline.registry import register_stage
-from gristmill.core.storage import sha256_file
+from gristmill.core.layout import RunLayout
+from gristmill.core.storage import Location, resolve
 from gristmill.stages.base import GlobalContext, GlobalStage, StageParams, require
 
 SEPARATOR_TOKEN = "<|endoftext|>"
@@ -73,33 +70,34 @@ class MixturePackParams(StageParams):
 
 @dataclasses.dataclass(frozen=True)
 class TokenizerInfo:
-    path: str
+    path: Location
     sha256: str
     sep_id: int
     pad_id: int
 
 
-def load_tokenizer_info(path: str) -> TokenizerInfo:
+def load_tokenizer_info(path: Location) -> TokenizerInfo:
     tokenizers = require("tokenizers", "tokenize")
-    if not os.path.exists(path):
+    if not path.is_file():
         raise FileNotFoundError(
             f"{path}: no tokenizer (train one with tokenize.bbpe_v1 first, or set `tokenizer:` to its path)"
         )
-    tok = tokenizers.Tokenizer.from_file(path)
+    spec = path.read_bytes()
+    tok = tokenizers.Tokenizer.from_str(spec.decode("utf-8"))
     sep_id = tok.token_to_id(SEPARATOR_TOKEN)
     if sep_id is None:
         raise ValueError(f"{path}: the tokenizer has no {SEPARATOR_TOKEN!r} token to separate documents")
     pad_id = tok.token_to_id(PAD_TOKEN)
-    return TokenizerInfo(path, sha256_file(path), sep_id, sep_id if pad_id is None else pad_id)
+    return TokenizerInfo(path, hashlib.sha256(spec).hexdigest(), sep_id, sep_id if pad_id is None else pad_id)
 
 
 # --- step 1: count -----------------------------------------------------------------------------------------
 
 
-def count_part(path: str) -> pa.Table:
+def count_part(path: Location) -> pa.Table:
     """doc_id, source, n_tokens of one part: the only columns counting needs."""
     try:
-        table = pq.read_table(path, columns=["doc_id", "source", "n_tokens"])
+        table = path.read_parquet(columns=["doc_id", "source", "n_tokens"])
     except (KeyError, pa.ArrowInvalid) as exc:
         raise ValueError(f"{path}: needs columns doc_id, source, n_tokens (run tokenize first): {exc}") from exc
     return table.combine_chunks()
@@ -154,21 +152,21 @@ def build_index(counts: list[pa.Table]) -> DocIndex:
 
 @dataclasses.dataclass(frozen=True)
 class SplitJob:
-    part: str
+    part: Location
     index: int
     sources: tuple[str, ...]  # the mixture's sources; others are left out
-    staging: str
+    staging: Location
 
 
-def split_file(staging: str, source: str, part_index: int) -> str:
-    return os.path.join(staging, "split", _safe(source), f"{part_index:06d}.arrow")
+def split_file(staging: Location, source: str, part_index: int) -> Location:
+    return staging / "split" / _safe(source) / f"{part_index:06d}.arrow"
 
 
 def split_part(job: SplitJob) -> dict[str, int]:
     """Read one part's tokens once and stage each mixture source's documents (with tokens, in row order)
     apart, so that packing a source never re-reads parts for the other sources' sake."""
     try:
-        table = pq.read_table(job.part, columns=["source", "tokens", "n_tokens"])
+        table = job.part.read_parquet(columns=["source", "tokens", "n_tokens"])
     except (KeyError, pa.ArrowInvalid) as exc:
         raise ValueError(f"{job.part}: needs a `tokens` list<int32> column (run tokenize first): {exc}") from exc
     has_tokens = pc.greater(pc.fill_null(table.column("n_tokens"), 0), 0)
@@ -176,9 +174,7 @@ def split_part(job: SplitJob) -> dict[str, int]:
     for source in job.sources:
         docs = table.filter(pc.and_(has_tokens, pc.equal(table.column("source"), source))).select(["tokens"])
         if docs.num_rows:
-            path = split_file(job.staging, source, job.index)
-            os.makedirs(os.path.dirname(path), exist_ok=True)
-            packer.write_ipc(path, docs.schema, [docs])
+            packer.write_ipc(split_file(job.staging, source, job.index), docs.schema, [docs])
             rows[source] = docs.num_rows
     return rows
 
@@ -186,7 +182,7 @@ def split_part(job: SplitJob) -> dict[str, int]:
 @dataclasses.dataclass(frozen=True)
 class PackJob:
     source: str
-    split_files: tuple[str, ...]  # the source's documents, part by part, in (part, row) order
+    split_files: tuple[Location, ...]  # the source's documents, part by part, in (part, row) order
     doc_id: np.ndarray  # in the same order
     span: np.ndarray
     rows: int
@@ -195,13 +191,13 @@ class PackJob:
     seed: int
     sep_id: int
     pad_id: int
-    staging_path: str
+    staging_path: Location
     chunk_tokens: int
 
 
 def read_source_tokens(job: PackJob) -> pa.Array:
     """The token lists of the job's documents, checked against the n_tokens the plan was solved with."""
-    chunks = [c for path in job.split_files for c in packer.read_ipc(path).column("tokens").chunks]
+    chunks = [c for path in job.split_files for c in path.read_ipc().column("tokens").chunks]
     tokens = pa.chunked_array(chunks, pa.list_(pa.int32()) if not chunks else None).combine_chunks()
     lengths = pc.fill_null(pc.list_value_length(tokens), 0).to_numpy().astype(np.int64) + 1
     if len(lengths) != len(job.span):
@@ -229,17 +225,16 @@ def pack_job(job: PackJob) -> shards.StagedSource:
 # --- the stage ---------------------------------------------------------------------------------------------
 
 
-def read_plan_hash(run_dir: str) -> str | None:
-    path = os.path.join(run_dir, "plan.json")
-    if not os.path.exists(path):
-        return None
-    with open(path, encoding="utf-8") as f:
-        return json.load(f).get("plan_hash")
+def read_plan_hash(layout: RunLayout) -> str | None:
+    return layout.plan.read_json().get("plan_hash") if layout.plan.is_file() else None
 
 
-def relative(path: str, run_dir: str) -> str:
-    rel = os.path.relpath(os.path.abspath(path), os.path.abspath(run_dir))
-    return path if rel.startswith("..") else rel
+def relative(path: Location, layout: RunLayout) -> str:
+    """A run file's path relative to the run directory; anything outside it as its full URI or path."""
+    try:
+        return layout.relative(path)
+    except ValueError:
+        return path.uri
 
 
 def build_manifest(
@@ -249,7 +244,7 @@ def build_manifest(
     tok: TokenizerInfo,
     shard_entries: list[dict[str, Any]],
     ctx: GlobalContext,
-    parts: list[str],
+    parts: list[Location],
 ) -> dict[str, Any]:
     realized = plan.realized_shares()
     docs = index.docs_per_source()
@@ -260,10 +255,10 @@ def build_manifest(
         "rows": plan.total_rows,
         "tokens": plan.total_tokens,
         "seed": ctx.seed,
-        "plan_hash": read_plan_hash(ctx.run_dir),
+        "plan_hash": read_plan_hash(ctx.layout),
         "params_sha256": hashlib.sha256(params.model_dump_json().encode()).hexdigest(),
         "tokenizer": {
-            "path": relative(tok.path, ctx.run_dir),
+            "path": relative(tok.path, ctx.layout),
             "sha256": tok.sha256,
             "separator_id": tok.sep_id,
             "pad_id": tok.pad_id,
@@ -292,12 +287,11 @@ def build_manifest(
             for s, p in plan.sources.items()
         },
         "unused_sources": plan.unused_sources,
-        "inputs": [relative(p, ctx.run_dir) for p in parts],
+        "inputs": [relative(p, ctx.layout) for p in parts],
         "shards": shard_entries,
     }
 
 
-@register_stage
 class MixturePack(GlobalStage):
     """Mixture sampling + packing + shard writing (see the module docstring)."""
 
@@ -336,33 +330,28 @@ class MixturePack(GlobalStage):
     def build(self, ctx: GlobalContext) -> None:
         params: MixturePackParams = self.params
         solver = params.solver()  # a malformed preset fails before any reading
-        tok = load_tokenizer_info(params.tokenizer or os.path.join(ctx.run_dir, "tokenizer", "tokenizer.json"))
-        parts = sorted(ctx.input_parts)
+        tok = load_tokenizer_info(resolve(params.tokenizer) if params.tokenizer else ctx.layout.tokenizer)
+        parts = sorted(ctx.input_parts, key=lambda loc: loc.path)
         index = build_index(ctx.map(count_part, parts))
         plan = solver.solve(
             index.tokens_per_source(), index.docs_per_source(), params.seq_len, params.total_tokens,
             params.pad_last,
         )
-        staging = os.path.join(ctx.artifacts_dir, "staging")
-        shard_dir = os.path.join(ctx.run_dir, shards.SHARDS_DIR)
-        manifest_path = os.path.join(ctx.run_dir, shards.MANIFEST)
-        if os.path.exists(manifest_path):  # the old manifest must not vouch for shards being replaced
-            os.remove(manifest_path)
-        shutil.rmtree(staging, ignore_errors=True)
-        os.makedirs(staging)
-        os.makedirs(shard_dir, exist_ok=True)
+        staging = ctx.state / "staging"
+        ctx.layout.manifest.delete()  # the old manifest must not vouch for shards being replaced
+        staging.delete_tree()
         try:
             sources = tuple(plan.sources)
             ctx.map(split_part, [SplitJob(p, i, sources, staging) for i, p in enumerate(parts)])
             jobs = [self._pack_job(s, plan, index, tok, ctx.seed, staging) for s in sources]
             staged = {st.source: st for st in ctx.map(pack_job, jobs)}
             options = shards.WriterOptions(params.rows_per_shard, params.row_group_rows, params.compression_level)
-            shard_jobs = shards.shard_jobs(staged, ctx.seed, ctx.run_dir, params.seq_len, options)
+            shard_jobs = shards.shard_jobs(staged, ctx.seed, ctx.layout, params.seq_len, options)
             entries = ctx.map(shards.write_shard, shard_jobs)
         finally:
-            shutil.rmtree(staging, ignore_errors=True)
-        shards.remove_stale_shards(ctx.run_dir, keep=len(entries))
-        shards.write_json_atomic(build_manifest(params, plan, index, tok, entries, ctx, parts), manifest_path)
+            staging.delete_tree()
+        shards.remove_stale_shards(ctx.layout, keep=len(entries))
+        shards.write_manifest(build_manifest(params, plan, index, tok, entries, ctx, parts), ctx.layout.manifest)
         return None
 
     def _pack_job(self, source, plan, index, tok, seed, staging) -> PackJob:
@@ -380,7 +369,7 @@ class MixturePack(GlobalStage):
             seed=seed,
             sep_id=tok.sep_id,
             pad_id=tok.pad_id,
-            staging_path=os.path.join(staging, f"{_safe(source)}.arrow"),
+            staging_path=staging / f"{_safe(source)}.arrow",
             chunk_tokens=self.params.chunk_tokens,
         )
 

@@ -112,14 +112,14 @@ def cmd_report(args) -> int:
 
 
 def cmd_show(args) -> int:
-    from gristmill.mixtures.cli import show_row
+    from gristmill.pipeline.shards_cli import show_row
 
     print(show_row(args.run_dir, args.row))
     return 0
 
 
 def cmd_verify(args) -> int:
-    from gristmill.mixtures.cli import verify
+    from gristmill.pipeline.shards_cli import verify
 
     problems = verify(args.run_dir)
     for p in problems:
@@ -133,8 +133,8 @@ def cmd_verify(args) -> int:
 
 # Commands with argument parsers of their own: (module, function(argv) -> exit code, help).
 DELEGATED = {
-    "train-tokenizer": ("gristmill.stages.tokenize.cli", "train_tokenizer_cli", "train a byte-level BPE tokenizer"),
-    "train-quality": ("gristmill.stages.quality.cli", "train_quality_cli", "train a fastText quality classifier"),
+    "train-tokenizer": ("gristmill.pipeline.tokenizer_cli", "train_tokenizer_cli", "train a byte-level BPE tokenizer"),
+    "train-quality": ("gristmill.pipeline.quality_cli", "train_quality_cli", "train a fastText quality classifier"),
 }
 
 

@@ -20,6 +20,7 @@ from typing import Any, Callable, Iterable, Iterator
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from gristmill.core.runtime import LocalRuntime, Runtime
 from gristmill.pipeline._internal.runner import StepRunner, cached_stage, read_part, read_unit, write_parts
 from gristmill.pipeline.plan import Plan, Segment
 from gristmill.pipeline.progress import Progress, totals_by_step
@@ -84,6 +85,7 @@ class LocalExecutor:
 
     def __init__(self, progress: Progress | None = None):
         self.progress = progress
+        self.runtime = LocalRuntime()
 
     def start(self, plan: Plan, segment: Segment, run_dir: str) -> None:
         """Nothing to start: stages are set up by the segment's runners, in this process."""
@@ -395,6 +397,16 @@ class RayExecutor:
         # False (default): one Ray Data operator per step, each with its own declared resources (tasks, or an actor
         # pool for stateful stages); True: one operator runs the whole segment per unit (an actor per CPU).
         self.fuse_steps = fuse_steps
+        self._runtime = None
+
+    @property
+    def runtime(self) -> Runtime:
+        """What global steps fan their work out with: Ray tasks and actors on the cluster this process joined."""
+        if self._runtime is None:
+            from gristmill.pipeline._internal.ray_runtime import RayRuntime
+
+            self._runtime = RayRuntime()
+        return self._runtime
 
     @property
     def mode(self) -> str:

@@ -6,14 +6,12 @@ from pathlib import Path
 
 import duckdb
 
+from gristmill.core.storage import Location, resolve
+from gristmill.pipeline._internal import duck
 from gristmill.pipeline.rundir import RunDir
 
 
-def _q(path: Path | str) -> str:
-    return "'" + str(path).replace("'", "''") + "'"
-
-
-def connect(run_dir: str | Path) -> duckdb.DuckDBPyConnection:
+def connect(run_dir: str | Path | Location) -> duckdb.DuckDBPyConnection:
     """An in-memory DuckDB with views over the run directory's Parquet:
 
     - ``documents``: the documents of the last committed segment that holds document parts
@@ -27,32 +25,32 @@ def connect(run_dir: str | Path) -> duckdb.DuckDBPyConnection:
     rd = RunDir(run_dir)
     if not rd.root.exists():
         raise FileNotFoundError(f"{rd.root}: no such run directory")
-    con = duckdb.connect()
+    con = duck.connect(rd.root)
     last_docs = None
     for seg in rd.committed_segments():
-        parts = sorted(seg.glob("part-*.parquet"))
+        parts = [resolve(p) for p in rd.segment_parts(seg.name)]
         if not parts:
             continue
         view = "segment_" + seg.name.split("-", 1)[0]
-        con.execute(f"CREATE VIEW {view} AS SELECT * FROM read_parquet({_q(seg / 'part-*.parquet')})")
+        con.execute(f"CREATE VIEW {view} AS SELECT * FROM read_parquet({duck.sql_files(parts)})")
         last_docs = view
     if last_docs:
         con.execute(f"CREATE VIEW documents AS SELECT * FROM {last_docs}")
     for name, file in (("stage_stats", "stages.parquet"), ("drops", "drops.parquet")):
         if (rd.stats_dir / file).exists():
-            con.execute(f"CREATE VIEW {name} AS SELECT * FROM read_parquet({_q(rd.stats_dir / file)})")
+            con.execute(f"CREATE VIEW {name} AS SELECT * FROM read_parquet({duck.sql_file(rd.stats_dir / file)})")
     from gristmill.pipeline._internal.report_stats import create_views
 
     # funnel, histograms, thresholds, languages, dedup_clusters, tokenizer_sources, mixture, shard_tokens, run_facts
     create_views(con, rd.root)
-    if any((rd.root / "rejects").glob("*/part-*.parquet")):
+    rejects = resolve(rd.root / "rejects").glob("*/part-*.parquet")
+    if rejects:
         con.execute(
             "CREATE VIEW rejects AS SELECT regexp_extract(filename, '.*/rejects/([^/]+)/[^/]+$', 1) AS step, * "
-            f"EXCLUDE (filename) FROM read_parquet({_q(rd.root / 'rejects' / '*' / 'part-*.parquet')}, "
-            "filename = true, union_by_name = true)"
+            f"EXCLUDE (filename) FROM read_parquet({duck.sql_files(rejects)}, filename = true, union_by_name = true)"
         )
     if (rd.root / "manifest.json").exists():
-        from gristmill.mixtures.cli import shards_view_sql
+        from gristmill.pipeline.shards_cli import shards_view_sql
 
         con.execute(shards_view_sql(str(rd.root)))  # the shards in manifest order
     return con
@@ -97,7 +95,7 @@ def inspect_run(run_dir: str | Path) -> str:
     """The summary ``gristmill inspect`` prints."""
     con = connect(run_dir)
     have = set(views(con))
-    out = [f"run directory: {Path(run_dir).resolve()}", f"views: {', '.join(sorted(have))}", ""]
+    out = [f"run directory: {RunDir(run_dir).root}", f"views: {', '.join(sorted(have))}", ""]
     if "stage_stats" in have:
         out += ["documents per step and source:", format_result(con, """
             SELECT position, step, stage, source, rows_in, rows_out, rows_dropped,
@@ -114,7 +112,7 @@ def inspect_run(run_dir: str | Path) -> str:
         out += ["sample of documents:", format_result(con, """
             SELECT doc_id, source, url, left(text, 80) AS text FROM documents ORDER BY hash(doc_id) LIMIT 5"""), ""]
     if "shards" in have:
-        from gristmill.mixtures.cli import inspect_shards
+        from gristmill.pipeline.shards_cli import inspect_shards
 
         out += ["shards:", inspect_shards(str(run_dir))]
     return "\n".join(out)

@@ -22,7 +22,6 @@ from gristmill.core import storage
 from gristmill.pipeline.registry import get_reader, get_stage
 from gristmill.pipeline.spec import InputSpec, PipelineSpec, SpecError
 from gristmill.stages.base import DOCUMENT_SCHEMA, Stage
-from gristmill.stages.filter import columns_of, type_errors
 from gristmill.stages.ingest.base import Limits, Reader, Unit
 
 PLAN_VERSION = 1
@@ -185,23 +184,13 @@ def _segment(index: int, steps: list[Step], upstream_hash: str) -> Segment:
 
 
 def _check_columns(steps: list[Step]) -> None:
-    """A filter may only read columns that exist by then: the document table's or an earlier stage's."""
+    """Every step may only read columns that exist by then: the document table's or an earlier stage's."""
     available: dict[str, pa.DataType] = {f.name: f.type for f in DOCUMENT_SCHEMA}
     for step in steps[1:]:
         cls = get_stage(step.stage_name)
-        if step.stage_name == "filter_v1":
-            missing = sorted(columns_of(step.params["expr"]) - set(available))
-            if missing:
-                raise SpecError(
-                    f"{step.label}.filter: column(s) {missing} do not exist at this step; "
-                    f"available: {sorted(available)}"
-                )
-            mismatched = type_errors(step.params["expr"], available)
-            if mismatched:
-                raise SpecError(f"{step.label}.filter: " + "; ".join(mismatched))
-        missing_req = [c for c in cls.required_columns if c not in available]
-        if missing_req:
-            raise SpecError(f"{step.label}: stage {step.stage_name} needs column(s) {missing_req} from an earlier step")
+        errors = cls.column_errors(step.params, available)
+        if errors:
+            raise SpecError("; ".join(f"{step.label}{'.' + key if key else ''}: {message}" for key, message in errors))
         available.update(cls.output_columns)
 
 

@@ -1,7 +1,10 @@
 """Registry of stages and readers by versioned name. Names are unique: registering a name twice is an error.
 
-Built-in stages register when the ``stages`` package is imported; third-party stages come only from installed
-entry points in the ``gristmill.stages`` group, so a YAML file can never name an import path.
+The registry is filled here, at the top of the import graph, on first use: the built-in stages and readers
+listed in ``_builtin_stages`` / ``_builtin_readers``, then third-party stages from installed entry points in
+the ``gristmill.stages`` group (``name = "package.module:StageClass"``, the entry point's name equal to the
+stage's). Stage modules never import the registry, so a YAML file can never name an import path and
+importing a stage registers nothing.
 """
 
 from __future__ import annotations
@@ -40,13 +43,38 @@ def register_stage(cls: S) -> S:
     return cls
 
 
+def _builtin_stages() -> tuple[type[Stage], ...]:
+    from gristmill.dedup.stages import BloomDedup, MinHashDedup
+    from gristmill.mixtures.stages import MixturePack
+    from gristmill.stages.clean.boilerplate import Boilerplate
+    from gristmill.stages.clean.normalize import Normalize
+    from gristmill.stages.clean.pii import Pii
+    from gristmill.stages.filter import Filter
+    from gristmill.stages.lang.fasttext_lid import FastTextLangId
+    from gristmill.stages.quality.fasttext_quality import FastTextQuality
+    from gristmill.stages.quality.heuristics import QualityHeuristics
+    from gristmill.stages.tokenize.encode import TokenizeBbpeV1
+    from gristmill.stages.tokenize.train import TrainBbpeV1
+
+    return (Normalize, Boilerplate, Pii, Filter, FastTextLangId, QualityHeuristics, FastTextQuality,
+            BloomDedup, MinHashDedup, TrainBbpeV1, TokenizeBbpeV1, MixturePack)
+
+
+def _builtin_readers() -> tuple[type, ...]:
+    from gristmill.stages.ingest.readers import READERS
+
+    return READERS
+
+
 def _load() -> None:
     global _loaded
     if _loaded:
         return
     _loaded = True
-    import gristmill.stages.builtin  # noqa: F401  (registers the built-in stages and readers)
-
+    for cls in _builtin_stages():
+        register_stage(cls)
+    for reader in _builtin_readers():
+        register_reader(reader)
     for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
         cls = ep.load()
         if cls.name != ep.name:

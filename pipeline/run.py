@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 from gristmill.core import storage
+from gristmill.core.layout import RunLayout
 from gristmill.pipeline.executors import LocalExecutor, RayExecutor, SegmentResult
 from gristmill.pipeline.plan import Plan, Segment
 from gristmill.pipeline.rundir import RunDir, StaleSegmentError, atomic_write_json
@@ -97,12 +98,9 @@ def _run_segment(plan: Plan, segment: Segment, input_parts: list[str], run_dir: 
     head = segment.global_step
     if head is not None:
         stage = head.instantiate()
-        stage.run_dir = str(run_dir.root)
-        ctx = GlobalContext(
-            input_parts=input_parts, artifacts_dir=str(run_dir.artifacts_dir(head.stage_name)),
-            seed=plan.spec.seed, executor=executor.name, step_index=head.position, run_dir=str(run_dir.root),
-        )
-        storage.resolve(ctx.artifacts_dir).mkdir()
+        stage.layout = RunLayout(run_dir.root)
+        ctx = GlobalContext.for_step(stage.layout, head.stage_name, head.position, input_parts, executor.runtime,
+                                     plan.spec.seed)
         log(f"segment {segment.name}: building {head.stage_name} over {len(input_parts)} parts")
         state = stage.build(ctx)  # type: ignore[attr-defined]
     build_seconds = time.perf_counter() - build_start if head is not None else 0.0

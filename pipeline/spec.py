@@ -6,10 +6,10 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 
 class SpecError(ValueError):
@@ -21,6 +21,31 @@ class _Model(BaseModel):
 
 
 SOURCE_NAME = r"^[a-z][a-z0-9_]*$"
+NAME_CHARS = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
+
+
+def _path_safe_name(value: str) -> str:
+    """A pipeline or step name becomes a directory name (``runs/NAME``): one path component that is neither
+    hidden nor ``.``/``..``, so a name can never point outside the directory it is joined to."""
+    if NAME_CHARS.fullmatch(value):
+        return value
+    if "/" in value or "\\" in value:
+        problem = "contains a path separator"
+    elif not value:
+        problem = "is empty"
+    elif value.strip(".") == "":
+        problem = "is only dots (a path to this or the parent directory)"
+    elif len(value) > 128:
+        problem = "is longer than 128 characters"
+    elif not value[0].isascii() or not value[0].isalnum():
+        problem = "does not start with a letter or digit"
+    else:
+        problem = "has characters other than letters, digits, '_', '.' and '-'"
+    raise ValueError(f"name {value!r} {problem}; a name is used as a directory name: use 1-128 of A-Z a-z 0-9 _ . "
+                     "-, starting with a letter or digit")
+
+
+Name = Annotated[str, AfterValidator(_path_safe_name)]
 
 
 class InputSpec(_Model):
@@ -46,7 +71,7 @@ class StepSpec(_Model):
     reason: str | None = None
     # With ``filter``: the mixture sources it applies to (others pass), e.g. prose rules that make no sense for code.
     sources: list[str] | None = None
-    name: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.-]+$")
+    name: Name | None = None
 
     @model_validator(mode="after")
     def _one_kind(self) -> "StepSpec":
@@ -94,7 +119,7 @@ class ExecutionSpec(_Model):
 
 
 class PipelineSpec(_Model):
-    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    name: Name
     seed: int = 0
     inputs: list[InputSpec] = Field(min_length=1)
     steps: list[StepSpec] = []

@@ -6,7 +6,9 @@ the rows (null = keep). The framework splits kept and rejected rows, checks the 
 stats, so a stage never has to count anything itself and can never lose a row silently.
 
 A global stage sees the whole output of the previous segment at once (dedup clustering, tokenizer training,
-mixture solving); it runs between streaming segments and writes its own results to the run directory.
+mixture solving); it runs between streaming segments. It fans work out through the ``Runtime`` in its context
+and reads and writes only through the ``Location``s its context and the ``RunLayout`` give it, so it never
+learns which executor runs it or where the run directory lives.
 """
 
 from __future__ import annotations
@@ -16,6 +18,10 @@ from typing import Any, ClassVar, Iterator, Mapping
 
 import pyarrow as pa
 from pydantic import BaseModel, ConfigDict
+
+from gristmill.core.layout import RunLayout
+from gristmill.core.runtime import Runtime
+from gristmill.core.storage import Location, resolve
 
 # Columns every document table carries from ingest on (DESIGN.md, "The document table").
 DOCUMENT_SCHEMA = pa.schema(
@@ -32,6 +38,16 @@ DOCUMENT_SCHEMA = pa.schema(
 # so they never depend on how an executor happens to batch rows.
 PART_COLUMN = "_part"
 REJECT_REASON = "reject_reason"
+
+
+@dataclasses.dataclass(frozen=True)
+class Threshold:
+    """A numeric cut a step applies (``lang_score >= 0.65`` for ``lang``), for the report."""
+
+    column: str
+    op: str
+    value: float
+    lang: str | None = None
 
 
 class StageParams(BaseModel):
@@ -84,14 +100,32 @@ class Stage:
     # Columns this stage needs besides the document table's.
     required_columns: ClassVar[tuple[str, ...]] = ()
     is_global: ClassVar[bool] = False
-    # Set by the executor before ``setup()``: the run directory, so a stage can load what an earlier global
-    # step left there (e.g. ``RUN_DIR/tokenizer/tokenizer.json``). None when a stage is used on its own.
-    run_dir: str | None = None
+    # Set by the executor before ``setup()``: the run's layout, so a stage can load what an earlier global
+    # step left there (e.g. ``layout.tokenizer``). None when a stage is used on its own.
+    layout: RunLayout | None = None
+    # Set by the executor before ``setup()``: the CPUs this worker may use (for a native library's thread
+    # pool); None when not limited (in-process runs use every core).
+    worker_cpus: int | None = None
 
     def __init__(self, params: StageParams | Mapping[str, Any] | None = None):
         if params is None or isinstance(params, Mapping):
             params = self.Params(**(params or {}))
         self.params = params
+
+    @classmethod
+    def thresholds(cls, params: Mapping[str, Any]) -> list[Threshold]:
+        """The numeric cuts this step applies with these params (none for most stages)."""
+        return []
+
+    @classmethod
+    def column_errors(cls, params: Mapping[str, Any],
+                      available: Mapping[str, pa.DataType]) -> list[tuple[str, str]]:
+        """What is wrong with the columns this step would read, given the columns that exist before it (for
+        the planner, before any data is read): (YAML key within the step, or "", message) pairs."""
+        missing = [c for c in cls.required_columns if c not in available]
+        if missing:
+            return [("", f"stage {cls.name} needs column(s) {missing} from an earlier step")]
+        return []
 
     def setup(self) -> None:
         """Load per-worker state (models, tokenizers). Called once per worker before the first batch."""
@@ -106,31 +140,35 @@ class StreamingStage(Stage):
 
 @dataclasses.dataclass
 class GlobalContext:
-    """What a global stage's ``build`` gets: the committed parts of the previous segment and a directory of
-    its own under ``RUN_DIR/<artifacts>/`` for what it wants to keep (signatures, filters, a tokenizer)."""
+    """What a global stage's ``build`` gets: the committed parts of the previous segment, a directory of its
+    own for what it keeps (``state``: signatures, filters, staging files), the run's layout for run-wide
+    files (the tokenizer, shards, manifest), the runtime to fan work out with, and the run's seed."""
 
-    input_parts: list[str]
-    # RUN_DIR/<group of the stage name>, e.g. RUN_DIR/dedup or RUN_DIR/tokenizer (DESIGN.md, run directory).
-    artifacts_dir: str
+    input_parts: list[Location]
+    state: Location
+    layout: RunLayout
+    runtime: Runtime
     seed: int
-    executor: str  # "local" or "ray"
-    step_index: int
-    run_dir: str
 
-    def map(self, fn, items: list) -> list:
-        """Run ``fn`` over ``items`` in parallel where the executor can (Ray tasks), in order."""
-        if self.executor == "ray":
-            import ray
+    @classmethod
+    def for_step(cls, layout: RunLayout | str | Location, stage_name: str, position: int,
+                 input_parts: list, runtime: Runtime, seed: int) -> "GlobalContext":
+        """The context of the global step at ``position`` of a run (its state directory created)."""
+        if not isinstance(layout, RunLayout):
+            layout = RunLayout(layout)
+        ctx = cls([resolve(p) for p in input_parts], layout.step_state(stage_name, position), layout, runtime, seed)
+        ctx.state.mkdir()
+        return ctx
 
-            remote = ray.remote(fn)
-            return ray.get([remote.remote(item) for item in items])
-        return [fn(item) for item in items]
+    def map(self, fn, items: list, num_cpus: float = 1.0) -> list:
+        """``[fn(item) for item in items]``, in parallel where the runtime can, in order."""
+        return self.runtime.map(fn, items, num_cpus=num_cpus)
 
 
 class GlobalStage(Stage):
     """A barrier over the whole dataset, in two phases.
 
-    ``build(ctx)`` sees every input part (it may fan work out with ``ctx.map`` or its own Ray actors) and
+    ``build(ctx)`` sees every input part (it may fan work out with ``ctx.map`` / ``ctx.runtime``) and
     returns a picklable state (e.g. the ``doc_id``s to drop). ``apply(table, state)`` then runs per part like a
     streaming stage, so removal is a vectorized anti-join on ``doc_id`` with the usual accounting, and the
     streaming stages after it run in the same pass.

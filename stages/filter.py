@@ -10,6 +10,10 @@ A comparison with a null is unknown (SQL semantics) and an unknown row is droppe
 ``sources`` it applies to; rows of other sources pass. Each top-level clause of an ``all`` is evaluated
 separately, so a dropped row is counted under the first clause it fails (``lang_score<0.65``), which is what makes
 the drops of a filter countable by reason.
+
+Values compared with the ``lang`` column are language codes: aliases are read as gristmill's code (``iw`` as
+``he``, ``no`` as ``nb``, ``zh-Hans`` as ``zh``; see ``stages/lang/codes.py``), an unknown code is refused with the
+list of known ones, and YAML's boolean false (an unquoted ``no``) is read as ``no``.
 """
 
 from __future__ import annotations
@@ -20,8 +24,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import field_validator
 
-from gristmill.pipeline.registry import register_stage
-from gristmill.stages.base import StageOutput, StageParams, StreamingStage
+from gristmill.stages.base import StageOutput, StageParams, StreamingStage, Threshold
+from gristmill.stages.lang.codes import LANG_COLUMN, LanguageCodeError, to_code
 
 COMPARISONS = {"eq": "==", "ne": "!=", "lt": "<", "le": "<=", "gt": ">", "ge": ">="}
 SET_OPS = ("in", "not_in")
@@ -37,17 +41,17 @@ class FilterExpressionError(ValueError):
 
 
 def register_filter_preset(name: str, expression: Mapping[str, Any]) -> None:
-    """Register a named expression, e.g. the Gopher thresholds; names are unique."""
-    if name in _PRESETS and _PRESETS[name] != expression:
+    """Register a named expression besides the built-in ones (``stages/quality/presets.py``); names are unique."""
+    if name in filter_presets() and filter_presets()[name] != expression:
         raise ValueError(f"filter preset {name!r} is already registered")
     _PRESETS[name] = dict(expression)
 
 
 def filter_presets() -> dict[str, dict]:
-    from gristmill.pipeline.registry import _load
+    """The built-in presets (Gopher, C4, FineWeb ...) and the registered ones, by name."""
+    from gristmill.stages.quality.presets import PRESETS
 
-    _load()
-    return dict(_PRESETS)
+    return {**PRESETS, **_PRESETS}
 
 
 def expand(expr: Any, path: str = "") -> dict:
@@ -88,10 +92,22 @@ def expand(expr: Any, path: str = "") -> dict:
             raise FilterExpressionError(
                 f"{where}{op}", f"unknown operator; use one of {sorted([*COMPARISONS, *SET_OPS, 'is_null'])}"
             )
+        if expr["col"] == LANG_COLUMN and op != "is_null":
+            return {"col": LANG_COLUMN, op: _language_codes(value, f"{where}{op}")}
         return dict(expr)
     raise FilterExpressionError(
         path, f"cannot read keys {sorted(keys)}: use {{col, OP}}, all, any, not or preset"
     )
+
+
+def _language_codes(value: Any, path: str) -> Any:
+    """gristmill's code for a compared value (or each value of a list), FilterExpressionError naming the spot."""
+    if not isinstance(value, list):
+        try:
+            return to_code(value)
+        except LanguageCodeError as exc:
+            raise FilterExpressionError(path, str(exc)) from None
+    return [_language_codes(v, f"{path}[{i}]") for i, v in enumerate(value)]
 
 
 def columns_of(expr: Mapping[str, Any]) -> set[str]:
@@ -191,6 +207,16 @@ def reject_reasons(expr: Mapping[str, Any], table: pa.Table, prefix: str = "filt
     return reasons.combine_chunks() if isinstance(reasons, pa.ChunkedArray) else reasons
 
 
+def numeric_clauses(expr: Mapping[str, Any]) -> list[Threshold]:
+    """Every numeric comparison of an expanded expression, as a threshold."""
+    if "col" in expr:
+        return [Threshold(expr["col"], COMPARISONS[op], float(value)) for op, value in expr.items()
+                if op in COMPARISONS and isinstance(value, (int, float)) and not isinstance(value, bool)]
+    if "not" in expr:
+        return numeric_clauses(expr["not"])
+    return [t for key in ("all", "any") for e in expr.get(key, []) for t in numeric_clauses(e)]
+
+
 class FilterParams(StageParams):
     expr: dict
     # Optional name used in drop reasons instead of "filter".
@@ -207,12 +233,25 @@ class FilterParams(StageParams):
             raise ValueError(str(exc)) from None
 
 
-@register_stage
 class Filter(StreamingStage):
     """Drops rows whose columns fail ``expr``; the YAML step ``- filter: EXPR`` is sugar for this stage."""
 
     name: ClassVar[str] = "filter_v1"
     Params = FilterParams
+
+    @classmethod
+    def thresholds(cls, params: Mapping[str, Any]) -> list[Threshold]:
+        return numeric_clauses(expand(params["expr"]))
+
+    @classmethod
+    def column_errors(cls, params: Mapping[str, Any],
+                      available: Mapping[str, pa.DataType]) -> list[tuple[str, str]]:
+        """The expression may only read columns that exist by then, with values of their types."""
+        missing = sorted(columns_of(params["expr"]) - set(available))
+        if missing:
+            return [("filter", f"column(s) {missing} do not exist at this step; available: {sorted(available)}")]
+        mismatched = type_errors(params["expr"], available)
+        return [("filter", "; ".join(mismatched))] if mismatched else []
 
     def process(self, table: pa.Table) -> StageOutput:
         if table.num_rows == 0:

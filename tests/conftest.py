@@ -9,6 +9,10 @@ import pytest
 
 DATA = Path(__file__).parent / "data"
 
+# Shared fixtures: a corpus with a tokenizer trained on it (tokenize stages, train-tokenizer) and a tokenized
+# run directory to pack (mixture step, shard commands).
+pytest_plugins = ["tokenizer_fixtures", "mixture_fixtures"]
+
 @pytest.fixture(scope="session")
 def data_dir() -> Path:
     return DATA

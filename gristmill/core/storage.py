@@ -20,17 +20,20 @@ derived location so ``str(location)`` resolves back to the same place.
 from __future__ import annotations
 
 import fnmatch
+import json
 import glob as _stdlib_glob
 import os
 import posixpath
 import re
 import uuid
+from typing import Any, Callable, TypeVar
 from urllib.parse import urlsplit
 
 import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
+T = TypeVar("T")
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
 _GLOB_CHARS = re.compile(r"[*?\[]")
 
@@ -180,6 +183,30 @@ class Location:
     def read_text(self, encoding: str = "utf-8") -> str:
         return self.read_bytes().decode(encoding)
 
+    def read_json(self) -> Any:
+        return json.loads(self.read_bytes())
+
+    def read_parquet(self, columns: list[str] | None = None) -> pa.Table:
+        """The whole file as a table (only ``columns`` if given)."""
+        if self.is_local:
+            return pq.read_table(self.path, columns=columns)
+        with self.open_input() as fh:
+            return pq.read_table(fh, columns=columns)
+
+    def read_parquet_schema(self) -> pa.Schema:
+        """A Parquet file's schema, from its footer only."""
+        if self.is_local:
+            return pq.read_schema(self.path)
+        with self.open_input() as fh:
+            return pq.read_schema(fh)
+
+    def parquet_file(self) -> pq.ParquetFile:
+        """A ``ParquetFile`` to read row groups or batches from; remote files are read into memory first (a
+        random-access Arrow file over an object store would issue a request per read)."""
+        if self.is_local:
+            return pq.ParquetFile(self.path)
+        return pq.ParquetFile(pa.BufferReader(self.read_bytes()))
+
     # --- writing ------------------------------------------------------------------------------------------
     def mkdir(self, parents: bool = True, exist_ok: bool = True) -> None:
         """Create this directory and its parents (the arguments are accepted for ``pathlib.Path``
@@ -210,6 +237,35 @@ class Location:
 
     def write_text(self, text: str, encoding: str = "utf-8") -> None:
         self.write_bytes(text.encode(encoding))
+
+    def write_json(self, obj: Any) -> None:
+        """Indented, sorted keys, newline-terminated: the same object always gives the same bytes."""
+        self.write_text(json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
+
+    def write_stream(self, write: Callable[[pa.NativeFile], T]) -> T:
+        """Atomically write what ``write(sink)`` streams into an Arrow output stream; returns its result.
+        Locally the stream is a temporary file renamed into place; elsewhere a memory buffer, then one
+        ``write_bytes``."""
+        if not self.is_local:
+            sink = pa.BufferOutputStream()
+            result = write(sink)
+            self.write_bytes(sink.getvalue())
+            return result
+        os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
+        tmp = posixpath.join(os.path.dirname(self.path), f".{self.name}.tmp-{uuid.uuid4().hex}")
+        try:
+            with pa.OSFile(tmp, "wb") as sink:
+                result = write(sink)
+            os.replace(tmp, self.path)
+        except BaseException:
+            _remove_quietly(tmp)
+            raise
+        return result
+
+    def read_ipc(self) -> pa.Table:
+        """An Arrow IPC file: memory-mapped on a local disk (no copy until a slice is used), read whole elsewhere."""
+        source = pa.memory_map(self.path, "r") if self.is_local else pa.BufferReader(self.read_bytes())
+        return pa.ipc.open_file(source).read_all()
 
     def write_parquet(self, table: pa.Table, **write_options) -> None:
         """Atomically: locally streamed to a temporary file and renamed; elsewhere ``pq.write_table`` into

@@ -18,8 +18,10 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
+from gristmill.core.storage import resolve
+from gristmill.pipeline._internal import duck
+from gristmill.pipeline.registry import RegistryError, get_stage
 from gristmill.pipeline.rundir import RunDir, write_parquet_atomic
 from gristmill.stages.base import REJECT_REASON
 
@@ -47,8 +49,8 @@ def _q(path: Path | str) -> str:
     return "'" + str(path).replace("'", "''") + "'"
 
 
-def _files(paths: list[Path]) -> str:
-    return "[" + ", ".join(_q(p) for p in paths) + "]"
+def _files(paths: list) -> str:
+    return duck.sql_files(paths)
 
 
 def _ident(name: str) -> str:
@@ -77,11 +79,11 @@ def committed_segments(rd: RunDir, plan: dict | None) -> list[SegmentInfo]:
     by_name = {s["name"]: s for s in (plan or {}).get("segments", [])}
     out = []
     for seg_dir in rd.committed_segments():
-        parts = sorted(seg_dir.glob("part-*.parquet"))
+        parts = [resolve(p) for p in rd.segment_parts(seg_dir.name)]
         steps = by_name.get(seg_dir.name, {}).get("steps", [])
         positions = [s["position"] for s in steps]
         slugs = [f"{s['position']:02d}-{s['stage_name']}" for s in steps]
-        schema = pq.read_schema(parts[0]) if parts else None
+        schema = parts[0].read_parquet_schema() if parts else None
         out.append(SegmentInfo(seg_dir.name, positions, slugs, parts, schema))
     return out
 
@@ -95,8 +97,8 @@ def _reject_files(rd: RunDir, seg: SegmentInfo, columns: list[str]) -> list[Path
     scorer ran have no score and are not part of its distribution)."""
     out = []
     for slug in seg.slugs:
-        for f in sorted(rd.rejects_dir(slug).glob("part-*.parquet")):
-            names = pq.read_schema(f).names
+        for f in resolve(rd.rejects_dir(slug)).glob("part-*.parquet"):
+            names = f.read_parquet_schema().names
             if all(c in names for c in columns):
                 out.append(f)
     return out
@@ -116,47 +118,18 @@ def _rows_relation(rd: RunDir, seg: SegmentInfo, columns: list[str]) -> str:
 
 # --- thresholds -----------------------------------------------------------------------------------------------
 
-_OPS = {"eq": "==", "ne": "!=", "lt": "<", "le": "<=", "gt": ">", "ge": ">="}
-
-
-def _clauses(expr: Any) -> list[tuple[str, str, float]]:
-    """(column, op, value) for every numeric comparison in a filter expression (presets expanded)."""
-    if not isinstance(expr, dict):
-        return []
-    if "preset" in expr:
-        try:
-            from gristmill.stages.filter import expand
-
-            return _clauses(expand(expr))
-        except (ImportError, ValueError):
-            return []
-    if "col" in expr:
-        out = []
-        for op, value in expr.items():
-            if op in _OPS and isinstance(value, (int, float)) and not isinstance(value, bool):
-                out.append((expr["col"], _OPS[op], float(value)))
-        return out
-    if "not" in expr:
-        return _clauses(expr["not"])
-    return [c for key in ("all", "any") for e in expr.get(key, []) for c in _clauses(e)]
-
-
 def thresholds_table(plan: dict | None) -> pa.Table:
     rows = []
     for seg in (plan or {}).get("segments", []):
         for step in seg.get("steps", []):
             params = step.get("params") or {}
             base = {"position": step["position"], "step": step["label"], "stage": step["stage_name"]}
-            if step["stage_name"] == "filter_v1":
-                for col, op, value in _clauses(params.get("expr")):
-                    rows.append({**base, "column": col, "op": op, "value": value, "lang": None})
-            elif step["stage_name"].startswith("lang.") and isinstance(params.get("thresholds"), dict):
-                # Language ID sets lang_pass from a per-language minimum lang_score.
-                if params.get("default_threshold"):
-                    rows.append({**base, "column": "lang_score", "op": ">=",
-                                 "value": float(params["default_threshold"]), "lang": None})
-                for lang, value in sorted(params["thresholds"].items()):
-                    rows.append({**base, "column": "lang_score", "op": ">=", "value": float(value), "lang": lang})
+            try:
+                thresholds = get_stage(step["stage_name"]).thresholds(params)
+            except (RegistryError, ValueError, KeyError, TypeError):  # a plan of stages not installed here
+                thresholds = []
+            for t in thresholds:
+                rows.append({**base, "column": t.column, "op": t.op, "value": t.value, "lang": t.lang})
     schema = pa.schema([("position", pa.int32()), ("step", pa.string()), ("stage", pa.string()),
                         ("column", pa.string()), ("op", pa.string()), ("value", pa.float64()),
                         ("lang", pa.string())])
@@ -173,10 +146,10 @@ def funnel_table(con: duckdb.DuckDBPyConnection, rd: RunDir, manifest: dict | No
     table = con.sql(f"""
         SELECT 0 AS ordinal, 'input' AS step, 'records read' AS stage, source,
                sum(rows_in)::BIGINT AS documents, sum(bytes_in)::BIGINT AS bytes, NULL::BIGINT AS tokens
-        FROM read_parquet({_q(stages)}) WHERE position = 0 GROUP BY ALL
+        FROM read_parquet({duck.sql_file(stages)}) WHERE position = 0 GROUP BY ALL
         UNION ALL
         SELECT position + 1, step, stage, source, sum(rows_out)::BIGINT, sum(bytes_out)::BIGINT, NULL
-        FROM read_parquet({_q(stages)}) GROUP BY ALL
+        FROM read_parquet({duck.sql_file(stages)}) GROUP BY ALL
         ORDER BY ordinal, source""").arrow()
     table = table.read_all() if hasattr(table, "read_all") else table
     if manifest and manifest.get("sources"):
@@ -287,9 +260,9 @@ def dedup_clusters_table(con, rd: RunDir) -> pa.Table | None:
     rows: list[pa.Table] = []
     schema = pa.schema([("dedup_step", pa.string()), ("cluster_size", pa.int64()), ("clusters", pa.int64()),
                         ("documents", pa.int64()), ("removed", pa.int64())])
-    for step_dir in sorted(p for p in (rd.root / "dedup").glob("*") if p.is_dir()):
-        files = sorted(step_dir.glob("clusters/*.parquet"))
-        if files and all({"cluster_id", "cluster_size"} <= set(pq.read_schema(f).names) for f in files):
+    for step_dir in (p for p in resolve(rd.root / "dedup").iterdir() if p.is_dir()):
+        files = step_dir.glob("clusters/*.parquet")
+        if files and all({"cluster_id", "cluster_size"} <= set(f.read_parquet_schema().names) for f in files):
             t = _arrow(con.sql(f"""
                 SELECT {_q(step_dir.name)} AS dedup_step, cluster_size::BIGINT AS cluster_size,
                        count(DISTINCT cluster_id)::BIGINT AS clusters, count(*)::BIGINT AS documents,
@@ -399,7 +372,7 @@ def compute_report_stats(run_dir: str | Path) -> dict[str, Path]:
     plan = load_json(rd.plan_path)
     manifest = load_json(rd.root / "manifest.json")
     segments = committed_segments(rd, plan)
-    con = duckdb.connect()
+    con = duck.connect(rd.root)
     thresholds = thresholds_table(plan)
     tables: dict[str, pa.Table | None] = {
         "funnel": funnel_table(con, rd, manifest),
@@ -417,7 +390,7 @@ def compute_report_stats(run_dir: str | Path) -> dict[str, Path]:
     for name, table in tables.items():
         path = rd.stats_dir / f"{name}.parquet"
         if table is None:
-            path.unlink(missing_ok=True)
+            resolve(path).delete()
             continue
         write_parquet_atomic(path, table)
         written[name] = path
@@ -431,6 +404,6 @@ def create_views(con: duckdb.DuckDBPyConnection, run_dir: str | Path) -> list[st
     for name in TABLES:
         path = stats_dir / f"{name}.parquet"
         if path.exists():
-            con.execute(f"CREATE OR REPLACE VIEW {name} AS SELECT * FROM read_parquet({_q(path)})")
+            con.execute(f"CREATE OR REPLACE VIEW {name} AS SELECT * FROM read_parquet({duck.sql_file(path)})")
             made.append(name)
     return made

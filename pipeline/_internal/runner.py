@@ -3,6 +3,7 @@ reading a unit, running a stage on a batch with its accounting, and writing comm
 
 from __future__ import annotations
 
+import sys
 import time
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -13,6 +14,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from gristmill.core import storage
+from gristmill.core.layout import RunLayout
 from gristmill.pipeline.plan import IngestUnit, Plan, Step
 from gristmill.pipeline.rundir import part_file_name, write_parquet_atomic
 from gristmill.stages.base import PART_COLUMN, REJECT_REASON, GlobalStage, Stage, StageOutput
@@ -184,10 +186,11 @@ def write_rejects(rejects_root: Path, step: Step, rejected: pa.Table) -> None:
 
 def _resolve(state: Any) -> Any:
     """Global-stage state reaches Ray workers as an object ref; fetch it once where it is used."""
-    if type(state).__name__ == "ObjectRef":
+    if "ray" in sys.modules:
         import ray
 
-        return ray.get(state)
+        if isinstance(state, ray.ObjectRef):
+            return ray.get(state)
     return state
 
 
@@ -198,16 +201,33 @@ def _resolve(state: Any) -> Any:
 _SET_UP: dict[tuple, Stage] = {}
 
 
+def _worker_cpus() -> int | None:
+    """CPUs Ray assigned to this task or actor; None outside a Ray worker (no limit in-process)."""
+    if "ray" not in sys.modules:
+        return None
+    import ray
+
+    if not ray.is_initialized() or ray.get_runtime_context().worker.mode != ray.WORKER_MODE:
+        return None
+    return max(1, int(ray.get_runtime_context().get_assigned_resources().get("CPU", 1) or 1))
+
+
+def set_up_stage(step: Step, run_dir: str) -> Stage:
+    """The step's stage, given the run's layout and this worker's CPU budget, with ``setup()`` done."""
+    stage = step.instantiate()
+    stage.layout = RunLayout(run_dir)
+    stage.worker_cpus = _worker_cpus()
+    stage.setup()
+    return stage
+
+
 def cached_stage(step: Step, run_dir: str) -> Stage:
     import json
 
     key = (step.stage_name, json.dumps(step.params, sort_keys=True, default=str), run_dir)
     stage = _SET_UP.get(key)
     if stage is None:
-        stage = step.instantiate()
-        stage.run_dir = run_dir
-        stage.setup()
-        _SET_UP[key] = stage
+        stage = _SET_UP[key] = set_up_stage(step, run_dir)
     return stage
 
 
@@ -232,9 +252,7 @@ class StepRunner:
             if self.cache_setup:
                 self._stage = cached_stage(self.step, self.run_dir)
             else:
-                self._stage = self.step.instantiate()
-                self._stage.run_dir = self.run_dir
-                self._stage.setup()
+                self._stage = set_up_stage(self.step, self.run_dir)
         return self._stage
 
     def process(self, table: pa.Table) -> StageOutput:

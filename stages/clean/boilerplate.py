@@ -29,7 +29,6 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from gristmill.pipeline.registry import register_stage
 from pydantic import Field
 
 from gristmill.stages.base import StageOutput, StageParams, StreamingStage
@@ -64,7 +63,6 @@ def _null_strings(n: int) -> pa.Array:
     return pa.nulls(n, pa.string())
 
 
-@register_stage
 class Boilerplate(StreamingStage):
     """Drop boilerplate lines (C4 rules, each switchable); reject documents left empty or too short.
 

@@ -17,7 +17,6 @@ from typing import Literal
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from gristmill.pipeline.registry import register_stage
 from gristmill.stages.base import StageOutput, StageParams, StreamingStage, require
 from gristmill.stages.clean._text import on_rows, source_mask, text_array, with_text
 
@@ -153,7 +152,6 @@ def clean_whitespace(text: pa.Array) -> pa.Array:
     return pc.utf8_trim_whitespace(text)
 
 
-@register_stage
 class Normalize(StreamingStage):
     """Unicode normalization, mojibake repair, control-character removal and whitespace cleanup of ``text``.
 

@@ -32,7 +32,6 @@ from __future__ import annotations
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from gristmill.pipeline.registry import register_stage
 from gristmill.stages.base import StageOutput, StageParams, StreamingStage
 from gristmill.stages.clean._text import on_rows, source_mask, text_array, with_text
 
@@ -125,7 +124,6 @@ def redact(text: pa.Array, pattern: str, placeholder: str, precheck: pa.Array | 
     return on_rows(text, candidates, replace)
 
 
-@register_stage
 class Pii(StreamingStage):
     """Redact e-mail addresses, IP addresses and phone numbers in ``text`` (each kind switchable)."""
 

@@ -11,15 +11,11 @@
 
 from __future__ import annotations
 
-from gristmill.pipeline.registry import register_reader
 from gristmill.stages.ingest.jsonl import JsonlReader
 from gristmill.stages.ingest.parquet import ParquetReader
 from gristmill.stages.ingest.text import TextReader
 from gristmill.stages.ingest.warc import WarcReader, WetReader
 
 READERS = (WarcReader, WetReader, JsonlReader, ParquetReader, TextReader)
-
-for _reader in READERS:
-    register_reader(_reader)
 
 __all__ = ["READERS", "JsonlReader", "ParquetReader", "TextReader", "WarcReader", "WetReader"]

@@ -1,3 +1,1 @@
-"""Language identification stages; importing this package registers them."""
-
-from gristmill.stages.lang import fasttext_lid  # noqa: F401
+"""Language identification stages (``lang.fasttext_v1``)."""

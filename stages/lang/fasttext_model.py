@@ -98,6 +98,47 @@ def prepare_texts(
     return flat
 
 
+def chunk_texts(text: pa.Array | pa.ChunkedArray, chunk_bytes: int,
+                boundary_window: int = 64) -> tuple[pa.LargeStringArray, np.ndarray]:
+    """Every document cut into consecutive pieces of about ``chunk_bytes`` UTF-8 bytes (line breaks read as spaces):
+    the pieces as one string array, zero-copy over the documents' bytes, and the document index of each piece.
+
+    A cut is moved forward to the next space within ``boundary_window`` bytes, so words stay whole, or, in text
+    without spaces (Chinese, Japanese), to the next code point start. An empty document gives one empty piece.
+    """
+    if isinstance(text, pa.ChunkedArray):
+        text = text.combine_chunks()
+    flat = pc.replace_substring_regex(pc.fill_null(text, ""), LINE_BREAKS, " ").cast(pa.large_string())
+    n = len(flat)
+    offsets = np.frombuffer(flat.buffers()[1], np.int64, count=n + 1, offset=flat.offset * 8)
+    data_buffer = flat.buffers()[2] if flat.buffers()[2] is not None else pa.py_buffer(b"")
+    data = np.frombuffer(data_buffer, np.uint8)
+    counts = np.maximum(1, -(-np.diff(offsets) // chunk_bytes))
+    doc = np.repeat(np.arange(n), counts)
+    rank = np.arange(len(doc)) - np.repeat(np.cumsum(counts) - counts, counts)
+    starts = offsets[:-1][doc] + rank * chunk_bytes
+    cut = rank > 0
+    starts[cut] = _word_boundary(data, starts[cut], offsets[1:][doc[cut]], boundary_window)
+    chunk_offsets = np.append(starts, offsets[-1]).astype(np.int64)
+    chunks = pa.LargeStringArray.from_buffers(len(doc), pa.py_buffer(chunk_offsets), data_buffer)
+    return chunks, doc
+
+
+def _word_boundary(data: np.ndarray, cuts: np.ndarray, ends: np.ndarray, window: int) -> np.ndarray:
+    """Each cut moved to the first space in [cut, cut + window), else to the first code point start, capped at the
+    end of its document."""
+    if len(cuts) == 0:
+        return cuts
+    probe = cuts[:, None] + np.arange(window)[None, :]
+    inside = probe < ends[:, None]
+    byte = data[np.minimum(probe, len(data) - 1)]
+    space = (byte == 0x20) & inside
+    lead = ((byte & 0xC0) != 0x80) & inside
+    step = np.where(space.any(axis=1), space.argmax(axis=1),
+                    np.where(lead.any(axis=1), lead.argmax(axis=1), ends - cuts))
+    return np.minimum(cuts + step, ends)
+
+
 def predict(model: Any, lines: pa.Array, k: int = 1) -> tuple[pa.ListArray, pa.ListArray]:
     """Labels and probabilities (list arrays aligned with ``lines``) from one native call for the whole batch."""
     terminated = pc.binary_join_element_wise(lines, pa.scalar("\n", lines.type), pa.scalar("", lines.type)).to_pylist()

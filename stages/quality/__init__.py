@@ -1,3 +1,1 @@
-"""Quality scorers and the filter presets over their signals; importing this package registers them."""
-
-from gristmill.stages.quality import fasttext_quality, heuristics, presets  # noqa: F401
+"""Quality scorers (``quality.heuristics_v1``, ``quality.fasttext_v1``) and the filter presets over their signals."""

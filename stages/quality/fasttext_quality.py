@@ -17,7 +17,6 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from pydantic import Field
 
-from gristmill.pipeline.registry import register_stage
 from gristmill.stages.base import Resources, StageOutput, StageParams, StreamingStage
 from gristmill.stages.lang import fasttext_model
 from gristmill.stages.quality import training
@@ -32,7 +31,6 @@ class QualityClassifierParams(StageParams):
     lowercase: bool | None = None
 
 
-@register_stage
 class FastTextQuality(StreamingStage):
     name: ClassVar[str] = "quality.fasttext_v1"
     Params = QualityClassifierParams

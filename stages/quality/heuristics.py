@@ -11,7 +11,6 @@ from typing import ClassVar
 import pyarrow as pa
 from pydantic import Field
 
-from gristmill.pipeline.registry import register_stage
 from gristmill.stages.base import StageOutput, StageParams, StreamingStage
 from gristmill.stages.quality import signals
 
@@ -24,7 +23,6 @@ class HeuristicsParams(StageParams):
     stop_words: tuple[str, ...] = Field(signals.GOPHER_STOP_WORDS, min_length=1)
 
 
-@register_stage
 class QualityHeuristics(StreamingStage):
     name: ClassVar[str] = "quality.heuristics_v1"
     Params = HeuristicsParams

@@ -7,7 +7,6 @@ FineWebQualityFilter), which follow Gopher (Rae et al. 2021, Table A1), C4 (Raff
 
 from __future__ import annotations
 
-from gristmill.stages.filter import register_filter_preset
 
 # GopherQualityFilter: drop if words < 50 or > 100k, mean word length outside [3, 10], '#' or ellipsis per word
 # > 0.1, > 90% bullet lines, > 30% lines ending in an ellipsis, < 80% words with a letter, < 2 stop words.
@@ -80,6 +79,3 @@ PRESETS = {
     "fineweb": FINEWEB,
     "multilingual": MULTILINGUAL,
 }
-
-for _name, _expression in PRESETS.items():
-    register_filter_preset(_name, _expression)

@@ -21,7 +21,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from gristmill.core.storage import sha256_file
+from gristmill.core.storage import resolve, sha256_file
 from gristmill.stages.lang import fasttext_model
 
 POSITIVE_LABEL = "__label__hq"
@@ -48,24 +48,6 @@ class TrainConfig:
     min_count: int = 1
     max_chars: int = 10_000
     lowercase: bool = True
-
-
-def segment_parts(run_dir: str, segment: str | None = None) -> list[str]:
-    """Parquet parts of one segment of a run (default: the last segment in plan order)."""
-    segments_dir = os.path.join(run_dir, "segments")
-    if not os.path.isdir(segments_dir):
-        raise TrainingDataError(f"{run_dir} is not a run directory: it has no segments/ folder")
-    names = sorted(d for d in os.listdir(segments_dir) if os.path.isdir(os.path.join(segments_dir, d)))
-    if segment is None:
-        if not names:
-            raise TrainingDataError(f"{segments_dir} holds no segment")
-        segment = names[-1]
-    elif segment not in names:
-        raise TrainingDataError(f"run {run_dir} has no segment {segment!r}; segments: {names}")
-    parts = sorted(glob.glob(os.path.join(segments_dir, segment, "part-*.parquet")))
-    if not parts:
-        raise TrainingDataError(f"segment {os.path.join(segments_dir, segment)} holds no part-*.parquet")
-    return parts
 
 
 def expand_globs(patterns: Sequence[str]) -> list[str]:
@@ -199,9 +181,7 @@ def _counts(table: pa.Table) -> dict[str, int]:
 
 
 def write_json(path: str, payload: dict) -> None:
-    from gristmill.pipeline.rundir import atomic_write_json
-
-    atomic_write_json(path, payload)
+    resolve(path).write_json(payload)
 
 
 def read_metadata(model_path: str) -> dict | None:

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import time
 from typing import Any, Iterator, Mapping
 
@@ -29,12 +28,12 @@ import numpy as np
 import pyarrow as pa
 from pydantic import Field, field_validator, model_validator
 
+from gristmill.core.layout import TOKENIZER_FILE, TOKENIZER_META_FILE
+from gristmill.core.storage import Location, resolve
 from gristmill.stages.base import StageParams, require
 
 SEPARATOR_TOKEN = "<|endoftext|>"
 PAD_TOKEN = "<|pad|>"
-TOKENIZER_FILE = "tokenizer.json"
-META_FILE = "tokenizer_meta.json"
 META_FORMAT = "gristmill.tokenizer_meta/1"
 
 # GPT-4 (cl100k_base) pre-tokenization pattern with single digits instead of runs of 1-3: contractions,
@@ -221,11 +220,6 @@ def sha256_text(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-def write_atomic(path: str, text: str) -> None:
-    """Write to a temporary name and rename into place, so a crash never leaves a half file."""
-    from gristmill.core.storage import resolve
-
-    resolve(path).write_text(text)
 
 
 def build_meta(
@@ -278,11 +272,11 @@ def build_meta(
     }
 
 
-def save_tokenizer(out_dir: str, tokenizer_json: str, meta: Mapping[str, Any]) -> str:
-    """Write ``tokenizer.json`` and ``tokenizer_meta.json`` under ``out_dir``; return the tokenizer path."""
-    os.makedirs(out_dir, exist_ok=True)
-    path = os.path.join(out_dir, TOKENIZER_FILE)
-    write_atomic(path, tokenizer_json)
+def save_tokenizer(out_dir: str | Location, tokenizer_json: str, meta: Mapping[str, Any]) -> Location:
+    """Write ``tokenizer.json`` and ``tokenizer_meta.json`` into ``out_dir``; return the tokenizer's location."""
+    out = resolve(out_dir)
+    out.mkdir()
+    (out / TOKENIZER_FILE).write_text(tokenizer_json)
     # Metadata last: its presence says the tokenizer next to it is complete.
-    write_atomic(os.path.join(out_dir, META_FILE), json.dumps(meta, indent=2, sort_keys=True) + "\n")
-    return path
+    (out / TOKENIZER_META_FILE).write_json(meta)
+    return out / TOKENIZER_FILE

@@ -27,7 +27,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import Field
 
-from gristmill.pipeline.registry import register_stage
+from gristmill.core.storage import Location, resolve
 from gristmill.stages.base import Resources, StageOutput, StageParams, StreamingStage, require
 from gristmill.stages.tokenize.bbpe import SPLIT_REGEX, TOKENIZER_FILE
 
@@ -48,20 +48,14 @@ class TokenizeParams(StageParams):
     engine: Literal["tokenizers", "tiktoken"] = "tokenizers"
 
 
-def _limit_native_threads() -> None:
-    """In a Ray worker, keep the tokenizer's thread pool to the CPUs Ray gave this actor.
+def _limit_native_threads(cpus: int | None) -> None:
+    """Keep the tokenizer's thread pool to the CPUs this worker was given (None: not limited, all cores).
 
-    Without this every actor starts one Rust thread per core of the machine and N actors oversubscribe the
+    Without this every worker starts one Rust thread per core of the machine and N workers oversubscribe the
     node N times. TOKENIZERS_PARALLELISM is read on every call; RAYON_NUM_THREADS only before the pool's
     first use, which is why this runs in setup().
     """
-    try:
-        import ray
-
-        if not ray.is_initialized() or ray.get_runtime_context().worker.mode != ray.WORKER_MODE:
-            return
-        cpus = int(ray.get_runtime_context().get_assigned_resources().get("CPU", 1) or 1)
-    except Exception:  # not in a Ray worker: leave the library's defaults (all cores)
+    if cpus is None:
         return
     if cpus <= 1:
         os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -71,7 +65,7 @@ def _limit_native_threads() -> None:
 def encode_threads() -> int:
     """Threads the tiktoken engine encodes with: the same budget ``tokenizers`` would use.
 
-    Read after ``_limit_native_threads()``, so in a Ray worker this is the CPUs Ray assigned; elsewhere
+    Read after ``_limit_native_threads()``, so in a worker with a CPU budget this is that budget; elsewhere
     RAYON_NUM_THREADS when set, else every core, and 1 when TOKENIZERS_PARALLELISM is off.
     """
     if os.environ.get("TOKENIZERS_PARALLELISM", "").lower() in ("0", "false", "off", "no"):
@@ -299,21 +293,20 @@ class TiktokenEngine:
             return _list_array([ids for part in parts for ids in part])
 
 
-def load_tiktoken_engine(path: str, tokenizer: Any, parse_special_tokens: bool) -> TiktokenEngine:
+def load_tiktoken_engine(path: str | Location, tokenizer: Any, parse_special_tokens: bool) -> TiktokenEngine:
     """The tiktoken engine for tokenizer.json at ``path``, or ``TiktokenIncompatible`` saying what differs."""
-    with open(path, encoding="utf-8") as f:
-        spec = json.load(f)
+    location = resolve(path)
+    spec = location.read_json()
     found = tiktoken_incompatibilities(spec, tokenizer, parse_special_tokens)
     if found:
         raise TiktokenIncompatible(
             f"tokenize.bbpe_v1: engine 'tiktoken' cannot reproduce the ids of {path}: {'; '.join(found)}. "
             "Use engine: tokenizers for this tokenizer."
         )
-    encoding = tiktoken_encoding(spec, name=f"gristmill:{os.path.basename(path)}")
+    encoding = tiktoken_encoding(spec, name=f"gristmill:{location.name}")
     return TiktokenEngine(encoding, tokenizer, encode_threads())
 
 
-@register_stage
 class TokenizeBbpeV1(StreamingStage):
     """Encode ``text`` into ``tokens`` (list<int32>) and ``n_tokens`` (int32) with a BBPE tokenizer."""
 
@@ -339,27 +332,28 @@ class TokenizeBbpeV1(StreamingStage):
             f.write(tokenizer_json)
         return {"path": path}
 
-    def tokenizer_path(self) -> str:
+    def tokenizer_location(self) -> Location:
         if self.params.path is not None:
-            return self.params.path
-        if self.run_dir is None:
+            return resolve(self.params.path)
+        if self.layout is None:
             raise ValueError(
                 "tokenize.bbpe_v1 needs a tokenizer: set params.path, or run it after "
                 "tokenizer.train_bbpe_v1 so RUN_DIR/tokenizer/tokenizer.json exists"
             )
-        return os.path.join(self.run_dir, "tokenizer", TOKENIZER_FILE)
+        return self.layout.tokenizer
 
     def setup(self) -> None:
         tokenizers = require("tokenizers", "tokenize")
-        path = self.tokenizer_path()
-        if not os.path.exists(path):
-            raise FileNotFoundError(f"tokenize.bbpe_v1: tokenizer file {path} does not exist")
-        _limit_native_threads()
-        tokenizer = tokenizers.Tokenizer.from_file(path)
+        location = self.tokenizer_location()
+        if not location.is_file():
+            raise FileNotFoundError(f"tokenize.bbpe_v1: tokenizer file {location} does not exist")
+        _limit_native_threads(self.worker_cpus)
+        spec = location.read_text()
+        tokenizer = tokenizers.Tokenizer.from_str(spec)
         tokenizer.encode_special_tokens = not self.params.parse_special_tokens
         self.tokenizer = tokenizer
         if self.params.engine == "tiktoken":
-            self.encode = load_tiktoken_engine(path, tokenizer, self.params.parse_special_tokens)
+            self.encode = load_tiktoken_engine(location, tokenizer, self.params.parse_special_tokens)
         else:
             self.encode = functools.partial(encode_ids, tokenizer)
 

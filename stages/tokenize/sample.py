@@ -13,7 +13,7 @@ from typing import Any, Mapping
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
+from gristmill.core.storage import Location, resolve
 
 SAMPLE_SCHEMA = pa.schema([("text", pa.large_string()), ("source", pa.string()), ("repeat", pa.int32())])
 
@@ -40,9 +40,9 @@ def unit_hash(doc_ids: np.ndarray, seed: int) -> np.ndarray:
     return (z >> np.uint64(11)).astype(np.float64) * (1.0 / (1 << 53))
 
 
-def _read(path: str, columns: list[str]) -> pa.Table:
+def _read(path: str | Location, columns: list[str]) -> pa.Table:
     try:
-        table = pq.read_table(path, columns=columns)
+        table = resolve(path).read_parquet(columns=columns)
     except (OSError, pa.ArrowInvalid, KeyError) as exc:
         raise ValueError(f"{path}: cannot read columns {columns} for tokenizer training: {exc}") from exc
     # Nulls would only mean "no text"; count them as empty documents rather than fail the run.
@@ -56,7 +56,7 @@ def count_table(table: pa.Table) -> dict[str, dict[str, int]]:
     return {r["source"]: {"bytes": r["bytes_sum"] or 0, "documents": r["bytes_count"]} for r in grouped.to_pylist()}
 
 
-def count_part(path: str) -> dict[str, dict[str, int]]:
+def count_part(path: str | Location) -> dict[str, dict[str, int]]:
     return count_table(_read(path, ["source", "text"]))
 
 
@@ -130,7 +130,7 @@ def sample_table(table: pa.Table, fractions: Mapping[str, float], seed: int) -> 
     )
 
 
-def sample_part(item: tuple[str, Mapping[str, float], int]) -> pa.Table:
+def sample_part(item: tuple[str | Location, Mapping[str, float], int]) -> pa.Table:
     """``sample_table`` of one part file; one tuple argument so it maps over a list of items."""
     path, fractions, seed = item
     return sample_table(_read(path, ["doc_id", "source", "text"]), fractions, seed)

@@ -9,6 +9,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from runtimes import runtime_for
+
 from gristmill.stages.base import DOCUMENT_SCHEMA, PART_COLUMN, GlobalContext
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "dedup"
@@ -59,12 +61,8 @@ def write_parts(tmp_path: Path, parts: list[list[tuple[int, str, str | None]]]) 
 
 
 def context(tmp_path: Path, parts: list[str], executor: str = "local", step: int = 3) -> GlobalContext:
-    run_dir = tmp_path / "run"
-    (run_dir / "dedup").mkdir(parents=True, exist_ok=True)
-    return GlobalContext(
-        input_parts=parts, artifacts_dir=str(run_dir / "dedup"), seed=0, executor=executor,
-        step_index=step, run_dir=str(run_dir),
-    )
+    """A dedup step's context in ``tmp_path/run``; its state goes to ``ctx.state`` (run/dedup/NN-step)."""
+    return GlobalContext.for_step(tmp_path / "run", "dedup.step_v1", step, parts, runtime_for(executor), seed=0)
 
 
 def run_global(stage, ctx: GlobalContext) -> tuple[list[int], dict[int, str], dict[int, str]]:

@@ -74,7 +74,7 @@ def test_partitioned_filter_meets_its_false_positive_target(tmp_path, build, par
     ctx = build.context(tmp_path / "a", build.write_parts(tmp_path / "a", [members]))
     params = {"granularity": "url", "capacity": n, "fp_rate": target, "partitions": partitions}
     _, dropped_in_build, _ = build.run_global(BloomDedup(params), ctx)
-    saved = os.path.join(ctx.artifacts_dir, "03-bloom-url")
+    saved = os.fspath(ctx.state)
     filters = json.load(open(os.path.join(saved, "bloom.json")))["filters"]
     assert len(filters) == partitions and sum(f["inserted"] for f in filters) + len(dropped_in_build) == n
 
@@ -88,7 +88,7 @@ def test_partitioned_filter_meets_its_false_positive_target(tmp_path, build, par
 
     # The stage reports each filter's false-positive rate and the unique documents it expects to have removed.
     for run, removed in ((ctx, dropped_in_build), (ctx_b, dropped)):
-        stats = json.load(open(os.path.join(run.artifacts_dir, "03-bloom-url", "stats.json")))
+        stats = json.load(open(os.path.join(run.state, "stats.json")))
         own = [(1 - math.exp(-f["hashes"] * f["inserted"] / f["bits"])) ** f["hashes"] for f in stats["filters"]]
         assert [f["estimated_fp_rate"] for f in stats["filters"]] == pytest.approx(own, rel=0.2)
         expected = stats["expected_unique_documents_removed"]

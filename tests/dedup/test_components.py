@@ -10,13 +10,13 @@ from scipy.sparse.csgraph import connected_components as scipy_components
 from gristmill.dedup.components import (
     BucketCounts, bucket_edges, connected_components, edges_to_chunks, keep_first, unique_pairs,
 )
-from gristmill.dedup.parallel import Runner
+from gristmill.core.runtime import LocalRuntime
 
 
 def components(src, dst, num_partitions, producers=1):
     """Split the edges over several producers, as the bucket tasks do, and collect the clusters."""
     chunks = [edges_to_chunks(s, d, num_partitions) for s, d in zip(np.array_split(src, producers), np.array_split(dst, producers))]
-    handles, _ = connected_components(Runner("local"), chunks, num_partitions)
+    handles, _ = connected_components(LocalRuntime(), chunks, num_partitions)
     member, cluster, size = (np.concatenate([h[i] for h in handles]) for i in range(3))
     return {int(m): (int(c), int(s)) for m, c, s in zip(member, cluster, size)}
 

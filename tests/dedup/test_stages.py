@@ -12,12 +12,11 @@ from pydantic import ValidationError
 
 from gristmill.dedup.minhash import ShingleSpec, shingles_py
 from gristmill.dedup.stages import BloomDedup, MinHashDedup
-from gristmill.pipeline.registry import register_stage
+from gristmill.pipeline.registry import get_stage
 
 
 def test_registered_under_versioned_names():
-    # gristmill.dedup.stages registers on import; the registry would refuse a different class under the same name.
-    assert register_stage(MinHashDedup) is MinHashDedup and register_stage(BloomDedup) is BloomDedup
+    assert get_stage("dedup.minhash_v1") is MinHashDedup and get_stage("dedup.bloom_v1") is BloomDedup
     assert MinHashDedup.is_global and BloomDedup.is_global
 
 
@@ -29,7 +28,7 @@ def test_minhash_removes_near_duplicates_and_keeps_smallest_doc_id(tmp_path, bui
     assert {20, 21, 22, 23, 24} <= set(kept)  # copies with a smaller doc_id than their original are kept
     assert {4030, 4031, 4032, 4033, 4034} <= set(kept)  # half-shared documents are not near duplicates
 
-    out = os.path.join(ctx.artifacts_dir, "03-minhash")
+    out = os.fspath(ctx.state)
     stats = json.load(open(os.path.join(out, "stats.json")))
     assert stats["docs_in"] == 65 and stats["docs_out"] == 65 - len(dups)
     assert stats["clusters"] == len(dups) and stats["cluster_size_histogram"] == {"2": len(dups)}
@@ -62,7 +61,7 @@ def test_bloom_document_granularity_first_occurrence_wins(tmp_path, build, near_
     exact = {d for d, o in dups.items() if d >= 3000}  # re-cased / re-punctuated copies
     assert dropped == {d: "exact_duplicate" for d in exact | {1003, 1100}}
     assert 5 in kept and 1000 in kept
-    stats = json.load(open(os.path.join(ctx.artifacts_dir, "03-bloom-document", "stats.json")))
+    stats = json.load(open(os.path.join(ctx.state, "stats.json")))
     assert stats["docs_out"] == stats["docs_in"] - len(dropped)
     assert 0 <= stats["estimated_fp_rate"] < 0.01
 
@@ -87,7 +86,7 @@ def test_bloom_url_and_saved_filter_for_incremental_runs_and_decontamination(tmp
     first = build.write_parts(tmp_path / "a", [[(i, en_sentences[i], f"https://x.org/{i}") for i in range(10)]])
     ctx = build.context(tmp_path / "a", first)
     build.run_global(BloomDedup({"capacity": 10_000}), ctx)  # room for later crawls
-    saved = os.path.join(ctx.artifacts_dir, "03-bloom-document")
+    saved = os.fspath(ctx.state)
     assert json.load(open(os.path.join(saved, "bloom.json")))["partitions"] == 4
 
     # The next crawl: two documents seen before, one repeated within the batch, two new.
@@ -97,7 +96,7 @@ def test_bloom_url_and_saved_filter_for_incremental_runs_and_decontamination(tmp
     ctx_b = build.context(tmp_path / "b", second)
     kept, dropped, _ = build.run_global(BloomDedup({"load": saved}), ctx_b)
     assert kept == [101, 104] and set(dropped) == {100, 102, 103}
-    grown = json.load(open(os.path.join(ctx_b.artifacts_dir, "03-bloom-document", "bloom.json")))
+    grown = json.load(open(os.path.join(ctx_b.state, "bloom.json")))
     assert sum(f["inserted"] for f in grown["filters"]) == 12  # 10 loaded + 2 new keys, saved for the next run
 
     # Decontamination: read-only, drops only what the eval filter holds, keeps repeats among themselves.
@@ -126,14 +125,12 @@ def test_bloom_url_and_saved_filter_for_incremental_runs_and_decontamination(tmp
 @pytest.mark.ray
 def test_ray_gives_exactly_the_local_result(ray_cluster, tmp_path, build, en_sentences, near_dup_corpus):
     paths = build.write_parts(tmp_path, _flood_and_chain(build, en_sentences, near_dup_corpus))
-    for stage, step in ((MinHashDedup({"threshold": 0.7, "partitions": 3}), "03-minhash"),
-                        (BloomDedup({"partitions": 2}), "03-bloom-document")):
+    for stage in (MinHashDedup({"threshold": 0.7, "partitions": 3}), BloomDedup({"partitions": 2})):
         results = {}
         for executor in ("local", "ray"):
             ctx = build.context(tmp_path / executor, paths, executor)
             kept, dropped, texts = build.run_global(stage, ctx)
-            stats = json.load(open(os.path.join(ctx.artifacts_dir, step, "stats.json")))
-            assert stats.pop("executor") == executor
+            stats = json.load(open(os.path.join(ctx.state, "stats.json")))
             results[executor] = (kept, dropped, texts, stats)
         assert results["ray"] == results["local"], stage.name
         assert results["local"][1], stage.name  # something was removed, so the comparison means something
@@ -164,7 +161,7 @@ def test_minhash_removes_only_near_duplicates_of_kept_documents(tmp_path, build,
     kept, dropped, _ = build.run_global(MinHashDedup({"threshold": 0.73, "num_perm": 256, "verify_with": verify_with}), ctx)
     assert kept == [100, 102, 104, 106, 108] and set(dropped) == {101, 103, 105, 107}
 
-    out = os.path.join(ctx.artifacts_dir, "03-minhash")
+    out = os.fspath(ctx.state)
     rows = {r["doc_id"]: r for r in pq.read_table(os.path.join(out, "clusters")).to_pylist()}
     for doc in dropped:
         kept_doc = rows[doc]["cluster_id"]
@@ -195,7 +192,7 @@ def test_minhash_result_and_statistics_do_not_depend_on_partitions(
         ctx = build.context(tmp_path / f"p{partitions}", paths)
         params = {"threshold": 0.7, "partitions": partitions, "verify_with": verify_with}
         kept, dropped, _ = build.run_global(MinHashDedup(params), ctx)
-        out = os.path.join(ctx.artifacts_dir, "03-minhash")
+        out = os.fspath(ctx.state)
         stats = json.load(open(os.path.join(out, "stats.json")))
         clusters = pq.read_table(os.path.join(out, "clusters")).sort_by("doc_id")
         assert stats.pop("partitions") == partitions
@@ -210,7 +207,7 @@ def test_minhash_result_and_statistics_do_not_depend_on_partitions(
     # and every copy is still removed as a near duplicate of the first.
     ctx = build.context(tmp_path / "capped", paths)
     capped = build.run_global(MinHashDedup({"threshold": 0.7, "partitions": 2, "max_bucket_size": 8, "verify_with": verify_with}), ctx)
-    capped_stats = json.load(open(os.path.join(ctx.artifacts_dir, "03-minhash", "stats.json")))
+    capped_stats = json.load(open(os.path.join(ctx.state, "stats.json")))
     assert capped[1] == dropped
     assert capped_stats["oversized_buckets"] > 0 and capped_stats["candidate_pairs_skipped"] > 0
     assert capped_stats["candidate_pairs"] < stats["candidate_pairs"]

@@ -6,7 +6,7 @@ import duckdb
 import pyarrow.parquet as pq
 import pytest
 
-from gristmill.mixtures import cli
+from gristmill.pipeline import shards_cli as cli
 from gristmill.mixtures.solver import InfeasibleMixture
 from gristmill.mixtures.stages import MixturePack
 from gristmill.pipeline.registry import get_stage

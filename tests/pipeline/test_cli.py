@@ -78,3 +78,13 @@ def test_delegated_commands_receive_their_own_arguments(capsys):
         main(["train-tokenizer", "--help"])
     assert done.value.code == 0
     assert "usage: gristmill train-tokenizer" in capsys.readouterr().out
+
+
+def test_installed_command_works_outside_the_repository(tmp_path):
+    """From another directory only the installed ``gristmill`` namespace is importable, not the repository's
+    top-level folders: the demo (mixture presets included) must still validate."""
+    demo = Path(__file__).resolve().parents[2] / "examples" / "demo.yaml"
+    out = subprocess.run([sys.executable, "-m", "gristmill", "plan", str(demo)], cwd=tmp_path,
+                         capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert "mixture.pack_v1" in out.stdout

@@ -144,3 +144,61 @@ def test_filter_step_sources_reach_the_stage_and_stage_steps_refuse_them(data_di
     bad = spec_text(data_dir).replace("  - stage: clean.normalize_v1", "  - stage: clean.normalize_v1\n    sources: [x]")
     with pytest.raises(SpecError, match=r"steps\[0\]: 'reason' and 'sources' belong to filter steps"):
         parse_pipeline(bad, "p.yaml")
+
+
+@pytest.mark.parametrize("name, problem", [
+    ("..", "is only dots"),
+    (".", "is only dots"),
+    ('"a/b"', "contains a path separator"),
+    ('"../../etc"', "contains a path separator"),
+    ('"a\\\\b"', "contains a path separator"),
+    (".hidden", "does not start with a letter or digit"),
+    ('"two words"', "has characters other than"),
+    ('""', "is empty"),
+])
+def test_pipeline_name_that_is_not_one_directory_name_is_refused(data_dir, name, problem):
+    """The name becomes runs/NAME: `name: ..` would write the run into the current directory."""
+    text = spec_text(data_dir).replace("name: t", f"name: {name}")
+    with pytest.raises(SpecError) as err:
+        parse_pipeline(text, "p.yaml")
+    assert str(err.value).startswith("p.yaml: name: name ") and problem in str(err.value)
+    assert str(err.value).endswith("(line 1)")
+
+
+def test_step_names_are_validated_like_the_pipeline_name(data_dir):
+    text = spec_text(data_dir).replace("  - stage: clean.normalize_v1", "  - stage: clean.normalize_v1\n    name: ..")
+    with pytest.raises(SpecError, match=r"p.yaml: steps\[0\]\.name: name '\.\.' is only dots .*\(line 9\)"):
+        parse_pipeline(text, "p.yaml")
+    ok = spec_text(data_dir).replace("name: t", "name: demo-2.v1_b")
+    assert parse_pipeline(ok, "p.yaml").name == "demo-2.v1_b"
+
+
+LANG_STEPS = """\
+  - stage: lang.fasttext_v1
+    params: {thresholds: {no: 0.5, iw: 0.4}}
+  - filter: {all: [{col: lang, in: [en, no, zh-Hans]}, {col: lang, ne: iw}]}
+"""
+
+
+def test_language_codes_in_yaml_are_read_as_gristmill_codes(data_dir):
+    """An unquoted `no` is YAML's false; where a language code is expected it is read as Norwegian (nb)."""
+    text = spec_text(data_dir).replace('  - filter: {all: [{col: text, ne: ""}]}\n', LANG_STEPS)
+    plan = build_plan(parse_pipeline(text, "p.yaml"), data_dir)
+    assert plan.steps[2].params["thresholds"] == {"nb": 0.5, "he": 0.4}
+    assert plan.steps[3].params["expr"] == {"all": [{"col": "lang", "in": ["en", "nb", "zh"]},
+                                                    {"col": "lang", "ne": "he"}]}
+
+
+def test_unknown_language_code_names_the_yaml_key_and_lists_known_codes(data_dir):
+    text = spec_text(data_dir).replace('  - filter: {all: [{col: text, ne: ""}]}\n',
+                                       LANG_STEPS.replace("zh-Hans", "klingon"))
+    with pytest.raises(SpecError) as err:
+        parse_pipeline(text, "p.yaml")
+    message = str(err.value)
+    assert message.startswith("p.yaml: steps[2].filter: all[0].in[2]: unknown language code 'klingon'; known codes: af,")
+    assert "en, eo, es" in message and message.endswith("(line 11)")
+    bad_key = spec_text(data_dir).replace('  - filter: {all: [{col: text, ne: ""}]}\n',
+                                          LANG_STEPS.replace("iw: 0.4", "yes: 0.4"))
+    with pytest.raises(SpecError, match=r"steps\[1\]\.params\.thresholds: True is not a language code \(YAML reads "
+                                        r"unquoted yes/on/true as a boolean: quote the code\)"):
+        parse_pipeline(bad_key, "p.yaml")

@@ -9,6 +9,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
+from gristmill.core.layout import RunLayout
+from gristmill.core.runtime import LocalRuntime
 from gristmill.pipeline._internal.runner import account, _sources
 from gristmill.pipeline.plan import Step
 from gristmill.pipeline.registry import all_stages
@@ -47,7 +49,7 @@ def odd_table() -> pa.Table:
 def _stage(cls, tmp_path):
     params = cls.contract_params(tmp_path) if hasattr(cls, "contract_params") else {}
     stage = cls(params)
-    stage.run_dir = str(tmp_path)
+    stage.layout = RunLayout(tmp_path)
     stage.setup()
     return stage
 
@@ -58,10 +60,8 @@ def _run(stage, table: pa.Table, tmp_path) -> StageOutput:
     if isinstance(stage, GlobalStage):
         parts = tmp_path / "parts"
         write_parquet_atomic(parts / "part-0000000000000064.parquet", table.drop_columns([PART_COLUMN]))
-        ctx = GlobalContext(input_parts=[str(parts / "part-0000000000000064.parquet")],
-                            artifacts_dir=str(tmp_path / "artifacts"), seed=1, executor="local",
-                            step_index=1, run_dir=str(tmp_path))
-        (tmp_path / "artifacts").mkdir(exist_ok=True)
+        ctx = GlobalContext.for_step(tmp_path, stage.name, 1, [parts / "part-0000000000000064.parquet"],
+                                     LocalRuntime(), seed=1)
         state = stage.build(ctx)
         return table, stage.apply(table, state)
     return table, stage.process(table)

@@ -11,7 +11,9 @@ import pytest
 
 from gristmill.pipeline.registry import get_stage
 from gristmill.stages.base import PART_COLUMN, StreamingStage
-from gristmill.stages.clean import Boilerplate, Normalize, Pii
+from gristmill.stages.clean.boilerplate import Boilerplate
+from gristmill.stages.clean.normalize import Normalize
+from gristmill.stages.clean.pii import Pii
 
 from .conftest import doc_table, lines_of
 

@@ -7,6 +7,7 @@ import pytest
 
 from gristmill.pipeline.registry import get_stage
 from gristmill.stages.base import PART_COLUMN
+from gristmill.stages.lang import fasttext_model
 from gristmill.stages.lang.fasttext_lid import FastTextLangId
 
 from .conftest import doc_table
@@ -133,3 +134,81 @@ def test_full_fasttext_library_is_the_one_imported():
 
     module = fasttext_model.import_fasttext()
     assert hasattr(module, "train_supervised")
+
+
+NORWEGIAN = ("Norge er et land i Nord-Europa, og hovedstaden heter Oslo. Landet har omtrent fem millioner "
+             "innbyggere, og de fleste bor langs kysten i sør.")
+HEBREW = "ירושלים היא בירת ישראל והעיר הגדולה ביותר במדינה, והיא קדושה לשלוש הדתות המונותאיסטיות."
+
+
+def test_labels_are_gristmill_codes(stage):
+    """lid.176 says `no` for Bokmål (no.wikipedia); the lang column holds gristmill's code nb."""
+    out = stage.process(doc_table([NORWEGIAN, HEBREW])).table
+    assert out["lang"].to_pylist() == ["nb", "he"]
+
+
+def test_thresholds_are_keyed_by_code_or_alias(stage):
+    base = stage.process(doc_table([NORWEGIAN])).table["lang_score"][0].as_py()
+    strict = FastTextLangId({"thresholds": {"no": min(1.0, base + 1e-6)}})
+    assert strict.params.thresholds == {"nb": min(1.0, base + 1e-6)}
+    assert strict.process(doc_table([NORWEGIAN])).table["lang_pass"].to_pylist() == [False]
+    with pytest.raises(ValueError, match="unknown language code 'xx'; known codes: af, am"):
+        FastTextLangId({"thresholds": {"xx": 0.5}})
+    with pytest.raises(ValueError, match="'nb' names 'nb', which another key already names"):
+        FastTextLangId({"thresholds": {"no": 0.5, "nb": 0.6}})
+
+
+def test_a_model_whose_labels_are_not_language_codes_is_refused_at_setup():
+    # with a prefix that leaves "label__en" behind, no label of the model reads as a language code
+    with pytest.raises(ValueError, match=r"lid.176.ftz: 176 of the model's 176 labels are not language codes "
+                                         r"gristmill knows \(stages/lang/codes.py\): \['__label__en'"):
+        FastTextLangId({"label_prefix": "__"}).setup()
+
+
+def mixed_document(sentences) -> str:
+    """18 English sentences (2,077 characters: longer than the default 2,000-character prefix), then 25 French
+    ones (2,347 characters): mostly French."""
+    return "\n".join(sentences["en"][:18] + sentences["fr"])
+
+
+def test_whole_document_mode_reads_past_the_prefix(stage, sentences):
+    doc = mixed_document(sentences)
+    whole = FastTextLangId({"sampling": "document", "chunk_bytes": 1000})
+    assert stage.process(doc_table([doc])).table["lang"].to_pylist() == ["en"]
+    out = whole.process(doc_table([doc, sentences["de"][0], "", None])).table
+    assert out["lang"].to_pylist() == ["fr", "de", None, None]
+    assert out["lang_pass"].to_pylist() == [True, True, False, False]
+    # the score is the length-weighted share of the document read as French: about half of it
+    assert 0.4 < out["lang_score"][0].as_py() < 0.7
+
+
+def test_whole_document_mode_agrees_with_prefix_on_short_documents(stage, sentences):
+    texts = [s for lang in sentences for s in sentences[lang]]
+    prefix = stage.process(doc_table(texts)).table
+    whole = FastTextLangId({"sampling": "document"}).process(doc_table(texts)).table
+    assert whole["lang"].to_pylist() == prefix["lang"].to_pylist()
+    assert whole["lang_score"].to_numpy() == pytest.approx(prefix["lang_score"].to_numpy(), rel=1e-12)
+
+
+def test_whole_document_mode_is_deterministic_across_batchings(sentences):
+    whole = FastTextLangId({"sampling": "document", "chunk_bytes": 300})
+    texts = ["\n".join(sentences[a][:6] + sentences[b][:9]) for a, b in (("ja", "ko"), ("ru", "ar"), ("zh", "hi"))]
+    texts += [s for s in sentences["pt"][:5]]
+    out = whole.process(doc_table(texts)).table
+    parts = [whole.process(doc_table(texts[:2])).table, whole.process(doc_table(texts[2:])).table]
+    for column in ("lang", "lang_score", "lang_pass"):
+        assert out[column].to_pylist() == parts[0][column].to_pylist() + parts[1][column].to_pylist()
+    assert out["lang"].to_pylist() == ["ko", "ar", "hi", "pt", "pt", "pt", "pt", "pt"]
+
+
+def test_chunks_cover_the_document_and_cut_between_words(sentences):
+    text = pa.array(["\n".join(sentences["es"]), "", "\n".join(sentences["zh"]), None], pa.large_string())
+    chunks, doc = fasttext_model.chunk_texts(text, 256)
+    pieces = chunks.to_pylist()
+    flat = [t.replace("\n", " ") if t else "" for t in text.to_pylist()]
+    for i, expected in enumerate(flat):
+        assert "".join(p for p, d in zip(pieces, doc) if d == i) == expected
+    spanish = [p for p, d in zip(pieces, doc) if d == 0]
+    assert len(spanish) > 5 and all(p.startswith(" ") for p in spanish[1:])
+    assert all(len(p.encode()) < 256 + 64 for p in pieces)
+    assert doc.tolist().count(1) == 1 and doc.tolist().count(3) == 1

@@ -15,7 +15,7 @@ import pytest
 from gristmill.pipeline.registry import get_stage
 from gristmill.stages.base import PART_COLUMN
 from gristmill.stages.quality import training
-from gristmill.stages.quality.cli import train_quality_cli
+from gristmill.pipeline.quality_cli import train_quality_cli
 from gristmill.stages.quality.fasttext_quality import FastTextQuality
 
 from .conftest import ARTICLES, doc_table
@@ -33,6 +33,8 @@ def make_run_dir(root, articles: pa.Table) -> str:
     pq.write_table(articles.slice(0, 10), run / "segments" / "00-ingest" / "part-00000.parquet")
     pq.write_table(articles.slice(0, half), run / "segments" / "01-clean" / "part-00000.parquet")
     pq.write_table(articles.slice(half), run / "segments" / "01-clean" / "part-00001.parquet")
+    for segment in ("00-ingest", "01-clean"):
+        (run / "segments" / segment / "_SUCCESS").write_text("{}")
     return str(run)
 
 

@@ -85,12 +85,12 @@ def test_training_is_deterministic_across_processes_and_thread_counts(trained, t
         "from gristmill.stages.tokenize.bbpe import BbpeParams\n"
         "from gristmill.stages.tokenize.train import train_tokenizer\n"
         "from gristmill.stages.base import GlobalContext\n"
-        "parts, out, run = json.loads(sys.argv[1])\n"
-        "ctx = GlobalContext(input_parts=parts, artifacts_dir=out, seed=17, executor='local', step_index=3, "
-        "run_dir=run)\n"
-        "print(train_tokenizer(ctx, BbpeParams(vocab_size=1000))['tokenizer_sha256'])\n"
+        "from gristmill.core.runtime import LocalRuntime\n"
+        "parts, out = json.loads(sys.argv[1])\n"
+        "ctx = GlobalContext.for_step(out, 'tokenizer.train_bbpe_v1', 3, parts, LocalRuntime(), seed=17)\n"
+        "print(train_tokenizer(ctx, BbpeParams(vocab_size=1000), ctx.layout.tokenizer_dir)['tokenizer_sha256'])\n"
     )
-    arg = json.dumps([list(reversed(trained["parts"])), str(tmp_path / "tok"), str(trained["run_dir"])])
+    arg = json.dumps([list(reversed(trained["parts"])), str(tmp_path / "run")])
     env = dict(os.environ, RAYON_NUM_THREADS="1", PYTHONHASHSEED="123", PYTHONPATH=REPO)
     out = subprocess.run([sys.executable, "-c", script, arg], env=env, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == trained["meta"]["tokenizer_sha256"]

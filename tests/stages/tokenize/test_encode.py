@@ -9,6 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from tokenizers import Tokenizer
 
+from gristmill.core.layout import RunLayout
 from gristmill.pipeline.registry import get_stage
 from gristmill.stages.base import DOCUMENT_SCHEMA, PART_COLUMN
 from gristmill.stages.tokenize.encode import TokenizeBbpeV1, batch_bounds
@@ -98,7 +99,7 @@ def test_rerun_replaces_its_own_columns(stage, corpus):
 
 def test_default_path_is_the_run_directory_tokenizer(trained, corpus):
     stage = TokenizeBbpeV1()
-    stage.run_dir = str(trained["run_dir"])
+    stage.layout = RunLayout(trained["run_dir"])
     stage.setup()
     assert stage.process(corpus.slice(0, 5)).table["n_tokens"].to_pylist()[0] > 0
 
@@ -107,7 +108,7 @@ def test_missing_tokenizer_fails_at_setup_naming_the_path(tmp_path):
     stage = TokenizeBbpeV1()
     with pytest.raises(ValueError, match="needs a tokenizer"):
         stage.setup()
-    stage.run_dir = str(tmp_path)
+    stage.layout = RunLayout(tmp_path)
     with pytest.raises(FileNotFoundError, match=str(tmp_path / "tokenizer" / "tokenizer.json")):
         stage.setup()
 
@@ -149,12 +150,13 @@ def test_decode_of_encode_is_identity(stage, reference, texts):
 
 
 class _StageActor:
-    """What an actor-pool worker does with the stage: set run_dir, setup() once, process batches."""
+    """What an actor-pool worker does with the stage: the executor's set-up (layout, CPU budget), then batches."""
 
     def __init__(self, run_dir: str):
-        self.stage = TokenizeBbpeV1()
-        self.stage.run_dir = run_dir
-        self.stage.setup()
+        from gristmill.pipeline._internal.runner import set_up_stage
+        from gristmill.pipeline.plan import Step
+
+        self.stage = set_up_stage(Step(1, "steps[0]", TokenizeBbpeV1.name, {}), run_dir)
 
     def process(self, table: pa.Table) -> tuple[pa.Table, str | None]:
         import os

@@ -276,9 +276,14 @@ def test_default_engine_needs_no_tiktoken(trained):
 
 
 class _EngineActor:
+    """The executor's set-up of the stage in a Ray actor (its CPU budget included)."""
+
     def __init__(self, path: str):
-        self.stage = TokenizeBbpeV1({"path": path, "engine": "tiktoken"})
-        self.stage.setup()
+        from gristmill.pipeline._internal.runner import set_up_stage
+        from gristmill.pipeline.plan import Step
+
+        step = Step(1, "steps[0]", TokenizeBbpeV1.name, {"path": path, "engine": "tiktoken"})
+        self.stage = set_up_stage(step, "unused-run-dir")
 
     def threads(self) -> int:
         return self.stage.encode.threads

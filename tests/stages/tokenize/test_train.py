@@ -13,8 +13,6 @@ from gristmill.stages.tokenize.train import TrainBbpeV1
 
 
 def test_registered_as_a_global_stage():
-    import gristmill.stages.tokenize  # noqa: F401  (the lead imports it from gristmill.stages.builtin)
-
     assert get_stage("tokenizer.train_bbpe_v1") is TrainBbpeV1
     assert issubclass(TrainBbpeV1, GlobalStage)
 
@@ -23,7 +21,7 @@ def test_build_trains_from_parquet_parts_into_the_artifacts_dir(corpus, make_par
     parts = make_parts(corpus, tmp_path / "segments" / "01-x", 4)
     stage = TrainBbpeV1({"vocab_size": 700, "sample_bytes": 30_000,
                          "source_weights": {"common_crawl": 2, "wikipedia": 1}})
-    assert stage.build(make_context(parts, tmp_path / "tokenizer", tmp_path)) is None
+    assert stage.build(make_context(parts, tmp_path)) is None
 
     tokenizer = Tokenizer.from_file(str(tmp_path / "tokenizer" / "tokenizer.json"))
     assert tokenizer.get_vocab_size() == 700
@@ -46,7 +44,7 @@ def test_mixture_preset_sets_the_sample_shares(corpus, make_parts, make_context,
 
     parts = make_parts(corpus, tmp_path / "segments" / "01-x", 2)
     stage = TrainBbpeV1({"vocab_size": 700, "sample_bytes": 30_000, "mixture": "llama"})
-    stage.build(make_context(parts, tmp_path / "tokenizer", tmp_path))
+    stage.build(make_context(parts, tmp_path))
     sources = json.loads((tmp_path / "tokenizer" / "tokenizer_meta.json").read_text())["sample"]["sources"]
     ratios = load_mixture("llama").ratios
     present = {s: ratios[s] for s in sources}
@@ -62,8 +60,8 @@ def test_sample_depends_on_the_seed_not_on_how_rows_are_split_into_parts(corpus,
     metas = []
     for name, n_parts, seed in (("a", 2, None), ("b", 5, None), ("c", 2, 99)):
         parts = make_parts(corpus, tmp_path / name / "parts", n_parts)
-        TrainBbpeV1({**params, "seed": seed}).build(make_context(parts, tmp_path / name / "tok", tmp_path / name))
-        metas.append(json.loads((tmp_path / name / "tok" / "tokenizer_meta.json").read_text()))
+        TrainBbpeV1({**params, "seed": seed}).build(make_context(parts, tmp_path / name))
+        metas.append(json.loads((tmp_path / name / "tokenizer" / "tokenizer_meta.json").read_text()))
     assert metas[0]["sample"] == metas[1]["sample"]
     assert metas[0]["tokenizer_sha256"] == metas[1]["tokenizer_sha256"]
     assert metas[2]["sample"]["seed"] == 99
@@ -72,10 +70,10 @@ def test_sample_depends_on_the_seed_not_on_how_rows_are_split_into_parts(corpus,
 
 def test_build_without_parts_or_text_fails_clearly(corpus, make_parts, make_context, tmp_path):
     with pytest.raises(ValueError, match="no input parts"):
-        TrainBbpeV1().build(make_context([], tmp_path / "tok", tmp_path))
+        TrainBbpeV1().build(make_context([], tmp_path))
     empty = make_parts(corpus.slice(0, 0), tmp_path / "empty", 1)
     with pytest.raises(ValueError, match="every input part is empty"):
-        TrainBbpeV1().build(make_context(empty, tmp_path / "tok", tmp_path))
+        TrainBbpeV1().build(make_context(empty, tmp_path))
 
 
 def test_apply_passes_documents_through(corpus):
@@ -85,7 +83,7 @@ def test_apply_passes_documents_through(corpus):
 
 @pytest.mark.ray
 def test_ray_build_gives_the_same_tokenizer(ray_cluster, trained, make_context, tmp_path):
-    ctx = make_context(trained["parts"], tmp_path / "tokenizer", trained["run_dir"], executor="ray")
+    ctx = make_context(trained["parts"], tmp_path, executor="ray")
     TrainBbpeV1(trained["params"]).build(ctx)
     meta = json.loads((tmp_path / "tokenizer" / "tokenizer_meta.json").read_text())
     assert meta["tokenizer_sha256"] == trained["meta"]["tokenizer_sha256"]

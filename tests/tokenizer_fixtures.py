@@ -9,6 +9,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from runtimes import runtime_for
+
 from gristmill.stages.base import GlobalContext
 from gristmill.stages.tokenize.bbpe import BbpeParams
 from gristmill.stages.tokenize.train import train_tokenizer
@@ -57,11 +59,9 @@ def write_parts(table: pa.Table, directory: Path, n_parts: int) -> list[str]:
     return paths
 
 
-def local_context(parts: list[str], artifacts: Path, run_dir: Path, executor: str = "local") -> GlobalContext:
-    return GlobalContext(
-        input_parts=parts, artifacts_dir=str(artifacts), seed=17, executor=executor, step_index=3,
-        run_dir=str(run_dir),
-    )
+def local_context(parts: list[str], run_dir: Path, executor: str = "local") -> GlobalContext:
+    """The tokenizer-training step's context: it writes RUN_DIR/tokenizer/."""
+    return GlobalContext.for_step(run_dir, "tokenizer.train_bbpe_v1", 3, parts, runtime_for(executor), seed=17)
 
 
 @pytest.fixture(scope="session")
@@ -76,7 +76,8 @@ def trained(tmp_path_factory, corpus: pa.Table) -> dict:
     parts = write_parts(corpus, run_dir / "segments" / "00-clean", 3)
     (run_dir / "segments" / "00-clean" / "_SUCCESS").write_text("")
     params = BbpeParams(vocab_size=SMALL_VOCAB)
-    meta = train_tokenizer(local_context(parts, run_dir / "tokenizer", run_dir), params)
+    ctx = local_context(parts, run_dir)
+    meta = train_tokenizer(ctx, params, ctx.layout.tokenizer_dir)
     return {
         "run_dir": run_dir,
         "parts": parts,

@@ -5,17 +5,18 @@ Each function returns text (or problems) so the CLI only prints; all read ``RUN_
 
 from __future__ import annotations
 
-import glob
-import os
+import hashlib
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.dataset as ds
-import pyarrow.parquet as pq
 
+from gristmill.core.layout import RunLayout
+from gristmill.core.storage import is_absolute, resolve
 from gristmill.mixtures import shards
-from gristmill.core.storage import sha256_file
+from gristmill.pipeline._internal.duck import sql_files
+from gristmill.pipeline.rundir import RunDir
 from gristmill.stages.base import require
 
 
@@ -63,16 +64,10 @@ def verify(run_dir: str) -> list[str]:
 
 def shards_view_sql(run_dir: str) -> str:
     """``CREATE VIEW shards`` over the manifest's shards, in manifest order, with each row's file."""
-    m = shards.load_manifest(run_dir)
-    paths = ", ".join(_sql_str(os.path.abspath(os.path.join(run_dir, e["path"]))) for e in m["shards"])
-    return (
-        f"CREATE OR REPLACE VIEW shards AS SELECT * FROM read_parquet([{paths}], "
-        "filename = true, file_row_number = true)"
-    )
-
-
-def _sql_str(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
+    layout = RunLayout(run_dir)
+    m = shards.load_manifest(layout.root)
+    paths = sql_files([layout.file(e["path"]) for e in m["shards"]])
+    return f"CREATE OR REPLACE VIEW shards AS SELECT * FROM read_parquet({paths}, filename = true, file_row_number = true)"
 
 
 def locate_row(manifest: dict[str, Any], row: int) -> tuple[dict[str, Any], int]:
@@ -85,7 +80,7 @@ def locate_row(manifest: dict[str, Any], row: int) -> tuple[dict[str, Any], int]
 
 
 def read_row(run_dir: str, entry: dict[str, Any], offset: int) -> dict[str, Any]:
-    pf = pq.ParquetFile(os.path.join(run_dir, entry["path"]))
+    pf = RunLayout(run_dir).file(entry["path"]).parquet_file()
     sizes = np.cumsum([0] + [pf.metadata.row_group(i).num_rows for i in range(pf.num_row_groups)])
     group = int(np.searchsorted(sizes, offset, side="right")) - 1
     return pf.read_row_group(group).slice(offset - int(sizes[group]), 1).to_pylist()[0]
@@ -93,15 +88,17 @@ def read_row(run_dir: str, entry: dict[str, Any], offset: int) -> dict[str, Any]
 
 def document_origins(run_dir: str, manifest: dict[str, Any], doc_ids: list[int]) -> dict[int, dict]:
     """origin and url of documents, from the mixture step's input parts (or the last segment holding them)."""
-    candidates = [[os.path.join(run_dir, p) for p in manifest.get("inputs", [])]]
-    for segment in sorted(glob.glob(os.path.join(run_dir, "segments", "*")), reverse=True):
-        candidates.append(sorted(glob.glob(os.path.join(segment, "part-*.parquet"))))
+    rd = RunDir(run_dir)
+    layout = RunLayout(rd.root)
+    candidates = [[resolve(p) if is_absolute(p) else layout.file(p) for p in manifest.get("inputs", [])]]
+    for segment in reversed(rd.committed_segments()):
+        candidates.append([resolve(p) for p in rd.segment_parts(segment.name)])
     wanted = pa.array(sorted(set(doc_ids)), pa.uint64())
     for files in candidates:
-        files = [f for f in files if os.path.exists(f)]
+        files = [f for f in files if f.is_file()]
         if not files:
             continue
-        dataset = ds.dataset(files, format="parquet")
+        dataset = ds.dataset([f.path for f in files], format="parquet", filesystem=files[0].fs)
         names = dataset.schema.names
         if not {"doc_id", "origin"} <= set(names):
             continue
@@ -118,10 +115,11 @@ def show_row(run_dir: str, row: int) -> str:
     m = shards.load_manifest(run_dir)
     entry, offset = locate_row(m, row)
     record = read_row(run_dir, entry, offset)
-    tok_path = os.path.join(run_dir, m["tokenizer"]["path"])
-    tok = tokenizers.Tokenizer.from_file(tok_path)
+    tok_path = RunLayout(run_dir).file(m["tokenizer"]["path"])
+    spec = tok_path.read_bytes()
+    tok = tokenizers.Tokenizer.from_str(spec.decode("utf-8"))
     warning = ""
-    if sha256_file(tok_path) != m["tokenizer"]["sha256"]:
+    if hashlib.sha256(spec).hexdigest() != m["tokenizer"]["sha256"]:
         warning = f"\nWARNING: {tok_path} is not the tokenizer the shards were made with (sha256 differs)"
     ids = record["input_ids"]
     starts = record["doc_offsets"] + [len(ids)]

@@ -6,7 +6,24 @@ import argparse
 import json
 import sys
 
+from gristmill.pipeline.rundir import RunDir
 from gristmill.stages.quality import training
+
+
+def segment_parts(run_dir: str, segment: str | None = None) -> list[str]:
+    """The parts one committed segment of a run lists (default: the last committed segment)."""
+    rd = RunDir(run_dir)
+    names = [s.name for s in rd.committed_segments()]
+    if not names:
+        raise training.TrainingDataError(f"{rd.root} is not a run directory with a committed segment")
+    if segment is None:
+        segment = names[-1]
+    elif segment not in names:
+        raise training.TrainingDataError(f"run {rd.root} has no committed segment {segment!r}; segments: {names}")
+    parts = rd.segment_parts(segment)
+    if not parts:
+        raise training.TrainingDataError(f"segment {segment} of {rd.root} holds no parts")
+    return parts
 
 
 def _sources(value: str) -> tuple[str, ...]:
@@ -62,8 +79,7 @@ def train_quality_cli(argv: list[str]) -> int:
         word_ngrams=args.word_ngrams, dim=args.dim, min_count=args.min_count, max_chars=args.max_chars,
     )
     try:
-        files = training.segment_parts(args.run_dir, args.segment) if args.run_dir else \
-            training.expand_globs(args.input)
+        files = segment_parts(args.run_dir, args.segment) if args.run_dir else training.expand_globs(args.input)
         metadata = training.train(files, args.output, config)
     except (training.TrainingDataError, ImportError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)

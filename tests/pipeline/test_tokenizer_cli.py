@@ -1,4 +1,4 @@
-"""``gristmill train-tokenizer`` (stages/tokenize/cli.py)."""
+"""``gristmill train-tokenizer`` (pipeline/tokenizer_cli.py)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 from tokenizers import Tokenizer
 
-from gristmill.stages.tokenize.cli import train_tokenizer_cli
+from gristmill.pipeline.tokenizer_cli import train_tokenizer_cli
 
 
 def _meta(directory) -> dict:

@@ -12,9 +12,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from runtimes import runtime_for
+
 from gristmill.stages.base import GlobalContext
 
-CORPUS = Path(__file__).parents[1] / "data" / "mixtures" / "corpus.en"
+CORPUS = Path(__file__).parent / "data" / "mixtures" / "corpus.en"
 # Slots per cycle of documents: sources get uneven amounts of text (common_crawl most, the rest less).
 SOURCE_CYCLE = ["common_crawl"] * 8 + ["c4"] * 3 + ["github", "wikipedia", "books", "arxiv", "stackexchange"]
 
@@ -101,15 +103,7 @@ def input_parts(run_dir: Path) -> list[str]:
 def run_pack(run_dir: Path, params: dict, seed: int = 0, executor: str = "local"):
     from gristmill.mixtures.stages import MixturePack
 
-    ctx = GlobalContext(
-        input_parts=input_parts(run_dir),
-        artifacts_dir=str(run_dir / "mixture"),
-        seed=seed,
-        executor=executor,
-        step_index=3,
-        run_dir=str(run_dir),
-    )
-    os.makedirs(ctx.artifacts_dir, exist_ok=True)
+    ctx = GlobalContext.for_step(run_dir, MixturePack.name, 3, input_parts(run_dir), runtime_for(executor), seed)
     return MixturePack(params).build(ctx)
 
 

@@ -24,9 +24,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from gristmill.core.layout import TOKENIZER_FILE, TOKENIZER_META_FILE, RunLayout
+from gristmill.core.runtime import LocalRuntime, Runtime
+from gristmill.core.storage import resolve
+from gristmill.pipeline.rundir import RunDir
 from gristmill.stages.base import GlobalContext
-from gristmill.stages.tokenize.bbpe import META_FILE, TOKENIZER_FILE, BbpeParams
-from gristmill.stages.tokenize.train import train_tokenizer
+from gristmill.stages.tokenize.bbpe import BbpeParams
+from gristmill.stages.tokenize.train import TrainBbpeV1, train_tokenizer
 
 DEFAULT_SOURCE = "default"
 _PART_BYTES = 64 * 1024 * 1024
@@ -37,20 +41,15 @@ class InputError(ValueError):
     """Bad input for train-tokenizer; the message names the file, line or key."""
 
 
-def last_committed_segment(run_dir: str) -> str:
-    segments = os.path.join(run_dir, "segments")
-    names = sorted(os.listdir(segments)) if os.path.isdir(segments) else []
-    done = [n for n in names if os.path.exists(os.path.join(segments, n, "_SUCCESS"))]
-    if not done:
-        raise InputError(f"{segments}: no committed segment (a directory with _SUCCESS) to train on")
-    return os.path.join(segments, done[-1])
-
-
 def run_dir_parts(run_dir: str) -> list[str]:
-    segment = last_committed_segment(run_dir)
-    parts = sorted(glob.glob(os.path.join(segment, "part-*.parquet")))
+    """The parts the last committed segment of a run (local or remote) lists."""
+    rd = RunDir(run_dir)
+    done = rd.committed_segments()
+    if not done:
+        raise InputError(f"{rd.root}: no committed segment (a segment with _SUCCESS) to train on")
+    parts = rd.segment_parts(done[-1].name)
     if not parts:
-        raise InputError(f"{segment}: committed segment holds no part-*.parquet files")
+        raise InputError(f"{done[-1]}: committed segment holds no parts")
     return parts
 
 
@@ -206,17 +205,25 @@ def _params(args: argparse.Namespace) -> BbpeParams:
     )
 
 
-def _train(args: argparse.Namespace, params: BbpeParams, parts: list[str], out_dir: str, run_dir: str) -> dict:
-    if args.executor == "ray":
-        import ray
+def _runtime(args: argparse.Namespace) -> Runtime:
+    if args.executor != "ray":
+        return LocalRuntime()
+    import ray
 
-        if not ray.is_initialized():
-            ray.init(address=args.address, include_dashboard=False, log_to_driver=False)
-    ctx = GlobalContext(
-        input_parts=parts, artifacts_dir=out_dir, seed=args.seed, executor=args.executor,
-        step_index=0, run_dir=run_dir,
-    )
-    return train_tokenizer(ctx, params)
+    from gristmill.pipeline._internal.ray_runtime import RayRuntime
+    from gristmill.pipeline.executors import init_local_ray
+
+    if not ray.is_initialized():
+        if args.address:
+            ray.init(address=args.address, log_to_driver=False)
+        else:
+            init_local_ray()
+    return RayRuntime()
+
+
+def _train(args: argparse.Namespace, params: BbpeParams, parts: list[str], out_dir: str, run_dir: str) -> dict:
+    ctx = GlobalContext.for_step(run_dir, TrainBbpeV1.name, 0, parts, _runtime(args), args.seed)
+    return train_tokenizer(ctx, params, resolve(out_dir))
 
 
 def train_tokenizer_cli(argv: list[str]) -> int:
@@ -231,7 +238,7 @@ def train_tokenizer_cli(argv: list[str]) -> int:
         params = _params(args)
     except ValueError as exc:
         parser.error(str(exc))
-    out_dir = args.output or os.path.join(args.run_dir, "tokenizer")
+    out_dir = args.output or str(RunLayout(args.run_dir).tokenizer_dir)
     try:
         if args.run_dir:
             meta = _train(args, params, run_dir_parts(args.run_dir), out_dir, args.run_dir)
@@ -244,7 +251,7 @@ def train_tokenizer_cli(argv: list[str]) -> int:
         return 2
     sample = meta["sample"]
     print(
-        f"wrote {os.path.join(out_dir, TOKENIZER_FILE)} and {META_FILE}: vocab {meta['vocab_size']}, "
+        f"wrote {resolve(out_dir) / TOKENIZER_FILE} and {TOKENIZER_META_FILE}: vocab {meta['vocab_size']}, "
         f"sample {sample['bytes']:,} bytes / {sample['documents']:,} documents, "
         f"{meta['training_seconds']:.1f} s, sha256 {meta['tokenizer_sha256'][:16]}"
     )

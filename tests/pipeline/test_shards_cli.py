@@ -5,7 +5,7 @@ import json
 import duckdb
 import pytest
 
-from gristmill.mixtures import cli
+from gristmill.pipeline import shards_cli as cli
 
 PARAMS = {"mixture": "llama", "seq_len": 64, "rows_per_shard": 100, "row_group_rows": 32}
 
