@@ -222,8 +222,8 @@ def keep_first(nodes: np.ndarray, a: np.ndarray, b: np.ndarray, sim: np.ndarray)
     such kept document (its cluster). Equivalently, the kept documents are the greedy (lexicographically
     first) maximal independent set of the edge graph in doc_id order.
 
-    Why this rule: every removed document is a verified near duplicate (estimated Jaccard >= threshold) of a
-    kept one, so no document is lost through a chain of removed documents to a kept one it does not resemble
+    Why this rule: every removed document is a verified near duplicate (Jaccard >= threshold) of a kept
+    one, so no document is lost through a chain of removed documents to a kept one it does not resemble
     (connected components alone remove all but one document of a chain A~B~C even when A and C differ); a
     document is kept whenever none of its near duplicates was kept before it, so no cluster loses all its
     members. The smallest doc_id of every component is kept, as before. A document's fate depends only on

@@ -249,7 +249,7 @@ def _bucket_task(params: MinHashParams, num_partitions: int, *chunks):
 
 
 def _verify_task(params: MinHashParams, sig_files, num_partitions: int, *chunks):
-    """The distinct candidate pairs of one partition, verified (estimated Jaccard >= threshold) -> the
+    """The distinct candidate pairs of one partition, verified (Jaccard >= threshold) -> the
     components' adjacency chunks, the verified edges (a, b, similarity) and the pair counts."""
     a, b = unique_pairs(*_concat_pairs(chunks))
     candidates = len(a)
@@ -287,7 +287,7 @@ def _route_task(num_partitions: int, edges, *membership):
 
 def _write_clusters(path: Location, rows, *edge_chunks):
     """Decide one partition's components (``keep_first``), write each member's cluster (doc_id, cluster_id:
-    the kept document it duplicates or itself, cluster_size, jaccard: estimated similarity to cluster_id,
+    the kept document it duplicates or itself, cluster_size, jaccard: the verified similarity to cluster_id,
     component_id, component_size); return its removed documents, cluster sizes and component sizes."""
     member, component, component_size = rows
     a = np.concatenate([c[0] for c in edge_chunks]) if edge_chunks else np.zeros(0, np.uint64)
@@ -309,7 +309,8 @@ def _write_clusters(path: Location, rows, *edge_chunks):
 
 class MinHashDedup(GlobalStage):
     """Near-duplicate removal: MinHash-LSH candidates (every pair of documents sharing a band bucket), each
-    verified by its estimated Jaccard, connected components of the verified pairs, then within each
+    verified by its Jaccard similarity (exact over the documents' shingle sets by default, or estimated from
+    the signatures), connected components of the verified pairs, then within each
     component the documents in doc_id order, a document removed iff it nearly duplicates an earlier kept one
     (``components.keep_first``). The statistics and the output do not depend on the partitioning.
     Writes ``RUN_DIR/dedup/NN-minhash/`` (clusters Parquet, stats.json, signatures when verifying)."""
