@@ -11,7 +11,7 @@ from numba import njit
 
 from gristmill.dedup.hash_constants import FMIX_C1 as _C1
 from gristmill.dedup.hash_constants import FMIX_C2 as _C2
-from gristmill.dedup.hash_constants import GOLDEN64, H2_SALT, LENGTH_MULT, SHINGLE_LEN_MULT, SHINGLE_MULT
+from gristmill.dedup.hash_constants import GOLDEN64, H1_SALT, H2_SALT, LENGTH_MULT, SHINGLE_LEN_MULT, SHINGLE_MULT
 
 # --- normalization and tokenization (gristmill.dedup.normalize) ------------------------------------------------------
 
@@ -206,6 +206,26 @@ def minhash_legacy(token_hash, tok_off, n, a, b, out):
                     row[k] = v
 
 
+@njit(cache=True, nogil=True)
+def sorted_set_jaccard(off, values, ia, ib, out):
+    for p in range(ia.shape[0]):
+        i, i_end = off[ia[p]], off[ia[p] + 1]
+        j, j_end = off[ib[p]], off[ib[p] + 1]
+        union = (i_end - i) + (j_end - j)
+        common = 0
+        while i < i_end and j < j_end:
+            if values[i] == values[j]:
+                common += 1
+                i += 1
+                j += 1
+            elif values[i] < values[j]:
+                i += 1
+            else:
+                j += 1
+        union -= common
+        out[p] = common / union if union > 0 else 1.0
+
+
 # --- Bloom filter test-and-insert (gristmill.dedup.bloom) ---------------------------------------------------------------
 
 
@@ -216,14 +236,8 @@ def bloom_test_and_insert(words, keys, m, k, read_only, new):
     one = np.uint64(1)
     for j in range(keys.shape[0]):
         key = keys[j]
-        x = key ^ H2_SALT
-        x ^= x >> np.uint64(33)
-        x *= np.uint64(0xFF51AFD7ED558CCD)
-        x ^= x >> np.uint64(33)
-        x *= np.uint64(0xC4CEB9FE1A85EC53)
-        x ^= x >> np.uint64(33)
-        h1 = key % m
-        h2 = x % (m - one) + one
+        h1 = fmix(key ^ H1_SALT) % m
+        h2 = fmix(key ^ H2_SALT) % (m - one) + one
         pos = h1
         present = True
         for i in range(k):
@@ -241,3 +255,19 @@ def bloom_test_and_insert(words, keys, m, k, read_only, new):
                 pos += h2
                 if pos >= m:
                     pos -= m
+
+
+# --- MinHash-LSH removal rule (gristmill.dedup.components.keep_first) --------------------------------------------
+
+
+@njit(cache=True, nogil=True)
+def keep_first_pass(a, b, removed, via):
+    """Edges (a < b, dense indices in doc_id order) sorted by (b, a): b is removed through its first edge to
+    an a that is kept; a's fate is final by then, since every edge into a has a smaller b and came earlier.
+    ``via[b]`` is the index of that edge."""
+    for e in range(a.shape[0]):
+        x = a[e]
+        y = b[e]
+        if via[y] < 0 and not removed[x]:
+            removed[y] = True
+            via[y] = e

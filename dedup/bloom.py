@@ -1,7 +1,12 @@
 """A Bloom filter on a numpy bit array, tested and filled a whole batch of 64-bit keys at a time.
 
 Bit positions come from double hashing (Kirsch & Mitzenmacher): g_i = (h1 + i * h2) mod m, with
-h1 = key mod m and h2 = (a re-mix of the key) mod m (never 0). Two implementations of the same positions:
+h1 = fmix64(key ^ H1_SALT) mod m and h2 = fmix64(key ^ H2_SALT) mod (m - 1) + 1 (never 0). A partitioned
+filter picks a key's partition from a third re-mix, fmix64(key ^ PARTITION_SALT) mod P (``partition_of_keys``):
+the partition, h1 and h2 come from independent bits, so the keys of one partition still spread over all of its
+bit positions. (Taking both the partition and h1 from the key's own residues, key mod P and key mod m, confines a
+partition's first probes to the positions congruent to it modulo gcd(m, P), and with them, whenever h2 shares that
+factor, every probe: the false-positive rate then runs several times over its target.) Two implementations of the same positions:
 numpy over a whole batch (``contains``, ``add``, ``first_occurrences(backend="numpy")``) and one compiled
 pass over the batch (``first_occurrences``' default), which walks the keys in order and so also catches a
 key repeated inside the batch by testing the bits its first occurrence just set.
@@ -17,10 +22,23 @@ import math
 
 import numpy as np
 
-from gristmill.dedup.hash_constants import H2_SALT
+from gristmill.dedup.hash_constants import H1_SALT, H2_SALT, PARTITION_SALT
 from gristmill.dedup.hashing import fmix64, kernels
 from gristmill.core.storage import Location, resolve
 
+# What a saved filter's bit positions and partition files mean: a filter loads only into this layout.
+LAYOUT = "double-hash-remixed-v2"
+
+
+def partition_of_keys(keys: np.ndarray, num_partitions: int) -> np.ndarray:
+    """The partition of each 64-bit key, from hash bits independent of its bit positions in a filter."""
+    mixed = fmix64(np.asarray(keys, dtype=np.uint64) ^ PARTITION_SALT)
+    return (mixed % np.uint64(num_partitions)).astype(np.int64)
+
+
+def theoretical_fp_rate(num_bits: int, num_hashes: int, inserted) -> np.ndarray | float:
+    """(1 - e^(-k n / m))^k: the false-positive rate of a filter holding ``inserted`` distinct keys."""
+    return (1.0 - np.exp(-num_hashes * np.asarray(inserted, dtype=np.float64) / num_bits)) ** num_hashes
 
 
 def optimal_size(capacity: int, fp_rate: float) -> tuple[int, int]:
@@ -48,7 +66,7 @@ class BloomFilter:
     def _positions(self, keys: np.ndarray) -> np.ndarray:
         """(len(keys), k) bit positions."""
         m = np.uint64(self.num_bits)
-        h1 = keys.astype(np.uint64) % m
+        h1 = fmix64(keys.astype(np.uint64) ^ H1_SALT) % m
         h2 = fmix64(keys.astype(np.uint64) ^ H2_SALT) % (m - np.uint64(1)) + np.uint64(1)
         i = np.arange(self.num_hashes, dtype=np.uint64)
         return (h1[:, None] + i[None, :] * h2[:, None]) % m
@@ -76,6 +94,21 @@ class BloomFilter:
     def estimated_fp_rate(self) -> float:
         """False-positive rate at the current fill: (share of set bits)^k."""
         return self.fill_ratio() ** self.num_hashes
+
+    def expected_false_positives(self, reported_new: int, read_only: bool) -> float:
+        """Expected number of absent keys a ``first_occurrences`` call that reported ``reported_new`` new keys
+        (and, unless ``read_only``, has inserted them) wrongly reported as present. An absent key tested
+        while the filter holds j keys is a false positive with probability f(j) = (1 - e^(-kj/m))^k, so per
+        key reported new there were f / (1 - f) false positives on average. Read-only, the fill is the one
+        measured; otherwise the j-th key inserted met the filter holding j keys."""
+        if reported_new <= 0:
+            return 0.0
+        if read_only:
+            f = self.estimated_fp_rate()
+            return reported_new * f / (1.0 - f) if f < 1.0 else float("inf")
+        held = np.arange(self.inserted - reported_new, self.inserted)
+        f = theoretical_fp_rate(self.num_bits, self.num_hashes, held)
+        return float(np.sum(f / (1.0 - f)))
 
     def first_occurrences(self, keys: np.ndarray, read_only: bool = False, backend: str = "numba") -> np.ndarray:
         """Boolean per key, in the given order: True where the key is new, i.e. neither (probably) in the

@@ -1,21 +1,25 @@
 """Candidate pairs from LSH buckets and connected components, partitioned so no process sees all edges.
 
-* ``bucket_edges``: one partition of (band key, doc_id) rows; sorting groups equal keys, and each bucket
-  becomes a star of edges from its smallest doc_id to the others.
+* ``bucket_edges``: one partition of (band key, doc_id) rows; sorting groups equal keys, and every pair of
+  documents within a bucket becomes a candidate edge (a stated cap bounds huge buckets).
 * ``large_star`` / ``small_star``: the two steps of the Large-Star/Small-Star algorithm (Kiveris et al.,
   "Connected Components in MapReduce and Beyond", SoCC 2014). Each step takes the adjacency rows
   (node, neighbour) of the nodes of one partition and emits edges; alternating the two converges in
   O(log^2 n) rounds to stars in which every node is linked to the smallest doc_id of its component.
 * ``cluster_rows``: after convergence, each component's root (its smallest doc_id) sees all its members.
+* ``keep_first``: within each component, which documents are removed, and the kept document each one
+  nearly duplicates (see its docstring for the rule).
 
 Everything is set-based (sort, unique, reduceat), so the result does not depend on partitioning or order.
 """
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 
-from gristmill.dedup.hashing import fmix64
+from gristmill.dedup.hashing import fmix64, kernels
 from gristmill.dedup.parallel import partition_of, split_by_partition
 
 EMPTY = np.zeros(0, dtype=np.uint64)
@@ -57,17 +61,48 @@ def fingerprint(a: np.ndarray, b: np.ndarray) -> tuple[int, int]:
     return len(a), int(mixed.sum(dtype=np.uint64))
 
 
-def bucket_edges(keys: np.ndarray, docs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Star edges (smallest doc_id of a bucket -> each other member), distinct, sorted."""
+@dataclasses.dataclass(frozen=True)
+class BucketCounts:
+    """What ``bucket_edges`` saw: buckets (band keys held by 2+ documents), the buckets over the size cap and
+    the pairs of those buckets left unverified because of it."""
+
+    buckets: int = 0
+    oversized_buckets: int = 0
+    pairs_skipped: int = 0
+
+    def __add__(self, other: "BucketCounts") -> "BucketCounts":
+        return BucketCounts(*(a + b for a, b in zip(dataclasses.astuple(self), dataclasses.astuple(other))))
+
+
+def bucket_edges(keys: np.ndarray, docs: np.ndarray, max_bucket_size: int) -> tuple[np.ndarray, np.ndarray, BucketCounts]:
+    """Every pair (a < b) of documents sharing a band key, distinct and sorted by (a, b).
+
+    A bucket of s documents holds s(s - 1)/2 pairs. Above ``max_bucket_size`` documents only the pairs among
+    its ``max_bucket_size`` smallest doc_ids and those of every further document with each of them are
+    produced (``max_bucket_size * s`` pairs at most, linear in s): a flood of copies still has each copy
+    paired with the smallest, kept one; the skipped pairs are counted. Vectorized: the document at rank j of
+    its bucket (doc_id order) is paired with the ranks below min(j, cap) through one repeat and one ramp."""
     if len(keys) == 0:
-        return EMPTY, EMPTY
-    keys, docs = unique_pairs(keys, docs)
-    starts = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]])
+        return EMPTY, EMPTY, BucketCounts()
+    keys, docs = unique_pairs(keys, docs)  # sorted by key, then doc_id
+    new_key = np.r_[True, keys[1:] != keys[:-1]]
+    starts = np.flatnonzero(new_key)
     sizes = np.diff(np.r_[starts, len(keys)])
-    first = np.repeat(docs[starts], sizes)  # docs are sorted within a key: the first is the smallest
-    member = np.ones(len(keys), dtype=bool)
-    member[starts] = False
-    return unique_pairs(first[member], docs[member])
+    rank = np.arange(len(keys)) - np.repeat(starts, sizes)
+    partners = np.minimum(rank, max_bucket_size)
+    row = np.repeat(np.arange(len(keys)), partners)
+    ramp = np.arange(len(row)) - np.repeat(np.cumsum(partners) - partners, partners)
+    first = np.repeat(np.repeat(starts, sizes), partners)
+    a, b = unique_pairs(docs[first + ramp], docs[row])
+    over = sizes > max_bucket_size
+    cap = np.minimum(sizes[over], max_bucket_size).astype(np.int64)
+    skipped = sizes[over] * (sizes[over] - 1) // 2 - (cap * (cap - 1) // 2 + cap * (sizes[over] - cap))
+    return a, b, BucketCounts(int((sizes > 1).sum()), int(over.sum()), int(skipped.sum()))
+
+
+def pair_partition(a: np.ndarray, num_partitions: int) -> np.ndarray:
+    """Pairs go to the partition of their smaller document: equal pairs from different buckets meet there."""
+    return node_partition(a, num_partitions)
 
 
 def _groups(nodes: np.ndarray, nbrs: np.ndarray):
@@ -176,3 +211,45 @@ def connected_components(runner, chunks: list[list], num_partitions: int, max_ro
         ]
         chunks = [o[:num_partitions] for o in outs]
     raise ComponentsDidNotConverge(f"connected components did not converge in {max_rounds} rounds")
+
+
+# --- which documents of a component are removed ----------------------------------------------------------
+
+
+def keep_first(nodes: np.ndarray, a: np.ndarray, b: np.ndarray, sim: np.ndarray):
+    """The removal rule over verified edges (a < b): documents are taken in doc_id order, and a document is
+    removed iff it has an edge to an earlier document that is kept; it is then assigned to the smallest
+    such kept document (its cluster). Equivalently, the kept documents are the greedy (lexicographically
+    first) maximal independent set of the edge graph in doc_id order.
+
+    Why this rule: every removed document is a verified near duplicate (Jaccard >= threshold) of a kept
+    one, so no document is lost through a chain of removed documents to a kept one it does not resemble
+    (connected components alone remove all but one document of a chain A~B~C even when A and C differ); a
+    document is kept whenever none of its near duplicates was kept before it, so no cluster loses all its
+    members. The smallest doc_id of every component is kept, as before. A document's fate depends only on
+    earlier documents of its own connected component, so each component is decided by the one task holding
+    it (components are independent and doc_ids global): the result is that of one sequential pass over all
+    documents, whatever the partitioning or the number of workers.
+
+    ``nodes`` are the distinct members of the components the edges belong to. Returns per node (sorted):
+    removed, the kept document it duplicates (itself when kept) and the similarity of that edge (1.0 when
+    kept). One compiled pass over the edges sorted by (b, a); no per-document Python loop."""
+    nodes = np.unique(nodes.astype(np.uint64))
+    ia, ib = np.searchsorted(nodes, a), np.searchsorted(nodes, b)
+    order = np.lexsort((ia, ib))
+    removed = np.zeros(len(nodes), dtype=bool)
+    via = np.full(len(nodes), -1, dtype=np.int64)
+    if len(order):
+        kernels().keep_first_pass(ia[order], ib[order], removed, via)
+    cluster = nodes.copy()
+    similarity = np.ones(len(nodes), dtype=np.float64)
+    cluster[removed] = nodes[ia[order][via[removed]]]
+    similarity[removed] = np.asarray(sim, dtype=np.float64)[order][via[removed]]
+    return nodes, removed, cluster, similarity
+
+
+def root_of(members: np.ndarray, roots: np.ndarray, nodes: np.ndarray) -> np.ndarray:
+    """The component root of each of ``nodes`` (every one must be among ``members``)."""
+    order = np.argsort(members, kind="stable")
+    idx = np.searchsorted(members[order], nodes)
+    return roots[order][idx]

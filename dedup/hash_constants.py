@@ -10,4 +10,8 @@ FMIX_C1 = 0xFF51AFD7ED558CCD
 FMIX_C2 = 0xC4CEB9FE1A85EC53
 SHINGLE_MULT = 0x9FB21C651E98DF25  # odd multiplier combining consecutive token hashes
 SHINGLE_LEN_MULT = 0xC2B2AE3D27D4EB4F
-H2_SALT = np.uint64(0x2545F4914F6CDD1D)  # the Bloom filter's second hash (double hashing)
+# The Bloom filter's re-mixes of a key: first and second hash (double hashing) and, independent of both, its
+# partition.
+H1_SALT = np.uint64(0x6A09E667F3BCC909)
+H2_SALT = np.uint64(0x2545F4914F6CDD1D)
+PARTITION_SALT = np.uint64(0xBB67AE8584CAA73B)

@@ -130,6 +130,37 @@ def shingle_hashes(texts: pa.Array | pa.ChunkedArray, spec: ShingleSpec) -> tupl
     return (mixed >> np.uint64(32)).astype(np.uint32), sh_off
 
 
+def shingle_sets(texts: pa.Array | pa.ChunkedArray, spec: ShingleSpec) -> tuple[np.ndarray, np.ndarray]:
+    """Each document's distinct 32-bit shingle hashes, sorted: (int64 offsets of length n_docs + 1, uint32
+    values). The sets an exact Jaccard similarity is computed on (``exact_jaccard``)."""
+    hashes, off = shingle_hashes(texts, spec)
+    doc = np.repeat(np.arange(len(off) - 1, dtype=np.uint64), np.diff(off))
+    keyed = np.sort((doc << np.uint64(32)) | hashes.astype(np.uint64))  # a sort: np.unique's hashing is slower
+    keyed = keyed[np.r_[True, keyed[1:] != keyed[:-1]]] if len(keyed) else keyed
+    counts = np.bincount((keyed >> np.uint64(32)).astype(np.int64), minlength=len(off) - 1)
+    set_off = np.zeros(len(off), dtype=np.int64)
+    np.cumsum(counts, out=set_off[1:])
+    return set_off, (keyed & MAX_HASH32).astype(np.uint32)
+
+
+def csr_take(off: np.ndarray, values: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Rows ``rows`` of a ragged array (offsets, values), in that order, as a new ragged array."""
+    lengths = off[1:][rows] - off[:-1][rows]
+    new_off = np.zeros(len(rows) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=new_off[1:])
+    gather = np.repeat(off[:-1][rows] - new_off[:-1], lengths) + np.arange(new_off[-1])
+    return new_off, np.asarray(values[gather])
+
+
+def exact_jaccard(off: np.ndarray, values: np.ndarray, ia: np.ndarray, ib: np.ndarray) -> np.ndarray:
+    """|A ∩ B| / |A ∪ B| of the sorted sets ``ia[i]`` and ``ib[i]`` of a ragged array (``shingle_sets``): one
+    compiled merge per pair."""
+    out = np.empty(len(ia), dtype=np.float64)
+    if len(ia):
+        compiled_kernels().sorted_set_jaccard(off, values, np.asarray(ia, np.int64), np.asarray(ib, np.int64), out)
+    return out
+
+
 # --- reference (pure Python) shingles and hash function, for datasketch -----------------------------------
 
 

@@ -15,10 +15,15 @@ import pyarrow.compute as pc
 from pydantic import Field, model_validator
 
 from gristmill.dedup import bloom as bloom_mod
-from gristmill.dedup.components import bucket_edges, connected_components, edges_to_chunks
+from gristmill.dedup.components import (
+    BucketCounts, bucket_edges, connected_components, edges_to_chunks, keep_first, node_partition, pair_partition,
+    root_of, unique_pairs,
+)
 from gristmill.dedup.hashing import hash_ranges64, hash_strings64
 from gristmill.dedup.lsh import band_keys, optimal_param
-from gristmill.dedup.minhash import ShingleSpec, empty_value, estimated_jaccard, signatures
+from gristmill.dedup.minhash import (
+    ShingleSpec, csr_take, empty_value, estimated_jaccard, exact_jaccard, shingle_sets, signature_dtype, signatures,
+)
 from gristmill.dedup.normalize import Normalization, normalize_batch
 from gristmill.dedup.parallel import partition_of, split_by_partition
 from gristmill.core.runtime import ActorHandle, Runtime
@@ -73,10 +78,28 @@ class MinHashParams(StageParams):
     threshold: float = Field(0.8, gt=0.0, lt=1.0, description="target Jaccard similarity")
     bands: Optional[int] = Field(None, ge=1)
     rows: Optional[int] = Field(None, ge=1)
-    false_positive_weight: float = Field(0.5, ge=0.0)
-    false_negative_weight: float = Field(0.5, ge=0.0)
-    verify: bool = Field(True, description="keep only candidate pairs whose estimated Jaccard >= threshold")
+    false_positive_weight: Optional[float] = Field(
+        None, ge=0.0,
+        description="weight of LSH false positives when choosing bands x rows; default 0.1 when verifying "
+        "(verification drops them: they cost only its time), else 0.5 (datasketch's)",
+    )
+    false_negative_weight: Optional[float] = Field(
+        None, ge=0.0, description="weight of LSH false negatives; default 0.9 when verifying, else 0.5"
+    )
+    verify: bool = Field(True, description="keep only candidate pairs whose Jaccard >= threshold")
+    verify_with: Literal["signatures", "shingles"] = Field(
+        "shingles",
+        description="signatures: the Jaccard estimated from the MinHash signatures (share of equal slots); "
+        "shingles: the exact Jaccard of the documents' shingle-hash sets (stored per part, about 4 bytes per "
+        "distinct shingle): no estimation error around the threshold",
+    )
     partitions: int = Field(4, ge=1, le=4096, description="shuffle partitions of band keys and edges")
+    max_bucket_size: int = Field(
+        256, ge=2,
+        description="a bucket with more documents pairs each of them only with its max_bucket_size smallest "
+        "doc_ids (at most max_bucket_size pairs per document); counted as oversized_buckets and "
+        "candidate_pairs_skipped",
+    )
 
     @model_validator(mode="after")
     def _check(self):
@@ -84,14 +107,22 @@ class MinHashParams(StageParams):
             raise ValueError("give both bands and rows, or neither (then they follow from threshold)")
         if self.bands is not None and self.bands * self.rows > self.num_perm:
             raise ValueError(f"bands*rows = {self.bands * self.rows} exceeds num_perm = {self.num_perm}")
-        if self.false_positive_weight + self.false_negative_weight <= 0:
+        if sum(self.banding_weights()) <= 0:
             raise ValueError("false_positive_weight + false_negative_weight must be positive")
         return self
 
     def banding(self) -> tuple[int, int]:
         if self.bands is not None:
             return self.bands, self.rows
-        return optimal_param(self.threshold, self.num_perm, self.false_positive_weight, self.false_negative_weight)
+        return optimal_param(self.threshold, self.num_perm, *self.banding_weights())
+
+    def banding_weights(self) -> tuple[float, float]:
+        """(false positive, false negative) weights: a verified candidate below the threshold is dropped by
+        verification, a missed pair is lost for good, so with verification the banding favours recall."""
+        fp_default, fn_default = (0.1, 0.9) if self.verify else (0.5, 0.5)
+        fp = fp_default if self.false_positive_weight is None else self.false_positive_weight
+        fn = fn_default if self.false_negative_weight is None else self.false_negative_weight
+        return fp, fn
 
     def shingles(self) -> ShingleSpec:
         return ShingleSpec(ngram=self.ngram, unit=self.unit, normalization=self.normalization)
@@ -102,7 +133,8 @@ def _sign_part(path: Location, params: MinHashParams, banding: tuple[int, int], 
     """Signatures and band keys of one part; (key, doc_id) rows split by key partition, plus stats."""
     bands, rows = banding
     file = path.parquet_file()
-    doc_chunks, sig_chunks, key_chunks, keyed_docs = [], [], [], []
+    doc_chunks, sig_chunks, key_chunks, keyed_docs, set_chunks = [], [], [], [], []
+    exact = sig_prefix is not None and params.verify_with == "shingles"
     n_docs = n_bytes = n_empty = 0
     for batch in file.iter_batches(batch_size=READ_BATCH_ROWS, columns=["doc_id", params.text_column]):
         docs = batch.column("doc_id").to_numpy().astype(np.uint64)
@@ -119,6 +151,8 @@ def _sign_part(path: Location, params: MinHashParams, banding: tuple[int, int], 
         if sig_prefix is not None:
             doc_chunks.append(docs[has])
             sig_chunks.append(sig[has])
+        if exact:
+            set_chunks.append(csr_take(*shingle_sets(text, params.shingles()), np.flatnonzero(has)))
     keys = np.concatenate(key_chunks) if key_chunks else np.zeros(0, np.uint64)
     kdocs = np.concatenate(keyed_docs) if keyed_docs else np.zeros(0, np.uint64)
     sig_files = None
@@ -130,16 +164,49 @@ def _sign_part(path: Location, params: MinHashParams, banding: tuple[int, int], 
         order = np.argsort(all_docs, kind="stable")
         _save_npy(sig_files[0], all_docs[order])
         _save_npy(sig_files[1], all_sig[order])
+        if exact:
+            set_off, set_values = csr_take(*_concat_ragged(set_chunks), order)
+            sig_files += (sig_prefix.with_name(sig_prefix.name + ".shingle_off.npy"),
+                          sig_prefix.with_name(sig_prefix.name + ".shingles.npy"))
+            _save_npy(sig_files[2], set_off)
+            _save_npy(sig_files[3], set_values)
     chunks = split_by_partition(partition_of(keys, num_partitions), num_partitions, keys, kdocs)
     stats = {"docs": n_docs, "bytes": int(n_bytes), "docs_without_shingles": n_empty, "sig_files": sig_files}
     return (*chunks, stats)
 
 
-def lookup_signatures(sig_files: list[tuple[Location, Location]], docs: np.ndarray, num_perm: int, dtype) -> np.ndarray:
+def _concat_ragged(chunks: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
+    if not chunks:
+        return np.zeros(1, np.int64), np.zeros(0, np.uint32)
+    shifts = np.cumsum([0] + [c[0][-1] for c in chunks[:-1]])
+    off = np.concatenate([[0]] + [c[0][1:] + shift for c, shift in zip(chunks, shifts)]).astype(np.int64)
+    return off, np.concatenate([c[1] for c in chunks])
+
+
+def lookup_shingle_sets(sig_files, docs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The shingle sets of ``docs`` (sorted, every one present) as one ragged array, from the per-part files."""
+    pieces = []
+    for files in sig_files:
+        part_docs = _load_npy(files[0])
+        if len(part_docs) == 0:
+            continue
+        idx = np.minimum(np.searchsorted(part_docs, docs), len(part_docs) - 1)
+        hit = np.flatnonzero(part_docs[idx] == docs)
+        if len(hit):
+            off, values = csr_take(_load_npy(files[2]), _load_npy(files[3]), idx[hit])
+            pieces.append((hit, off, values))
+    found = np.concatenate([h for h, _, _ in pieces]) if pieces else np.zeros(0, np.int64)
+    if len(found) != len(docs):
+        raise RuntimeError(f"shingle sets of {len(docs) - len(found)} candidate documents are missing from {sig_files}")
+    off, values = _concat_ragged([(o, v) for _, o, v in pieces])
+    return csr_take(off, values, np.argsort(found))
+
+
+def lookup_signatures(sig_files: list[tuple[Location, ...]], docs: np.ndarray, num_perm: int, dtype) -> np.ndarray:
     """Signature rows of ``docs`` from the per-part files (memory-mapped; every doc must be present)."""
     out = np.zeros((len(docs), num_perm), dtype=dtype)
     found = np.zeros(len(docs), dtype=bool)
-    for docs_path, sig_path in sig_files:
+    for docs_path, sig_path, *_ in sig_files:
         part_docs = _load_npy(docs_path)
         if len(part_docs) == 0:
             continue
@@ -154,39 +221,99 @@ def lookup_signatures(sig_files: list[tuple[Location, Location]], docs: np.ndarr
     return out
 
 
-def _bucket_task(params: MinHashParams, sig_files, num_partitions: int, *chunks):
-    """Group one partition of band keys into buckets -> star edges (verified) -> adjacency chunks."""
+VERIFY_CHUNK_PAIRS = 1 << 16  # pairs compared at a time: bounds the gathered signature rows of a task
+
+
+def pair_similarity(sig_files, a: np.ndarray, b: np.ndarray, params: MinHashParams) -> np.ndarray:
+    """Jaccard of every pair (a[i], b[i]), exact over the shingle sets or estimated from the signatures:
+    each document's set or signature is looked up once, then the pairs are compared (a chunk at a time)."""
+    docs = np.unique(np.concatenate([a, b]))
+    ia, ib = np.searchsorted(docs, a), np.searchsorted(docs, b)
+    if params.verify_with == "shingles":
+        return exact_jaccard(*lookup_shingle_sets(sig_files, docs), ia, ib)
+    sig = lookup_signatures(sig_files, docs, params.num_perm, signature_dtype(params.scheme))
+    sim = np.empty(len(a), dtype=np.float64)
+    for lo in range(0, len(a), VERIFY_CHUNK_PAIRS):
+        hi = lo + VERIFY_CHUNK_PAIRS
+        sim[lo:hi] = estimated_jaccard(sig[ia[lo:hi]], sig[ib[lo:hi]])
+    return sim
+
+
+def _bucket_task(params: MinHashParams, num_partitions: int, *chunks):
+    """Group one partition of band keys into buckets -> every pair within a bucket (capped) -> pairs split
+    by the partition of their smaller document, where equal pairs of different buckets meet."""
     keys = np.concatenate([c[0] for c in chunks]) if chunks else np.zeros(0, np.uint64)
     docs = np.concatenate([c[1] for c in chunks]) if chunks else np.zeros(0, np.uint64)
-    src, dst = bucket_edges(keys, docs)
-    candidates = len(src)
-    if params.verify and len(src):
-        dtype = np.uint64 if params.scheme == "legacy" else np.uint32
-        sim = estimated_jaccard(
-            lookup_signatures(sig_files, src, params.num_perm, dtype),
-            lookup_signatures(sig_files, dst, params.num_perm, dtype),
-        )
+    a, b, counts = bucket_edges(keys, docs, params.max_bucket_size)
+    return (*split_by_partition(pair_partition(a, num_partitions), num_partitions, a, b), counts)
+
+
+def _verify_task(params: MinHashParams, sig_files, num_partitions: int, *chunks):
+    """The distinct candidate pairs of one partition, verified (Jaccard >= threshold) -> the
+    components' adjacency chunks, the verified edges (a, b, similarity) and the pair counts."""
+    a, b = unique_pairs(*_concat_pairs(chunks))
+    candidates = len(a)
+    sim = np.full(len(a), np.nan)
+    if params.verify and len(a):
+        sim = pair_similarity(sig_files, a, b, params)
         keep = sim >= params.threshold
-        src, dst = src[keep], dst[keep]
-    return (*edges_to_chunks(src, dst, num_partitions), {"candidate_pairs": candidates, "pairs": len(src)})
+        a, b, sim = a[keep], b[keep], sim[keep]
+    counts = {"candidate_pairs": candidates, "verified_pairs": len(a)}
+    return (*edges_to_chunks(a, b, num_partitions), (a, b, sim), counts)
 
 
-def _write_clusters(path: Location, rows):
-    """Write one partition's clusters (doc_id, cluster_id, cluster_size); return its duplicates and the
-    size of each of its clusters."""
-    member, cluster, size = rows
+def _concat_pairs(chunks):
+    if not chunks:
+        return np.zeros(0, np.uint64), np.zeros(0, np.uint64)
+    return (np.concatenate([c[0] for c in chunks]).astype(np.uint64),
+            np.concatenate([c[1] for c in chunks]).astype(np.uint64))
+
+
+def _membership_task(num_partitions: int, rows):
+    """One partition's component rows (member, root, size), split by the partition of the member (and the
+    number of rows: a last value, so that one partition still gives a list of handles)."""
+    member, root, _ = rows
+    return (*split_by_partition(node_partition(member, num_partitions), num_partitions, member, root), len(member))
+
+
+def _route_task(num_partitions: int, edges, *membership):
+    """Verified edges (held by the partition of their smaller end) -> split by the partition of their
+    component's root, where the component's documents are decided together."""
+    a, b, sim = edges
+    member, root = _concat_pairs(membership)
+    edge_root = root_of(member, root, a) if len(a) else np.zeros(0, np.uint64)
+    return (*split_by_partition(node_partition(edge_root, num_partitions), num_partitions, a, b, sim), len(a))
+
+
+def _write_clusters(path: Location, rows, *edge_chunks):
+    """Decide one partition's components (``keep_first``), write each member's cluster (doc_id, cluster_id:
+    the kept document it duplicates or itself, cluster_size, jaccard: the verified similarity to cluster_id,
+    component_id, component_size); return its removed documents, cluster sizes and component sizes."""
+    member, component, component_size = rows
+    a = np.concatenate([c[0] for c in edge_chunks]) if edge_chunks else np.zeros(0, np.uint64)
+    b = np.concatenate([c[1] for c in edge_chunks]) if edge_chunks else np.zeros(0, np.uint64)
+    sim = np.concatenate([c[2] for c in edge_chunks]) if edge_chunks else np.zeros(0)
+    nodes, removed, cluster, similarity = keep_first(member, a, b, sim)
+    order = np.argsort(member, kind="stable")
+    component, component_size = component[order], component_size[order]  # aligned with the sorted nodes
+    ids, inverse, counts = np.unique(cluster, return_inverse=True, return_counts=True)
     table = pa.table(
-        {"doc_id": pa.array(member, pa.uint64()), "cluster_id": pa.array(cluster, pa.uint64()),
-         "cluster_size": pa.array(size, pa.int64())}
-    )
+        {"doc_id": pa.array(nodes, pa.uint64()), "cluster_id": pa.array(cluster, pa.uint64()),
+         "cluster_size": pa.array(counts[inverse], pa.int64()),
+         "jaccard": pa.array(similarity, pa.float64(), mask=np.isnan(similarity)),
+         "component_id": pa.array(component, pa.uint64()), "component_size": pa.array(component_size, pa.int64())}
+    ).sort_by([("cluster_id", "ascending"), ("doc_id", "ascending")])
     path.write_parquet(table)
-    duplicate = member != cluster
-    return np.sort(member[duplicate]), size[~duplicate]
+    return np.sort(nodes[removed]), counts, component_size[nodes == component]
 
 
 class MinHashDedup(GlobalStage):
-    """Near-duplicate removal: MinHash-LSH candidates, connected components, keep each cluster's smallest
-    doc_id. Writes ``RUN_DIR/dedup/NN-minhash/`` (clusters Parquet, stats.json, signatures when verifying)."""
+    """Near-duplicate removal: MinHash-LSH candidates (every pair of documents sharing a band bucket), each
+    verified by its Jaccard similarity (exact over the documents' shingle sets by default, or estimated from
+    the signatures), connected components of the verified pairs, then within each
+    component the documents in doc_id order, a document removed iff it nearly duplicates an earlier kept one
+    (``components.keep_first``). The statistics and the output do not depend on the partitioning.
+    Writes ``RUN_DIR/dedup/NN-minhash/`` (clusters Parquet, stats.json, signatures when verifying)."""
 
     name = "dedup.minhash_v1"
     Params = MinHashParams
@@ -210,17 +337,29 @@ class MinHashDedup(GlobalStage):
         part_stats = runner.get([s[P] for s in signed])
         sig_files = [s["sig_files"] for s in part_stats if s["sig_files"]]
         buckets = [
-            runner.submit(_bucket_task, p, sig_files, P, *[s[q] for s in signed], num_returns=P + 1)
+            runner.submit(_bucket_task, p, P, *[s[q] for s in signed], num_returns=P + 1)
             for q in range(P)
         ]
-        bucket_stats = runner.get([b[P] for b in buckets])
-        clusters, rounds = connected_components(runner, [b[:P] for b in buckets], P)
+        bucket_counts = sum(runner.get([b[P] for b in buckets]), BucketCounts())
+        verified = [
+            runner.submit(_verify_task, p, sig_files, P, *[b[q] for b in buckets], num_returns=P + 2)
+            for q in range(P)
+        ]
+        pair_counts = runner.get([v[P + 1] for v in verified])
+        components, rounds = connected_components(runner, [v[:P] for v in verified], P)
+        membership = [runner.submit(_membership_task, P, c, num_returns=P + 1) for c in components]
+        routed = [
+            runner.submit(_route_task, P, v[P], *[m[q] for m in membership], num_returns=P + 1)
+            for q, v in enumerate(verified)
+        ]
         written = runner.get([
-            runner.submit(_write_clusters, out_dir / "clusters" / f"part-{q:04d}.parquet", c)
-            for q, c in enumerate(clusters)
+            runner.submit(_write_clusters, out_dir / "clusters" / f"part-{q:04d}.parquet", c, *[r[q] for r in routed])
+            for q, c in enumerate(components)
         ])
         drop = np.sort(np.concatenate([w[0] for w in written])) if written else np.zeros(0, np.uint64)
         sizes = np.concatenate([w[1] for w in written]) if written else np.zeros(0, np.int64)
+        component_sizes = np.concatenate([w[2] for w in written]) if written else np.zeros(0, np.int64)
+        sizes = sizes[sizes > 1]  # clusters: a kept document with the documents removed as its near duplicates
         docs_in = sum(s["docs"] for s in part_stats)
         hist = np.bincount(sizes) if len(sizes) else np.zeros(0, np.int64)
         stats = {
@@ -229,10 +368,15 @@ class MinHashDedup(GlobalStage):
             "docs_without_shingles": sum(s["docs_without_shingles"] for s in part_stats),
             "clusters": int(len(sizes)), "cluster_size_histogram": {str(k): int(v) for k, v in enumerate(hist) if v},
             "largest_cluster": int(sizes.max()) if len(sizes) else 0,
-            "candidate_pairs": sum(b["candidate_pairs"] for b in bucket_stats),
-            "pairs_after_verification": sum(b["pairs"] for b in bucket_stats),
+            "components": int(len(component_sizes)),
+            "largest_component": int(component_sizes.max()) if len(component_sizes) else 0,
+            "buckets": bucket_counts.buckets, "max_bucket_size": p.max_bucket_size,
+            "oversized_buckets": bucket_counts.oversized_buckets,
+            "candidate_pairs_skipped": bucket_counts.pairs_skipped,
+            "candidate_pairs": sum(c["candidate_pairs"] for c in pair_counts),
+            "verified_pairs": sum(c["verified_pairs"] for c in pair_counts),
             "components_rounds": rounds, "bands": bands, "rows": rows, "num_perm": p.num_perm,
-            "threshold": p.threshold, "partitions": P,
+            "threshold": p.threshold, "verify": p.verify, "verify_with": p.verify_with, "partitions": P,
         }
         (out_dir / "stats.json").write_json(stats)
         return drop
@@ -277,7 +421,7 @@ class BloomParams(StageParams):
 
     def key_spec(self) -> dict:
         """What a saved filter's keys mean; a filter loads only into a stage with the same spec."""
-        return {"hash": BLOOM_KEY_HASH, "granularity": self.granularity,
+        return {"hash": BLOOM_KEY_HASH, "layout": bloom_mod.LAYOUT, "granularity": self.granularity,
                 "normalization": self.normalization.model_dump(),
                 "paragraph_separator": self.paragraph_separator if self.granularity == "paragraph" else None}
 
@@ -321,7 +465,7 @@ def _bloom_key_task(path: Location, params: BloomParams, num_partitions: int):
     keys = np.concatenate([o[0] for o in out]) if out else np.zeros(0, np.uint64)
     docs = np.concatenate([o[1] for o in out]) if out else np.zeros(0, np.uint64)
     paras = np.concatenate([o[2] for o in out]) if out else np.zeros(0, np.int64)
-    part = partition_of(keys, num_partitions)
+    part = bloom_mod.partition_of_keys(keys, num_partitions)
     chunks = split_by_partition(part, num_partitions, keys, docs, paras)
     n_rows = file.metadata.num_rows
     info = {
@@ -340,6 +484,7 @@ class BloomPartition:
         else:
             self.filter = bloom_mod.BloomFilter(num_bits, num_hashes)
         self.read_only = read_only
+        self.expected_false_positives = 0.0
 
     def process(self, *chunks):
         """First occurrences in (doc_id, paragraph) order over the chunks of one batch of parts; returns the
@@ -350,6 +495,7 @@ class BloomPartition:
         order = np.lexsort((paras, docs))
         keys, docs, paras = keys[order], docs[order], paras[order]
         new = self.filter.first_occurrences(keys, read_only=self.read_only)
+        self.expected_false_positives += self.filter.expected_false_positives(int(new.sum()), self.read_only)
         return docs[~new], paras[~new]
 
     def save(self, path: Location) -> dict:
@@ -358,7 +504,8 @@ class BloomPartition:
 
     def info(self) -> dict:
         return {"bits": self.filter.num_bits, "hashes": self.filter.num_hashes, "inserted": self.filter.inserted,
-                "fill_ratio": self.filter.fill_ratio(), "estimated_fp_rate": self.filter.estimated_fp_rate()}
+                "fill_ratio": self.filter.fill_ratio(), "estimated_fp_rate": self.filter.estimated_fp_rate(),
+                "expected_false_positives": self.expected_false_positives}
 
 
 def _doc_batches(infos: list[dict]) -> list[list[int]]:
@@ -418,7 +565,11 @@ class BloomDedup(GlobalStage):
             "fp_rate_target": p.fp_rate, "loaded_from": p.load, "read_only": p.read_only,
             "filters": filters,
             "estimated_fp_rate": max((f["estimated_fp_rate"] for f in filters), default=0.0),
+            "expected_false_positives": sum(f["expected_false_positives"] for f in filters),
         }
+        # One key per document (or URL): each false positive is a unique document wrongly removed.
+        unit = "paragraphs" if p.granularity == "paragraph" else "documents"
+        stats[f"expected_unique_{unit}_removed"] = stats["expected_false_positives"]
         if p.granularity != "paragraph":
             stats["docs_out"] = docs_in - stats["documents_with_repeats"]
         (out_dir / "stats.json").write_json(stats)

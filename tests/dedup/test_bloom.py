@@ -1,9 +1,14 @@
 from __future__ import annotations
 
+import json
+import math
+import os
+
 import numpy as np
 import pytest
 
 from gristmill.dedup.bloom import BloomFilter, optimal_size
+from gristmill.dedup.stages import BloomDedup
 
 
 def keys(n, seed):
@@ -57,3 +62,35 @@ def test_compiled_and_numpy_batches_agree_and_set_the_same_bits():
     assert new_a.sum() == 4000 and not new_a[4000:].any()
     np.testing.assert_array_equal(a.words, b.words)
     assert a.inserted == b.inserted == 4000
+
+
+@pytest.mark.parametrize("partitions", [1, 2, 4, 8, 16])
+def test_partitioned_filter_meets_its_false_positive_target(tmp_path, build, partitions):
+    """A filter saved by one run (N distinct URLs) and probed read-only by the next (N other distinct URLs):
+    every drop of the second run is a false positive, and their share stays near the configured rate and
+    near (1 - e^(-kn/m))^k of each partition, whatever the partition count."""
+    n, target = 20_000, 0.01
+    members = [(i, "member", f"https://members.example.org/page/{i}") for i in range(n)]
+    ctx = build.context(tmp_path / "a", build.write_parts(tmp_path / "a", [members]))
+    params = {"granularity": "url", "capacity": n, "fp_rate": target, "partitions": partitions}
+    _, dropped_in_build, _ = build.run_global(BloomDedup(params), ctx)
+    saved = os.fspath(ctx.state)
+    filters = json.load(open(os.path.join(saved, "bloom.json")))["filters"]
+    assert len(filters) == partitions and sum(f["inserted"] for f in filters) + len(dropped_in_build) == n
+
+    probes = [(n + i, "probe", f"https://probes.example.net/item?id={i}") for i in range(n)]
+    ctx_b = build.context(tmp_path / "b", build.write_parts(tmp_path / "b", [probes]))
+    _, dropped, _ = build.run_global(BloomDedup({"granularity": "url", "load": saved, "read_only": True}), ctx_b)
+    measured = len(dropped) / n
+    theory = np.mean([(1 - math.exp(-f["hashes"] * f["inserted"] / f["bits"])) ** f["hashes"] for f in filters])
+    assert target / 1.5 <= measured <= target * 1.5, (partitions, measured)
+    assert theory / 1.5 <= measured <= theory * 1.5, (partitions, measured, theory)
+
+    # The stage reports each filter's false-positive rate and the unique documents it expects to have removed.
+    for run, removed in ((ctx, dropped_in_build), (ctx_b, dropped)):
+        stats = json.load(open(os.path.join(run.state, "stats.json")))
+        own = [(1 - math.exp(-f["hashes"] * f["inserted"] / f["bits"])) ** f["hashes"] for f in stats["filters"]]
+        assert [f["estimated_fp_rate"] for f in stats["filters"]] == pytest.approx(own, rel=0.2)
+        expected = stats["expected_unique_documents_removed"]
+        assert expected == pytest.approx(sum(f["expected_false_positives"] for f in stats["filters"]))
+        assert expected / 1.5 <= len(removed) <= expected * 1.5, (partitions, len(removed), expected)

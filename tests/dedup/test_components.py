@@ -7,7 +7,9 @@ import pytest
 import scipy.sparse as sp
 from scipy.sparse.csgraph import connected_components as scipy_components
 
-from gristmill.dedup.components import bucket_edges, connected_components, edges_to_chunks
+from gristmill.dedup.components import (
+    BucketCounts, bucket_edges, connected_components, edges_to_chunks, keep_first, unique_pairs,
+)
 from gristmill.core.runtime import LocalRuntime
 
 
@@ -53,8 +55,57 @@ def test_long_chain_in_shuffled_order_and_partition_count_does_not_matter():
     assert components(ids[u], ids[v], 1) == got
 
 
-def test_bucket_edges_are_stars_from_the_smallest_doc():
-    keys = np.array([5, 5, 5, 9, 9, 7], dtype=np.uint64)
-    docs = np.array([30, 10, 20, 40, 10, 99], dtype=np.uint64)
-    src, dst = bucket_edges(keys, docs)
-    assert sorted(zip(src.tolist(), dst.tolist())) == [(10, 20), (10, 30), (10, 40)]
+def test_bucket_edges_pair_every_two_documents_of_a_bucket():
+    keys = np.array([5, 5, 5, 9, 9, 7, 5], dtype=np.uint64)
+    docs = np.array([30, 10, 20, 40, 10, 99, 20], dtype=np.uint64)
+    a, b, counts = bucket_edges(keys, docs, max_bucket_size=8)
+    assert list(zip(a.tolist(), b.tolist())) == [(10, 20), (10, 30), (10, 40), (20, 30)]
+    assert counts == BucketCounts(buckets=2, oversized_buckets=0, pairs_skipped=0)
+
+
+def test_bucket_edges_cap_pairs_a_huge_bucket_with_its_smallest_documents_only():
+    rng = np.random.default_rng(0)
+    docs = rng.permutation(np.arange(100, 120, dtype=np.uint64))
+    a, b, counts = bucket_edges(np.full(20, 3, dtype=np.uint64), docs, max_bucket_size=4)
+    pairs = set(zip(a.tolist(), b.tolist()))
+    head = range(100, 104)
+    assert pairs == {(x, y) for x in head for y in range(x + 1, 120)}
+    assert len(pairs) == 4 * 3 // 2 + 4 * 16
+    assert counts == BucketCounts(buckets=1, oversized_buckets=1, pairs_skipped=20 * 19 // 2 - len(pairs))
+
+
+def keep_first_reference(a, b):
+    """The rule as one sequential pass over the documents in doc_id order."""
+    kept, cluster = [], {}
+    for doc in sorted(set(a) | set(b)):
+        earlier_kept = sorted(x for x, y in zip(a, b) if y == doc and x in kept)
+        if earlier_kept:
+            cluster[doc] = earlier_kept[0]
+        else:
+            kept.append(doc)
+            cluster[doc] = doc
+    return cluster
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_keep_first_removes_only_neighbours_of_kept_documents(seed):
+    rng = np.random.default_rng(seed)
+    ids = np.unique(rng.integers(0, 2**64, 60, dtype=np.uint64))
+    u, v = rng.integers(0, len(ids), 120), rng.integers(0, len(ids), 120)
+    x, y = np.minimum(ids[u], ids[v]), np.maximum(ids[u], ids[v])
+    x, y = unique_pairs(x[x != y], y[x != y])
+    sim = rng.random(len(x))
+    nodes, removed, cluster, similarity = keep_first(np.r_[x, y], x, y, sim)
+    expected = keep_first_reference(x.tolist(), y.tolist())
+    assert dict(zip(nodes.tolist(), cluster.tolist())) == expected
+    assert removed.tolist() == [expected[n] != n for n in nodes.tolist()]
+    edge_sim = {(int(p), int(q)): s for p, q, s in zip(x, y, sim)}
+    for n, c, s in zip(nodes.tolist(), cluster.tolist(), similarity.tolist()):
+        assert s == (1.0 if c == n else edge_sim[(c, n)])
+
+
+def test_keep_first_breaks_a_chain_where_neighbours_two_apart_differ():
+    chain = np.arange(10, 17, dtype=np.uint64)
+    nodes, removed, cluster, _ = keep_first(chain, chain[:-1], chain[1:], np.ones(6))
+    assert nodes[~removed].tolist() == [10, 12, 14, 16]
+    assert cluster.tolist() == [10, 10, 12, 12, 14, 14, 16]

@@ -7,7 +7,9 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from gristmill.dedup.minhash import ShingleSpec, estimated_jaccard, reference_hashfunc, shingles_py, signatures
+from gristmill.dedup.minhash import (
+    ShingleSpec, csr_take, estimated_jaccard, exact_jaccard, reference_hashfunc, shingle_sets, shingles_py, signatures,
+)
 from gristmill.dedup.normalize import Normalization
 
 EDGE_CASES = ["", "   ", "...!!!", "one", "two words", "ẞtraße İstanbul ǅx\u200bY Ⱥ café", "混合 text 中文字符 and ｆｕｌｌ"]
@@ -76,3 +78,21 @@ def test_estimated_jaccard_tracks_true_jaccard(en_sentences):
     true = len(a & b) / len(a | b)
     sig = signatures(texts, spec, num_perm=256)
     assert abs(estimated_jaccard(sig[:1], sig[1:])[0] - true) < 0.08
+
+
+def test_exact_jaccard_of_shingle_sets_equals_python_sets(en_sentences):
+    texts = [" ".join(en_sentences[i : i + 8]) for i in range(0, 40, 3)] + ["", "one two"]
+    spec = ShingleSpec()
+    off, values = shingle_sets(pa.array(texts, pa.large_string()), spec)
+    hashfunc = reference_hashfunc()
+    sets = [{hashfunc(s) for s in shingles_py(t, spec)} for t in texts]
+    assert [set(values[off[i] : off[i + 1]].tolist()) for i in range(len(texts))] == sets
+    ia, ib = np.meshgrid(np.arange(len(texts)), np.arange(len(texts)))
+    got = exact_jaccard(off, values, ia.ravel(), ib.ravel())
+    want = [len(sets[i] & sets[j]) / len(sets[i] | sets[j]) if sets[i] | sets[j] else 1.0
+            for i, j in zip(ia.ravel(), ib.ravel())]
+    np.testing.assert_allclose(got, want)
+    # rows of a ragged array, taken in any order
+    rows = np.array([3, 0, 3, len(texts) - 2])
+    t_off, t_values = csr_take(off, values, rows)
+    assert [set(t_values[t_off[k] : t_off[k + 1]].tolist()) for k in range(len(rows))] == [sets[r] for r in rows]

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import os
+import random
 
 import pyarrow.parquet as pq
 import pytest
 from pydantic import ValidationError
 
+from gristmill.dedup.minhash import ShingleSpec, shingles_py
 from gristmill.dedup.stages import BloomDedup, MinHashDedup
 from gristmill.pipeline.registry import get_stage
 
@@ -104,6 +106,13 @@ def test_bloom_url_and_saved_filter_for_incremental_runs_and_decontamination(tmp
 
     with pytest.raises(ValueError, match="granularity"):
         BloomDedup({"load": saved, "granularity": "url"}).build(build.context(tmp_path / "b", second))
+    # A filter saved with other bit positions (or partitions) than this version's is refused, naming the key.
+    meta_path = os.path.join(saved, "bloom.json")
+    meta = json.load(open(meta_path))
+    json.dump({k: v for k, v in meta.items() if k != "layout"}, open(meta_path, "w"))
+    with pytest.raises(ValueError, match="layout=None"):
+        BloomDedup({"load": saved}).build(build.context(tmp_path / "b", second))
+    json.dump(meta, open(meta_path, "w"))
     with pytest.raises(ValidationError):
         BloomDedup({"read_only": True})
 
@@ -114,11 +123,91 @@ def test_bloom_url_and_saved_filter_for_incremental_runs_and_decontamination(tmp
 
 
 @pytest.mark.ray
-def test_ray_gives_exactly_the_local_result(ray_cluster, tmp_path, build, near_dup_corpus):
-    parts, _ = near_dup_corpus
-    paths = build.write_parts(tmp_path, parts)
+def test_ray_gives_exactly_the_local_result(ray_cluster, tmp_path, build, en_sentences, near_dup_corpus):
+    paths = build.write_parts(tmp_path, _flood_and_chain(build, en_sentences, near_dup_corpus))
     for stage in (MinHashDedup({"threshold": 0.7, "partitions": 3}), BloomDedup({"partitions": 2})):
-        local = build.run_global(stage, build.context(tmp_path / "local", paths, "local"))
-        remote = build.run_global(stage, build.context(tmp_path / "ray", paths, "ray"))
-        assert remote == local, stage.name
-        assert local[1], stage.name  # something was removed, so the comparison means something
+        results = {}
+        for executor in ("local", "ray"):
+            ctx = build.context(tmp_path / executor, paths, executor)
+            kept, dropped, texts = build.run_global(stage, ctx)
+            stats = json.load(open(os.path.join(ctx.state, "stats.json")))
+            results[executor] = (kept, dropped, texts, stats)
+        assert results["ray"] == results["local"], stage.name
+        assert results["local"][1], stage.name  # something was removed, so the comparison means something
+
+
+def _chain(en_sentences, first_doc: int, length: int):
+    """Documents D_i of sentences [4i, 4i + 40): neighbours share 36 of their 40 sentences, documents two
+    apart 32. A chain of near duplicates in which D_i and D_i+2 are not near duplicates of each other."""
+    return [(first_doc + i, " ".join(en_sentences[4 * i : 4 * i + 40]), None) for i in range(length)]
+
+
+def _exact_jaccard(a: str, b: str) -> float:
+    sa, sb = set(shingles_py(a, ShingleSpec())), set(shingles_py(b, ShingleSpec()))
+    return len(sa & sb) / len(sa | sb)
+
+
+@pytest.mark.parametrize("verify_with", ["shingles", "signatures"])
+def test_minhash_removes_only_near_duplicates_of_kept_documents(tmp_path, build, en_sentences, verify_with):
+    """In a chain of near duplicates, a document is removed only next to a kept one it nearly duplicates:
+    never because it is linked through removed documents to a kept document it does not resemble."""
+    chain = _chain(en_sentences, 100, 9)
+    text = {doc: t for doc, t, _ in chain}
+    for (d, t, _), (_, u, _) in zip(chain, chain[1:]):
+        assert _exact_jaccard(t, u) > 0.78
+    for (d, t, _), (_, u, _) in zip(chain, chain[2:]):
+        assert _exact_jaccard(t, u) < 0.68
+    ctx = build.context(tmp_path, build.write_parts(tmp_path, [chain[::2], chain[1::2]]))
+    kept, dropped, _ = build.run_global(MinHashDedup({"threshold": 0.73, "num_perm": 256, "verify_with": verify_with}), ctx)
+    assert kept == [100, 102, 104, 106, 108] and set(dropped) == {101, 103, 105, 107}
+
+    out = os.fspath(ctx.state)
+    rows = {r["doc_id"]: r for r in pq.read_table(os.path.join(out, "clusters")).to_pylist()}
+    for doc in dropped:
+        kept_doc = rows[doc]["cluster_id"]
+        assert kept_doc in kept and _exact_jaccard(text[doc], text[kept_doc]) >= 0.73
+        assert rows[doc]["jaccard"] >= 0.73
+    stats = json.load(open(os.path.join(out, "stats.json")))
+    assert stats["components"] == 1 and stats["largest_component"] == 9
+    assert stats["clusters"] == 4 and stats["largest_cluster"] == 2 and stats["near_duplicates"] == 4
+    assert stats["verified_pairs"] == 8  # the chain's links; documents two apart are candidates at most
+
+
+def _flood_and_chain(build, en_sentences, near_dup_corpus):
+    parts, _ = near_dup_corpus
+    rng = random.Random(3)
+    base = " ".join(en_sentences[282:288])
+    flood = [(5000 + i, build.edit_words(base, 1, rng), None) for i in range(40)]  # one bucket of 40 near copies
+    chain = _chain(en_sentences, 6000, 9)
+    return [parts[0] + flood[:20], parts[1] + chain[::2], parts[2] + flood[20:] + chain[1::2]]
+
+
+@pytest.mark.parametrize("verify_with", ["shingles", "signatures"])
+def test_minhash_result_and_statistics_do_not_depend_on_partitions(
+    tmp_path, build, en_sentences, near_dup_corpus, verify_with
+):
+    paths = build.write_parts(tmp_path, _flood_and_chain(build, en_sentences, near_dup_corpus))
+    results = {}
+    for partitions in (1, 2, 4):
+        ctx = build.context(tmp_path / f"p{partitions}", paths)
+        params = {"threshold": 0.7, "partitions": partitions, "verify_with": verify_with}
+        kept, dropped, _ = build.run_global(MinHashDedup(params), ctx)
+        out = os.fspath(ctx.state)
+        stats = json.load(open(os.path.join(out, "stats.json")))
+        clusters = pq.read_table(os.path.join(out, "clusters")).sort_by("doc_id")
+        assert stats.pop("partitions") == partitions
+        results[partitions] = (kept, dropped, stats, clusters.to_pylist())
+    assert results[1] == results[2] == results[4]
+    kept, dropped, stats, _ = results[1]
+    assert stats["near_duplicates"] == len(dropped) > 40
+    assert stats["candidate_pairs"] >= stats["verified_pairs"] >= 40 * 39 // 2 * 0.9
+    assert stats["oversized_buckets"] == stats["candidate_pairs_skipped"] == 0
+
+    # Capped buckets: each of the 40 copies is paired with the 8 smallest only, the skipped pairs are counted,
+    # and every copy is still removed as a near duplicate of the first.
+    ctx = build.context(tmp_path / "capped", paths)
+    capped = build.run_global(MinHashDedup({"threshold": 0.7, "partitions": 2, "max_bucket_size": 8, "verify_with": verify_with}), ctx)
+    capped_stats = json.load(open(os.path.join(ctx.state, "stats.json")))
+    assert capped[1] == dropped
+    assert capped_stats["oversized_buckets"] > 0 and capped_stats["candidate_pairs_skipped"] > 0
+    assert capped_stats["candidate_pairs"] < stats["candidate_pairs"]
