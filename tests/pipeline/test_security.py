@@ -4,6 +4,7 @@ processes listen on, and what each answers to an HTTP request that carries no to
 from __future__ import annotations
 
 import http.client
+import json
 import ipaddress
 import os
 import socket
@@ -124,3 +125,68 @@ def test_embedded_ray_answers_no_unauthenticated_http_beyond_loopback(ray_cluste
     assert not exposed, [(_process_name(pid), address, port) for pid, address, port in exposed]
     # The switch that keeps it there is not handed down to `ray start` processes of a real cluster.
     assert SINGLE_MACHINE_ENV not in os.environ
+
+
+# --- ${ENV} values stay out of the run directory ---------------------------------------------------------------
+
+PIPELINE_WITH_REFERENCES = """
+name: with-references
+seed: 42
+inputs:
+  - source: github
+    format: text
+    paths: ["${GM_TEST_DATA}/python-stdlib/*.py"]
+    options: {files_per_unit: 4, relative_to: "${GM_TEST_DATA}"}
+steps:
+  - stage: clean.normalize_v1
+  # A credential in a stage's params: here a filter that keeps every document (none is the token itself).
+  - filter: {all: [{col: text, ne: "${GM_TEST_SECRET}"}]}
+    reason: "${GM_TEST_REASON:-filtered}"
+output:
+  rejects: true
+"""
+
+
+def _pipeline_file(tmp_path: Path, text: str = PIPELINE_WITH_REFERENCES) -> Path:
+    path = tmp_path / "with-references.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_env_values_appear_nowhere_in_the_run_directory(tmp_path, monkeypatch, data_dir):
+    from gristmill.pipeline.cli import main
+
+    secret = "s3cr3t-" + os.urandom(8).hex()
+    monkeypatch.setenv("GM_TEST_SECRET", secret)
+    monkeypatch.setenv("GM_TEST_DATA", str(data_dir))
+    run_dir = tmp_path / "run"
+    assert main(["run", str(_pipeline_file(tmp_path)), "--run-dir", str(run_dir), "--executor", "local",
+                 "--quiet"]) == 0
+
+    files = [p for p in run_dir.rglob("*") if p.is_file()]
+    assert len(files) > 5
+    assert [p for p in files if secret.encode() in p.read_bytes()] == []
+    plan = json.loads((run_dir / "plan.json").read_text())
+    filter_step = plan["pipeline"]["steps"][1]
+    assert filter_step["filter"] == {"all": [{"col": "text", "ne": "${GM_TEST_SECRET}"}]}
+    assert filter_step["reason"] == "${GM_TEST_REASON:-filtered}"
+    assert plan["segments"][0]["steps"][2]["params"]["expr"] == filter_step["filter"]
+    assert plan["pipeline"]["inputs"][0]["paths"] == ["${GM_TEST_DATA}/python-stdlib/*.py"]
+    assert all(f["path"].startswith("${GM_TEST_DATA}/python-stdlib/") for f in plan["input_files"])
+
+
+def test_hashes_follow_the_resolved_values_not_how_they_were_written(tmp_path, data_dir):
+    from gristmill.pipeline.plan import build_plan
+    from gristmill.pipeline.spec import parse_pipeline
+
+    def plan_of(text: str, **env: str):
+        return build_plan(parse_pipeline(text, "p.yaml", env={"GM_TEST_DATA": str(data_dir), **env}), tmp_path)
+
+    one = plan_of(PIPELINE_WITH_REFERENCES, GM_TEST_SECRET="a")
+    assert plan_of(PIPELINE_WITH_REFERENCES, GM_TEST_SECRET="a").plan_hash == one.plan_hash
+    # A value written out instead of referenced runs the same pipeline: the same hashes.
+    literal = PIPELINE_WITH_REFERENCES.replace("${GM_TEST_SECRET}", "a").replace("${GM_TEST_DATA}", str(data_dir))
+    assert plan_of(literal, GM_TEST_SECRET="unused").plan_hash == one.plan_hash
+    # Another value is another pipeline: the segment that runs the step, and those after it, are rebuilt.
+    other = plan_of(PIPELINE_WITH_REFERENCES, GM_TEST_SECRET="b")
+    assert other.segments[-1].hash != one.segments[-1].hash and other.plan_hash != one.plan_hash
