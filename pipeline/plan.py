@@ -95,7 +95,7 @@ class Plan:
             "plan_version": PLAN_VERSION,
             "plan_hash": self.plan_hash,
             "pipeline": spec_as_written(self.spec),
-            "input_files": [{**f, "path": refs.conceal(f["path"], f"inputs[{f['input']}].")}
+            "input_files": [{**f, "path": refs.conceal_within(f["path"], f"inputs[{f['input']}].paths")}
                             for f in self.input_files],
             "units": len(self.units),
             "segments": [

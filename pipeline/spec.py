@@ -110,35 +110,36 @@ class EnvReferences:
     def __eq__(self, other: object) -> bool:  # two parses of one YAML in one environment are one spec
         return isinstance(other, EnvReferences) and (self.by_path, self.values) == (other.by_path, other.values)
 
-    def conceal(self, value: Any, under: str = "") -> Any:
-        """``value`` (JSON-like) with every string that one of the references under the YAML path prefix
-        ``under`` resolved to put back as written, and any other string that holds the value of a variable those
-        references took from the environment given the variable's reference instead (a glob's matches, say)."""
-        refs = [(written, resolved) for path, (written, resolved) in self.by_path.items() if path.startswith(under)]
-        if not refs:
+    def conceal(self, value: Any, under: str) -> Any:
+        """``value`` (JSON-like: a step's params) with every string that a reference under the YAML path prefix
+        ``under`` (``steps[2].``) resolved to put back as written."""
+        written_for = {resolved: written for path, (written, resolved) in self.by_path.items()
+                       if path.startswith(under)}
+        if not written_for:
             return value
-        whole = dict((resolved, written) for written, resolved in refs)
-        variables = {var: val for var, val in self.values.items() if val
-                     and any(_mentions(written, var) for written, _ in refs)}
 
         def walk(v: Any) -> Any:
             if isinstance(v, dict):
                 return {k: walk(x) for k, x in v.items()}
             if isinstance(v, (list, tuple)):
                 return [walk(x) for x in v]
-            if not isinstance(v, str):
-                return v
-            if v in whole:
-                return whole[v]
-            for var, val in sorted(variables.items(), key=lambda kv: -len(kv[1])):
-                v = v.replace(val, f"${{{var}}}")
-            return v
+            return written_for.get(v, v) if isinstance(v, str) else v
 
         return walk(value)
 
+    def conceal_within(self, text: str, under: str) -> str:
+        """``text`` derived from the strings under ``under`` (a file a referenced glob matched) with the value of
+        each variable they took from the environment replaced by its reference, longest value first."""
+        mentioned = {var for path, (written, _) in self.by_path.items() if path.startswith(under)
+                     for var in _variables(written)}
+        for var, val in sorted(self.values.items(), key=lambda kv: -len(kv[1])):
+            if var in mentioned and val:
+                text = text.replace(val, f"${{{var}}}")
+        return text
 
-def _mentions(text: str, var: str) -> bool:
-    return any(m.group(1) == var for m in _ENV.finditer(text))
+
+def _variables(text: str) -> set[str]:
+    return {m.group(1) for m in _ENV.finditer(text)}
 
 
 class PipelineSpec(_Model):

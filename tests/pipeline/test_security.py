@@ -190,3 +190,19 @@ def test_hashes_follow_the_resolved_values_not_how_they_were_written(tmp_path, d
     # Another value is another pipeline: the segment that runs the step, and those after it, are rebuilt.
     other = plan_of(PIPELINE_WITH_REFERENCES, GM_TEST_SECRET="b")
     assert other.segments[-1].hash != one.segments[-1].hash and other.plan_hash != one.plan_hash
+
+
+def test_only_what_a_reference_resolved_to_is_put_back(data_dir):
+    from gristmill.pipeline.spec import env_references, parse_pipeline
+
+    text = PIPELINE_WITH_REFERENCES.replace('reason: "${GM_TEST_REASON:-filtered}"', 'reason: "the ${SHORT} rule"')
+    refs = env_references(parse_pipeline(text, env={"GM_TEST_DATA": str(data_dir), "GM_TEST_SECRET": "x",
+                                                     "SHORT": "en"}))
+    # A step's params: whole strings only, so other strings holding the same letters stay as they are.
+    params = {"reason": "the en rule", "mode": "sentence", "expr": {"all": [{"col": "text", "ne": "x"}]}}
+    assert refs.conceal(params, "steps[1].") == {"reason": "the ${SHORT} rule", "mode": "sentence",
+                                                 "expr": {"all": [{"col": "text", "ne": "${GM_TEST_SECRET}"}]}}
+    assert refs.conceal(params, "steps[0].") == params
+    # A file a referenced glob matched: the variable's value inside it.
+    assert refs.conceal_within(f"{data_dir}/python-stdlib/abc.py", "inputs[0].paths") == \
+        "${GM_TEST_DATA}/python-stdlib/abc.py"
