@@ -57,12 +57,23 @@ def _process_name(pid: int) -> str:
         return "?"
 
 
+def _is_ray_process(pid: int) -> bool:
+    """A process of the embedded Ray: its program lives in the ray package, or Ray named it ``ray::...``."""
+    try:
+        cmdline = Path("/proc", str(pid), "cmdline").read_bytes()
+    except OSError:
+        return False
+    return cmdline.startswith(b"ray::") or any(f"{packages}/ray/".encode() in cmdline
+                                               for packages in ("site-packages", "dist-packages"))
+
+
 def ray_listeners() -> set[tuple[int, str, int]]:
-    """(pid, address, port) of every socket listened on by this process and the processes it started: the
-    embedded Ray's GCS, raylet, agents, dashboard, autoscaler monitor and workers are all among them."""
+    """(pid, address, port) of every socket listened on by this process (the driver) and the Ray processes it
+    started: the embedded Ray's GCS, raylet, agents, dashboard, autoscaler monitor and workers."""
     sockets = _listening_sockets()
     found = set()
-    for pid in _descendants(os.getpid()):
+    me = os.getpid()
+    for pid in [p for p in _descendants(me) if p == me or _is_ray_process(p)]:
         try:
             fds = os.listdir(f"/proc/{pid}/fd")
         except OSError:
