@@ -205,9 +205,11 @@ def main() -> None:
     in_process, in_process_cpu = min(real_text.timed(lambda: [stage.process(b) for b in batches])
                                      for _ in range(args.repeat))
 
+    from gristmill.pipeline.executors import init_local_ray
+
+    init_local_ray(num_cpus=2)  # as `gristmill run` starts its embedded Ray: on loopback only
     import ray
 
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
     ray_times = {}
     for actors in (1, 2):
         ray_throughput(table, actors, args.batch_size, blocks=8)  # warm-up: actor start, model load

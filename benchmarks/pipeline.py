@@ -48,8 +48,6 @@ BEFORE_TOKENIZER = UP_TO_TOKENIZE[:-2]
 def run_child(config: Path, corpus: Path, run_dir: Path, cpus: int) -> None:
     import logging
 
-    import ray
-
     os.environ["CORPUS"] = str(corpus.resolve())
     os.environ.setdefault("RAY_DATA_DISABLE_PROGRESS_BARS", "1")
     logging.getLogger("ray.data").setLevel(logging.WARNING)
@@ -60,7 +58,9 @@ def run_child(config: Path, corpus: Path, run_dir: Path, cpus: int) -> None:
     from gristmill.pipeline.run import run_plan
     from gristmill.pipeline.spec import load_pipeline
 
-    init_local_ray(cpus)  # as `gristmill run` starts its embedded Ray
+    init_local_ray(cpus)  # as `gristmill run` starts its embedded Ray, first to import ray
+    import ray
+
     spec, base = load_pipeline(config)
     plan = build_plan(spec, base)
     events: list[tuple[float, str]] = []

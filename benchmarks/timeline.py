@@ -32,8 +32,6 @@ TASK_NAMES = ("_map_task", "_run_segment_task")
 
 def run_with_timeline(corpus: Path, cpus: int) -> tuple[list[tuple[float, str]], list[dict]]:
     """One pipeline run; returns the driver's log lines (wall clock, message) and Ray's timeline events."""
-    import ray
-
     from gristmill.pipeline.executors import RayExecutor, init_local_ray
     from gristmill.pipeline.plan import build_plan
     from gristmill.pipeline.rundir import RunDir
@@ -44,7 +42,9 @@ def run_with_timeline(corpus: Path, cpus: int) -> tuple[list[tuple[float, str]],
     os.environ.setdefault("RAY_DATA_DISABLE_PROGRESS_BARS", "1")
     logging.getLogger("ray.data").setLevel(logging.WARNING)
     os.sched_setaffinity(0, range(cpus))  # raylet and workers inherit it: N workers on N cores
-    init_local_ray(cpus)
+    init_local_ray(cpus)  # first to import ray: it keeps the embedded Ray on loopback
+    import ray
+
     spec, base = load_pipeline(CONFIG)
     events: list[tuple[float, str]] = []
     with tempfile.TemporaryDirectory() as run_dir:

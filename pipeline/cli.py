@@ -49,21 +49,20 @@ def cmd_plan(args) -> int:
 
 
 def _init_ray(address: str | None) -> None:
-    import ray
-
     import logging
 
     # gristmill draws its own progress; Ray Data's bars and INFO lines would interleave with it.
     os.environ.setdefault("RAY_DATA_DISABLE_PROGRESS_BARS", "1")
     logging.getLogger("ray.data").setLevel(logging.WARNING)
-    if ray.is_initialized():
-        return
-    if address:
-        ray.init(address=address, log_to_driver=True)
-    else:
+    if not address:
         from gristmill.pipeline.executors import init_local_ray
 
-        init_local_ray()
+        init_local_ray()  # first to import ray: it keeps the embedded Ray on loopback
+        return
+    import ray
+
+    if not ray.is_initialized():
+        ray.init(address=address, log_to_driver=True)
 
 
 def cmd_run(args) -> int:

@@ -13,6 +13,9 @@ output is byte-identical.
 
 from __future__ import annotations
 
+import ipaddress
+import os
+import sys
 import time
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
@@ -32,16 +35,56 @@ from gristmill.stages.base import StageOutput
 # are free than workers are idle, so a global step that reserves every CPU (tokenizer training) cost the next
 # segment a cold worker, started ~0.5-0.9 s late with its stages set up again (BENCHMARKS.md, issue 9). The
 # run's workers live as long as the run instead; Ray's memory monitor still ends idle workers under pressure.
-LOCAL_RAY_SYSTEM_CONFIG = {"idle_worker_killing_time_threshold_ms": 24 * 3600 * 1000}
+# Its metrics agent would serve Prometheus /metrics without a token: nothing reads them in a local run.
+LOCAL_RAY_SYSTEM_CONFIG = {"idle_worker_killing_time_threshold_ms": 24 * 3600 * 1000,
+                           "enable_metrics_collection": False}
+
+# On Linux, Ray replaces a node IP of 127.0.0.1 by the machine's routable address, and every Ray process of the
+# node then listens there (GCS, raylet, workers, agents) or on all interfaces (the dashboard's and the autoscaler
+# monitor's Prometheus /metrics, which take no token). Ray keeps 127.0.0.1 in its single-machine mode, the default
+# on macOS and Windows, switched by this variable and read once, when ``ray`` is first imported.
+SINGLE_MACHINE_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
+# The embedded Ray's processes inherit these unless the user set them: no usage report sent to Ray's servers.
+LOCAL_RAY_ENV = {"RAY_USAGE_STATS_ENABLED": "0"}
+
+
+def import_ray_single_machine():
+    """``import ray`` with Ray's single-machine mode on, when this is the first import of ``ray``. The variable is
+    removed again at once: ``ray start`` processes started later (a cluster's nodes) must not inherit it."""
+    if "ray" not in sys.modules and SINGLE_MACHINE_ENV not in os.environ:
+        os.environ[SINGLE_MACHINE_ENV] = "0"
+        try:
+            import ray
+        finally:
+            del os.environ[SINGLE_MACHINE_ENV]
+    import ray
+
+    return ray
 
 
 def init_local_ray(num_cpus: int | None = None) -> None:
-    """Start the embedded local Ray: bound to localhost, token authentication left at Ray's default (on), idle
-    workers kept (``LOCAL_RAY_SYSTEM_CONFIG``). A cluster's own settings are its operators' (deploy/README.md)."""
-    import ray
-
-    ray.init(num_cpus=num_cpus, include_dashboard=False, _node_ip_address="127.0.0.1", log_to_driver=False,
-             configure_logging=False, _system_config=LOCAL_RAY_SYSTEM_CONFIG)
+    """Start the embedded local Ray (``LOCAL_RAY_SYSTEM_CONFIG``): every process of it listens on 127.0.0.1 only,
+    token authentication left at Ray's default (on), no metrics exporter, no usage report. Ray must be imported
+    here first (``gristmill run`` does so); when it was imported before, the node would listen on the machine's
+    address and this refuses to start it. A cluster's own settings are its operators' (deploy/README.md)."""
+    ray = import_ray_single_machine()
+    if ray.is_initialized():
+        return
+    added = {k: v for k, v in LOCAL_RAY_ENV.items() if k not in os.environ}
+    os.environ.update(added)
+    try:
+        ray.init(num_cpus=num_cpus, include_dashboard=False, _node_ip_address="127.0.0.1", log_to_driver=False,
+                 configure_logging=False, _system_config=LOCAL_RAY_SYSTEM_CONFIG)
+    finally:
+        for key in added:
+            del os.environ[key]
+    node_ip = ray.util.get_node_ip_address()
+    if not ipaddress.ip_address(node_ip).is_loopback:
+        ray.shutdown()
+        raise RuntimeError(
+            f"the embedded Ray would listen on {node_ip}, not only on 127.0.0.1: ray was imported before "
+            f"gristmill.pipeline.executors.init_local_ray; call it (or import_ray_single_machine) before importing "
+            f"ray, or set {SINGLE_MACHINE_ENV}=0")
 
 
 class SegmentResult:
@@ -590,4 +633,5 @@ class RayExecutor:
         return ds.map_batches(runner, batch_size=None, batch_format="pyarrow", num_cpus=resources.num_cpus)
 
 
-__all__ = ["LocalExecutor", "RayExecutor", "SegmentResult", "StageOutput", "init_local_ray"]
+__all__ = ["LocalExecutor", "RayExecutor", "SegmentResult", "StageOutput", "import_ray_single_machine",
+           "init_local_ray"]

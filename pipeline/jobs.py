@@ -7,11 +7,17 @@ instead of starting an embedded one; a plain ``ray job submit -- gristmill run P
 Code reaches the cluster one of two ways:
 
 - packaged (default): the working directory (default: the current directory, which must contain the pipeline
-  file) is uploaded as the job's ``runtime_env.working_dir`` and the job runs ``python -m gristmill.pipeline.cli run``
-  from it, so the cluster runs the gristmill of that checkout (the dependencies must be installed there, e.g.
-  the image in deploy/Dockerfile).
-- ``--installed``: nothing but the pipeline file is uploaded and the job runs the ``gristmill`` installed on
-  the cluster; the pipeline's inputs must then be absolute paths or URIs that the cluster can read.
+  file) is uploaded as the job's ``runtime_env.working_dir`` and the job runs ``python -m gristmill run`` from
+  it, so the cluster runs the gristmill of that checkout (the dependencies must be installed there, e.g. the
+  image in deploy/Dockerfile).
+- ``--installed``: nothing but the pipeline file is uploaded and the job runs the gristmill installed on the
+  cluster; the pipeline's inputs must then be absolute paths or URIs that the cluster can read.
+
+Ray runs a job's entrypoint in a shell on the head, with the head's ``PATH``: a head started from a virtual
+environment that is not on its ``PATH`` finds another ``python`` there, or none. The job's driver runs on the
+interpreter of the job's runtime environment instead (``job_command``): the runtime_env's ``py_executable``
+(``--python``) when set; ``python`` as activated by a ``pip``/``uv``/``conda``/container runtime_env; else the
+interpreter Ray starts the head's workers with, the one ``ray start`` ran on.
 
 The run directory must be somewhere every node can write and that outlives the job: a shared filesystem path
 or an object-store URI. It comes from ``--run-dir`` or the pipeline's ``output.run_dir``; relative ones are
@@ -79,15 +85,43 @@ def resolve_address(address: str | None) -> str:
     return address
 
 
+def sends_in_clear(address: str) -> bool:
+    """Whether a request to this Jobs API address crosses the network unencrypted: plain http (Ray's default for
+    an address without a scheme) to a host other than this machine's loopback."""
+    import ipaddress
+    from urllib.parse import urlsplit
+
+    if address == "auto":  # the cluster this machine runs, found through its local session
+        return False
+    parts = urlsplit(address if "://" in address else f"http://{address}")
+    if parts.scheme != "http":
+        return False
+    host = parts.hostname or ""
+    if host == "localhost":
+        return False
+    try:
+        return not ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a host name
+        return True
+
+
+_warned_in_clear: set[str] = set()
+
+
 def make_client(address: str | None):
     from ray.job_submission import JobSubmissionClient
 
+    address = resolve_address(address)
     token = read_auth_token()
     headers = {"Authorization": f"Bearer {token}"} if token else None
+    if token and sends_in_clear(address) and address not in _warned_in_clear:
+        _warned_in_clear.add(address)  # once per command, not once per poll of --wait
+        print(f"warning: sending the Ray auth token unencrypted over http to {address}; anyone on the path can "
+              "read it (use https, or an SSH tunnel to 127.0.0.1)", file=sys.stderr)
     try:
-        return JobSubmissionClient(resolve_address(address), headers=headers)
+        return JobSubmissionClient(address, headers=headers)
     except (ConnectionError, RuntimeError, ValueError) as exc:
-        raise JobError(f"cannot reach the Ray Jobs API at {resolve_address(address)}: {exc}") from None
+        raise JobError(f"cannot reach the Ray Jobs API at {address}: {exc}") from None
 
 
 # --- building a submission --------------------------------------------------------------------------------
@@ -113,16 +147,39 @@ def _is_absolute(path: str) -> bool:
     return is_absolute(path)
 
 
+# Runtime_env fields that give the job an environment of its own, which Ray activates in the entrypoint's shell.
+ENVIRONMENT_FIELDS = ("pip", "uv", "conda", "image_uri", "container")
+
+# Finds the interpreter Ray starts the node's workers with (the python that ran `ray start`): the first word of
+# --python_worker_command on the command line of the raylet, the nearest ancestor of the job's shell that has one
+# (the job supervisor, a Ray worker, is the shell's parent). Ray hands the entrypoint no other trace of it.
+_WORKER_PYTHON = ('p=$PPID; py=; while [ -z "$py" ] && [ "${p:-0}" -gt 1 ]; do'
+                  ' py=$(tr "\\000" "\\n" < /proc/$p/cmdline 2>/dev/null'
+                  ' | sed -n "s/^--python_worker_command=\\([^ ]*\\).*/\\1/p");'
+                  ' p=$(sed -n "s/.*) . \\([0-9]*\\).*/\\1/p" /proc/$p/stat 2>/dev/null); done;'
+                  ' exec "${py:-python}"')
+
+
+def job_command(runtime_env: dict[str, Any], args: list[str]) -> str:
+    """The job's entrypoint: ``args`` run by the interpreter of the job's runtime environment (module
+    docstring); where that cannot be found, by ``python`` on the head's PATH."""
+    import shlex
+
+    if runtime_env.get("py_executable"):
+        return shlex.join([*shlex.split(runtime_env["py_executable"]), *args])
+    if any(runtime_env.get(field) for field in ENVIRONMENT_FIELDS):
+        return shlex.join(["python", *args])
+    return f"{_WORKER_PYTHON} {shlex.join(args)}"
+
+
 def build_submission(pipeline: str, *, run_dir: str | None = None, working_dir: str | None = None,
                      installed: bool = False, runtime_env: dict[str, Any] | None = None,
-                     force: bool = False) -> tuple[str, dict[str, Any], dict[str, str]]:
+                     force: bool = False, python: str | None = None) -> tuple[str, dict[str, Any], dict[str, str]]:
     """(entrypoint, runtime_env, metadata) for running ``pipeline`` as a Ray job.
 
     The pipeline is validated here (schema, stage names, params) before anything is uploaded; its input
     paths are not globbed, since they only need to exist where the job runs.
     """
-    import shlex
-
     from gristmill.pipeline.spec import SpecError, parse_pipeline
 
     path = Path(pipeline)
@@ -139,6 +196,8 @@ def build_submission(pipeline: str, *, run_dir: str | None = None, working_dir: 
                        "temporary working directory; give an absolute shared path or a URI")
 
     env = dict(runtime_env or {})
+    if python:
+        env["py_executable"] = python  # the job's workers run on it too
     if installed:
         relative = [f"inputs[{i}].paths[{j}]" for i, inp in enumerate(spec.inputs)
                     for j, p in enumerate(inp.paths) if not _is_absolute(p)]
@@ -146,7 +205,7 @@ def build_submission(pipeline: str, *, run_dir: str | None = None, working_dir: 
             raise JobError(f"{path}: {relative[0]} is relative; with --installed only the pipeline file is "
                            "uploaded, so inputs must be absolute paths or URIs the cluster can read")
         env["working_dir"] = _pipeline_only_dir(path)
-        command = ["gristmill", "run", path.name]
+        command = ["-m", "gristmill", "run", path.name]
     else:
         root = Path(working_dir or os.getcwd()).resolve()
         try:
@@ -156,13 +215,13 @@ def build_submission(pipeline: str, *, run_dir: str | None = None, working_dir: 
                            "run from the checkout, pass --working-dir, or use --installed") from None
         env["working_dir"] = str(root)
         env["excludes"] = list(dict.fromkeys(list(env.get("excludes", [])) + DEFAULT_EXCLUDES))
-        command = ["python", "-m", "gristmill.pipeline.cli", "run", rel.as_posix()]
+        command = ["-m", "gristmill", "run", rel.as_posix()]
     # A job always runs on the cluster it was sent to, whatever execution.executor says.
     command += ["--run-dir", run_dir, "--executor", "ray", "--quiet"]
     if force:
         command.append("--force")
     metadata = {"gristmill_pipeline": spec.name, "gristmill_run_dir": run_dir}
-    return shlex.join(command), env, metadata
+    return job_command(env, command), env, metadata
 
 
 def _pipeline_only_dir(path: Path) -> str:
@@ -241,11 +300,17 @@ def _exit_code(status) -> int:
     return 0 if str(status) == "SUCCEEDED" else EXIT_JOB_FAILED
 
 
+STATUS_EXIT_CODES = f"""exit status:
+  0  the job is PENDING, RUNNING or SUCCEEDED
+  {EXIT_JOB_FAILED}  the job FAILED or was STOPPED
+  {EXIT_USAGE}  no such job, the cluster cannot be reached, or the token is refused"""
+
+
 def cmd_submit(args) -> int:
     runtime_env = load_runtime_env(args.runtime_env) if args.runtime_env else None
     job_id = submit(args.address, args.pipeline, submission_id=args.submission_id, run_dir=args.run_dir,
                     working_dir=args.working_dir, installed=args.installed, runtime_env=runtime_env,
-                    force=args.force)
+                    force=args.force, python=args.python)
     print(job_id, flush=True)  # alone on stdout, so JOB=$(gristmill submit ...) works
     if args.follow:
         logs(args.address, job_id, follow=True, out=sys.stderr)
@@ -265,7 +330,7 @@ def cmd_status(args) -> int:
     for key in ("gristmill_pipeline", "gristmill_run_dir"):
         if info.metadata and key in info.metadata:
             print(f"  {key.removeprefix('gristmill_')}: {info.metadata[key]}")
-    return 0
+    return EXIT_JOB_FAILED if str(info.status) in ("FAILED", "STOPPED") else 0
 
 
 def cmd_logs(args) -> int:
@@ -315,6 +380,9 @@ def add_job_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--installed", action="store_true",
                    help="use the gristmill installed on the cluster; upload only the pipeline file")
     p.add_argument("--runtime-env", help="a runtime_env YAML to merge in (pip, env_vars, ...)")
+    p.add_argument("--python", help="the Python to run the job (and its workers) with on the cluster, e.g. "
+                                    "/opt/venv/bin/python (runtime_env py_executable; default: the one Ray's "
+                                    "workers run on)")
     p.add_argument("--submission-id", help="job id to use (default: gristmill-NAME-RANDOM)")
     p.add_argument("--force", action="store_true", help="rebuild segments committed by a different plan")
     p.add_argument("--wait", action="store_true", help="wait for the job; exit 0 only if it succeeded")
@@ -324,7 +392,9 @@ def add_job_commands(sub: argparse._SubParsersAction) -> None:
     for name, func, text in (("status", cmd_status, "show a submitted job's status"),
                              ("logs", cmd_logs, "print a submitted job's logs"),
                              ("stop", cmd_stop, "stop a submitted job")):
-        p = sub.add_parser(name, help=text)
+        p = sub.add_parser(name, help=text, description=text,
+                           epilog=STATUS_EXIT_CODES if name == "status" else None,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
         p.add_argument("job_id")
         p.add_argument("--address", help=address_help)
         if name == "logs":

@@ -20,7 +20,7 @@ import pyarrow as pa
 
 from gristmill.core import storage
 from gristmill.pipeline.registry import get_reader, get_stage
-from gristmill.pipeline.spec import InputSpec, PipelineSpec, SpecError
+from gristmill.pipeline.spec import InputSpec, PipelineSpec, SpecError, env_references, spec_as_written
 from gristmill.stages.base import DOCUMENT_SCHEMA, Stage
 from gristmill.stages.ingest.base import Limits, Reader, Unit
 
@@ -89,15 +89,21 @@ class Plan:
         return make_reader(inp, self.spec, self.base_dir)
 
     def to_json(self) -> dict[str, Any]:
+        """The plan as written to plan.json: ``${ENV}`` references of the YAML stay references (module spec),
+        while the hashes cover the values they resolved to."""
+        refs = env_references(self.spec)
         return {
             "plan_version": PLAN_VERSION,
             "plan_hash": self.plan_hash,
-            "pipeline": self.spec.model_dump(mode="json"),
-            "input_files": self.input_files,
+            "pipeline": spec_as_written(self.spec),
+            "input_files": [{**f, "path": refs.conceal_within(f["path"], f"inputs[{f['input']}].paths")}
+                            for f in self.input_files],
             "warnings": self.warnings,
             "units": len(self.units),
             "segments": [
-                {"index": s.index, "name": s.name, "hash": s.hash, "steps": [dataclasses.asdict(t) for t in s.steps]}
+                {"index": s.index, "name": s.name, "hash": s.hash,
+                 "steps": [{**dataclasses.asdict(t), "params": refs.conceal(t.params, f"steps[{t.position - 1}].")}
+                           for t in s.steps]}
                 for s in self.segments
             ],
             "versions": dependency_versions(),

@@ -1,5 +1,11 @@
 """The pipeline YAML: pydantic models (unknown keys refused), ``${ENV}`` interpolation, and errors that name the
-file, the YAML path and the line (``demo.yaml: steps[3].params.threshold: ... (line 14)``)."""
+file, the YAML path and the line (``demo.yaml: steps[3].params.threshold: ... (line 14)``).
+
+``${ENV}`` values are resolved in memory only: a credential passed that way must not land in a run directory. Each
+string that held a reference is remembered as written (``EnvReferences``), and what a run writes about its
+pipeline (plan.json) shows the reference there, never the value. A whole-scalar reference that resolves to a
+number or a boolean (``ge: ${MIN:-0.5}``) is a setting, not a secret, and is written as its value.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +15,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 
 
 class SpecError(ValueError):
@@ -123,7 +129,53 @@ class ExecutionSpec(_Model):
     stateful_stages: Literal["auto", "actors", "tasks"] = "auto"
 
 
+class EnvReferences:
+    """The strings of a pipeline YAML that held ``${ENV}`` references: by YAML path (``inputs[0].paths[1]``),
+    the text as written and the value it resolved to, and the environment variables' values substituted."""
+
+    def __init__(self) -> None:
+        self.by_path: dict[str, tuple[str, str]] = {}  # path -> (as written, resolved)
+        self.values: dict[str, str] = {}  # variable -> the value taken from the environment
+
+    def __eq__(self, other: object) -> bool:  # two parses of one YAML in one environment are one spec
+        return isinstance(other, EnvReferences) and (self.by_path, self.values) == (other.by_path, other.values)
+
+    def conceal(self, value: Any, under: str) -> Any:
+        """``value`` (JSON-like: a step's params) with every string that a reference under the YAML path prefix
+        ``under`` (``steps[2].``) resolved to put back as written."""
+        written_for = {resolved: written for path, (written, resolved) in self.by_path.items()
+                       if path.startswith(under)}
+        if not written_for:
+            return value
+
+        def walk(v: Any) -> Any:
+            if isinstance(v, dict):
+                return {k: walk(x) for k, x in v.items()}
+            if isinstance(v, (list, tuple)):
+                return [walk(x) for x in v]
+            return written_for.get(v, v) if isinstance(v, str) else v
+
+        return walk(value)
+
+    def conceal_within(self, text: str, under: str) -> str:
+        """``text`` derived from the strings under ``under`` (a file a referenced glob matched) with the value of
+        each variable they took from the environment replaced by its reference, longest value first."""
+        mentioned = {var for path, (written, _) in self.by_path.items() if path.startswith(under)
+                     for var in _variables(written)}
+        for var, val in sorted(self.values.items(), key=lambda kv: -len(kv[1])):
+            if var in mentioned and val:
+                text = text.replace(val, f"${{{var}}}")
+        return text
+
+
+def _variables(text: str) -> set[str]:
+    return {m.group(1) for m in _ENV.finditer(text)}
+
+
 class PipelineSpec(_Model):
+    # Filled by parse_pipeline; not a field: never in the model's dump.
+    _env_references: EnvReferences = PrivateAttr(default_factory=EnvReferences)
+
     name: Name
     seed: int = 0
     inputs: list[InputSpec] = Field(min_length=1)
@@ -137,18 +189,19 @@ class PipelineSpec(_Model):
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
-def _interpolate(value: Any, path: str, env: dict[str, str]) -> Any:
-    """Replace ``${VAR}`` / ``${VAR:-default}`` in every string scalar."""
+def _interpolate(value: Any, path: str, env: dict[str, str], refs: EnvReferences) -> Any:
+    """Replace ``${VAR}`` / ``${VAR:-default}`` in every string scalar, noting each in ``refs``."""
     if isinstance(value, dict):
-        return {k: _interpolate(v, f"{path}.{k}" if path else str(k), env) for k, v in value.items()}
+        return {k: _interpolate(v, f"{path}.{k}" if path else str(k), env, refs) for k, v in value.items()}
     if isinstance(value, list):
-        return [_interpolate(v, f"{path}[{i}]", env) for i, v in enumerate(value)]
-    if not isinstance(value, str):
+        return [_interpolate(v, f"{path}[{i}]", env, refs) for i, v in enumerate(value)]
+    if not isinstance(value, str) or not _ENV.search(value):
         return value
 
     def sub(match: re.Match) -> str:
         var, default = match.group(1), match.group(2)
         if var in env:
+            refs.values[var] = env[var]
             return env[var]
         if default is not None:
             return default
@@ -161,9 +214,43 @@ def _interpolate(value: Any, path: str, env: dict[str, str]) -> Any:
         try:
             typed = yaml.safe_load(out)
         except yaml.YAMLError:
-            return out
-        return typed if isinstance(typed, (int, float, bool)) or typed is None else out
+            typed = out
+        if isinstance(typed, (int, float, bool)) or typed is None:
+            return typed
+    refs.by_path[path] = (value, out)
     return out
+
+
+def env_references(spec: PipelineSpec) -> EnvReferences:
+    """The ``${ENV}`` references of the YAML ``spec`` was parsed from (none for a spec built otherwise)."""
+    return spec._env_references
+
+
+def spec_as_written(spec: PipelineSpec) -> dict[str, Any]:
+    """The pipeline as JSON with every string that held a ``${ENV}`` reference shown as written."""
+    dumped = spec.model_dump(mode="json")
+    for path, (written, resolved) in env_references(spec).by_path.items():
+        parent, key = _locate(dumped, path)
+        if parent is not None and parent[key] == resolved:
+            parent[key] = written
+    return dumped
+
+
+def _locate(root: Any, path: str) -> tuple[Any, Any]:
+    """(container, key) of the value at a YAML path such as ``inputs[0].paths[1]``; (None, None) if absent."""
+    keys: list[Any] = []
+    for name, index in re.findall(r"([^.\[\]]+)|\[(\d+)\]", path):
+        keys.append(int(index) if index else name)
+    node = root
+    for key in keys[:-1]:
+        try:
+            node = node[key]
+        except (KeyError, IndexError, TypeError):
+            return None, None
+    last = keys[-1] if keys else None
+    if isinstance(node, dict) and last in node or isinstance(node, list) and isinstance(last, int) and last < len(node):
+        return node, last
+    return None, None
 
 
 def format_loc(loc: tuple) -> str:
@@ -222,14 +309,16 @@ def parse_pipeline(text: str, where: str = "<string>", env: dict[str, str] | Non
         raise SpecError(f"{where}: not valid YAML: {exc}") from None
     if not isinstance(raw, dict):
         raise SpecError(f"{where}: the top level must be a mapping with name, inputs, steps")
+    refs = EnvReferences()
     try:
-        raw = _interpolate(raw, "", dict(os.environ) if env is None else env)
+        raw = _interpolate(raw, "", dict(os.environ) if env is None else env, refs)
     except SpecError as exc:
         raise SpecError(f"{where}: {exc}") from None
     try:
         spec = PipelineSpec.model_validate(raw)
     except ValidationError as exc:
         _raise(where, root, _errors(exc))
+    spec._env_references = refs
     _check_steps(spec, where, root)
     _check_inputs(spec, where, root)
     return spec

@@ -7,6 +7,12 @@ from pathlib import Path
 
 import pytest
 
+from gristmill.pipeline.executors import import_ray_single_machine
+
+# Imported here, before any test module imports it, so that the session's Ray listens on loopback only, as
+# `gristmill run`'s does (init_local_ray).
+import_ray_single_machine()
+
 DATA = Path(__file__).parent / "data"
 
 # Shared fixtures: a corpus with a tokenizer trained on it (tokenize stages, train-tokenizer) and a tokenized
@@ -25,7 +31,6 @@ def ray_cluster():
     from gristmill.pipeline.executors import init_local_ray
 
     os.environ.setdefault("RAY_DATA_DISABLE_PROGRESS_BARS", "1")
-    if not ray.is_initialized():
-        init_local_ray(num_cpus=2)  # as `gristmill run` starts its embedded Ray
+    init_local_ray(num_cpus=2)  # as `gristmill run` starts its embedded Ray
     yield ray
     ray.shutdown()

@@ -22,6 +22,7 @@ from gristmill.pipeline.jobs import JobError, build_submission, load_runtime_env
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
+HEAD_PATH = "/usr/bin:/bin"
 
 
 # --- submissions (no cluster) ---------------------------------------------------------------------------------
@@ -29,8 +30,8 @@ BIN = Path(sys.executable).parent
 def test_packaged_submission_runs_the_checkout_on_the_cluster(tmp_path):
     entrypoint, env, metadata = build_submission(str(REPO / "examples" / "demo.yaml"), run_dir="/shared/runs/demo",
                                                  working_dir=str(REPO))
-    assert entrypoint == ("python -m gristmill.pipeline.cli run examples/demo.yaml --run-dir /shared/runs/demo "
-                          "--executor ray --quiet")
+    assert entrypoint == jobs.job_command({}, ["-m", "gristmill", "run", "examples/demo.yaml", "--run-dir",
+                                               "/shared/runs/demo", "--executor", "ray", "--quiet"])
     assert env["working_dir"] == str(REPO) and ".venv" in env["excludes"] and ".git" in env["excludes"]
     assert metadata == {"gristmill_pipeline": "demo", "gristmill_run_dir": "/shared/runs/demo"}
 
@@ -41,8 +42,58 @@ def test_installed_submission_uploads_only_the_pipeline(tmp_path):
                         .replace("../tests/data", str(REPO / "tests" / "data")))
     entrypoint, env, _ = build_submission(str(pipeline), run_dir="s3://bucket/runs/demo", installed=True,
                                           runtime_env={"env_vars": {"A": "1"}}, force=True)
-    assert entrypoint == "gristmill run p.yaml --run-dir s3://bucket/runs/demo --executor ray --quiet --force"
+    assert entrypoint == jobs.job_command(env, ["-m", "gristmill", "run", "p.yaml", "--run-dir",
+                                                "s3://bucket/runs/demo", "--executor", "ray", "--quiet", "--force"])
     assert os.listdir(env["working_dir"]) == ["p.yaml"] and env["env_vars"] == {"A": "1"}
+
+
+def test_the_job_runs_on_the_interpreter_of_its_runtime_environment():
+    # Declared: py_executable (or --python, which also runs the job's workers on it).
+    assert jobs.job_command({"py_executable": "uv run --frozen"}, ["-m", "x"]) == "uv run --frozen -m x"
+    entrypoint, env, _ = build_submission(str(REPO / "examples" / "demo.yaml"), run_dir="/shared/run",
+                                          working_dir=str(REPO), python="/opt/env/bin/python")
+    assert entrypoint.startswith("/opt/env/bin/python -m gristmill run ")
+    assert env["py_executable"] == "/opt/env/bin/python"
+    # An environment Ray builds and activates in the job's shell: its `python`.
+    assert jobs.job_command({"pip": ["duckdb"]}, ["-m", "x"]) == "python -m x"
+    # Otherwise the interpreter Ray's workers run on (the real head below has no `python` on its PATH).
+    assert "--python_worker_command" in jobs.job_command({"env_vars": {"A": "1"}}, ["-m", "x"])
+
+
+@pytest.mark.parametrize("address, in_clear", [
+    ("http://10.1.2.3:8265", True), ("10.1.2.3:8265", True), ("http://head.example:8265", True),
+    ("https://head.example:8265", False), ("http://127.0.0.1:8265", False), ("127.0.0.1:8265", False),
+    ("http://localhost:8265", False), ("http://[::1]:8265", False), ("auto", False),
+])
+def test_which_addresses_carry_the_token_in_clear(address, in_clear):
+    assert jobs.sends_in_clear(address) is in_clear
+
+
+def _this_machines_address() -> str | None:
+    """A non-loopback address of this machine, where one is routed (no packet is sent)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        try:
+            s.connect(("192.0.2.1", 9))
+        except OSError:
+            return None
+        address = s.getsockname()[0]
+    return None if address.startswith("127.") else address
+
+
+def test_the_token_is_not_sent_in_clear_without_a_warning(monkeypatch, capsys):
+    from gristmill.pipeline.cli import main
+
+    machine = _this_machines_address()
+    if machine is None:
+        pytest.skip("this machine has no non-loopback address")
+    monkeypatch.setenv("RAY_AUTH_TOKEN", "secret-token")
+    port = _free_port()  # nothing listens there: the command then fails, after the warning
+    assert main(["status", "some-job", "--address", f"http://{machine}:{port}"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"warning: sending the Ray auth token unencrypted over http to http://{machine}:{port}")
+    assert "secret-token" not in err
+    assert main(["status", "some-job", "--address", f"http://127.0.0.1:{port}"]) == 2
+    assert "warning" not in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("kwargs, message", [
@@ -155,12 +206,16 @@ def ray_head():
     env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(token_path),
            "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
     env.pop("RAY_ADDRESS", None)
+    # The head runs this virtual environment's Ray without it on its PATH, where neither gristmill nor a
+    # `python` with Ray is found: a job's driver must run on the interpreter Ray's workers run on.
+    head_env = {**env, "PATH": HEAD_PATH}
+    assert shutil.which("gristmill", path=HEAD_PATH) is None
     cmd = [str(BIN / "ray"), "start", "--head", "--node-ip-address", "127.0.0.1", "--port", "0",
            "--num-cpus", "2", "--include-dashboard", "true", "--dashboard-host", "127.0.0.1",
            "--dashboard-port", str(dashboard_port), "--dashboard-agent-listen-port", str(_free_port()),
            "--temp-dir", os.path.join(temp_dir, "ray"), "--disable-usage-stats"]
     try:
-        done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
+        done = subprocess.run(cmd, env=head_env, capture_output=True, text=True, timeout=120)
         assert done.returncode == 0, done.stdout + done.stderr
         yield {"address": f"http://127.0.0.1:{dashboard_port}", "token_path": str(token_path), "dir": temp_dir,
                "env": {k: v for k, v in env.items() if k != "RAY_AUTH_MODE"}}
@@ -208,7 +263,9 @@ def test_submit_demo_to_a_real_head_and_read_the_result(ray_head):
          # The same files as gristmill's upload, so the same content-addressed package path on the cluster:
          # the plan hash covers the input files' absolute paths, which live inside that package.
          "--runtime-env-json", json.dumps({"excludes": jobs.DEFAULT_EXCLUDES}),
-         "--", "python", "-m", "gristmill.pipeline.cli", "run", "examples/crawl-clean.yaml", "--run-dir", run_dir, "--quiet"],
+         # The head's PATH has no `python` with gristmill: a plain entrypoint names the interpreter.
+         "--", str(BIN / "python"), "-m", "gristmill", "run", "examples/crawl-clean.yaml", "--run-dir", run_dir,
+         "--quiet"],
         # Ray's own CLI sends the token only when RAY_AUTH_MODE=token is set on the submitting side.
         env={**env, "RAY_AUTH_MODE": "token"}, cwd=REPO, capture_output=True, text=True, timeout=180)
     assert plain.returncode == 0, plain.stdout + plain.stderr
@@ -221,6 +278,36 @@ def test_stop_and_unknown_jobs(ray_head):
     env, address = ray_head["env"], ray_head["address"]
     missing = _gristmill(["stop", "no-such-job", "--address", address], env)
     assert missing.returncode == 2 and "does not exist" in missing.stderr
+    status = _gristmill(["status", "no-such-job", "--address", address], env)
+    assert status.returncode == 2
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_status_exits_non_zero_for_failed_and_stopped_jobs(ray_head):
+    from ray.job_submission import JobStatus, JobSubmissionClient
+
+    env, address = ray_head["env"], ray_head["address"]
+    token = Path(ray_head["token_path"]).read_text()
+    client = JobSubmissionClient(address, headers={"Authorization": f"Bearer {token}"})
+    failed = client.submit_job(entrypoint="exit 3")
+    stopped = client.submit_job(entrypoint="sleep 120")
+    _wait_for(lambda: client.get_job_status(stopped) == JobStatus.RUNNING)
+    stop = _gristmill(["stop", stopped, "--address", address], env)
+    assert stop.returncode == 0 and "stop requested" in stop.stdout
+    for job, state in ((failed, "FAILED"), (stopped, "STOPPED")):
+        _wait_for(lambda: client.get_job_status(job).is_terminal())
+        status = _gristmill(["status", job, "--address", address], env)
+        assert status.returncode == jobs.EXIT_JOB_FAILED and f"{job}  {state}" in status.stdout, status.stderr
+        # The head listens on 127.0.0.1: the token stays on this machine, no warning.
+        assert "warning" not in status.stderr
+
+
+def _wait_for(condition, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.3)
 
 
 def test_stop_head_only_touches_processes_naming_its_dir(tmp_path):
