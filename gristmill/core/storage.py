@@ -42,8 +42,10 @@ class StorageError(OSError):
     """A location that cannot be resolved or used; the message names the URI."""
 
 
-def is_uri(path: str | os.PathLike) -> bool:
-    """True for ``scheme://...`` (``file://`` included), False for plain local paths."""
+def is_uri(path: str | os.PathLike | Location) -> bool:
+    """True for ``scheme://...`` (``file://`` included) and remote locations, False for plain local paths."""
+    if isinstance(path, Location):
+        return not path.is_local
     return bool(_SCHEME.match(os.fspath(path)))
 
 
@@ -91,6 +93,9 @@ class Location:
 
     def __hash__(self) -> int:
         return hash(self.uri)
+
+    def __lt__(self, other: "Location") -> bool:  # sorted() of a directory listing, by path
+        return self.path < other.path
 
     def __truediv__(self, name: str) -> "Location":
         return Location(self.fs, posixpath.join(self.path, str(name)), self.scheme, self.query)

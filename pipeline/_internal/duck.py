@@ -8,6 +8,7 @@ filesystem, registered with the connection as an fsspec filesystem under the ``g
 
 from __future__ import annotations
 
+import io
 import os
 from pathlib import Path
 
@@ -24,6 +25,14 @@ class _RunFileSystem(ArrowFSWrapper):
 
     protocol = PROTOCOL
 
+    def _open(self, path, mode="rb", block_size=None, **kwargs):
+        """Reads get the whole object in memory: DuckDB's reads through a streamed object-store handle came
+        back corrupt (ZSTD and Thrift errors) when it seeks around a file; one GET per file is also cheaper."""
+        if "r" not in mode:
+            return super()._open(path, mode, block_size, **kwargs)
+        with self.fs.open_input_file(self._strip_protocol(path)) as fh:
+            return io.BytesIO(fh.read())
+
     @classmethod
     def _strip_protocol(cls, path):
         if isinstance(path, list):
@@ -38,7 +47,10 @@ def connect(root: str | os.PathLike | Location) -> duckdb.DuckDBPyConnection:
     con = duckdb.connect()
     location = resolve(root)
     if not location.is_local:
-        con.register_filesystem(_RunFileSystem(location.fs))
+        # A fresh filesystem object per connection (fsspec would reuse one, with its listings cache) and no
+        # DuckDB file cache: files the report rewrites must not be read at their old sizes.
+        con.register_filesystem(_RunFileSystem(location.fs, skip_instance_cache=True, use_listings_cache=False))
+        con.execute("SET enable_external_file_cache = false")
     return con
 
 

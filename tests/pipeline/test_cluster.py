@@ -106,3 +106,28 @@ def test_demo_on_two_worker_nodes_and_s3_matches_the_local_run(cluster, s3, demo
     assert ray_nodes.files_under(driver_dir) == []
     for node_dir in cluster.node_dirs:
         assert ray_nodes.files_under(node_dir) == [], node_dir
+
+
+def test_every_command_reads_the_run_on_the_object_store(cluster, s3, local_reference, tmp_path, capsys):
+    """inspect, sql, show, verify, report, train-tokenizer and the shard reader on the s3:// run directory the
+    cluster wrote (the previous test), with the same answers as on the local reference run."""
+    from gristmill.mixtures.shards import ShardReader
+    from gristmill.pipeline.cli import main
+
+    run_dir = f"s3://{BUCKET}/runs/demo?{s3}"
+    if not resolve(run_dir).exists():
+        pytest.skip("needs the cluster run of the previous test")
+    from gristmill.pipeline.inspection import connect
+
+    query = "SELECT source, count(*) AS n, sum(strlen(text)) FROM documents GROUP BY 1 ORDER BY 1"
+    assert connect(run_dir).execute(query).fetchall() == connect(local_reference).execute(query).fetchall()
+    assert main(["sql", run_dir, query]) == 0 and "common_crawl" in capsys.readouterr().out
+    assert main(["inspect", run_dir]) == 0 and "documents per step and source" in capsys.readouterr().out
+    assert main(["show", run_dir, "--row", "0"]) == 0 and "--- doc_id" in capsys.readouterr().out
+    assert main(["verify", run_dir]) == 0
+    assert main(["report", run_dir]) == 0
+    assert b"gristmill report" in resolve(f"s3://{BUCKET}/runs/demo/report.html?{s3}").read_bytes()
+    assert main(["train-tokenizer", run_dir, "--vocab-size", "400", "--output", str(tmp_path / "tok")]) == 0
+    assert (tmp_path / "tok" / "tokenizer.json").is_file()
+    remote_rows = [row.tobytes() for row in ShardReader(run_dir)]
+    assert remote_rows == [row.tobytes() for row in ShardReader(str(local_reference))]
