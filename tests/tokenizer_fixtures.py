@@ -76,7 +76,7 @@ def trained(tmp_path_factory, corpus: pa.Table) -> dict:
     run_dir = tmp_path_factory.mktemp("run")
     parts = write_parts(corpus, run_dir / "segments" / "00-clean", 3)
     RunDir(run_dir).commit_written_parts("00-clean")
-    params = BbpeParams(vocab_size=SMALL_VOCAB)
+    params = BbpeParams(vocab_size=SMALL_VOCAB, default_mixture=None)  # all of the corpus, not LLaMA shares
     ctx = local_context(parts, run_dir)
     meta = train_tokenizer(ctx, params, ctx.layout.tokenizer_dir)
     return {

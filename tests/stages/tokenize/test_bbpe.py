@@ -86,11 +86,11 @@ def test_training_is_deterministic_across_processes_and_thread_counts(trained, t
         "from gristmill.stages.tokenize.train import train_tokenizer\n"
         "from gristmill.stages.base import GlobalContext\n"
         "from gristmill.core.runtime import LocalRuntime\n"
-        "parts, out = json.loads(sys.argv[1])\n"
+        "parts, out, params = json.loads(sys.argv[1])\n"
         "ctx = GlobalContext.for_step(out, 'tokenizer.train_bbpe_v1', 3, parts, LocalRuntime(), seed=17)\n"
-        "print(train_tokenizer(ctx, BbpeParams(vocab_size=1000), ctx.layout.tokenizer_dir)['tokenizer_sha256'])\n"
+        "print(train_tokenizer(ctx, BbpeParams.model_validate_json(params), ctx.layout.tokenizer_dir)['tokenizer_sha256'])\n"
     )
-    arg = json.dumps([list(reversed(trained["parts"])), str(tmp_path / "run")])
+    arg = json.dumps([list(reversed(trained["parts"])), str(tmp_path / "run"), trained["params"].model_dump_json()])
     env = dict(os.environ, RAYON_NUM_THREADS="1", PYTHONHASHSEED="123", PYTHONPATH=REPO)
     out = subprocess.run([sys.executable, "-c", script, arg], env=env, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == trained["meta"]["tokenizer_sha256"]
