@@ -2,13 +2,21 @@
 
     python benchmarks/tokenizer.py            # 50 MB of real text (about 3 minutes on 2 cores)
     python benchmarks/tokenizer.py --mb 5     # quick run
+    python benchmarks/tokenizer.py --corpus llama-web [--data ../shared/data]   # web text, LLaMA sources
 
-The corpus is real text from this machine: code (the CPython 3.11 standard library sources), web pages (the
-raw HTML of /work/shared/data/html) and prose (corpus.en, the 12 langid sentence files, the hand-extracted
-article texts of the HTML pages). Held out from training: all of langid/en.txt (English), the second half of
-langid/zh.txt (Chinese) and every 20th stdlib file (code). Training runs through the real pipeline step
-(``tokenizer.train_bbpe_v1`` build() on Parquet parts, local executor), each vocabulary size in a fresh
-process so its peak RSS is its own. Prints Markdown tables.
+``--corpus code-heavy`` (default): code (the CPython standard library sources), web pages (the raw HTML of
+``DATA/html``) and prose (corpus.en, the 12 langid sentence files, the hand-extracted article texts of the HTML
+pages). Held out from training: all of langid/en.txt (English), the second half of langid/zh.txt (Chinese) and
+every 20th stdlib file (code). Also the encode throughput of the tokenize stage.
+
+``--corpus llama-web``: web-like text of ``DATA`` under LLaMA source names (``load_llama_web``), trained at the
+GPT-2 vocabulary with the step's defaults (the LLaMA shares, ``max_share_ratio``) and, side by side, with the
+shares of the bytes present; bytes/token of each and of GPT-2 on held-out English web text, English sentences,
+Chinese and code.
+
+Training runs through the real pipeline step (``tokenizer.train_bbpe_v1`` build() on Parquet parts, local
+executor), each tokenizer in a fresh process so its peak RSS is its own. ``DATA`` is ``--data``, else
+``$GRISTMILL_SHARED_DATA``, else ``../shared/data`` next to the repository. Prints Markdown tables.
 """
 
 from __future__ import annotations
@@ -21,6 +29,7 @@ import gzip
 import json
 import multiprocessing as mp
 import os
+import sysconfig
 import tempfile
 import time
 
@@ -29,9 +38,8 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 
-STDLIB = "/root/.pyenv/versions/3.11.7/lib/python3.11"
-DATA = "/work/shared/data"
 GPT2_VOCAB = 50257
+DEFAULT_DATA = os.environ.get("GRISTMILL_SHARED_DATA", str(_bootstrap.ROOT.parent / "shared" / "data"))
 
 
 def _read(path: str) -> str:
@@ -39,24 +47,29 @@ def _read(path: str) -> str:
         return f.read().decode("utf-8", errors="replace")
 
 
-def load_corpus(mb: float) -> tuple[dict[str, list[str]], dict[str, list[str]]]:
-    """(training documents per source, held-out documents per language)."""
+def _stdlib_files(code_dir: str) -> list[str]:
+    py_files = sorted(glob.glob(f"{code_dir}/**/*.py", recursive=True))
+    return [p for p in py_files if "/site-packages/" not in p] + [p for p in py_files if "/site-packages/" in p]
+
+
+def load_corpus(mb: float, data: str, code_dir: str) -> tuple[dict[str, list[str]], dict[str, list[str]]]:
+    """The code-heavy corpus of issue 5: (training documents per source, held-out documents per language)."""
     budget = int(mb * 1e6)
-    en_lines = _read(f"{DATA}/tokenizer/corpus.en").splitlines()
+    en_lines = _read(f"{data}/tokenizer/corpus.en").splitlines()
     text = ["\n".join(en_lines[i : i + 20]) for i in range(0, len(en_lines), 20)]
-    zh = _read(f"{DATA}/langid/zh.txt").splitlines()
-    for path in sorted(glob.glob(f"{DATA}/langid/*.txt")):
+    zh = _read(f"{data}/langid/zh.txt").splitlines()
+    for path in sorted(glob.glob(f"{data}/langid/*.txt")):
         if path.endswith("/en.txt"):
             continue
         lines = zh[: len(zh) // 2] if path.endswith("/zh.txt") else _read(path).splitlines()
         text.extend(lines)
-    with open(f"{DATA}/html/ground-truth.json", encoding="utf-8") as f:
+    with open(f"{data}/html/ground-truth.json", encoding="utf-8") as f:
         text.extend(v["articleBody"] for v in json.load(f).values() if v.get("articleBody"))
     used = sum(len(t.encode()) for t in text)
 
     # Raw HTML up to 30% of the budget, code for the rest.
     html, html_bytes, html_cap = [], 0, min(int(0.3 * budget), budget - used)
-    for path in sorted(glob.glob(f"{DATA}/html/html/*.html.gz")):
+    for path in sorted(glob.glob(f"{data}/html/html/*.html.gz")):
         page = gzip.open(path).read().decode("utf-8", errors="replace")
         if html_bytes + len(page.encode()) > html_cap:
             break
@@ -65,9 +78,7 @@ def load_corpus(mb: float) -> tuple[dict[str, list[str]], dict[str, list[str]]]:
     used += html_bytes
 
     code, held_code = [], []
-    py_files = sorted(glob.glob(f"{STDLIB}/**/*.py", recursive=True))
-    py_files = [p for p in py_files if "/site-packages/" not in p] + [p for p in py_files if "/site-packages/" in p]
-    for i, path in enumerate(py_files):
+    for i, path in enumerate(_stdlib_files(code_dir)):
         if i % 20 == 0 and sum(map(len, held_code)) < 2_000_000:
             held_code.append(_read(path))
             continue
@@ -76,8 +87,95 @@ def load_corpus(mb: float) -> tuple[dict[str, list[str]], dict[str, list[str]]]:
         doc = _read(path)
         code.append(doc)
         used += len(doc.encode())
-    held = {"English": _read(f"{DATA}/langid/en.txt").splitlines(), "Chinese": zh[len(zh) // 2 :], "code": held_code}
+    held = {"English": _read(f"{data}/langid/en.txt").splitlines(), "Chinese": zh[len(zh) // 2 :], "code": held_code}
     return {"code": code, "html": html, "text": text}, held
+
+
+def _chunks(lines: list[str], size: int) -> list[str]:
+    return ["\n".join(lines[i : i + size]) for i in range(0, len(lines), size)]
+
+
+def _warc_texts(path: str, record_type) -> list[str]:
+    """Main-content text of each HTML response (or the text of each WET conversion record) of a WARC file."""
+    from fastwarc.warc import ArchiveIterator, WarcRecordType
+    from resiliparse.parse.encoding import bytes_to_str, detect_encoding
+
+    from gristmill.stages.ingest.html import ExtractionOptions, make_extractor
+
+    extract = make_extractor(ExtractionOptions())
+    texts = []
+    with open(path, "rb") as f:
+        for record in ArchiveIterator(f, record_types=record_type):
+            body = record.reader.read()
+            text = bytes_to_str(body, detect_encoding(body))
+            texts.append(extract(text) if record_type == WarcRecordType.response else text)
+    return [t for t in texts if t.strip()]
+
+
+def _is_english(texts: list[str]) -> list[bool]:
+    from gristmill.stages.lang.fasttext_model import default_lid_model, load_model
+
+    model = load_model(default_lid_model())
+    labels, _ = model.predict([" ".join(t.split())[:2000] for t in texts])
+    return [label[0] == "__label__en" for label in labels]
+
+
+def load_llama_web(data: str, code_dir: str, code_mb: float) -> tuple[dict[str, list[str]], dict[str, list[str]]]:
+    """Web-like text under LLaMA source names, and held-out sets no training document overlaps.
+
+    The 181 labelled article pages (html/) are dealt by sorted name: every 5th is held out (its hand-labelled
+    article text, the English ones, is the "English web" set); of the rest, the hand-labelled article text is
+    ``c4`` (clean web prose) and all the visible text of the page (resiliparse, like a WET record)
+    ``common_crawl``. Also in
+    ``common_crawl``: the HTML responses of the Common Crawl WARC sample (zh, de, ru, en, nl pages),
+    corpus.en, the Leipzig sentences of 10 languages and the first half of zh.txt, 20 sentences per document.
+    ``wikipedia``: the WET text of the Wikipedia page of the whirlwind sample. ``github``: the CPython standard
+    library (``code_dir``, up to ``code_mb``), every 20th file held out. LLaMA's books, arxiv and
+    stackexchange have no counterpart in the shared data and are left absent.
+    """
+    from fastwarc.warc import WarcRecordType
+
+    with open(f"{data}/html/ground-truth.json", encoding="utf-8") as f:
+        truth = json.load(f)
+    pages = sorted(glob.glob(f"{data}/html/html/*.html.gz"))
+    extract_page = None
+    c4, crawl, held_articles = [], [], []
+    for i, path in enumerate(pages):
+        body = truth.get(os.path.basename(path).split(".")[0], {}).get("articleBody") or ""
+        if i % 5 == 0:
+            held_articles.append(body)
+            continue
+        c4.append(body)
+        if extract_page is None:
+            from gristmill.stages.ingest.html import ExtractionOptions, make_extractor
+
+            # All the visible text of the page, as in Common Crawl's WET files, not just its main content.
+            extract_page = make_extractor(ExtractionOptions(main_content=False, comments=True, post_meta=True))
+        crawl.append(extract_page(gzip.open(path).read().decode("utf-8", errors="replace")))
+    held_articles = [t for t, en in zip(held_articles, _is_english(held_articles)) if en and t.strip()]
+    crawl += _warc_texts(f"{data}/warc/cc-main-2020-34-sample.warc.gz", WarcRecordType.response)
+    crawl += _chunks(_read(f"{data}/tokenizer/corpus.en").splitlines(), 20)
+    zh = _read(f"{data}/langid/zh.txt").splitlines()
+    for path in sorted(glob.glob(f"{data}/langid/*.txt")):
+        if path.endswith("/en.txt"):
+            continue
+        crawl += _chunks(zh[: len(zh) // 2] if path.endswith("/zh.txt") else _read(path).splitlines(), 20)
+    wikipedia = _warc_texts(f"{data}/warc/cc-main-2024-22-whirlwind.warc.wet.gz", WarcRecordType.conversion)
+
+    code, held_code, code_bytes = [], [], 0
+    for i, path in enumerate(_stdlib_files(code_dir)):
+        if i % 20 == 0:
+            if sum(map(len, held_code)) < 2_000_000:
+                held_code.append(_read(path))
+        elif code_bytes < code_mb * 1e6:
+            code.append(_read(path))
+            code_bytes += len(code[-1].encode())
+    corpus = {"common_crawl": [t for t in crawl if t.strip()], "c4": [t for t in c4 if t.strip()],
+              "wikipedia": wikipedia, "github": code}
+    held = {"English web (held-out articles)": held_articles, "English sentences (langid en.txt)":
+            _read(f"{data}/langid/en.txt").splitlines(), "Chinese (2nd half of langid zh.txt)": zh[len(zh) // 2 :],
+            "code": held_code}
+    return corpus, held
 
 
 def write_parts(corpus: dict[str, list[str]], directory: str) -> list[str]:
@@ -103,36 +201,38 @@ def _status_mib(key: str) -> float:
     raise KeyError(key)
 
 
-def _train_child(parts: list[str], out_dir: str, vocab_size: int, queue) -> None:
+def _train_child(parts: list[str], run_dir: str, params: dict, queue) -> None:
+    from gristmill.core.runtime import LocalRuntime
     from gristmill.stages.base import GlobalContext
     from gristmill.stages.tokenize.train import TrainBbpeV1
 
     rss_before = _status_mib("VmRSS")
-    ctx = GlobalContext(input_parts=parts, artifacts_dir=out_dir, seed=0, executor="local", step_index=0,
-                        run_dir=out_dir)
+    ctx = GlobalContext.for_step(run_dir, TrainBbpeV1.name, 0, parts, LocalRuntime(), 0)
     started, cpu = time.perf_counter(), time.process_time()
-    TrainBbpeV1({"vocab_size": vocab_size, "sample_bytes": 10**12}).build(ctx)
+    TrainBbpeV1(params).build(ctx)
     wall, cpu = time.perf_counter() - started, time.process_time() - cpu
-    with open(os.path.join(out_dir, "tokenizer_meta.json"), encoding="utf-8") as f:
+    with open(os.path.join(run_dir, "tokenizer", "tokenizer_meta.json"), encoding="utf-8") as f:
         meta = json.load(f)
     queue.put({"wall": wall, "cpu": cpu, "train": meta["training_seconds"], "sample_bytes": meta["sample"]["bytes"],
-               "peak_mib": _status_mib("VmHWM"), "start_mib": rss_before, "sha": meta["tokenizer_sha256"]})
+               "peak_mib": _status_mib("VmHWM"), "start_mib": rss_before, "sha": meta["tokenizer_sha256"],
+               "meta": meta})
 
 
-def train_in_child(parts: list[str], out_dir: str, vocab_size: int) -> dict:
+def train_in_child(parts: list[str], run_dir: str, params: dict) -> dict:
+    """Train through the ``tokenizer.train_bbpe_v1`` step in a fresh process; its tokenizer is in RUN_DIR/tokenizer."""
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
-    proc = ctx.Process(target=_train_child, args=(parts, out_dir, vocab_size, queue))
+    proc = ctx.Process(target=_train_child, args=(parts, run_dir, params, queue))
     proc.start()
     result = queue.get()
     proc.join()
     return result
 
 
-def gpt2_tokenizer():
+def gpt2_tokenizer(data: str):
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers
 
-    tok = Tokenizer(models.BPE.from_file(f"{DATA}/tokenizer/gpt2_vocab.json", f"{DATA}/tokenizer/gpt2_merges.txt"))
+    tok = Tokenizer(models.BPE.from_file(f"{data}/tokenizer/gpt2_vocab.json", f"{data}/tokenizer/gpt2_merges.txt"))
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
     return tok
@@ -183,16 +283,99 @@ def throughput(tokenizer_path: str, docs: list[str], repeats: int) -> dict[str, 
     return best
 
 
+def english_scaling(corpus: dict, held: dict, gpt2, fractions: list[float], vocab: int, tmp: str) -> None:
+    """English held-out bytes/token of tokenizers trained on growing parts of the English training text alone."""
+    from tokenizers import Tokenizer
+
+    text = corpus["c4"] + corpus["common_crawl"]
+    english = [doc for doc, en in zip(text, _is_english(text)) if en]
+    sets = {label: docs for label, docs in held.items() if label.startswith("English")}
+    print(f"\nEnglish alone (c4 + the English common_crawl documents), vocabulary {vocab}:\n")
+    print("| English training MB | vocabulary reached | " + " | ".join(sets) + " |")
+    print("|---:|---:|" + "---:|" * len(sets))
+    for fraction in fractions:
+        docs = [doc for i, doc in enumerate(english) if (i * 7919) % 100 < fraction * 100]
+        run_dir = os.path.join(tmp, f"english-{fraction}")
+        os.makedirs(run_dir)
+        r = train_in_child(write_parts({"c4": docs}, run_dir), run_dir, {"vocab_size": vocab})
+        tok = Tokenizer.from_file(os.path.join(run_dir, "tokenizer", "tokenizer.json"))
+        cells = [f"{bytes_per_token(tok, d):.2f}" for d in sets.values()]
+        print(f"| {r['sample_bytes'] / 1e6:.2f} | {r['meta']['vocab_size']} | " + " | ".join(cells) + " |")
+    print("| GPT-2 | 50257 | " + " | ".join(f"{bytes_per_token(gpt2, d):.2f}" for d in sets.values()) + " |")
+
+
+def llama_web(args: argparse.Namespace) -> None:
+    """Train on the LLaMA-style web corpus with the step's defaults and with the old bytes-present weighting."""
+    from tokenizers import Tokenizer
+
+    corpus, held = load_llama_web(args.data, args.code, args.code_mb)
+    print("corpus (available): " + ", ".join(f"{s} {sum(len(d.encode()) for d in docs) / 1e6:.2f} MB "
+                                             f"({len(docs)} docs)" for s, docs in corpus.items()) + "\n")
+    variants = {"defaults": {}, "bytes present": {"default_mixture": None, "max_share_ratio": None}}
+    with tempfile.TemporaryDirectory(prefix="tok-bench-") as tmp:
+        parts = write_parts(corpus, tmp)
+        tokenizers, metas = {}, {}
+        for vocab in args.vocab:
+            for label, overrides in variants.items():
+                run_dir = os.path.join(tmp, f"run-{vocab}-{len(metas)}")
+                r = train_in_child(parts, run_dir, {"vocab_size": vocab, "sample_bytes": int(args.sample_mb * 1e6),
+                                                    **overrides})
+                name = f"gristmill {vocab}, {label}"
+                tokenizers[name] = Tokenizer.from_file(os.path.join(run_dir, "tokenizer", "tokenizer.json"))
+                metas[name] = r["meta"]
+                print(f"{name}: step wall {r['wall']:.1f} s, trainer {r['train']:.1f} s, "
+                      f"vocabulary {r['meta']['vocab_size']}, weighting: {r['meta']['sample']['weighting']}")
+        print("\nTraining sample per source, MB (share of the sample; target share):\n")
+        sources = sorted(corpus)
+        print("| tokenizer | sample MB | " + " | ".join(sources) + " |")
+        print("|---|---:|" + "---|" * len(sources))
+        for name, meta in metas.items():
+            cells = []
+            for source in sources:
+                got = meta["sample"]["sources"].get(source, {})
+                cells.append(f"{got.get('bytes', 0) / 1e6:.2f} ({got.get('share', 0):.1%}; "
+                             f"{got.get('target_share', 0):.1%})")
+            print(f"| {name} | {meta['sample']['bytes'] / 1e6:.2f} | " + " | ".join(cells) + " |")
+
+        gpt2 = gpt2_tokenizer(args.data)
+        if args.english_fractions:
+            english_scaling(corpus, held, gpt2, args.english_fractions, max(args.vocab), tmp)
+        print("\nHeld-out bytes per token (higher is better; x = ratio to GPT-2):\n")
+        names = list(tokenizers)
+        print("| held-out set | MB | docs | GPT-2 50257 | " + " | ".join(names) + " |")
+        print("|---|---:|---:|---:|" + "---:|" * len(names))
+        for label, docs in held.items():
+            base = bytes_per_token(gpt2, docs)
+            cells = [f"{(v := bytes_per_token(tokenizers[n], docs)):.2f} ({v / base:.2f}x)" for n in names]
+            print(f"| {label} | {sum(len(d.encode()) for d in docs) / 1e6:.2f} | {len(docs)} | {base:.2f} | "
+                  + " | ".join(cells) + " |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--mb", type=float, default=50.0, help="MB of training text (default 50)")
     parser.add_argument("--vocab", type=int, nargs="+", default=[32000, GPT2_VOCAB])
     parser.add_argument("--encode-mb", type=float, default=8.0, help="MB of text for the throughput test")
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--corpus", choices=["code-heavy", "llama-web"], default="code-heavy",
+                        help="code-heavy: issue 5's corpus; llama-web: web-like text under LLaMA source names")
+    parser.add_argument("--data", default=DEFAULT_DATA,
+                        help="the shared data folder (default $GRISTMILL_SHARED_DATA or ../shared/data)")
+    parser.add_argument("--code", default=sysconfig.get_paths()["stdlib"],
+                        help="a folder of .py files for the code source (default: this Python's standard library)")
+    parser.add_argument("--code-mb", type=float, default=10.0, help="llama-web: MB of code available (default 10)")
+    parser.add_argument("--sample-mb", type=float, default=1000.0,
+                        help="llama-web: the step's sample_bytes in MB (default 1000, its own default)")
+    parser.add_argument("--english-fractions", type=float, nargs="*", default=[],
+                        help="llama-web: also train on these fractions of the English training text alone")
     args = parser.parse_args()
+    if args.corpus == "llama-web":
+        if args.vocab == parser.get_default("vocab"):
+            args.vocab = [GPT2_VOCAB]
+        return llama_web(args)
     from tokenizers import Tokenizer
 
-    corpus, held = load_corpus(args.mb)
+    corpus, held = load_corpus(args.mb, args.data, args.code)
     cores = int(os.environ.get("RAYON_NUM_THREADS") or os.cpu_count())
     print("corpus: " + ", ".join(f"{s} {sum(len(d.encode()) for d in docs) / 1e6:.1f} MB ({len(docs)} docs)"
                                    for s, docs in corpus.items()) + f"; {cores} cores\n")
@@ -204,14 +387,14 @@ def main() -> None:
         print("|---:|---:|---:|---:|---:|---:|---:|")
         for vocab in args.vocab:
             out = os.path.join(tmp, f"tok-{vocab}")
-            r = train_in_child(parts, out, vocab)
-            trained[vocab] = os.path.join(out, "tokenizer.json")
+            r = train_in_child(parts, out, {"vocab_size": vocab, "sample_bytes": 10**12})
+            trained[vocab] = os.path.join(out, "tokenizer", "tokenizer.json")
             print(f"| {vocab} | {r['sample_bytes'] / 1e6:.1f} | {r['train']:.1f} | {r['wall']:.1f} | {r['cpu']:.1f} | "
                   f"{r['peak_mib']:.0f} | {r['start_mib']:.0f} |")
 
         print("\nCompression on held-out text, bytes per token (higher is better):\n")
         tokenizers = {f"gristmill {v}": Tokenizer.from_file(p) for v, p in trained.items()}
-        tokenizers[f"GPT-2 {GPT2_VOCAB}"] = gpt2_tokenizer()
+        tokenizers[f"GPT-2 {GPT2_VOCAB}"] = gpt2_tokenizer(args.data)
         names = list(tokenizers)
         print("| held-out set | MB | " + " | ".join(names) + " |")
         print("|---|---:|" + "---:|" * len(names))

@@ -177,7 +177,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sample-bytes", type=int, default=1_000_000_000,
                    help="bytes of text in the training sample (default 1e9)")
     p.add_argument("--source-weight", action="append", type=_source_weight, default=[], metavar="SOURCE=W",
-                   help="target share of a source (repeatable; default: proportional to what is present)")
+                   help="target share of a source (repeatable; default: the LLaMA shares when every source is "
+                        "a LLaMA source, else proportional to what is present)")
     p.add_argument("--max-epochs", type=float, default=1.0, help="max repeats of a source short of its share")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--special-token", action="append", default=[], metavar="TOKEN",

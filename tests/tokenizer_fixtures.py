@@ -72,7 +72,7 @@ def corpus(data_dir: Path) -> pa.Table:
 
 @pytest.fixture(scope="session")
 def trained(tmp_path_factory, corpus: pa.Table) -> dict:
-    """A run directory with the corpus as one committed segment and a tokenizer trained on all of it."""
+    """A run directory with the corpus as one committed segment and a tokenizer trained on it (default params)."""
     run_dir = tmp_path_factory.mktemp("run")
     parts = write_parts(corpus, run_dir / "segments" / "00-clean", 3)
     RunDir(run_dir).commit_written_parts("00-clean")

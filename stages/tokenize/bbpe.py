@@ -61,8 +61,15 @@ class BbpeParams(StageParams):
     # Or a mixture preset name / YAML path (``llama``): its token ratios become the source weights, so the
     # tokenizer is trained on text in the proportions the model will see.
     mixture: str | None = None
+    # Used when neither of the above is given and every source in the input is one of the preset's sources
+    # (a LLaMA-style run then trains on LLaMA shares, not on whatever source happens to be biggest).
+    # None: the shares of the bytes present.
+    default_mixture: str | None = "llama"
     # How many times a source short of its share may be repeated in the sample (1.0 = never).
     max_epochs: float = Field(1.0, ge=1.0)
+    # When sources fall short of their shares the others fill the sample; none may end up above this multiple
+    # of its target share: the sample is made smaller instead. None: no bound.
+    max_share_ratio: float | None = Field(1.5, ge=1.0)
     # Sampling seed; None = the run's seed.
     seed: int | None = None
     special_tokens: tuple[str, ...] = (SEPARATOR_TOKEN, PAD_TOKEN)
@@ -111,6 +118,10 @@ class BbpeParams(StageParams):
             if self.source_weights is not None:
                 raise ValueError("give either `mixture` or `source_weights`, not both")
             self.weights()  # an unknown preset fails here, at validation
+        if self.default_mixture is not None:
+            from gristmill.mixtures.solver import load_mixture
+
+            load_mixture(self.default_mixture)
         return self
 
     def weights(self) -> dict[str, float] | None:
@@ -120,6 +131,16 @@ class BbpeParams(StageParams):
 
             return dict(load_mixture(self.mixture).ratios)
         return self.source_weights
+
+    def weights_for(self, sources: list[str]) -> tuple[dict[str, float] | None, str]:
+        """``weights()``, or ``default_mixture``'s when none are given and fit ``sources``; and which it was."""
+        if self.mixture is not None:
+            return self.weights(), f"mixture {self.mixture!r}"
+        if self.source_weights is not None:
+            return self.source_weights, "source_weights"
+        from gristmill.stages.tokenize.sample import default_weights
+
+        return default_weights(sources, self.default_mixture)
 
     @model_validator(mode="after")
     def _room_for_merges(self) -> "BbpeParams":

@@ -70,16 +70,60 @@ def merge_counts(counts: list[Mapping[str, Mapping[str, int]]]) -> dict[str, dic
     return dict(sorted(total.items()))
 
 
+def default_weights(
+    present_sources: list[str], default_mixture: str | None
+) -> tuple[dict[str, float] | None, str]:
+    """The shares used when a run gives none: ``default_mixture``'s ratios when every source present is one
+    of its sources (a LLaMA-style run gets the LLaMA shares), else None (the bytes present); and why."""
+    if default_mixture is None:
+        return None, "bytes present (no default mixture)"
+    from gristmill.mixtures.solver import load_mixture
+
+    ratios = dict(load_mixture(default_mixture).ratios)
+    outside = sorted(set(present_sources) - set(ratios))
+    if outside:
+        return None, f"bytes present (sources {outside} are not in mixture {default_mixture!r})"
+    return ratios, f"mixture {default_mixture!r} (default: every source present is one of its sources)"
+
+
+def _scale_within_share_ratio(target_share: Mapping[str, float], capacity: Mapping[str, float],
+                              sample_bytes: float, max_share_ratio: float | None) -> float:
+    """The largest scale T <= ``sample_bytes`` at which no source exceeds ``max_share_ratio`` x its share.
+
+    Source s takes min(share_s * T, capacity_s). Once short sources are used up, the others fill the sample
+    and their realized share is share_s * T / R(T), R(T) the total taken; T / R(T) only grows with T, so
+    walking the points where sources run out, in order, finds where it reaches the ratio.
+    """
+    if max_share_ratio is None:
+        return float(sample_bytes)
+    runs_out = sorted((capacity[s] / share, s) for s, share in target_share.items() if share > 0)
+    unsaturated = sum(share for share in target_share.values() if share > 0)
+    saturated_bytes = 0.0
+    for point, source in [*runs_out, (float("inf"), None)]:
+        # On this stretch R(T) = unsaturated * T + saturated_bytes; T / R(T) <= ratio solved for T.
+        room = 1.0 - max_share_ratio * unsaturated
+        limit = float("inf") if room <= 0 else max_share_ratio * saturated_bytes / room
+        if limit < point or point >= sample_bytes:
+            break
+        unsaturated -= target_share[source]
+        saturated_bytes += capacity[source]
+    return min(float(sample_bytes), limit)
+
+
 def plan_sample(
     available: Mapping[str, Mapping[str, int]],
     source_weights: Mapping[str, float] | None,
     sample_bytes: int,
     max_epochs: float,
+    max_share_ratio: float | None = None,
+    weighting: str | None = None,
 ) -> dict[str, Any]:
     """Keep-fraction per source so the sample holds ``sample_bytes`` split by the target shares.
 
     A fraction above 1 repeats a source (whole copies plus a hashed part), up to ``max_epochs``; a source
-    capped there ends up below its share. Target shares are renormalized over the sources present.
+    capped there ends up below its share and the others above theirs. ``max_share_ratio`` bounds that: the
+    sample is made smaller rather than let any source exceed that multiple of its target share (so plentiful
+    code cannot crowd out scarce web text). Target shares are renormalized over the sources present.
     """
     present = {s: c for s, c in available.items() if c["bytes"] > 0}
     if not present:
@@ -95,14 +139,17 @@ def plan_sample(
             )
     total_weight = sum(weights.values())
     target_share = {s: w / total_weight for s, w in sorted(weights.items())}
+    capacity = {s: max_epochs * present[s]["bytes"] for s in target_share}
+    scale = _scale_within_share_ratio(target_share, capacity, sample_bytes, max_share_ratio)
     # Never ask for more than the corpus holds at the target mixture with max_epochs repeats.
-    fractions = {
-        s: min(max_epochs, sample_bytes * share / present[s]["bytes"]) for s, share in target_share.items()
-    }
+    fractions = {s: min(max_epochs, scale * share / present[s]["bytes"]) for s, share in target_share.items()}
     missing = sorted(set(source_weights or {}) - set(present))
     return {
         "available": dict(sorted(available.items())),
+        "weighting": weighting or ("bytes present" if source_weights is None else "source weights"),
         "target_share": {s: round(v, 6) for s, v in target_share.items()},
+        "max_share_ratio": max_share_ratio,
+        "planned_bytes": int(sum(fractions[s] * present[s]["bytes"] for s in fractions)),
         "fractions": fractions,
         "weighted_sources_absent": missing,
     }

@@ -35,10 +35,14 @@ def train_tokenizer(ctx: GlobalContext, params: BbpeParams, out_dir: Location) -
         raise ValueError("tokenizer training got no input parts: the previous segment wrote nothing")
     seed = ctx.seed if params.seed is None else params.seed
     available = merge_counts(ctx.map(count_part, parts))
-    plan = plan_sample(available, params.weights(), params.sample_bytes, params.max_epochs)
+    present = [source for source, count in available.items() if count["bytes"] > 0]
+    weights, weighting = params.weights_for(present)
+    plan = plan_sample(available, weights, params.sample_bytes, params.max_epochs, params.max_share_ratio,
+                       weighting)
     tokenizer_json, facts = _sample_and_train(ctx, params, parts, plan["fractions"], seed)
     meta = build_meta(params, tokenizer_json, facts, plan, seed)
-    meta["sample"]["weighted_sources_absent"] = plan["weighted_sources_absent"]
+    for key in ("weighted_sources_absent", "weighting", "max_share_ratio", "planned_bytes"):
+        meta["sample"][key] = plan[key]
     save_tokenizer(out_dir, tokenizer_json, meta)
     return meta
 

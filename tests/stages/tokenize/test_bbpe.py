@@ -60,15 +60,18 @@ def test_metadata_describes_sample_and_tokenizer(trained, corpus):
     assert meta["special_tokens"] == {"<|endoftext|>": 0, "<|pad|>": 1}
     assert meta["separator_id"] == 0 and meta["pad_id"] == 1
     sample = meta["sample"]
-    total = sum(len(t.encode("utf-8")) for t in corpus["text"].to_pylist())
-    # The corpus is smaller than the default sample size, so all of it is used.
-    assert sample["bytes"] == total and sample["documents"] == corpus.num_rows
-    assert set(sample["sources"]) == {"common_crawl", "github", "wikipedia"}
-    shares = [s["share"] for s in sample["sources"].values()]
-    assert sum(shares) == pytest.approx(1.0, abs=1e-5)
-    for source in sample["sources"].values():
-        assert source["share"] == pytest.approx(source["target_share"], abs=1e-5)
-        assert source["bytes"] == source["available_bytes"]
+    sources = sample["sources"]
+    assert set(sources) == {"common_crawl", "github", "wikipedia"}
+    assert sample["bytes"] == sum(s["bytes"] for s in sources.values())
+    assert sample["documents"] == sum(s["documents"] for s in sources.values())
+    assert sum(s["available_documents"] for s in sources.values()) == corpus.num_rows
+    assert sum(s["share"] for s in sources.values()) == pytest.approx(1.0, abs=1e-5)
+    # LLaMA source names: the LLaMA shares. Web text is the scarce source, so all of it is used and the
+    # sample stops where the others would exceed max_share_ratio x their shares.
+    assert "llama" in sample["weighting"] and sample["max_share_ratio"] == 1.5
+    assert sources["common_crawl"]["bytes"] == sources["common_crawl"]["available_bytes"]
+    assert sample["planned_bytes"] < sum(s["available_bytes"] for s in sources.values())
+    assert all(s["bytes"] <= s["available_bytes"] for s in sources.values())
 
 
 def test_training_twice_gives_identical_tokenizer(corpus):
@@ -86,11 +89,11 @@ def test_training_is_deterministic_across_processes_and_thread_counts(trained, t
         "from gristmill.stages.tokenize.train import train_tokenizer\n"
         "from gristmill.stages.base import GlobalContext\n"
         "from gristmill.core.runtime import LocalRuntime\n"
-        "parts, out = json.loads(sys.argv[1])\n"
+        "parts, out, params = json.loads(sys.argv[1])\n"
         "ctx = GlobalContext.for_step(out, 'tokenizer.train_bbpe_v1', 3, parts, LocalRuntime(), seed=17)\n"
-        "print(train_tokenizer(ctx, BbpeParams(vocab_size=1000), ctx.layout.tokenizer_dir)['tokenizer_sha256'])\n"
+        "print(train_tokenizer(ctx, BbpeParams.model_validate_json(params), ctx.layout.tokenizer_dir)['tokenizer_sha256'])\n"
     )
-    arg = json.dumps([list(reversed(trained["parts"])), str(tmp_path / "run")])
+    arg = json.dumps([list(reversed(trained["parts"])), str(tmp_path / "run"), trained["params"].model_dump_json()])
     env = dict(os.environ, RAYON_NUM_THREADS="1", PYTHONHASHSEED="123", PYTHONPATH=REPO)
     out = subprocess.run([sys.executable, "-c", script, arg], env=env, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == trained["meta"]["tokenizer_sha256"]

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
-from gristmill.stages.tokenize.sample import count_table, merge_counts, plan_sample, sample_table, unit_hash
+from gristmill.mixtures.solver import load_mixture
+from gristmill.stages.tokenize.sample import (
+    count_table, default_weights, merge_counts, plan_sample, sample_table, unit_hash,
+)
+from gristmill.stages.tokenize.train import TrainBbpeV1
 
 
 def test_unit_hash_is_fixed_by_seed_and_doc_id_and_uniform():
@@ -78,3 +84,63 @@ def test_sample_table_keeps_about_the_fraction_per_source_and_repeats_whole_copi
 
 def test_sample_table_of_an_empty_table_is_empty():
     assert sample_table(_docs(0, "web", 0), {"web": 1.0}, seed=0).num_rows == 0
+
+
+def test_plan_bounds_how_far_a_plentiful_source_exceeds_its_share():
+    # Web text is short of its share; code is plentiful and would fill the sample in its place.
+    available = {"web": {"bytes": 1000, "documents": 10}, "code": {"bytes": 100_000, "documents": 100}}
+    weights = {"web": 0.9, "code": 0.1}
+    unbounded = plan_sample(available, weights, sample_bytes=50_000, max_epochs=1.0)
+    assert unbounded["fractions"]["code"] * 100_000 == pytest.approx(5000)  # 5x the web text: 83% code
+    plan = plan_sample(available, weights, sample_bytes=50_000, max_epochs=1.0, max_share_ratio=1.5)
+    code = plan["fractions"]["code"] * 100_000
+    assert plan["fractions"]["web"] == 1.0
+    assert code / (code + 1000) == pytest.approx(0.15)  # 1.5 x its 10% share, the sample made smaller
+    assert plan["planned_bytes"] == pytest.approx(1000 + code, abs=1)
+    strict = plan_sample(available, weights, sample_bytes=50_000, max_epochs=1.0, max_share_ratio=1.0)
+    assert strict["fractions"]["code"] * 100_000 == pytest.approx(1000 / 9)  # exactly the target shares
+    # When every source has enough, the bound changes nothing.
+    plenty = plan_sample(available, weights, sample_bytes=1000, max_epochs=1.0, max_share_ratio=1.5)
+    assert plenty["fractions"] == {"web": 0.9, "code": pytest.approx(0.001)}
+
+
+def test_default_weights_are_the_llama_shares_only_for_llama_sources():
+    weights, why = default_weights(["common_crawl", "github"], "llama")
+    assert weights == load_mixture("llama").ratios and "llama" in why
+    weights, why = default_weights(["common_crawl", "my_forum"], "llama")
+    assert weights is None and "my_forum" in why  # a source the preset does not name: the bytes present
+    assert default_weights(["common_crawl"], None)[0] is None
+
+
+def _llama_style_corpus(data_dir) -> pa.Table:
+    """English web text, German and Chinese sentences, and three times as many bytes of Python code."""
+    docs = []
+    en = (data_dir / "tokenize" / "corpus_en.txt").read_text(encoding="utf-8").splitlines()
+    docs += [("common_crawl", "\n".join(en[i : i + 8])) for i in range(0, len(en), 8)]
+    for name in ("de.txt", "zh.txt"):
+        docs += [("wikipedia", line) for line in (data_dir / "tokenize" / name).read_text(encoding="utf-8").splitlines()]
+    for path in sorted((data_dir / "python-stdlib").glob("*.py")):
+        lines = path.read_text(encoding="utf-8").splitlines()
+        docs += [("github", "\n".join(lines[i : i + 30])) for i in range(0, len(lines), 30)]
+    return pa.table({
+        "doc_id": pa.array(np.arange(len(docs), dtype=np.uint64) | np.uint64(5 << 32)),
+        "source": pa.array([s for s, _ in docs], pa.string()),
+        "text": pa.array([t for _, t in docs], pa.large_string()),
+    })
+
+
+def test_a_llama_style_run_trains_on_llama_shares_with_code_capped(data_dir, make_parts, make_context, tmp_path):
+    table = _llama_style_corpus(data_dir)
+    available = count_table(table)
+    assert available["github"]["bytes"] > 0.5 * sum(c["bytes"] for c in available.values())  # code dominates
+    TrainBbpeV1({"vocab_size": 600}).build(make_context(make_parts(table, tmp_path / "parts", 3), tmp_path))
+    sample = json.loads((tmp_path / "tokenizer" / "tokenizer_meta.json").read_text())["sample"]
+    ratios = load_mixture("llama").ratios
+    present = sum(ratios[s] for s in available)
+    assert {s: v["target_share"] for s, v in sample["sources"].items()} == \
+        {s: pytest.approx(ratios[s] / present, abs=1e-6) for s in available}
+    assert "llama" in sample["weighting"] and sample["max_share_ratio"] == 1.5
+    shares = {s: v["share"] for s, v in sample["sources"].items()}
+    # Web text is the short source: all of it is used, and code gets at most ~1.5x its 5.9% share.
+    assert sample["sources"]["common_crawl"]["bytes"] == available["common_crawl"]["bytes"]
+    assert 0.03 < shares["github"] < 0.13 and shares["common_crawl"] > 0.75
