@@ -21,8 +21,9 @@ import xxhash  # noqa: E402
 from gristmill.dedup.bloom import BloomFilter  # noqa: E402
 from gristmill.dedup.hashing import hash_strings64  # noqa: E402
 from gristmill.dedup.normalize import normalize_batch  # noqa: E402
+from shared_data import SHARED_DATA  # noqa: E402
 
-SHARED = Path("/work/shared/data")
+SHARED = SHARED_DATA
 
 
 def cpu(fn, repeat=3):

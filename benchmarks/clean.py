@@ -31,8 +31,9 @@ import pyarrow.compute as pc
 from gristmill.stages.clean.boilerplate import Boilerplate  # noqa: E402
 from gristmill.stages.clean.normalize import Normalize  # noqa: E402
 from gristmill.stages.clean.pii import Pii  # noqa: E402
+from shared_data import SHARED_DATA  # noqa: E402
 
-DATA = Path("/work/shared/data")
+DATA = SHARED_DATA
 
 
 def corpus(target_mb: int) -> list[str]:

@@ -46,8 +46,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
+from shared_data import SHARED_DATA  # noqa: E402
 
-SHARED = Path(os.environ.get("GRISTMILL_SHARED_DATA", "/work/shared/data"))
+SHARED = SHARED_DATA
 SHARES = {"common_crawl": 0.55, "github": 0.15, "books": 0.10, "wikipedia": 0.08, "arxiv": 0.07,
           "stackexchange": 0.05}
 PACKAGES = ["python3.11-doc", "debian-handbook", "debian-reference-en", "debian-reference-de", "debian-reference-fr",

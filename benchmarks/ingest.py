@@ -7,7 +7,7 @@
    the Common Crawl sample repeated to a few thousand records, and the 181 pages written as response records.
    Plus gristmill's WarcReader end to end (parse + charset + extraction + batching) on the same file.
 
-Run: python benchmarks/ingest.py [--data /work/shared/data] [--repeat 20]
+Run: python benchmarks/ingest.py [--data ../shared/data] [--repeat 20]
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from gristmill.stages.ingest.base import Limits, Unit  # noqa: E402
 from gristmill.stages.ingest.encoding import decode_html  # noqa: E402
 from gristmill.stages.ingest.html import ExtractionOptions, make_extractor  # noqa: E402
 from gristmill.stages.ingest.warc import WarcOptions, WarcReader  # noqa: E402
+from shared_data import SHARED_DATA  # noqa: E402
 
 
 def token_f1(predicted: str, gold: str) -> float:
@@ -127,7 +128,7 @@ def best_rate(fn, path: Path, tries: int) -> tuple[int, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, default=Path("/work/shared/data"))
+    parser.add_argument("--data", type=Path, default=SHARED_DATA)
     parser.add_argument("--repeat", type=int, default=20, help="copies of each sample in the built WARCs")
     args = parser.parse_args()
 

@@ -25,8 +25,9 @@ import pyarrow as pa  # noqa: E402
 import xxhash  # noqa: E402
 
 from gristmill.dedup.minhash import ShingleSpec, reference_hashfunc, shingles_py, signatures  # noqa: E402
+from shared_data import SHARED_DATA  # noqa: E402
 
-SHARED = Path("/work/shared/data")
+SHARED = SHARED_DATA
 STDLIB = "/root/.pyenv/versions/3.11.7/lib/python3.11"
 
 

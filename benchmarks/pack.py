@@ -10,7 +10,7 @@ Side by side, on the same real documents tokenized with the GPT-2 BPE (vocabular
 * on-disk formats for the same rows: our shard (zstd-3, plain pages), zstd levels, Parquet dictionary
   encoding, BYTE_STREAM_SPLIT, and nanoGPT's raw ``uint16`` ``.bin`` (2 bytes per token, no provenance).
 
-Text: /work/shared/data (html article bodies, corpus.en, 12-language sentences) and this Python's standard
+Text: ../shared/data (html article bodies, corpus.en, 12-language sentences) and this Python's standard
 library sources (code). Run: ``python benchmarks/pack.py [--tokens 40e6] [--seq-len 2048]``.
 """
 
@@ -35,8 +35,9 @@ import pyarrow.parquet as pq
 
 from gristmill.mixtures.stages import MixturePack
 from gristmill.stages.base import GlobalContext
+from shared_data import SHARED_DATA  # noqa: E402
 
-SHARED = Path("/work/shared/data")
+SHARED = SHARED_DATA
 
 
 def texts_by_source() -> dict[str, list[str]]:

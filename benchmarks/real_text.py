@@ -1,8 +1,8 @@
-"""Real documents for the language / quality benchmarks, read from /work/shared/data (never from the network).
+"""Real documents for the language / quality benchmarks, read from ../shared/data ($GRISTMILL_SHARED_DATA) (never from the network).
 
 * ``html_pages``: the 181 article pages of scrapinghub/article-extraction-benchmark, extracted with resiliparse
   (main content, and the whole page with navigation: the crawl-like version), plus their hand-labelled article text.
-* ``langid_documents``: the Leipzig sentences of /work/shared/data/langid joined into documents per language.
+* ``langid_documents``: the Leipzig sentences of ../shared/data/langid joined into documents per language.
 * ``warc_pages``: the HTML responses of the Common Crawl sample WARC, extracted with resiliparse.
 """
 
@@ -13,8 +13,9 @@ import json
 import os
 import time
 from pathlib import Path
+from shared_data import SHARED_DATA  # noqa: E402
 
-DATA = Path(os.environ.get("GRISTMILL_SHARED_DATA", "/work/shared/data"))
+DATA = SHARED_DATA
 
 
 def _extract(html: str, main_content: bool) -> str:
