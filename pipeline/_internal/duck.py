@@ -25,13 +25,29 @@ class _RunFileSystem(ArrowFSWrapper):
 
     protocol = PROTOCOL
 
+    def __init__(self, fs, **kwargs):
+        super().__init__(fs, **kwargs)
+        self._bytes: dict[str, bytes] = {}
+        self._info: dict[str, dict] = {}
+
+    def info(self, path, **kwargs):
+        """DuckDB asks a file's size and time before every read: one HEAD per file and connection."""
+        key = self._strip_protocol(path)
+        if key not in self._info:
+            self._info[key] = super().info(path, **kwargs)
+        return self._info[key]
+
     def _open(self, path, mode="rb", block_size=None, **kwargs):
-        """Reads get the whole object in memory: DuckDB's reads through a streamed object-store handle came
-        back corrupt (ZSTD and Thrift errors) when it seeks around a file; one GET per file is also cheaper."""
+        """Reads get the whole object in memory, fetched once per connection: DuckDB's reads through a streamed
+        object-store handle came back corrupt (ZSTD and Thrift errors) when it seeks around a file, and the
+        report reads the same parts once per chart. Run files are written once; a connection is short-lived."""
         if "r" not in mode:
             return super()._open(path, mode, block_size, **kwargs)
-        with self.fs.open_input_file(self._strip_protocol(path)) as fh:
-            return io.BytesIO(fh.read())
+        key = self._strip_protocol(path)
+        if key not in self._bytes:
+            with self.fs.open_input_file(key) as fh:
+                self._bytes[key] = fh.read()
+        return io.BytesIO(self._bytes[key])
 
     @classmethod
     def _strip_protocol(cls, path):
