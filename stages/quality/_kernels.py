@@ -4,13 +4,15 @@ level so numba's on-disk cache (``cache=True``) serves every later process; impo
 Arrow/numpy reference path (``backend="arrow"``) that these kernels reproduce value for value; the tests compare
 the two.
 
-* ``split_tokens``: ``tokenize()`` (the ``TOKEN_SPLIT`` rewrite, the optional CJK split and Arrow's whitespace
-  split) as a hand-written leftmost-first matcher over code points. Character classes come from a table that
-  ``signals.char_classes()`` fills by asking RE2 / Arrow themselves, so Unicode versions cannot drift apart.
-  The same pass counts "#", "..." and "…" per document (Gopher's hash and ellipsis ratios).
-* ``ngram_chars``: ``_top_ngram_chars`` and ``_dup_ngram_chars`` for every size in one walk per document, with
-  the same rolling 64-bit keys and the same 40-bit per-document key comparison, counted in an open-addressing
-  hash table instead of a sort per size.
+* ``split_tokens``: datatrove's default words, i.e. spaCy's English tokenizer (``signals`` module docstring):
+  chunks between ``str.isspace`` characters, then per chunk spaCy's special cases, prefixes, suffixes, URL test,
+  infixes and special-case matcher, over code points. Character classes come from a table that
+  ``signals.char_classes()`` fills (Unicode properties asked of RE2 / Arrow, spaCy's character lists), special
+  cases from ``signals.special_case_tables()``. The same pass counts "#", "..." and "…" per document (Gopher's
+  hash and ellipsis ratios) and gives each token its line (C4's sentences, ``sentences_per_line``).
+* ``ngram_chars``: ``_top_ngram_chars`` and ``_dup_ngram_chars`` (datatrove's ``find_all_duplicate`` walk) for
+  every size in one pass per document, with the same rolling 64-bit keys and the same 40-bit per-document key
+  comparison, counted in an open-addressing hash table.
 * ``first_occurrence``: ``_first_occurrence`` (repeated lines and paragraphs, distinct stop words) with a hash
   table instead of a sort.
 """
@@ -464,8 +466,8 @@ def sentences_per_line(tok_flags, tok_line, doc_count, line_base, n_lines):
 def split_tokens(data, doc_off, classes, cjk_split, sp_hash, sp_off, sp_chars, sp_cut_off, sp_cuts, sp_filter, units,
                  unit_len, mt_hash, mt_off, mt_chars, mt_cut_off, mt_cuts, mt_filter):
     """The tokens of every document: (token bytes, token byte offsets, tokens per document, characters per
-    token, token flags), and per document the counts of "#" and of "..." plus "…". A token is a maximal run of characters with no separator (Arrow whitespace) and no
-    inserted space (TOKEN_SPLIT cuts; around each CJK character when ``cjk_split``)."""
+    token, token flags, the line of each token in its document), and per document the counts of "#" and of
+    "..." plus "…". Tokens are spaCy's (``_mark_cuts``); with ``cjk_split`` each CJK character is one."""
     n_docs = doc_off.shape[0] - 1
     max_bytes = 0
     for d in range(n_docs):
