@@ -1,36 +1,36 @@
-"""Vectorized Gopher / C4 / FineWeb quality signals over a batch of texts (Arrow compute + numpy, no per-row loop).
+"""Vectorized Gopher / C4 / FineWeb quality signals over a batch of texts (compiled kernels + Arrow compute + numpy,
+no per-document Python loop).
 
 Each rule follows datatrove's per-document implementation (``GopherQualityFilter``, ``GopherRepetitionFilter``,
-``C4QualityFilter``, ``FineWebQualityFilter``, v0.10.1), which the tests use as the oracle. Where the exact rule
-cannot be vectorized we approximate it. Measured on 937 real documents (benchmarks/heuristics.py: article pages,
-whole pages with navigation, Leipzig sentences of 12 languages, Common Crawl pages; ``cjk_split`` off as datatrove
-has it) keep/drop agreement is 99.15% (Gopher), 99.04% (repetition), 99.68% (C4), 99.89% (FineWeb). Every
-disagreement falls in one of these classes:
+``C4QualityFilter``, ``FineWebQualityFilter``, v0.10.1, with its default English word tokenizer), which the tests
+use as the oracle. Per rule, keep/drop decisions agree with datatrove's on 100% of 955 real documents
+(benchmarks/heuristics_agreement.py, BENCHMARKS.md "Issue 17, item 8"). How:
 
-* Words (Gopher alpha-word fraction, 8 docs, all within 0.01 of the 0.8 threshold; FineWeb list ratio, 1 doc).
-  datatrove tokenizes with spaCy's English tokenizer; we isolate punctuation with one RE2 pass that mimics it
-  (``TOKEN_SPLIT``: apostrophe suffixes, URLs, e-mails, abbreviations, dotted numbers and dates kept whole) and
-  split on whitespace. spaCy's remaining special cases (its abbreviation list, "gotta" -> "got" "ta", "n't")
-  are not reproduced, which moves ratios by a fraction of a percent.
-* Top n-grams on Chinese/Japanese text (6 docs). spaCy leaves "、" and "，" inside a space-less CJK run; we split
-  them off (they are in datatrove's own PUNCTUATION set), so the n-grams of such documents differ.
-* Duplicate n-gram characters and top n-grams on pages near a threshold (3 English pages, each within a few
-  hundredths of it). datatrove walks each document greedily (a repeated n-gram advances n words, only visited
-  n-grams are remembered). We find every repeated occurrence at once and apply the same n-word stride inside
-  each run of consecutive repeats, treating runs independently; small token differences (above) add to it.
-* C4 sentences (3 docs, at the 5-sentence threshold). datatrove counts spaCy-sentencizer sentences per kept
-  line; we count terminal punctuation followed by whitespace and a non-punctuation character, plus one per line.
-* Whitespace. Python's ``str.strip``/``splitlines`` and RE2/Arrow agree on the usual characters; exotic separators
-  (e.g. U+001C..U+001F) may be treated differently (no document of the sample).
+* Words are datatrove's ``split_into_words``: spaCy's English tokenizer, reproduced by the compiled tokenizer
+  (``_kernels.split_tokens``): chunks between ``str.isspace`` characters; per chunk spaCy's loop of special cases
+  (its 1,343 tokenizer exceptions, ``spacy_exceptions``), prefixes and suffixes (leftmost-longest, with the
+  lookbehinds for "." and units after numbers), then its URL test and infixes; then its special-case matcher.
+  So "don't" is "do" "n't", "2020-01-01" stays whole, "10km" is "10" "km", "‘" and "©" are tokens of their own.
+* C4 sentences are spaCy's Sentencizer on those tokens: a sentence starts at a token that is neither punctuation
+  nor one of its sentence-ending characters after one of those, per line.
+* Repeated n-grams follow ``find_all_duplicate``'s walk exactly (a repeat counts and jumps n words).
+
+Where the result can still differ (each measured in BENCHMARKS.md): spaCy's ALPHA / ALPHA_LOWER / ALPHA_UPPER
+character classes are approximated by Unicode letter categories plus the whole blocks of its uncased scripts, and
+its LIST_ICONS by ``\p{So}`` (a letter outside its scripts, such as "º", can change where a "." is split); URL
+matching is a simplified form of spaCy's ``URL_MATCH``; the special-case matcher takes the longest match left to
+right where spaCy filters overlapping matches longest-first; a whitespace token between a sentence end and a
+closing punctuation mark starts a sentence for spaCy, not here; n-grams are compared as word sequences (by 40-bit
+hash per document), where ``find_all_duplicate`` compares the words joined without a separator; C4 counts the
+sentences of a line before its citation markers ("[1]") are removed. With ``cjk_split`` (the default) Chinese and
+Japanese characters are words of their own, where datatrove's English tokenizer keeps a run of them as one word.
 
 Division by zero (an empty document, no lines) gives null, which every ``filter`` comparison treats as failing,
 so such documents are dropped as datatrove drops them.
 
-Two implementations give identical values (tests/stages/quality/test_kernels.py): ``compute(backend="numba")``,
-the default, tokenizes, counts Gopher's n-grams and finds repeated lines with compiled kernels
-(``gristmill.stages.quality._kernels``: one pass per batch, ~3.4x less CPU per MB on benchmarks/data/corpus-50, see
-benchmarks/heuristics_kernels.py); ``backend="arrow"`` is the RE2/Arrow/numpy formulation those kernels
-reproduce, the n-gram keys and their 40-bit per-document comparison (hash collisions included) as well.
+``compute(backend="numba")``, the default, counts Gopher's n-grams and finds repeated lines with compiled kernels
+(``gristmill.stages.quality._kernels``: one pass per batch); ``backend="arrow"`` is the Arrow/numpy formulation of
+everything but the tokenizer (which exists only compiled), the reference the kernels are tested against.
 """
 
 from __future__ import annotations
@@ -61,21 +61,33 @@ def _re2_class(chars: Iterable[str]) -> str:
 
 
 PUNCT_CLASS = _re2_class(PUNCTUATION_SET)
-# Abbreviations kept whole with their period (spaCy's most frequent ones).
-ABBREVIATIONS = ("Mr", "Mrs", "Ms", "Dr", "Prof", "Gov", "Sen", "Rep", "Gen", "Corp", "Inc", "Ltd", "Co", "Jr", "Sr",
-                 "St", "Mt", "vs", "Jan", "Feb", "Aug", "Sept", "Oct", "Nov", "Dec")
-# One regex pass isolates tokens the way spaCy's English tokenizer (datatrove's) does, as far as RE2 allows.
-# Alternatives, leftmost-first: (1,2) a letter, then an apostrophe + letters -> "today ’s", "don 't";
-# (3) kept whole: URLs, abbreviations "U.S.", dotted names/numbers "3.5" "example.com", "1,000";
-# (4) runs of "." or "-" ("...", "---") and any other punctuation character as a single token.
-TOKEN_SPLIT = (
-    r"(\pL)(['’]\pL+)"
-    r"|((?:https?://|www\.)\S*[^\s.,;:!?)\]\"'”’]|[\w.]+@[\w.]*\w|@\w+|(?:\pL\.){2,}"
-    rf"|\b(?:{'|'.join(ABBREVIATIONS)})\."
-    r"|[\pL\pN]+(?:\.[\pL\pN]+)+|\pN+(?:[.,/:]\pN+)+)"
-    f"|(\\.+|-+|[{PUNCT_CLASS}])"
+# The character lists of spaCy's English tokenizer (spacy/lang/char_classes.py and punctuation.py, spaCy 3.8, MIT
+# licence), which datatrove's default word tokenizer is: its prefixes, suffixes and infixes are built from them.
+SPACY_PUNCT = "… , : ; ! ? ¿ ؟ ¡ ( ) [ ] { } < > _ # * & 。 ？ ！ ， 、 ； ： ～ · । ، ۔ ؛ ٪".split()
+SPACY_QUOTES = "' \" ” “ ` ‘ ´ ’ ‚ , „ » « 「 」 『 』 （ ） 〔 〕 【 】 《 》 〈 〉 〈 〉 ⟦ ⟧".split()
+SPACY_CURRENCY = "$ £ € ¥ ฿ ₽ ﷼ ₴ ₠ ₡ ₢ ₣ ₤ ₥ ₦ ₧ ₨ ₩ ₪ ₫ € ₭ ₮ ₯ ₰ ₱ ₲ ₳ ₴ ₵ ₶ ₷ ₸ ₹ ₺ ₻ ₼ ₽ ₾ ₿".split()  # + US$ C$ A$
+SPACY_UNITS = (
+    "km km² km³ m m² m³ dm dm² dm³ cm cm² cm³ mm mm² mm³ ha µm nm yd in ft kg g mg µg t lb oz m/s km/h kmh mph hPa "
+    "Pa mbar mb MB kb KB gb GB tb TB T G M K % км км² км³ м м² м³ дм дм² дм³ см см² см³ мм мм² мм³ нм кг г мг м/с "
+    "км/ч кПа Па мбар Кб КБ кб Мб МБ мб Гб ГБ гб Тб ТБ тбكم كم² كم³ م م² م³ سم سم² سم³ مم مم² مم³ كم غرام جرام جم "
+    "كغ ملغ كوب اكواب"
+).split()
+# The blocks of spaCy's uncased scripts that its ALPHA holds whole, marks and punctuation of those blocks included
+# (Ethiopic, Bengali, Hebrew, Arabic/Persian, Sinhala, Devanagari, Kannada, Tamil, Telugu, Hangul, Kana, CJK with its
+# symbols and punctuation); the rest of it is approximated by \pL.
+SPACY_UNCASED_BLOCKS = (
+    (0x1200, 0x137F), (0x0980, 0x09FF), (0x0591, 0x05F4), (0xFB1D, 0xFB4F), (0x0620, 0x064A), (0x066E, 0x06D5),
+    (0x06E5, 0x06FF), (0x0750, 0x077F), (0x08A0, 0x08BD), (0xFB50, 0xFBB1), (0xFBD3, 0xFD3D), (0xFD50, 0xFDC7),
+    (0xFDF0, 0xFDFB), (0xFE70, 0xFEFC), (0x1EE00, 0x1EEBB), (0x0D80, 0x0DFF), (0x0900, 0x097F), (0x0C80, 0x0CFF),
+    (0x0B80, 0x0BFF), (0x0C00, 0x0C7F), (0xAC00, 0xD7AF), (0x1100, 0x11FF), (0x3040, 0x30FF), (0x4E00, 0x9FFF),
+    (0x3400, 0x4DBF), (0x20000, 0x2EBEF), (0x2E80, 0x2FFF), (0x3000, 0x303F), (0x31C0, 0x31EF), (0x3200, 0x33FF),
+    (0xF900, 0xFAFF), (0xFE30, 0xFE4F), (0x1F200, 0x1F2FF), (0x2F800, 0x2FA1F),
 )
-TOKEN_REWRITE = r"\1 \2\3\4 "
+# spaCy's Sentencizer.default_punct_chars: the tokens after which it starts a sentence (C4's sentence count).
+SPACY_SENTENCE_END = (
+    "!.?։؟۔܀܁܂߹।॥၊။።፧፨᙮᜵᜶᠃᠉᥄᥅᪨᪩᪪᪫᭚᭛᭞᭟᰻᰼᱾᱿‼‽⁇⁈⁉⸮⸼꓿꘎꘏꛳꛷꡶꡷꣎꣏꤯꧈꧉꩝꩞꩟꫰꫱꯫﹒﹖﹗！．？𐩖𐩗𑁇𑁈𑂾𑂿𑃀𑃁𑅁𑅂𑅃𑇅𑇆𑇍𑇞𑇟"
+    "𑈸𑈹𑈻𑈼𑊩𑑋𑑌𑗂𑗃𑗉𑗊𑗋𑗌𑗍𑗎𑗏𑗐𑗑𑗒𑗓𑗔𑗕𑗖𑗗𑙁𑙂𑜼𑜽𑜾𑩂𑩃𑪛𑪜𑱁𑱂𖩮𖩯𖫵𖬷𖬸𖭄𛲟𝪈｡。"
+)
 PUNCT_TOKEN = f"^[{PUNCT_CLASS}]+$"
 # str.splitlines() separators.
 SPLITLINES = r"\r\n|[\n\r\x0b\x0c\x1c\x1d\x1e\x{85}\x{2028}\x{2029}]"
@@ -86,8 +98,6 @@ ELLIPSIS_LINE = f"(\\.\\.\\.|…)[{SPACE}]*$"
 CITATION = r"\[\d*\]|\[edit\]|\[citation needed\]"
 C4_END_PUNCT = "[.?!\"']$"
 C4_POLICY = "|".join(C4_POLICY_PHRASES)  # plain phrases: no RE2 metacharacter to escape
-# spaCy's sentencizer starts a sentence at a token following terminal punctuation; approximated on the raw line.
-SENTENCE_BREAK = "[.!?…。！？]+[\"'”’)\\]]*\\s+[^\\s.!?…。！？]"
 LINE_END_TERMINAL = pa.array(sorted(TERMINAL_PUNCTUATION), pa.large_string())
 
 
@@ -197,8 +207,9 @@ class Tokens:
         """``Tokens(tokenize(text, cjk_split), len(text))`` from the compiled tokenizer (``_kernels``)."""
         data, offsets = _string_buffers(text)
         k = kernels()
-        out, tok_off, doc_count, tok_chars, tok_flags, hashes, ellipses = k.split_tokens(
-            data, offsets, char_classes(), cjk_split, *_abbreviation_tables())
+        out, tok_off, doc_count, tok_chars, tok_flags, tok_line, hashes, ellipses = k.split_tokens(
+            data, offsets, char_classes(), cjk_split, *special_case_tables(), *_unit_tables(),
+            *special_case_tables(matched=True))
         self = cls.__new__(cls)
         self.n_docs = len(text)
         self.flat = pa.LargeStringArray.from_buffers(len(tok_chars), pa.py_buffer(tok_off), pa.py_buffer(out))
@@ -211,6 +222,8 @@ class Tokens:
         self.symbol = (tok_flags & k.SYMBOL) != 0
         self.has_alpha = (tok_flags & k.HAS_LETTER) != 0
         self.marks = (hashes.astype(np.float64), ellipses.astype(np.float64))
+        self.line = tok_line  # the str.splitlines() line of the token within its document
+        self.sentence_flags = tok_flags & (k.SENT_PUNCT | k.ALL_PUNCT)
         self.backend = "numba"
         return self
 
@@ -270,14 +283,16 @@ def _string_buffers(text: pa.Array) -> tuple[np.ndarray, np.ndarray]:
 
 @functools.lru_cache(maxsize=1)
 def char_classes() -> np.ndarray:
-    """A class bitmask per code point (``_kernels.LETTER`` ...), asked of RE2 and Arrow themselves over every
-    code point, so the compiled tokenizer uses exactly the Unicode tables of the reference path (~0.1 s)."""
+    """A class bitmask per code point (``_kernels.LETTER`` ...). Unicode properties are asked of RE2 and Arrow
+    themselves over every code point (~0.2 s), so the tokenizer and the Arrow formulations use the same tables;
+    spaCy's character lists come from the ``SPACY_*`` constants."""
     k = kernels()
     code = np.concatenate([np.arange(0xD800), np.arange(0xE000, 0x110000)]).astype(np.uint32)  # no surrogates
     every_char = pa.array([code.tobytes().decode("utf-32-le")], pa.large_string())
-    table = np.zeros(0x110000, dtype=np.uint8)
+    table = np.zeros(0x110000, dtype=np.uint32)
     for bit, pattern in ((k.LETTER, r"\pL"), (k.NUMBER, r"\pN"), (k.CJK, CJK_CHAR), (k.PUNCT, f"[{PUNCT_CLASS}]"),
-                         (k.RE2_SPACE, r"\s"), (k.WORD, r"\w")):
+                         (k.RE2_SPACE, r"\s"), (k.WORD, r"\w"), (k.LOWER, r"[\p{Ll}\p{Lo}]"),
+                         (k.UPPER, r"[\p{Lu}\p{Lt}\p{Lo}]"), (k.ICON, r"\p{So}"), (k.UNI_PUNCT, r"\pP")):
         # every match is one character: the pieces between matches locate them
         pieces = _np(pc.utf8_length(pc.list_flatten(pc.split_pattern_regex(every_char, pattern))))
         table[code[np.cumsum(pieces[:-1] + 1) - 1]] |= bit
@@ -285,7 +300,77 @@ def char_classes() -> np.ndarray:
     one_char = pa.LargeStringArray.from_buffers(len(code), pa.py_buffer(_utf8_offsets(code)),
                                                 every_char.buffers()[2])
     table[code[_flags(pc.utf8_is_space(one_char))]] |= k.SPLIT_SPACE
+    table[[c for c in range(0x3100) if chr(c).isspace()]] |= k.SPACE  # every str.isspace character is below
+    one = functools.partial(_set_bits, table)
+    one(k.PREFIX, "§%=—–", SPACY_PUNCT, SPACY_QUOTES, SPACY_CURRENCY)
+    table[table & k.ICON != 0] |= k.PREFIX | k.SUFFIX
+    one(k.SUFFIX, "—–", SPACY_PUNCT, SPACY_QUOTES)
+    one(k.QUOTE, SPACY_QUOTES)
+    one(k.DOT_AFTER, "0123456789%²-+|(?:)", SPACY_PUNCT, SPACY_QUOTES)
+    table[table & k.LOWER != 0] |= k.DOT_AFTER
+    one(k.HYPHEN, "-–—~")
+    one(k.INFIX_OP, ":<>=/")
+    one(k.CURRENCY, SPACY_CURRENCY)
+    one(k.UNIT_END, [unit[-1] for unit in SPACY_UNITS])
+    table[table & k.LETTER != 0] |= k.ALPHA
+    for first, last in SPACY_UNCASED_BLOCKS:
+        table[first:last + 1] |= k.ALPHA | k.LOWER | k.UPPER | k.DOT_AFTER
+    one(k.SENT_END, SPACY_SENTENCE_END)
+    one(k.LINE_BREAK, "\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029")
     return table
+
+
+def _set_bits(table: np.ndarray, bit: int, *char_lists) -> None:
+    table[[ord(c) for chars in char_lists for c in chars]] |= bit
+
+
+@functools.lru_cache(maxsize=2)
+def special_case_tables(matched: bool = False) -> tuple[np.ndarray, ...]:
+    """spaCy's English special cases (``spacy_exceptions``) as the compiled tokenizer looks them up: sorted
+    64-bit hashes of their code points, offsets into their code points, and per special case the positions where
+    it is split into tokens. ``matched``: only those the affix rules split into several tokens, which spaCy's
+    special-case matcher puts back together after them."""
+    from gristmill.stages.quality.spacy_exceptions import SPECIAL_CASES
+
+    k = kernels()
+    keys = ["".join(entry.split("\u241f")) for entry in SPECIAL_CASES]
+    cuts = [np.cumsum([len(p) for p in entry.split("\u241f")[:-1]]).astype(np.int64) for entry in SPECIAL_CASES]
+    assert max(map(len, keys)) <= k.MAX_SPECIAL
+    if matched:
+        data, offsets = _string_buffers(pa.array(keys, pa.large_string()))
+        none = (np.zeros(0, np.uint64), np.zeros(1, np.int64), np.zeros(0, np.int64), np.zeros(1, np.int64),
+                np.zeros(0, np.int64), np.zeros(4096, np.uint32))
+        count = k.split_tokens(data, offsets, char_classes(), False, *none, *_unit_tables(), *none)[2]
+        keys, cuts = [key for key, c in zip(keys, count) if c > 1], [cut for cut, c in zip(cuts, count) if c > 1]
+    hashes = np.array([_special_hash(key) for key in keys], dtype=np.uint64)
+    order = np.argsort(hashes, kind="stable")
+    chars = [np.array([ord(c) for c in keys[i]], np.int64) for i in order]
+    cut_lists = [cuts[i] for i in order]
+    length_filter = np.zeros(4096, np.uint32)  # _kernels._may_be_special
+    for key in keys:
+        length_filter[(ord(key[0]) * 31 + ord(key[-1])) & 4095] |= np.uint32(1 << len(key))
+    return (hashes[order], np.concatenate([[0], np.cumsum([len(c) for c in chars])]).astype(np.int64),
+            np.concatenate(chars), np.concatenate([[0], np.cumsum([len(c) for c in cut_lists])]).astype(np.int64),
+            np.concatenate(cut_lists + [np.zeros(0, np.int64)]), length_filter)
+
+
+def _special_hash(key: str) -> int:
+    """``_kernels._special``'s hash of a string's code points."""
+    k = kernels()
+    h = np.array([k._SEED], dtype=np.uint64)
+    with np.errstate(over="ignore"):
+        for c in key:
+            h = _mix(h * np.uint64(0x9E3779B97F4A7C15) + np.uint64(ord(c)))
+    return int(h[0])
+
+
+@functools.lru_cache(maxsize=1)
+def _unit_tables() -> tuple[np.ndarray, np.ndarray]:
+    """SPACY_UNITS as code points (padded) and their lengths."""
+    units = np.zeros((len(SPACY_UNITS), max(map(len, SPACY_UNITS))), dtype=np.int64)
+    for i, unit in enumerate(SPACY_UNITS):
+        units[i, :len(unit)] = [ord(c) for c in unit]
+    return units, np.array([len(u) for u in SPACY_UNITS], dtype=np.int64)
 
 
 def _utf8_offsets(code: np.ndarray) -> np.ndarray:
@@ -294,28 +379,11 @@ def _utf8_offsets(code: np.ndarray) -> np.ndarray:
     return np.concatenate([[0], np.cumsum(width)]).astype(np.int64)
 
 
-@functools.lru_cache(maxsize=1)
-def _abbreviation_tables() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """ABBREVIATIONS as code points (padded), their lengths, and which ASCII characters start one."""
-    words = np.zeros((len(ABBREVIATIONS), max(map(len, ABBREVIATIONS))), dtype=np.int64)
-    for i, word in enumerate(ABBREVIATIONS):
-        words[i, :len(word)] = [ord(c) for c in word]
-    first = np.zeros(128, dtype=np.bool_)
-    first[[ord(w[0]) for w in ABBREVIATIONS]] = True
-    return words, np.array([len(w) for w in ABBREVIATIONS], dtype=np.int64), first
-
-
 def tokenize(text: pa.Array, cjk_split: bool) -> pa.ListArray:
-    """Words and punctuation runs, as datatrove's Gopher rules see them (see module docstring)."""
-    spaced = pc.replace_substring_regex(text, TOKEN_SPLIT, TOKEN_REWRITE)
-    if cjk_split:
-        spaced = pc.replace_substring_regex(spaced, CJK_CHAR, " \\0 ")
-    # Arrow's utf8_split_whitespace decodes one character past a string that ends in whitespace; after the last
-    # string of the buffer that reads uninitialized bytes, and when they are not valid UTF-8 the trailing
-    # whitespace stays glued to the last token (seen once in 122 batches of corpus-50). A sentinel row after the
-    # last document makes that read land on valid text, so tokens never carry whitespace (the kernels' rule).
-    sentinel = pa.concat_arrays([spaced, pa.array(["x"], spaced.type)])
-    return pc.utf8_split_whitespace(sentinel).slice(0, len(spaced))
+    """The tokens of every document as lists (datatrove's ``split_into_words``: spaCy's English tokenizer, see
+    the module docstring). The tokenizer exists only compiled; this is its output for the Arrow formulation."""
+    tokens = Tokens.from_kernel(text, cjk_split)
+    return pa.LargeListArray.from_arrays(pa.array(tokens.offsets, pa.int64()), tokens.flat)
 
 
 # --- the rule families ----------------------------------------------------------------------------------
@@ -414,27 +482,33 @@ def _top_ngram_chars(tokens: Tokens, n: int) -> np.ndarray:
 
 
 def _dup_ngram_chars(tokens: Tokens, n: int) -> np.ndarray:
-    """Characters of repeated n-grams, stepping n words inside each run of consecutive repeats (module doc)."""
+    """Characters of repeated n-grams as datatrove's ``find_all_duplicate`` walks each document: a repeated
+    n-gram counts and the walk jumps n words ahead, a new one is remembered. The walk is sequential: this
+    reference steps through it in Python over the n-gram keys (``_kernels.ngram_chars`` is the fast path)."""
+    out = np.zeros(tokens.n_docs)
     starts, doc, key = _doc_keys(tokens, n)
     if len(starts) == 0:
-        return np.zeros(tokens.n_docs)
-    repeated = np.ones(len(key), dtype=bool)
-    repeated[_unique_first(key)[0]] = False
-    idx = np.flatnonzero(repeated)
-    if len(idx) == 0:
-        return np.zeros(tokens.n_docs)
-    pos, pos_doc = starts[idx], doc[idx]
-    run_start = np.ones(len(idx), dtype=bool)
-    run_start[1:] = (pos[1:] != pos[:-1] + 1) | (pos_doc[1:] != pos_doc[:-1])
-    run_id = np.cumsum(run_start) - 1
-    offset = pos - pos[run_start][run_id]
-    counted = offset % n == 0
-    return _per_doc(pos_doc[counted], tokens.n_docs, tokens.ngram_chars(pos[counted], n))
+        return out
+    bounds = np.searchsorted(doc, np.arange(tokens.n_docs + 1))
+    chars, keys = tokens.ngram_chars(starts, n), key.tolist()
+    for d in np.flatnonzero(np.diff(bounds)):
+        seen: set[int] = set()
+        i, stop = int(bounds[d]), int(bounds[d + 1])
+        while i < stop:
+            if keys[i] in seen:
+                out[d] += chars[i]
+                i += n
+            else:
+                seen.add(keys[i])
+                i += 1
+    return out
 
 
-def c4(text: pa.Array, n_docs: int, lines: tuple[pa.Array, np.ndarray, np.ndarray],
+def c4(text: pa.Array, n_docs: int, lines: tuple[pa.Array, np.ndarray, np.ndarray], tokens: Tokens,
        max_word_length: int = 1000) -> dict[str, pa.Array]:
-    lines, parent, _ = lines
+    """C4's document decisions. Lines with "lorem ipsum" or "{" are counted as kept lines (datatrove's filter
+    drops the whole document at them: so do the two flags), so each clause decides on its own."""
+    lines, parent, per_doc = lines
     stripped = pc.utf8_trim_whitespace(lines)
     line_words = pc.utf8_split_whitespace(stripped)
     n_line_words = _np(pc.list_value_length(line_words))
@@ -449,14 +523,19 @@ def c4(text: pa.Array, n_docs: int, lines: tuple[pa.Array, np.ndarray, np.ndarra
     javascript = _flags(pc.match_substring(lower, "javascript"))
     curly = eligible & ~javascript & _flags(pc.match_substring(cleaned, "{"))
     policy = _flags(pc.match_substring_regex(lower, C4_POLICY))
-    kept = eligible & ~lorem & ~javascript & ~curly & ~policy
-    sentences = 1 + _np(pc.count_substring_regex(cleaned, SENTENCE_BREAK))
+    kept = eligible & ~javascript & ~policy
+    sentences = _sentences_per_line(tokens, np.concatenate([[0], np.cumsum(per_doc)]), len(lines))
     return {
         "q_c4_sentence_count": pa.array(_per_doc(parent, n_docs, kept * sentences).astype(np.int64)),
         "q_c4_kept_line_count": pa.array(_per_doc(parent, n_docs, kept).astype(np.int64)),
         "q_c4_lorem_ipsum": pa.array(_per_doc(parent, n_docs, lorem) > 0),
         "q_c4_curly_bracket": pa.array(_per_doc(parent, n_docs, curly) > 0),
     }
+
+
+def _sentences_per_line(tokens: Tokens, line_base: np.ndarray, n_lines: int) -> np.ndarray:
+    """Sentences of every line as spaCy's Sentencizer counts them (``_kernels.sentences_per_line``)."""
+    return kernels().sentences_per_line(tokens.sentence_flags, tokens.line, tokens.count, line_base, n_lines)
 
 
 def fineweb(text: pa.Array, tokens: Tokens, n_chars: np.ndarray, short_line_length: int = 30) -> dict:
@@ -486,20 +565,30 @@ def compute(text: pa.Array | pa.ChunkedArray, cjk_split: bool = True,
         text = text.combine_chunks()
     text = pc.fill_null(text, "")
     n_docs = len(text)
-    if backend == "numba" and not _valid_utf8(text):
-        backend = "arrow"  # the kernels decode valid UTF-8 only; the reference path raises ArrowInvalid
-    tokens = Tokens.from_kernel(text, cjk_split) if backend == "numba" \
-        else Tokens(tokenize(text, cjk_split), n_docs)
+    if not _valid_utf8(text):  # the compiled tokenizer decodes valid UTF-8 only
+        text.validate(full=True)  # raises ArrowInvalid, naming the problem
+    compiled = Tokens.from_kernel(text, cjk_split)
+    tokens = compiled if backend == "numba" \
+        else Tokens(pa.LargeListArray.from_arrays(pa.array(compiled.offsets), compiled.flat), n_docs)
     n_chars = _np(pc.utf8_length(text)).astype(np.float64)
     lines = _split(text, SPLITLINES)  # str.splitlines(): Gopher's and C4's lines
     out = gopher_quality(text, tokens, stop_words, lines)
     out.update(gopher_repetition(text, tokens, n_chars))
-    out.update(c4(text, n_docs, lines))
+    out.update(c4(text, n_docs, lines, compiled))
     out.update(fineweb(text, tokens, n_chars))
     return out
 
 
 def column_types() -> dict[str, pa.DataType]:
-    sample = compute(pa.array(["x"], pa.large_string()), backend="arrow")  # same types; no compile at import
-    return {name: array.type for name, array in sample.items()}
+    """The ``q_*`` columns in ``compute()``'s order (without compiling anything at import)."""
+    count, ratio, flag = pa.int64(), pa.float64(), pa.bool_()
+    names = (["q_word_count", "q_mean_word_length", "q_hash_word_ratio", "q_ellipsis_word_ratio",
+              "q_bullet_lines_frac", "q_ellipsis_lines_frac", "q_alpha_words_frac", "q_stop_word_count",
+              "q_dup_para_frac", "q_dup_para_char_frac", "q_dup_line_frac", "q_dup_line_char_frac"]
+             + [f"q_top_{n}gram_char_frac" for n in TOP_NGRAMS] + [f"q_dup_{n}gram_char_frac" for n in DUP_NGRAMS]
+             + ["q_c4_sentence_count", "q_c4_kept_line_count", "q_c4_lorem_ipsum", "q_c4_curly_bracket",
+                "q_fw_line_punct_frac", "q_fw_short_line_frac", "q_fw_char_dup_frac", "q_fw_newline_word_ratio"])
+    types = {"q_word_count": count, "q_stop_word_count": count, "q_c4_sentence_count": count,
+             "q_c4_kept_line_count": count, "q_c4_lorem_ipsum": flag, "q_c4_curly_bracket": flag}
+    return {name: types.get(name, ratio) for name in names}
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import re
+
 import pyarrow as pa
 import pytest
 
@@ -11,7 +14,7 @@ from gristmill.stages.filter import Filter, evaluate, expand, filter_presets
 from gristmill.stages.quality import presets
 from gristmill.stages.quality.heuristics import QualityHeuristics
 
-from .conftest import doc_table
+from .conftest import QUALITY_DATA, doc_table
 
 FAMILIES = ("gopher", "gopher_repetition", "c4", "fineweb")
 
@@ -156,3 +159,81 @@ def test_chinese_page_survives_multilingual_heuristics_when_lang_is_zh(zh_page):
     assert Filter({"expr": {"preset": "multilingual"}}).process(spaces_only).reject_reason.to_pylist() != [None]
     as_english = QualityHeuristics().process(doc_table([zh_page], {"lang": pa.array(["en"])})).table
     assert Filter({"expr": {"preset": "multilingual"}}).process(as_english).reject_reason.to_pylist() != [None]
+
+
+def crawled_pages() -> list[str]:
+    """20 crawled pages (Common Crawl sample pages in Chinese, German, English..., and article pages, as ingest
+    extracts them and as whole pages) on which gristmill's signals once disagreed with datatrove's."""
+    path = QUALITY_DATA / "heuristics-agreement.jsonl"
+    return [json.loads(line)["text"] for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+def datatrove_signals(text: str) -> dict:
+    """datatrove's value of every word-, n-gram- and sentence-based q_* signal, computed with its own helpers as
+    its filters do (English spaCy tokenizer)."""
+    pytest.importorskip("spacy")
+    from datatrove.data import Document
+    from datatrove.pipeline.filters.c4_filters import C4QualityFilter
+    from datatrove.pipeline.filters.gopher_quality_filter import STOP_WORDS
+    from datatrove.pipeline.filters.gopher_repetition_filter import (find_all_duplicate, find_top_duplicate,
+                                                                     get_n_grams)
+    from datatrove.utils.text import PUNCTUATION_SET, split_into_sentences, split_into_words
+
+    words = split_into_words(text, "en")
+    non_symbol = [w for w in words if any(ch not in PUNCTUATION_SET for ch in w)]
+    out = {
+        "q_word_count": len(non_symbol),
+        "q_mean_word_length": sum(map(len, non_symbol)) / len(non_symbol) if non_symbol else None,
+        "q_hash_word_ratio": text.count("#") / len(words) if words else None,
+        "q_ellipsis_word_ratio": (text.count("...") + text.count("…")) / len(words) if words else None,
+        "q_alpha_words_frac": sum(any(c.isalpha() for c in w) for w in words) / len(words) if words else None,
+        "q_stop_word_count": len(set(STOP_WORDS) & set(words)),
+        "q_fw_newline_word_ratio": text.count("\n") / len(words) if words else None,
+    }
+    for n in (2, 3, 4):
+        grams = get_n_grams(words, n)
+        out[f"q_top_{n}gram_char_frac"] = find_top_duplicate(grams) / len(text) if grams else 0.0
+    for n in range(5, 11):
+        out[f"q_dup_{n}gram_char_frac"] = find_all_duplicate(words, n) / len(text)
+    # C4: sentences of the lines its filter keeps, with its document-level rules off (the filter rewrites
+    # doc.text to those lines)
+    c4 = C4QualityFilter(filter_lorem_ipsum=False, filter_curly_bracket=False, min_num_sentences=-1)
+    doc = Document(text=text, id="0")
+    assert c4.filter(doc) is True
+    out["q_c4_sentence_count"] = sum(len(split_into_sentences(line, "en")) for line in doc.text.split("\n") if line)
+    return out
+
+
+def test_word_signals_equal_datatroves_on_crawled_pages():
+    """Every signal built on datatrove's words (spaCy's English tokenizer: prefixes, suffixes, infixes, special
+    cases, its special-case matcher) or sentences equals datatrove's on crawled pages where they once differed
+    (alpha-word fraction, word counts, n-gram fractions, C4 sentences, FineWeb's newline ratio)."""
+    pages = crawled_pages()
+    table = scored(pages, cjk_split=False)  # datatrove splits every language with its English tokenizer
+    for i, page in enumerate(pages):
+        expected = datatrove_signals(page)
+        row = {name: table[name][i].as_py() for name in expected}
+        assert row == pytest.approx(expected, rel=1e-12, abs=1e-12), (i, page[:80])
+
+
+def test_tokens_are_datatroves_words(real_documents):
+    """The tokenizer returns datatrove's default words (spaCy's English tokenizer) token for token."""
+    pytest.importorskip("spacy")
+    from datatrove.utils.text import split_into_words
+
+    from gristmill.stages.quality import signals
+
+    texts = crawled_pages() + real_documents + [
+        "Don't stop: it's 10km/h at 5pm... U.S. e.g. well-known 2020-01-01 and/or Disney+ “quoted” ‘single’ ©2019",
+        "See http://example.com/a/b?x=1, hello.World, 4K 16GB $100 10% (Calif.) Mr. Smith can't; z.B. a): ;)",
+    ]
+    tokens = signals.tokenize(pa.array(texts, pa.large_string()), cjk_split=False).to_pylist()
+    for text, words in zip(texts, tokens):
+        assert words == split_into_words(text, "en"), text[:80]
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_filters_decide_as_datatrove_on_crawled_pages(family):
+    pages = crawled_pages()
+    table = scored(pages, cjk_split=False)
+    assert keeps(table, family) == datatrove_keeps(pages, family)
