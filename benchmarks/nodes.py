@@ -19,6 +19,7 @@ import argparse
 import json
 import logging
 import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -84,10 +85,20 @@ def main() -> int:
     ap.add_argument("--nodes", type=int, nargs="+", default=[1, 2, 4])
     ap.add_argument("--pipeline", type=Path, default=REPO / "examples" / "demo.yaml")
     ap.add_argument("--corpus", type=Path, help="for benchmarks/configs/llama.yaml: the corpus folder ($CORPUS)")
+    ap.add_argument("--child", type=Path, help=argparse.SUPPRESS)  # one node count, results as JSON to this file
     args = ap.parse_args()
     if args.corpus:
         os.environ["CORPUS"] = str(args.corpus.resolve())
-    results = {n: run_on_nodes(args.pipeline, n) for n in args.nodes}
+    if args.child:
+        args.child.write_text(json.dumps(run_on_nodes(args.pipeline, args.nodes[0])))
+        return 0
+    results = {}
+    for n in args.nodes:
+        # A process keeps the first cluster's auth token: each cluster gets a driver process of its own.
+        with tempfile.NamedTemporaryFile(suffix=".json") as out:
+            subprocess.run([sys.executable, __file__, "--nodes", str(n), "--pipeline", str(args.pipeline),
+                            "--child", out.name], check=True)
+            results[n] = json.loads(Path(out.name).read_text())
     text = markdown(results, args.pipeline)
     print(text)
     RESULTS.mkdir(parents=True, exist_ok=True)
