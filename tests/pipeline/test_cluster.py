@@ -3,7 +3,9 @@
 A head that runs no tasks and two one-CPU worker nodes (``ray start``, tests/ray_nodes.py), moto's S3 server
 on 127.0.0.1, and ``gristmill run --address`` as a separate driver process: the shards and the manifest must
 be byte-identical to an in-process run of the same pipeline into a local directory, and nothing may be
-written under the driver's or any node's working directory (every byte goes through the run's storage).
+written under the driver's or any node's working directory (every byte goes through the run's storage). On the
+same cluster: every command reads that run, a second driver on a run directory is refused, a killed worker
+process loses nothing, and a killed driver is resumed with identical output.
 """
 
 from __future__ import annotations
@@ -131,3 +133,89 @@ def test_every_command_reads_the_run_on_the_object_store(cluster, s3, local_refe
     assert (tmp_path / "tok" / "tokenizer.json").is_file()
     remote_rows = [row.tobytes() for row in ShardReader(run_dir)]
     assert remote_rows == [row.tobytes() for row in ShardReader(str(local_reference))]
+
+
+def _workers_of(node_dir: Path) -> list[int]:
+    """Ray worker processes (tasks and actors) that run in a node's directory."""
+    pids = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            cmdline = Path(f"/proc/{entry}/cmdline").read_bytes()
+            if cmdline.startswith(b"ray::") and os.readlink(f"/proc/{entry}/cwd") == str(node_dir):
+                pids.append(int(entry))
+        except OSError:
+            continue
+    return pids
+
+
+def test_second_driver_is_refused_and_a_killed_worker_loses_nothing(cluster, s3, demo_on_s3, local_reference,
+                                                                    tmp_path):
+    """Two drivers on one run directory of the object store: the second stops at once naming the first; a worker
+    process of one node killed mid-run is replaced by Ray, and the output is still the local run's."""
+    import signal
+    import time
+
+    run_dir = f"s3://{BUCKET}/runs/concurrent?{s3}"
+    command = [str(ray_nodes.BIN / "gristmill"), "run", str(demo_on_s3), "--address", cluster.address,
+               "--run-dir", run_dir, "--quiet"]
+    env = {**cluster.driver_env(), **S3_ENV}
+    first = subprocess.Popen(command, env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True)
+    try:
+        lease = resolve(f"s3://{BUCKET}/runs/concurrent/_LEASE?{s3}")
+        deadline = time.monotonic() + 120
+        while not lease.exists() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        second = subprocess.run(command, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+        assert second.returncode == 2 and str(first.pid) in second.stderr, second.stderr
+
+        killed = None
+        while killed is None and time.monotonic() < deadline and first.poll() is None:
+            workers = _workers_of(cluster.node_dirs[1])
+            if workers:
+                killed = workers[0]
+                os.kill(killed, signal.SIGKILL)
+            time.sleep(0.2)
+        assert killed is not None, "no worker process of node 1 to kill while the run went on"
+        out, err = first.communicate(timeout=900)
+    finally:
+        if first.poll() is None:
+            first.kill()
+    assert first.returncode == 0, out[-3000:] + err[-3000:]
+    remote = resolve(run_dir)
+    for shard in sorted((local_reference / "shards").glob("*.parquet")):
+        assert (remote / "shards" / shard.name).read_bytes() == shard.read_bytes(), shard.name
+    assert (remote / "manifest.json").read_bytes() == (local_reference / "manifest.json").read_bytes()
+
+
+def test_killed_driver_is_resumed_with_identical_output(cluster, s3, demo_on_s3, local_reference, tmp_path):
+    """The driver killed once the first segment is committed: its lease is left on the object store, the rerun
+    takes it over with --force-unlock, skips what was committed and ends with the local run's bytes."""
+    import signal
+    import time
+
+    run_dir = f"s3://{BUCKET}/runs/killed?{s3}"
+    command = [str(ray_nodes.BIN / "gristmill"), "run", str(demo_on_s3), "--address", cluster.address,
+               "--run-dir", run_dir]
+    env = {**cluster.driver_env(), **S3_ENV}
+    first = subprocess.Popen(command, env=env, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    committed = resolve(f"s3://{BUCKET}/runs/killed/segments/00-ingest/_SUCCESS?{s3}")
+    deadline = time.monotonic() + 300
+    while not committed.exists() and time.monotonic() < deadline and first.poll() is None:
+        time.sleep(0.2)
+    first.send_signal(signal.SIGKILL)
+    first.wait()
+    assert committed.exists(), "the driver ended before its first commit"
+
+    refused = subprocess.run(command, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert refused.returncode == 2 and "--force-unlock" in refused.stderr, refused.stderr
+    again = subprocess.run([*command, "--force-unlock"], env=env, cwd=tmp_path, capture_output=True, text=True,
+                           timeout=900)
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    assert "00-ingest: committed, skipped" in again.stdout + again.stderr
+    remote = resolve(run_dir)
+    for shard in sorted((local_reference / "shards").glob("*.parquet")):
+        assert (remote / "shards" / shard.name).read_bytes() == shard.read_bytes(), shard.name
+    assert (remote / "manifest.json").read_bytes() == (local_reference / "manifest.json").read_bytes()
