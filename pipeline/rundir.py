@@ -117,10 +117,6 @@ class RunDir:
     def stats_dir(self) -> Path:
         return self.root / "stats"
 
-    def artifacts_dir(self, stage_name: str) -> Path:
-        """RUN_DIR/<group>: dedup/, tokenizer/, ... from the stage name ``group.what_vN``."""
-        return self.root / stage_name.split(".")[0]
-
     # --- segments -----------------------------------------------------------------------------------------
     def marker(self, segment_name: str) -> dict | None:
         """A segment's ``_SUCCESS`` content; None if it is not committed."""

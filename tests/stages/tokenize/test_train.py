@@ -17,7 +17,7 @@ def test_registered_as_a_global_stage():
     assert issubclass(TrainBbpeV1, GlobalStage)
 
 
-def test_build_trains_from_parquet_parts_into_the_artifacts_dir(corpus, make_parts, make_context, tmp_path):
+def test_build_trains_from_parquet_parts_into_the_run_tokenizer_dir(corpus, make_parts, make_context, tmp_path):
     parts = make_parts(corpus, tmp_path / "segments" / "01-x", 4)
     stage = TrainBbpeV1({"vocab_size": 700, "sample_bytes": 30_000,
                          "source_weights": {"common_crawl": 2, "wikipedia": 1}})
