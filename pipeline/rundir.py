@@ -23,10 +23,8 @@ import pyarrow.parquet as pq
 import xxhash
 
 from gristmill.core import storage
+from gristmill.core.layout import SUCCESS, RunLayout
 
-SUCCESS = "_SUCCESS"
-LEASE = "_LEASE"
-PLAN = "plan.json"
 PART_GLOB = "part-*.parquet"
 PART_HASH = "xxh3_128"  # the key of each part's hash in a _SUCCESS marker, and the algorithm
 _HASH_BLOCK = 8 << 20
@@ -90,32 +88,36 @@ class RunDir:
         # A local run directory stays a pathlib.Path (inspection, reports and DuckDB read it as files); a URI
         # (s3://, gs://, ...) becomes a storage.Location, which has the Path operations the run needs.
         self.root = storage.resolve(root) if storage.is_uri(root) else Path(root).resolve()
+        self.layout = RunLayout(self.root)
 
-    # --- layout -------------------------------------------------------------------------------------------
+    # --- layout: RunLayout's paths, as pathlib.Path for a local run -----------------------------------------
+    def _path(self, location: storage.Location) -> Path:
+        return Path(location.path) if isinstance(self.root, Path) else location
+
     @property
     def plan_path(self) -> Path:
-        return self.root / PLAN
+        return self._path(self.layout.plan)
 
     @property
     def lease_path(self) -> Path:
-        return self.root / LEASE
+        return self._path(self.layout.lease)
 
     @property
     def segments_root(self) -> Path:
-        return self.root / "segments"
+        return self._path(self.layout.segments_dir)
 
     def segment_dir(self, segment_name: str) -> Path:
-        return self.segments_root / segment_name
+        return self._path(self.layout.segment_dir(segment_name))
 
     def success_path(self, segment_name: str) -> Path:
-        return self.segment_dir(segment_name) / SUCCESS
+        return self._path(self.layout.segment_success(segment_name))
 
     def rejects_dir(self, step_slug: str) -> Path:
-        return self.root / "rejects" / step_slug
+        return self._path(self.layout.rejects_dir(step_slug))
 
     @property
     def stats_dir(self) -> Path:
-        return self.root / "stats"
+        return self._path(self.layout.stats_dir)
 
     # --- segments -----------------------------------------------------------------------------------------
     def marker(self, segment_name: str) -> dict | None:

@@ -85,7 +85,12 @@ def start(worker_cpus: list[int], env: dict | None = None, head_cpus: int = 0) -
             else:
                 # A worker node on the head's machine uses the head's temp dir: its processes name it too.
                 cmd = ["ray", "start", "--address", f"127.0.0.1:{port}"]
-            done = subprocess.run([str(BIN / cmd[0]), *cmd[1:], "--num-cpus", str(cpus), *common], env=env,
+            # Every node's agents get ports of their own: with Ray's fixed defaults the second node on one
+            # machine cannot bind its dashboard agent, and its raylet dies with it (fate sharing).
+            ports = [arg for flag in ("--dashboard-agent-listen-port", "--dashboard-agent-grpc-port",
+                                      "--metrics-export-port", "--runtime-env-agent-port")
+                     for arg in (flag, str(free_port()))]
+            done = subprocess.run([str(BIN / cmd[0]), *cmd[1:], "--num-cpus", str(cpus), *common, *ports], env=env,
                                   cwd=node_dir, capture_output=True, text=True, timeout=180)
             if done.returncode != 0:
                 raise RuntimeError(f"{' '.join(cmd)} failed:\n{done.stdout}\n{done.stderr}")
