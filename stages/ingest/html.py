@@ -39,8 +39,9 @@ class ExtractionOptions(ReaderOptions):
 
 
 # Page furniture that resiliparse's main-content heuristics keep: site headers/footers, photo captions and
-# credits, share bars, related-article lists, newsletter boxes. Each selector raised token F1 on its own on
-# the article benchmark; broader ones (sidebar, widget, author, meta, ad-) removed article text and are left out.
+# credits, share bars, related-article lists, newsletter boxes, cookie-consent banners, author bios. Each
+# selector raised token F1 on its own on the article benchmark; broader ones (sidebar, widget, author, meta,
+# ad-, promo, summary, more, card) removed article text and are left out.
 BOILERPLATE_SELECTORS = (
     "header",
     "footer",
@@ -50,6 +51,13 @@ BOILERPLATE_SELECTORS = (
     "[class*=share]",
     "[class*=related]",
     "[class*=newsletter]",
+    "[class*=consent]",
+    "[class*=cookie]",
+    "[class*=popup]",
+    "[class*=photo]",
+    "[class*=media]",
+    "[class*=bio]",
+    "[class*=banner]",
 )
 # A line of fewer words than this is menu, byline, caption or button text rather than prose.
 SHORT_LINE_WORDS = 6
