@@ -136,14 +136,18 @@ def test_every_command_reads_the_run_on_the_object_store(cluster, s3, local_refe
 
 
 def _workers_of(node_dir: Path) -> list[int]:
-    """Ray worker processes (tasks and actors) that run in a node's directory."""
+    """Ray worker processes (tasks and actors) that run in a node's directory. The node's agents name themselves
+    ``ray::DashboardAgent`` / ``ray::RuntimeEnvAgent`` too; killing one takes the whole node down (the raylet
+    fate-shares with its agents), which is another test than a lost worker."""
     pids = []
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
         try:
             cmdline = Path(f"/proc/{entry}/cmdline").read_bytes()
-            if cmdline.startswith(b"ray::") and os.readlink(f"/proc/{entry}/cwd") == str(node_dir):
+            name = cmdline.split(b"\0", 1)[0]
+            if (name.startswith(b"ray::") and not name.endswith(b"Agent")
+                    and os.readlink(f"/proc/{entry}/cwd") == str(node_dir)):
                 pids.append(int(entry))
         except OSError:
             continue
