@@ -30,6 +30,7 @@ class Cluster:
     address: str  # GCS address, for ``gristmill run --address`` / ``ray.init(address=...)``
     env: dict  # what a driver needs: token auth, no RAY_ADDRESS of the test session's
     node_dirs: list[Path]  # the working directory of each node's raylet and workers (head first)
+    dashboard: str | None = None  # http://127.0.0.1:PORT when the head runs the dashboard (Ray Jobs)
 
     def driver_env(self) -> dict:
         return dict(self.env)
@@ -62,8 +63,9 @@ def stop(root: Path | str, grace: float = 4.0) -> None:
             time.sleep(0.2)
 
 
-def start(worker_cpus: list[int], env: dict | None = None, head_cpus: int = 0) -> Cluster:
-    """A head with ``head_cpus`` CPUs (0: it runs no tasks) and one worker node per entry of ``worker_cpus``."""
+def start(worker_cpus: list[int], env: dict | None = None, head_cpus: int = 0, dashboard: bool = False) -> Cluster:
+    """A head with ``head_cpus`` CPUs (0: it runs no tasks) and one worker node per entry of ``worker_cpus``;
+    ``dashboard`` runs the head's dashboard on loopback, which Ray Jobs (``gristmill submit``) need."""
     # A short path: Ray's unix sockets live under the temp dir and their paths are limited to ~107 bytes.
     root = Path(tempfile.mkdtemp(prefix="gm-nodes-", dir="/tmp"))
     token = root / "auth_token"
@@ -74,14 +76,16 @@ def start(worker_cpus: list[int], env: dict | None = None, head_cpus: int = 0) -
     port = free_port()
     common = ["--node-ip-address", "127.0.0.1", "--disable-usage-stats"]
     node_dirs = []
+    dashboard_port = free_port()
+    head_dashboard = (["--include-dashboard", "true", "--dashboard-host", "127.0.0.1", "--dashboard-port",
+                       str(dashboard_port)] if dashboard else ["--include-dashboard", "false"])
     try:
         for i, cpus in enumerate([head_cpus, *worker_cpus]):
             node_dir = root / ("head" if i == 0 else f"node-{i}")
             node_dir.mkdir()
             node_dirs.append(node_dir)
             if i == 0:
-                cmd = ["ray", "start", "--head", "--port", str(port), "--include-dashboard", "false",
-                       "--temp-dir", str(root / "ray")]
+                cmd = ["ray", "start", "--head", "--port", str(port), *head_dashboard, "--temp-dir", str(root / "ray")]
             else:
                 # A worker node on the head's machine uses the head's temp dir: its processes name it too.
                 cmd = ["ray", "start", "--address", f"127.0.0.1:{port}"]
@@ -97,7 +101,8 @@ def start(worker_cpus: list[int], env: dict | None = None, head_cpus: int = 0) -
     except BaseException:
         stop(root)
         raise
-    return Cluster(root, f"127.0.0.1:{port}", env, node_dirs)
+    return Cluster(root, f"127.0.0.1:{port}", env, node_dirs,
+                   f"http://127.0.0.1:{dashboard_port}" if dashboard else None)
 
 
 def files_under(directory: Path) -> list[str]:

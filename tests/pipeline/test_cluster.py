@@ -82,7 +82,7 @@ def local_reference(demo_on_s3, tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def cluster():
-    nodes = ray_nodes.start(worker_cpus=[1, 1], env={**os.environ, **S3_ENV})
+    nodes = ray_nodes.start(worker_cpus=[1, 1], env={**os.environ, **S3_ENV}, dashboard=True)
     yield nodes
     ray_nodes.stop(nodes.root)
 
@@ -152,6 +152,23 @@ def _workers_of(node_dir: Path) -> list[int]:
         except OSError:
             continue
     return pids
+
+
+def test_the_readme_submit_example_on_the_object_store(cluster, s3, local_reference, tmp_path):
+    """README's cluster example as written: ``gristmill submit examples/demo.yaml --address http://HEAD:8265
+    --run-dir s3://BUCKET/runs/demo`` (plus the endpoint options a non-AWS server needs in the URI's query), the
+    job's driver on the head, the work on the two worker nodes: the shards are the local run's."""
+    run_dir = f"s3://{BUCKET}/runs/submitted?{s3}"
+    done = subprocess.run(
+        [str(ray_nodes.BIN / "gristmill"), "submit", "examples/demo.yaml", "--address", cluster.dashboard,
+         "--run-dir", run_dir, "--wait"],
+        env={**cluster.driver_env(), **S3_ENV}, cwd=REPO, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
+    remote = resolve(run_dir)
+    local_shards = sorted((local_reference / "shards").glob("*.parquet"))
+    assert [s.name for s in (remote / "shards").iterdir()] == [s.name for s in local_shards]
+    for shard in local_shards:
+        assert (remote / "shards" / shard.name).read_bytes() == shard.read_bytes(), shard.name
 
 
 def test_second_driver_is_refused_and_a_killed_worker_loses_nothing(cluster, s3, demo_on_s3, local_reference,
