@@ -123,11 +123,13 @@ def make_reader(inp: InputSpec, spec: PipelineSpec, base_dir: Path | None = None
     return reader
 
 
-def expand_paths(inp: InputSpec, base_dir: Path, where: str, warnings: list[str] | None = None) -> list[str]:
+def expand_paths(inp: InputSpec, base_dir: Path, where: str, warnings: list[str] | None = None,
+                 reader: Reader | None = None) -> list[str]:
     """Glob every pattern (relative ones against the pipeline file's directory), sorted and de-duplicated.
 
     A pattern that matches no file is an error naming the input and the pattern (a warning appended to
-    ``warnings`` for an ``optional`` input). A pattern that names a directory is an error too, unless the input
+    ``warnings`` for an ``optional`` input). A pattern that names a directory is read by a reader that reads
+    folders (``hf``: its data files, in the dataset's order); for other readers it is an error, unless the input
     skips unreadable files: then the directory is listed and its reader counts it as a rejected row.
     """
     files: list[str] = []
@@ -137,7 +139,9 @@ def expand_paths(inp: InputSpec, base_dir: Path, where: str, warnings: list[str]
         matches = [_normalized(str(loc)) for loc in storage.glob(pattern, base=base_dir)]
         if not matches:
             directory = _directory(pattern, base_dir)
-            if directory is not None and inp.on_error == "skip":
+            if directory is not None and hasattr(reader, "expand_directory"):
+                matches = _folder_files(reader, directory, f"{where}[{j}]")
+            elif directory is not None and inp.on_error == "skip":
                 matches = [directory]
             elif directory is not None:
                 raise SpecError(f"{where}[{j}]: {directory!r} is a directory, not a file (source {inp.source}); "
@@ -151,6 +155,13 @@ def expand_paths(inp: InputSpec, base_dir: Path, where: str, warnings: list[str]
                                 f"{base_dir}); mark the input 'optional: true' if it may be empty")
         files.extend(matches)
     return list(dict.fromkeys(files))
+
+
+def _folder_files(reader: Reader, directory: str, where: str) -> list[str]:
+    try:
+        return [_normalized(f) for f in reader.expand_directory(directory)]  # type: ignore[attr-defined]
+    except (ValueError, KeyError, OSError) as exc:
+        raise SpecError(f"{where}: {exc}") from None
 
 
 def _normalized(path: str) -> str:
@@ -195,9 +206,9 @@ def build_plan(spec: PipelineSpec, base_dir: Path) -> Plan:
     input_files: list[dict[str, Any]] = []
     warnings: list[str] = []
     for i, inp in enumerate(spec.inputs):
-        files = expand_paths(inp, base_dir, f"inputs[{i}].paths", warnings)
-        input_files += [_input_file(i, f) for f in files]
         reader = make_reader(inp, spec, base_dir)
+        files = expand_paths(inp, base_dir, f"inputs[{i}].paths", warnings, reader)
+        input_files += [_input_file(i, f) for f in files]
         units += [IngestUnit(i, inp.source, u) for u in reader.units(files, len(units))]
         if len(units) >= 2**32:
             raise SpecError(f"inputs[{i}]: more than 2^32 ingest units")
