@@ -83,6 +83,9 @@ class Plan:
     input_files: list[dict[str, Any]]
     # Things the user should see that do not stop the run (an optional input whose pattern matched nothing).
     warnings: list[str] = dataclasses.field(default_factory=list)
+    # Per input with a ``limit``: the doc_id of its last document within the limit (None: the input has fewer),
+    # found once by the driver before ingest (pipeline/_internal/limits.py) so workers need not look for it.
+    limit_cutoffs: dict[int, int | None] = dataclasses.field(default_factory=dict)
 
     def reader(self, input_index: int) -> Reader:
         inp = self.spec.inputs[input_index]
@@ -189,9 +192,10 @@ def _input_file(input_index: int, path: str) -> dict[str, Any]:
 
 
 def _input_key(inp: InputSpec) -> dict[str, Any]:
-    """The input as hashed: ``optional`` and ``on_error`` only when set, so existing plans keep their hashes."""
+    """The input as hashed: ``optional``, ``on_error``, ``sample`` and ``limit`` only when set, so existing plans
+    keep their hashes."""
     key = inp.model_dump(mode="json")
-    for name in ("optional", "on_error"):
+    for name in ("optional", "on_error", "sample", "limit"):
         if key[name] == InputSpec.model_fields[name].default:
             del key[name]
     return key

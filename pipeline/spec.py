@@ -71,6 +71,11 @@ class InputSpec(_Model):
     # A file that cannot be read at all (a directory, no permission, not in the input's format) stops the run with
     # an error naming it; with "skip" it is one rejected row (reason ``read_error: ...``, origin = the file).
     on_error: Literal["fail", "skip"] = "fail"
+    # Trial runs. ``sample``: keep each document with this probability, decided by a hash of (the pipeline's seed,
+    # doc_id), so the same documents whatever the executor; the others are dropped with reason ``sample``.
+    # ``limit``: only the first N documents of the input (in input order, after ``sample``); reading stops there.
+    sample: float | None = Field(default=None, gt=0, le=1)
+    limit: int | None = Field(default=None, gt=0)
 
 
 class StepSpec(_Model):
