@@ -262,14 +262,22 @@ def _segment(index: int, steps: list[Step], upstream_hash: str) -> Segment:
 
 
 def _check_columns(steps: list[Step]) -> None:
-    """Every step may only read columns that exist by then: the document table's or an earlier stage's."""
+    errors = column_errors(steps[1:])
+    if errors:
+        first = [(step, key, message) for step, key, message in errors if step is errors[0][0]]
+        raise SpecError("; ".join(f"{step.label}{'.' + key if key else ''}: {message}" for step, key, message in first))
+
+
+def column_errors(steps: list[Step]) -> list[tuple[Step, str, str]]:
+    """(step, YAML key within it, message) for every step that reads a column that does not exist by then:
+    neither the document table's nor an earlier stage's."""
     available: dict[str, pa.DataType] = {f.name: f.type for f in DOCUMENT_SCHEMA}
-    for step in steps[1:]:
+    errors = []
+    for step in steps:
         cls = get_stage(step.stage_name)
-        errors = cls.column_errors(step.params, available)
-        if errors:
-            raise SpecError("; ".join(f"{step.label}{'.' + key if key else ''}: {message}" for key, message in errors))
+        errors += [(step, key, message) for key, message in cls.column_errors(step.params, available)]
         available.update(cls.output_columns)
+    return errors
 
 
 def dependency_versions() -> dict[str, str]:

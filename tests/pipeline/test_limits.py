@@ -97,7 +97,8 @@ def test_local_and_ray_give_identical_shards_with_limit_and_sample(ray_cluster, 
     run_plan(plan, RunDir(tmp_path / "local"), LocalExecutor(), log=lambda m: None)
     run_plan(make_plan(data_dir, text), RunDir(tmp_path / "ray"), RayExecutor(stateful_as_tasks=True),
              log=lambda m: None)
-    local, ray = _parquet_files(tmp_path / "local"), _parquet_files(tmp_path / "ray")
-    assert any(k.startswith("shards/") for k in local)
-    assert local.keys() == ray.keys() and all(local[k] == ray[k] for k in local)
+    for sub in ("segments", "rejects", "shards"):
+        local, ray = _parquet_files(tmp_path / "local" / sub), _parquet_files(tmp_path / "ray" / sub)
+        assert local and local.keys() == ray.keys()
+        assert [k for k in local if local[k] != ray[k]] == [], f"{sub} differ between executors"
     assert (tmp_path / "local" / "manifest.json").read_text() == (tmp_path / "ray" / "manifest.json").read_text()
