@@ -139,7 +139,11 @@ def expand_paths(inp: InputSpec, base_dir: Path, where: str, warnings: list[str]
     for j, pattern in enumerate(inp.paths):
         # Local patterns behave exactly as glob.glob; URIs (s3://bucket/crawl/*.warc.gz) list the object store.
         # normpath: "examples/../tests/data/x" and "tests/data/x" are one file, and origins should say so.
-        matches = [_normalized(str(loc)) for loc in storage.glob(pattern, base=base_dir)]
+        try:
+            matches = [_normalized(str(loc)) for loc in storage.glob(pattern, base=base_dir)]
+        except OSError as exc:  # an object store or server that cannot be reached, no permission to list
+            raise storage.StorageError(f"{where}[{j}]: cannot list {pattern!r} (source {inp.source}): "
+                                       f"{' '.join(str(exc).split())}") from exc
         if not matches:
             directory = _directory(pattern, base_dir)
             if directory is not None and hasattr(reader, "expand_directory"):

@@ -123,10 +123,8 @@ def _path_errors(inputs, base_dir: Path) -> list[tuple[tuple, str]]:
         for j, pattern in enumerate(inp.paths):
             try:
                 expand_paths(inp.model_copy(update={"paths": [pattern]}), base_dir, "", [], reader)
-            except SpecError as exc:
+            except (SpecError, OSError) as exc:  # no match; an object store that cannot be reached
                 errors.append((("inputs", i, "paths", j), str(exc).removeprefix("[0]: ")))
-            except OSError as exc:
-                errors.append((("inputs", i, "paths", j), f"cannot list {pattern!r}: {exc}"))
     return errors
 
 

@@ -36,6 +36,8 @@ class HfOptions(ParquetOptions):
 
 
 class HfReader(ParquetReader):
+    """A ``save_to_disk`` folder (Dataset or DatasetDict) or a hub-style folder of Parquet / JSON Lines files."""
+
     format = "hf"
     Options = HfOptions
 
