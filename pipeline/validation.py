@@ -57,8 +57,8 @@ def validate_text(text: str, base_dir: Path, env: dict[str, str] | None = None) 
     errors = list(unset)
     try:
         specs.PipelineSpec.model_validate(raw)
-    except ValidationError as exc:
-        errors += specs.validation_errors(exc)
+    except ValidationError as exc:  # a value left unresolved by an unset variable is reported once, above
+        errors += [(loc, msg) for loc, msg in specs.validation_errors(exc) if loc not in {u for u, _ in unset}]
     inputs = _valid(specs.InputSpec, raw.get("inputs"))
     steps = _valid(specs.StepSpec, raw.get("steps"))
     input_problems = specs.input_errors(inputs)
