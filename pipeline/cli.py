@@ -45,7 +45,9 @@ def cmd_plan(args) -> int:
     for i, inp in enumerate(plan.spec.inputs):
         files = [f for f in plan.input_files if f["input"] == i]
         mb = sum(f["bytes"] for f in files) / 1e6
-        print(f"  input[{i}] {inp.source:<14} {inp.format:<8} {len(files)} files, {mb:.2f} MB")
+        trial = "".join(f", {key} {value}" for key, value in (("sample", inp.sample), ("limit", inp.limit))
+                        if value is not None)
+        print(f"  input[{i}] {inp.source:<14} {inp.format:<8} {len(files)} files, {mb:.2f} MB{trial}")
     for seg in plan.segments:
         print(f"segment {seg.name}  (hash {seg.hash})")
         for step in seg.steps:

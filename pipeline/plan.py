@@ -158,10 +158,30 @@ def expand_paths(inp: InputSpec, base_dir: Path, where: str, warnings: list[str]
                     warnings.append(f"{where}[{j}]: no file matches {pattern!r} (optional input of source "
                                     f"{inp.source}; looked in {base_dir})")
             else:
+                _raise_if_unreachable(pattern, f"{where}[{j}]", inp.source)
                 raise SpecError(f"{where}[{j}]: no file matches {pattern!r} (source {inp.source}; looked in "
                                 f"{base_dir}); mark the input 'optional: true' if it may be empty")
         files.extend(matches)
     return list(dict.fromkeys(files))
+
+
+def _raise_if_unreachable(pattern: str, where: str, source: str) -> None:
+    """fsspec filesystems (``http://``) report a server that cannot be reached as a missing file; for a URI
+    without wildcards, ask the filesystem itself and say which it was."""
+    if not storage.is_uri(pattern) or any(c in pattern.split("?", 1)[0] for c in "*["):
+        return
+    try:
+        loc = storage.resolve(pattern)
+        fsspec_fs = getattr(getattr(loc.fs, "handler", None), "fs", None)
+        if fsspec_fs is not None:
+            fsspec_fs.info(loc.path)
+    except FileNotFoundError as exc:
+        cause = exc.__cause__ or exc.__context__
+        if isinstance(cause, OSError) and not isinstance(cause, FileNotFoundError):
+            raise storage.StorageError(f"{where}: cannot reach {pattern!r} (source {source}): "
+                                       f"{' '.join(str(cause).split())}") from exc
+    except OSError:
+        return
 
 
 def _folder_files(reader: Reader, directory: str, where: str) -> list[str]:

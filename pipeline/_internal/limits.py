@@ -6,7 +6,7 @@ to know where the N-th kept document of the input is: ``find_cutoff`` reads the 
 has seen N of them and returns that document's ``doc_id``. The driver does this once before ingest
 (``resolve_cutoffs``) and the plan carries the answer to the workers; ingest then reads units up to the cutoff,
 drops the rows of the cutoff's batch that come after it (reason ``limit``) and reads no further, counting the
-units left unread.
+files of the units after it, which it does not open.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ SAMPLE_REASON = "sample"
 LIMIT_REASON = "limit"
 # Ingest counters on the batch where an input's limit was reached.
 LIMIT_REACHED = "limit_reached"
-UNITS_NOT_READ = "units_not_read_by_limit"
+FILES_NOT_READ = "files_not_read_by_limit"
 # Keeps the sample hash apart from the mixture's per-epoch and interleave hashes of the same doc_ids.
 _SAMPLE_STREAM = 0x5A4D_504C_4500
 

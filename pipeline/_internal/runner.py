@@ -102,9 +102,10 @@ def read_unit(plan: Plan, iu: IngestUnit) -> Iterator[StageOutput]:
         after = pc.greater(doc_ids, pa.scalar(cutoff, pa.uint64()))
         out.reject_reason = limits.mark(out.reject_reason, after, limits.LIMIT_REASON, documents_only=False)
         out.counters[limits.LIMIT_REACHED] = 1
-        unread = sum(1 for u in plan.units if u.input_index == iu.input_index and u.unit.index > iu.unit.index)
+        unread = sum(len(u.unit.paths) for u in plan.units
+                     if u.input_index == iu.input_index and u.unit.index > iu.unit.index)
         if unread:
-            out.counters[limits.UNITS_NOT_READ] = unread
+            out.counters[limits.FILES_NOT_READ] = unread
         yield out
         return
 

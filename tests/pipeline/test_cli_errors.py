@@ -85,3 +85,12 @@ def test_version_comes_from_the_package_metadata():
 
     done = gristmill("--version")
     assert done.returncode == 0 and done.stdout.strip() == f"gristmill {metadata.version('gristmill')}"
+
+
+def test_unreachable_http_input_is_not_reported_as_a_missing_file(tmp_path):
+    url = "http://127.0.0.1:9/crawl/part-0.jsonl"  # port 9 (discard): nothing listens there
+    pipeline = tmp_path / "p.yaml"
+    pipeline.write_text(f"name: web\ninputs:\n  - source: c4\n    format: jsonl\n    paths: ['{url}']\n"
+                        "execution: {executor: local}\n")
+    done = gristmill("run", str(pipeline), "--run-dir", str(tmp_path / "run"), "--quiet")
+    assert_one_error_line(done, 1, f"inputs[0].paths[0]: cannot reach '{url}' (source c4)", "Cannot connect")

@@ -38,10 +38,10 @@ def test_limit_keeps_the_first_documents_in_input_order_and_counts_the_rest(data
     python_files = sorted(glob.glob(f"{data_dir}/python-stdlib/*.py"))
     assert github.rows_out == 6
     # Units of 4 files: the second unit is read up to the 6th file, its other 2 rows are dropped as ``limit``,
-    # and the units after it are not read at all (counted).
+    # and the files of the units after it are not read at all (counted).
     assert github.drops["limit"][0] == 2 and github.rows_in == 8
     assert github.counters["limit_reached"] == 1
-    assert github.counters["units_not_read_by_limit"] == -(-len(python_files) // 4) - 2
+    assert github.counters["files_not_read_by_limit"] == len(python_files) - 8
     kept_files = {origin.rsplit(":", 1)[0] for origin in _column(documents, "github", "origin")}
     assert kept_files and kept_files <= set(python_files[:6])
     assert ingest["common_crawl"].rows_out > 6  # other inputs are not limited
