@@ -17,7 +17,7 @@ from typing import Iterator
 import pyarrow as pa
 
 from gristmill.core import storage
-from gristmill.stages.ingest.base import Unit
+from gristmill.stages.ingest.base import InputFileError, Unit
 from gristmill.stages.ingest.jsonl import JsonlReader
 from gristmill.stages.ingest.parquet import ParquetOptions, ParquetReader
 
@@ -59,12 +59,17 @@ class HfReader(ParquetReader):
 
     def _read_file(self, path: str) -> Iterator[pa.Table]:
         name = storage.resolve(path).name
-        if name.endswith(ARROW_SUFFIX):
-            yield from self._read_arrow(path)
-        elif name.endswith(JSONL_SUFFIXES):
-            yield from self._read_jsonl(path)
-        else:
-            yield from super()._read_file(path)
+        try:
+            if name.endswith(ARROW_SUFFIX):
+                yield from self._read_arrow(path)
+            elif name.endswith(JSONL_SUFFIXES):
+                yield from self._read_jsonl(path)
+            else:
+                yield from super()._read_file(path)
+        except ValueError as exc:
+            if isinstance(exc, pa.ArrowException):
+                raise  # a corrupt file: read() makes it a rejected row or an error, per the input's on_error
+            raise InputFileError(str(exc)) from exc  # a column the options name is not in the dataset
 
     def _read_arrow(self, path: str) -> Iterator[pa.Table]:
         """A ``save_to_disk`` shard: an Arrow IPC stream, re-batched to the batch limits."""

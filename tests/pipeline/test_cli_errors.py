@@ -19,13 +19,15 @@ def gristmill(*args: str, cwd=None, env=None) -> subprocess.CompletedProcess:
                           env={**os.environ, **(env or {})}, timeout=300)
 
 
-def assert_one_error_line(done: subprocess.CompletedProcess, code: int, *fragments: str) -> None:
+def assert_one_error_line(done: subprocess.CompletedProcess, code: int, *fragments: str, run: bool = False) -> None:
     assert done.returncode == code, done.stderr
     lines = done.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), done.stderr
+    errors = [line for line in lines if line.startswith("error: ")]
+    assert len(errors) == 1 and lines[-1] == errors[0], done.stderr
+    assert run or len(lines) == 1, done.stderr  # only a run logs its progress on stderr before it fails
     assert "Traceback" not in done.stderr
     for fragment in fragments:
-        assert fragment in lines[0]
+        assert fragment in errors[0]
 
 
 @pytest.fixture(scope="module")
@@ -94,3 +96,18 @@ def test_unreachable_http_input_is_not_reported_as_a_missing_file(tmp_path):
                         "execution: {executor: local}\n")
     done = gristmill("run", str(pipeline), "--run-dir", str(tmp_path / "run"), "--quiet")
     assert_one_error_line(done, 1, f"inputs[0].paths[0]: cannot reach '{url}' (source c4)", "Cannot connect")
+
+
+def test_a_text_field_missing_from_a_dataset_names_the_input_and_the_file(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    (tmp_path / "hub" / "data").mkdir(parents=True)
+    shard = tmp_path / "hub" / "data" / "train-00000-of-00001.parquet"
+    pq.write_table(pa.table({"content": ["a document"]}), shard)
+    pipeline = tmp_path / "p.yaml"
+    pipeline.write_text("name: hub\ninputs:\n  - source: wikipedia\n    format: hf\n    paths: [hub]\n"
+                        "execution: {executor: local}\n")
+    done = gristmill("run", str(pipeline), "--run-dir", str(tmp_path / "run"), "--quiet")
+    assert_one_error_line(done, 2, "inputs[0] (source wikipedia)", f"{shard}: no column 'text'",
+                          "columns are ['content']", run=True)

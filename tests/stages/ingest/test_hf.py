@@ -11,7 +11,7 @@ import pytest
 from gristmill.pipeline import LocalExecutor, RunDir, build_plan, parse_pipeline, run_plan
 from gristmill.pipeline.spec import SpecError
 from gristmill.stages.ingest import reasons
-from gristmill.stages.ingest.base import Limits
+from gristmill.stages.ingest.base import InputFileError, Limits
 from gristmill.stages.ingest.hf import HfDatasetError, HfReader
 from gristmill.stages.ingest.warc import WarcReader
 
@@ -107,7 +107,7 @@ def test_hub_folder_of_jsonl_with_a_configurable_text_field(tmp_path, pages):
 
 def test_missing_text_field_names_the_file_and_the_columns(tmp_path, pages):
     datasets.Dataset.from_dict(_records(pages[:2])).save_to_disk(str(tmp_path / "ds"))
-    with pytest.raises(ValueError, match=r"data-00000-of-00001.arrow: no column 'text'.*columns are"):
+    with pytest.raises(InputFileError, match=r"data-00000-of-00001.arrow: no column 'text'.*columns are"):
         _read(_reader(text_field="text"), tmp_path / "ds")
 
 
