@@ -7,7 +7,7 @@ import os
 import sys
 from pathlib import Path
 
-EXIT_USAGE = 2
+from gristmill.pipeline.cli_errors import EXIT_USAGE, require_run_dir
 
 
 def _load(path: str):
@@ -24,6 +24,13 @@ def _warn(plan) -> None:
 
 
 def cmd_validate(args) -> int:
+    from gristmill.pipeline.validation import validate_file
+
+    problems = validate_file(args.pipeline)
+    for problem in problems:
+        print(problem.format(args.pipeline), file=sys.stderr)
+    if problems:
+        return EXIT_USAGE
     plan = _load(args.pipeline)
     _warn(plan)
     print(f"ok: {args.pipeline}: {len(plan.spec.inputs)} inputs, {len(plan.input_files)} files, "
@@ -38,7 +45,9 @@ def cmd_plan(args) -> int:
     for i, inp in enumerate(plan.spec.inputs):
         files = [f for f in plan.input_files if f["input"] == i]
         mb = sum(f["bytes"] for f in files) / 1e6
-        print(f"  input[{i}] {inp.source:<14} {inp.format:<8} {len(files)} files, {mb:.2f} MB")
+        trial = "".join(f", {key} {value}" for key, value in (("sample", inp.sample), ("limit", inp.limit))
+                        if value is not None)
+        print(f"  input[{i}] {inp.source:<14} {inp.format:<8} {len(files)} files, {mb:.2f} MB{trial}")
     for seg in plan.segments:
         print(f"segment {seg.name}  (hash {seg.hash})")
         for step in seg.steps:
@@ -91,20 +100,24 @@ def cmd_run(args) -> int:
             print(f"{segment:<24} {s.label:<10} {s.stage:<22} {s.source:<14} in {s.rows_in:>8} "
                   f"out {s.rows_out:>8} dropped {s.rows_dropped:>7}")
     print(f"run directory: {result.run_dir}  ({result.seconds:.1f}s, plan {result.plan_hash})")
+    if not args.quiet:
+        from gristmill.pipeline.run_summary import format_totals, run_totals
+
+        print(format_totals(run_totals(result.stats, result.run_dir)))
     return 0
 
 
 def cmd_inspect(args) -> int:
     from gristmill.pipeline.inspection import inspect_run
 
-    print(inspect_run(args.run_dir))
+    print(inspect_run(require_run_dir(args.run_dir)))
     return 0
 
 
 def cmd_sql(args) -> int:
     from gristmill.pipeline.inspection import connect, format_result, views
 
-    con = connect(args.run_dir)
+    con = connect(require_run_dir(args.run_dir))
     if not args.query:
         print("views: " + ", ".join(views(con)))
         return 0
@@ -115,13 +128,20 @@ def cmd_sql(args) -> int:
 def cmd_report(args) -> int:
     from gristmill.pipeline.report import report_cli
 
-    return report_cli(args.run_dir)
+    return report_cli(require_run_dir(args.run_dir))
 
 
 def cmd_show(args) -> int:
     from gristmill.pipeline.shards_cli import show_row
 
-    print(show_row(args.run_dir, args.row))
+    print(show_row(require_run_dir(args.run_dir), args.row))
+    return 0
+
+
+def cmd_stages(args) -> int:
+    from gristmill.pipeline.stages_cli import stages_cli
+
+    print(stages_cli(args.json))
     return 0
 
 
@@ -155,6 +175,8 @@ DELEGATED = {
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="gristmill", description="Pretraining data pipelines on Ray.")
+    parser.add_argument("--version", action="version", version=f"gristmill {_version()}")
+    parser.add_argument("--debug", action="store_true", help="show the traceback of a failure")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("validate", help="check a pipeline file")
@@ -195,6 +217,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--row", type=int, required=True, help="global row number, in manifest order")
     p.set_defaults(func=cmd_show)
 
+    p = sub.add_parser("stages", help="list every registered stage and input format with its parameters")
+    p.add_argument("--json", action="store_true", help="as JSON")
+    p.set_defaults(func=cmd_stages)
+
     p = sub.add_parser("verify", help="check every segment's parts against its _SUCCESS, and the shards against "
                                       "manifest.json and plan.json (counts, checksums, schema, plan hash)")
     p.add_argument("run_dir")
@@ -211,26 +237,29 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _version() -> str:
+    from importlib import metadata
+
+    try:
+        return metadata.version("gristmill")
+    except metadata.PackageNotFoundError:
+        return "unknown (not installed)"
+
+
 def main(argv: list[str] | None = None) -> int:
-    from gristmill.mixtures.solver import InfeasibleMixture
-    from gristmill.pipeline.lease import LeaseHeldError, LeaseLostError
-    from gristmill.pipeline.rundir import StaleSegmentError
-    from gristmill.pipeline.spec import SpecError
-    from gristmill.stages.ingest.base import InputFileError
+    from gristmill.pipeline.cli_errors import run_handled
 
     argv = sys.argv[1:] if argv is None else list(argv)
+    debug = "--debug" in argv[:1]
+    if debug:
+        argv = argv[1:]
     if argv and argv[0] in DELEGATED:
         import importlib
 
         module, func, _ = DELEGATED[argv[0]]
-        return getattr(importlib.import_module(module), func)(argv[1:])
+        return run_handled(lambda: getattr(importlib.import_module(module), func)(argv[1:]), debug)
     args = build_parser().parse_args(argv)
-    try:
-        return args.func(args)
-    except (SpecError, StaleSegmentError, LeaseHeldError, LeaseLostError, FileNotFoundError, IndexError,
-            InfeasibleMixture, InputFileError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+    return run_handled(lambda: args.func(args), debug or args.debug)
 
 
 if __name__ == "__main__":  # pragma: no cover

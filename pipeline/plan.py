@@ -83,6 +83,9 @@ class Plan:
     input_files: list[dict[str, Any]]
     # Things the user should see that do not stop the run (an optional input whose pattern matched nothing).
     warnings: list[str] = dataclasses.field(default_factory=list)
+    # Per input with a ``limit``: the doc_id of its last document within the limit (None: the input has fewer),
+    # found once by the driver before ingest (pipeline/_internal/limits.py) so workers need not look for it.
+    limit_cutoffs: dict[int, int | None] = dataclasses.field(default_factory=dict)
 
     def reader(self, input_index: int) -> Reader:
         inp = self.spec.inputs[input_index]
@@ -123,21 +126,29 @@ def make_reader(inp: InputSpec, spec: PipelineSpec, base_dir: Path | None = None
     return reader
 
 
-def expand_paths(inp: InputSpec, base_dir: Path, where: str, warnings: list[str] | None = None) -> list[str]:
+def expand_paths(inp: InputSpec, base_dir: Path, where: str, warnings: list[str] | None = None,
+                 reader: Reader | None = None) -> list[str]:
     """Glob every pattern (relative ones against the pipeline file's directory), sorted and de-duplicated.
 
     A pattern that matches no file is an error naming the input and the pattern (a warning appended to
-    ``warnings`` for an ``optional`` input). A pattern that names a directory is an error too, unless the input
+    ``warnings`` for an ``optional`` input). A pattern that names a directory is read by a reader that reads
+    folders (``hf``: its data files, in the dataset's order); for other readers it is an error, unless the input
     skips unreadable files: then the directory is listed and its reader counts it as a rejected row.
     """
     files: list[str] = []
     for j, pattern in enumerate(inp.paths):
         # Local patterns behave exactly as glob.glob; URIs (s3://bucket/crawl/*.warc.gz) list the object store.
         # normpath: "examples/../tests/data/x" and "tests/data/x" are one file, and origins should say so.
-        matches = [_normalized(str(loc)) for loc in storage.glob(pattern, base=base_dir)]
+        try:
+            matches = [_normalized(str(loc)) for loc in storage.glob(pattern, base=base_dir)]
+        except OSError as exc:  # an object store or server that cannot be reached, no permission to list
+            raise storage.StorageError(f"{where}[{j}]: cannot list {pattern!r} (source {inp.source}): "
+                                       f"{' '.join(str(exc).split())}") from exc
         if not matches:
             directory = _directory(pattern, base_dir)
-            if directory is not None and inp.on_error == "skip":
+            if directory is not None and hasattr(reader, "expand_directory"):
+                matches = _folder_files(reader, directory, f"{where}[{j}]")
+            elif directory is not None and inp.on_error == "skip":
                 matches = [directory]
             elif directory is not None:
                 raise SpecError(f"{where}[{j}]: {directory!r} is a directory, not a file (source {inp.source}); "
@@ -147,10 +158,37 @@ def expand_paths(inp: InputSpec, base_dir: Path, where: str, warnings: list[str]
                     warnings.append(f"{where}[{j}]: no file matches {pattern!r} (optional input of source "
                                     f"{inp.source}; looked in {base_dir})")
             else:
+                _raise_if_unreachable(pattern, f"{where}[{j}]", inp.source)
                 raise SpecError(f"{where}[{j}]: no file matches {pattern!r} (source {inp.source}; looked in "
                                 f"{base_dir}); mark the input 'optional: true' if it may be empty")
         files.extend(matches)
     return list(dict.fromkeys(files))
+
+
+def _raise_if_unreachable(pattern: str, where: str, source: str) -> None:
+    """fsspec filesystems (``http://``) report a server that cannot be reached as a missing file; for a URI
+    without wildcards, ask the filesystem itself and say which it was."""
+    if not storage.is_uri(pattern) or any(c in pattern.split("?", 1)[0] for c in "*["):
+        return
+    try:
+        loc = storage.resolve(pattern)
+        fsspec_fs = getattr(getattr(loc.fs, "handler", None), "fs", None)
+        if fsspec_fs is not None:
+            fsspec_fs.info(loc.path)
+    except FileNotFoundError as exc:
+        cause = exc.__cause__ or exc.__context__
+        if isinstance(cause, OSError) and not isinstance(cause, FileNotFoundError):
+            raise storage.StorageError(f"{where}: cannot reach {pattern!r} (source {source}): "
+                                       f"{' '.join(str(cause).split())}") from exc
+    except OSError:
+        return
+
+
+def _folder_files(reader: Reader, directory: str, where: str) -> list[str]:
+    try:
+        return [_normalized(f) for f in reader.expand_directory(directory)]  # type: ignore[attr-defined]
+    except (ValueError, KeyError, OSError) as exc:
+        raise SpecError(f"{where}: {exc}") from None
 
 
 def _normalized(path: str) -> str:
@@ -178,9 +216,10 @@ def _input_file(input_index: int, path: str) -> dict[str, Any]:
 
 
 def _input_key(inp: InputSpec) -> dict[str, Any]:
-    """The input as hashed: ``optional`` and ``on_error`` only when set, so existing plans keep their hashes."""
+    """The input as hashed: ``optional``, ``on_error``, ``sample`` and ``limit`` only when set, so existing plans
+    keep their hashes."""
     key = inp.model_dump(mode="json")
-    for name in ("optional", "on_error"):
+    for name in ("optional", "on_error", "sample", "limit"):
         if key[name] == InputSpec.model_fields[name].default:
             del key[name]
     return key
@@ -195,9 +234,9 @@ def build_plan(spec: PipelineSpec, base_dir: Path) -> Plan:
     input_files: list[dict[str, Any]] = []
     warnings: list[str] = []
     for i, inp in enumerate(spec.inputs):
-        files = expand_paths(inp, base_dir, f"inputs[{i}].paths", warnings)
-        input_files += [_input_file(i, f) for f in files]
         reader = make_reader(inp, spec, base_dir)
+        files = expand_paths(inp, base_dir, f"inputs[{i}].paths", warnings, reader)
+        input_files += [_input_file(i, f) for f in files]
         units += [IngestUnit(i, inp.source, u) for u in reader.units(files, len(units))]
         if len(units) >= 2**32:
             raise SpecError(f"inputs[{i}]: more than 2^32 ingest units")
@@ -247,14 +286,22 @@ def _segment(index: int, steps: list[Step], upstream_hash: str) -> Segment:
 
 
 def _check_columns(steps: list[Step]) -> None:
-    """Every step may only read columns that exist by then: the document table's or an earlier stage's."""
+    errors = column_errors(steps[1:])
+    if errors:
+        first = [(step, key, message) for step, key, message in errors if step is errors[0][0]]
+        raise SpecError("; ".join(f"{step.label}{'.' + key if key else ''}: {message}" for step, key, message in first))
+
+
+def column_errors(steps: list[Step]) -> list[tuple[Step, str, str]]:
+    """(step, YAML key within it, message) for every step that reads a column that does not exist by then:
+    neither the document table's nor an earlier stage's."""
     available: dict[str, pa.DataType] = {f.name: f.type for f in DOCUMENT_SCHEMA}
-    for step in steps[1:]:
+    errors = []
+    for step in steps:
         cls = get_stage(step.stage_name)
-        errors = cls.column_errors(step.params, available)
-        if errors:
-            raise SpecError("; ".join(f"{step.label}{'.' + key if key else ''}: {message}" for key, message in errors))
+        errors += [(step, key, message) for key, message in cls.column_errors(step.params, available)]
         available.update(cls.output_columns)
+    return errors
 
 
 def dependency_versions() -> dict[str, str]:

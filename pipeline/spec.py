@@ -71,6 +71,11 @@ class InputSpec(_Model):
     # A file that cannot be read at all (a directory, no permission, not in the input's format) stops the run with
     # an error naming it; with "skip" it is one rejected row (reason ``read_error: ...``, origin = the file).
     on_error: Literal["fail", "skip"] = "fail"
+    # Trial runs. ``sample``: keep each document with this probability, decided by a hash of (the pipeline's seed,
+    # doc_id), so the same documents whatever the executor; the others are dropped with reason ``sample``.
+    # ``limit``: only the first N documents of the input (in input order, after ``sample``); reading stops there.
+    sample: float | None = Field(default=None, gt=0, le=1)
+    limit: int | None = Field(default=None, gt=0)
 
 
 class StepSpec(_Model):
@@ -189,12 +194,14 @@ class PipelineSpec(_Model):
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
-def _interpolate(value: Any, path: str, env: dict[str, str], refs: EnvReferences) -> Any:
-    """Replace ``${VAR}`` / ``${VAR:-default}`` in every string scalar, noting each in ``refs``."""
+def _interpolate(value: Any, path: str, env: dict[str, str], refs: EnvReferences,
+                 unset: list[tuple[tuple, str]] | None = None) -> Any:
+    """Replace ``${VAR}`` / ``${VAR:-default}`` in every string scalar, noting each in ``refs``. A variable that
+    is not set raises ``SpecError``, or is appended to ``unset`` as (YAML location, message) when given."""
     if isinstance(value, dict):
-        return {k: _interpolate(v, f"{path}.{k}" if path else str(k), env, refs) for k, v in value.items()}
+        return {k: _interpolate(v, f"{path}.{k}" if path else str(k), env, refs, unset) for k, v in value.items()}
     if isinstance(value, list):
-        return [_interpolate(v, f"{path}[{i}]", env, refs) for i, v in enumerate(value)]
+        return [_interpolate(v, f"{path}[{i}]", env, refs, unset) for i, v in enumerate(value)]
     if not isinstance(value, str) or not _ENV.search(value):
         return value
 
@@ -205,7 +212,11 @@ def _interpolate(value: Any, path: str, env: dict[str, str], refs: EnvReferences
             return env[var]
         if default is not None:
             return default
-        raise SpecError(f"{path}: environment variable {var!r} is not set (use ${{{var}:-default}})")
+        message = f"environment variable {var!r} is not set (use ${{{var}:-default}})"
+        if unset is None:
+            raise SpecError(f"{path}: {message}")
+        unset.append((parse_loc(path), message))
+        return match.group(0)
 
     whole = _ENV.fullmatch(value)
     out = _ENV.sub(sub, value)
@@ -253,6 +264,11 @@ def _locate(root: Any, path: str) -> tuple[Any, Any]:
     return None, None
 
 
+def parse_loc(path: str) -> tuple:
+    """``inputs[0].paths[1]`` -> ("inputs", 0, "paths", 1)."""
+    return tuple(int(index) if index else name for name, index in re.findall(r"([^.\[\]]+)|\[(\d+)\]", path))
+
+
 def format_loc(loc: tuple) -> str:
     out = ""
     for part in loc:
@@ -263,7 +279,7 @@ def format_loc(loc: tuple) -> str:
     return out
 
 
-def _line_of(root: yaml.Node | None, loc: tuple) -> int | None:
+def line_of(root: yaml.Node | None, loc: tuple) -> int | None:
     """1-based line of the YAML node at ``loc`` (or of its nearest existing parent)."""
     node, line = root, None
     for part in loc:
@@ -281,7 +297,7 @@ def _line_of(root: yaml.Node | None, loc: tuple) -> int | None:
     return line
 
 
-def _errors(exc: ValidationError, prefix: tuple = ()) -> list[tuple[tuple, str]]:
+def validation_errors(exc: ValidationError, prefix: tuple = ()) -> list[tuple[tuple, str]]:
     out = []
     for err in exc.errors():
         loc = prefix + tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
@@ -295,7 +311,7 @@ def _errors(exc: ValidationError, prefix: tuple = ()) -> list[tuple[tuple, str]]
 def _raise(where: str, root: yaml.Node | None, errors: list[tuple[tuple, str]]) -> None:
     lines = []
     for loc, msg in errors:
-        line = _line_of(root, loc)
+        line = line_of(root, loc)
         lines.append(f"{where}: {format_loc(loc)}: {msg}" + (f" (line {line})" if line else ""))
     raise SpecError("\n".join(lines))
 
@@ -317,7 +333,7 @@ def parse_pipeline(text: str, where: str = "<string>", env: dict[str, str] | Non
     try:
         spec = PipelineSpec.model_validate(raw)
     except ValidationError as exc:
-        _raise(where, root, _errors(exc))
+        _raise(where, root, validation_errors(exc))
     spec._env_references = refs
     _check_steps(spec, where, root)
     _check_inputs(spec, where, root)
@@ -325,10 +341,17 @@ def parse_pipeline(text: str, where: str = "<string>", env: dict[str, str] | Non
 
 
 def _check_steps(spec: PipelineSpec, where: str, root: yaml.Node | None) -> None:
+    errors = step_errors(enumerate(spec.steps))
+    if errors:
+        _raise(where, root, errors)
+
+
+def step_errors(steps) -> list[tuple[tuple, str]]:
+    """(YAML location, message) for every unknown stage and every invalid param of ``(index, StepSpec)`` pairs."""
     from gristmill.pipeline.registry import RegistryError, get_stage
 
     errors: list[tuple[tuple, str]] = []
-    for i, step in enumerate(spec.steps):
+    for i, step in steps:
         name, params = step.resolved()
         try:
             cls = get_stage(name)
@@ -340,18 +363,24 @@ def _check_steps(spec: PipelineSpec, where: str, root: yaml.Node | None) -> None
         except ValidationError as exc:
             key = ("steps", i, "filter") if step.filter is not None else ("steps", i, "params")
             if step.filter is not None:
-                errors.extend((key, msg) for _, msg in _errors(exc))
+                errors.extend((key, msg) for _, msg in validation_errors(exc))
             else:
-                errors.extend(_errors(exc, key))
+                errors.extend(validation_errors(exc, key))
+    return errors
+
+
+def _check_inputs(spec: PipelineSpec, where: str, root: yaml.Node | None) -> None:
+    errors = input_errors(enumerate(spec.inputs))
     if errors:
         _raise(where, root, errors)
 
 
-def _check_inputs(spec: PipelineSpec, where: str, root: yaml.Node | None) -> None:
+def input_errors(inputs) -> list[tuple[tuple, str]]:
+    """(YAML location, message) for every unknown format and invalid option of ``(index, InputSpec)`` pairs."""
     from gristmill.pipeline.registry import RegistryError, get_reader
 
     errors: list[tuple[tuple, str]] = []
-    for i, inp in enumerate(spec.inputs):
+    for i, inp in inputs:
         try:
             reader = get_reader(inp.format)
         except RegistryError as exc:
@@ -360,9 +389,8 @@ def _check_inputs(spec: PipelineSpec, where: str, root: yaml.Node | None) -> Non
         try:
             reader.Options.model_validate(inp.options)
         except ValidationError as exc:
-            errors.extend(_errors(exc, ("inputs", i, "options")))
-    if errors:
-        _raise(where, root, errors)
+            errors.extend(validation_errors(exc, ("inputs", i, "options")))
+    return errors
 
 
 def load_pipeline(path: str | os.PathLike) -> tuple[PipelineSpec, Path]:

@@ -16,6 +16,7 @@ import pyarrow.parquet as pq
 
 from gristmill.core import storage
 from gristmill.core.layout import RunLayout
+from gristmill.pipeline._internal import limits
 from gristmill.pipeline.plan import IngestUnit, Plan, Step
 from gristmill.pipeline.rundir import part_file_name, write_parquet_atomic, write_part
 from gristmill.stages.base import PART_COLUMN, REJECT_REASON, GlobalStage, Stage, StageOutput
@@ -81,7 +82,60 @@ def reader_counters(records: pa.Table) -> dict[str, int]:
 
 
 def read_unit(plan: Plan, iu: IngestUnit) -> Iterator[StageOutput]:
-    """Read one unit into document batches; every record becomes a row (kept or rejected)."""
+    """Read one unit into document batches; every record becomes a row (kept or rejected). An input with a
+    ``limit`` is read up to its cutoff document only (pipeline/_internal/limits.py)."""
+    inp = plan.spec.inputs[iu.input_index]
+    if inp.limit is None:
+        yield from _read_sampled(plan, iu)
+        return
+    cutoff = limits.cutoff_for(plan, iu.input_index, lambda i: _documents_of_input(plan, i))
+    if cutoff is None or iu.unit.index < cutoff >> 32:
+        yield from _read_sampled(plan, iu)
+        return
+    if iu.unit.index > cutoff >> 32:
+        return  # after the limit: not read (counted on the cutoff's batch)
+    for out in _read_sampled(plan, iu):
+        doc_ids = out.table["doc_id"].combine_chunks()
+        if doc_ids[-1].as_py() < cutoff:
+            yield out
+            continue
+        after = pc.greater(doc_ids, pa.scalar(cutoff, pa.uint64()))
+        out.reject_reason = limits.mark(out.reject_reason, after, limits.LIMIT_REASON, documents_only=False)
+        out.counters[limits.LIMIT_REACHED] = 1
+        unread = sum(len(u.unit.paths) for u in plan.units
+                     if u.input_index == iu.input_index and u.unit.index > iu.unit.index)
+        if unread:
+            out.counters[limits.FILES_NOT_READ] = unread
+        yield out
+        return
+
+
+def resolve_limit_cutoffs(plan: Plan) -> None:
+    """Find every limited input's cutoff once (the driver, before ingest), so workers read it from the plan."""
+    for i, inp in enumerate(plan.spec.inputs):
+        if inp.limit is not None:
+            limits.cutoff_for(plan, i, lambda index: _documents_of_input(plan, index))
+
+
+def _documents_of_input(plan: Plan, input_index: int) -> Iterator[tuple[pa.Array, pa.Array]]:
+    for iu in plan.units:
+        if iu.input_index == input_index:
+            for out in _read_sampled(plan, iu):
+                yield out.table["doc_id"].combine_chunks(), out.reject_reason
+
+
+def _read_sampled(plan: Plan, iu: IngestUnit) -> Iterator[ReadOutput]:
+    """The unit's batches with the documents an input's ``sample`` leaves out dropped (reason ``sample``)."""
+    fraction = plan.spec.inputs[iu.input_index].sample
+    for out in _read_records(plan, iu):
+        if fraction is not None:
+            out_of_sample = limits.sampled_out(out.table["doc_id"].combine_chunks(), fraction, plan.spec.seed)
+            out.reject_reason = limits.mark(out.reject_reason, out_of_sample, limits.SAMPLE_REASON,
+                                            documents_only=True)
+        yield out
+
+
+def _read_records(plan: Plan, iu: IngestUnit) -> Iterator[ReadOutput]:
     inp = plan.spec.inputs[iu.input_index]
     reader = plan.reader(iu.input_index)
     ordinal = 0

@@ -33,7 +33,7 @@ def test_validate_reports_yaml_path_and_exits_2(pipeline_file, capsys):
     pipeline_file.write_text(pipeline_file.read_text().replace("seed: 3", "seed: [3]"))
     assert main(["validate", str(pipeline_file)]) == 2
     err = capsys.readouterr().err
-    assert f"error: {pipeline_file}: seed: Input should be a valid integer (line 2)" in err
+    assert err == f"{pipeline_file}:2: seed: Input should be a valid integer\n"
 
 
 def test_run_then_sql_and_inspect(pipeline_file, tmp_path, capsys):

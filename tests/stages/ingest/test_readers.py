@@ -12,9 +12,9 @@ from gristmill.stages.ingest.base import InputFileError, Limits
 
 
 def test_importing_readers_registers_every_format():
-    for fmt in ("warc", "wet", "jsonl", "parquet", "text"):
+    for fmt in ("warc", "wet", "jsonl", "parquet", "text", "hf"):
         assert get_reader(fmt).format == fmt
-    assert {cls.format for cls in readers.READERS} == {"warc", "wet", "jsonl", "parquet", "text"}
+    assert {cls.format for cls in readers.READERS} == {"warc", "wet", "jsonl", "parquet", "text", "hf"}
 
 
 @pytest.mark.parametrize("reader", readers.READERS, ids=lambda c: c.format)
