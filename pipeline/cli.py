@@ -81,7 +81,7 @@ def cmd_run(args) -> int:
     progress = None if args.quiet else Progress()
     if executor_name == "ray":
         _init_ray(address)
-        executor = RayExecutor.for_execution(plan.spec.execution, embedded=not address, progress=progress)
+        executor = RayExecutor(progress=progress)
     else:
         executor = LocalExecutor(progress=progress)
     result = run_plan(plan, run_dir, executor, force=args.force, force_unlock=args.force_unlock,

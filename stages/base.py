@@ -58,11 +58,11 @@ class StageParams(BaseModel):
 
 @dataclasses.dataclass(frozen=True)
 class Resources:
-    """What one worker of the stage needs. ``actor`` stages keep state (a model) and run as an actor pool."""
+    """What one worker of the stage needs. ``actor`` stages keep state (a model): set up once per worker process
+    and reused by every batch that process runs."""
 
     num_cpus: float = 1.0
     actor: bool = False
-    max_actors: int | None = None
 
 
 @dataclasses.dataclass
