@@ -1,12 +1,14 @@
 """The demo (`examples/demo.yaml`) through each executor, side by side: wall seconds and CPU seconds of the whole
-process tree (the `gristmill run` process, and with Ray its raylet, GCS and workers, all reaped when Ray shuts down).
+process tree (the `gristmill run` process and, with Ray, its GCS, raylet and workers: this process makes itself their
+subreaper, so it reaps every one of them and their CPU counts).
 
     python benchmarks/demo_executors.py --repeat 3
-    python benchmarks/demo_executors.py --repeat 3 --variant actors=stateful_stages:actors   # an execution setting
+    python benchmarks/demo_executors.py --repeat 2 --baseline /tmp/base --variant base-ray --variant ray
 
 Each run is a fresh `gristmill run ... --force --quiet` process into a fresh run directory; runs of the variants
-alternate, so the host's load touches them alike. A variant is NAME or NAME=KEY:VALUE[,KEY:VALUE] (settings of the
-YAML's `execution:` block); NAME `local` uses the local executor, any other the Ray executor.
+alternate, so the host's load touches them alike. A variant is NAME or NAME=KEY:VALUE[,KEY:VALUE] (settings added
+to the YAML's `execution:` block); NAME ending in `local` uses the local executor, any other the Ray executor; NAME
+starting with `base-` runs the code of another checkout (``--baseline``, e.g. ``git worktree add /tmp/base COMMIT``).
 """
 
 from __future__ import annotations
@@ -24,7 +26,25 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-DEMO = REPO / "examples" / "demo.yaml"
+
+
+def _become_subreaper() -> None:
+    """Orphaned descendants (Ray's workers once their raylet is gone) are re-parented to this process, so their
+    CPU time reaches RUSAGE_CHILDREN when they are reaped (Linux ``PR_SET_CHILD_SUBREAPER``)."""
+    import ctypes
+
+    ctypes.CDLL(None, use_errno=True).prctl(36, 1, 0, 0, 0)
+
+
+def _reap_all(timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            time.sleep(0.1)
 
 
 def _children_cpu() -> float:
@@ -32,21 +52,26 @@ def _children_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def _pipeline_file(settings: dict[str, str], folder: Path) -> Path:
+def _pipeline_file(name: str, settings: dict[str, str], root: Path) -> Path:
     """The demo with ``settings`` added to its ``execution:`` block, beside the demo (its paths are relative)."""
-    text = DEMO.read_text()
-    text += "".join(f"\n  {key}: {value}" for key, value in settings.items())
-    path = folder / f".demo-bench-{os.getpid()}.yaml"
+    demo = root / "examples" / "demo.yaml"
+    if not settings:
+        return demo
+    text = demo.read_text() + "".join(f"\n  {key}: {value}" for key, value in settings.items())
+    path = demo.parent / f".demo-bench-{os.getpid()}-{name}.yaml"
     path.write_text(text)
     return path
 
 
-def run_once(executor: str, pipeline: Path, run_dir: Path) -> tuple[float, float]:
+def run_once(executor: str, pipeline: Path, run_dir: Path, root: Path) -> tuple[float, float]:
     cpu, start = _children_cpu(), time.perf_counter()
+    env = {**os.environ, "PYTHONPATH": str(root)}
     subprocess.run([sys.executable, "-m", "gristmill.pipeline.cli", "run", str(pipeline), "--run-dir", str(run_dir),
-                    "--executor", executor, "--force", "--quiet"], check=True, cwd=REPO,
-                   stdout=subprocess.DEVNULL)
-    return time.perf_counter() - start, _children_cpu() - cpu
+                    "--executor", executor, "--force", "--quiet"], check=True, cwd=root, env=env,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wall = time.perf_counter() - start
+    _reap_all()
+    return wall, _children_cpu() - cpu
 
 
 def parse_variant(text: str) -> tuple[str, dict[str, str]]:
@@ -59,21 +84,26 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--variant", action="append", help="NAME[=KEY:VALUE,...] (default: local and ray)")
+    ap.add_argument("--baseline", type=Path, help="checkout whose code the base-* variants run")
     args = ap.parse_args()
     variants = [parse_variant(v) for v in (args.variant or ["local", "ray"])]
-    files = {name: _pipeline_file(settings, DEMO.parent) if settings else DEMO for name, settings in variants}
+    roots = {name: args.baseline.resolve() if name.startswith("base-") else REPO for name, _ in variants}
+    if any(name.startswith("base-") for name, _ in variants) and args.baseline is None:
+        ap.error("base-* variants need --baseline")
+    _become_subreaper()
+    files = {name: _pipeline_file(name, settings, roots[name]) for name, settings in variants}
     results: dict[str, list[tuple[float, float]]] = {name: [] for name, _ in variants}
     try:
         with tempfile.TemporaryDirectory(prefix="demo-bench-") as tmp:
             for i in range(args.repeat):
                 for name, _ in variants:
-                    executor = "local" if name == "local" else "ray"
-                    wall, cpu = run_once(executor, files[name], Path(tmp) / f"{name}-{i}")
+                    executor = "local" if name.endswith("local") else "ray"
+                    wall, cpu = run_once(executor, files[name], Path(tmp) / f"{name}-{i}", roots[name])
                     results[name].append((wall, cpu))
                     print(f"repeat {i}: {name}: wall {wall:.2f} s, CPU {cpu:.2f} s", flush=True)
     finally:
         for path in files.values():
-            if path != DEMO:
+            if path.name.startswith(".demo-bench-"):
                 path.unlink(missing_ok=True)
     print("\n| variant | runs | wall s (median) | CPU s (median) |\n|---|---:|---:|---:|")
     for name, runs in results.items():
