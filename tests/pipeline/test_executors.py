@@ -27,8 +27,8 @@ def test_local_and_ray_give_byte_identical_parquet(ray_cluster, data_dir, tmp_pa
         a, b = _files(tmp_path / "local" / sub), _files(tmp_path / "ray" / sub)
         assert a and a.keys() == b.keys()
         assert all(a[k] == b[k] for k in a), f"{sub} differ between executors"
-    assert [s.to_json() | {"seconds": 0} for _, ss in local.stats for s in ss] == \
-           [s.to_json() | {"seconds": 0} for _, ss in remote.stats for s in ss]
+    assert [s.to_json() | {"seconds": 0} for seg in local.stats for s in seg.stages] == \
+           [s.to_json() | {"seconds": 0} for seg in remote.stats for s in seg.stages]
 
 
 @pytest.mark.parametrize("n_items,cpus", [(1, 2), (7, 2), (79, 2), (158, 2), (150, 1), (1000, 64)])

@@ -102,7 +102,7 @@ def test_a_file_that_is_not_parquet_stops_the_run_naming_input_and_file_or_is_a_
         _run(base, _plan(base, "wiki/*.parquet", fmt="parquet"))
     shutil.rmtree(base / "run")
     result = _run(base, _plan(base, "wiki/*.parquet", "on_error: skip", fmt="parquet"))
-    ingest = next(s for _, ss in result.stats for s in ss if s.position == 0 and s.source == "wikipedia")
+    ingest = next(s for seg in result.stats for s in seg.stages if s.position == 0 and s.source == "wikipedia")
     assert ingest.drops == {"read_error: not a Parquet file": [1, 0]}
     origins = connect(base / "run").execute("SELECT origin FROM rejects WHERE source = 'wikipedia'").fetchall()
     assert origins == [(str(fake),)]
