@@ -31,6 +31,25 @@ def test_local_and_ray_give_byte_identical_parquet(ray_cluster, data_dir, tmp_pa
            [s.to_json() | {"seconds": 0} for seg in remote.stats for s in seg.stages]
 
 
+@pytest.mark.ray
+def test_ray_progress_ends_each_segment_with_the_segments_own_totals(ray_cluster, data_dir, tmp_path):
+    """Tasks send their reports on to the driver's collector as they go (never waiting on it); the segment's stats
+    come from the tasks' results, and the last progress block of a segment shows exactly them."""
+    import io
+
+    from gristmill.pipeline.progress import Progress
+
+    stream = io.StringIO()
+    plan = make_plan(data_dir, DEMO)
+    result = run_plan(plan, RunDir(tmp_path), RayExecutor(progress=Progress(stream, log_interval=0.05)),
+                      log=lambda m: None)
+    last_block = stream.getvalue().split("[00-ingest]")[-1]
+    assert f"units {len(plan.units)}/{len(plan.units)}" in last_block
+    for s in result.stats[0].stages:
+        step_in = sum(t.rows_in for t in result.stats[0].stages if t.position == s.position)
+        assert f"in {step_in:>9,}" in last_block
+
+
 @pytest.mark.parametrize("n_items,cpus", [(1, 2), (7, 2), (79, 2), (158, 2), (150, 1), (1000, 64)])
 def test_factored_blocks_hold_every_item_once_in_shrinking_tasks(n_items, cpus):
     """Tasks that run every step and write their own parts (memory bounded by a batch, not by the task) come in
