@@ -1,6 +1,8 @@
 """The demo (`examples/demo.yaml`) through each executor, side by side: wall seconds and CPU seconds of the whole
-process tree (the `gristmill run` process and, with Ray, its GCS, raylet and workers: this process makes itself their
-subreaper, so it reaps every one of them and their CPU counts).
+process tree (the `gristmill run` process and, with Ray, its GCS, raylet and workers). Ray's processes reap their
+own children without waiting for them, so their CPU never reaches RUSAGE_CHILDREN: every descendant's CPU time is
+sampled from /proc every 0.1 s instead (this process is made their subreaper, so none escapes the tree), and the
+last sample of each process is summed (a process's last 0.1 s at most is missed).
 
     python benchmarks/demo_executors.py --repeat 3
     python benchmarks/demo_executors.py --repeat 2 --baseline /tmp/base --variant base-ray --variant ray
@@ -17,20 +19,21 @@ import _bootstrap  # noqa: F401  (repository first on sys.path)
 
 import argparse
 import os
-import resource
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def _become_subreaper() -> None:
-    """Orphaned descendants (Ray's workers once their raylet is gone) are re-parented to this process, so their
-    CPU time reaches RUSAGE_CHILDREN when they are reaped (Linux ``PR_SET_CHILD_SUBREAPER``)."""
+    """Orphaned descendants (Ray's workers once their raylet is gone) are re-parented to this process, so they stay
+    in the sampled tree and are reaped here (Linux ``PR_SET_CHILD_SUBREAPER``)."""
     import ctypes
 
     ctypes.CDLL(None, use_errno=True).prctl(36, 1, 0, 0, 0)
@@ -47,9 +50,44 @@ def _reap_all(timeout: float = 60.0) -> None:
             time.sleep(0.1)
 
 
-def _children_cpu() -> float:
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
+def _descendants_cpu() -> dict[int, float]:
+    """CPU seconds so far of every process below this one, by pid."""
+    parent, cpu = {}, {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as fh:
+                fields = fh.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        parent[int(entry)] = int(fields[1])
+        cpu[int(entry)] = (int(fields[11]) + int(fields[12])) / TICKS
+    me, out = os.getpid(), {}
+    for pid in cpu:
+        p = parent.get(pid)
+        while p is not None and p > 1 and p != me:
+            p = parent.get(p)
+        if p == me:
+            out[pid] = cpu[pid]
+    return out
+
+
+class _Sampler(threading.Thread):
+    def __init__(self) -> None:
+        super().__init__(daemon=True)
+        self.seen: dict[int, float] = {}
+        self.stopped = threading.Event()
+
+    def run(self) -> None:
+        while not self.stopped.is_set():
+            self.seen.update(_descendants_cpu())
+            self.stopped.wait(0.1)
+
+    def total(self) -> float:
+        self.stopped.set()
+        self.join()
+        return sum(self.seen.values())
 
 
 def _pipeline_file(name: str, settings: dict[str, str], root: Path) -> Path:
@@ -64,14 +102,16 @@ def _pipeline_file(name: str, settings: dict[str, str], root: Path) -> Path:
 
 
 def run_once(executor: str, pipeline: Path, run_dir: Path, root: Path) -> tuple[float, float]:
-    cpu, start = _children_cpu(), time.perf_counter()
+    sampler = _Sampler()
+    sampler.start()
+    start = time.perf_counter()
     env = {**os.environ, "PYTHONPATH": str(root)}
     subprocess.run([sys.executable, "-m", "gristmill.pipeline.cli", "run", str(pipeline), "--run-dir", str(run_dir),
                     "--executor", executor, "--force", "--quiet"], check=True, cwd=root, env=env,
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     wall = time.perf_counter() - start
     _reap_all()
-    return wall, _children_cpu() - cpu
+    return wall, sampler.total()
 
 
 def parse_variant(text: str) -> tuple[str, dict[str, str]]:
