@@ -77,7 +77,7 @@ def run_pipeline(folder: Path, work: Path, limit: int | None) -> int:
     text = PIPELINE.format(folder=folder, limit=f"    limit: {limit}\n" if limit else "")
     plan = build_plan(parse_pipeline(text, "trial.yaml"), work)
     result = run_plan(plan, RunDir(work / f"run-{limit}"), LocalExecutor(), log=lambda m: None)
-    return sum(s.rows_out for _, stats in result.stats for s in stats if s.position == 1)
+    return sum(s.rows_out for segment in result.stats for s in segment.stages if s.position == 1)
 
 
 def main() -> None:

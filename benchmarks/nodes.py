@@ -51,7 +51,7 @@ def run_on_nodes(pipeline: Path, workers: int) -> tuple[list, list, float]:
         events: list[tuple[float, str]] = []
         start = time.perf_counter()
         with tempfile.TemporaryDirectory() as run_dir:
-            run_plan(build_plan(spec, base), RunDir(run_dir), RayExecutor.for_execution(spec.execution, embedded=False),
+            run_plan(build_plan(spec, base), RunDir(run_dir), RayExecutor(),
                      log=lambda m: events.append((time.time(), m)))
         wall = time.perf_counter() - start
         with tempfile.NamedTemporaryFile(suffix=".json") as f:

@@ -70,7 +70,7 @@ def run_child(config: Path, corpus: Path, run_dir: Path, cpus: int) -> None:
         events.append((time.perf_counter() - start, message))
         print(f"[{events[-1][0]:7.1f}s] {message}", file=sys.stderr, flush=True)
 
-    executor = RayExecutor.for_execution(spec.execution, embedded=True)
+    executor = RayExecutor()
     result = run_plan(plan, RunDir(run_dir), executor, force=True, log=log)
     ray.shutdown()
     print(json.dumps({"events": events, "seconds": result.seconds}))

@@ -6,8 +6,7 @@ pipeline (benchmarks/configs/llama.yaml) on an embedded local Ray of N CPUs, pin
 For each segment's streaming pass (from the driver's 'running' line to its 'committed' line) and each worker
 process that ran its tasks: the number of tasks, when the first started, the seconds busy in tasks, the idle gaps
 between them, and the busy share of the pass. The figures in BENCHMARKS.md (issue 9: gaps after each task, workers
-replaced after tokenizer training, busy 98-99%) come from this. ``STATEFUL_STAGES=actors`` measures the Ray Data
-operator path. Results go to ``benchmarks/results/timeline-<timestamp>.md``.
+replaced after tokenizer training, busy 98-99%) come from this. Results go to ``benchmarks/results/timeline-<timestamp>.md``.
 """
 
 from __future__ import annotations
@@ -48,7 +47,7 @@ def run_with_timeline(corpus: Path, cpus: int) -> tuple[list[tuple[float, str]],
     spec, base = load_pipeline(CONFIG)
     events: list[tuple[float, str]] = []
     with tempfile.TemporaryDirectory() as run_dir:
-        run_plan(build_plan(spec, base), RunDir(run_dir), RayExecutor.for_execution(spec.execution, embedded=True),
+        run_plan(build_plan(spec, base), RunDir(run_dir), RayExecutor(),
                  force=True, log=lambda m: events.append((time.time(), m)))
         with tempfile.NamedTemporaryFile(suffix=".json") as f:
             ray.timeline(filename=f.name)
@@ -81,7 +80,7 @@ def worker_rows(timeline: list[dict], start: float, end: float) -> list[dict]:
 
 
 def markdown(events: list[tuple[float, str]], timeline: list[dict], corpus: Path, cpus: int) -> str:
-    lines = [f"**{corpus.name}, {cpus} CPU(s)** (`STATEFUL_STAGES={os.environ.get('STATEFUL_STAGES', 'tasks')}`)", "",
+    lines = [f"**{corpus.name}, {cpus} CPU(s)**", "",
              "| pass | wall s | worker | tasks | first task at s | busy s | gaps s | busy share |",
              "|---|---:|---|---:|---:|---:|---:|---:|"]
     for name, start, end in passes(events):

@@ -313,7 +313,8 @@ class MinHashDedup(GlobalStage):
     the signatures), connected components of the verified pairs, then within each
     component the documents in doc_id order, a document removed iff it nearly duplicates an earlier kept one
     (``components.keep_first``). The statistics and the output do not depend on the partitioning.
-    Writes ``RUN_DIR/dedup/NN-minhash/`` (clusters Parquet, stats.json, signatures when verifying)."""
+    Writes ``RUN_DIR/dedup/NN-minhash/`` (clusters Parquet, signatures when verifying); its statistics go to
+    ``ctx.stats``."""
 
     name = "dedup.minhash_v1"
     Params = MinHashParams
@@ -361,24 +362,22 @@ class MinHashDedup(GlobalStage):
         component_sizes = np.concatenate([w[2] for w in written]) if written else np.zeros(0, np.int64)
         sizes = sizes[sizes > 1]  # clusters: a kept document with the documents removed as its near duplicates
         docs_in = sum(s["docs"] for s in part_stats)
-        hist = np.bincount(sizes) if len(sizes) else np.zeros(0, np.int64)
-        stats = {
-            "stage": self.name, "docs_in": docs_in, "docs_out": docs_in - len(drop), "near_duplicates": len(drop),
-            "bytes_in": sum(s["bytes"] for s in part_stats),
-            "docs_without_shingles": sum(s["docs_without_shingles"] for s in part_stats),
-            "clusters": int(len(sizes)), "cluster_size_histogram": {str(k): int(v) for k, v in enumerate(hist) if v},
-            "largest_cluster": int(sizes.max()) if len(sizes) else 0,
-            "components": int(len(component_sizes)),
-            "largest_component": int(component_sizes.max()) if len(component_sizes) else 0,
-            "buckets": bucket_counts.buckets, "max_bucket_size": p.max_bucket_size,
-            "oversized_buckets": bucket_counts.oversized_buckets,
-            "candidate_pairs_skipped": bucket_counts.pairs_skipped,
-            "candidate_pairs": sum(c["candidate_pairs"] for c in pair_counts),
-            "verified_pairs": sum(c["verified_pairs"] for c in pair_counts),
-            "components_rounds": rounds, "bands": bands, "rows": rows, "num_perm": p.num_perm,
-            "threshold": p.threshold, "verify": p.verify, "verify_with": p.verify_with, "partitions": P,
-        }
-        (out_dir / "stats.json").write_json(stats)
+        stats = ctx.stats
+        for name, n in (("docs_in", docs_in), ("docs_out", docs_in - len(drop)), ("near_duplicates", len(drop)),
+                        ("bytes_in", sum(s["bytes"] for s in part_stats)),
+                        ("docs_without_shingles", sum(s["docs_without_shingles"] for s in part_stats)),
+                        ("clusters", len(sizes)), ("components", len(component_sizes)),
+                        ("buckets", bucket_counts.buckets), ("oversized_buckets", bucket_counts.oversized_buckets),
+                        ("candidate_pairs_skipped", bucket_counts.pairs_skipped),
+                        ("candidate_pairs", sum(c["candidate_pairs"] for c in pair_counts)),
+                        ("verified_pairs", sum(c["verified_pairs"] for c in pair_counts))):
+            stats.count(name, n)
+        stats.histogram("cluster_size", dict(enumerate(np.bincount(sizes))))
+        stats.histogram("component_size", dict(enumerate(np.bincount(component_sizes))))
+        for name, value in (("largest_cluster", sizes.max() if len(sizes) else 0),
+                            ("largest_component", component_sizes.max() if len(component_sizes) else 0),
+                            ("components_rounds", rounds), ("bands", bands), ("rows", rows), ("partitions", P)):
+            stats.figure(name, value)
         return drop
 
     def apply(self, table: pa.Table, state: np.ndarray) -> StageOutput:
@@ -527,7 +526,7 @@ def _doc_batches(infos: list[dict]) -> list[list[int]]:
 class BloomDedup(GlobalStage):
     """Exact dedup with a partitioned Bloom filter over a 64-bit hash of normalized text (document or
     paragraph) or of the URL; the first occurrence in doc_id order wins. Writes
-    ``RUN_DIR/dedup/NN-bloom-GRANULARITY/`` (the saved filter, stats.json)."""
+    ``RUN_DIR/dedup/NN-bloom-GRANULARITY/`` (the saved filter); its statistics go to ``ctx.stats``."""
 
     name = "dedup.bloom_v1"
     Params = BloomParams
@@ -557,26 +556,33 @@ class BloomDedup(GlobalStage):
             bloom_mod.meta_path(out_dir).write_json(dict(p.key_spec(), partitions=P, filters=filters))
         else:
             filters = runner.get([a.call("info") for a in actors])
-        docs_in = sum(inf["docs"] for inf in infos)
-        stats = {
-            "stage": self.name, "granularity": p.granularity, "docs_in": docs_in,
-            "keys": int(per_partition.sum()), "repeated_keys": int(len(dup_docs)),
-            "documents_with_repeats": int(len(np.unique(dup_docs))), "partitions": P,
-            "fp_rate_target": p.fp_rate, "loaded_from": p.load, "read_only": p.read_only,
-            "filters": filters,
-            "estimated_fp_rate": max((f["estimated_fp_rate"] for f in filters), default=0.0),
-            "expected_false_positives": sum(f["expected_false_positives"] for f in filters),
-        }
-        # One key per document (or URL): each false positive is a unique document wrongly removed.
-        unit = "paragraphs" if p.granularity == "paragraph" else "documents"
-        stats[f"expected_unique_{unit}_removed"] = stats["expected_false_positives"]
-        if p.granularity != "paragraph":
-            stats["docs_out"] = docs_in - stats["documents_with_repeats"]
-        (out_dir / "stats.json").write_json(stats)
+        self._record_stats(ctx.stats, p, sum(inf["docs"] for inf in infos), int(per_partition.sum()), dup_docs,
+                           filters, P)
         order = np.lexsort((dup_paras, dup_docs))
         if p.granularity == "paragraph":
             return dup_docs[order], dup_paras[order]
         return np.unique(dup_docs)
+
+    @staticmethod
+    def _record_stats(stats, p: BloomParams, docs_in: int, keys: int, dup_docs: np.ndarray, filters: list[dict],
+                      partitions: int) -> None:
+        with_repeats = len(np.unique(dup_docs))
+        stats.count("docs_in", docs_in)
+        stats.count("keys", keys)
+        stats.count("repeated_keys", len(dup_docs))
+        stats.count("documents_with_repeats", with_repeats)
+        if p.granularity != "paragraph":
+            stats.count("docs_out", docs_in - with_repeats)
+        expected = sum(f["expected_false_positives"] for f in filters)
+        # One key per document (or URL): each false positive is a unique document wrongly removed.
+        unit = "paragraphs" if p.granularity == "paragraph" else "documents"
+        stats.figure(f"expected_unique_{unit}_removed", expected)
+        stats.figure("expected_false_positives", expected)
+        stats.figure("estimated_fp_rate", max((f["estimated_fp_rate"] for f in filters), default=0.0))
+        stats.figure("partitions", partitions)
+        for q, f in enumerate(filters):  # each partition's filter: its size, fill and expected error
+            for name in ("bits", "hashes", "inserted", "estimated_fp_rate", "expected_false_positives"):
+                stats.figure(f"partition_{q}.{name}", f[name])
 
     @staticmethod
     def _check_loadable(p: BloomParams) -> dict:

@@ -90,14 +90,14 @@ def cmd_run(args) -> int:
     progress = None if args.quiet else Progress()
     if executor_name == "ray":
         _init_ray(address)
-        executor = RayExecutor.for_execution(plan.spec.execution, embedded=not address, progress=progress)
+        executor = RayExecutor(progress=progress)
     else:
         executor = LocalExecutor(progress=progress)
     result = run_plan(plan, run_dir, executor, force=args.force, force_unlock=args.force_unlock,
                       log=lambda m: print(m, file=sys.stderr))
-    for segment, stats in result.stats:
-        for s in stats:
-            print(f"{segment:<24} {s.label:<10} {s.stage:<22} {s.source:<14} in {s.rows_in:>8} "
+    for segment in result.stats:
+        for s in segment.stages:
+            print(f"{segment.segment:<24} {s.label:<10} {s.stage:<22} {s.source:<14} in {s.rows_in:>8} "
                   f"out {s.rows_out:>8} dropped {s.rows_dropped:>7}")
     print(f"run directory: {result.run_dir}  ({result.seconds:.1f}s, plan {result.plan_hash})")
     if not args.quiet:

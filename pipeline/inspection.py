@@ -16,7 +16,8 @@ def connect(run_dir: str | Path | Location) -> duckdb.DuckDBPyConnection:
 
     - ``documents``: the documents of the last committed segment that holds document parts
     - ``segment_NN``: each committed segment's documents
-    - ``stage_stats``, ``drops``: per-step counters (stats/*.parquet)
+    - ``stage_stats``, ``drops``, ``counters``: per-step counters (stats/*.parquet)
+    - ``global_stats``: what each global step's build counted and measured (kind, name, bucket, value)
     - ``rejects``: every kept rejected row, with ``step`` (the rejects/ folder name) and ``reject_reason``
     - ``shards``: packed token sequences, when the run wrote any
     - the report's derived tables (stats/*.parquet): ``funnel``, ``histograms``, ``thresholds``, ``languages``,
@@ -37,7 +38,7 @@ def connect(run_dir: str | Path | Location) -> duckdb.DuckDBPyConnection:
     if last_docs:
         con.execute(f"CREATE VIEW documents AS SELECT * FROM {last_docs}")
     for name, file in (("stage_stats", "stages.parquet"), ("drops", "drops.parquet"),
-                       ("counters", "counters.parquet")):
+                       ("counters", "counters.parquet"), ("global_stats", "global.parquet")):
         if (rd.stats_dir / file).exists():
             con.execute(f"CREATE VIEW {name} AS SELECT * FROM read_parquet({duck.sql_file(rd.stats_dir / file)})")
     from gristmill.pipeline._internal.report_stats import create_views
@@ -106,6 +107,10 @@ def inspect_run(run_dir: str | Path) -> str:
         out += ["drops by reason:", format_result(con, """
             SELECT step, stage, reason, sum(rows) AS rows FROM drops
             GROUP BY ALL ORDER BY min(position), rows DESC"""), ""]
+    if "global_stats" in have:
+        out += ["global steps (counts and figures):", format_result(con, """
+            SELECT step, stage, name, value FROM global_stats WHERE kind <> 'histogram'
+            ORDER BY position, kind, name"""), ""]
     if "documents" in have:
         out += ["documents by source (final):", format_result(con, """
             SELECT source, count(*) AS documents, round(sum(strlen(text)) / 1e6, 3) AS mb

@@ -356,8 +356,10 @@ def _guarded(func):
         except ConnectionError as exc:
             print(f"error: cannot reach the Ray Jobs API: {exc}", file=sys.stderr)
             return EXIT_USAGE
-        except Exception as exc:  # ray.exceptions.AuthenticationError: a wrong or missing token
-            if type(exc).__name__ != "AuthenticationError":
+        except Exception as exc:
+            from ray.exceptions import AuthenticationError  # a wrong or missing token
+
+            if not isinstance(exc, AuthenticationError):
                 raise
             first = str(exc).strip().splitlines()[0]
             print(f"error: {first} (the token comes from RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH or "

@@ -25,6 +25,8 @@ from gristmill.stages.base import DOCUMENT_SCHEMA, Stage
 from gristmill.stages.ingest.base import Limits, Reader, Unit
 
 PLAN_VERSION = 1
+# The name of the ingest step, every plan's first: the readers of the pipeline's inputs.
+INGEST = "ingest"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,8 +49,12 @@ class Step:
         return get_stage(self.stage_name)(self.params)
 
     @property
+    def is_ingest(self) -> bool:
+        return self.stage_name == INGEST
+
+    @property
     def is_global(self) -> bool:
-        return get_stage(self.stage_name).is_global
+        return not self.is_ingest and get_stage(self.stage_name).is_global
 
     @property
     def slug(self) -> str:
@@ -64,12 +70,16 @@ class Segment:
 
     @property
     def name(self) -> str:
-        head = self.steps[0]
-        return f"{self.index:02d}-{'ingest' if head.position == 0 else head.stage_name}"
+        return f"{self.index:02d}-{self.steps[0].stage_name}"
+
+    @property
+    def reads_inputs(self) -> bool:
+        """Whether the segment starts at ingest, reading the pipeline's inputs, rather than at a global step."""
+        return self.steps[0].is_ingest
 
     @property
     def global_step(self) -> Step | None:
-        return None if self.index == 0 else self.steps[0]
+        return None if self.reads_inputs else self.steps[0]
 
 
 @dataclasses.dataclass
@@ -244,7 +254,7 @@ def build_plan(spec: PipelineSpec, base_dir: Path) -> Plan:
         raise SpecError("inputs: no input file at all (every input is optional and none of their patterns matched): "
                         + "; ".join(warnings))
 
-    steps = [Step(0, "ingest", "ingest", {})]
+    steps = [Step(0, INGEST, INGEST, {})]
     for i, step_spec in enumerate(spec.steps):
         name, params = step_spec.resolved()
         # Validated again so params carry their defaults: the hash then covers what actually runs.

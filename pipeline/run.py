@@ -18,7 +18,8 @@ from gristmill.pipeline.executors import LocalExecutor, RayExecutor, SegmentResu
 from gristmill.pipeline.lease import RunLease
 from gristmill.pipeline.plan import Plan, Segment
 from gristmill.pipeline.rundir import PART_HASH, RunDir, StaleSegmentError, atomic_write_json
-from gristmill.pipeline.stats import StageStats, aggregate, load_segment_stats, write_run_stats, write_segment_stats
+from gristmill.pipeline.stats import (GlobalStepStats, RunSummary, SegmentStats, StageStats, aggregate,
+                                      load_segment_stats, write_run_stats, write_segment_stats)
 from gristmill.stages.base import GlobalContext
 
 
@@ -30,7 +31,7 @@ class IntegrityError(RuntimeError):
 class RunResult:
     run_dir: Path
     plan_hash: str
-    stats: list[tuple[str, list[StageStats]]]
+    stats: list[SegmentStats]
     skipped: list[str]
     computed: list[str]
     seconds: float
@@ -55,7 +56,7 @@ def _run_holding_lease(plan: Plan, run_dir: RunDir, executor, force: bool, log, 
     atomic_write_json(run_dir.plan_path, plan.to_json())
     for warning in plan.warnings:
         log(f"warning: {warning}")
-    per_segment: list[tuple[str, list[StageStats]]] = []
+    per_segment: list[SegmentStats] = []
     skipped, computed = [], []
     build_seconds: dict[str, float] = {}
     try:
@@ -63,12 +64,10 @@ def _run_holding_lease(plan: Plan, run_dir: RunDir, executor, force: bool, log, 
     finally:
         executor.close()
     seconds = time.perf_counter() - start
-    write_run_stats(run_dir.stats_dir, per_segment, {
-        "plan_hash": plan.plan_hash, "executor": executor.name, "wall_seconds": seconds,
-        "segments_skipped": skipped, "segments_computed": computed,
-        "workers": getattr(executor, "workers", None), "build_seconds": build_seconds,
-        "warnings": plan.warnings,
-    })
+    write_run_stats(run_dir.stats_dir, per_segment, RunSummary(
+        plan_hash=plan.plan_hash, executor=executor.name, wall_seconds=seconds, segments_skipped=skipped,
+        segments_computed=computed, workers=getattr(executor, "workers", None), build_seconds=build_seconds,
+        warnings=plan.warnings))
     try:
         from gristmill.pipeline.report import write_report
 
@@ -122,8 +121,8 @@ def _run_segments(plan: Plan, run_dir: RunDir, executor, force: bool, log, per_s
                 started = True
             stats, build_seconds[segment.name], info = _run_segment(plan, segment, input_parts, run_dir,
                                                                     executor, log, lease)
-            write_segment_stats(stats_path, segment.name, stats)
-            per_segment.append((segment.name, stats))
+            write_segment_stats(stats_path, stats)
+            per_segment.append(stats)
             computed.append(segment.name)
         input_parts = run_dir.segment_parts(segment.name, info)
 
@@ -140,11 +139,11 @@ def _resolve_limits(plan: Plan, log) -> None:
 
 
 def _run_segment(plan: Plan, segment: Segment, input_parts: list[str], run_dir: RunDir, executor,
-                 log, lease: RunLease) -> tuple[list[StageStats], float, dict]:
+                 log, lease: RunLease) -> tuple[SegmentStats, float, dict]:
     """Compute and commit one segment; returns its stats, the seconds its global ``build`` took and its
     ``_SUCCESS`` marker."""
     seg_dir = run_dir.reset_segment(segment.name, [s.slug for s in segment.steps])
-    state = None
+    state = global_stats = None
     build_start = time.perf_counter()
     head = segment.global_step
     if head is not None:
@@ -154,6 +153,7 @@ def _run_segment(plan: Plan, segment: Segment, input_parts: list[str], run_dir: 
                                      plan.spec.seed)
         log(f"segment {segment.name}: building {head.stage_name} over {len(input_parts)} parts")
         state = stage.build(ctx)  # type: ignore[attr-defined]
+        global_stats = GlobalStepStats(head.position, head.label, head.stage_name, ctx.stats)
     build_seconds = time.perf_counter() - build_start if head is not None else 0.0
     log(f"segment {segment.name}: running {', '.join(s.stage_name for s in segment.steps)}")
     result = executor.run_segment(plan, segment, input_parts, state, str(run_dir.root), seg_dir)
@@ -166,7 +166,7 @@ def _run_segment(plan: Plan, segment: Segment, input_parts: list[str], run_dir: 
     lease.check()  # a run whose lease was taken over must not commit over its successor's work
     run_dir.commit_segment(segment.name, marker)
     log(f"segment {segment.name}: committed {marker['rows']:,} rows in {len(result.written)} parts")
-    return stats, build_seconds, marker
+    return SegmentStats(segment.name, stats, global_stats), build_seconds, marker
 
 
 def _check_integrity(segment: Segment, result: SegmentResult, stats: list[StageStats]) -> None:

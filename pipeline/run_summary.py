@@ -11,8 +11,8 @@ PACKING_STAGE = "mixture.pack_v1"
 
 
 def run_totals(stats, run_dir) -> dict[str, Any]:
-    """``stats``: a run's [(segment, [StageStats])]. Shards, rows and tokens are None for a run that packs none."""
-    flat = [s for _, segment_stats in stats for s in segment_stats]
+    """``stats``: a run's [SegmentStats]. Shards, rows and tokens are None for a run that packs none."""
+    flat = [s for segment in stats for s in segment.stages]
     read = sum(s.rows_out for s in flat if s.position == 0)
     document_steps = [s.position for s in flat if s.stage != PACKING_STAGE]
     last = max(document_steps, default=0)

@@ -117,21 +117,6 @@ class ExecutionSpec(_Model):
     # Rows per ingest batch (= per part file); bounds worker memory together with batch_bytes.
     batch_rows: int = Field(default=2048, gt=0)
     batch_bytes: int = Field(default=64 * 1024 * 1024, gt=0)
-    # Upper bound of the actor pool size of stateful stages (default: CPUs of the cluster).
-    max_actors: int | None = Field(default=None, gt=0)
-    # Ray: one operator per step with the step's own resources (tasks for stateless steps, an actor pool for
-    # stateful ones; the default), or all steps of a segment in one actor per CPU. Same output either way; on the
-    # 2-core benchmark machine fusing was slower (every segment starts actors that set up every stage), see
-    # BENCHMARKS.md, so it is opt-in.
-    fuse_steps: bool = False
-    # Ray, operator per step: stateful stages (a fastText model, a tokenizer) as actor pools, or as tasks that set
-    # the stage up once per worker process. With "tasks" every step of a segment is a task, so one plain Ray task
-    # per block of work items runs them all, table by table, and writes its parts itself: no CPU is held by an
-    # idle pool, a worker holds one batch at a time (executors._SegmentTask), ~30% less wall time on 2 cores
-    # (BENCHMARKS.md, issue 9). But such a segment queues no demand beyond the CPUs present, so an autoscaling
-    # cluster would not grow for it, while Ray Data's operators ask the autoscaler for nodes. "auto" (the
-    # default): tasks on gristmill's embedded local Ray, which has no autoscaler; actors on a cluster.
-    stateful_stages: Literal["auto", "actors", "tasks"] = "auto"
 
 
 class EnvReferences:

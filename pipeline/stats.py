@@ -1,8 +1,14 @@
-"""Per-stage counters as mergeable objects, stored as Parquet (DuckDB-queryable) and ``stats.json``.
+"""The run's statistics as typed, mergeable objects, stored as Parquet (DuckDB-queryable) and ``stats.json``.
 
-Workers report one ``PieceStats`` per (step, part, piece): a piece is the rows of one part that one batch
+Per-row: workers report one piece per (step, part, piece): a piece is the rows of one part that one batch
 carried. Reports are keyed, not added, so a batch that Ray retries overwrites its own report instead of being
 counted twice; the driver merges pieces into ``StageStats`` per step and source.
+
+Global: a global step's ``build`` records ``StepStats`` (``gristmill.core.stats``) in its context; the driver keeps
+them as ``GlobalStepStats`` with the step they belong to. Per segment both go to ``stats/segments/NAME.json``
+(``SegmentStats``); over the run to ``stats/stages.parquet``, ``drops.parquet``, ``counters.parquet``,
+``global.parquet`` and ``stats.json`` (``RunSummary`` and the same rows), which the report, ``inspect`` and ``sql``
+read. No stage writes statistics files of its own.
 """
 
 from __future__ import annotations
@@ -10,11 +16,12 @@ from __future__ import annotations
 import dataclasses
 import json
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from gristmill.core.stats import StepStats
 from gristmill.pipeline.rundir import atomic_write_json, write_parquet_atomic
 
 
@@ -119,11 +126,73 @@ COUNTERS_SCHEMA = pa.schema([
 ])
 
 
-def write_segment_stats(path: Path, segment: str, stats: list[StageStats]) -> None:
-    atomic_write_json(path, {"segment": segment, "stages": [s.to_json() for s in stats]})
+GLOBAL_SCHEMA = pa.schema([
+    ("position", pa.int32()), ("step", pa.string()), ("stage", pa.string()), ("segment", pa.string()),
+    ("kind", pa.string()), ("name", pa.string()), ("bucket", pa.int64()), ("value", pa.float64()),
+])
 
 
-def load_segment_stats(path: Path) -> tuple[str, list[StageStats]]:
+@dataclasses.dataclass
+class GlobalStepStats:
+    """What a global step's ``build`` recorded, with the step it belongs to."""
+
+    position: int
+    label: str
+    stage: str
+    stats: StepStats
+
+    def rows(self, segment: str) -> Iterator[dict[str, Any]]:
+        """Its ``global.parquet`` rows: one per count and figure, one per histogram bucket."""
+        base = {"position": self.position, "step": self.label, "stage": self.stage, "segment": segment}
+        for name, n in sorted(self.stats.counts.items()):
+            yield {**base, "kind": "count", "name": name, "bucket": None, "value": float(n)}
+        for name, value in sorted(self.stats.figures.items()):
+            yield {**base, "kind": "figure", "name": name, "bucket": None, "value": value}
+        for name, hist in sorted(self.stats.histograms.items()):
+            for bucket, n in sorted(hist.items()):
+                yield {**base, "kind": "histogram", "name": name, "bucket": bucket, "value": float(n)}
+
+    def to_json(self) -> dict[str, Any]:
+        return {"position": self.position, "label": self.label, "stage": self.stage, **self.stats.to_json()}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> "GlobalStepStats":
+        return cls(data["position"], data["label"], data["stage"], StepStats.from_json(data))
+
+
+@dataclasses.dataclass
+class SegmentStats:
+    """One segment's statistics: per step and source (``stages``), and its global step's (None for ingest)."""
+
+    segment: str
+    stages: list[StageStats]
+    global_step: GlobalStepStats | None = None
+
+
+@dataclasses.dataclass
+class RunSummary:
+    """What ``stats.json`` says about the run besides its statistics rows."""
+
+    plan_hash: str
+    executor: str
+    wall_seconds: float
+    segments_skipped: list[str]
+    segments_computed: list[str]
+    workers: int | None
+    build_seconds: dict[str, float]
+    warnings: list[str]
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> "RunSummary":
+        return cls(**{f.name: data.get(f.name) for f in dataclasses.fields(cls)})
+
+
+def write_segment_stats(path: Path, segment: SegmentStats) -> None:
+    atomic_write_json(path, {"segment": segment.segment, "stages": [s.to_json() for s in segment.stages],
+                             "global": segment.global_step.to_json() if segment.global_step else None})
+
+
+def load_segment_stats(path: Path) -> SegmentStats:
     data = json.loads(path.read_text())
     out = []
     for s in data["stages"]:
@@ -132,15 +201,19 @@ def load_segment_stats(path: Path) -> tuple[str, list[StageStats]]:
         summary = s.pop("doc_bytes_out")
         summary.pop("mean")
         out.append(StageStats(**s, doc_bytes_out=Summary(**summary)))
-    return data["segment"], out
+    global_step = data.get("global")
+    return SegmentStats(data["segment"], out, GlobalStepStats.from_json(global_step) if global_step else None)
 
 
-def write_run_stats(stats_dir: Path, per_segment: list[tuple[str, list[StageStats]]], extra: dict) -> None:
-    """stats/stages.parquet, stats/drops.parquet, stats/counters.parquet and stats/stats.json over all segments
-    of the run."""
-    stage_rows, drop_rows, counter_rows = [], [], []
-    for segment, stats in per_segment:
-        for s in stats:
+def write_run_stats(stats_dir: Path, per_segment: list[SegmentStats], summary: RunSummary) -> None:
+    """stats/stages.parquet, stats/drops.parquet, stats/counters.parquet, stats/global.parquet and stats/stats.json
+    over all segments of the run."""
+    stage_rows, drop_rows, counter_rows, global_rows = [], [], [], []
+    for seg in per_segment:
+        segment = seg.segment
+        if seg.global_step is not None:
+            global_rows += seg.global_step.rows(segment)
+        for s in seg.stages:
             stage_rows.append({
                 "position": s.position, "step": s.label, "stage": s.stage, "segment": segment, "source": s.source,
                 "rows_in": s.rows_in, "rows_out": s.rows_out, "rows_dropped": s.rows_dropped,
@@ -158,12 +231,22 @@ def write_run_stats(stats_dir: Path, per_segment: list[tuple[str, list[StageStat
     write_parquet_atomic(stats_dir / "drops.parquet", pa.Table.from_pylist(drop_rows, schema=DROPS_SCHEMA))
     write_parquet_atomic(stats_dir / "counters.parquet",
                          pa.Table.from_pylist(counter_rows, schema=COUNTERS_SCHEMA))
+    write_parquet_atomic(stats_dir / "global.parquet", pa.Table.from_pylist(global_rows, schema=GLOBAL_SCHEMA))
     atomic_write_json(stats_dir / "stats.json", {
-        **extra,
+        **dataclasses.asdict(summary),
         "stages": stage_rows,
         "drops": drop_rows,
         "counters": counter_rows,
+        "global": global_rows,
     })
+
+
+def read_run_summary(stats_dir: Path) -> RunSummary | None:
+    """The run's summary from ``stats.json``, or None when it is missing or unreadable (a run still going)."""
+    try:
+        return RunSummary.from_json(json.loads((stats_dir / "stats.json").read_text()))
+    except (OSError, ValueError, TypeError):
+        return None
 
 
 def read_stage_table(stats_dir: Path) -> pa.Table:

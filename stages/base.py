@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict
 
 from gristmill.core.layout import RunLayout
 from gristmill.core.runtime import Runtime
+from gristmill.core.stats import StepStats
 from gristmill.core.storage import Location, resolve
 
 # Columns every document table carries from ingest on (DESIGN.md, "The document table").
@@ -58,11 +59,11 @@ class StageParams(BaseModel):
 
 @dataclasses.dataclass(frozen=True)
 class Resources:
-    """What one worker of the stage needs. ``actor`` stages keep state (a model) and run as an actor pool."""
+    """What one worker of the stage needs. ``actor`` stages keep state (a model): set up once per worker process
+    and reused by every batch that process runs."""
 
     num_cpus: float = 1.0
     actor: bool = False
-    max_actors: int | None = None
 
 
 @dataclasses.dataclass
@@ -142,13 +143,16 @@ class StreamingStage(Stage):
 class GlobalContext:
     """What a global stage's ``build`` gets: the committed parts of the previous segment, a directory of its
     own for what it keeps (``state``: signatures, filters, staging files), the run's layout for run-wide
-    files (the tokenizer, shards, manifest), the runtime to fan work out with, and the run's seed."""
+    files (the tokenizer, shards, manifest), the runtime to fan work out with, and the run's seed. ``stats`` is
+    where ``build`` records what it counted and measured; the framework stores them with the run's statistics
+    (a stage never writes statistics files of its own)."""
 
     input_parts: list[Location]
     state: Location
     layout: RunLayout
     runtime: Runtime
     seed: int
+    stats: StepStats = dataclasses.field(default_factory=StepStats)
 
     @classmethod
     def for_step(cls, layout: RunLayout | str | Location, stage_name: str, position: int,
@@ -168,8 +172,8 @@ class GlobalContext:
 class GlobalStage(Stage):
     """A barrier over the whole dataset, in two phases.
 
-    ``build(ctx)`` sees every input part (it may fan work out with ``ctx.map`` / ``ctx.runtime``) and
-    returns a picklable state (e.g. the ``doc_id``s to drop). ``apply(table, state)`` then runs per part like a
+    ``build(ctx)`` sees every input part (it may fan work out with ``ctx.map`` / ``ctx.runtime``), records its
+    statistics in ``ctx.stats`` and returns a picklable state (e.g. the ``doc_id``s to drop). ``apply(table, state)`` then runs per part like a
     streaming stage, so removal is a vectorized anti-join on ``doc_id`` with the usual accounting, and the
     streaming stages after it run in the same pass.
     """

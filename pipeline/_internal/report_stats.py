@@ -1,8 +1,8 @@
 """The report's figures as data: derived tables written to ``RUN_DIR/stats/*.parquet`` with DuckDB, so
 ``gristmill sql RUN`` answers every question the report answers.
 
-Each table is computed from what the run directory holds (stats/stages.parquet, the committed segment parts,
-rejects/, dedup/, tokenizer/, manifest.json, plan.json); a table whose inputs do not exist is not written, and the
+Each table is computed from what the run directory holds (the run's statistics under stats/, the committed segment
+parts, rejects/, tokenizer/, manifest.json, plan.json); a table whose inputs do not exist is not written, and the
 report leaves its section out. Nothing here reads document text row by row in Python: DuckDB scans the Parquet.
 """
 
@@ -23,6 +23,7 @@ from gristmill.core.storage import resolve
 from gristmill.pipeline._internal import duck
 from gristmill.pipeline.registry import RegistryError, get_stage
 from gristmill.pipeline.rundir import RunDir, write_parquet_atomic
+from gristmill.pipeline.stats import RunSummary, read_run_summary
 from gristmill.stages.base import REJECT_REASON
 
 # Numeric columns drawn as histograms (besides every column a threshold applies to).
@@ -255,31 +256,19 @@ def languages_table(con, rd: RunDir, segments: list[SegmentInfo]) -> pa.Table | 
 
 
 def dedup_clusters_table(con, rd: RunDir) -> pa.Table | None:
-    """Cluster sizes per dedup step directory (dedup/NN-minhash/clusters/*.parquet: doc_id, cluster_id,
-    cluster_size), or its stats.json histogram when the clusters were not kept."""
-    rows: list[pa.Table] = []
-    schema = pa.schema([("dedup_step", pa.string()), ("cluster_size", pa.int64()), ("clusters", pa.int64()),
-                        ("documents", pa.int64()), ("removed", pa.int64())])
-    for step_dir in (p for p in resolve(rd.root / "dedup").iterdir() if p.is_dir()):
-        files = step_dir.glob("clusters/*.parquet")
-        if files and all({"cluster_id", "cluster_size"} <= set(f.read_parquet_schema().names) for f in files):
-            t = _arrow(con.sql(f"""
-                SELECT {_q(step_dir.name)} AS dedup_step, cluster_size::BIGINT AS cluster_size,
-                       count(DISTINCT cluster_id)::BIGINT AS clusters, count(*)::BIGINT AS documents,
-                       (count(*) - count(DISTINCT cluster_id))::BIGINT AS removed
-                FROM read_parquet({_files(files)}) GROUP BY ALL ORDER BY cluster_size"""))
-            rows.append(t.cast(schema))
-            continue
-        stats = load_json(step_dir / "stats.json") or {}
-        hist = stats.get("cluster_size_histogram")
-        if isinstance(hist, dict):
-            rows.append(pa.Table.from_pylist([
-                {"dedup_step": step_dir.name, "cluster_size": int(k), "clusters": int(v),
-                 "documents": int(k) * int(v), "removed": (int(k) - 1) * int(v)}
-                for k, v in sorted(hist.items(), key=lambda kv: int(kv[0]))], schema=schema))
-        elif files or stats:
-            rows.append(schema.empty_table())
-    return pa.concat_tables(rows) if rows else None
+    """Near-duplicate clusters by size per dedup step, from the ``cluster_size`` histograms the steps recorded
+    (stats/global.parquet): a cluster is a kept document with the documents removed as its near duplicates."""
+    path = rd.stats_dir / "global.parquet"
+    if not path.exists():
+        return None
+    table = _arrow(con.sql(f"""
+        SELECT printf('%02d-', position) || stage AS dedup_step, bucket::BIGINT AS cluster_size,
+               value::BIGINT AS clusters, (bucket * value)::BIGINT AS documents,
+               ((bucket - 1) * value)::BIGINT AS removed
+        FROM read_parquet({duck.sql_file(path)})
+        WHERE kind = 'histogram' AND name = 'cluster_size' AND stage LIKE 'dedup.%'
+        ORDER BY position, cluster_size"""))
+    return table if table.num_rows else None
 
 
 def tokenizer_sources_table(con, rd: RunDir, segments: list[SegmentInfo]) -> pa.Table | None:
@@ -326,7 +315,7 @@ def shard_tokens_table(manifest: dict | None) -> pa.Table | None:
     return pa.Table.from_pylist(rows, schema=schema)
 
 
-def run_facts_table(plan: dict | None, stats: dict | None, tokenizer_meta: dict | None,
+def run_facts_table(plan: dict | None, summary: RunSummary | None, tokenizer_meta: dict | None,
                     manifest: dict | None) -> pa.Table:
     facts: list[tuple[str, Any]] = []
     if plan:
@@ -335,11 +324,11 @@ def run_facts_table(plan: dict | None, stats: dict | None, tokenizer_meta: dict 
                   ("seed", pipeline.get("seed")), ("input_files", len(plan.get("input_files") or [])),
                   ("input_bytes", sum(f.get("bytes", 0) for f in plan.get("input_files") or [])),
                   ("ingest_units", plan.get("units"))]
-    if stats:
-        facts += [("executor", stats.get("executor")), ("wall_seconds", stats.get("wall_seconds")),
-                  ("workers", stats.get("workers")),
-                  ("segments_computed", ", ".join(stats.get("segments_computed") or [])),
-                  ("segments_skipped", ", ".join(stats.get("segments_skipped") or []))]
+    if summary:
+        facts += [("executor", summary.executor), ("wall_seconds", summary.wall_seconds),
+                  ("workers", summary.workers),
+                  ("segments_computed", ", ".join(summary.segments_computed or [])),
+                  ("segments_skipped", ", ".join(summary.segments_skipped or []))]
     if plan:
         facts += [(f"version.{k}", v) for k, v in sorted((plan.get("versions") or {}).items())]
     if tokenizer_meta:
@@ -383,7 +372,7 @@ def compute_report_stats(run_dir: str | Path) -> dict[str, Path]:
         "tokenizer_sources": tokenizer_sources_table(con, rd, segments),
         "mixture": mixture_table(manifest),
         "shard_tokens": shard_tokens_table(manifest),
-        "run_facts": run_facts_table(plan, load_json(rd.stats_dir / "stats.json"),
+        "run_facts": run_facts_table(plan, read_run_summary(rd.stats_dir),
                                      load_json(rd.root / "tokenizer" / "tokenizer_meta.json"), manifest),
     }
     written = {}

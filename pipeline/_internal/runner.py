@@ -7,7 +7,7 @@ import dataclasses
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 import pyarrow as pa
@@ -17,7 +17,7 @@ import pyarrow.parquet as pq
 from gristmill.core import storage
 from gristmill.core.layout import RunLayout
 from gristmill.pipeline._internal import limits
-from gristmill.pipeline.plan import IngestUnit, Plan, Step
+from gristmill.pipeline.plan import IngestUnit, Plan, Segment, Step
 from gristmill.pipeline.rundir import part_file_name, write_parquet_atomic, write_part
 from gristmill.stages.base import PART_COLUMN, REJECT_REASON, GlobalStage, Stage, StageOutput
 from gristmill.stages.ingest.base import NOTES, InputFileError
@@ -284,16 +284,6 @@ def write_rejects(rejects_root: Path, step: Step, rejected: pa.Table) -> None:
         write_parquet_atomic(rejects_root / step.slug / f"part-{int(part):016x}-{first:016x}.parquet", piece)
 
 
-def _resolve(state: Any) -> Any:
-    """Global-stage state reaches Ray workers as an object ref; fetch it once where it is used."""
-    if "ray" in sys.modules:
-        import ray
-
-        if isinstance(state, ray.ObjectRef):
-            return ray.get(state)
-    return state
-
-
 # --- running a stage on a batch ---------------------------------------------------------------------------
 
 # Set-up stages of this process, so a stateful stage run as Ray tasks (which reuse worker processes) loads its
@@ -342,7 +332,6 @@ class StepRunner:
         self.reporter = reporter
         self.state = state
         self._stage: Stage | None = None
-        self._state_resolved = False
         # Ray tasks running a stateful stage: reuse the stage set up earlier in this worker process.
         self.cache_setup = False
 
@@ -358,9 +347,6 @@ class StepRunner:
     def process(self, table: pa.Table) -> StageOutput:
         stage = self.stage
         if isinstance(stage, GlobalStage):
-            if not self._state_resolved:
-                self.state = _resolve(self.state)
-                self._state_resolved = True
             return stage.apply(table, self.state)
         return stage.process(table)  # type: ignore[attr-defined]
 
@@ -391,3 +377,61 @@ def write_parts(segment_dir: Path, table: pa.Table) -> list[dict]:
         path = segment_dir / part_file_name(int(part))
         written.append({"part": int(part), "rows": piece.num_rows, "path": path.name, **write_part(path, piece)})
     return written
+
+
+# --- the head of a segment --------------------------------------------------------------------------------
+
+class SegmentHead:
+    """What a segment starts from: its work items (an executor deals them out) and the tables its first step
+    makes of them, accounted by that step's runner. Segment 00's head is ingest (``IngestHead``); every other
+    segment's is its global step's ``apply`` over the previous segment's committed parts (``PartsHead``)."""
+
+    # Progress counts ingest units (a part key's high bits) or parts.
+    by_unit: bool = False
+
+    def items(self) -> list:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def tables(self, runner: StepRunner, items: Iterable) -> Iterator[pa.Table]:  # pragma: no cover - interface
+        raise NotImplementedError
+
+
+class IngestHead(SegmentHead):
+    """The plan's ingest units, each read by its input's reader; the ingest step's runner accounts each batch
+    (reading, decoding and extracting are its time)."""
+
+    by_unit = True
+
+    def __init__(self, plan: Plan):
+        self.plan = plan
+
+    def items(self) -> list[int]:
+        return list(range(len(self.plan.units)))
+
+    def tables(self, runner: StepRunner, items: Iterable[int]) -> Iterator[pa.Table]:
+        for i in items:
+            batches = read_unit(self.plan, self.plan.units[i])
+            while True:
+                start = time.perf_counter()  # reading, decoding and extracting happen inside next()
+                out = next(batches, None)
+                if out is None:
+                    break
+                yield runner.finish(out.table, out, time.perf_counter() - start)
+
+
+class PartsHead(SegmentHead):
+    """The previous segment's committed parts, each through the global step's ``apply`` (its runner)."""
+
+    def __init__(self, input_parts: list[str]):
+        self.input_parts = list(input_parts)
+
+    def items(self) -> list[str]:
+        return list(self.input_parts)
+
+    def tables(self, runner: StepRunner, items: Iterable[str]) -> Iterator[pa.Table]:
+        for path in items:
+            yield runner(read_part(path))
+
+
+def segment_head(plan: Plan, segment: Segment, input_parts: list[str]) -> SegmentHead:
+    return IngestHead(plan) if segment.reads_inputs else PartsHead(input_parts)

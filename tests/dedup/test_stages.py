@@ -29,9 +29,9 @@ def test_minhash_removes_near_duplicates_and_keeps_smallest_doc_id(tmp_path, bui
     assert {4030, 4031, 4032, 4033, 4034} <= set(kept)  # half-shared documents are not near duplicates
 
     out = os.fspath(ctx.state)
-    stats = json.load(open(os.path.join(out, "stats.json")))
-    assert stats["docs_in"] == 65 and stats["docs_out"] == 65 - len(dups)
-    assert stats["clusters"] == len(dups) and stats["cluster_size_histogram"] == {"2": len(dups)}
+    stats = ctx.stats
+    assert stats.counts["docs_in"] == 65 and stats.counts["docs_out"] == 65 - len(dups)
+    assert stats.counts["clusters"] == len(dups) and stats.histograms["cluster_size"] == {2: len(dups)}
     clusters = pq.read_table(os.path.join(out, "clusters")).to_pylist()
     by_doc = {r["doc_id"]: (r["cluster_id"], r["cluster_size"]) for r in clusters}
     for dup, original in dups.items():
@@ -61,9 +61,10 @@ def test_bloom_document_granularity_first_occurrence_wins(tmp_path, build, near_
     exact = {d for d, o in dups.items() if d >= 3000}  # re-cased / re-punctuated copies
     assert dropped == {d: "exact_duplicate" for d in exact | {1003, 1100}}
     assert 5 in kept and 1000 in kept
-    stats = json.load(open(os.path.join(ctx.state, "stats.json")))
-    assert stats["docs_out"] == stats["docs_in"] - len(dropped)
-    assert 0 <= stats["estimated_fp_rate"] < 0.01
+    stats = ctx.stats
+    assert stats.counts["docs_out"] == stats.counts["docs_in"] - len(dropped)
+    assert 0 <= stats.figures["estimated_fp_rate"] < 0.01
+    assert not (ctx.state / "stats.json").exists()  # statistics go through the framework only
 
 
 def test_bloom_paragraphs_drop_repeats_then_thin_documents(tmp_path, build, en_sentences):
@@ -130,8 +131,7 @@ def test_ray_gives_exactly_the_local_result(ray_cluster, tmp_path, build, en_sen
         for executor in ("local", "ray"):
             ctx = build.context(tmp_path / executor, paths, executor)
             kept, dropped, texts = build.run_global(stage, ctx)
-            stats = json.load(open(os.path.join(ctx.state, "stats.json")))
-            results[executor] = (kept, dropped, texts, stats)
+            results[executor] = (kept, dropped, texts, ctx.stats)
         assert results["ray"] == results["local"], stage.name
         assert results["local"][1], stage.name  # something was removed, so the comparison means something
 
@@ -167,10 +167,11 @@ def test_minhash_removes_only_near_duplicates_of_kept_documents(tmp_path, build,
         kept_doc = rows[doc]["cluster_id"]
         assert kept_doc in kept and _exact_jaccard(text[doc], text[kept_doc]) >= 0.73
         assert rows[doc]["jaccard"] >= 0.73
-    stats = json.load(open(os.path.join(out, "stats.json")))
-    assert stats["components"] == 1 and stats["largest_component"] == 9
-    assert stats["clusters"] == 4 and stats["largest_cluster"] == 2 and stats["near_duplicates"] == 4
-    assert stats["verified_pairs"] == 8  # the chain's links; documents two apart are candidates at most
+    stats = ctx.stats
+    assert stats.counts["components"] == 1 and stats.figures["largest_component"] == 9
+    assert stats.counts["clusters"] == 4 and stats.figures["largest_cluster"] == 2
+    assert stats.counts["near_duplicates"] == 4
+    assert stats.counts["verified_pairs"] == 8  # the chain's links; documents two apart are candidates at most
 
 
 def _flood_and_chain(build, en_sentences, near_dup_corpus):
@@ -193,21 +194,22 @@ def test_minhash_result_and_statistics_do_not_depend_on_partitions(
         params = {"threshold": 0.7, "partitions": partitions, "verify_with": verify_with}
         kept, dropped, _ = build.run_global(MinHashDedup(params), ctx)
         out = os.fspath(ctx.state)
-        stats = json.load(open(os.path.join(out, "stats.json")))
+        stats = ctx.stats
         clusters = pq.read_table(os.path.join(out, "clusters")).sort_by("doc_id")
-        assert stats.pop("partitions") == partitions
+        assert stats.figures.pop("partitions") == partitions
         results[partitions] = (kept, dropped, stats, clusters.to_pylist())
     assert results[1] == results[2] == results[4]
     kept, dropped, stats, _ = results[1]
-    assert stats["near_duplicates"] == len(dropped) > 40
-    assert stats["candidate_pairs"] >= stats["verified_pairs"] >= 40 * 39 // 2 * 0.9
-    assert stats["oversized_buckets"] == stats["candidate_pairs_skipped"] == 0
+    counts = stats.counts
+    assert counts["near_duplicates"] == len(dropped) > 40
+    assert counts["candidate_pairs"] >= counts["verified_pairs"] >= 40 * 39 // 2 * 0.9
+    assert counts["oversized_buckets"] == counts["candidate_pairs_skipped"] == 0
 
     # Capped buckets: each of the 40 copies is paired with the 8 smallest only, the skipped pairs are counted,
     # and every copy is still removed as a near duplicate of the first.
     ctx = build.context(tmp_path / "capped", paths)
     capped = build.run_global(MinHashDedup({"threshold": 0.7, "partitions": 2, "max_bucket_size": 8, "verify_with": verify_with}), ctx)
-    capped_stats = json.load(open(os.path.join(ctx.state, "stats.json")))
+    capped_counts = ctx.stats.counts
     assert capped[1] == dropped
-    assert capped_stats["oversized_buckets"] > 0 and capped_stats["candidate_pairs_skipped"] > 0
-    assert capped_stats["candidate_pairs"] < stats["candidate_pairs"]
+    assert capped_counts["oversized_buckets"] > 0 and capped_counts["candidate_pairs_skipped"] > 0
+    assert capped_counts["candidate_pairs"] < counts["candidate_pairs"]

@@ -17,43 +17,37 @@ def _files(root):
 
 
 @pytest.mark.ray
-@pytest.mark.parametrize("mode", [{}, {"fuse_steps": True}, {"stateful_as_tasks": True}],
-                         ids=["operator-per-step", "fused", "stateful-as-tasks"])
-def test_local_and_ray_give_byte_identical_parquet(ray_cluster, data_dir, tmp_path, mode):
-    # lang.fasttext_v1 is stateful: an actor pool by default, tasks with a per-process set-up in the last mode.
+def test_local_and_ray_give_byte_identical_parquet(ray_cluster, data_dir, tmp_path):
+    # lang.fasttext_v1 is stateful: set up once per worker process, reused by every task that process runs.
     plan = make_plan(data_dir, DEMO.replace("  - stage: clean.pii_v1", "  - stage: clean.pii_v1\n  - stage: lang.fasttext_v1"))
     local = run_plan(plan, RunDir(tmp_path / "local"), LocalExecutor(), log=lambda m: None)
-    remote = run_plan(plan, RunDir(tmp_path / "ray"), RayExecutor(**mode), log=lambda m: None)
+    remote = run_plan(plan, RunDir(tmp_path / "ray"), RayExecutor(), log=lambda m: None)
 
     for sub in ("segments", "rejects"):
         a, b = _files(tmp_path / "local" / sub), _files(tmp_path / "ray" / sub)
         assert a and a.keys() == b.keys()
         assert all(a[k] == b[k] for k in a), f"{sub} differ between executors"
-    assert [s.to_json() | {"seconds": 0} for _, ss in local.stats for s in ss] == \
-           [s.to_json() | {"seconds": 0} for _, ss in remote.stats for s in ss]
+    assert [s.to_json() | {"seconds": 0} for seg in local.stats for s in seg.stages] == \
+           [s.to_json() | {"seconds": 0} for seg in remote.stats for s in seg.stages]
 
 
-@pytest.mark.parametrize("n_items,cpus", [(1, 2), (7, 2), (150, 2), (150, 1), (1000, 64), (3, 16)])
-def test_work_blocks_hold_every_item_once_and_bound_the_items_per_task(n_items, cpus):
-    """A Ray task takes several work items (scheduling a task per small unit cost as much as its work), but never
-    more than ITEMS_PER_TASK: a task's items are held in one block, so they bound a worker's memory."""
-    from gristmill.pipeline.executors import ITEMS_PER_TASK, TASKS_PER_CPU, _work_blocks
+@pytest.mark.ray
+def test_ray_progress_ends_each_segment_with_the_segments_own_totals(ray_cluster, data_dir, tmp_path):
+    """Tasks send their reports on to the driver's collector as they go (never waiting on it); the segment's stats
+    come from the tasks' results, and the last progress block of a segment shows exactly them."""
+    import io
 
-    items = [{"unit": i} for i in range(n_items)]
-    blocks = _work_blocks(items, cpus)
-    units = sorted(u for b in blocks for u in b["unit"])
-    assert units == list(range(n_items))
-    sizes = [len(b["unit"]) for b in blocks]
-    assert max(sizes) <= ITEMS_PER_TASK
-    assert len(blocks) >= min(n_items, cpus * TASKS_PER_CPU)
-    # the last 2 * cpus items go out one per task, so the workers finish together
-    tail = min(n_items, 2 * cpus)
-    assert sizes[-tail:] == [1] * tail
-    # round-robin: the units of one large input (consecutive items) are spread over the tasks, not packed in one
-    bulk = blocks[:len(blocks) - tail]
-    if bulk and len(bulk[0]["unit"]) > 1:
-        first = bulk[0]["unit"]
-        assert first[1] - first[0] == len(bulk)
+    from gristmill.pipeline.progress import Progress
+
+    stream = io.StringIO()
+    plan = make_plan(data_dir, DEMO)
+    result = run_plan(plan, RunDir(tmp_path), RayExecutor(progress=Progress(stream, log_interval=0.05)),
+                      log=lambda m: None)
+    last_block = stream.getvalue().split("[00-ingest]")[-1]
+    assert f"units {len(plan.units)}/{len(plan.units)}" in last_block
+    for s in result.stats[0].stages:
+        step_in = sum(t.rows_in for t in result.stats[0].stages if t.position == s.position)
+        assert f"in {step_in:>9,}" in last_block
 
 
 @pytest.mark.parametrize("n_items,cpus", [(1, 2), (7, 2), (79, 2), (158, 2), (150, 1), (1000, 64)])
@@ -63,15 +57,15 @@ def test_factored_blocks_hold_every_item_once_in_shrinking_tasks(n_items, cpus):
     ones single items so the workers finish together, and each task samples the whole plan, not one input."""
     from gristmill.pipeline.executors import _factored_blocks
 
-    blocks = _factored_blocks([{"unit": i} for i in range(n_items)], cpus)
-    units = [u for b in blocks for u in b["unit"]]
+    blocks = _factored_blocks(list(range(n_items)), cpus)
+    units = [u for b in blocks for u in b]
     assert sorted(units) == list(range(n_items))
-    sizes = [len(b["unit"]) for b in blocks]
+    sizes = [len(b) for b in blocks]
     assert sizes == sorted(sizes, reverse=True) and sizes[-1] == 1
     assert sum(sizes[:cpus]) >= n_items // 2  # the first round holds half of the work
     assert len(blocks) <= 2 * cpus * (1 + math.log2(max(n_items, 2)))
     if sizes[0] > 1:  # strided: a task's items are spread over the plan, not a run of neighbours
-        first = blocks[0]["unit"]
+        first = blocks[0]
         assert first[1] - first[0] == 2 * cpus
 
 
@@ -82,7 +76,7 @@ def test_start_sets_up_a_worker_process_per_cpu_before_the_first_segment(ray_clu
     import ray
 
     plan = make_plan(data_dir, DEMO)
-    executor = RayExecutor(stateful_as_tasks=True)
+    executor = RayExecutor()
     try:
         pids = executor.start(plan, plan.segments[0], str(tmp_path))
         assert len(set(pids)) == int(ray.cluster_resources()["CPU"])
@@ -101,86 +95,46 @@ def test_close_ends_the_runs_collector_actor(ray_cluster, data_dir, tmp_path):
     collector = executor._collector
     executor.close()
     with pytest.raises(ray.exceptions.RayActorError):
-        ray.get(collector.pieces.remote(), timeout=30)
+        ray.get(collector.totals.remote(True), timeout=30)
 
 
-def test_ray_data_cold_start_is_shortened_on_the_installed_ray():
-    """Ray Data re-reads the CPUs it may use once a second, and a new dataset runs one task at a time until it
-    has; the executor shortens that interval through a private attribute. If a Ray upgrade renames it, this
-    fails, and the 2-worker start of every segment must be checked again (BENCHMARKS.md, issue 9)."""
-    from ray.data._internal.execution.resource_manager import ResourceManager
+def _blocks_task():
+    """A task that works 0.1 s and returns its block (a block [-1] fails). Defined here so that Ray ships it by
+    value (this module is not importable in a worker)."""
 
-    from gristmill.pipeline.executors import _shorten_ray_data_cold_start
-
-    assert _shorten_ray_data_cold_start()
-    assert ResourceManager.GLOBAL_LIMITS_UPDATE_INTERVAL_S <= 0.1
-
-
-def _counting_tasks():
-    """An actor counting the tasks running at once, and a task that enters, works 0.2 s, leaves and returns its
-    block's units (unit -1 fails). Defined here so that Ray ships them by value (this module is not importable
-    in a worker)."""
-
-    class Concurrency:
-        def __init__(self) -> None:
-            self.now = self.peak = 0
-
-        def enter(self) -> None:
-            self.now += 1
-            self.peak = max(self.peak, self.now)
-
-        def leave(self) -> None:
-            self.now -= 1
-
-        def max_seen(self) -> int:
-            return self.peak
-
-    def counted(counter, block: dict) -> list[int]:
+    def task(block: list) -> list:
         import time
 
-        import ray
-
-        ray.get(counter.enter.remote())  # a task blocked in ray.get lends its CPU to the next queued task
-        time.sleep(0.2)
-        ray.get(counter.leave.remote())
-        if block["unit"] == [-1]:
+        time.sleep(0.1)
+        if block == [-1]:
             raise ValueError("unit -1 is unreadable")
-        return block["unit"]
+        return block
 
-    return Concurrency, counted
-
-
-@pytest.mark.ray
-def test_bounded_tasks_never_run_more_than_their_slots_and_return_every_result(ray_cluster):
-    """Submitted all at once, segment tasks that wait in ray.get (Ray lends a blocked task's CPU) ran on more
-    worker processes than CPUs, each one cold (imports, stage set-up); bounded, at most ``slots`` run and every
-    block's result comes back. Half-CPU tasks here: Ray alone would run 4 of them at once on 2 CPUs."""
-    import ray
-
-    from gristmill.pipeline.executors import _run_bounded
-
-    concurrency, counted = _counting_tasks()
-    counter = ray.remote(num_cpus=0)(concurrency).remote()
-    run = ray.remote(num_cpus=0.5)(counted)
-    blocks = [{"unit": [i, i + 100]} for i in range(8)]
-    out = _run_bounded(run, counter, blocks, slots=lambda: 2)
-    assert sorted(out) == sorted(u for b in blocks for u in b["unit"])
-    assert ray.get(counter.max_seen.remote()) == 2
-    ray.kill(counter)
+    return task
 
 
 @pytest.mark.ray
-def test_bounded_tasks_raise_the_tasks_own_error(ray_cluster):
+def test_gather_returns_every_result_and_reports_progress_while_waiting(ray_cluster):
     import ray
 
-    from gristmill.pipeline.executors import _run_bounded
+    from gristmill.pipeline.executors import _gather
 
-    concurrency, counted = _counting_tasks()
-    counter = ray.remote(num_cpus=0)(concurrency).remote()
-    run = ray.remote(num_cpus=1, max_retries=0)(counted)
+    run = ray.remote(num_cpus=1)(_blocks_task())
+    polls = []
+    out = _gather([run.remote([i, i + 100]) for i in range(6)], lambda: polls.append(1), 0.05)
+    assert sorted(out) == sorted([i, i + 100] for i in range(6))
+    assert len(polls) >= 6  # at least once per finished task
+
+
+@pytest.mark.ray
+def test_gather_raises_the_tasks_own_error_and_cancels_the_rest(ray_cluster):
+    import ray
+
+    from gristmill.pipeline.executors import _gather
+
+    run = ray.remote(num_cpus=1, max_retries=0)(_blocks_task())
     with pytest.raises(ValueError, match="unit -1 is unreadable"):
-        _run_bounded(run, counter, [{"unit": [1]}, {"unit": [-1]}, {"unit": [2]}, {"unit": [3]}], slots=lambda: 2)
-    ray.kill(counter)
+        _gather([run.remote(b) for b in ([1], [-1], [2], [3], [4], [5])])
 
 
 @pytest.mark.ray
@@ -210,16 +164,12 @@ def test_local_ray_keeps_idle_workers_while_a_task_holds_every_cpu(ray_cluster):
         os.kill(worker, 0)  # raises ProcessLookupError if Ray ended it
 
 
-@pytest.mark.parametrize("setting, embedded, as_tasks", [
-    ("auto", True, True),      # embedded local Ray: no autoscaler to ask for nodes, tasks are faster
-    ("auto", False, False),    # a cluster: Ray Data's actor-pool operators ask its autoscaler for nodes
-    ("tasks", False, True),
-    ("actors", True, False),
-])
-def test_stateful_stages_setting_picks_tasks_or_actor_pools_by_where_ray_runs(setting, embedded, as_tasks):
+@pytest.mark.parametrize("key, value", [("stateful_stages", "actors"), ("fuse_steps", True), ("max_actors", 2)])
+def test_execution_settings_of_removed_strategies_are_refused_by_name(key, value):
+    """The Ray executor has one strategy; a pipeline still choosing another one hears which key to remove."""
+    from pydantic import ValidationError
+
     from gristmill.pipeline.spec import ExecutionSpec
 
-    executor = RayExecutor.for_execution(ExecutionSpec(stateful_stages=setting, max_actors=3), embedded=embedded)
-    assert executor.stateful_as_tasks is as_tasks
-    assert executor.max_actors == 3
-    assert ("as tasks" in executor.mode) is as_tasks
+    with pytest.raises(ValidationError, match=key):
+        ExecutionSpec(**{key: value})

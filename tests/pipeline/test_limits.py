@@ -23,8 +23,8 @@ def _with_options(text: str, common_crawl: str = "", github: str = "", seed: int
 
 def _run(data_dir, run_dir, text, executor=None):
     result = run_plan(make_plan(data_dir, text), RunDir(run_dir), executor or LocalExecutor(), log=lambda m: None)
-    ingest = {s.source: s for _, stats in result.stats for s in stats if s.position == 0}
-    documents = pq.read_table(RunDir(run_dir).segment_dir(result.stats[0][0]))
+    ingest = {s.source: s for seg in result.stats for s in seg.stages if s.position == 0}
+    documents = pq.read_table(RunDir(run_dir).segment_dir(result.stats[0].segment))
     return ingest, documents
 
 
@@ -95,7 +95,7 @@ def test_local_and_ray_give_identical_shards_with_limit_and_sample(ray_cluster, 
     text = _with_options(PACKED, common_crawl="    sample: 0.7\n    limit: 9\n", github="    limit: 10\n")
     plan = make_plan(data_dir, text)
     run_plan(plan, RunDir(tmp_path / "local"), LocalExecutor(), log=lambda m: None)
-    run_plan(make_plan(data_dir, text), RunDir(tmp_path / "ray"), RayExecutor(stateful_as_tasks=True),
+    run_plan(make_plan(data_dir, text), RunDir(tmp_path / "ray"), RayExecutor(),
              log=lambda m: None)
     for sub in ("segments", "rejects", "shards"):
         local, ray = _parquet_files(tmp_path / "local" / sub), _parquet_files(tmp_path / "ray" / sub)

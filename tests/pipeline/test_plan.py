@@ -102,7 +102,7 @@ def test_a_file_that_is_not_parquet_stops_the_run_naming_input_and_file_or_is_a_
         _run(base, _plan(base, "wiki/*.parquet", fmt="parquet"))
     shutil.rmtree(base / "run")
     result = _run(base, _plan(base, "wiki/*.parquet", "on_error: skip", fmt="parquet"))
-    ingest = next(s for _, ss in result.stats for s in ss if s.position == 0 and s.source == "wikipedia")
+    ingest = next(s for seg in result.stats for s in seg.stages if s.position == 0 and s.source == "wikipedia")
     assert ingest.drops == {"read_error: not a Parquet file": [1, 0]}
     origins = connect(base / "run").execute("SELECT origin FROM rejects WHERE source = 'wikipedia'").fetchall()
     assert origins == [(str(fake),)]
@@ -113,3 +113,20 @@ def test_the_new_input_fields_leave_existing_plan_hashes_alone(base):
     spelled_out = _plan(base, "warc/*.warc.gz", "optional: false\n    on_error: fail", fmt="warc")
     skipping = _plan(base, "warc/*.warc.gz", "on_error: skip", fmt="warc")
     assert plain.plan_hash == spelled_out.plan_hash != skipping.plan_hash
+
+
+def test_segments_start_at_ingest_or_at_a_global_step_and_read_inputs_or_parts(data_dir, tmp_path):
+    """A segment's head decides what it reads: ingest reads the inputs' units, a global step the committed parts
+    of the segment before it; executors ask the head, never the segment's index."""
+    from gristmill.pipeline._internal.runner import IngestHead, PartsHead, segment_head
+
+    from demo_pipeline import PACKED, make_plan
+
+    plan = make_plan(data_dir, PACKED)
+    heads = [segment_head(plan, s, ["p0.parquet", "p1.parquet"]) for s in plan.segments]
+    assert [s.name for s in plan.segments] == ["00-ingest", "01-tokenizer.train_bbpe_v1", "02-mixture.pack_v1"]
+    assert [s.reads_inputs for s in plan.segments] == [True, False, False]
+    assert plan.segments[0].global_step is None and plan.segments[2].global_step.stage_name == "mixture.pack_v1"
+    assert isinstance(heads[0], IngestHead) and heads[0].items() == list(range(len(plan.units)))
+    assert all(isinstance(h, PartsHead) and h.items() == ["p0.parquet", "p1.parquet"] for h in heads[1:])
+    assert heads[0].by_unit and not heads[1].by_unit

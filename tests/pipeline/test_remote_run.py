@@ -50,8 +50,8 @@ def test_demo_on_s3_matches_the_local_run(tmp_path, data_dir, s3_query):
     remote_dir = RunDir(f"s3://gristmill-run/runs/demo?{s3_query}")
     remote = run_plan(build_plan(parse_pipeline(remote_text, "r.yaml"), data_dir), remote_dir, LocalExecutor(),
                       log=lambda m: None)
-    assert [(s.rows_in, s.rows_out) for _, st in remote.stats for s in st] == \
-        [(s.rows_in, s.rows_out) for _, st in local.stats for s in st]
+    assert [(s.rows_in, s.rows_out) for seg in remote.stats for s in seg.stages] == \
+        [(s.rows_in, s.rows_out) for seg in local.stats for s in seg.stages]
 
     local_parts = sorted((tmp_path / "run" / "segments" / "00-ingest").glob("part-*.parquet"))
     remote_parts = remote_dir.segment_dir("00-ingest").glob("part-*.parquet")

@@ -38,7 +38,8 @@ def demo_run(data_dir, tmp_path_factory):
 
 def test_row_accounting_holds_for_every_stage(demo_run):
     result, run_dir = demo_run
-    (segment, stats), = result.stats
+    (segment_stats,) = result.stats
+    segment, stats = segment_stats.segment, segment_stats.stages
     positions = sorted({s.position for s in stats})
     assert positions == [0, 1, 2, 3, 4]
     for s in stats:
@@ -100,7 +101,7 @@ def test_rerun_skips_committed_segment_and_output_is_unchanged(data_dir, tmp_pat
     assert first.computed == ["00-ingest"] and second.skipped == ["00-ingest"] and not second.computed
     after = {p.name: p.read_bytes() for p in (tmp_path / "segments" / "00-ingest").glob("part-*")}
     assert before == after
-    assert [s.rows_out for _, ss in second.stats for s in ss] == [s.rows_out for _, ss in first.stats for s in ss]
+    assert [s.rows_out for seg in second.stats for s in seg.stages] == [s.rows_out for seg in first.stats for s in seg.stages]
 
 
 def test_partial_segment_without_marker_is_recomputed(data_dir, tmp_path):
@@ -131,12 +132,12 @@ def test_oversize_documents_truncated_or_rejected(data_dir, tmp_path):
     docs = pq.read_table(tmp_path / "t" / "segments" / "00-ingest", filters=[("source", "=", "github")])
     assert docs.num_rows == 10
     assert max(len(t.encode()) for t in docs["text"].to_pylist()) <= 1000
-    ingest = next(s for _, ss in result.stats for s in ss if s.position == 0 and s.source == "github")
+    ingest = next(s for seg in result.stats for s in seg.stages if s.position == 0 and s.source == "github")
     assert ingest.counters == {"truncated_to_max_doc_bytes": 10}  # cut, and counted under its own name
 
     rejecting = truncating.replace("max_doc_bytes: 1000", "max_doc_bytes: 1000\n    oversize: reject")
     result = run_local(data_dir, tmp_path / "r", rejecting)
-    ingest = next(s for _, ss in result.stats for s in ss if s.position == 0 and s.source == "github")
+    ingest = next(s for seg in result.stats for s in seg.stages if s.position == 0 and s.source == "github")
     assert ingest.drops["too_large"][0] == 10 and ingest.rows_out == 0
 
 
@@ -147,3 +148,43 @@ def test_relative_to_is_read_against_the_pipeline_file_and_paths_are_normalized(
     docs = pq.read_table(tmp_path / "segments" / "00-ingest", filters=[("source", "=", "github")])
     assert sorted(docs["origin"].to_pylist()) == sorted(
         f"python-stdlib/{p.name}" for p in (data_dir / "python-stdlib").glob("*.py"))
+
+
+DEDUP = DEMO.replace("output:\n", """\
+  - stage: dedup.bloom_v1
+  - stage: dedup.minhash_v1
+    params: {{threshold: 0.5}}
+output:
+""")
+
+
+def test_global_steps_statistics_go_through_the_run_stats_and_survive_a_resumed_run(data_dir, tmp_path):
+    """Dedup's build statistics are stored by the framework (stats/global.parquet, one schema for every global
+    step), never as files of the stage's own; a rerun that skips the committed segments still reports them."""
+    first = run_local(data_dir, tmp_path, DEDUP)
+    assert not list((tmp_path / "dedup").rglob("stats.json"))
+    by_segment = {seg.segment: seg.global_step for seg in first.stats}
+    assert by_segment["00-ingest"] is None
+    bloom, minhash = by_segment["01-dedup.bloom_v1"], by_segment["02-dedup.minhash_v1"]
+    assert (bloom.position, bloom.stage) == (5, "dedup.bloom_v1")
+    last = max(s.position for s in first.stats[0].stages)
+    ingest_out = sum(s.rows_out for s in first.stats[0].stages if s.position == last)
+    assert bloom.stats.counts["docs_in"] == ingest_out
+    # what each build counted agrees with what its apply pass dropped
+    minhash_dropped = sum(s.rows_dropped for s in first.stats[2].stages if s.position == 6)
+    assert minhash.stats.counts["near_duplicates"] == minhash_dropped
+    bloom_dropped = sum(s.rows_dropped for s in first.stats[1].stages if s.position == 5)
+    assert bloom.stats.counts["docs_in"] - bloom.stats.counts["docs_out"] == bloom_dropped
+
+    con = connect(tmp_path)
+    rows = con.execute("SELECT stage, kind, name, bucket, value FROM global_stats ORDER BY ALL").fetchall()
+    assert ("dedup.minhash_v1", "count", "near_duplicates", None, float(minhash_dropped)) in rows
+    clusters = con.execute("SELECT sum(removed) FROM dedup_clusters").fetchone()[0] if minhash_dropped else None
+    assert clusters in (None, minhash_dropped)
+    assert "global steps" in inspect_run(tmp_path)
+
+    before = (tmp_path / "stats" / "global.parquet").read_bytes()
+    second = run_local(data_dir, tmp_path, DEDUP)
+    assert not second.computed
+    assert [seg.global_step for seg in second.stats] == [seg.global_step for seg in first.stats]
+    assert (tmp_path / "stats" / "global.parquet").read_bytes() == before

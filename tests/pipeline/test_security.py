@@ -217,3 +217,30 @@ def test_only_what_a_reference_resolved_to_is_put_back(data_dir):
     # A file a referenced glob matched: the variable's value inside it.
     assert refs.conceal_within(f"{data_dir}/python-stdlib/abc.py", "inputs[0].paths") == \
         "${GM_TEST_DATA}/python-stdlib/abc.py"
+
+
+@pytest.mark.ray
+def test_embedded_ray_serves_no_metrics_even_on_loopback(ray_cluster):
+    """Metrics collection is off in the embedded Ray (``RAY_enable_metrics_collection`` in ``LOCAL_RAY_ENV``): the
+    metrics agent answers no Prometheus scrape (with collection on, it does). The autoscaler monitor and the
+    dashboard head serve their own process metrics on loopback either way; that setting does not reach them."""
+    ray = ray_cluster
+    ray.get(ray.remote(lambda: os.getpid()).remote())
+    scraped = []
+    own_metrics = (b"autoscaler/_private/monitor.py", b"dashboard/dashboard.py")
+    for pid, address, port in _settled_listeners():
+        if any(name in Path("/proc", str(pid), "cmdline").read_bytes() for name in own_metrics):
+            continue
+        host = f"[{address}]" if ":" in address else address
+        connection = http.client.HTTPConnection(host, port, timeout=3)
+        try:
+            connection.request("GET", "/metrics")
+            response = connection.getresponse()
+            body = response.read(4096).decode("utf-8", "replace")
+            if response.status == 200 and ("# HELP" in body or "# TYPE" in body):
+                scraped.append((_process_name(pid), port))
+        except (OSError, http.client.HTTPException):
+            pass
+        finally:
+            connection.close()
+    assert not scraped, scraped

@@ -129,8 +129,8 @@ def test_a_pipeline_input_names_the_folder(tmp_path, pages):
     plan = build_plan(parse_pipeline(PIPELINE.format(folder="dd", split="train"), "p.yaml"), tmp_path)
     assert [f["path"] for f in plan.input_files] == [str(tmp_path / "dd" / "train" / "data-00000-of-00001.arrow")]
     result = run_plan(plan, RunDir(tmp_path / "run"), LocalExecutor(), log=lambda m: None)
-    (segment, stats), = result.stats
-    table = pq.read_table(RunDir(tmp_path / "run").segment_dir(segment))
+    (segment,) = result.stats
+    table = pq.read_table(RunDir(tmp_path / "run").segment_dir(segment.segment))
     assert table["text"].to_pylist() == [p["text"] for p in pages]
     assert set(table["source"].to_pylist()) == {"wikipedia"}
     with pytest.raises(SpecError, match=r"inputs\[0\].paths\[0\]: .*no split 'dev'"):
