@@ -166,5 +166,13 @@ def write_run_stats(stats_dir: Path, per_segment: list[tuple[str, list[StageStat
     })
 
 
+def update_run_stats(stats_dir: Path, fields: dict) -> None:
+    """Set ``fields`` in stats/stats.json, keeping everything else (the run's final wall time and timeline are
+    known only after the report is written)."""
+    path = stats_dir / "stats.json"
+    data = json.loads(path.read_text()) if path.exists() else {}
+    atomic_write_json(path, {**data, **fields})
+
+
 def read_stage_table(stats_dir: Path) -> pa.Table:
     return pq.read_table(stats_dir / "stages.parquet")
