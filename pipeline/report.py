@@ -370,7 +370,8 @@ def _tokenizer(con, ctx) -> str:
         parts.append(charts.grouped_bars(
             "bytes_per_token", "UTF-8 bytes per token, per source", [r["source"] for r in rows],
             {"bytes/token": [float(r["bytes_per_token"] or 0) for r in rows]},
-            {"bytes/token": [ctx["colors"][r["source"]] for r in rows]}, ylabel="bytes / token"))
+            {"bytes/token": [ctx["colors"][r["source"]] for r in rows]}, ylabel="bytes / token",
+            label_colors={r["source"]: ctx["colors"][r["source"]] for r in rows}))
         parts.append(_table(
             ["source", "documents", "MB", "tokens", "bytes / token"],
             [[_e(r["source"]), _num(r["documents"]), _mb(r["bytes"]), _num(r["tokens"]),
@@ -390,12 +391,12 @@ def _mixture(con, ctx) -> str:
         "mixture_tokens", "tokens per source: into the mixture step and packed by it", sources,
         {"tokens in": [float(r["available_tokens"] or 0) for r in rows],
          "tokens out": [float(r["tokens"] or 0) for r in rows]},
-        {"tokens in": light, "tokens out": own}, ylabel="tokens", integer=True)
+        {"tokens in": light, "tokens out": own}, ylabel="tokens", integer=True, label_colors=dict(zip(sources, own)))
     shares = charts.grouped_bars(
         "mixture", "share of tokens per source: target vs realized", sources,
         {"target": [float(r["target_share"] or 0) for r in rows],
          "realized": [float(r["realized_share"] or 0) for r in rows]},
-        {"target": light, "realized": own}, percent=True)
+        {"target": light, "realized": own}, percent=True, label_colors=dict(zip(sources, own)))
     table = _table(
         ["source", "tokens in", "target tokens", "tokens out", "out / in", "epochs", "target", "realized"],
         [[_e(r["source"]), _num(r["available_tokens"]), _num(r["target_tokens"]), _num(r["tokens"]),
@@ -466,7 +467,7 @@ def _timeline(con, ctx) -> str:
         rows, wall = final["timeline"], final["wall_seconds"]
     elif "timeline" in ctx["have"]:
         rows = _rows(con, "SELECT * FROM timeline ORDER BY ordinal")
-        wall = float(ctx["facts"].get("wall_seconds") or sum(r["seconds"] for r in rows))
+        wall = sum(r["seconds"] for r in rows)  # = the recorded wall time (run_facts holds it rounded)
     else:
         return ""
     ctx["wall_seconds"] = wall

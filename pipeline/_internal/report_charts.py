@@ -7,6 +7,7 @@ and every figure gets its own hash salt so the ids matplotlib generates never co
 
 from __future__ import annotations
 
+import html
 import io
 import re
 import textwrap
@@ -81,21 +82,24 @@ def title(fig, text: str) -> None:
     fig.suptitle(text, fontsize=10, fontweight="bold")
 
 
-def to_svg(fig, name: str) -> str:
+def to_svg(fig, name: str, colors: dict[str, str] | None = None) -> str:
     """The figure as an ``<svg>`` element for inline use: no XML prolog, no DOCTYPE and no namespace URLs (the
-    HTML parser puts inline SVG in its namespace), ids salted with ``name``."""
+    HTML parser puts inline SVG in its namespace), ids salted with ``name``. ``data-colors`` lists the colour of
+    each source (or series) drawn, ``data-overflow`` how many of its texts reach outside it (see
+    ``overflowing_texts``)."""
     import matplotlib
 
     buf = io.StringIO()
     with matplotlib.rc_context({"svg.fonttype": "none", "svg.hashsalt": name}):
         fig.savefig(buf, format="svg", metadata={"Date": None, "Creator": None, "Format": None, "Type": None})
     overflow = overflowing_texts(fig)
+    listed = ' data-colors="' + html.escape(";".join(f"{k}={v}" for k, v in colors.items())) + '"' if colors else ""
     svg = buf.getvalue()
     svg = svg[svg.index("<svg"):]
     svg = re.sub(r'\s+xmlns(:xlink)?="[^"]*"', "", svg, count=2)
     # Scale with the page: the intrinsic size becomes the maximum width.
     svg = re.sub(r'<svg width="([\d.]+)pt" height="([\d.]+)pt"',
-                 lambda m: f'<svg class="chart" data-chart="{name}" data-overflow="{len(overflow)}" '
+                 lambda m: f'<svg class="chart" data-chart="{name}" data-overflow="{len(overflow)}"{listed} '
                            f'style="max-width:{float(m.group(1)):.0f}pt" width="100%"', svg, count=1)
     return svg
 
@@ -142,7 +146,7 @@ def funnel_chart(stages: list[str], by_source_docs: dict[str, list[float]],
         for ax in (ax_docs, ax_mb):
             style(ax)
         _legend_above(fig, ax_docs, len(by_source_docs))
-        return to_svg(fig, "funnel")
+        return to_svg(fig, "funnel", {s: colors[s] for s in by_source_docs})
 
 
 def barh_chart(name: str, caption: str, labels: list[str], series: dict[str, list[float]],
@@ -158,7 +162,7 @@ def barh_chart(name: str, caption: str, labels: list[str], series: dict[str, lis
             ax.set_xscale("log")
         style(ax)
         _legend_above(fig, ax, len(series))
-        return to_svg(fig, name)
+        return to_svg(fig, name, {s: colors[s] for s in series})
 
 
 def histogram_grid(panels: list[dict]) -> str:
@@ -217,10 +221,11 @@ def _threshold(ax, op: str, value: float, lo: float, hi: float) -> None:
 
 def grouped_bars(name: str, caption: str, labels: list[str], series: dict[str, list[float]],
                  colors: dict[str, list[str]], ylabel: str = "", percent: bool = False, integer: bool = False,
-                 xlabel: str = "") -> str:
+                 xlabel: str = "", label_colors: dict[str, str] | None = None) -> str:
     """Bars per label, one per series side by side; ``colors[series]`` holds one colour per label (a source's
     own colour on a source axis). A single series needs no legend; several are told apart by lightness and
-    named in the legend (drawn in grey, as the bars' hue is the source)."""
+    named in the legend (drawn in grey, as the bars' hue is the source). ``label_colors`` (each source's own
+    colour) is listed on the chart."""
     from matplotlib.patches import Patch
     from matplotlib.ticker import MaxNLocator
 
@@ -248,7 +253,7 @@ def grouped_bars(name: str, caption: str, labels: list[str], series: dict[str, l
         ax.set_axisbelow(True)
         if len(series) > 1:
             fig.legend(handles=handles, loc="outside lower center", ncols=len(series))
-        return to_svg(fig, name)
+        return to_svg(fig, name, label_colors)
 
 
 def stacked_columns(name: str, caption: str, xs: list[int], series: dict[str, list[float]], ylabel: str,
@@ -270,4 +275,4 @@ def stacked_columns(name: str, caption: str, xs: list[int], series: dict[str, li
         ax.grid(axis="y", color="#e5e5e5", linewidth=0.6)
         ax.set_axisbelow(True)
         _legend_above(fig, ax, len(series))
-        return to_svg(fig, name)
+        return to_svg(fig, name, {s: colors[s] for s in series})
