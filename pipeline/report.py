@@ -223,8 +223,9 @@ def _reject_samples(con, ctx) -> str:
     parts = []
     for (step, stage, reason), samples in groups.items():
         table = _table(
-            ["doc_id", "source", "length", "text"],
-            [[_e(r["doc_id"]), _e(r["source"]), f"{r['chars']:,} characters", _sample_text(r)] for r in samples],
+            ["doc_id", "source", "url or origin", "length", "text"],
+            [[_e(r["doc_id"]), _e(r["source"]), f'<span class="origin">{_e(r["origin"] or "")}</span>',
+              f"{r['chars']:,} characters", _sample_text(r)] for r in samples],
             [{"step": step, "reason": reason, "doc-id": r["doc_id"], "source": r["source"], "chars": r["chars"],
               "shown": len(r["sample"])} for r in samples], cls="samples")
         parts.append(f"<details open><summary>{_e(step)} · {_e(stage)} · {_e(reason)}: first {len(samples)} by "
@@ -509,7 +510,8 @@ svg.chart{display:block;height:auto;margin:6px 0}
 .note{color:#666;font-size:12px} .sql{color:#555;font:12px ui-monospace,monospace;background:#f6f7f9;padding:4px 8px}
 footer{color:#777;font-size:12px;padding:0 28px 20px}
 h3{font-size:14px;margin:14px 0 4px} details{margin:4px 0} summary{cursor:pointer}
-div.sample{white-space:pre-wrap;font:12px ui-monospace,monospace;max-width:720px;color:#333}
+table.samples td{vertical-align:top} table.samples td:nth-child(4){white-space:nowrap} .origin{font-size:11px;color:#555;word-break:break-all}
+div.sample{font:12px ui-monospace,monospace;max-width:560px;color:#333}
 """
 
 _PAGE = """<!DOCTYPE html>

@@ -412,7 +412,7 @@ def timeline_table(stats: dict | None) -> pa.Table | None:
 
 def reject_samples_table(con, rd: RunDir, plan: dict | None) -> pa.Table | None:
     """Per step (in plan order) and drop reason, the first ``SAMPLES_PER_REASON`` rejected documents by doc_id:
-    their source, length in characters and the first ``SAMPLE_CHARS`` characters of their text."""
+    their source, URL (or origin), length in characters and the first ``SAMPLE_CHARS`` characters of their text."""
     tables = []
     for step in (s for seg in (plan or {}).get("segments", []) for s in seg.get("steps", [])):
         slug = f"{step['position']:02d}-{step['stage_name']}"
@@ -420,11 +420,14 @@ def reject_samples_table(con, rd: RunDir, plan: dict | None) -> pa.Table | None:
                  if {"doc_id", "text", REJECT_REASON} <= set(f.read_parquet_schema().names)]
         if not files:
             continue
+        names = set().union(*(f.read_parquet_schema().names for f in files))
+        where = [c for c in ("url", "origin") if c in names]  # where an empty document came from
+        origin = f"coalesce({', '.join(where)})" if where else "NULL::VARCHAR"
         tables.append(_arrow(con.sql(f"""
             SELECT {step['position']}::INTEGER AS position, {_q(step['label'])} AS step,
-                   {_q(step['stage_name'])} AS stage, reason, rank::INTEGER AS rank, doc_id, source,
+                   {_q(step['stage_name'])} AS stage, reason, rank::INTEGER AS rank, doc_id, source, origin,
                    coalesce(length(text), 0)::BIGINT AS chars, left(coalesce(text, ''), {SAMPLE_CHARS}) AS sample
-            FROM (SELECT {REJECT_REASON} AS reason, doc_id, source, text,
+            FROM (SELECT {REJECT_REASON} AS reason, doc_id, source, text, {origin}::VARCHAR AS origin,
                          row_number() OVER (PARTITION BY {REJECT_REASON} ORDER BY doc_id) AS rank
                   FROM read_parquet({_files(files)}, union_by_name = true))
             WHERE rank <= {SAMPLES_PER_REASON} ORDER BY reason, rank""")))
