@@ -72,7 +72,7 @@ def cmd_run(args) -> int:
     from gristmill.pipeline.run import run_plan
     from gristmill.pipeline.timeline import RunClock
 
-    clock = RunClock()  # the run's wall time and timeline start here: plan build and Ray start included
+    clock = RunClock.from_process_start()  # the run's wall time: imports, plan build and Ray start included
     with clock.phase("plan build", "start"):
         plan = _load(args.pipeline)
     executor_name = args.executor or plan.spec.execution.executor

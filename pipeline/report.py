@@ -483,10 +483,10 @@ def _timeline(con, ctx) -> str:
         [[_e(r["phase"]), _e(r["kind"]), _e(r["segment"] or ""), _num(r["seconds"], 3),
           f"{r['seconds'] / wall:.1%}" if wall else "", _num(r["worker_seconds"], 3)] for r in rows],
         [{"phase": r["phase"], "kind": r["kind"], "seconds": r["seconds"]} for r in rows], cls="num timeline")
-    note = ("<p class=\"note\">Consecutive phases from the command's start (plan build, Ray start) to this "
-            "report. A streaming segment's wall time is shared among its steps by the seconds their workers "
-            "reported (summed over parallel workers, so scaled down to the segment's wall time); reading and "
-            "writing parts is the rest of the segment. Global steps' builds (dedup, tokenizer training, "
+    note = ("<p class=\"note\">Consecutive phases from the command's start (the process's start and imports, "
+            "plan build, Ray start) to this report. A streaming segment's wall time is shared among its steps by "
+            "the seconds their workers reported (summed over parallel workers, so scaled down to the segment's "
+            "wall time); reading and writing parts is the rest of the segment. Global steps' builds (dedup, tokenizer training, "
             "packing) run on the driver and the cluster. <em>other (driver)</em> is what no phase measured.</p>")
     return (f'<p data-wall-seconds="{wall:.6f}">Wall time {wall:.1f} s.</p>' + chart + table + note
             + _sql_note("SELECT kind, sum(seconds) FROM timeline GROUP BY 1"))
@@ -510,7 +510,8 @@ svg.chart{display:block;height:auto;margin:6px 0}
 .note{color:#666;font-size:12px} .sql{color:#555;font:12px ui-monospace,monospace;background:#f6f7f9;padding:4px 8px}
 footer{color:#777;font-size:12px;padding:0 28px 20px}
 h3{font-size:14px;margin:14px 0 4px} details{margin:4px 0} summary{cursor:pointer}
-table.samples td{vertical-align:top} table.samples td:nth-child(4){white-space:nowrap} .origin{font-size:11px;color:#555;word-break:break-all}
+table.samples td{vertical-align:top} table.samples td:nth-child(4){white-space:nowrap}
+.origin{font-size:11px;color:#555;word-break:break-all}
 div.sample{font:12px ui-monospace,monospace;max-width:560px;color:#333}
 """
 

@@ -9,6 +9,7 @@ leave out reading and writing parts, which get a row of their own. What no phase
 
 from __future__ import annotations
 
+import os
 import time
 from contextlib import contextmanager
 from typing import Iterator
@@ -25,6 +26,16 @@ class RunClock:
         self.origin = time.perf_counter() if origin is None else origin
         self.rows: list[dict] = []
         self.final: dict | None = None
+
+    @classmethod
+    def from_process_start(cls) -> "RunClock":
+        """A clock started when this process was (where the OS says when: Linux), its first row the interpreter's
+        start and imports, so the run's wall time is what ``time gristmill run ...`` shows."""
+        age = process_age()
+        clock = cls(time.perf_counter() - (age or 0.0))
+        if age:
+            clock.add("process start and imports", "start", age)
+        return clock
 
     def elapsed(self) -> float:
         return time.perf_counter() - self.origin
@@ -67,3 +78,16 @@ class RunClock:
         if self.final is None:
             self.final = self.snapshot()
         return self.final
+
+
+def process_age() -> float | None:
+    """Seconds since this process started, from /proc (Linux); None where that is not known."""
+    try:
+        with open("/proc/self/stat", encoding="ascii") as fh:
+            fields = fh.read().rsplit(")", 1)[1].split()  # after the command name, which may hold spaces
+        with open("/proc/uptime", encoding="ascii") as fh:
+            uptime = float(fh.read().split()[0])
+        started = int(fields[19]) / os.sysconf("SC_CLK_TCK")  # field 22 of stat: start time after boot
+    except (OSError, ValueError, IndexError):
+        return None
+    return max(0.0, uptime - started)

@@ -47,6 +47,16 @@ def test_snapshot_rows_sum_to_the_wall_time_with_an_explicit_rest():
     assert clock.finish() is clock.finish()  # the final timeline is taken once
 
 
+def test_the_clock_of_a_command_starts_with_its_process():
+    """Seconds before the clock was made (the interpreter's start and imports) are the timeline's first row."""
+    code = ("import time; time.sleep(1.0); from gristmill.pipeline.timeline import RunClock; "
+            "c = RunClock.from_process_start(); print(c.rows[0]['phase'], c.rows[0]['seconds'], c.elapsed())")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    phase, seconds, elapsed = out.stdout.rsplit(" ", 2)
+    assert phase == "process start and imports"
+    assert 1.0 <= float(seconds) <= float(elapsed) < 60
+
+
 @pytest.fixture(scope="module")
 def packed_run(tmp_path_factory, data_dir) -> tuple[Path, str]:
     """PACKED (three segments: ingest and clean, tokenizer training, packing) through ``gristmill run``."""
@@ -71,7 +81,7 @@ def test_local_run_timeline_sums_to_its_wall_time_and_covers_every_step(packed_r
     wall, rows = _timeline(run_dir)
     assert sum(r["seconds"] for r in rows) == pytest.approx(wall, abs=1e-6)
     phases = [r["phase"] for r in rows]
-    assert phases[0] == "plan build" and phases[-2:] == ["report", OTHER]
+    assert phases[:2] == ["process start and imports", "plan build"] and phases[-2:] == ["report", OTHER]
     plan = json.loads((run_dir / "plan.json").read_text())
     steps = [f"{s['label']} · {s['stage_name']}" for seg in plan["segments"] for s in seg["steps"]]
     assert [p for p in phases if p in steps] == steps  # every step, in plan order
@@ -119,7 +129,7 @@ def test_ray_run_timeline_includes_ray_start_and_worker_set_up(data_dir, tmp_pat
     by_phase = {r["phase"]: r for r in rows}
     assert by_phase["Ray start"]["kind"] == "start" and by_phase["Ray start"]["seconds"] > 0.2
     assert by_phase["workers set up"]["seconds"] > 0
-    assert [r["phase"] for r in rows][:2] == ["plan build", "Ray start"]
+    assert [r["phase"] for r in rows][:3] == ["process start and imports", "plan build", "Ray start"]
     assert sum(r["seconds"] for r in rows) == pytest.approx(wall, abs=1e-6)
     assert rows[-1]["seconds"] < 0.25 * wall
     printed = float(re.search(r"\((\d+\.\d)s, plan", out.stdout).group(1))
