@@ -79,8 +79,11 @@ def cmd_run(args) -> int:
     from gristmill.pipeline.progress import Progress
     from gristmill.pipeline.rundir import RunDir
     from gristmill.pipeline.run import run_plan
+    from gristmill.pipeline.timeline import RunClock
 
-    plan = _load(args.pipeline)
+    clock = RunClock.from_process_start()  # the run's wall time: imports, plan build and Ray start included
+    with clock.phase("plan build", "start"):
+        plan = _load(args.pipeline)
     executor_name = args.executor or plan.spec.execution.executor
     address = args.address or os.environ.get("RAY_ADDRESS")
     if address and executor_name == "local":
@@ -89,12 +92,13 @@ def cmd_run(args) -> int:
     run_dir = RunDir(args.run_dir or plan.spec.output.run_dir or os.path.join("runs", plan.spec.name))
     progress = None if args.quiet else Progress()
     if executor_name == "ray":
-        _init_ray(address)
+        with clock.phase("Ray start" if not address else "Ray connect", "start"):
+            _init_ray(address)
         executor = RayExecutor(progress=progress)
     else:
         executor = LocalExecutor(progress=progress)
     result = run_plan(plan, run_dir, executor, force=args.force, force_unlock=args.force_unlock,
-                      log=lambda m: print(m, file=sys.stderr))
+                      log=lambda m: print(m, file=sys.stderr), clock=clock)
     for segment in result.stats:
         for s in segment.stages:
             print(f"{segment.segment:<24} {s.label:<10} {s.stage:<22} {s.source:<14} in {s.rows_in:>8} "

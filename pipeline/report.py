@@ -20,6 +20,7 @@ import duckdb
 from gristmill.pipeline._internal import report_charts as charts
 from gristmill.pipeline._internal.report_stats import TABLES, compute_report_stats
 from gristmill.pipeline.rundir import RunDir, atomic_write_bytes
+from gristmill.pipeline.timeline import KINDS, RunClock
 
 REPORT_FILE = "report.html"
 # Histograms drawn: every thresholded column, then the other scores in name order, up to this many panels.
@@ -27,11 +28,14 @@ MAX_HISTOGRAMS = 36
 TOP_LANGUAGES = 20
 
 
-def write_report(run_dir: str | Path) -> Path:
-    """Recompute the derived stats and write ``RUN_DIR/report.html`` (atomically); returns its path."""
+def write_report(run_dir: str | Path, clock: RunClock | None = None) -> Path:
+    """Recompute the derived stats and write ``RUN_DIR/report.html`` (atomically); returns its path. A running
+    run passes its ``clock``: the report's own seconds end its timeline, which the page then shows (otherwise
+    the timeline is the one stats.json recorded)."""
+    start = time.perf_counter()
     rd = RunDir(run_dir)
     compute_report_stats(rd.root)
-    page = render_report(rd.root)
+    page = render_report(rd.root, clock=clock, started=start)
     path = rd.root / REPORT_FILE
     atomic_write_bytes(path, page.encode("utf-8"))
     return path
@@ -43,10 +47,14 @@ def report_connection(run_dir: str | Path) -> duckdb.DuckDBPyConnection:
     return connect(run_dir)  # connect() also creates the report's derived-table views
 
 
-def render_report(run_dir: str | Path) -> str:
+def render_report(run_dir: str | Path, clock: RunClock | None = None, started: float | None = None) -> str:
+    """The page. With a running run's ``clock``, the timeline gets a ``report`` row (seconds since ``started``)
+    and is finished just before it is drawn, last."""
     con = report_connection(run_dir)
     have = {r[0] for r in con.execute("SELECT view_name FROM duckdb_views() WHERE NOT internal").fetchall()}
     facts = dict(con.execute("SELECT key, value FROM run_facts").fetchall()) if "run_facts" in have else {}
+    ctx = {"have": have, "facts": facts, "colors": charts.source_colors(_run_sources(con, have)),
+           "clock": clock, "started": started}
     sections: list[tuple[str, str, Callable[[duckdb.DuckDBPyConnection, dict], str]]] = [
         ("funnel", "Funnel", _funnel),
         ("drops", "Drops by reason", _drops),
@@ -54,18 +62,21 @@ def render_report(run_dir: str | Path) -> str:
         ("histograms", "Quality signals and scores", _histograms),
         ("dedup", "Deduplication", _dedup),
         ("tokenizer", "Tokenizer", _tokenizer),
-        ("mixture", "Mixture: target vs realized", _mixture),
+        ("mixture", "Mixture: tokens in, tokens out, target vs realized", _mixture),
         ("shards", "Tokens per shard", _shards),
         ("run", "Run facts", _run_facts),
+        ("timeline", "Where the wall time went", _timeline),
     ]
+    built = {}
+    for anchor, _, build in sections:  # in this order: the timeline, last, may end the run's clock
+        built[anchor] = build(con, ctx)
     body, toc = [], []
-    for anchor, title, build in sections:
-        content = build(con, {"have": have, "facts": facts})
-        if content:
+    for anchor, title, _ in sections:
+        if built[anchor]:
             toc.append(f'<a href="#{anchor}">{_e(title)}</a>')
-            body.append(f'<section id="{anchor}"><h2>{_e(title)}</h2>{content}</section>')
+            body.append(f'<section id="{anchor}"><h2>{_e(title)}</h2>{built[anchor]}</section>')
     name = facts.get("pipeline") or Path(run_dir).name
-    wall = facts.get("wall_seconds")
+    wall = ctx.get("wall_seconds", facts.get("wall_seconds"))
     subtitle = " · ".join(x for x in (
         f"plan {facts['plan_hash']}" if facts.get("plan_hash") else "",
         f"executor {facts['executor']}" if facts.get("executor") else "",
@@ -76,6 +87,16 @@ def render_report(run_dir: str | Path) -> str:
         title=_e(f"gristmill report: {name}"), name=_e(name), subtitle=_e(subtitle), run_dir=_e(str(run_dir)),
         toc=" ".join(toc), body="\n".join(body), views=_e(views), css=_CSS,
     )
+
+
+def _run_sources(con, have: set[str]) -> list[str]:
+    """Every source any figure shows, so each keeps one colour across the report."""
+    tables = [t for t in ("funnel", "drops", "languages", "tokenizer_sources", "mixture", "shard_tokens")
+              if t in have]
+    if not tables:
+        return []
+    union = " UNION ".join(f"SELECT DISTINCT source FROM {t}" for t in tables)
+    return sorted(r[0] for r in con.execute(union).fetchall() if r[0] is not None)
 
 
 # --- helpers ----------------------------------------------------------------------------------------------------
@@ -137,12 +158,13 @@ def _funnel(con, ctx) -> str:
         labels,
         {s: [float((cell.get((r["ordinal"], s)) or {}).get("documents") or 0) for r in doc_rows] for s in sources},
         {s: [((cell.get((r["ordinal"], s)) or {}).get("bytes") or 0) / 1e6 for r in doc_rows] for s in sources},
+        ctx["colors"],
     )
     table_rows, attrs = [], []
     for r in rows:
         kept = f"{r['documents'] / first:.1%}" if first and r["documents"] is not None else ""
         by_source = [
-            _num((cell.get((r["ordinal"], s)) or {}).get("tokens" if r["tokens"] is not None else "documents"))
+            _num((cell.get((r["ordinal"], s)) or {}).get("tokens" if r["documents"] is None else "documents"))
             for s in sources]
         table_rows.append([_e(r["step"]), _e(r["stage"]), _num(r["documents"]), _mb(r["bytes"]),
                            _num(r["tokens"]), kept, *by_source])
@@ -157,7 +179,8 @@ def _funnel(con, ctx) -> str:
     table = _table(["step", "stage", "documents", "MB", "tokens", "of records", *[f"{s}" for s in sources]],
                    table_rows, attrs, cls="num funnel")
     note = ("<p class=\"note\">Per-source columns show documents, or tokens for the shard row. "
-            "Bytes are UTF-8 bytes of document text.</p>")
+            "Bytes are UTF-8 bytes of document text. Tokens: the tokens of the documents a step kept, from "
+            "tokenization on; for the mixture step, the tokens it packed (see the mixture section).</p>")
     return lead + chart + table + note + _sql_note("SELECT * FROM funnel ORDER BY ordinal, source")
 
 
@@ -175,7 +198,7 @@ def _drops(con, ctx) -> str:
     by = {(r["position"], r["reason"], r["source"]): r for r in rows}
     labels = [f"{k[1]} · {k[3]}" for k in keys]
     series = {s: [float((by.get((k[0], k[3], s)) or {}).get("rows") or 0) for k in keys] for s in sources}
-    chart = charts.barh_chart("drops", "documents dropped, by step and reason", labels, series)
+    chart = charts.barh_chart("drops", "documents dropped, by step and reason", labels, series, ctx["colors"])
     totals = _rows(con, """SELECT min(position) AS position, step, stage, reason, sum(rows)::BIGINT AS rows,
                            sum(bytes)::BIGINT AS bytes FROM drops GROUP BY step, stage, reason
                            ORDER BY position, rows DESC""")
@@ -184,7 +207,41 @@ def _drops(con, ctx) -> str:
         [[_e(r["step"]), _e(r["stage"]), _e(r["reason"]), _num(r["rows"]), _mb(r["bytes"])] for r in totals],
         [{"step": r["step"], "stage": r["stage"], "reason": r["reason"], "rows": r["rows"], "bytes": r["bytes"]}
          for r in totals], cls="num drops")
-    return chart + table + _sql_note("SELECT step, reason, sum(rows) FROM drops GROUP BY ALL ORDER BY 3 DESC")
+    return (chart + table + _sql_note("SELECT step, reason, sum(rows) FROM drops GROUP BY ALL ORDER BY 3 DESC")
+            + _reject_samples(con, ctx))
+
+
+def _reject_samples(con, ctx) -> str:
+    if "reject_samples" not in ctx["have"]:
+        return ""
+    rows = _rows(con, "SELECT * FROM reject_samples ORDER BY position, reason, rank")
+    if not rows:
+        return ""
+    groups: dict[tuple, list[dict]] = {}
+    for r in rows:
+        groups.setdefault((r["step"], r["stage"], r["reason"]), []).append(r)
+    parts = []
+    for (step, stage, reason), samples in groups.items():
+        table = _table(
+            ["doc_id", "source", "url or origin", "length", "text"],
+            [[_e(r["doc_id"]), _e(r["source"]), f'<span class="origin">{_e(r["origin"] or "")}</span>',
+              f"{r['chars']:,} characters", _sample_text(r)] for r in samples],
+            [{"step": step, "reason": reason, "doc-id": r["doc_id"], "source": r["source"], "chars": r["chars"],
+              "shown": len(r["sample"])} for r in samples], cls="samples")
+        parts.append(f"<details open><summary>{_e(step)} · {_e(stage)} · {_e(reason)}: first {len(samples)} by "
+                     f"doc_id</summary>{table}</details>")
+    note = ("<p class=\"note\">Rejected documents kept under rejects/ (output.rejects: true), the first of each "
+            "step and reason by doc_id; text cut after a few lines, its full length stated.</p>")
+    return ("<h3>Sample rejected documents</h3>" + note + "".join(parts)
+            + _sql_note("SELECT step, reason, doc_id, chars, sample FROM reject_samples"))
+
+
+def _sample_text(r: dict) -> str:
+    text = r["sample"]
+    cut = len(text) < r["chars"]
+    shown = _e(text) + ("…" if cut else "") if text else '<span class="note">(empty text)</span>'
+    return f'<div class="sample">{shown}</div>'
+
 
 
 def _languages(con, ctx) -> str:
@@ -202,7 +259,7 @@ def _languages(con, ctx) -> str:
         "languages", f"documents per language (top {min(TOP_LANGUAGES, total_langs)} of {total_langs})",
         [r["lang"] for r in rows],
         {"kept": [float(r["kept"] or 0) for r in rows], "dropped": [float(r["dropped"]) for r in rows]},
-        colors={"kept": charts.KEPT, "dropped": charts.DROPPED})
+        {"kept": charts.KEPT, "dropped": charts.DROPPED})
     table = _table(["language", "kept", "dropped", "total"],
                    [[_e(r["lang"]), _num(r["kept"] or 0), _num(r["dropped"]), _num(r["total"])] for r in rows],
                    [{"lang": r["lang"], "kept": r["kept"] or 0, "dropped": r["dropped"]} for r in rows],
@@ -286,8 +343,9 @@ def _dedup(con, ctx) -> str:
             by = {(r["dedup_step"], r["cluster_size"]): r["clusters"] for r in clusters}
             parts.append(charts.grouped_bars(
                 "dedup", "near-duplicate clusters by size", [str(s) for s in sizes],
-                {st: [float(by.get((st, s), 0)) for s in sizes] for st in steps}, charts.PALETTE,
-                ylabel="clusters"))
+                {st: [float(by.get((st, s), 0)) for s in sizes] for st in steps},
+                {st: [charts.PALETTE[i % len(charts.PALETTE)]] * len(sizes) for i, st in enumerate(steps)},
+                ylabel="clusters", xlabel="documents in the cluster", integer=True))
             parts.append(_table(
                 ["dedup step", "cluster size", "clusters", "documents", "removed"],
                 [[_e(r["dedup_step"]), _num(r["cluster_size"]), _num(r["clusters"]), _num(r["documents"]),
@@ -312,8 +370,9 @@ def _tokenizer(con, ctx) -> str:
         rows = _rows(con, "SELECT source, documents, bytes, tokens, bytes_per_token FROM tokenizer_sources")
         parts.append(charts.grouped_bars(
             "bytes_per_token", "UTF-8 bytes per token, per source", [r["source"] for r in rows],
-            {"bytes/token": [float(r["bytes_per_token"] or 0) for r in rows]}, charts.PALETTE,
-            ylabel="bytes / token"))
+            {"bytes/token": [float(r["bytes_per_token"] or 0) for r in rows]},
+            {"bytes/token": [ctx["colors"][r["source"]] for r in rows]}, ylabel="bytes / token",
+            label_colors={r["source"]: ctx["colors"][r["source"]] for r in rows}))
         parts.append(_table(
             ["source", "documents", "MB", "tokens", "bytes / token"],
             [[_e(r["source"]), _num(r["documents"]), _mb(r["bytes"]), _num(r["tokens"]),
@@ -326,19 +385,30 @@ def _mixture(con, ctx) -> str:
     if "mixture" not in ctx["have"]:
         return ""
     rows = _rows(con, "SELECT * FROM mixture ORDER BY source")
-    chart = charts.grouped_bars(
-        "mixture", "share of tokens per source", [r["source"] for r in rows],
+    sources = [r["source"] for r in rows]
+    own = [ctx["colors"][s] for s in sources]
+    light = [charts.lighter(c) for c in own]
+    tokens = charts.grouped_bars(
+        "mixture_tokens", "tokens per source: into the mixture step and packed by it", sources,
+        {"tokens in": [float(r["available_tokens"] or 0) for r in rows],
+         "tokens out": [float(r["tokens"] or 0) for r in rows]},
+        {"tokens in": light, "tokens out": own}, ylabel="tokens", integer=True, label_colors=dict(zip(sources, own)))
+    shares = charts.grouped_bars(
+        "mixture", "share of tokens per source: target vs realized", sources,
         {"target": [float(r["target_share"] or 0) for r in rows],
          "realized": [float(r["realized_share"] or 0) for r in rows]},
-        ["#9aa9c2", charts.KEPT], percent=True)
+        {"target": light, "realized": own}, percent=True, label_colors=dict(zip(sources, own)))
     table = _table(
-        ["source", "target", "realized", "target tokens", "tokens", "available tokens", "epochs"],
-        [[_e(r["source"]), f"{r['target_share'] or 0:.2%}", f"{r['realized_share'] or 0:.2%}",
-          _num(r["target_tokens"]), _num(r["tokens"]), _num(r["available_tokens"]), _num(r["epochs"], 3)]
-         for r in rows],
+        ["source", "tokens in", "target tokens", "tokens out", "out / in", "epochs", "target", "realized"],
+        [[_e(r["source"]), _num(r["available_tokens"]), _num(r["target_tokens"]), _num(r["tokens"]),
+          f"{r['tokens'] / r['available_tokens']:.1%}" if r["available_tokens"] else "–", _num(r["epochs"], 3),
+          f"{r['target_share'] or 0:.2%}", f"{r['realized_share'] or 0:.2%}"] for r in rows],
         [{"source": r["source"], "target": r["target_share"], "realized": r["realized_share"],
-          "tokens": r["tokens"]} for r in rows], cls="num mixture")
-    return chart + table + _sql_note("SELECT * FROM mixture")
+          "tokens-in": r["available_tokens"], "tokens": r["tokens"]} for r in rows], cls="num mixture")
+    note = ("<p class=\"note\">Tokens in: the tokens of the documents the mixture step received (with one "
+            "separator each); tokens out: the tokens it packed into shards, repeated (epochs above 1) or sampled "
+            "down to meet the target.</p>")
+    return tokens + shares + table + note + _sql_note("SELECT * FROM mixture")
 
 
 def _shards(con, ctx) -> str:
@@ -349,7 +419,8 @@ def _shards(con, ctx) -> str:
     sources = sorted({r["source"] for r in rows})
     by = {(r["shard"], r["source"]): r["tokens"] for r in rows}
     chart = charts.stacked_columns("shards", "tokens per shard, by source", shards,
-                                   {s: [float(by.get((i, s), 0)) for i in shards] for s in sources}, "tokens")
+                                   {s: [float(by.get((i, s), 0)) for i in shards] for s in sources}, "tokens",
+                                   ctx["colors"])
     summary = _rows(con, """SELECT count(*) AS shards, sum(t)::BIGINT AS tokens, min(t) AS min, max(t) AS max,
                             avg(t) AS mean FROM (SELECT shard, sum(tokens) AS t FROM shard_tokens GROUP BY shard)""")[0]
     per_source = _rows(con, "SELECT source, sum(tokens)::BIGINT AS tokens FROM shard_tokens GROUP BY 1 ORDER BY 1")
@@ -362,6 +433,8 @@ def _shards(con, ctx) -> str:
 
 def _run_facts(con, ctx) -> str:
     facts = {k: v for k, v in ctx["facts"].items() if not k.startswith("tokenizer.") and v is not None}
+    if ctx["clock"] is not None:
+        facts.pop("wall_seconds", None)  # known once the timeline ends, last; shown in the header and there
     parts = []
     if facts:
         parts.append(_table(["fact", "value"], [[_e(k), _e(v)] for k, v in facts.items()],
@@ -370,19 +443,53 @@ def _run_facts(con, ctx) -> str:
         rows = _rows(con, """SELECT position, step, stage, segment, sum(seconds) AS seconds,
                                     sum(rows_in)::BIGINT AS rows_in, sum(bytes_in)::BIGINT AS bytes_in
                              FROM stage_stats GROUP BY position, step, stage, segment ORDER BY position""")
-        parts.append(charts.barh_chart(
-            "seconds", "seconds per step (summed over workers)", [f"{r['step']} · {r['stage']}" for r in rows],
-            {"seconds": [float(r["seconds"] or 0) for r in rows]}, colors={"seconds": charts.KEPT}))
         parts.append(_table(
-            ["step", "stage", "segment", "seconds", "documents in", "docs / s", "MB / s"],
+            ["step", "stage", "segment", "worker seconds", "documents in", "docs / s", "MB / s"],
             [[_e(r["step"]), _e(r["stage"]), _e(r["segment"]), _num(r["seconds"], 3), _num(r["rows_in"]),
               _num(r["rows_in"] / r["seconds"]) if r["seconds"] else "–",
               _num(r["bytes_in"] / 1e6 / r["seconds"], 2) if r["seconds"] else "–"] for r in rows],
             [{"step": r["step"], "seconds": r["seconds"]} for r in rows], cls="num seconds"))
     if not parts:
         return ""
+    parts.append("<p class=\"note\">Worker seconds: the time the step's workers spent on its batches, summed "
+                 "over workers (on Ray, running at the same time).</p>")
     listing = "".join(f"<li><code>{_e(n)}</code>: {_e(d)}</li>" for n, d in TABLES.items())
     return "".join(parts) + f"<details><summary>derived tables in stats/</summary><ul>{listing}</ul></details>"
+
+
+def _timeline(con, ctx) -> str:
+    """Rows that sum to the run's wall time: a running run's clock (ended here, with the report's own row),
+    else the timeline stats.json recorded."""
+    clock = ctx["clock"]
+    if clock is not None:
+        if clock.final is None:
+            clock.add("report", "driver", time.perf_counter() - (ctx["started"] or time.perf_counter()))
+        final = clock.finish()
+        rows, wall = final["timeline"], final["wall_seconds"]
+    elif "timeline" in ctx["have"]:
+        rows = _rows(con, "SELECT * FROM timeline ORDER BY ordinal")
+        wall = sum(r["seconds"] for r in rows)  # = the recorded wall time (run_facts holds it rounded)
+    else:
+        return ""
+    ctx["wall_seconds"] = wall
+    labels = [r["phase"] for r in rows]
+    kinds = [k for k in KINDS if any(r["kind"] == k for r in rows)]
+    chart = charts.barh_chart(
+        "timeline", f"wall seconds per phase and step: {sum(r['seconds'] for r in rows):.1f} s of the run's "
+        f"{wall:.1f} s", labels, {k: [r["seconds"] if r["kind"] == k else 0.0 for r in rows] for k in kinds},
+        {k: charts.KIND_COLORS[k] for k in kinds}, xlabel="seconds")
+    table = _table(
+        ["phase", "kind", "segment", "seconds", "share", "worker seconds"],
+        [[_e(r["phase"]), _e(r["kind"]), _e(r["segment"] or ""), _num(r["seconds"], 3),
+          f"{r['seconds'] / wall:.1%}" if wall else "", _num(r["worker_seconds"], 3)] for r in rows],
+        [{"phase": r["phase"], "kind": r["kind"], "seconds": r["seconds"]} for r in rows], cls="num timeline")
+    note = ("<p class=\"note\">Consecutive phases from the command's start (the process's start and imports, "
+            "plan build, Ray start) to this report. A streaming segment's wall time is shared among its steps by "
+            "the seconds their workers reported (summed over parallel workers, so scaled down to the segment's "
+            "wall time); reading and writing parts is the rest of the segment. Global steps' builds (dedup, tokenizer training, "
+            "packing) run on the driver and the cluster. <em>other (driver)</em> is what no phase measured.</p>")
+    return (f'<p data-wall-seconds="{wall:.6f}">Wall time {wall:.1f} s.</p>' + chart + table + note
+            + _sql_note("SELECT kind, sum(seconds) FROM timeline GROUP BY 1"))
 
 
 _CSS = """
@@ -402,6 +509,10 @@ table.num.funnel td:nth-child(n+3){text-align:right}
 svg.chart{display:block;height:auto;margin:6px 0}
 .note{color:#666;font-size:12px} .sql{color:#555;font:12px ui-monospace,monospace;background:#f6f7f9;padding:4px 8px}
 footer{color:#777;font-size:12px;padding:0 28px 20px}
+h3{font-size:14px;margin:14px 0 4px} details{margin:4px 0} summary{cursor:pointer}
+table.samples td{vertical-align:top} table.samples td:nth-child(4){white-space:nowrap}
+.origin{font-size:11px;color:#555;word-break:break-all}
+div.sample{font:12px ui-monospace,monospace;max-width:560px;color:#333}
 """
 
 _PAGE = """<!DOCTYPE html>

@@ -19,7 +19,8 @@ from gristmill.pipeline.lease import RunLease
 from gristmill.pipeline.plan import Plan, Segment
 from gristmill.pipeline.rundir import PART_HASH, RunDir, StaleSegmentError, atomic_write_json
 from gristmill.pipeline.stats import (GlobalStepStats, RunSummary, SegmentStats, StageStats, aggregate,
-                                      load_segment_stats, write_run_stats, write_segment_stats)
+                                      load_segment_stats, update_run_stats, write_run_stats, write_segment_stats)
+from gristmill.pipeline.timeline import RunClock
 from gristmill.stages.base import GlobalContext
 
 
@@ -38,43 +39,67 @@ class RunResult:
 
 
 def run_plan(plan: Plan, run_dir: RunDir, executor: LocalExecutor | RayExecutor, force: bool = False,
-             log=print, force_unlock: bool = False) -> RunResult:
+             log=print, force_unlock: bool = False, clock: RunClock | None = None) -> RunResult:
     """Run ``plan`` into ``run_dir``; ``force`` rebuilds segments committed by another plan, ``force_unlock``
-    takes over the lease a dead run left behind (see pipeline/lease.py)."""
-    start = time.perf_counter()
+    takes over the lease a dead run left behind (see pipeline/lease.py). ``clock`` holds what ran before (the
+    command's plan build and Ray start), so the run's wall time and timeline include it."""
+    clock = clock or RunClock()
     try:
         run_dir.root.mkdir(parents=True, exist_ok=True)
+        asked = time.perf_counter()
         with RunLease(run_dir.lease_path, log=log).acquire(force_unlock=force_unlock) as lease:
-            return _run_holding_lease(plan, run_dir, executor, force, log, lease, start)
+            clock.add("lease", "driver", time.perf_counter() - asked)
+            return _run_holding_lease(plan, run_dir, executor, force, log, lease, clock)
     finally:
         executor.close()  # also when the lease or the plan check refused the run (closing twice is harmless)
 
 
 def _run_holding_lease(plan: Plan, run_dir: RunDir, executor, force: bool, log, lease: RunLease,
-                       start: float) -> RunResult:
-    _refuse_stale(plan, run_dir, force)  # before plan.json is written: a refused rerun changes nothing
-    atomic_write_json(run_dir.plan_path, plan.to_json())
+                       clock: RunClock) -> RunResult:
+    with clock.phase("plan check and plan.json"):
+        _refuse_stale(plan, run_dir, force)  # before plan.json is written: a refused rerun changes nothing
+        atomic_write_json(run_dir.plan_path, plan.to_json())
     for warning in plan.warnings:
         log(f"warning: {warning}")
     per_segment: list[SegmentStats] = []
     skipped, computed = [], []
     build_seconds: dict[str, float] = {}
     try:
-        _run_segments(plan, run_dir, executor, force, log, per_segment, skipped, computed, build_seconds, lease)
+        _run_segments(plan, run_dir, executor, force, log, per_segment, skipped, computed, build_seconds, lease,
+                      clock)
     finally:
-        executor.close()
-    seconds = time.perf_counter() - start
-    write_run_stats(run_dir.stats_dir, per_segment, RunSummary(
-        plan_hash=plan.plan_hash, executor=executor.name, wall_seconds=seconds, segments_skipped=skipped,
-        segments_computed=computed, workers=getattr(executor, "workers", None), build_seconds=build_seconds,
-        warnings=plan.warnings))
-    try:
-        from gristmill.pipeline.report import write_report
+        with clock.phase("executor close"):
+            executor.close()
+    with clock.phase("write stats"):
+        snapshot = clock.snapshot()
+        write_run_stats(run_dir.stats_dir, per_segment, RunSummary(
+            plan_hash=plan.plan_hash, executor=executor.name, wall_seconds=snapshot["wall_seconds"],
+            segments_skipped=skipped, segments_computed=computed, workers=getattr(executor, "workers", None),
+            build_seconds=build_seconds, warnings=plan.warnings, timeline=snapshot["timeline"]))
+    final = _write_report(run_dir, clock, log)
+    return RunResult(run_dir.root, plan.plan_hash, per_segment, skipped, computed, final["wall_seconds"])
 
-        log(f"report: {write_report(run_dir.root)}")
+
+def _write_report(run_dir: RunDir, clock: RunClock, log) -> dict:
+    """Write report.html, whose timeline ends with its own seconds; then record that final timeline (and the
+    wall time it sums to) in stats.json, so a later ``gristmill report`` draws the same figures."""
+    from gristmill.pipeline._internal.report_stats import write_run_tables
+    from gristmill.pipeline.report import write_report
+
+    start = time.perf_counter()
+    try:
+        log(f"report: {write_report(run_dir.root, clock=clock)}")
     except Exception as exc:  # a report problem must not fail a run whose data is committed
         log(f"report.html not written: {exc!r} (retry with: gristmill report {run_dir.root})")
-    return RunResult(run_dir.root, plan.plan_hash, per_segment, skipped, computed, seconds)
+        if clock.final is None:
+            clock.add("report (failed)", "driver", time.perf_counter() - start)
+    final = clock.finish()
+    update_run_stats(run_dir.stats_dir, final)
+    try:
+        write_run_tables(run_dir.root)
+    except Exception as exc:
+        log(f"stats/timeline.parquet not written: {exc!r} (retry with: gristmill report {run_dir.root})")
+    return final
 
 
 def _refuse_stale(plan: Plan, run_dir: RunDir, force: bool) -> None:
@@ -86,7 +111,7 @@ def _refuse_stale(plan: Plan, run_dir: RunDir, force: bool) -> None:
 
 
 def _run_segments(plan: Plan, run_dir: RunDir, executor, force: bool, log, per_segment: list, skipped: list,
-                  computed: list, build_seconds: dict, lease: RunLease) -> None:
+                  computed: list, build_seconds: dict, lease: RunLease, clock: RunClock) -> None:
     input_parts: list[str] = []
     rebuild = started = False
     for segment in plan.segments:
@@ -116,11 +141,12 @@ def _run_segments(plan: Plan, run_dir: RunDir, executor, force: bool, log, per_s
                 t = time.perf_counter()
                 workers = executor.start(plan, segment, str(run_dir.root))
                 if workers:
+                    clock.add("workers set up", "start", time.perf_counter() - t)
                     log(f"executor {executor.name} ({executor.mode}): {len(set(workers))} workers set up in "
                         f"{time.perf_counter() - t:.1f}s")
                 started = True
             stats, build_seconds[segment.name], info = _run_segment(plan, segment, input_parts, run_dir,
-                                                                    executor, log, lease)
+                                                                    executor, log, lease, clock)
             write_segment_stats(stats_path, stats)
             per_segment.append(stats)
             computed.append(segment.name)
@@ -139,7 +165,7 @@ def _resolve_limits(plan: Plan, log) -> None:
 
 
 def _run_segment(plan: Plan, segment: Segment, input_parts: list[str], run_dir: RunDir, executor,
-                 log, lease: RunLease) -> tuple[SegmentStats, float, dict]:
+                 log, lease: RunLease, clock: RunClock) -> tuple[SegmentStats, float, dict]:
     """Compute and commit one segment; returns its stats, the seconds its global ``build`` took and its
     ``_SUCCESS`` marker."""
     seg_dir = run_dir.reset_segment(segment.name, [s.slug for s in segment.steps])
@@ -155,9 +181,16 @@ def _run_segment(plan: Plan, segment: Segment, input_parts: list[str], run_dir: 
         state = stage.build(ctx)  # type: ignore[attr-defined]
         global_stats = GlobalStepStats(head.position, head.label, head.stage_name, ctx.stats)
     build_seconds = time.perf_counter() - build_start if head is not None else 0.0
+    if head is not None:
+        clock.add(f"{head.label} · {head.stage_name} (build)", "global", build_seconds, segment.name, head.label,
+                  head.stage_name)
     log(f"segment {segment.name}: running {', '.join(s.stage_name for s in segment.steps)}")
+    stream_start = time.perf_counter()
     result = executor.run_segment(plan, segment, input_parts, state, str(run_dir.root), seg_dir)
+    stream_seconds = time.perf_counter() - stream_start
     stats = aggregate(result.pieces)
+    clock.add_segment_steps(segment.name, stream_seconds, _worker_seconds(segment, stats))
+    commit_start = time.perf_counter()
     _check_integrity(segment, result, stats)
     marker = {
         "hash": segment.hash, "rows": sum(w["rows"] for w in result.written), "build_seconds": build_seconds,
@@ -165,8 +198,17 @@ def _run_segment(plan: Plan, segment: Segment, input_parts: list[str], run_dir: 
     }
     lease.check()  # a run whose lease was taken over must not commit over its successor's work
     run_dir.commit_segment(segment.name, marker)
+    clock.add(f"{segment.name}: check and commit", "driver", time.perf_counter() - commit_start, segment.name)
     log(f"segment {segment.name}: committed {marker['rows']:,} rows in {len(result.written)} parts")
     return SegmentStats(segment.name, stats, global_stats), build_seconds, marker
+
+
+def _worker_seconds(segment: Segment, stats: list[StageStats]) -> list[tuple[str, str, float]]:
+    """(label, stage, seconds its workers reported, all sources) per step of the segment, in order."""
+    by_position: dict[int, float] = {}
+    for s in stats:
+        by_position[s.position] = by_position.get(s.position, 0.0) + s.seconds
+    return [(step.label, step.stage_name, by_position.get(step.position, 0.0)) for step in segment.steps]
 
 
 def _check_integrity(segment: Segment, result: SegmentResult, stats: list[StageStats]) -> None:

@@ -181,10 +181,14 @@ class RunSummary:
     workers: int | None
     build_seconds: dict[str, float]
     warnings: list[str]
+    # Where the wall time went, in order, summing to ``wall_seconds`` (pipeline/timeline.py's rows).
+    timeline: list[dict[str, Any]] = dataclasses.field(default_factory=list)
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> "RunSummary":
-        return cls(**{f.name: data.get(f.name) for f in dataclasses.fields(cls)})
+        summary = cls(**{f.name: data.get(f.name) for f in dataclasses.fields(cls)})
+        summary.timeline = summary.timeline or []
+        return summary
 
 
 def write_segment_stats(path: Path, segment: SegmentStats) -> None:
@@ -247,6 +251,14 @@ def read_run_summary(stats_dir: Path) -> RunSummary | None:
         return RunSummary.from_json(json.loads((stats_dir / "stats.json").read_text()))
     except (OSError, ValueError, TypeError):
         return None
+
+
+def update_run_stats(stats_dir: Path, fields: dict) -> None:
+    """Set ``fields`` in stats/stats.json, keeping everything else (the run's final wall time and timeline are
+    known only after the report is written)."""
+    path = stats_dir / "stats.json"
+    data = json.loads(path.read_text()) if path.exists() else {}
+    atomic_write_json(path, {**data, **fields})
 
 
 def read_stage_table(stats_dir: Path) -> pa.Table:

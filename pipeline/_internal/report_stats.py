@@ -29,12 +29,15 @@ from gristmill.stages.base import REJECT_REASON
 # Numeric columns drawn as histograms (besides every column a threshold applies to).
 SCORE_COLUMN = re.compile(r"^(lang_score|quality_score|q_.+)$")
 FLOAT_BINS = 40
+# Rejected documents shown per (step, drop reason), the first by doc_id, and the characters shown of each.
+SAMPLES_PER_REASON = 3
+SAMPLE_CHARS = 240
 # Above this many distinct integer values an integer column is binned like a float.
 MAX_INTEGER_BINS = 60
 
 # Derived table name (= view name = stats/NAME.parquet) -> what it holds; listed in the report and the README.
 TABLES = {
-    "funnel": "documents, bytes and (for the shards) tokens surviving each step, per source",
+    "funnel": "documents, bytes and (from tokenization on) tokens surviving each step, per source",
     "histograms": "binned quality signals and scores (kept vs dropped rows), per column and source",
     "thresholds": "filter thresholds per column, from the plan's filter and language-ID steps",
     "languages": "documents per detected language, source and status (kept / dropped with reason)",
@@ -43,6 +46,8 @@ TABLES = {
     "mixture": "target vs realized mixture per source (manifest.json)",
     "shard_tokens": "tokens per shard and source (manifest.json)",
     "run_facts": "plan hash, versions, executor, wall time, tokenizer facts (key / value)",
+    "timeline": "where the run's wall time went: driver phases, global builds, streaming steps (seconds sum to it)",
+    "reject_samples": "the first rejected documents (by doc_id) per step and drop reason, text cut short",
 }
 
 
@@ -139,8 +144,36 @@ def thresholds_table(plan: dict | None) -> pa.Table:
 
 # --- the tables -------------------------------------------------------------------------------------------------
 
-def funnel_table(con: duckdb.DuckDBPyConnection, rd: RunDir, manifest: dict | None) -> pa.Table | None:
-    """Records read, then what survives each step (documents, text bytes), then the tokens in the shards."""
+def _step_tokens(con, segments: list[SegmentInfo], manifest: dict | None,
+                 plan: dict | None) -> dict[tuple[int, str], int]:
+    """{(funnel ordinal, source): tokens} for the steps whose output has a token count: the last step of each
+    segment holding ``n_tokens``, and the mixture step (the tokens it packed, from manifest.json)."""
+    out: dict[tuple[int, str], int] = {}
+    for seg in segments:
+        if seg.schema is not None and "n_tokens" in seg.schema.names and seg.positions and seg.parts:
+            for source, tokens in con.execute(f"""SELECT source, sum(n_tokens)::BIGINT FROM
+                                                  read_parquet({_files(seg.parts)}) GROUP BY 1""").fetchall():
+                out[(seg.positions[-1] + 1, source)] = int(tokens or 0)
+    packed_by = next((s for s in (plan or {}).get("segments", []) if s["name"] == (manifest or {}).get("segment")),
+                     None)
+    if packed_by and packed_by.get("steps"):
+        for source, info in (manifest.get("sources") or {}).items():
+            out[(packed_by["steps"][0]["position"] + 1, source)] = int(info.get("tokens") or 0)
+    return out
+
+
+def _with_step_tokens(table: pa.Table, tokens: dict[tuple[int, str], int]) -> pa.Table:
+    if not tokens:
+        return table
+    values = [tokens.get((o, s)) for o, s in zip(table["ordinal"].to_pylist(), table["source"].to_pylist())]
+    index = table.schema.get_field_index("tokens")
+    return table.set_column(index, "tokens", pa.array(values, pa.int64()))
+
+
+def funnel_table(con: duckdb.DuckDBPyConnection, rd: RunDir, manifest: dict | None, segments: list[SegmentInfo],
+                 plan: dict | None) -> pa.Table | None:
+    """Records read, then what survives each step (documents, text bytes, and tokens once counted), then the
+    tokens in the shards."""
     stages = rd.stats_dir / "stages.parquet"
     if not stages.exists():
         return None
@@ -153,6 +186,7 @@ def funnel_table(con: duckdb.DuckDBPyConnection, rd: RunDir, manifest: dict | No
         FROM read_parquet({duck.sql_file(stages)}) GROUP BY ALL
         ORDER BY ordinal, source""").arrow()
     table = table.read_all() if hasattr(table, "read_all") else table
+    table = _with_step_tokens(table, _step_tokens(con, segments, manifest, plan))
     if manifest and manifest.get("sources"):
         last = max(table["ordinal"].to_pylist(), default=0) + 1
         extra = [{"ordinal": last, "step": "shards", "stage": "shard tokens", "source": s,
@@ -350,6 +384,45 @@ def run_facts_table(plan: dict | None, summary: RunSummary | None, tokenizer_met
     return pa.Table.from_pylist(rows, schema=pa.schema([("key", pa.string()), ("value", pa.string())]))
 
 
+TIMELINE_SCHEMA = pa.schema([
+    ("ordinal", pa.int32()), ("phase", pa.string()), ("kind", pa.string()), ("segment", pa.string()),
+    ("step", pa.string()), ("stage", pa.string()), ("seconds", pa.float64()), ("worker_seconds", pa.float64()),
+])
+
+
+def timeline_table(summary: RunSummary | None) -> pa.Table | None:
+    rows = summary.timeline if summary else None
+    if not isinstance(rows, list) or not rows:
+        return None
+    return pa.Table.from_pylist(
+        [{**{f: row.get(f) for f in TIMELINE_SCHEMA.names}, "ordinal": i} for i, row in enumerate(rows)],
+        schema=TIMELINE_SCHEMA)
+
+
+def reject_samples_table(con, rd: RunDir, plan: dict | None) -> pa.Table | None:
+    """Per step (in plan order) and drop reason, the first ``SAMPLES_PER_REASON`` rejected documents by doc_id:
+    their source, URL (or origin), length in characters and the first ``SAMPLE_CHARS`` characters of their text."""
+    tables = []
+    for step in (s for seg in (plan or {}).get("segments", []) for s in seg.get("steps", [])):
+        slug = f"{step['position']:02d}-{step['stage_name']}"
+        files = [f for f in resolve(rd.rejects_dir(slug)).glob("part-*.parquet")
+                 if {"doc_id", "text", REJECT_REASON} <= set(f.read_parquet_schema().names)]
+        if not files:
+            continue
+        names = set().union(*(f.read_parquet_schema().names for f in files))
+        where = [c for c in ("url", "origin") if c in names]  # where an empty document came from
+        origin = f"coalesce({', '.join(where)})" if where else "NULL::VARCHAR"
+        tables.append(_arrow(con.sql(f"""
+            SELECT {step['position']}::INTEGER AS position, {_q(step['label'])} AS step,
+                   {_q(step['stage_name'])} AS stage, reason, rank::INTEGER AS rank, doc_id, source, origin,
+                   coalesce(length(text), 0)::BIGINT AS chars, left(coalesce(text, ''), {SAMPLE_CHARS}) AS sample
+            FROM (SELECT {REJECT_REASON} AS reason, doc_id, source, text, {origin}::VARCHAR AS origin,
+                         row_number() OVER (PARTITION BY {REJECT_REASON} ORDER BY doc_id) AS rank
+                  FROM read_parquet({_files(files)}, union_by_name = true))
+            WHERE rank <= {SAMPLES_PER_REASON} ORDER BY reason, rank""")))
+    return pa.concat_tables(tables) if tables else None
+
+
 # --- driver -----------------------------------------------------------------------------------------------------
 
 def compute_report_stats(run_dir: str | Path) -> dict[str, Path]:
@@ -364,7 +437,7 @@ def compute_report_stats(run_dir: str | Path) -> dict[str, Path]:
     con = duck.connect(rd.root)
     thresholds = thresholds_table(plan)
     tables: dict[str, pa.Table | None] = {
-        "funnel": funnel_table(con, rd, manifest),
+        "funnel": funnel_table(con, rd, manifest, segments, plan),
         "thresholds": thresholds if thresholds.num_rows else None,
         "histograms": histograms_table(con, rd, segments, thresholds),
         "languages": languages_table(con, rd, segments),
@@ -372,9 +445,30 @@ def compute_report_stats(run_dir: str | Path) -> dict[str, Path]:
         "tokenizer_sources": tokenizer_sources_table(con, rd, segments),
         "mixture": mixture_table(manifest),
         "shard_tokens": shard_tokens_table(manifest),
-        "run_facts": run_facts_table(plan, read_run_summary(rd.stats_dir),
-                                     load_json(rd.root / "tokenizer" / "tokenizer_meta.json"), manifest),
+        "reject_samples": reject_samples_table(con, rd, plan),
+        **run_tables(rd, plan, manifest),
     }
+    return _write_tables(rd, tables)
+
+
+def run_tables(rd: RunDir, plan: dict | None, manifest: dict | None) -> dict[str, pa.Table | None]:
+    """The tables drawn from stats.json (the run's facts and timeline)."""
+    summary = read_run_summary(rd.stats_dir)
+    return {
+        "run_facts": run_facts_table(plan, summary, load_json(rd.root / "tokenizer" / "tokenizer_meta.json"),
+                                     manifest),
+        "timeline": timeline_table(summary),
+    }
+
+
+def write_run_tables(run_dir: str | Path) -> dict[str, Path]:
+    """Rewrite stats/run_facts.parquet and stats/timeline.parquet from stats.json (after the run's final
+    timeline is recorded)."""
+    rd = RunDir(run_dir)
+    return _write_tables(rd, run_tables(rd, load_json(rd.plan_path), load_json(rd.root / "manifest.json")))
+
+
+def _write_tables(rd: RunDir, tables: dict[str, pa.Table | None]) -> dict[str, Path]:
     written = {}
     for name, table in tables.items():
         path = rd.stats_dir / f"{name}.parquet"
