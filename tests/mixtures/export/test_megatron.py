@@ -1,0 +1,53 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from shard_rows import row_pieces, token_rows
+
+from gristmill.mixtures.export.exporter import export_run
+from gristmill.mixtures.export.megatron import token_dtype
+
+PARAMS = {"mixture": "llama", "seq_len": 48, "rows_per_shard": 40, "row_group_rows": 16, "pad_last": True}
+
+
+@pytest.fixture
+def packed(run_dir, run_pack):
+    run_pack(run_dir, PARAMS)
+    return run_dir
+
+
+def test_megatron_indexed_dataset_reads_back_the_shards_token_stream(packed, tmp_path):
+    from megatron.core.datasets.indexed_dataset import IndexedDataset
+
+    summary = export_run(packed, "megatron", tmp_path / "out")
+    dataset = IndexedDataset(str(tmp_path / "out" / "tokens"))
+    rows = token_rows(packed)
+    sequences = [np.asarray(dataset[i]) for i in range(len(dataset))]
+    assert np.array_equal(np.concatenate(sequences), rows.reshape(-1))
+    # One Megatron document per packed row; its sequences are the row's document pieces.
+    assert len(dataset.document_indices) == len(rows) + 1 == summary["documents"] + 1
+    pieces = row_pieces(packed)
+    for r in (0, 1, len(rows) // 2, len(rows) - 1):
+        first, stop = dataset.document_indices[r], dataset.document_indices[r + 1]
+        got = sequences[first:stop]
+        assert [len(s) for s in got] == [len(p) for p in pieces[r]]
+        assert all(np.array_equal(a, b) for a, b in zip(got, pieces[r]))
+    assert dataset.index.dtype == np.uint16  # a 700-id vocabulary, as megatron's optimal_dtype picks
+
+
+def test_every_sequence_but_a_row_end_ends_with_the_separator(packed, tmp_path):
+    from megatron.core.datasets.indexed_dataset import IndexedDataset
+
+    export_run(packed, "megatron", tmp_path / "out")
+    dataset = IndexedDataset(str(tmp_path / "out" / "tokens"))
+    ends = set(int(i) - 1 for i in dataset.document_indices[1:])
+    inner = [i for i in range(len(dataset)) if i not in ends]
+    assert inner and all(dataset[i][-1] == 0 for i in inner)  # <|endoftext|> is id 0
+
+
+def test_token_dtype_follows_megatron():
+    from megatron.core.datasets.indexed_dataset import DType
+
+    for vocab in (700, 65499, 65500, 128256, None):
+        assert token_dtype(vocab) == np.dtype(DType.optimal_dtype(vocab))
