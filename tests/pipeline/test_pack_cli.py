@@ -107,3 +107,39 @@ def test_refusals_name_the_problem(run, tmp_path, capsys):
     (copy / "plan.json").write_text(json.dumps(plan))
     assert main(["pack", str(copy), "--out", str(tmp_path / "b")]) == 2
     assert "has no tokenized segment" in capsys.readouterr().err
+
+
+@pytest.fixture
+def s3_query(monkeypatch):
+    """A real S3-compatible server (moto's server mode on 127.0.0.1) with a bucket ``gristmill-run``."""
+    import pyarrow.fs as pafs
+
+    moto_server = pytest.importorskip("moto.server")
+    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    for key, value in dict(AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing",
+                           AWS_DEFAULT_REGION="us-east-1", AWS_EC2_METADATA_DISABLED="true").items():
+        monkeypatch.setenv(key, value)
+    pafs.S3FileSystem(endpoint_override=f"http://{host}:{port}", region="us-east-1",
+                      allow_bucket_creation=True).create_dir("gristmill-run")
+    yield f"endpoint_override={host}:{port}&scheme=http"
+    server.stop()
+
+
+def test_pack_a_run_on_an_object_store_into_it(run, tmp_path, s3_query, capsys):
+    from gristmill.core.storage import resolve
+
+    run_uri = f"s3://gristmill-run/runs/r1?{s3_query}"
+    root = resolve(run_uri)
+    for path in sorted(run.rglob("*")):
+        if path.is_file():
+            (root / path.relative_to(run).as_posix()).write_bytes(path.read_bytes())
+    out_uri = f"s3://gristmill-run/runs/r1-32?{s3_query}"
+    assert main(["pack", run_uri, "--seq-len", "32", "--out", out_uri]) == 0
+    assert main(["pack", str(run), "--seq-len", "32", "--out", str(tmp_path / "local")]) == 0
+    remote = resolve(out_uri)
+    local = manifest(tmp_path / "local")
+    assert [e["sha256"] for e in (remote / "manifest.json").read_json()["shards"]] == [e["sha256"] for e in local["shards"]]
+    capsys.readouterr()
+    assert main(["verify", out_uri]) == 0, capsys.readouterr().out

@@ -51,3 +51,17 @@ def test_token_dtype_follows_megatron():
 
     for vocab in (700, 65499, 65500, 128256, None):
         assert token_dtype(vocab) == np.dtype(DType.optimal_dtype(vocab))
+
+
+def test_a_large_vocabulary_is_written_as_int32(packed, tmp_path):
+    import json
+
+    from megatron.core.datasets.indexed_dataset import IndexedDataset
+
+    manifest = json.loads((packed / "manifest.json").read_text())
+    manifest["tokenizer"]["vocab_size"] = 128256
+    (packed / "manifest.json").write_text(json.dumps(manifest))
+    summary = export_run(packed, "megatron", tmp_path / "out")
+    dataset = IndexedDataset(str(tmp_path / "out" / "tokens"))
+    assert summary["dtype"] == "int32" and dataset.index.dtype == np.int32
+    assert np.array_equal(np.concatenate([dataset[i] for i in range(len(dataset))]), token_rows(packed).reshape(-1))
