@@ -65,3 +65,39 @@ def test_a_large_vocabulary_is_written_as_int32(packed, tmp_path):
     dataset = IndexedDataset(str(tmp_path / "out" / "tokens"))
     assert summary["dtype"] == "int32" and dataset.index.dtype == np.int32
     assert np.array_equal(np.concatenate([dataset[i] for i in range(len(dataset))]), token_rows(packed).reshape(-1))
+
+
+def test_gpt_dataset_builds_samples_from_the_export_with_the_exported_tokenizer(packed, tmp_path):
+    """megatron-core end to end: its tokenizer loaded from the hf-tokenizer export (eod = the separator, pad
+    = <|pad|>) and GPTDataset over the indexed dataset; every sample is a window of the export's sequences in
+    the order GPTDataset shuffled them to, the packer's padding masked out of the loss (megatron maps pad
+    tokens to id 0 in tokens and labels)."""
+    from megatron.core.datasets.blended_megatron_dataset_builder import BlendedMegatronDatasetBuilder
+    from megatron.core.datasets.gpt_dataset import GPTDataset, GPTDatasetConfig
+    from megatron.core.datasets.indexed_dataset import IndexedDataset
+    from megatron.core.tokenizers import MegatronTokenizer
+
+    export_run(packed, "megatron", tmp_path / "m")
+    export_run(packed, "hf-tokenizer", tmp_path / "hf")
+    tokenizer = MegatronTokenizer.from_pretrained(str(tmp_path / "hf"),
+                                                  metadata_path={"library": "huggingface", "model_type": "gpt"})
+    assert (tokenizer.eod, tokenizer.pad, tokenizer.vocab_size) == (0, 1, 700)
+    seq_len = PARAMS["seq_len"]
+    config = GPTDatasetConfig(random_seed=1, sequence_length=seq_len, blend=([str(tmp_path / "m" / "tokens")], None),
+                              split="1,0,0", tokenizer=tokenizer, reset_position_ids=False,
+                              reset_attention_mask=False, eod_mask_loss=False, path_to_cache=str(tmp_path / "cache"),
+                              mid_level_dataset_surplus=0.005)
+    train, _, _ = BlendedMegatronDatasetBuilder(GPTDataset, [64, None, None], lambda: True, config).build()
+    sequences = IndexedDataset(str(tmp_path / "m" / "tokens"))
+    stream = np.concatenate([sequences[int(d)] for d in train.document_index])
+    padded = 0
+    for i in range(len(train)):
+        sample = train[i]
+        start = int(train.shuffle_index[i]) * seq_len
+        window = stream[start : start + seq_len + 1].astype(np.int64)
+        pad = window == tokenizer.pad
+        assert np.array_equal(sample["tokens"].numpy(), np.where(pad, 0, window)[:-1])
+        assert np.array_equal(sample["labels"].numpy(), np.where(pad, 0, window)[1:])
+        assert np.array_equal(sample["loss_mask"].numpy() == 0, pad[1:])
+        padded += int(pad.any())
+    assert padded  # pad_last left padded rows, and GPTDataset masked them
