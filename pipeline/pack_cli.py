@@ -135,7 +135,11 @@ def repack(run: str, out: str, overrides: dict[str, Any], seed: int | None = Non
 def write_and_pack(rd: RunDir, plan: dict[str, Any], segment: dict[str, Any], parts: list[Location],
                    target: RunLayout, params: dict[str, Any], position: int, seed: int) -> None:
     original_params = next((dict(s["params"]) for _, s in steps(plan) if s["stage_name"] == PACK_STAGE), {})
-    target.tokenizer.write_bytes(source_tokenizer(rd, original_params).read_bytes())
+    tokenizer = source_tokenizer(rd, original_params)
+    target.tokenizer.write_bytes(tokenizer.read_bytes())
+    meta = tokenizer.with_name(target.tokenizer_meta.name)
+    if meta.is_file():  # what the tokenizer was trained on, for the report
+        target.tokenizer_meta.write_bytes(meta.read_bytes())
     origin = {"run": rd.layout.root.uri, "plan_hash": plan.get("plan_hash"), "segment": segment["name"],
               "segment_hash": segment["hash"], "parse_special_tokens": parse_special_tokens(plan)}
     key = {"from": origin, "params": params, "seed": seed}

@@ -10,8 +10,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pyarrow as pa
+
 from gristmill.core.storage import Location
-from gristmill.mixtures.export.rows import PackedRun, shard_batches
+from gristmill.mixtures.export.rows import PackedRun, shard_file_batches
 
 
 def jsonl_file_name(shard_index: int) -> str:
@@ -27,19 +29,16 @@ def row_lines(batch) -> list[str]:
 
 
 def write_jsonl(run: PackedRun, out: Location) -> dict[str, Any]:
-    """One JSONL file per shard under ``out``; returns what was written."""
-    current, lines, files, rows = None, [], [], 0
+    """One JSONL file per shard under ``out``, each streamed batch by batch; returns what was written."""
+    files, rows = [], 0
+    for index in range(len(run.manifest["shards"])):
+        def write(sink: pa.NativeFile) -> int:
+            written = 0
+            for batch in shard_file_batches(run, index):
+                sink.write("".join(line + "\n" for line in row_lines(batch)).encode())
+                written += batch.num_rows
+            return written
 
-    def flush() -> None:
-        if current is not None:
-            (out / jsonl_file_name(current)).write_text("".join(line + "\n" for line in lines))
-            files.append(jsonl_file_name(current))
-
-    for index, batch in shard_batches(run):
-        if index != current:
-            flush()
-            current, lines = index, []
-        lines += row_lines(batch)
-        rows += batch.num_rows
-    flush()
+        rows += (out / jsonl_file_name(index)).write_stream(write)
+        files.append(jsonl_file_name(index))
     return {"files": files, "rows": rows, "tokens": rows * run.seq_len}

@@ -45,12 +45,18 @@ class PackedRun:
         return self.layout.file(self.tokenizer["path"])
 
 
+def shard_file_batches(run: PackedRun, index: int, columns: list[str] | None = None,
+                       batch_rows: int = DEFAULT_BATCH_ROWS) -> Iterator[pa.RecordBatch]:
+    """The rows of shard ``index`` (in manifest order), batch by batch."""
+    pf = run.layout.file(run.manifest["shards"][index]["path"]).parquet_file()
+    yield from pf.iter_batches(batch_size=batch_rows, columns=columns or ROW_COLUMNS)
+
+
 def shard_batches(run: PackedRun, columns: list[str] | None = None,
                   batch_rows: int = DEFAULT_BATCH_ROWS) -> Iterator[tuple[int, pa.RecordBatch]]:
     """(shard index, batch) for every batch of rows of every shard, in manifest order."""
-    for index, entry in enumerate(run.manifest["shards"]):
-        pf = run.layout.file(entry["path"]).parquet_file()
-        for batch in pf.iter_batches(batch_size=batch_rows, columns=columns or ROW_COLUMNS):
+    for index in range(len(run.manifest["shards"])):
+        for batch in shard_file_batches(run, index, columns, batch_rows):
             yield index, batch
 
 

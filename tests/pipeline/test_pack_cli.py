@@ -47,7 +47,8 @@ def test_pack_with_another_seq_len_cuts_the_same_documents(run, tmp_path, capsys
     assert m["seq_len"] == 24 and m["rows_per_shard"] == 10 and len(m["shards"]) > 1
     assert m["mixture"]["target"] == manifest(run)["mixture"]["target"]  # the run's own mixture params
     assert m["tokenizer"]["path"] == "tokenizer/tokenizer.json"
-    assert (out / "tokenizer" / "tokenizer.json").read_bytes() == (run / "tokenizer" / "tokenizer.json").read_bytes()
+    for name in ("tokenizer.json", "tokenizer_meta.json"):
+        assert (out / "tokenizer" / name).read_bytes() == (run / "tokenizer" / name).read_bytes()
     docs = segment_documents(run)
     table = shard_table(out)
     separator = m["tokenizer"]["separator_id"]
