@@ -20,12 +20,15 @@ from typing import Any, Iterator, Mapping
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from gristmill.core.layout import RunLayout, shard_file_name
 from gristmill.core.storage import Location, sha256_file
 from gristmill.mixtures.packer import keyed_hash
 
 MANIFEST_FORMAT = "gristmill.shards/1"
+# The Parquet key-value metadata key of each shard's tokenizer reference (JSON, as the manifest's "tokenizer").
+TOKENIZER_METADATA_KEY = "gristmill.tokenizer"
 _INTERLEAVE_STREAM = 0xFFFF_FFFF  # keeps the interleave hash apart from the per-epoch document hashes
 
 
@@ -34,6 +37,9 @@ class WriterOptions:
     rows_per_shard: int
     row_group_rows: int
     compression_level: int = 3
+    # Parquet key-value metadata of every shard (the tokenizer reference): run-relative, so shards written by
+    # any executor, resumed or on an object store stay byte-identical.
+    key_value_metadata: tuple[tuple[str, str], ...] = ()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -85,6 +91,8 @@ def shard_jobs(
 
 
 def write_shard_file(table: pa.Table, location: Location, options: WriterOptions) -> None:
+    if options.key_value_metadata:
+        table = table.replace_schema_metadata(dict(options.key_value_metadata))
     location.write_parquet(
         table,
         compression="zstd",
@@ -204,6 +212,7 @@ def verify_shards(run_dir: str | Location, checksums: bool = True, plan: Mapping
             continue
         if pf.metadata.num_rows != entry["rows"]:
             problems.append(f"{rel}: {pf.metadata.num_rows} rows, the manifest says {entry['rows']}")
+        problems += _tokenizer_problems(rel, pf, manifest)
         ids_type = pf.schema_arrow.field("input_ids").type
         if not (pa.types.is_fixed_size_list(ids_type) and ids_type.list_size == seq_len):
             problems.append(f"{rel}: input_ids is {ids_type}, expected fixed_size_list<int32>[{seq_len}]")
@@ -220,6 +229,22 @@ def verify_shards(run_dir: str | Location, checksums: bool = True, plan: Mapping
     for extra in sorted(on_disk - listed):
         problems.append(f"{extra}: in shards/ but not in the manifest")
     return problems
+
+
+def shard_tokenizer(pf: pq.ParquetFile) -> dict[str, Any] | None:
+    """The tokenizer reference in a shard's key-value metadata (None: a shard written without one)."""
+    raw = (pf.schema_arrow.metadata or {}).get(TOKENIZER_METADATA_KEY.encode())
+    return None if raw is None else json.loads(raw)
+
+
+def _tokenizer_problems(rel: str, pf: pq.ParquetFile, manifest: Mapping[str, Any]) -> list[str]:
+    try:
+        ref = shard_tokenizer(pf)
+    except json.JSONDecodeError as exc:
+        return [f"{rel}: key-value metadata {TOKENIZER_METADATA_KEY!r} is not JSON ({exc})"]
+    if ref is not None and ref != manifest.get("tokenizer"):
+        return [f"{rel}: its tokenizer reference {ref} differs from the manifest's {manifest.get('tokenizer')}"]
+    return []
 
 
 class ShardReader:

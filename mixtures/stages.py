@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
 import os
 from typing import Any, ClassVar
 
@@ -23,7 +24,7 @@ from pydantic import Field, model_validator
 
 from gristmill.mixtures import packer, shards
 from gristmill.mixtures.solver import InfeasibleMixture, MixturePlan, MixtureSolver, MixtureSpec, load_mixture
-from gristmill.core.layout import RunLayout
+from gristmill.core.layout import TOKENIZER_FILE, RunLayout
 from gristmill.core.storage import Location, resolve
 from gristmill.stages.base import GlobalContext, GlobalStage, StageParams, require
 
@@ -74,6 +75,20 @@ class TokenizerInfo:
     sha256: str
     sep_id: int
     pad_id: int
+    vocab_size: int
+
+    def reference(self, layout: RunLayout) -> dict[str, Any]:
+        """What the manifest and every shard's key-value metadata say about the tokenizer. Documents are
+        separated by ``<|endoftext|>``, which is therefore the eos token and, as in GPT-2, the bos token too."""
+        return {
+            "path": relative(self.path, layout),
+            "sha256": self.sha256,
+            "vocab_size": self.vocab_size,
+            "separator_id": self.sep_id,
+            "bos_id": self.sep_id,
+            "eos_id": self.sep_id,
+            "pad_id": self.pad_id,
+        }
 
 
 def load_tokenizer_info(path: Location) -> TokenizerInfo:
@@ -88,7 +103,21 @@ def load_tokenizer_info(path: Location) -> TokenizerInfo:
     if sep_id is None:
         raise ValueError(f"{path}: the tokenizer has no {SEPARATOR_TOKEN!r} token to separate documents")
     pad_id = tok.token_to_id(PAD_TOKEN)
-    return TokenizerInfo(path, hashlib.sha256(spec).hexdigest(), sep_id, sep_id if pad_id is None else pad_id)
+    return TokenizerInfo(path, hashlib.sha256(spec).hexdigest(), sep_id, sep_id if pad_id is None else pad_id,
+                         tok.get_vocab_size(with_added_tokens=True))
+
+
+def tokenizer_in_run(tok: TokenizerInfo, ctx: GlobalContext) -> TokenizerInfo:
+    """The tokenizer as a file of the run: one from elsewhere is copied into the step's state directory, so
+    the shards reference it by a run-relative path (the same wherever the run directory is) and it travels
+    with them."""
+    try:
+        ctx.layout.relative(tok.path)
+        return tok
+    except ValueError:
+        copy = ctx.state / TOKENIZER_FILE
+        copy.write_bytes(tok.path.read_bytes())
+        return dataclasses.replace(tok, path=copy)
 
 
 # --- step 1: count -----------------------------------------------------------------------------------------
@@ -263,12 +292,7 @@ def build_manifest(
         "seed": ctx.seed,
         **plan_provenance(ctx),
         "params_sha256": hashlib.sha256(params.model_dump_json().encode()).hexdigest(),
-        "tokenizer": {
-            "path": relative(tok.path, ctx.layout),
-            "sha256": tok.sha256,
-            "separator_id": tok.sep_id,
-            "pad_id": tok.pad_id,
-        },
+        "tokenizer": tok.reference(ctx.layout),
         "mixture": {
             "name": params.spec().name,
             "total_tokens_requested": plan.requested_total,
@@ -339,7 +363,8 @@ class MixturePack(GlobalStage):
         # packing that fails (an infeasible mixture) to look current.
         ctx.layout.manifest.delete()
         solver = params.solver()  # a malformed preset fails before any reading
-        tok = load_tokenizer_info(resolve(params.tokenizer) if params.tokenizer else ctx.layout.tokenizer)
+        tok = tokenizer_in_run(
+            load_tokenizer_info(resolve(params.tokenizer) if params.tokenizer else ctx.layout.tokenizer), ctx)
         parts = sorted(ctx.input_parts, key=lambda loc: loc.path)
         index = build_index(ctx.map(count_part, parts))
         plan = solver.solve(
@@ -353,7 +378,9 @@ class MixturePack(GlobalStage):
             ctx.map(split_part, [SplitJob(p, i, sources, staging) for i, p in enumerate(parts)])
             jobs = [self._pack_job(s, plan, index, tok, ctx.seed, staging) for s in sources]
             staged = {st.source: st for st in ctx.map(pack_job, jobs)}
-            options = shards.WriterOptions(params.rows_per_shard, params.row_group_rows, params.compression_level)
+            reference = json.dumps(tok.reference(ctx.layout), sort_keys=True)
+            options = shards.WriterOptions(params.rows_per_shard, params.row_group_rows, params.compression_level,
+                                           ((shards.TOKENIZER_METADATA_KEY, reference),))
             shard_jobs = shards.shard_jobs(staged, ctx.seed, ctx.layout, params.seq_len, options)
             entries = ctx.map(shards.write_shard, shard_jobs)
         finally:

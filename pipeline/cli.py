@@ -170,6 +170,18 @@ def cmd_verify(args) -> int:
     return 0
 
 
+def cmd_export(args) -> int:
+    from gristmill.pipeline.export_cli import export_cli
+
+    return export_cli(args)
+
+
+def cmd_pack(args) -> int:
+    from gristmill.pipeline.pack_cli import pack_cli
+
+    return pack_cli(args)
+
+
 # Commands with argument parsers of their own: (module, function(argv) -> exit code, help).
 DELEGATED = {
     "train-tokenizer": ("gristmill.pipeline.tokenizer_cli", "train_tokenizer_cli", "train a byte-level BPE tokenizer"),
@@ -229,6 +241,23 @@ def build_parser() -> argparse.ArgumentParser:
                                       "manifest.json and plan.json (counts, checksums, schema, plan hash)")
     p.add_argument("run_dir")
     p.set_defaults(func=cmd_verify)
+
+    p = sub.add_parser("export", help="export the shards (megatron, mds, jsonl) or the tokenizer (hf-tokenizer)")
+    p.add_argument("run_dir", help="a run directory with shards and manifest.json (local or a URI)")
+    p.add_argument("--format", required=True, choices=["megatron", "mds", "jsonl", "hf-tokenizer"], dest="fmt")
+    p.add_argument("--out", required=True, help="the export directory (local or a URI)")
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("pack", help="pack a run's tokenized segment again (another seq-len, mixture, shard size)")
+    p.add_argument("run_dir", help="a run directory with a committed tokenized segment")
+    p.add_argument("--out", required=True, help="the new run-like directory (local or a URI)")
+    p.add_argument("--seq-len", type=int, help="tokens per row (default: the run's)")
+    p.add_argument("--mixture", help="a mixture preset name or YAML path (default: the run's)")
+    p.add_argument("--rows-per-shard", type=int, help="rows per shard (default: the run's)")
+    p.add_argument("--total-tokens", type=int, help="token budget (default: the run's)")
+    p.add_argument("--seed", type=int, help="sampling seed (default: the run's)")
+    p.add_argument("--force", action="store_true", help="replace what an earlier pack wrote in --out")
+    p.set_defaults(func=cmd_pack)
 
     for name, (_, _, text) in DELEGATED.items():
         # Listed for --help; main() hands their arguments over untouched (they have parsers of their own).

@@ -157,3 +157,39 @@ def test_pad_last_keeps_the_tail_of_a_source_in_one_padded_row(run_dir, run_pack
     padded = con.execute(f"SELECT count(*) FROM shards WHERE input_ids[64] = {pad} AND input_ids[1] != {pad}").fetchone()
     assert padded[0] == 1  # exactly one row ends in padding
     assert cli.verify(str(run_dir)) == []
+
+
+def test_every_shard_references_the_tokenizer_by_a_run_relative_path(run_dir, run_pack, tokenizer_file):
+    import hashlib
+
+    from gristmill.mixtures.shards import shard_tokenizer
+
+    run_pack(run_dir, PARAMS)
+    m = json.loads((run_dir / "manifest.json").read_text())
+    ref = m["tokenizer"]
+    assert ref["path"] == "tokenizer/tokenizer.json"
+    assert ref["sha256"] == hashlib.sha256((run_dir / ref["path"]).read_bytes()).hexdigest()
+    assert (ref["bos_id"], ref["eos_id"], ref["separator_id"], ref["pad_id"], ref["vocab_size"]) == (0, 0, 0, 1, 700)
+    for entry in m["shards"]:
+        assert shard_tokenizer(pq.ParquetFile(run_dir / entry["path"])) == ref
+        raw = pq.read_metadata(run_dir / entry["path"]).metadata[b"gristmill.tokenizer"]
+        assert str(run_dir).encode() not in raw
+
+
+def test_a_tokenizer_from_outside_the_run_is_copied_into_it(run_dir, run_pack, tokenizer_file):
+    (run_dir / "tokenizer" / "tokenizer.json").unlink()
+    run_pack(run_dir, {**PARAMS, "tokenizer": str(tokenizer_file)})
+    ref = json.loads((run_dir / "manifest.json").read_text())["tokenizer"]
+    assert ref["path"] == "mixture/03-pack/tokenizer.json"
+    assert (run_dir / ref["path"]).read_bytes() == tokenizer_file.read_bytes()
+    assert cli.verify(str(run_dir)) == []
+
+
+def test_verify_finds_a_shard_whose_tokenizer_reference_differs(run_dir, run_pack):
+    run_pack(run_dir, PARAMS)
+    m = json.loads((run_dir / "manifest.json").read_text())
+    m["tokenizer"]["pad_id"] = 5
+    (run_dir / "manifest.json").write_text(json.dumps(m))
+    problems = cli.verify(str(run_dir), None)
+    assert problems and all("tokenizer reference" in p for p in problems)
+    assert len(problems) == len(m["shards"])
