@@ -157,6 +157,40 @@ def test_rank_and_world_size_come_from_torch_distributed(packed_run, tmp_path):
         ShardDataset(packed_run, rank=2, world_size=2)
 
 
+RANK_PROCESS = """
+import json, sys
+import torch.distributed as dist
+from gristmill.mixtures.dataset import ShardDataset
+dist.init_process_group("gloo", init_method=sys.argv[1], rank=int(sys.argv[2]), world_size=2)
+dataset = ShardDataset(sys.argv[3], shuffle=True, seed=6)
+print(json.dumps({"rank": dataset.rank, "world_size": dataset.world_size,
+                  "rows": [row for batch in dataset.loader(batch_size=4, num_workers=1)
+                           for row in batch["input_ids"].tolist()]}))
+dist.destroy_process_group()
+"""
+
+
+def test_two_processes_of_a_process_group_split_the_rows(packed_run, reference, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(Path(__file__).parents[2]),
+                                                                     os.environ.get("PYTHONPATH")]))}
+    store = f"file://{tmp_path / 'store'}"
+    ranks = [subprocess.Popen([sys.executable, "-c", RANK_PROCESS, store, str(r), str(packed_run)], env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for r in range(2)]
+    outputs = []
+    for process in ranks:
+        out, err = process.communicate(timeout=300)
+        assert process.returncode == 0, err
+        outputs.append(json.loads(out.strip().splitlines()[-1]))
+    assert [(o["rank"], o["world_size"]) for o in outputs] == [(0, 2), (1, 2)]
+    assert sorted(tuple(row) for o in outputs for row in o["rows"]) == sorted(reference)
+    expected = [single_rows(ShardDataset(packed_run, rank=r, world_size=2, shuffle=True, seed=6)) for r in range(2)]
+    assert [[tuple(row) for row in o["rows"]] for o in outputs] == expected
+
+
 def test_document_boundaries_match_the_shards_and_gristmill_show(packed_run, capsys):
     from gristmill.pipeline.cli import main
 
