@@ -37,6 +37,8 @@ _SHARD_ORDER, _WINDOW = 0, 1
 # State keys that must match for a resume to continue the same stream.
 _STREAM_KEYS = ("rows", "world_size", "rank", "shuffle", "seed", "shuffle_window")
 _CACHED_SHARDS = 2
+# Rows turned into int64 tensors at a time: bounds the memory of a window's tensors (3 x 8 bytes per token).
+_TENSOR_ROWS = 256
 
 
 def distributed_rank(rank: int | None, world_size: int | None) -> tuple[int, int]:
@@ -194,13 +196,16 @@ class ShardDataset(IterableDataset):
         self.begin_iteration()
         epoch, begin = self.epoch, self.consumed
         for positions, ids, starts in self._rows(epoch, begin, workers, worker_id):
-            position_ids, segment_ids = document_positions(starts)
-            ids = torch.from_numpy(ids.astype(np.int64))
-            position_ids, segment_ids = torch.from_numpy(position_ids), torch.from_numpy(segment_ids)
-            for i, position in enumerate(positions):
-                if not in_worker:
-                    self.consumed = int(position) + 1
-                yield {"input_ids": ids[i], "position_ids": position_ids[i], "segment_ids": segment_ids[i]}
+            for low in range(0, len(positions), _TENSOR_ROWS):
+                chunk = slice(low, low + _TENSOR_ROWS)
+                position_ids, segment_ids = document_positions(starts[chunk])
+                columns = {"input_ids": torch.from_numpy(ids[chunk].astype(np.int64)),
+                           "position_ids": torch.from_numpy(position_ids),
+                           "segment_ids": torch.from_numpy(segment_ids)}
+                for i, position in enumerate(positions[chunk]):
+                    if not in_worker:
+                        self.consumed = int(position) + 1
+                    yield {name: column[i] for name, column in columns.items()}
         if in_worker:  # a worker's copy: the pass is over, whatever its share was
             self.consumed = len(self)
 

@@ -170,6 +170,7 @@ dist.destroy_process_group()
 """
 
 
+@pytest.mark.slow
 def test_two_processes_of_a_process_group_split_the_rows(packed_run, reference, tmp_path):
     import os
     import subprocess
