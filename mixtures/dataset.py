@@ -17,6 +17,7 @@ of the uninterrupted stream.
 from __future__ import annotations
 
 import collections
+import hashlib
 from typing import Any, Iterator, Mapping
 
 import numpy as np
@@ -35,7 +36,7 @@ STATE_FORMAT = "gristmill.shard_dataset/1"
 # SeedSequence streams: the shard order of an epoch, and the permutation of a window of a rank's stream.
 _SHARD_ORDER, _WINDOW = 0, 1
 # State keys that must match for a resume to continue the same stream.
-_STREAM_KEYS = ("rows", "world_size", "rank", "shuffle", "seed", "shuffle_window")
+_STREAM_KEYS = ("shards", "rows", "world_size", "rank", "shuffle", "seed", "shuffle_window")
 _CACHED_SHARDS = 2
 # Rows turned into int64 tensors at a time: bounds the memory of a window's tensors (3 x 8 bytes per token).
 _TENSOR_ROWS = 256
@@ -130,6 +131,9 @@ class ShardDataset(IterableDataset):
         self.block_rows = 1  # rows per block dealt to DataLoader workers; ShardLoader sets its batch size
         self.shard_rows = np.array([e["rows"] for e in self.manifest["shards"]], dtype=np.int64)
         self.total_rows = int(self.shard_rows.sum())
+        # Which shards these are: a saved position is refused on a run packed again with other rows.
+        listing = "".join(e["sha256"] for e in self.manifest["shards"]).encode()
+        self.shards_digest = hashlib.sha256(listing).hexdigest()[:16]
         self.start = self.total_rows * self.rank // self.world_size
         self.stop = self.total_rows * (self.rank + 1) // self.world_size
         self.epoch = 0
@@ -149,9 +153,9 @@ class ShardDataset(IterableDataset):
         self.epoch, self.consumed = int(epoch), 0
 
     def state_dict(self) -> dict[str, Any]:
-        return {"format": STATE_FORMAT, "epoch": self.epoch, "consumed": self.consumed, "rows": self.total_rows,
-                "world_size": self.world_size, "rank": self.rank, "shuffle": self.shuffle, "seed": self.seed,
-                "shuffle_window": self.shuffle_window}
+        return {"format": STATE_FORMAT, "epoch": self.epoch, "consumed": self.consumed, "shards": self.shards_digest,
+                "rows": self.total_rows, "world_size": self.world_size, "rank": self.rank, "shuffle": self.shuffle,
+                "seed": self.seed, "shuffle_window": self.shuffle_window}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         if state.get("format") != STATE_FORMAT:

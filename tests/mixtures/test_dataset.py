@@ -139,6 +139,8 @@ def test_a_state_from_another_stream_is_refused(packed_run):
         ShardDataset(packed_run, shuffle=True, seed=5).load_state_dict(state)
     with pytest.raises(ValueError, match=r"state\['world_size'\]"):
         ShardDataset(packed_run, rank=0, world_size=2, shuffle=True, seed=4).load_state_dict(state)
+    with pytest.raises(ValueError, match=r"state\['shards'\]"):
+        ShardDataset(packed_run, shuffle=True, seed=4).load_state_dict({**state, "shards": "0" * 16})
 
 
 def test_rank_and_world_size_come_from_torch_distributed(packed_run, tmp_path):
