@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
@@ -11,11 +10,9 @@ from gristmill.pipeline.cli_errors import EXIT_USAGE, require_run_dir
 
 
 def _load(path: str):
-    from gristmill.pipeline.plan import build_plan
-    from gristmill.pipeline.spec import load_pipeline
+    from gristmill.pipeline.api import load_plan
 
-    spec, base = load_pipeline(path)
-    return build_plan(spec, base)
+    return load_plan(Path(path))
 
 
 def _warn(plan) -> None:
@@ -57,48 +54,17 @@ def cmd_plan(args) -> int:
     return 0
 
 
-def _init_ray(address: str | None) -> None:
-    import logging
-
-    # gristmill draws its own progress; Ray Data's bars and INFO lines would interleave with it.
-    os.environ.setdefault("RAY_DATA_DISABLE_PROGRESS_BARS", "1")
-    logging.getLogger("ray.data").setLevel(logging.WARNING)
-    if not address:
-        from gristmill.pipeline.executors import init_local_ray
-
-        init_local_ray()  # first to import ray: it keeps the embedded Ray on loopback
-        return
-    import ray
-
-    if not ray.is_initialized():
-        ray.init(address=address, log_to_driver=True)
-
-
 def cmd_run(args) -> int:
-    from gristmill.pipeline.executors import LocalExecutor, RayExecutor
+    from gristmill.pipeline.api import execute
     from gristmill.pipeline.progress import Progress
-    from gristmill.pipeline.rundir import RunDir
-    from gristmill.pipeline.run import run_plan
     from gristmill.pipeline.timeline import RunClock
 
     clock = RunClock.from_process_start()  # the run's wall time: imports, plan build and Ray start included
     with clock.phase("plan build", "start"):
         plan = _load(args.pipeline)
-    executor_name = args.executor or plan.spec.execution.executor
-    address = args.address or os.environ.get("RAY_ADDRESS")
-    if address and executor_name == "local":
-        print("--address needs the ray executor", file=sys.stderr)
-        return EXIT_USAGE
-    run_dir = RunDir(args.run_dir or plan.spec.output.run_dir or os.path.join("runs", plan.spec.name))
-    progress = None if args.quiet else Progress()
-    if executor_name == "ray":
-        with clock.phase("Ray start" if not address else "Ray connect", "start"):
-            _init_ray(address)
-        executor = RayExecutor(progress=progress)
-    else:
-        executor = LocalExecutor(progress=progress)
-    result = run_plan(plan, run_dir, executor, force=args.force, force_unlock=args.force_unlock,
-                      log=lambda m: print(m, file=sys.stderr), clock=clock)
+    result = execute(plan, args.run_dir, args.executor, address=args.address, force=args.force,
+                     force_unlock=args.force_unlock, progress=None if args.quiet else Progress(),
+                     log=lambda m: print(m, file=sys.stderr), clock=clock)
     for segment in result.stats:
         for s in segment.stages:
             print(f"{segment.segment:<24} {s.label:<10} {s.stage:<22} {s.source:<14} in {s.rows_in:>8} "

@@ -37,13 +37,14 @@ def require_run_dir(path: str) -> str:
 
 def _usage_errors() -> tuple[type[BaseException], ...]:
     from gristmill.mixtures.solver import InfeasibleMixture
+    from gristmill.pipeline.api import RunOptionsError
     from gristmill.pipeline.lease import LeaseHeldError, LeaseLostError
     from gristmill.pipeline.rundir import StaleSegmentError
     from gristmill.pipeline.spec import SpecError
     from gristmill.stages.ingest.base import InputFileError
 
     return (SpecError, StaleSegmentError, LeaseHeldError, LeaseLostError, IndexError, InfeasibleMixture,
-            InputFileError, NotARunDirectory)
+            InputFileError, NotARunDirectory, RunOptionsError)
 
 
 def one_line(exc: BaseException) -> tuple[str, int] | None:

@@ -15,9 +15,9 @@ import_ray_single_machine()
 
 DATA = Path(__file__).parent / "data"
 
-# Shared fixtures: a corpus with a tokenizer trained on it (tokenize stages, train-tokenizer) and a tokenized
-# run directory to pack (mixture step, shard commands).
-pytest_plugins = ["tokenizer_fixtures", "mixture_fixtures"]
+# Shared fixtures: a corpus with a tokenizer trained on it (tokenize stages, train-tokenizer), a tokenized
+# run directory to pack (mixture step, shard commands), a finished run with shards, and an S3 server.
+pytest_plugins = ["tokenizer_fixtures", "mixture_fixtures", "packed_run", "object_store"]
 
 @pytest.fixture(scope="session")
 def data_dir() -> Path:
