@@ -129,22 +129,49 @@ def fmix(x):
     x ^= x >> np.uint64(33)
     return x
 
-@njit(cache=True, nogil=True)
-def hash_ranges(data, starts, ends, smix, out):
-    for j in range(starts.shape[0]):
-        s = starts[j]
-        n = ends[j] - s
-        acc = np.uint64(0)
-        k = 0
-        while 8 * k < n:
+@njit(cache=True, nogil=True, inline="always")
+def load8(data, p):
+    """The 8 bytes at ``data[p:p+8]`` as a little-endian uint64 (fixed loads: no loop to mispredict)."""
+    return (
+        np.uint64(data[p])
+        | (np.uint64(data[p + 1]) << np.uint64(8))
+        | (np.uint64(data[p + 2]) << np.uint64(16))
+        | (np.uint64(data[p + 3]) << np.uint64(24))
+        | (np.uint64(data[p + 4]) << np.uint64(32))
+        | (np.uint64(data[p + 5]) << np.uint64(40))
+        | (np.uint64(data[p + 6]) << np.uint64(48))
+        | (np.uint64(data[p + 7]) << np.uint64(56))
+    )
+
+@njit(cache=True, nogil=True, inline="always")
+def hash_range(data, s, n, salts, smix):
+    """The 64-bit hash of ``data[s:s+n]``; ``salts[k]`` is block k's salt, precomputed for the first blocks."""
+    acc = np.uint64(0)
+    k = 0
+    size = data.shape[0]
+    while 8 * k < n:
+        p = s + 8 * k
+        rem = n - 8 * k
+        if p + 8 <= size:
+            block = load8(data, p)
+            if rem < 8:
+                block &= (np.uint64(1) << np.uint64(8 * rem)) - np.uint64(1)
+        else:  # the last bytes of the buffer
             block = np.uint64(0)
-            stop = min(8, n - 8 * k)
-            for q in range(stop):
-                block |= np.uint64(data[s + 8 * k + q]) << np.uint64(8 * q)
+            for q in range(min(8, rem)):
+                block |= np.uint64(data[p + q]) << np.uint64(8 * q)
+        if k < salts.shape[0]:
+            salt = salts[k]
+        else:
             salt = fmix((np.uint64(k + 1) * np.uint64(GOLDEN64)) ^ smix)
-            acc += fmix(block ^ salt)
-            k += 1
-        out[j] = fmix((acc + np.uint64(n) * np.uint64(LENGTH_MULT)) ^ smix)
+        acc += fmix(block ^ salt)
+        k += 1
+    return fmix((acc + np.uint64(n) * np.uint64(LENGTH_MULT)) ^ smix)
+
+@njit(cache=True, nogil=True)
+def hash_ranges(data, starts, ends, salts, smix, out):
+    for j in range(starts.shape[0]):
+        out[j] = hash_range(data, starts[j], ends[j] - starts[j], salts, smix)
 
 
 # --- MinHash: shingle hash, permutations, minimum (gristmill.dedup.minhash) -------------------------------------------
@@ -165,45 +192,108 @@ def shingle_hash32(token_hash, first, length):
     return x >> np.uint64(32)
 
 @njit(cache=True, nogil=True)
-def minhash_affine32(token_hash, tok_off, n, a, b, out):
-    num_perm = a.shape[0]
+def shingle_hash_array(token_hash, tok_off, n, sh_off, out):
+    """``out[sh_off[d]:sh_off[d+1]]``: document d's shingle hashes in order (a document of fewer than n tokens
+    is one shingle of all its tokens)."""
     for d in range(tok_off.shape[0] - 1):
         t0 = tok_off[d]
         count = tok_off[d + 1] - t0
         if count == 0:
             continue
         length = min(count, n)
-        row = out[d]
+        o = sh_off[d]
         for s in range(count - length + 1):
-            h = shingle_hash32(token_hash, t0 + s, length)
-            # datasketch's affine32 pre-mix: the 32-bit MurmurHash3 finalizer
-            h ^= h >> np.uint64(16)
-            h = (h * np.uint64(0x85EBCA6B)) & M32
-            h ^= h >> np.uint64(13)
-            h = (h * np.uint64(0xC2B2AE35)) & M32
-            h ^= h >> np.uint64(16)
-            for k in range(num_perm):
-                v = np.uint32((a[k] * h + b[k]) & M32)
-                if v < row[k]:
-                    row[k] = v
+            out[o + s] = np.uint32(shingle_hash32(token_hash, t0 + s, length))
+
+@njit(cache=True, nogil=True, inline="always")
+def fmix32(h):
+    # datasketch's affine32 pre-mix: the 32-bit MurmurHash3 finalizer
+    h ^= h >> np.uint32(16)
+    h = np.uint32(h * np.uint32(0x85EBCA6B))
+    h ^= h >> np.uint32(13)
+    h = np.uint32(h * np.uint32(0xC2B2AE35))
+    return h ^ (h >> np.uint32(16))
+
+@njit(cache=True, nogil=True, inline="always")
+def affine_min8(ak, bk, h0, h1, h2, h3, h4, h5, h6, h7):
+    v0 = min(np.uint32(ak * h0 + bk), np.uint32(ak * h1 + bk))
+    v1 = min(np.uint32(ak * h2 + bk), np.uint32(ak * h3 + bk))
+    v2 = min(np.uint32(ak * h4 + bk), np.uint32(ak * h5 + bk))
+    v3 = min(np.uint32(ak * h6 + bk), np.uint32(ak * h7 + bk))
+    return min(min(v0, v1), min(v2, v3))
 
 @njit(cache=True, nogil=True)
-def minhash_legacy(token_hash, tok_off, n, a, b, out):
+def minhash_affine32(hashes, off, a, b, out):
+    """Signatures (uint32, mod 2^32 arithmetic) from the shingle hashes of each document. Eight shingles per
+    pass over the signature row: the row is loaded and stored once per eight shingles and the inner loop over
+    the permutations is vectorized (SIMD) by LLVM. Where fewer than eight remain, the last one is repeated,
+    which leaves the minimum unchanged."""
+    num_perm = a.shape[0]
+    for d in range(off.shape[0] - 1):
+        row = out[d]
+        s = off[d]
+        last = off[d + 1] - 1
+        while s <= last:
+            h0 = fmix32(hashes[s])
+            h1 = fmix32(hashes[min(s + 1, last)])
+            h2 = fmix32(hashes[min(s + 2, last)])
+            h3 = fmix32(hashes[min(s + 3, last)])
+            h4 = fmix32(hashes[min(s + 4, last)])
+            h5 = fmix32(hashes[min(s + 5, last)])
+            h6 = fmix32(hashes[min(s + 6, last)])
+            h7 = fmix32(hashes[min(s + 7, last)])
+            for k in range(num_perm):
+                v = affine_min8(a[k], b[k], h0, h1, h2, h3, h4, h5, h6, h7)
+                if v < row[k]:
+                    row[k] = v
+            s += 8
+
+@njit(cache=True, nogil=True)
+def minhash_legacy(hashes, off, a, b, out):
     num_perm = a.shape[0]
     prime = np.uint64((1 << 61) - 1)
-    for d in range(tok_off.shape[0] - 1):
-        t0 = tok_off[d]
-        count = tok_off[d + 1] - t0
-        if count == 0:
-            continue
-        length = min(count, n)
+    for d in range(off.shape[0] - 1):
         row = out[d]
-        for s in range(count - length + 1):
-            h = shingle_hash32(token_hash, t0 + s, length)
+        for s in range(off[d], off[d + 1]):
+            h = np.uint64(hashes[s])
             for k in range(num_perm):
                 v = ((h * a[k] + b[k]) % prime) & M32  # uint64 wraparound, as datasketch's numpy code
                 if v < row[k]:
                     row[k] = v
+
+@njit(cache=True, nogil=True)
+def sorted_unique_segments(values, off, set_off, out):
+    """Each segment ``values[off[d]:off[d+1]]`` sorted and deduplicated into ``out[set_off[d]:set_off[d+1]]``
+    (``set_off`` is written here); returns the number of values written. One small sort per document, in
+    cache, instead of one sort of the whole batch."""
+    o = 0
+    set_off[0] = 0
+    for d in range(off.shape[0] - 1):
+        s = off[d]
+        e = off[d + 1]
+        if e > s:
+            seg = np.sort(values[s:e])
+            out[o] = seg[0]
+            o += 1
+            for i in range(1, seg.shape[0]):
+                if seg[i] != seg[i - 1]:
+                    out[o] = seg[i]
+                    o += 1
+        set_off[d + 1] = o
+    return o
+
+
+@njit(cache=True, nogil=True)
+def take_rows(off, values, rows, new_off, out):
+    """Rows ``rows`` of the ragged array (off, values), in that order, into (new_off, out)."""
+    o = 0
+    new_off[0] = 0
+    for i in range(rows.shape[0]):
+        r = rows[i]
+        for j in range(off[r], off[r + 1]):
+            out[o] = values[j]
+            o += 1
+        new_off[i + 1] = o
 
 
 @njit(cache=True, nogil=True)

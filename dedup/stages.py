@@ -22,7 +22,8 @@ from gristmill.dedup.components import (
 from gristmill.dedup.hashing import hash_ranges64, hash_strings64
 from gristmill.dedup.lsh import band_keys, optimal_param
 from gristmill.dedup.minhash import (
-    ShingleSpec, csr_take, empty_value, estimated_jaccard, exact_jaccard, shingle_sets, signature_dtype, signatures,
+    ShingleSpec, csr_take, empty_value, estimated_jaccard, exact_jaccard, shingle_hashes, signature_dtype,
+    signatures_from_hashes, sorted_sets,
 )
 from gristmill.dedup.normalize import Normalization, normalize_batch
 from gristmill.dedup.parallel import partition_of, split_by_partition
@@ -90,8 +91,8 @@ class MinHashParams(StageParams):
     verify_with: Literal["signatures", "shingles"] = Field(
         "shingles",
         description="signatures: the Jaccard estimated from the MinHash signatures (share of equal slots); "
-        "shingles: the exact Jaccard of the documents' shingle-hash sets (stored per part, about 4 bytes per "
-        "distinct shingle): no estimation error around the threshold",
+        "shingles: the exact Jaccard of the documents' shingle-hash sets (stored per part, 4 bytes per "
+        "shingle): no estimation error around the threshold",
     )
     partitions: int = Field(4, ge=1, le=4096, description="shuffle partitions of band keys and edges")
     max_bucket_size: int = Field(
@@ -139,7 +140,8 @@ def _sign_part(path: Location, params: MinHashParams, banding: tuple[int, int], 
     for batch in file.iter_batches(batch_size=READ_BATCH_ROWS, columns=["doc_id", params.text_column]):
         docs = batch.column("doc_id").to_numpy().astype(np.uint64)
         text = batch.column(params.text_column)
-        sig = signatures(text, params.shingles(), params.num_perm, params.seed, params.scheme)
+        hashes, offsets = shingle_hashes(text, params.shingles())
+        sig = signatures_from_hashes(hashes, offsets, params.num_perm, params.seed, params.scheme)
         n_docs += len(docs)
         n_bytes += pc.sum(pc.binary_length(text)).as_py() or 0
         # A document without shingles has the empty signature: it would collide with every other empty one.
@@ -152,7 +154,8 @@ def _sign_part(path: Location, params: MinHashParams, banding: tuple[int, int], 
             doc_chunks.append(docs[has])
             sig_chunks.append(sig[has])
         if exact:
-            set_chunks.append(csr_take(*shingle_sets(text, params.shingles()), np.flatnonzero(has)))
+            # Stored as shingled; sorted into sets only for the documents that become candidates.
+            set_chunks.append(csr_take(offsets, hashes, np.flatnonzero(has)))
     keys = np.concatenate(key_chunks) if key_chunks else np.zeros(0, np.uint64)
     kdocs = np.concatenate(keyed_docs) if keyed_docs else np.zeros(0, np.uint64)
     sig_files = None
@@ -184,7 +187,8 @@ def _concat_ragged(chunks: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndar
 
 
 def lookup_shingle_sets(sig_files, docs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The shingle sets of ``docs`` (sorted, every one present) as one ragged array, from the per-part files."""
+    """The shingle sets of ``docs`` (sorted, every one present) as one ragged array of sorted distinct
+    hashes, from the per-part files of shingle hashes."""
     pieces = []
     for files in sig_files:
         part_docs = _load_npy(files[0])
@@ -199,7 +203,7 @@ def lookup_shingle_sets(sig_files, docs: np.ndarray) -> tuple[np.ndarray, np.nda
     if len(found) != len(docs):
         raise RuntimeError(f"shingle sets of {len(docs) - len(found)} candidate documents are missing from {sig_files}")
     off, values = _concat_ragged([(o, v) for _, o, v in pieces])
-    return csr_take(off, values, np.argsort(found))
+    return sorted_sets(*csr_take(off, values, np.argsort(found)))
 
 
 def lookup_signatures(sig_files: list[tuple[Location, ...]], docs: np.ndarray, num_perm: int, dtype) -> np.ndarray:
