@@ -152,7 +152,9 @@ def normalize_py(text: str, norm: Normalization) -> tuple[str, list[str]]:
 def _as_large_string(texts: pa.Array | pa.ChunkedArray) -> pa.Array:
     if isinstance(texts, pa.ChunkedArray):
         texts = texts.combine_chunks() if texts.num_chunks else pa.array([], pa.large_string())
-    return pc.fill_null(texts.cast(pa.large_string()), "")
+    texts = texts.cast(pa.large_string())
+    # only when needed: building the fill scalar imports pandas (pyarrow 26), a second in a fresh process
+    return pc.fill_null(texts, "") if texts.null_count else texts
 
 
 class Normalized:

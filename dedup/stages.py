@@ -61,8 +61,21 @@ def _isin_sorted(values: np.ndarray, sorted_set: np.ndarray) -> np.ndarray:
     return sorted_set[idx] == values
 
 
-def _doc_ids(table: pa.Table) -> np.ndarray:
-    return table.column("doc_id").to_numpy().astype(np.uint64, copy=False)
+def uint64_values(column: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """An integer column without nulls as a uint64 numpy array, read from its data buffer: pyarrow's
+    ``to_numpy`` imports pandas on its first call (about a second of CPU in every fresh worker process)."""
+    if isinstance(column, pa.ChunkedArray):
+        column = column.combine_chunks() if column.num_chunks else pa.array([], pa.uint64())
+    if column.null_count:
+        raise ValueError(f"integer column of {len(column)} rows has {column.null_count} nulls")
+    column = column.cast(pa.uint64())
+    if len(column) == 0:
+        return np.zeros(0, dtype=np.uint64)
+    return np.frombuffer(column.buffers()[1], dtype=np.uint64, count=len(column), offset=column.offset * 8)
+
+
+def _doc_ids(table: pa.Table | pa.RecordBatch) -> np.ndarray:
+    return uint64_values(table.column("doc_id"))
 
 
 # ==== MinHash ================================================================================================
@@ -138,7 +151,7 @@ def _sign_part(path: Location, params: MinHashParams, banding: tuple[int, int], 
     exact = sig_prefix is not None and params.verify_with == "shingles"
     n_docs = n_bytes = n_empty = 0
     for batch in file.iter_batches(batch_size=READ_BATCH_ROWS, columns=["doc_id", params.text_column]):
-        docs = batch.column("doc_id").to_numpy().astype(np.uint64)
+        docs = _doc_ids(batch)
         text = batch.column(params.text_column)
         hashes, offsets = shingle_hashes(text, params.shingles())
         sig = signatures_from_hashes(hashes, offsets, params.num_perm, params.seed, params.scheme)
@@ -442,7 +455,7 @@ def _paragraphs(text: pa.Array, separator: str) -> tuple[pa.Array, np.ndarray, n
 
 def bloom_keys(table: pa.Table | pa.RecordBatch, params: BloomParams):
     """(key, doc_id, paragraph index) rows of a batch, in doc_id then paragraph order."""
-    docs = table.column("doc_id").to_numpy().astype(np.uint64)
+    docs = _doc_ids(table)
     if params.granularity == "url":
         url = table.column(params.url_column)
         trimmed = pc.utf8_trim_whitespace(pc.fill_null(url, ""))
