@@ -37,7 +37,10 @@ def put_utf8(out, o, cp):
     return o + 4
 
 @njit(cache=True, nogil=True)
-def normalize_tokenize(data, doc_off, cls, low, lowercase, punct_sep, out, out_off, tok_start, tok_end, tok_off):
+def normalize_tokenize(data, doc_off, cls, low, ascii_out, lowercase, punct_sep, out, out_off, tok_start, tok_end,
+                       tok_off):
+    """``ascii_out[b]`` for an ASCII byte b: the byte it becomes inside a word (lowercased), or 0 when it
+    separates words (ASCII has no dropped or solo characters): the common case takes one table lookup."""
     n_docs = doc_off.shape[0] - 1
     o = 0
     t = 0
@@ -52,6 +55,27 @@ def normalize_tokenize(data, doc_off, cls, low, lowercase, punct_sep, out, out_o
         end = doc_off[d + 1]
         while i < end:
             b0 = np.int64(data[i])
+            if b0 < 0x80:
+                mapped = ascii_out[b0]
+                i += 1
+                if mapped == 0:
+                    if in_word:
+                        tok_end[t] = o
+                        t += 1
+                        in_word = False
+                    if o > doc_begin:
+                        pending_space = True
+                    continue
+                if pending_space:
+                    out[o] = 32
+                    o += 1
+                    pending_space = False
+                if not in_word:
+                    tok_start[t] = o
+                    in_word = True
+                out[o] = mapped
+                o += 1
+                continue
             length = 1
             cp = b0
             if b0 >= 0x80:
@@ -262,22 +286,59 @@ def minhash_legacy(hashes, off, a, b, out):
                     row[k] = v
 
 @njit(cache=True, nogil=True)
+def bucket_sort_into(values, s, m, counts, tmp):
+    """``values[s:s+m]`` (uint32 hashes, uniformly spread) sorted into ``tmp[:m]``: scattered into about m
+    buckets by their top bits, then one insertion sort, which moves each value only within its bucket
+    (expected O(m); equal values never move). Falls back to a comparison sort past 32 moves per value, so
+    hashes crowded into a few buckets cannot make it quadratic."""
+    bits = 1
+    while (1 << bits) < m:
+        bits += 1
+    shift = np.uint32(32 - bits)
+    for b in range((1 << bits) + 1):
+        counts[b] = 0
+    for i in range(m):
+        counts[(values[s + i] >> shift) + 1] += 1
+    for b in range(1 << bits):
+        counts[b + 1] += counts[b]
+    for i in range(m):
+        v = values[s + i]
+        k = v >> shift
+        tmp[counts[k]] = v
+        counts[k] += 1
+    moves = 0
+    for i in range(1, m):
+        v = tmp[i]
+        j = i - 1
+        while j >= 0 and tmp[j] > v:
+            tmp[j + 1] = tmp[j]
+            j -= 1
+        tmp[j + 1] = v
+        moves += i - 1 - j
+        if moves > 32 * m:
+            tmp[:m] = np.sort(values[s : s + m])
+            return
+
+@njit(cache=True, nogil=True)
 def sorted_unique_segments(values, off, set_off, out):
     """Each segment ``values[off[d]:off[d+1]]`` sorted and deduplicated into ``out[set_off[d]:set_off[d+1]]``
-    (``set_off`` is written here); returns the number of values written. One small sort per document, in
-    cache, instead of one sort of the whole batch."""
+    (``set_off`` is written here); returns the number of values written."""
+    longest = 0
+    for d in range(off.shape[0] - 1):
+        longest = max(longest, off[d + 1] - off[d])
+    counts = np.zeros(2 * longest + 2, np.int64)
+    tmp = np.empty(longest, values.dtype)
     o = 0
     set_off[0] = 0
     for d in range(off.shape[0] - 1):
-        s = off[d]
-        e = off[d + 1]
-        if e > s:
-            seg = np.sort(values[s:e])
-            out[o] = seg[0]
+        m = off[d + 1] - off[d]
+        if m > 0:
+            bucket_sort_into(values, off[d], m, counts, tmp)
+            out[o] = tmp[0]
             o += 1
-            for i in range(1, seg.shape[0]):
-                if seg[i] != seg[i - 1]:
-                    out[o] = seg[i]
+            for i in range(1, m):
+                if tmp[i] != tmp[i - 1]:
+                    out[o] = tmp[i]
                     o += 1
         set_off[d + 1] = o
     return o

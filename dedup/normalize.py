@@ -111,6 +111,24 @@ def tables() -> tuple[np.ndarray, np.ndarray]:
     return cls, low
 
 
+@functools.lru_cache(maxsize=8)
+def ascii_bytes(norm: Normalization) -> np.ndarray:
+    """For each ASCII byte, what it becomes inside a word under ``norm`` (lowercased when folding case), or
+    0 where it separates words (whitespace, control characters, and punctuation when folded)."""
+    cls, low = tables()
+    out = np.zeros(128, dtype=np.uint8)
+    for b in range(128):
+        c = cls[b]
+        if c == PUNCT:
+            c = SEP if norm.punctuation else WORD
+        if c == WORD:
+            out[b] = low[b] if norm.lowercase else b
+    if np.isin(cls[:128], (DROP, SOLO)).any():  # the kernel's ASCII path knows only words and separators
+        raise RuntimeError("an ASCII character is classed as dropped or solo: the ASCII path needs a third case")
+    out.flags.writeable = False
+    return out
+
+
 def normalize_py(text: str, norm: Normalization) -> tuple[str, list[str]]:
     """Reference implementation: (normalized text, word tokens) of one document."""
     if norm.nfkc:
@@ -190,6 +208,7 @@ def normalize_batch(texts: pa.Array | pa.ChunkedArray, norm: Normalization = Nor
     tok_end = np.empty(max_tokens, dtype=np.int64)
     tok_off = np.empty(len(offsets), dtype=np.int64)
     used, n_tok = kernels().normalize_tokenize(
-        data, offsets, cls, low, norm.lowercase, norm.punctuation, out, out_off, tok_start, tok_end, tok_off
+        data, offsets, cls, low, ascii_bytes(norm), norm.lowercase, norm.punctuation, out, out_off, tok_start,
+        tok_end, tok_off,
     )
     return Normalized(out[:used].copy(), out_off, tok_start[:n_tok].copy(), tok_end[:n_tok].copy(), tok_off)

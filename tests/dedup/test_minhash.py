@@ -135,3 +135,14 @@ def test_sorted_sets_sort_and_deduplicate_every_row():
     set_off, sets = sorted_sets(off, values)
     for i in range(len(lengths)):
         assert sets[set_off[i] : set_off[i + 1]].tolist() == sorted(set(values[off[i] : off[i + 1]].tolist()))
+
+
+def test_sorted_sets_of_hashes_crowded_into_few_buckets():
+    # Distinct values sharing their top bits (the kernel's buckets), in reverse order: the worst case of its
+    # insertion sort, which then falls back to a comparison sort.
+    crowded = np.arange(5000, 0, -1, dtype=np.uint32)
+    values = np.concatenate([crowded, np.array([7, 7, 7, 3], np.uint32)])
+    off = np.array([0, len(crowded), len(values)], np.int64)
+    set_off, sets = sorted_sets(off, values)
+    assert set_off.tolist() == [0, 5000, 5002]
+    assert sets[:5000].tolist() == list(range(1, 5001)) and sets[5000:].tolist() == [3, 7]

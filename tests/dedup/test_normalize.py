@@ -33,3 +33,17 @@ def test_rules_on_examples():
     assert text == "hello world 東京タワー xy"
     assert tokens == ["hello", "world", "東", "京", "タ", "ワ", "ー", "xy"]
     assert normalize_py("ｆｕｌｌ", Normalization(nfkc=True))[0] == "full"
+
+
+def test_every_ascii_character_under_every_folding_equals_reference():
+    ascii_text = "".join(chr(b) for b in range(128))
+    texts = [ascii_text, ascii_text[::-1], "Mixed ASCII, ünïcode; and CAPS!"]
+    for lowercase in (True, False):
+        for punctuation in (True, False):
+            norm = Normalization(lowercase=lowercase, punctuation=punctuation)
+            batch = normalize_batch(pa.array(texts, pa.large_string()), norm)
+            for i, text in enumerate(texts):
+                ref_text, ref_tokens = normalize_py(text, norm)
+                assert batch.texts()[i].as_py() == ref_text, (norm, i)
+                toks = range(batch.tok_off[i], batch.tok_off[i + 1])
+                assert [bytes(batch.data[batch.tok_start[t] : batch.tok_end[t]]).decode() for t in toks] == ref_tokens
