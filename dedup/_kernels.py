@@ -36,11 +36,27 @@ def put_utf8(out, o, cp):
     out[o + 3] = 0x80 | (cp & 0x3F)
     return o + 4
 
+LOWER_CHANGES = 0x80  # flag added to a class in the kernel's table: lowercasing changes the character
+# UTF8_MIN[n] <= cp < UTF8_MIN[n + 1]: the code points whose shortest encoding has n bytes (n = 1..4)
+UTF8_MIN = np.array([0, 0, 0x80, 0x800, 0x10000, 0x110000], dtype=np.int64)
+
+@njit(cache=True, nogil=True, inline="always")
+def put_char(out, o, data, src, length, cp):
+    """Write code point ``cp``: its source bytes ``data[src:src+length]`` copied when ``length`` > 0, else
+    encoded."""
+    if length == 0:
+        return put_utf8(out, o, cp)
+    for q in range(length):
+        out[o + q] = data[src + q]
+    return o + length
+
 @njit(cache=True, nogil=True)
 def normalize_tokenize(data, doc_off, cls, low, ascii_out, lowercase, punct_sep, out, out_off, tok_start, tok_end,
                        tok_off):
     """``ascii_out[b]`` for an ASCII byte b: the byte it becomes inside a word (lowercased), or 0 when it
-    separates words (ASCII has no dropped or solo characters): the common case takes one table lookup."""
+    separates words (ASCII has no dropped or solo characters): the common case takes one table lookup. ``cls``
+    is ``normalize.kernel_classes()``: the class of each code point, plus ``LOWER_CHANGES`` where lowercasing
+    changes it."""
     n_docs = doc_off.shape[0] - 1
     o = 0
     t = 0
@@ -78,10 +94,12 @@ def normalize_tokenize(data, doc_off, cls, low, ascii_out, lowercase, punct_sep,
                 continue
             length = 1
             cp = b0
+            copyable = False
             if b0 >= 0x80:
                 if (b0 >> 5) == 6 and i + 1 < end:
                     cp = ((b0 & 0x1F) << 6) | (np.int64(data[i + 1]) & 0x3F)
                     length = 2
+                    copyable = (data[i + 1] & 0xC0) == 0x80
                 elif (b0 >> 4) == 14 and i + 2 < end:
                     cp = (
                         ((b0 & 0x0F) << 12)
@@ -89,6 +107,7 @@ def normalize_tokenize(data, doc_off, cls, low, ascii_out, lowercase, punct_sep,
                         | (np.int64(data[i + 2]) & 0x3F)
                     )
                     length = 3
+                    copyable = ((data[i + 1] & 0xC0) == 0x80) and ((data[i + 2] & 0xC0) == 0x80)
                 elif (b0 >> 3) == 30 and i + 3 < end:
                     cp = (
                         ((b0 & 0x07) << 18)
@@ -97,10 +116,24 @@ def normalize_tokenize(data, doc_off, cls, low, ascii_out, lowercase, punct_sep,
                         | (np.int64(data[i + 3]) & 0x3F)
                     )
                     length = 4
+                    copyable = (
+                        ((data[i + 1] & 0xC0) == 0x80)
+                        and ((data[i + 2] & 0xC0) == 0x80)
+                        and ((data[i + 3] & 0xC0) == 0x80)
+                    )
                 else:
                     cp = 0xFFFD  # invalid UTF-8 byte: a replacement character, one byte consumed
             i += length
             c = cls[cp] if cp < table else 0
+            # Copy the bytes as they are when lowercasing leaves the character alone and they are its valid,
+            # shortest encoding; otherwise (lowercased, or read from invalid UTF-8) encode the code point.
+            if c >= LOWER_CHANGES:
+                c -= LOWER_CHANGES
+                if lowercase:
+                    cp = low[cp]
+                    copyable = False
+            if not copyable or cp < UTF8_MIN[length] or cp >= UTF8_MIN[length + 1]:
+                length = 0
             if c == 3:  # DROP
                 continue
             if c == 2:  # PUNCT
@@ -117,22 +150,20 @@ def normalize_tokenize(data, doc_off, cls, low, ascii_out, lowercase, punct_sep,
                 out[o] = 32
                 o += 1
                 pending_space = False
-            if lowercase and cp < table:
-                cp = low[cp]
             if c == 4:  # SOLO: a token of its own
                 if in_word:
                     tok_end[t] = o
                     t += 1
                     in_word = False
                 tok_start[t] = o
-                o = put_utf8(out, o, cp)
+                o = put_char(out, o, data, i - length, length, cp)
                 tok_end[t] = o
                 t += 1
             else:
                 if not in_word:
                     tok_start[t] = o
                     in_word = True
-                o = put_utf8(out, o, cp)
+                o = put_char(out, o, data, i - length, length, cp)
         if in_word:
             tok_end[t] = o
             t += 1

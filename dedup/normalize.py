@@ -111,6 +111,16 @@ def tables() -> tuple[np.ndarray, np.ndarray]:
     return cls, low
 
 
+@functools.lru_cache(maxsize=1)
+def kernel_classes() -> np.ndarray:
+    """The class table of the compiled kernel: each code point's class, plus ``LOWER_CHANGES`` (0x80) where
+    its lowercase is another character (one lookup tells the kernel both)."""
+    cls, low = tables()
+    flagged = cls | np.where(low != np.arange(TABLE_SIZE), np.uint8(0x80), np.uint8(0)).astype(np.uint8)
+    flagged.flags.writeable = False
+    return flagged
+
+
 @functools.lru_cache(maxsize=8)
 def ascii_bytes(norm: Normalization) -> np.ndarray:
     """For each ASCII byte, what it becomes inside a word under ``norm`` (lowercased when folding case), or
@@ -197,7 +207,7 @@ def normalize_batch(texts: pa.Array | pa.ChunkedArray, norm: Normalization = Nor
     if norm.nfkc:
         arr = pc.utf8_normalize(arr, form="NFKC")
     data, offsets = string_buffers(arr)
-    cls, low = tables()
+    _, low = tables()
     n = len(data)
     out = np.empty(n + n // 2 + 16, dtype=np.uint8)  # lowercasing can lengthen a character by a byte
     out_off = np.empty(len(offsets), dtype=np.int64)
@@ -208,7 +218,14 @@ def normalize_batch(texts: pa.Array | pa.ChunkedArray, norm: Normalization = Nor
     tok_end = np.empty(max_tokens, dtype=np.int64)
     tok_off = np.empty(len(offsets), dtype=np.int64)
     used, n_tok = kernels().normalize_tokenize(
-        data, offsets, cls, low, ascii_bytes(norm), norm.lowercase, norm.punctuation, out, out_off, tok_start,
+        data, offsets, kernel_classes(), low, ascii_bytes(norm), norm.lowercase, norm.punctuation, out, out_off, tok_start,
         tok_end, tok_off,
     )
-    return Normalized(out[:used].copy(), out_off, tok_start[:n_tok].copy(), tok_end[:n_tok].copy(), tok_off)
+    return Normalized(_shrunk(out, used), out_off, _shrunk(tok_start, n_tok), _shrunk(tok_end, n_tok), tok_off)
+
+
+def _shrunk(buffer: np.ndarray, size: int) -> np.ndarray:
+    """The first ``size`` items of a buffer this module allocated (no other reference to it), shrunk in
+    place: a realloc, where a copy would touch every byte again."""
+    buffer.resize(size, refcheck=False)
+    return buffer
