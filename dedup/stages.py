@@ -63,7 +63,7 @@ def _isin_sorted(values: np.ndarray, sorted_set: np.ndarray) -> np.ndarray:
 
 def uint64_values(column: pa.Array | pa.ChunkedArray) -> np.ndarray:
     """An integer column without nulls as a uint64 numpy array, read from its data buffer: pyarrow's
-    ``to_numpy`` copies and imports pandas on its first call (pyarrow 26)."""
+    ``to_numpy`` imports pandas on its first call (pyarrow 26)."""
     if isinstance(column, pa.ChunkedArray):
         column = column.combine_chunks() if column.num_chunks else pa.array([], pa.uint64())
     if column.null_count:
