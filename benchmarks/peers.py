@@ -115,10 +115,11 @@ def child_main(args) -> None:
     print("RESULT " + json.dumps(result), flush=True)
 
 
-def run_side(python: str, side: str, work: Path, bands: int, rows: int) -> dict:
-    """One side in a child process: its result and the CPU of its whole process tree."""
-    cmd = [python, str(HERE / "peers.py"), "--side", side, "--work", str(work), "--bands", str(bands),
-           "--rows", str(rows)]
+def run_side(python: str, side: str, work: Path, bands: int, rows: int, checkout: Path = HERE.parent) -> dict:
+    """One side in a child process (this script of ``checkout``, so its code): its result and the CPU of its
+    whole process tree."""
+    cmd = [python, str(checkout / "benchmarks" / "peers.py"), "--side", side, "--work", str(work),
+           "--bands", str(bands), "--rows", str(rows)]
     t = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     _, status, usage = os.wait4(proc.pid, 0)
@@ -231,6 +232,8 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--bands", type=int, default=14)
     ap.add_argument("--rows", type=int, default=9)
+    ap.add_argument("--baseline", type=Path, help="another checkout of gristmill (with this script copied into "
+                    "its benchmarks/): its MinHash stage runs as a third side")
     ap.add_argument("--side", choices=sorted(SIDES), help=argparse.SUPPRESS)
     ap.add_argument("--work", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -241,13 +244,16 @@ def main() -> None:
 
     docs = dedup_quality.corpus(args.data or dedup_quality.default_data_dir())
     mb = sum(len(d.encode()) for d in docs) / 1e6
-    results: dict[str, list[dict]] = {side: [] for side in SIDES}
+    to_run = {side: (side, HERE.parent) for side in SIDES}
+    if args.baseline:
+        to_run[f"gristmill at {args.baseline}"] = ("gristmill", args.baseline.resolve())
+    results: dict[str, list[dict]] = {name: [] for name in to_run}
     with tempfile.TemporaryDirectory() as tmp:
         for r in range(args.repeat):
-            for side in SIDES:
-                work = Path(tmp) / f"{side}-{r}"
+            for k, (name, (side, checkout)) in enumerate(to_run.items()):
+                work = Path(tmp) / f"{k}-{r}"
                 write_inputs(docs, work)
-                results[side].append(run_side(args.python, side, work, args.bands, args.rows))
+                results[name].append(run_side(args.python, side, work, args.bands, args.rows, checkout))
     best = {side: min(runs, key=lambda x: x["tree_cpu"]) for side, runs in results.items()}
     work_best = {side: min(x["work_cpu"] for x in runs) for side, runs in results.items()}
     print(f"\n{len(docs)} documents, {mb:.1f} MB; word 5-grams, {args.bands} bands x {args.rows} rows; least of "
@@ -255,7 +261,7 @@ def main() -> None:
     print("| system | process-tree CPU s | dedup work CPU s (after imports) | the same work again, warm | wall s | "
           "documents kept |")
     print("|---|---:|---:|---:|---:|---:|")
-    for side in SIDES:
+    for side in to_run:
         b = best[side]
         warm = min((x["warm_work_cpu"] for x in results[side] if "warm_work_cpu" in x), default=None)
         warm_cell = f"{warm:.2f}" if warm is not None else "-"
