@@ -165,7 +165,7 @@ def gristmill_run(docs: list[str], params: dict):
         removed = stage.build(ctx)
         elapsed = time.perf_counter() - t
         clusters = pq.read_table(os.path.join(ctx.state, "clusters")).to_pydict()
-        stats = json.load(open(os.path.join(ctx.state, "stats.json")))
+        stats = {**ctx.stats.counts, **{k: int(v) for k, v in ctx.stats.figures.items()}}
     by_component = {d for d, c in zip(clusters["doc_id"], clusters["component_id"]) if d != c}
     return set(removed.tolist()), by_component, stats, elapsed
 

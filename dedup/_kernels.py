@@ -36,8 +36,27 @@ def put_utf8(out, o, cp):
     out[o + 3] = 0x80 | (cp & 0x3F)
     return o + 4
 
+LOWER_CHANGES = 0x80  # flag added to a class in the kernel's table: lowercasing changes the character
+# UTF8_MIN[n] <= cp < UTF8_MIN[n + 1]: the code points whose shortest encoding has n bytes (n = 1..4)
+UTF8_MIN = np.array([0, 0, 0x80, 0x800, 0x10000, 0x110000], dtype=np.int64)
+
+@njit(cache=True, nogil=True, inline="always")
+def put_char(out, o, data, src, length, cp):
+    """Write code point ``cp``: its source bytes ``data[src:src+length]`` copied when ``length`` > 0, else
+    encoded."""
+    if length == 0:
+        return put_utf8(out, o, cp)
+    for q in range(length):
+        out[o + q] = data[src + q]
+    return o + length
+
 @njit(cache=True, nogil=True)
-def normalize_tokenize(data, doc_off, cls, low, lowercase, punct_sep, out, out_off, tok_start, tok_end, tok_off):
+def normalize_tokenize(data, doc_off, cls, low, ascii_out, lowercase, punct_sep, out, out_off, tok_start, tok_end,
+                       tok_off):
+    """``ascii_out[b]`` for an ASCII byte b: the byte it becomes inside a word (lowercased), or 0 when it
+    separates words (ASCII has no dropped or solo characters): the common case takes one table lookup. ``cls``
+    is ``normalize.kernel_classes()``: the class of each code point, plus ``LOWER_CHANGES`` where lowercasing
+    changes it."""
     n_docs = doc_off.shape[0] - 1
     o = 0
     t = 0
@@ -52,12 +71,35 @@ def normalize_tokenize(data, doc_off, cls, low, lowercase, punct_sep, out, out_o
         end = doc_off[d + 1]
         while i < end:
             b0 = np.int64(data[i])
+            if b0 < 0x80:
+                mapped = ascii_out[b0]
+                i += 1
+                if mapped == 0:
+                    if in_word:
+                        tok_end[t] = o
+                        t += 1
+                        in_word = False
+                    if o > doc_begin:
+                        pending_space = True
+                    continue
+                if pending_space:
+                    out[o] = 32
+                    o += 1
+                    pending_space = False
+                if not in_word:
+                    tok_start[t] = o
+                    in_word = True
+                out[o] = mapped
+                o += 1
+                continue
             length = 1
             cp = b0
+            copyable = False
             if b0 >= 0x80:
                 if (b0 >> 5) == 6 and i + 1 < end:
                     cp = ((b0 & 0x1F) << 6) | (np.int64(data[i + 1]) & 0x3F)
                     length = 2
+                    copyable = (data[i + 1] & 0xC0) == 0x80
                 elif (b0 >> 4) == 14 and i + 2 < end:
                     cp = (
                         ((b0 & 0x0F) << 12)
@@ -65,6 +107,7 @@ def normalize_tokenize(data, doc_off, cls, low, lowercase, punct_sep, out, out_o
                         | (np.int64(data[i + 2]) & 0x3F)
                     )
                     length = 3
+                    copyable = ((data[i + 1] & 0xC0) == 0x80) and ((data[i + 2] & 0xC0) == 0x80)
                 elif (b0 >> 3) == 30 and i + 3 < end:
                     cp = (
                         ((b0 & 0x07) << 18)
@@ -73,10 +116,24 @@ def normalize_tokenize(data, doc_off, cls, low, lowercase, punct_sep, out, out_o
                         | (np.int64(data[i + 3]) & 0x3F)
                     )
                     length = 4
+                    copyable = (
+                        ((data[i + 1] & 0xC0) == 0x80)
+                        and ((data[i + 2] & 0xC0) == 0x80)
+                        and ((data[i + 3] & 0xC0) == 0x80)
+                    )
                 else:
                     cp = 0xFFFD  # invalid UTF-8 byte: a replacement character, one byte consumed
             i += length
             c = cls[cp] if cp < table else 0
+            # Copy the bytes as they are when lowercasing leaves the character alone and they are its valid,
+            # shortest encoding; otherwise (lowercased, or read from invalid UTF-8) encode the code point.
+            if c >= LOWER_CHANGES:
+                c -= LOWER_CHANGES
+                if lowercase:
+                    cp = low[cp]
+                    copyable = False
+            if not copyable or cp < UTF8_MIN[length] or cp >= UTF8_MIN[length + 1]:
+                length = 0
             if c == 3:  # DROP
                 continue
             if c == 2:  # PUNCT
@@ -93,22 +150,20 @@ def normalize_tokenize(data, doc_off, cls, low, lowercase, punct_sep, out, out_o
                 out[o] = 32
                 o += 1
                 pending_space = False
-            if lowercase and cp < table:
-                cp = low[cp]
             if c == 4:  # SOLO: a token of its own
                 if in_word:
                     tok_end[t] = o
                     t += 1
                     in_word = False
                 tok_start[t] = o
-                o = put_utf8(out, o, cp)
+                o = put_char(out, o, data, i - length, length, cp)
                 tok_end[t] = o
                 t += 1
             else:
                 if not in_word:
                     tok_start[t] = o
                     in_word = True
-                o = put_utf8(out, o, cp)
+                o = put_char(out, o, data, i - length, length, cp)
         if in_word:
             tok_end[t] = o
             t += 1
@@ -129,22 +184,49 @@ def fmix(x):
     x ^= x >> np.uint64(33)
     return x
 
-@njit(cache=True, nogil=True)
-def hash_ranges(data, starts, ends, smix, out):
-    for j in range(starts.shape[0]):
-        s = starts[j]
-        n = ends[j] - s
-        acc = np.uint64(0)
-        k = 0
-        while 8 * k < n:
+@njit(cache=True, nogil=True, inline="always")
+def load8(data, p):
+    """The 8 bytes at ``data[p:p+8]`` as a little-endian uint64 (fixed loads: no loop to mispredict)."""
+    return (
+        np.uint64(data[p])
+        | (np.uint64(data[p + 1]) << np.uint64(8))
+        | (np.uint64(data[p + 2]) << np.uint64(16))
+        | (np.uint64(data[p + 3]) << np.uint64(24))
+        | (np.uint64(data[p + 4]) << np.uint64(32))
+        | (np.uint64(data[p + 5]) << np.uint64(40))
+        | (np.uint64(data[p + 6]) << np.uint64(48))
+        | (np.uint64(data[p + 7]) << np.uint64(56))
+    )
+
+@njit(cache=True, nogil=True, inline="always")
+def hash_range(data, s, n, salts, smix):
+    """The 64-bit hash of ``data[s:s+n]``; ``salts[k]`` is block k's salt, precomputed for the first blocks."""
+    acc = np.uint64(0)
+    k = 0
+    size = data.shape[0]
+    while 8 * k < n:
+        p = s + 8 * k
+        rem = n - 8 * k
+        if p + 8 <= size:
+            block = load8(data, p)
+            if rem < 8:
+                block &= (np.uint64(1) << np.uint64(8 * rem)) - np.uint64(1)
+        else:  # the last bytes of the buffer
             block = np.uint64(0)
-            stop = min(8, n - 8 * k)
-            for q in range(stop):
-                block |= np.uint64(data[s + 8 * k + q]) << np.uint64(8 * q)
+            for q in range(min(8, rem)):
+                block |= np.uint64(data[p + q]) << np.uint64(8 * q)
+        if k < salts.shape[0]:
+            salt = salts[k]
+        else:
             salt = fmix((np.uint64(k + 1) * np.uint64(GOLDEN64)) ^ smix)
-            acc += fmix(block ^ salt)
-            k += 1
-        out[j] = fmix((acc + np.uint64(n) * np.uint64(LENGTH_MULT)) ^ smix)
+        acc += fmix(block ^ salt)
+        k += 1
+    return fmix((acc + np.uint64(n) * np.uint64(LENGTH_MULT)) ^ smix)
+
+@njit(cache=True, nogil=True)
+def hash_ranges(data, starts, ends, salts, smix, out):
+    for j in range(starts.shape[0]):
+        out[j] = hash_range(data, starts[j], ends[j] - starts[j], salts, smix)
 
 
 # --- MinHash: shingle hash, permutations, minimum (gristmill.dedup.minhash) -------------------------------------------
@@ -165,45 +247,145 @@ def shingle_hash32(token_hash, first, length):
     return x >> np.uint64(32)
 
 @njit(cache=True, nogil=True)
-def minhash_affine32(token_hash, tok_off, n, a, b, out):
-    num_perm = a.shape[0]
+def shingle_hash_array(token_hash, tok_off, n, sh_off, out):
+    """``out[sh_off[d]:sh_off[d+1]]``: document d's shingle hashes in order (a document of fewer than n tokens
+    is one shingle of all its tokens)."""
     for d in range(tok_off.shape[0] - 1):
         t0 = tok_off[d]
         count = tok_off[d + 1] - t0
         if count == 0:
             continue
         length = min(count, n)
-        row = out[d]
+        o = sh_off[d]
         for s in range(count - length + 1):
-            h = shingle_hash32(token_hash, t0 + s, length)
-            # datasketch's affine32 pre-mix: the 32-bit MurmurHash3 finalizer
-            h ^= h >> np.uint64(16)
-            h = (h * np.uint64(0x85EBCA6B)) & M32
-            h ^= h >> np.uint64(13)
-            h = (h * np.uint64(0xC2B2AE35)) & M32
-            h ^= h >> np.uint64(16)
-            for k in range(num_perm):
-                v = np.uint32((a[k] * h + b[k]) & M32)
-                if v < row[k]:
-                    row[k] = v
+            out[o + s] = np.uint32(shingle_hash32(token_hash, t0 + s, length))
+
+@njit(cache=True, nogil=True, inline="always")
+def fmix32(h):
+    # datasketch's affine32 pre-mix: the 32-bit MurmurHash3 finalizer
+    h ^= h >> np.uint32(16)
+    h = np.uint32(h * np.uint32(0x85EBCA6B))
+    h ^= h >> np.uint32(13)
+    h = np.uint32(h * np.uint32(0xC2B2AE35))
+    return h ^ (h >> np.uint32(16))
+
+@njit(cache=True, nogil=True, inline="always")
+def affine_min8(ak, bk, h0, h1, h2, h3, h4, h5, h6, h7):
+    v0 = min(np.uint32(ak * h0 + bk), np.uint32(ak * h1 + bk))
+    v1 = min(np.uint32(ak * h2 + bk), np.uint32(ak * h3 + bk))
+    v2 = min(np.uint32(ak * h4 + bk), np.uint32(ak * h5 + bk))
+    v3 = min(np.uint32(ak * h6 + bk), np.uint32(ak * h7 + bk))
+    return min(min(v0, v1), min(v2, v3))
 
 @njit(cache=True, nogil=True)
-def minhash_legacy(token_hash, tok_off, n, a, b, out):
+def minhash_affine32(hashes, off, a, b, out):
+    """Signatures (uint32, mod 2^32 arithmetic) from the shingle hashes of each document. Eight shingles per
+    pass over the signature row: the row is loaded and stored once per eight shingles and the inner loop over
+    the permutations is vectorized (SIMD) by LLVM. Where fewer than eight remain, the last one is repeated,
+    which leaves the minimum unchanged."""
+    num_perm = a.shape[0]
+    for d in range(off.shape[0] - 1):
+        row = out[d]
+        s = off[d]
+        last = off[d + 1] - 1
+        while s <= last:
+            h0 = fmix32(hashes[s])
+            h1 = fmix32(hashes[min(s + 1, last)])
+            h2 = fmix32(hashes[min(s + 2, last)])
+            h3 = fmix32(hashes[min(s + 3, last)])
+            h4 = fmix32(hashes[min(s + 4, last)])
+            h5 = fmix32(hashes[min(s + 5, last)])
+            h6 = fmix32(hashes[min(s + 6, last)])
+            h7 = fmix32(hashes[min(s + 7, last)])
+            for k in range(num_perm):
+                v = affine_min8(a[k], b[k], h0, h1, h2, h3, h4, h5, h6, h7)
+                if v < row[k]:
+                    row[k] = v
+            s += 8
+
+@njit(cache=True, nogil=True)
+def minhash_legacy(hashes, off, a, b, out):
     num_perm = a.shape[0]
     prime = np.uint64((1 << 61) - 1)
-    for d in range(tok_off.shape[0] - 1):
-        t0 = tok_off[d]
-        count = tok_off[d + 1] - t0
-        if count == 0:
-            continue
-        length = min(count, n)
+    for d in range(off.shape[0] - 1):
         row = out[d]
-        for s in range(count - length + 1):
-            h = shingle_hash32(token_hash, t0 + s, length)
+        for s in range(off[d], off[d + 1]):
+            h = np.uint64(hashes[s])
             for k in range(num_perm):
                 v = ((h * a[k] + b[k]) % prime) & M32  # uint64 wraparound, as datasketch's numpy code
                 if v < row[k]:
                     row[k] = v
+
+@njit(cache=True, nogil=True)
+def bucket_sort_into(values, s, m, counts, tmp):
+    """``values[s:s+m]`` (uint32 hashes, uniformly spread) sorted into ``tmp[:m]``: scattered into about m
+    buckets by their top bits, then one insertion sort, which moves each value only within its bucket
+    (expected O(m); equal values never move). Falls back to a comparison sort past 32 moves per value, so
+    hashes crowded into a few buckets cannot make it quadratic."""
+    bits = 1
+    while (1 << bits) < m:
+        bits += 1
+    shift = np.uint32(32 - bits)
+    for b in range((1 << bits) + 1):
+        counts[b] = 0
+    for i in range(m):
+        counts[(values[s + i] >> shift) + 1] += 1
+    for b in range(1 << bits):
+        counts[b + 1] += counts[b]
+    for i in range(m):
+        v = values[s + i]
+        k = v >> shift
+        tmp[counts[k]] = v
+        counts[k] += 1
+    moves = 0
+    for i in range(1, m):
+        v = tmp[i]
+        j = i - 1
+        while j >= 0 and tmp[j] > v:
+            tmp[j + 1] = tmp[j]
+            j -= 1
+        tmp[j + 1] = v
+        moves += i - 1 - j
+        if moves > 32 * m:
+            tmp[:m] = np.sort(values[s : s + m])
+            return
+
+@njit(cache=True, nogil=True)
+def sorted_unique_segments(values, off, set_off, out):
+    """Each segment ``values[off[d]:off[d+1]]`` sorted and deduplicated into ``out[set_off[d]:set_off[d+1]]``
+    (``set_off`` is written here); returns the number of values written."""
+    longest = 0
+    for d in range(off.shape[0] - 1):
+        longest = max(longest, off[d + 1] - off[d])
+    counts = np.zeros(2 * longest + 2, np.int64)
+    tmp = np.empty(longest, values.dtype)
+    o = 0
+    set_off[0] = 0
+    for d in range(off.shape[0] - 1):
+        m = off[d + 1] - off[d]
+        if m > 0:
+            bucket_sort_into(values, off[d], m, counts, tmp)
+            out[o] = tmp[0]
+            o += 1
+            for i in range(1, m):
+                if tmp[i] != tmp[i - 1]:
+                    out[o] = tmp[i]
+                    o += 1
+        set_off[d + 1] = o
+    return o
+
+
+@njit(cache=True, nogil=True)
+def take_rows(off, values, rows, new_off, out):
+    """Rows ``rows`` of the ragged array (off, values), in that order, into (new_off, out)."""
+    o = 0
+    new_off[0] = 0
+    for i in range(rows.shape[0]):
+        r = rows[i]
+        for j in range(off[r], off[r + 1]):
+            out[o] = values[j]
+            o += 1
+        new_off[i + 1] = o
 
 
 @njit(cache=True, nogil=True)

@@ -10,6 +10,8 @@ Thue-Morse strings) from colliding; for natural text it behaves like a random 64
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -123,9 +125,25 @@ def kernels():
     return _kernels
 
 
+SALTED_BLOCKS = 64  # block salts precomputed per seed: strings up to 512 bytes need no salt computation
+
+
+@functools.lru_cache(maxsize=16)
+def block_salts(seed: int = 0) -> np.ndarray:
+    """The salts of the first ``SALTED_BLOCKS`` blocks for ``seed`` (the compiled kernels' lookup table)."""
+    salts = _block_salt(np.arange(SALTED_BLOCKS), seed)
+    salts.flags.writeable = False
+    return salts
+
+
+def seed_mix(seed: int) -> np.uint64:
+    return np.uint64(_seed_mix(seed))
+
+
 def hash_ranges64(data: np.ndarray, starts: np.ndarray, ends: np.ndarray, seed: int = 0) -> np.ndarray:
     """:func:`hash_segments64` for arbitrary (possibly non-contiguous) byte ranges, compiled (numba)."""
     out = np.empty(len(starts), dtype=np.uint64)
     if len(starts):
-        kernels().hash_ranges(data, np.asarray(starts, np.int64), np.asarray(ends, np.int64), np.uint64(_seed_mix(seed)), out)
+        kernels().hash_ranges(data, np.asarray(starts, np.int64), np.asarray(ends, np.int64), block_salts(seed),
+                              seed_mix(seed), out)
     return out

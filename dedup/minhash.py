@@ -9,10 +9,12 @@ loop):
    shingle hash (a document shorter than n tokens is one shingle of all its tokens);
 3. apply K permutations with datasketch's formula and seed handling and take the minimum per document.
 
-Step 3 has two implementations giving identical values: the default compiled kernel fuses steps 2-3 in one
-pass with no per-shingle temporaries (``gristmill.dedup._kernels``); ``backend="numpy"`` builds the shingle-hash
-array and takes segment-wise minima with ``np.minimum.reduceat`` over chunks of it (temporary memory bounded
-by ``chunk_bytes``). The compiled one is about 4x faster (benchmarks/minhash.py).
+Steps 2 and 3 have two implementations giving identical values: the default compiled kernels
+(``gristmill.dedup._kernels``: one pass building the flat uint32 shingle-hash array, then one pass applying the
+permutations to eight shingles at a time per signature row, in uint32 arithmetic that LLVM vectorizes), and
+``backend="numpy"``, which takes segment-wise minima with ``np.minimum.reduceat`` over chunks of the array
+(temporary memory bounded). The shingle-hash array also gives the exact shingle sets of verification
+(``sorted_sets``), so a batch is normalized and shingled once (benchmarks/minhash.py, benchmarks/peers.py).
 
 ``reference_hashfunc`` is the same shingle hash in pure Python: with it,
 ``datasketch.MinHash(num_perm=K, seed=S, hashfunc=reference_hashfunc(...))`` fed with ``shingles_py`` gives
@@ -34,6 +36,7 @@ from gristmill.dedup.normalize import Normalization, normalize_batch, normalize_
 
 Scheme = Literal["affine32", "legacy"]
 Unit = Literal["word", "char"]
+Backend = Literal["numba", "numpy"]
 
 TOKEN_HASH_SEED = 0x5EED
 MERSENNE_PRIME = np.uint64((1 << 61) - 1)
@@ -106,18 +109,29 @@ def _shingle_counts(tok_off: np.ndarray, n: int) -> np.ndarray:
     return np.where(counts >= n, counts - n + 1, np.minimum(counts, 1))
 
 
-def shingle_hashes(texts: pa.Array | pa.ChunkedArray, spec: ShingleSpec) -> tuple[np.ndarray, np.ndarray]:
+def shingle_hashes(
+    texts: pa.Array | pa.ChunkedArray, spec: ShingleSpec, backend: Backend = "numba"
+) -> tuple[np.ndarray, np.ndarray]:
     """(32-bit shingle hashes of all documents, int64 offsets: document i owns [off[i], off[i+1]))."""
     token_hash, tok_off = token_hashes(texts, spec)
-    n = spec.ngram
-    counts = np.diff(tok_off)
-    per_doc = _shingle_counts(tok_off, n)
-    sh_off = np.zeros(len(counts) + 1, dtype=np.int64)
+    per_doc = _shingle_counts(tok_off, spec.ngram)
+    sh_off = np.zeros(len(per_doc) + 1, dtype=np.int64)
     np.cumsum(per_doc, out=sh_off[1:])
+    if backend == "numpy":
+        return _shingle_hashes_numpy(token_hash, tok_off, spec.ngram, sh_off), sh_off
+    out = np.empty(int(sh_off[-1]), dtype=np.uint32)
+    if len(out):
+        compiled_kernels().shingle_hash_array(token_hash, tok_off, spec.ngram, sh_off, out)
+    return out, sh_off
+
+
+def _shingle_hashes_numpy(token_hash: np.ndarray, tok_off: np.ndarray, n: int, sh_off: np.ndarray) -> np.ndarray:
+    """The numpy formulation of the compiled ``shingle_hash_array`` (the reference it is tested against)."""
+    counts = np.diff(tok_off)
     total = int(sh_off[-1])
     if total == 0:
-        return np.zeros(0, dtype=np.uint32), sh_off
-    doc = np.repeat(np.arange(len(counts)), per_doc)
+        return np.zeros(0, dtype=np.uint32)
+    doc = np.repeat(np.arange(len(counts)), np.diff(sh_off))
     first_token = tok_off[:-1][doc] + (np.arange(total) - sh_off[:-1][doc])
     length = np.minimum(counts, n)[doc].astype(np.uint64)
     acc = np.zeros(total, dtype=np.uint64)
@@ -127,29 +141,37 @@ def shingle_hashes(texts: pa.Array | pa.ChunkedArray, spec: ShingleSpec) -> tupl
         nxt = acc * np.uint64(SHINGLE_MULT) + token_hash[np.minimum(first_token + i, last)]
         acc = np.where(take, nxt, acc)
     mixed = fmix64(acc + length * np.uint64(SHINGLE_LEN_MULT))
-    return (mixed >> np.uint64(32)).astype(np.uint32), sh_off
+    return (mixed >> np.uint64(32)).astype(np.uint32)
 
 
 def shingle_sets(texts: pa.Array | pa.ChunkedArray, spec: ShingleSpec) -> tuple[np.ndarray, np.ndarray]:
     """Each document's distinct 32-bit shingle hashes, sorted: (int64 offsets of length n_docs + 1, uint32
     values). The sets an exact Jaccard similarity is computed on (``exact_jaccard``)."""
     hashes, off = shingle_hashes(texts, spec)
-    doc = np.repeat(np.arange(len(off) - 1, dtype=np.uint64), np.diff(off))
-    keyed = np.sort((doc << np.uint64(32)) | hashes.astype(np.uint64))  # a sort: np.unique's hashing is slower
-    keyed = keyed[np.r_[True, keyed[1:] != keyed[:-1]]] if len(keyed) else keyed
-    counts = np.bincount((keyed >> np.uint64(32)).astype(np.int64), minlength=len(off) - 1)
+    return sorted_sets(off, hashes)
+
+
+def sorted_sets(off: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A ragged array (offsets, uint32 values) with every row sorted and deduplicated (one compiled sort per
+    row)."""
     set_off = np.zeros(len(off), dtype=np.int64)
-    np.cumsum(counts, out=set_off[1:])
-    return set_off, (keyed & MAX_HASH32).astype(np.uint32)
+    out = np.empty(len(values), dtype=np.uint32)
+    used = 0
+    if len(values):
+        used = compiled_kernels().sorted_unique_segments(np.asarray(values, np.uint32), off, set_off, out)
+    return set_off, out[:used].copy()
 
 
 def csr_take(off: np.ndarray, values: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Rows ``rows`` of a ragged array (offsets, values), in that order, as a new ragged array."""
-    lengths = off[1:][rows] - off[:-1][rows]
+    """Rows ``rows`` of a ragged array (offsets, values), in that order, as a new ragged array (one compiled
+    copy)."""
+    off = np.asarray(off, np.int64)
+    rows = np.asarray(rows, np.int64)
     new_off = np.zeros(len(rows) + 1, dtype=np.int64)
-    np.cumsum(lengths, out=new_off[1:])
-    gather = np.repeat(off[:-1][rows] - new_off[:-1], lengths) + np.arange(new_off[-1])
-    return new_off, np.asarray(values[gather])
+    out = np.empty(int((off[1:][rows] - off[:-1][rows]).sum()), dtype=values.dtype)
+    if len(rows):
+        compiled_kernels().take_rows(off, np.asarray(values), rows, new_off, out)
+    return new_off, out
 
 
 def exact_jaccard(off: np.ndarray, values: np.ndarray, ia: np.ndarray, ib: np.ndarray) -> np.ndarray:
@@ -200,39 +222,44 @@ def signatures_from_hashes(
     num_perm: int = 128,
     seed: int = 1,
     scheme: Scheme = "affine32",
-    chunk_bytes: int = 1 << 20,
+    backend: Backend = "numba",
 ) -> np.ndarray:
     """(n_docs, num_perm) signatures from shingle hashes grouped by ``offsets``; empty documents keep the
-    empty value. Temporaries are bounded: the shingle array is processed ``chunk_bytes`` of output at a time
-    (1 MiB keeps the permuted block in the L2 cache)."""
+    empty value. "numba": one compiled pass, eight shingles per pass over a signature row; "numpy": chunked
+    ``np.minimum.reduceat`` (the reference); both give the same values."""
     a, b = permutations(num_perm, seed, scheme)
-    dtype = signature_dtype(scheme)
-    n_docs = len(offsets) - 1
-    sig = np.full((n_docs, num_perm), empty_value(scheme), dtype=dtype)
+    sig = np.full((len(offsets) - 1, num_perm), empty_value(scheme), dtype=signature_dtype(scheme))
+    if backend == "numpy":
+        _minhash_numpy(hashes, offsets, a, b, scheme, sig)
+    elif len(hashes):
+        kernels = compiled_kernels()
+        kernel = kernels.minhash_legacy if scheme == "legacy" else kernels.minhash_affine32
+        kernel(np.asarray(hashes, np.uint32), np.asarray(offsets, np.int64), a, b, sig)
+    return sig
+
+
+def _minhash_numpy(hashes, offsets, a, b, scheme: Scheme, sig: np.ndarray, chunk_bytes: int = 1 << 20) -> None:
+    """Temporaries are bounded: the shingle array is processed ``chunk_bytes`` of output at a time (1 MiB
+    keeps the permuted block in the L2 cache)."""
+    num_perm = len(a)
     per_doc = np.diff(offsets)
     docs = np.flatnonzero(per_doc > 0)
     if len(docs) == 0:
-        return sig
+        return
     starts = offsets[docs]
-    if scheme == "legacy":
-        hv_all = hashes.astype(np.uint64)
-    else:
-        hv_all = fmix32(hashes.astype(np.uint32))
-    rows = max(1, chunk_bytes // (num_perm * dtype.itemsize))
-    buf = np.empty((rows, num_perm), dtype=dtype)
+    hv_all = hashes.astype(np.uint64) if scheme == "legacy" else fmix32(hashes.astype(np.uint32))
+    rows = max(1, chunk_bytes // (num_perm * sig.dtype.itemsize))
+    buf = np.empty((rows, num_perm), dtype=sig.dtype)
     total = int(offsets[-1])
     for c0 in range(0, total, rows):
         c1 = min(c0 + rows, total)
         block = buf[: c1 - c0]
         hv = hv_all[c0:c1, None]
+        np.multiply(hv, a, out=block)
+        block += b
         if scheme == "legacy":
-            np.multiply(hv, a, out=block)
-            block += b
             block %= MERSENNE_PRIME
             block &= MAX_HASH32
-        else:
-            np.multiply(hv, a, out=block)
-            block += b
         j0 = int(np.searchsorted(starts, c0, side="right")) - 1
         j1 = int(np.searchsorted(starts, c1, side="left"))
         seg = starts[j0:j1] - c0
@@ -240,7 +267,6 @@ def signatures_from_hashes(
         mins = np.minimum.reduceat(block, seg, axis=0)
         target = docs[j0:j1]
         sig[target] = np.minimum(sig[target], mins)
-    return sig
 
 
 def signatures(
@@ -249,21 +275,12 @@ def signatures(
     num_perm: int = 128,
     seed: int = 1,
     scheme: Scheme = "affine32",
-    backend: Literal["numba", "numpy"] = "numba",
+    backend: Backend = "numba",
 ) -> np.ndarray:
-    """(n_docs, num_perm) MinHash signatures of a batch of texts. "numba" fuses shingling, the permutations
-    and the minimum in one compiled pass over the batch (no temporaries per shingle); "numpy" is the pure
-    numpy path (chunked ``np.minimum.reduceat``); both give the same values."""
-    if backend == "numpy":
-        hashes, offsets = shingle_hashes(texts, spec)
-        return signatures_from_hashes(hashes, offsets, num_perm, seed, scheme)
-    token_hash, tok_off = token_hashes(texts, spec)
-    a, b = permutations(num_perm, seed, scheme)
-    sig = np.full((len(tok_off) - 1, num_perm), empty_value(scheme), dtype=signature_dtype(scheme))
-    kernels = compiled_kernels()
-    kernel = kernels.minhash_legacy if scheme == "legacy" else kernels.minhash_affine32
-    kernel(token_hash, tok_off, spec.ngram, a.astype(np.uint64), b.astype(np.uint64), sig)
-    return sig
+    """(n_docs, num_perm) MinHash signatures of a batch of texts: compiled shingle hashes and permutations
+    ("numba"), or their numpy formulations ("numpy"); both give the same values."""
+    hashes, offsets = shingle_hashes(texts, spec, backend)
+    return signatures_from_hashes(hashes, offsets, num_perm, seed, scheme, backend)
 
 
 def estimated_jaccard(sig_a: np.ndarray, sig_b: np.ndarray) -> np.ndarray:

@@ -111,6 +111,34 @@ def tables() -> tuple[np.ndarray, np.ndarray]:
     return cls, low
 
 
+@functools.lru_cache(maxsize=1)
+def kernel_classes() -> np.ndarray:
+    """The class table of the compiled kernel: each code point's class, plus ``LOWER_CHANGES`` (0x80) where
+    its lowercase is another character (one lookup tells the kernel both)."""
+    cls, low = tables()
+    flagged = cls | np.where(low != np.arange(TABLE_SIZE), np.uint8(0x80), np.uint8(0)).astype(np.uint8)
+    flagged.flags.writeable = False
+    return flagged
+
+
+@functools.lru_cache(maxsize=8)
+def ascii_bytes(norm: Normalization) -> np.ndarray:
+    """For each ASCII byte, what it becomes inside a word under ``norm`` (lowercased when folding case), or
+    0 where it separates words (whitespace, control characters, and punctuation when folded)."""
+    cls, low = tables()
+    out = np.zeros(128, dtype=np.uint8)
+    for b in range(128):
+        c = cls[b]
+        if c == PUNCT:
+            c = SEP if norm.punctuation else WORD
+        if c == WORD:
+            out[b] = low[b] if norm.lowercase else b
+    if np.isin(cls[:128], (DROP, SOLO)).any():  # the kernel's ASCII path knows only words and separators
+        raise RuntimeError("an ASCII character is classed as dropped or solo: the ASCII path needs a third case")
+    out.flags.writeable = False
+    return out
+
+
 def normalize_py(text: str, norm: Normalization) -> tuple[str, list[str]]:
     """Reference implementation: (normalized text, word tokens) of one document."""
     if norm.nfkc:
@@ -152,7 +180,9 @@ def normalize_py(text: str, norm: Normalization) -> tuple[str, list[str]]:
 def _as_large_string(texts: pa.Array | pa.ChunkedArray) -> pa.Array:
     if isinstance(texts, pa.ChunkedArray):
         texts = texts.combine_chunks() if texts.num_chunks else pa.array([], pa.large_string())
-    return pc.fill_null(texts.cast(pa.large_string()), "")
+    texts = texts.cast(pa.large_string())
+    # only when needed: building the fill scalar imports pandas (pyarrow 26), a second in a fresh process
+    return pc.fill_null(texts, "") if texts.null_count else texts
 
 
 class Normalized:
@@ -177,7 +207,7 @@ def normalize_batch(texts: pa.Array | pa.ChunkedArray, norm: Normalization = Nor
     if norm.nfkc:
         arr = pc.utf8_normalize(arr, form="NFKC")
     data, offsets = string_buffers(arr)
-    cls, low = tables()
+    _, low = tables()
     n = len(data)
     out = np.empty(n + n // 2 + 16, dtype=np.uint8)  # lowercasing can lengthen a character by a byte
     out_off = np.empty(len(offsets), dtype=np.int64)
@@ -188,6 +218,14 @@ def normalize_batch(texts: pa.Array | pa.ChunkedArray, norm: Normalization = Nor
     tok_end = np.empty(max_tokens, dtype=np.int64)
     tok_off = np.empty(len(offsets), dtype=np.int64)
     used, n_tok = kernels().normalize_tokenize(
-        data, offsets, cls, low, norm.lowercase, norm.punctuation, out, out_off, tok_start, tok_end, tok_off
+        data, offsets, kernel_classes(), low, ascii_bytes(norm), norm.lowercase, norm.punctuation, out, out_off, tok_start,
+        tok_end, tok_off,
     )
-    return Normalized(out[:used].copy(), out_off, tok_start[:n_tok].copy(), tok_end[:n_tok].copy(), tok_off)
+    return Normalized(_shrunk(out, used), out_off, _shrunk(tok_start, n_tok), _shrunk(tok_end, n_tok), tok_off)
+
+
+def _shrunk(buffer: np.ndarray, size: int) -> np.ndarray:
+    """The first ``size`` items of a buffer this module allocated (no other reference to it), shrunk in
+    place: a realloc, where a copy would touch every byte again."""
+    buffer.resize(size, refcheck=False)
+    return buffer

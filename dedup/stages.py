@@ -22,7 +22,8 @@ from gristmill.dedup.components import (
 from gristmill.dedup.hashing import hash_ranges64, hash_strings64
 from gristmill.dedup.lsh import band_keys, optimal_param
 from gristmill.dedup.minhash import (
-    ShingleSpec, csr_take, empty_value, estimated_jaccard, exact_jaccard, shingle_sets, signature_dtype, signatures,
+    ShingleSpec, csr_take, empty_value, estimated_jaccard, exact_jaccard, shingle_hashes, signature_dtype,
+    signatures_from_hashes, sorted_sets,
 )
 from gristmill.dedup.normalize import Normalization, normalize_batch
 from gristmill.dedup.parallel import partition_of, split_by_partition
@@ -60,8 +61,21 @@ def _isin_sorted(values: np.ndarray, sorted_set: np.ndarray) -> np.ndarray:
     return sorted_set[idx] == values
 
 
-def _doc_ids(table: pa.Table) -> np.ndarray:
-    return table.column("doc_id").to_numpy().astype(np.uint64, copy=False)
+def uint64_values(column: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """An integer column without nulls as a uint64 numpy array, read from its data buffer: pyarrow's
+    ``to_numpy`` imports pandas on its first call (pyarrow 26)."""
+    if isinstance(column, pa.ChunkedArray):
+        column = column.combine_chunks() if column.num_chunks else pa.array([], pa.uint64())
+    if column.null_count:
+        raise ValueError(f"integer column of {len(column)} rows has {column.null_count} nulls")
+    column = column.cast(pa.uint64())
+    if len(column) == 0:
+        return np.zeros(0, dtype=np.uint64)
+    return np.frombuffer(column.buffers()[1], dtype=np.uint64, count=len(column), offset=column.offset * 8)
+
+
+def _doc_ids(table: pa.Table | pa.RecordBatch) -> np.ndarray:
+    return uint64_values(table.column("doc_id"))
 
 
 # ==== MinHash ================================================================================================
@@ -90,8 +104,8 @@ class MinHashParams(StageParams):
     verify_with: Literal["signatures", "shingles"] = Field(
         "shingles",
         description="signatures: the Jaccard estimated from the MinHash signatures (share of equal slots); "
-        "shingles: the exact Jaccard of the documents' shingle-hash sets (stored per part, about 4 bytes per "
-        "distinct shingle): no estimation error around the threshold",
+        "shingles: the exact Jaccard of the documents' shingle-hash sets (stored per part, 4 bytes per "
+        "shingle): no estimation error around the threshold",
     )
     partitions: int = Field(4, ge=1, le=4096, description="shuffle partitions of band keys and edges")
     max_bucket_size: int = Field(
@@ -137,9 +151,10 @@ def _sign_part(path: Location, params: MinHashParams, banding: tuple[int, int], 
     exact = sig_prefix is not None and params.verify_with == "shingles"
     n_docs = n_bytes = n_empty = 0
     for batch in file.iter_batches(batch_size=READ_BATCH_ROWS, columns=["doc_id", params.text_column]):
-        docs = batch.column("doc_id").to_numpy().astype(np.uint64)
+        docs = _doc_ids(batch)
         text = batch.column(params.text_column)
-        sig = signatures(text, params.shingles(), params.num_perm, params.seed, params.scheme)
+        hashes, offsets = shingle_hashes(text, params.shingles())
+        sig = signatures_from_hashes(hashes, offsets, params.num_perm, params.seed, params.scheme)
         n_docs += len(docs)
         n_bytes += pc.sum(pc.binary_length(text)).as_py() or 0
         # A document without shingles has the empty signature: it would collide with every other empty one.
@@ -152,7 +167,8 @@ def _sign_part(path: Location, params: MinHashParams, banding: tuple[int, int], 
             doc_chunks.append(docs[has])
             sig_chunks.append(sig[has])
         if exact:
-            set_chunks.append(csr_take(*shingle_sets(text, params.shingles()), np.flatnonzero(has)))
+            # Stored as shingled; sorted into sets only for the documents that become candidates.
+            set_chunks.append(csr_take(offsets, hashes, np.flatnonzero(has)))
     keys = np.concatenate(key_chunks) if key_chunks else np.zeros(0, np.uint64)
     kdocs = np.concatenate(keyed_docs) if keyed_docs else np.zeros(0, np.uint64)
     sig_files = None
@@ -184,7 +200,8 @@ def _concat_ragged(chunks: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndar
 
 
 def lookup_shingle_sets(sig_files, docs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The shingle sets of ``docs`` (sorted, every one present) as one ragged array, from the per-part files."""
+    """The shingle sets of ``docs`` (sorted, every one present) as one ragged array of sorted distinct
+    hashes, from the per-part files of shingle hashes."""
     pieces = []
     for files in sig_files:
         part_docs = _load_npy(files[0])
@@ -199,7 +216,7 @@ def lookup_shingle_sets(sig_files, docs: np.ndarray) -> tuple[np.ndarray, np.nda
     if len(found) != len(docs):
         raise RuntimeError(f"shingle sets of {len(docs) - len(found)} candidate documents are missing from {sig_files}")
     off, values = _concat_ragged([(o, v) for _, o, v in pieces])
-    return csr_take(off, values, np.argsort(found))
+    return sorted_sets(*csr_take(off, values, np.argsort(found)))
 
 
 def lookup_signatures(sig_files: list[tuple[Location, ...]], docs: np.ndarray, num_perm: int, dtype) -> np.ndarray:
@@ -437,7 +454,7 @@ def _paragraphs(text: pa.Array, separator: str) -> tuple[pa.Array, np.ndarray, n
 
 def bloom_keys(table: pa.Table | pa.RecordBatch, params: BloomParams):
     """(key, doc_id, paragraph index) rows of a batch, in doc_id then paragraph order."""
-    docs = table.column("doc_id").to_numpy().astype(np.uint64)
+    docs = _doc_ids(table)
     if params.granularity == "url":
         url = table.column(params.url_column)
         trimmed = pc.utf8_trim_whitespace(pc.fill_null(url, ""))

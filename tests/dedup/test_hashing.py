@@ -22,3 +22,16 @@ def test_slices_and_nulls():
     hashes = hash_strings64(arr.slice(1))
     assert int(hashes[0]) == hash_bytes64_py(b"")
     assert hashes[1] == hashes[2]
+
+
+def test_long_strings_and_ranges_ending_at_the_buffer_end_equal_the_reference(en_sentences):
+    # Strings past the precomputed block salts (64 blocks = 512 bytes), and every length from 0 to 17 bytes
+    # ending exactly at the end of the buffer (where the kernel cannot load 8 bytes at once).
+    long_text = " ".join(en_sentences[:40])
+    assert len(long_text.encode()) > 8 * 64
+    data = np.frombuffer(long_text.encode(), dtype=np.uint8)
+    n = len(data)
+    starts = np.array([0, 1, 7] + [n - k for k in range(18)], np.int64)
+    ends = np.array([n, n - 3, n] + [n] * 18, np.int64)
+    want = [hash_bytes64_py(data[s:e].tobytes(), 9) for s, e in zip(starts, ends)]
+    assert [int(h) for h in hash_ranges64(data, starts, ends, 9)] == want

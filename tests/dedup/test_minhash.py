@@ -8,7 +8,8 @@ import pyarrow as pa
 import pytest
 
 from gristmill.dedup.minhash import (
-    ShingleSpec, csr_take, estimated_jaccard, exact_jaccard, reference_hashfunc, shingle_sets, shingles_py, signatures,
+    ShingleSpec, csr_take, estimated_jaccard, exact_jaccard, reference_hashfunc, shingle_hashes, shingle_sets,
+    shingles_py, signatures, signatures_from_hashes, sorted_sets,
 )
 from gristmill.dedup.normalize import Normalization
 
@@ -96,3 +97,52 @@ def test_exact_jaccard_of_shingle_sets_equals_python_sets(en_sentences):
     rows = np.array([3, 0, 3, len(texts) - 2])
     t_off, t_values = csr_take(off, values, rows)
     assert [set(t_values[t_off[k] : t_off[k + 1]].tolist()) for k in range(len(rows))] == [sets[r] for r in rows]
+
+
+@pytest.mark.parametrize("scheme", ["affine32", "legacy"])
+def test_every_document_length_gives_datasketch_signatures(en_sentences, scheme):
+    # 1 to 21 shingles per document: every remainder of the compiled kernel's eight-shingle passes.
+    words = " ".join(en_sentences[:5]).split(" ")
+    texts = [" ".join(words[i : i + n]) for i, n in enumerate(range(1, 26))]
+    spec = ShingleSpec()
+    sig = signatures(pa.array(texts, pa.large_string()), spec, num_perm=48, seed=7, scheme=scheme)
+    for i, text in enumerate(texts):
+        ref = datasketch.MinHash(num_perm=48, seed=7, hashfunc=reference_hashfunc(), scheme=scheme)
+        ref.update_batch(shingles_py(text, spec))
+        np.testing.assert_array_equal(sig[i], ref.hashvalues, err_msg=f"{len(text.split())} words")
+
+
+def test_compiled_shingle_hashes_equal_numpy_and_one_shingling_serves_signatures_and_sets(docs):
+    texts = pa.array(docs, pa.large_string())
+    for spec in (ShingleSpec(), ShingleSpec(ngram=3, unit="char")):
+        hashes, off = shingle_hashes(texts, spec)
+        np_hashes, np_off = shingle_hashes(texts, spec, backend="numpy")
+        np.testing.assert_array_equal(off, np_off)
+        np.testing.assert_array_equal(hashes, np_hashes)
+        np.testing.assert_array_equal(signatures_from_hashes(hashes, off, 32, 5), signatures(texts, spec, 32, 5))
+        set_off, values = sorted_sets(off, hashes)
+        ref_off, ref_values = shingle_sets(texts, spec)
+        np.testing.assert_array_equal(set_off, ref_off)
+        np.testing.assert_array_equal(values, ref_values)
+
+
+def test_sorted_sets_sort_and_deduplicate_every_row():
+    rng = np.random.default_rng(0)
+    lengths = rng.integers(0, 40, 200)
+    off = np.zeros(len(lengths) + 1, np.int64)
+    np.cumsum(lengths, out=off[1:])
+    values = rng.integers(0, 30, off[-1]).astype(np.uint32)  # small range: many repeats within a row
+    set_off, sets = sorted_sets(off, values)
+    for i in range(len(lengths)):
+        assert sets[set_off[i] : set_off[i + 1]].tolist() == sorted(set(values[off[i] : off[i + 1]].tolist()))
+
+
+def test_sorted_sets_of_hashes_crowded_into_few_buckets():
+    # Distinct values sharing their top bits (the kernel's buckets), in reverse order: the worst case of its
+    # insertion sort, which then falls back to a comparison sort.
+    crowded = np.arange(5000, 0, -1, dtype=np.uint32)
+    values = np.concatenate([crowded, np.array([7, 7, 7, 3], np.uint32)])
+    off = np.array([0, len(crowded), len(values)], np.int64)
+    set_off, sets = sorted_sets(off, values)
+    assert set_off.tolist() == [0, 5000, 5002]
+    assert sets[:5000].tolist() == list(range(1, 5001)) and sets[5000:].tolist() == [3, 7]

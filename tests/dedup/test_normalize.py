@@ -33,3 +33,27 @@ def test_rules_on_examples():
     assert text == "hello world 東京タワー xy"
     assert tokens == ["hello", "world", "東", "京", "タ", "ワ", "ー", "xy"]
     assert normalize_py("ｆｕｌｌ", Normalization(nfkc=True))[0] == "full"
+
+
+def test_every_ascii_character_under_every_folding_equals_reference():
+    ascii_text = "".join(chr(b) for b in range(128))
+    texts = [ascii_text, ascii_text[::-1], "Mixed ASCII, ünïcode; and CAPS!"]
+    for lowercase in (True, False):
+        for punctuation in (True, False):
+            norm = Normalization(lowercase=lowercase, punctuation=punctuation)
+            batch = normalize_batch(pa.array(texts, pa.large_string()), norm)
+            for i, text in enumerate(texts):
+                ref_text, ref_tokens = normalize_py(text, norm)
+                assert batch.texts()[i].as_py() == ref_text, (norm, i)
+                toks = range(batch.tok_off[i], batch.tok_off[i + 1])
+                assert [bytes(batch.data[batch.tok_start[t] : batch.tok_end[t]]).decode() for t in toks] == ref_tokens
+
+
+def test_invalid_and_overlong_utf8_bytes_are_decoded_and_re_encoded_as_valid_utf8():
+    # Arrow does not validate buffers it is handed. A stray continuation byte reads as U+FFFD; a lead byte
+    # takes the low bits of the bytes after it whatever they are ("\xc3 " reads as "à", the space consumed);
+    # an overlong "a" (0xC1 0xA1) reads as "a". The output is their valid encoding, never the bytes copied.
+    raw = b"ok\x80x caf\xc3 \xc1\xa1 \xd0\x96\xd0\xb8"
+    arr = pa.LargeStringArray.from_buffers(1, pa.py_buffer(np.array([0, len(raw)], np.int64)), pa.py_buffer(raw))
+    batch = normalize_batch(arr, Normalization(punctuation=False))
+    assert bytes(batch.data).decode("utf-8") == "ok\ufffdx caf\u00e0a \u0436\u0438"

@@ -6,12 +6,14 @@ import json
 import os
 import random
 
+import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from pydantic import ValidationError
 
 from gristmill.dedup.minhash import ShingleSpec, shingles_py
-from gristmill.dedup.stages import BloomDedup, MinHashDedup
+from gristmill.dedup.stages import BloomDedup, MinHashDedup, uint64_values
 from gristmill.pipeline.registry import get_stage
 
 
@@ -213,3 +215,13 @@ def test_minhash_result_and_statistics_do_not_depend_on_partitions(
     assert capped[1] == dropped
     assert capped_counts["oversized_buckets"] > 0 and capped_counts["candidate_pairs_skipped"] > 0
     assert capped_counts["candidate_pairs"] < counts["candidate_pairs"]
+
+
+def test_doc_ids_are_read_from_slices_and_chunks_and_nulls_are_refused():
+    ids = pa.array([5, 2**63 + 1, 7, 0], pa.uint64())
+    assert uint64_values(ids.slice(1, 2)).tolist() == [2**63 + 1, 7]
+    assert uint64_values(pa.chunked_array([ids.slice(0, 1), ids.slice(2)])).tolist() == [5, 7, 0]
+    assert uint64_values(pa.array([3, 4], pa.int64())).dtype == np.uint64
+    assert len(uint64_values(pa.chunked_array([], pa.uint64()))) == 0
+    with pytest.raises(ValueError, match="1 nulls"):
+        uint64_values(pa.array([1, None], pa.uint64()))

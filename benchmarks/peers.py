@@ -1,0 +1,289 @@
+"""MinHash dedup side by side: gristmill ``dedup.minhash_v1`` vs datatrove 0.10's four MinHash steps, on the same
+documents with the same parameters, each in its own process; plus signatures alone per core against
+datasketch (and rensa, when importable).
+
+Documents: the near-duplicate corpus of ``benchmarks/dedup_quality.py`` (real text from the shared data folder:
+article bodies, English prose, Leipzig sentences of 12 languages, plus perturbed copies and chains of copies),
+written once as JSONL (datatrove's input) and Parquet (gristmill's), one file each.
+
+* datatrove: ``MinhashDedupSignature`` -> ``MinhashDedupBuckets`` -> ``MinhashDedupCluster`` ->
+  ``MinhashDedupFilter`` + ``JsonlWriter``, each a ``LocalPipelineExecutor`` with one worker (buckets: one task per
+  band, run one after the other), word 5-grams, sha1 64-bit hashes (its xxhash path fails with xxhash 4).
+* gristmill: ``dedup.minhash_v1`` ``build`` on the local runtime (signatures, buckets, verification of every
+  candidate pair by the exact Jaccard of the shingle sets, keep-first clusters) then ``apply`` to the part and the
+  kept rows written as Parquet; word 5-grams, the same bands x rows (num_perm = bands * rows).
+
+CPU is that of each side's whole process tree (``os.wait4`` of the child: the child and every descendant it
+waited for), start-up and imports included; each child also reports the CPU of its dedup work alone (after the
+imports) and, for gristmill, the CPU of the same work repeated in the same process (warm: compiled kernels and
+imports loaded; not counted in its process-tree figure). The least of ``--repeat`` runs, alternating the sides.
+
+Signatures alone (in this process, least CPU of repeated runs, one thread): gristmill from raw text; datasketch
+``MinHash.update_batch`` and rensa ``RMinHash`` given their shingles ready-made (making them is not counted
+against them); rensa's batch call on gristmill's flat shingle hashes against gristmill's permutation step on
+the same hashes.
+
+    python benchmarks/peers.py [--data DIR] [--python PY] [--repeat 3] [--bands 14 --rows 9]
+
+DIR defaults to $GRISTMILL_SHARED_DATA, else ../shared/data beside the repository; PY (the interpreter of the
+child processes) defaults to this one. rensa is a benchmark-only peer: ``pip install --target DIR rensa`` and put
+DIR on PYTHONPATH to include it.
+"""
+
+from __future__ import annotations
+
+import _bootstrap  # noqa: F401  (sys.path: the repository before benchmarks/)
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+
+
+# --- the sides, each run in a child process ------------------------------------------------------------------------
+
+
+def run_datatrove(work: Path, bands: int, rows: int) -> dict:
+    from datatrove.executor import LocalPipelineExecutor
+    from datatrove.pipeline.dedup import MinhashDedupBuckets, MinhashDedupCluster, MinhashDedupFilter
+    from datatrove.pipeline.dedup import MinhashDedupSignature
+    from datatrove.pipeline.dedup.minhash import MinhashConfig
+    from datatrove.pipeline.readers import JsonlReader
+    from datatrove.pipeline.writers import JsonlWriter
+    from datatrove.utils.hashing import HashConfig
+
+    t0 = time.process_time()
+    config = MinhashConfig(n_grams=5, num_buckets=bands, hashes_per_bucket=rows, seed=1,
+                           hash_config=HashConfig(precision=64, hash_fc="sha1"))
+    out = work / "datatrove"
+    reader = JsonlReader(str(work / "input"), glob_pattern="*.jsonl")
+    steps = [
+        ([reader, MinhashDedupSignature(output_folder=str(out / "signatures"), config=config)], 1),
+        ([MinhashDedupBuckets(input_folder=str(out / "signatures"), output_folder=str(out / "buckets"),
+                              config=config)], bands),
+        ([MinhashDedupCluster(input_folder=str(out / "buckets"), output_folder=str(out / "remove_ids"),
+                              config=config)], 1),
+        ([reader, MinhashDedupFilter(input_folder=str(out / "remove_ids")),
+          JsonlWriter(str(out / "output"), compression=None)], 1),
+    ]
+    for i, (pipeline, tasks) in enumerate(steps):
+        LocalPipelineExecutor(pipeline=pipeline, tasks=tasks, workers=1, logging_dir=str(out / f"logs-{i}"),
+                              skip_completed=False).run()
+    work_cpu = time.process_time() - t0
+    kept = sum(1 for f in (out / "output").glob("*.jsonl") for _ in open(f))
+    return {"work_cpu": work_cpu, "kept": kept}
+
+
+def run_gristmill(work: Path, bands: int, rows: int, inputs: Path | None = None) -> dict:
+    import pyarrow.parquet as pq
+
+    from gristmill.core.runtime import LocalRuntime
+    from gristmill.dedup.stages import MinHashDedup
+    from gristmill.stages.base import GlobalContext
+
+    t0 = time.process_time()
+    parts = sorted(str(p) for p in (inputs or work / "input").glob("*.parquet"))
+    ctx = GlobalContext.for_step(str(work / "gristmill" / "run"), MinHashDedup.name, 0, parts, LocalRuntime(), seed=0)
+    stage = MinHashDedup({"num_perm": bands * rows, "bands": bands, "rows": rows, "threshold": 0.8, "partitions": 1})
+    removed = stage.build(ctx)
+    kept = 0
+    (work / "gristmill" / "output").mkdir(parents=True, exist_ok=True)
+    for i, part in enumerate(parts):
+        result = stage.apply(pq.read_table(part), removed)
+        table = result.table
+        if result.reject_reason is not None:  # rejected rows carry a reason, kept ones a null
+            table = table.filter(result.reject_reason.is_null())
+        pq.write_table(table, str(work / "gristmill" / "output" / f"part-{i:05d}.parquet"))
+        kept += table.num_rows
+    return {"work_cpu": time.process_time() - t0, "kept": kept, "removed": int(len(removed))}
+
+
+SIDES = {"datatrove": run_datatrove, "gristmill": run_gristmill}
+
+
+def child_main(args) -> None:
+    result = SIDES[args.side](Path(args.work), args.bands, args.rows)
+    if args.side == "gristmill":  # the same work again in this process: its cost without the first-call loading
+        again = SIDES[args.side](Path(args.work) / "again", args.bands, args.rows, Path(args.work) / "input")
+        result["warm_work_cpu"] = again["work_cpu"]
+    print("RESULT " + json.dumps(result), flush=True)
+
+
+def run_side(python: str, side: str, work: Path, bands: int, rows: int, checkout: Path = HERE.parent) -> dict:
+    """One side in a child process (this script of ``checkout``, so its code): its result and the CPU of its
+    whole process tree."""
+    cmd = [python, str(checkout / "benchmarks" / "peers.py"), "--side", side, "--work", str(work),
+           "--bands", str(bands), "--rows", str(rows)]
+    t = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - t
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    out, err = proc.stdout.read(), proc.stderr.read()
+    if proc.returncode != 0:
+        raise RuntimeError(f"{side} failed ({proc.returncode}):\n{err[-3000:]}")
+    line = next(x for x in out.splitlines() if x.startswith("RESULT "))
+    result = json.loads(line[len("RESULT "):])
+    # The warm repetition ran in the child's own process, after the measured run: not part of that run's cost.
+    tree_cpu = usage.ru_utime + usage.ru_stime - result.get("warm_work_cpu", 0.0)
+    return dict(result, tree_cpu=tree_cpu, wall=wall)
+
+
+# --- the corpus and the in-process signature comparison ------------------------------------------------------------
+
+
+def write_inputs(docs: list[str], work: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from gristmill.stages.base import DOCUMENT_SCHEMA, PART_COLUMN
+
+    (work / "input").mkdir(parents=True)
+    with open(work / "input" / "docs.jsonl", "w") as f:
+        for i, text in enumerate(docs):
+            f.write(json.dumps({"id": str(i), "text": text}) + "\n")
+    table = pa.table(
+        {"doc_id": pa.array(range(len(docs)), pa.uint64()), "source": ["bench"] * len(docs),
+         "text": pa.array(docs, pa.large_string()), "url": pa.array([None] * len(docs), pa.string()),
+         "origin": [str(i) for i in range(len(docs))]},
+        schema=DOCUMENT_SCHEMA,
+    ).append_column(PART_COLUMN, pa.array([0] * len(docs), pa.uint64()))
+    pq.write_table(table, work / "input" / "part-0000000000000000.parquet")
+
+
+def least_cpu(fn, repeat: int):
+    best, out = float("inf"), None
+    for _ in range(repeat):
+        t = time.process_time()
+        out = fn()
+        best = min(best, time.process_time() - t)
+    return out, best
+
+
+def signature_rows(docs: list[str], bands_rows: tuple[int, int], repeat: int) -> list[tuple[str, float]]:
+    import datasketch
+    import numpy as np
+    import pyarrow as pa
+
+    from gristmill.dedup.minhash import ShingleSpec, shingle_hashes, shingles_py, signatures, signatures_from_hashes
+
+    num_perm = bands_rows[0] * bands_rows[1]
+    spec = ShingleSpec()
+    texts = pa.array(docs, pa.large_string())
+    signatures(texts[:4], spec, num_perm)  # load the compiled kernels before timing
+    _, t_ours = least_cpu(lambda: signatures(texts, spec, num_perm), repeat)
+    (hashes, offsets), _ = least_cpu(lambda: shingle_hashes(texts, spec), 1)
+    _, t_perm = least_cpu(lambda: signatures_from_hashes(hashes, offsets, num_perm), repeat)
+    shingles = [shingles_py(t, spec) for t in docs]
+
+    def datasketch_default():
+        for s in shingles:
+            datasketch.MinHash(num_perm=num_perm, seed=1).update_batch(s)
+
+    def datasketch_lsh():
+        """Signatures, then every document inserted into and queried against MinHashLSH (no verification)."""
+        sigs = []
+        for s in shingles:
+            m = datasketch.MinHash(num_perm=num_perm, seed=1)
+            m.update_batch(s)
+            sigs.append(m)
+        lsh = datasketch.MinHashLSH(num_perm=num_perm, params=bands_rows)
+        for i, m in enumerate(sigs):
+            lsh.insert(i, m)
+        return sum(len(lsh.query(m)) for m in sigs)
+
+    _, t_ds = least_cpu(datasketch_default, max(1, repeat // 2))
+    _, t_ds_lsh = least_cpu(datasketch_lsh, max(1, repeat // 2))
+    rows = [
+        ("gristmill `signatures` (text -> normalized tokens -> shingle hashes -> signatures)", t_ours),
+        ("gristmill `signatures_from_hashes` (the permutation step alone, flat shingle hashes given)", t_perm),
+        ("datasketch `MinHash(num_perm, seed=1).update_batch` (sha1; shingles given)", t_ds),
+        (f"datasketch signatures + `MinHashLSH(params={bands_rows})`, insert and query every document", t_ds_lsh),
+    ]
+    try:
+        import rensa
+    except ImportError:
+        print("(rensa not importable: its rows are left out)")
+        return rows
+    flat = hashes.astype(np.uint64)
+    rensa.RMinHash.digest_matrix_from_flat_token_hashes(flat[: offsets[1]], offsets[:2], num_perm, 1)
+    _, t_rensa_flat = least_cpu(
+        lambda: rensa.RMinHash.digest_matrix_from_flat_token_hashes(flat, offsets, num_perm, 1), repeat)
+    _, t_rensa_sets = least_cpu(
+        lambda: rensa.RMinHash.digest_matrix_from_token_byte_sets(shingles, num_perm, 1), repeat)
+    rows += [
+        (f"rensa {getattr(rensa, '__version__', '')} `digest_matrix_from_token_byte_sets` (shingles given)",
+         t_rensa_sets),
+        ("rensa `digest_matrix_from_flat_token_hashes` (gristmill's flat shingle hashes given)", t_rensa_flat),
+    ]
+    return rows
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--data", type=Path, default=None, help="the shared data folder")
+    ap.add_argument("--python", default=sys.executable, help="the interpreter of both sides' processes")
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--bands", type=int, default=14)
+    ap.add_argument("--rows", type=int, default=9)
+    ap.add_argument("--baseline", type=Path, help="another checkout of gristmill (with this script copied into "
+                    "its benchmarks/): its MinHash stage runs as a third side")
+    ap.add_argument("--side", choices=sorted(SIDES), help=argparse.SUPPRESS)
+    ap.add_argument("--work", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.side:
+        return child_main(args)
+
+    import dedup_quality  # the parent only: its imports (datasketch, scipy) are not the children's
+
+    docs = dedup_quality.corpus(args.data or dedup_quality.default_data_dir())
+    mb = sum(len(d.encode()) for d in docs) / 1e6
+    to_run = {side: (side, HERE.parent) for side in SIDES}
+    if args.baseline:
+        to_run[f"gristmill at {args.baseline}"] = ("gristmill", args.baseline.resolve())
+    results: dict[str, list[dict]] = {name: [] for name in to_run}
+    with tempfile.TemporaryDirectory() as tmp:
+        for r in range(args.repeat):
+            for k, (name, (side, checkout)) in enumerate(to_run.items()):
+                work = Path(tmp) / f"{k}-{r}"
+                write_inputs(docs, work)
+                results[name].append(run_side(args.python, side, work, args.bands, args.rows, checkout))
+    best = {side: min(runs, key=lambda x: x["tree_cpu"]) for side, runs in results.items()}
+    work_best = {side: min(x["work_cpu"] for x in runs) for side, runs in results.items()}
+    print(f"\n{len(docs)} documents, {mb:.1f} MB; word 5-grams, {args.bands} bands x {args.rows} rows; least of "
+          f"{args.repeat} runs per side\n")
+    print("| system | process-tree CPU s | dedup work CPU s (after imports) | the same work again, warm | wall s | "
+          "documents kept |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for side in to_run:
+        b = best[side]
+        warm = min((x["warm_work_cpu"] for x in results[side] if "warm_work_cpu" in x), default=None)
+        warm_cell = f"{warm:.2f}" if warm is not None else "-"
+        print(f"| {side} | {b['tree_cpu']:.2f} | {work_best[side]:.2f} | {warm_cell} | {b['wall']:.2f} | "
+              f"{b['kept']:,} |")
+    g, d = best["gristmill"], best["datatrove"]
+    print(f"\ngristmill/datatrove CPU: process tree {g['tree_cpu'] / d['tree_cpu']:.3f}x, "
+          f"dedup work {work_best['gristmill'] / work_best['datatrove']:.3f}x")
+
+    num_perm = args.bands * args.rows
+    rows = signature_rows(docs, (args.bands, args.rows), max(3, args.repeat))
+    t_ours, t_ds, t_ds_lsh = rows[0][1], rows[2][1], rows[3][1]
+    print(f"\nSignatures alone, num_perm={num_perm}, one thread, least CPU of repeated runs\n")
+    print("| implementation | CPU s | MB/s per core | CPU / gristmill `signatures` |")
+    print("|---|---:|---:|---:|")
+    for name, t in rows:
+        print(f"| {name} | {t:.3f} | {mb / t:.1f} | {t / t_ours:.2f} |")
+    warm = min(x["warm_work_cpu"] for x in results["gristmill"])
+    print(f"\nPer core: datasketch / gristmill signatures {t_ds / t_ours:.1f}x; datasketch signatures + LSH / "
+          f"gristmill's whole MinHash path warm (signatures, buckets, every candidate pair verified, clusters, "
+          f"filter, Parquet in and out) {t_ds_lsh / warm:.1f}x")
+
+
+if __name__ == "__main__":
+    main()
