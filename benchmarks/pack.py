@@ -34,6 +34,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from gristmill.mixtures.stages import MixturePack
+from gristmill.core.runtime import LocalRuntime
 from gristmill.stages.base import GlobalContext
 from shared_data import SHARED_DATA  # noqa: E402
 
@@ -113,7 +114,7 @@ def natural_ratios(docs: pa.Table) -> dict[str, int]:
 def run_gristmill(run_dir: Path, parts: list[str], seq_len: int, ratios: dict) -> tuple[float, dict]:
     """CPU seconds of the whole step (process time counts every thread, so it is the per-core cost)."""
     params = {"ratios": ratios, "seq_len": seq_len, "rows_per_shard": 4096, "row_group_rows": 512}
-    ctx = GlobalContext(parts, str(run_dir / "mixture"), 0, "local", 6, str(run_dir))
+    ctx = GlobalContext.for_step(str(run_dir), MixturePack.name, 6, parts, LocalRuntime(), seed=0)
     c0 = time.process_time()
     MixturePack(params).build(ctx)
     cpu = time.process_time() - c0
