@@ -401,3 +401,21 @@ def test_in_a_ray_actor_it_uses_the_cpus_ray_assigned(ray_cluster, trained):
     actor = ray_cluster.remote(num_cpus=1)(_EngineActor).remote(trained["path"])
     assert ray_cluster.get(actor.threads.remote()) == 1
     ray_cluster.kill(actor)
+
+
+def test_the_engine_counter_is_split_over_the_parts_of_a_batch(trained, corpus):
+    """A batch of several ingest parts: each part's stats count its own rows under the engine's name."""
+    import numpy as np
+
+    from gristmill.pipeline._internal.runner import account
+    from gristmill.pipeline.plan import Step
+    from gristmill.stages.base import PART_COLUMN
+
+    parts = np.arange(corpus.num_rows, dtype=np.uint64) % 3
+    table = corpus.set_column(corpus.schema.get_field_index(PART_COLUMN), PART_COLUMN, pa.array(parts))
+    stage = TokenizeBbpeV1({"path": trained["path"]})
+    stage.setup()
+    step = Step(1, "steps[0]", TokenizeBbpeV1.name, {"path": trained["path"]})
+    _, _, reports = account(step, lambda t: np.array(["x"] * t.num_rows, dtype=object), table, stage.process(table), 0.0)
+    counted = {report["part"]: report["counters"] for _, report in reports}
+    assert counted == {p: {"engine_tiktoken": int((parts == p).sum())} for p in range(3)}
