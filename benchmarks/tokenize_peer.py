@@ -194,6 +194,7 @@ def main() -> None:
     parser.add_argument("--mb", type=float, nargs="+", default=[8.0, 40.0])
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--data", type=Path, default=SHARED_DATA, help="the shared data folder")
+    parser.add_argument("--no-overhead", action="store_true", help="only the whole runs")
     args = parser.parse_args()
     rows = []
     with tempfile.TemporaryDirectory(prefix="tok-peer-") as tmp:
@@ -205,7 +206,7 @@ def main() -> None:
             case = os.path.join(tmp, f"mb-{mb:g}")
             os.makedirs(case)
             best = whole_runs(write_jsonl(docs, os.path.join(case, "in")), tokenizer, case, args.repeat)
-            rows.append((size, len(docs), best, overhead(docs, tokenizer, args.repeat)))
+            rows.append((size, len(docs), best, {} if args.no_overhead else overhead(docs, tokenizer, args.repeat)))
 
     print(f"\nWhole process tree, best of {args.repeat} (CPU s = user + system of every process):\n")
     print("| MB | docs | gristmill CPU s | datatrove CPU s | CPU ratio | gristmill wall s | datatrove wall s |")
@@ -222,7 +223,7 @@ def main() -> None:
     print("| MB | engine | stage CPU s | bare CPU s | stage overhead | stage MB per CPU-s |")
     print("|---:|---|---:|---:|---:|---:|")
     for size, _, _, cpu in rows:
-        for engine in ("tiktoken", "tokenizers"):
+        for engine in ("tiktoken", "tokenizers") if cpu else (): in ("tiktoken", "tokenizers"):
             stage, bare = cpu[f"stage, {engine}"], cpu[f"bare {engine}"]
             print(f"| {size:.1f} | {engine} | {stage:.2f} | {bare:.2f} | {stage / bare - 1:+.1%} | {size / stage:.2f} |")
 
