@@ -223,7 +223,7 @@ def main() -> None:
     print("| MB | engine | stage CPU s | bare CPU s | stage overhead | stage MB per CPU-s |")
     print("|---:|---|---:|---:|---:|---:|")
     for size, _, _, cpu in rows:
-        for engine in ("tiktoken", "tokenizers") if cpu else (): in ("tiktoken", "tokenizers"):
+        for engine in ("tiktoken", "tokenizers") if cpu else ():
             stage, bare = cpu[f"stage, {engine}"], cpu[f"bare {engine}"]
             print(f"| {size:.1f} | {engine} | {stage:.2f} | {bare:.2f} | {stage / bare - 1:+.1%} | {size / stage:.2f} |")
 
