@@ -10,7 +10,8 @@ Text: the code-heavy corpus of benchmarks/tokenizer.py (``load_corpus``: the CPy
 as a tokenizer.json, ByteLevel pre-tokenizer with its own regex.
 
 - gristmill: ``python -m gristmill run`` of a pipeline reading the JSONL and running ``tokenize.bbpe_v1`` with
-  its default engine (``auto``), local executor; the whole run (plan, stats, report included).
+  its default engine (``auto``), local executor; the whole run (plan, stats, report included). ``max_doc_bytes``
+  is raised to 16 MB so that no document is cut (one stdlib file is over the 1 MB default; datatrove cuts none).
 - datatrove: its ``LocalPipelineExecutor`` running ``JsonlReader`` + ``DocumentTokenizer`` (no shuffling).
 
 CPU is user + system of the whole process tree (``process_tree.run_measured``), best of ``--repeat``,
@@ -53,6 +54,7 @@ inputs:
   - source: c4
     format: jsonl
     paths: ["{jsonl}"]
+    max_doc_bytes: 16000000
 steps:
   - stage: tokenize.bbpe_v1
     params: {{path: "{tokenizer}"}}
