@@ -16,7 +16,8 @@ def _children_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def run_measured(args: list[str], env: dict[str, str] | None = None, cwd: str | None = None) -> tuple[float, float, str]:
+def run_measured(args: list[str], env: dict[str, str] | None = None,
+                 cwd: str | None = None) -> tuple[float, float, str]:
     """(wall s, CPU s of the whole tree, stdout) of ``python ARGS``; raises with the child's stderr on failure."""
     cpu, wall = _children_cpu(), time.perf_counter()
     done = subprocess.run([sys.executable, *args], env={**os.environ, **(env or {})}, cwd=cwd,

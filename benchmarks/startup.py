@@ -12,7 +12,8 @@ Input: ``--records`` lines of English text (``DATA/tokenizer/corpus.en``, 20 lin
 Each runs in a fresh Python process. The first record is the moment the reader hands its first batch (gristmill's
 ``JsonlReader.read``) or document (datatrove's ``JsonlReader.read_file``) to the pipeline: a probe wraps that
 method, and at its first result the process reports its wall seconds since the parent started it and the CPU
-seconds of its whole process group (all threads and helper processes), then the group is killed. The whole run to the end is measured
+seconds of its whole process group (all threads and helper processes), then the group is killed. The whole run
+to the end is measured
 too, as a whole process tree (``process_tree.run_measured``: every process, report writing included). Both
 are the median of ``--repeat`` runs.
 """

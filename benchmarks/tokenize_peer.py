@@ -227,7 +227,8 @@ def main() -> None:
     for size, _, _, cpu in rows:
         for engine in ("tiktoken", "tokenizers") if cpu else ():
             stage, bare = cpu[f"stage, {engine}"], cpu[f"bare {engine}"]
-            print(f"| {size:.1f} | {engine} | {stage:.2f} | {bare:.2f} | {stage / bare - 1:+.1%} | {size / stage:.2f} |")
+            print(f"| {size:.1f} | {engine} | {stage:.2f} | {bare:.2f} | {stage / bare - 1:+.1%} | "
+                  f"{size / stage:.2f} |")
 
 
 if __name__ == "__main__":

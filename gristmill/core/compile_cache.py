@@ -4,7 +4,8 @@
 numba's own default is a ``__pycache__`` folder beside each source file, which is read-only in an installed
 package, a container image or a Ray job's unpacked working directory; then every process recompiles (seconds
 per kernel module). A fixed, user-writable folder lets every later process, and every Ray worker on the node,
-load the kernels instead. numba reads the variable when first imported; when it was imported before, its setting is changed directly.
+load the kernels instead. numba reads the variable when first imported; when it was imported before, its setting
+is changed directly.
 """
 
 from __future__ import annotations

@@ -124,9 +124,10 @@ def batch_bounds(text_bytes: np.ndarray, batch_bytes: int) -> list[tuple[int, in
 # inside a span that holds exactly ``t``'s bytes; BPE of a span whose edges no merge has crossed depends on
 # the span alone, and the merges split ``t``'s own bytes into (x, y) at that point (every token encodes to
 # itself, checked below), so (x', y') = (x, y). tiktoken's shortcut (a piece that is a whole token is
-# emitted as is) agrees for the same reason. Pieces: the split regex is the repository's ``SPLIT_REGEX``,
-# run by fancy-regex instead of Oniguruma; tests/stages/tokenize/test_tiktoken_engine.py compares the two on
-# every code point; the Digits step is a no-op after it (``\p{N}`` already isolates each digit).
+# emitted as is) agrees for the same reason. Pieces: the split regex is the repository's ``SPLIT_REGEX`` or
+# GPT-2's (as tiktoken's own GPT-2 encodings write it), run by fancy-regex instead of Oniguruma;
+# tests/stages/tokenize/test_tiktoken_engine.py compares the two on every BMP code point for each; the Digits
+# step is a no-op after SPLIT_REGEX (``\p{N}`` already isolates each digit) and refused after GPT-2's.
 
 TIKTOKEN_EXTRA = "tiktoken"
 # The regex of the ByteLevel pre-tokenizer (use_regex: true): GPT-2's, which tiktoken's "gpt2" encoding runs too.

@@ -416,6 +416,7 @@ def test_the_engine_counter_is_split_over_the_parts_of_a_batch(trained, corpus):
     stage = TokenizeBbpeV1({"path": trained["path"]})
     stage.setup()
     step = Step(1, "steps[0]", TokenizeBbpeV1.name, {"path": trained["path"]})
-    _, _, reports = account(step, lambda t: np.array(["x"] * t.num_rows, dtype=object), table, stage.process(table), 0.0)
+    sources = lambda t: np.array(["x"] * t.num_rows, dtype=object)  # noqa: E731
+    _, _, reports = account(step, sources, table, stage.process(table), 0.0)
     counted = {report["part"]: report["counters"] for _, report in reports}
     assert counted == {p: {"engine_tiktoken": int((parts == p).sum())} for p in range(3)}
