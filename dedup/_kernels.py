@@ -1,5 +1,5 @@
 """The compiled (numba) kernels of dedup, each one pass over a whole batch. Defined at module level so
-numba's on-disk cache (``cache=True``) serves every later process; imported only through
+numba's on-disk cache (``cache=True``, in ``gristmill.core.compile_cache.numba_cache_dir()``) serves every later process; imported only through
 ``gristmill.stages.base.require("numba", "dedup")`` by the modules that use them (``normalize``, ``hashing``,
 ``minhash``, ``bloom``), whose docstrings define what each kernel computes and hold the pure-Python or numpy
 references the tests compare against."""
@@ -7,7 +7,11 @@ references the tests compare against."""
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+
+from gristmill.core.compile_cache import use_numba_cache_dir
+
+use_numba_cache_dir()  # before the decorators below: their cache in a stated, writable folder
+from numba import njit  # noqa: E402
 
 from gristmill.dedup.hash_constants import FMIX_C1 as _C1
 from gristmill.dedup.hash_constants import FMIX_C2 as _C2

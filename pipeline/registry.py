@@ -1,14 +1,16 @@
 """Registry of stages and readers by versioned name. Names are unique: registering a name twice is an error.
 
-The registry is filled here, at the top of the import graph, on first use: the built-in stages and readers
-listed in ``_builtin_stages`` / ``_builtin_readers``, then third-party stages from installed entry points in
-the ``gristmill.stages`` group (``name = "package.module:StageClass"``, the entry point's name equal to the
+The registry is filled here, at the top of the import graph, on use: a built-in stage (``BUILTIN_STAGES``)
+is imported when its name is first asked for, the readers (``_builtin_readers``) on the first reader asked
+for, third-party stages from installed entry points in the ``gristmill.stages`` group on the first name that is
+not built in (``name = "package.module:StageClass"``, the entry point's name equal to the
 stage's). Stage modules never import the registry, so a YAML file can never name an import path and
 importing a stage registers nothing.
 """
 
 from __future__ import annotations
 
+import importlib
 import re
 from importlib import metadata
 from typing import TypeVar
@@ -19,7 +21,24 @@ STAGE_NAME = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*_v[0-9]+$")
 ENTRY_POINT_GROUP = "gristmill.stages"
 
 _STAGES: dict[str, type[Stage]] = {}
-_loaded = False
+_entry_points_loaded = False
+
+# Every built-in stage by name, as "module:Class": a run imports only the stages its plan names (importing
+# them all costs ~1 s of start-up: pandas, numba kernels, fastText, scipy).
+BUILTIN_STAGES = {
+    "clean.boilerplate_v1": "gristmill.stages.clean.boilerplate:Boilerplate",
+    "clean.normalize_v1": "gristmill.stages.clean.normalize:Normalize",
+    "clean.pii_v1": "gristmill.stages.clean.pii:Pii",
+    "dedup.bloom_v1": "gristmill.dedup.stages:BloomDedup",
+    "dedup.minhash_v1": "gristmill.dedup.stages:MinHashDedup",
+    "filter_v1": "gristmill.stages.filter:Filter",
+    "lang.fasttext_v1": "gristmill.stages.lang.fasttext_lid:FastTextLangId",
+    "mixture.pack_v1": "gristmill.mixtures.stages:MixturePack",
+    "quality.fasttext_v1": "gristmill.stages.quality.fasttext_quality:FastTextQuality",
+    "quality.heuristics_v1": "gristmill.stages.quality.heuristics:QualityHeuristics",
+    "tokenize.bbpe_v1": "gristmill.stages.tokenize.encode:TokenizeBbpeV1",
+    "tokenizer.train_bbpe_v1": "gristmill.stages.tokenize.train:TrainBbpeV1",
+}
 
 S = TypeVar("S", bound=type[Stage])
 
@@ -28,36 +47,32 @@ class RegistryError(ValueError):
     pass
 
 
+def _qualified(cls: type) -> str:
+    return f"{cls.__module__}:{cls.__qualname__}"
+
+
 def register_stage(cls: S) -> S:
     """Class decorator: add a stage under its ``name``; refuse malformed or duplicate names."""
     name = cls.name
     if not STAGE_NAME.match(name):
         raise RegistryError(f"stage name {name!r} must look like 'group.what_v1' (lowercase, versioned)")
     existing = _STAGES.get(name)
-    if existing is not None and existing is not cls:
+    owner = _qualified(existing) if existing is not None else BUILTIN_STAGES.get(name)
+    if owner is not None and owner != _qualified(cls):
         raise RegistryError(
-            f"stage {name!r} is already registered by {existing.__module__}.{existing.__qualname__}; "
+            f"stage {name!r} is already registered by {owner.replace(':', '.')}; "
             "bump the version instead of replacing it"
         )
     _STAGES[name] = cls
     return cls
 
 
-def _builtin_stages() -> tuple[type[Stage], ...]:
-    from gristmill.dedup.stages import BloomDedup, MinHashDedup
-    from gristmill.mixtures.stages import MixturePack
-    from gristmill.stages.clean.boilerplate import Boilerplate
-    from gristmill.stages.clean.normalize import Normalize
-    from gristmill.stages.clean.pii import Pii
-    from gristmill.stages.filter import Filter
-    from gristmill.stages.lang.fasttext_lid import FastTextLangId
-    from gristmill.stages.quality.fasttext_quality import FastTextQuality
-    from gristmill.stages.quality.heuristics import QualityHeuristics
-    from gristmill.stages.tokenize.encode import TokenizeBbpeV1
-    from gristmill.stages.tokenize.train import TrainBbpeV1
-
-    return (Normalize, Boilerplate, Pii, Filter, FastTextLangId, QualityHeuristics, FastTextQuality,
-            BloomDedup, MinHashDedup, TrainBbpeV1, TokenizeBbpeV1, MixturePack)
+def _builtin_stage(name: str) -> type[Stage]:
+    module, _, attr = BUILTIN_STAGES[name].partition(":")
+    cls = getattr(importlib.import_module(module), attr)
+    if cls.name != name:
+        raise RegistryError(f"{BUILTIN_STAGES[name]} is named {cls.name!r}, listed as {name!r}")
+    return register_stage(cls)
 
 
 def _builtin_readers() -> tuple[type, ...]:
@@ -66,15 +81,12 @@ def _builtin_readers() -> tuple[type, ...]:
     return READERS
 
 
-def _load() -> None:
-    global _loaded
-    if _loaded:
+def _load_entry_points() -> None:
+    """Third-party stages of the ``gristmill.stages`` entry-point group (once, on the first name not built in)."""
+    global _entry_points_loaded
+    if _entry_points_loaded:
         return
-    _loaded = True
-    for cls in _builtin_stages():
-        register_stage(cls)
-    for reader in _builtin_readers():
-        register_reader(reader)
+    _entry_points_loaded = True
     for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
         cls = ep.load()
         if cls.name != ep.name:
@@ -83,21 +95,29 @@ def _load() -> None:
 
 
 def get_stage(name: str) -> type[Stage]:
-    _load()
+    if name in _STAGES:
+        return _STAGES[name]
+    if name in BUILTIN_STAGES:
+        return _builtin_stage(name)
+    _load_entry_points()
     try:
         return _STAGES[name]
     except KeyError:
-        raise RegistryError(f"unknown stage {name!r}; known stages: {', '.join(sorted(_STAGES))}") from None
+        known = sorted(set(_STAGES) | set(BUILTIN_STAGES))
+        raise RegistryError(f"unknown stage {name!r}; known stages: {', '.join(known)}") from None
 
 
 def all_stages() -> dict[str, type[Stage]]:
-    _load()
+    for name in BUILTIN_STAGES:
+        get_stage(name)
+    _load_entry_points()
     return dict(sorted(_STAGES.items()))
 
 
 # --- readers (ingest formats) -------------------------------------------------------------------------
 
 _READERS: dict[str, type] = {}
+_readers_loaded = False
 
 
 def register_reader(cls):
@@ -109,8 +129,16 @@ def register_reader(cls):
     return cls
 
 
+def _load_readers() -> None:
+    global _readers_loaded
+    if not _readers_loaded:
+        _readers_loaded = True
+        for reader in _builtin_readers():
+            register_reader(reader)
+
+
 def get_reader(fmt: str):
-    _load()
+    _load_readers()
     try:
         return _READERS[fmt]
     except KeyError:
@@ -118,5 +146,5 @@ def get_reader(fmt: str):
 
 
 def all_readers() -> dict[str, type]:
-    _load()
+    _load_readers()
     return dict(sorted(_READERS.items()))

@@ -72,6 +72,9 @@ class StageOutput:
 
     table: pa.Table
     reject_reason: pa.Array | None = None
+    # Rows the stage noted without dropping them (name -> rows), into the step's counters. A counter that
+    # covers every row of a batch is split over the batch's parts; any other needs a batch of one part.
+    counters: dict[str, int] | None = None
 
 
 class MissingDependency(ImportError):

@@ -241,9 +241,13 @@ def account(step: Step, source_of: Callable[[pa.Table], np.ndarray], table_in: p
         }))
     counters = getattr(out, "counters", None)
     if counters:
-        if len(reports) != 1:
-            raise StageContractError(f"{step.label}: reader counters for a batch of {len(reports)} parts")
-        reports[0][1]["counters"] = dict(counters)
+        if len(reports) == 1:
+            reports[0][1]["counters"] = dict(counters)
+        elif all(rows == n for rows in counters.values()):  # every row: each part gets its own rows
+            for _, report in reports:
+                report["counters"] = {name: report["rows_in"] for name in counters}
+        else:
+            raise StageContractError(f"{step.label}: counters of some rows for a batch of {len(reports)} parts")
 
     if keep.all():
         return table_out, None, reports

@@ -1,5 +1,5 @@
 """The compiled (numba) kernels of ``quality.heuristics_v1``, each one pass over a whole batch. Defined at module
-level so numba's on-disk cache (``cache=True``) serves every later process; imported only through
+level so numba's on-disk cache (``cache=True``, in ``gristmill.core.compile_cache.numba_cache_dir()``) serves every later process; imported only through
 ``gristmill.stages.quality.signals.kernels()`` (``gristmill.stages.base.require("numba", ...)``). ``gristmill.stages.quality.signals`` holds the
 Arrow/numpy reference path (``backend="arrow"``) that these kernels reproduce value for value; the tests compare
 the two.
@@ -20,7 +20,11 @@ the two.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+
+from gristmill.core.compile_cache import use_numba_cache_dir
+
+use_numba_cache_dir()  # before the decorators below: their cache in a stated, writable folder
+from numba import njit  # noqa: E402
 
 # Bits of the character-class table (signals.char_classes()).
 LETTER = 1  # RE2 \pL (Python's str.isalpha)

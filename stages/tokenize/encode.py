@@ -6,15 +6,19 @@ Adds ``tokens`` (list<int32>) and ``n_tokens`` (int32: the list's own offset typ
 page) are encoded as ordinary text by default (``parse_special_tokens: false``), so a document can never
 inject a separator or padding into the packed stream; decoding gives the literal string back.
 
-Two engines give the same ids: ``tokenizers`` (the library the tokenizer was trained with, the default) and
-``tiktoken`` (opt-in; 6-8x less CPU per byte, benchmarks/tokenize_engines.py). tiktoken ranks a pair by the
-id of the token it would form, where ``tokenizers`` looks the pair up in the merge list; setup() proves the
-two agree for the given tokenizer.json (see ``tiktoken_incompatibilities``) and refuses it otherwise.
+Two engines give the same ids: ``tokenizers`` (the library the tokenizer was trained with) and ``tiktoken``
+(6-8x less CPU per byte, benchmarks/tokenize_engines.py). tiktoken ranks a pair by the id of the token it
+would form, where ``tokenizers`` looks the pair up in the merge list; setup() proves the two agree for the
+given tokenizer.json (see ``tiktoken_incompatibilities``): gristmill's own tokenizers and GPT-2-style
+byte-level ones pass. ``engine: auto`` (the default) takes tiktoken when that proof holds and tiktoken is
+installed, ``tokenizers`` otherwise; ``engine: tiktoken`` refuses a tokenizer that fails the proof. The stage
+counts the rows each engine encoded (``engine_tiktoken`` / ``engine_tokenizers`` in the step's counters).
 """
 
 from __future__ import annotations
 
 import functools
+import importlib.util
 import json
 import os
 from collections.abc import Callable
@@ -43,9 +47,10 @@ class TokenizeParams(StageParams):
     batch_bytes: int = Field(8 * 1024 * 1024, gt=0)
     # False: special-token strings inside a document are plain text (see the module docstring).
     parse_special_tokens: bool = False
+    # "auto": tiktoken when it is installed and proven to give this tokenizer's ids, else tokenizers.
     # "tiktoken": the same ids from tiktoken (pip install 'gristmill[tiktoken]'); setup() refuses a tokenizer
-    # whose ids tiktoken cannot reproduce exactly, naming what differs.
-    engine: Literal["tokenizers", "tiktoken"] = "tokenizers"
+    # whose ids tiktoken cannot reproduce exactly, naming what differs. "tokenizers": always HF tokenizers.
+    engine: Literal["auto", "tokenizers", "tiktoken"] = "auto"
 
 
 def _limit_native_threads(cpus: int | None) -> None:
@@ -119,11 +124,16 @@ def batch_bounds(text_bytes: np.ndarray, batch_bytes: int) -> list[tuple[int, in
 # inside a span that holds exactly ``t``'s bytes; BPE of a span whose edges no merge has crossed depends on
 # the span alone, and the merges split ``t``'s own bytes into (x, y) at that point (every token encodes to
 # itself, checked below), so (x', y') = (x, y). tiktoken's shortcut (a piece that is a whole token is
-# emitted as is) agrees for the same reason. Pieces: the split regex is the repository's ``SPLIT_REGEX``,
-# run by fancy-regex instead of Oniguruma; tests/stages/tokenize/test_tiktoken_engine.py compares the two on
-# every code point; the Digits step is a no-op after it (``\p{N}`` already isolates each digit).
+# emitted as is) agrees for the same reason. Pieces: the split regex is the repository's ``SPLIT_REGEX`` or
+# GPT-2's (as tiktoken's own GPT-2 encodings write it), run by fancy-regex instead of Oniguruma;
+# tests/stages/tokenize/test_tiktoken_engine.py compares the two on every BMP code point for each; the Digits
+# step is a no-op after SPLIT_REGEX (``\p{N}`` already isolates each digit) and refused after GPT-2's.
 
 TIKTOKEN_EXTRA = "tiktoken"
+# The regex of the ByteLevel pre-tokenizer (use_regex: true): GPT-2's, which tiktoken's "gpt2" encoding runs too.
+GPT2_SPLIT_REGEX = r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
+# tiktoken_ext.openai_public.r50k_pat_str: GPT-2's regex as tiktoken runs it for its "gpt2"/"r50k_base" encodings.
+GPT2_TIKTOKEN_REGEX = r"""'(?:[sdmt]|ll|ve|re)| ?\p{L}++| ?\p{N}++| ?[^\s\p{L}\p{N}]++|\s++$|\s+(?!\S)|\s"""
 # Stands in when a tokenizer has no special tokens: tiktoken's encode() with an empty special-token set
 # scans for an empty pattern at every byte (measured 1.7x slower). Never emitted: none is ever allowed.
 _PLACEHOLDER_SPECIAL = "<|gristmill_no_special_tokens|>"
@@ -146,8 +156,44 @@ def _kind(step: Any) -> str:
     return step.get("type", "?") if isinstance(step, dict) else repr(step)
 
 
-def _pipeline_differences(spec: dict, parse_special_tokens: bool) -> list[str]:
-    """What in tokenizer.json, outside the vocabulary, tiktoken does not do the same way."""
+def _pre_tokenizer_pattern(pre: Any) -> tuple[list[str], str | None]:
+    """(differences, the split regex tiktoken must run) for the pre-tokenizer of tokenizer.json.
+
+    Two shapes split text exactly as tiktoken can: gristmill's own (Sequence[Split(SPLIT_REGEX), (Digits,)
+    ByteLevel without its regex]) and GPT-2's (ByteLevel with its built-in regex, alone or as the only step of
+    a Sequence, or that regex as an explicit Split before a regex-free ByteLevel).
+    """
+    steps = pre.get("pretokenizers", []) if _kind(pre) == "Sequence" else [pre]
+    kinds = [_kind(s) for s in steps]
+    if kinds == ["ByteLevel"]:
+        byte_level = steps[0]
+        if byte_level.get("add_prefix_space"):
+            return ["ByteLevel adds a prefix space"], None
+        if not byte_level.get("use_regex", True):
+            return ["ByteLevel splits nothing (use_regex false and no Split before it)"], None
+        return [], GPT2_SPLIT_REGEX
+    if kinds not in (["Split", "ByteLevel"], ["Split", "Digits", "ByteLevel"]):
+        shape = kinds if _kind(pre) == "Sequence" else _kind(pre)
+        return [f"pre_tokenizer is {shape}, not ByteLevel or Sequence[Split, (Digits,) ByteLevel]"], None
+    split, byte_level = steps[0], steps[-1]
+    pattern = (split.get("pattern") or {}).get("Regex")
+    found = []
+    if pattern not in (SPLIT_REGEX, GPT2_SPLIT_REGEX):
+        found.append(
+            "the Split pattern is neither the repository's SPLIT_REGEX nor GPT-2's (tiktoken runs it with another "
+            "regex engine, and drops text a pattern leaves unmatched)"
+        )
+    if split.get("behavior") != "Isolated" or split.get("invert"):
+        found.append(f"Split has behavior {split.get('behavior')!r}, invert {split.get('invert')!r}")
+    if len(steps) == 3 and (steps[1].get("individual_digits") is not True or pattern != SPLIT_REGEX):
+        found.append("a Digits step other than individual digits after SPLIT_REGEX")
+    if byte_level.get("add_prefix_space") or byte_level.get("use_regex", True):
+        found.append("ByteLevel adds a prefix space or splits with its own regex")
+    return found, pattern
+
+
+def _pipeline_differences(spec: dict, parse_special_tokens: bool) -> tuple[list[str], str | None]:
+    """(what in tokenizer.json, outside the vocabulary, tiktoken does not do the same way; the split regex)."""
     found = []
     if parse_special_tokens:
         found.append("parse_special_tokens is true (the tiktoken engine encodes special-token strings as text)")
@@ -159,24 +205,8 @@ def _pipeline_differences(spec: dict, parse_special_tokens: bool) -> list[str]:
     plain = [t.get("content") for t in spec.get("added_tokens", []) if not t.get("special")]
     if plain:
         found.append(f"added tokens that are not special ({plain[:3]}) are split out of the text")
-    pre = spec.get("pre_tokenizer")
-    steps = pre.get("pretokenizers", []) if _kind(pre) == "Sequence" else []
-    if [_kind(s) for s in steps] not in (["Split", "ByteLevel"], ["Split", "Digits", "ByteLevel"]):
-        shape = [_kind(s) for s in steps] if steps else _kind(pre)
-        return found + [f"pre_tokenizer is {shape}, not Sequence[Split, (Digits,) ByteLevel]"]
-    split, byte_level = steps[0], steps[-1]
-    if split.get("pattern") != {"Regex": SPLIT_REGEX}:
-        found.append(
-            "the Split pattern is not the repository's SPLIT_REGEX (tiktoken runs it with another regex engine, "
-            "and drops text a pattern leaves unmatched)"
-        )
-    if split.get("behavior") != "Isolated" or split.get("invert"):
-        found.append(f"Split has behavior {split.get('behavior')!r}, invert {split.get('invert')!r}")
-    if len(steps) == 3 and steps[1].get("individual_digits") is not True:
-        found.append("Digits has individual_digits false")
-    if byte_level.get("add_prefix_space") or byte_level.get("use_regex", True):
-        found.append("ByteLevel adds a prefix space or splits with its own regex")
-    return found
+    pre_found, pattern = _pre_tokenizer_pattern(spec.get("pre_tokenizer"))
+    return found + pre_found, pattern
 
 
 def _model_differences(model: dict) -> list[str]:
@@ -240,12 +270,20 @@ def _self_encoding_differences(tokenizer: Any, created: dict[str, int]) -> list[
 
 def tiktoken_incompatibilities(spec: dict, tokenizer: Any, parse_special_tokens: bool) -> list[str]:
     """Why tiktoken would not give exactly ``tokenizer``'s ids for the tokenizer.json ``spec`` (empty: it does)."""
-    found = _pipeline_differences(spec, parse_special_tokens) + _model_differences(spec.get("model", {}))
+    found, _ = _pipeline_differences(spec, parse_special_tokens)
+    found += _model_differences(spec.get("model", {}))
     if found:
         return found
     specials = {t["content"] for t in spec.get("added_tokens", [])}
     found, created = _vocabulary_differences(spec["model"], specials)
     return found or _self_encoding_differences(tokenizer, created)
+
+
+def split_pattern(spec: dict) -> str:
+    """The split regex tiktoken runs for tokenizer.json ``spec``: SPLIT_REGEX, or for GPT-2's regex the form
+    tiktoken's own GPT-2 encodings run (possessive, the same pieces, faster)."""
+    pattern = _pre_tokenizer_pattern(spec.get("pre_tokenizer"))[1] or SPLIT_REGEX
+    return GPT2_TIKTOKEN_REGEX if pattern == GPT2_SPLIT_REGEX else pattern
 
 
 def tiktoken_encoding(spec: dict, name: str) -> Any:
@@ -259,7 +297,7 @@ def tiktoken_encoding(spec: dict, name: str) -> Any:
         if token not in specials
     }
     specials = specials or {_PLACEHOLDER_SPECIAL: max(ranks.values()) + 1}
-    return tiktoken.Encoding(name, pat_str=SPLIT_REGEX, mergeable_ranks=ranks, special_tokens=specials)
+    return tiktoken.Encoding(name, pat_str=split_pattern(spec), mergeable_ranks=ranks, special_tokens=specials)
 
 
 class TiktokenEngine:
@@ -293,10 +331,12 @@ class TiktokenEngine:
             return _list_array([ids for part in parts for ids in part])
 
 
-def load_tiktoken_engine(path: str | Location, tokenizer: Any, parse_special_tokens: bool) -> TiktokenEngine:
-    """The tiktoken engine for tokenizer.json at ``path``, or ``TiktokenIncompatible`` saying what differs."""
+def load_tiktoken_engine(path: str | Location, tokenizer: Any, parse_special_tokens: bool,
+                         spec: dict | None = None) -> TiktokenEngine:
+    """The tiktoken engine for tokenizer.json at ``path`` (already parsed: ``spec``), or ``TiktokenIncompatible``
+    saying what differs."""
     location = resolve(path)
-    spec = location.read_json()
+    spec = location.read_json() if spec is None else spec
     found = tiktoken_incompatibilities(spec, tokenizer, parse_special_tokens)
     if found:
         raise TiktokenIncompatible(
@@ -316,8 +356,9 @@ class TokenizeBbpeV1(StreamingStage):
     output_columns: ClassVar[dict[str, pa.DataType]] = {TOKENS: TOKENS_TYPE, N_TOKENS: pa.int32()}
 
     tokenizer: Any = None
-    # texts -> list<int32> ids, with the configured engine; set by setup().
+    # texts -> list<int32> ids, with the engine setup() chose; its name ("tiktoken" or "tokenizers").
     encode: Callable[[list[str]], pa.ListArray] | None = None
+    engine: str | None = None
 
     @classmethod
     def contract_params(cls, tmp_path) -> dict:
@@ -348,14 +389,27 @@ class TokenizeBbpeV1(StreamingStage):
         if not location.is_file():
             raise FileNotFoundError(f"tokenize.bbpe_v1: tokenizer file {location} does not exist")
         _limit_native_threads(self.worker_cpus)
-        spec = location.read_text()
-        tokenizer = tokenizers.Tokenizer.from_str(spec)
+        text = location.read_text()
+        tokenizer = tokenizers.Tokenizer.from_str(text)
         tokenizer.encode_special_tokens = not self.params.parse_special_tokens
         self.tokenizer = tokenizer
-        if self.params.engine == "tiktoken":
-            self.encode = load_tiktoken_engine(location, tokenizer, self.params.parse_special_tokens)
-        else:
+        self.encode = self._tiktoken_engine(location, json.loads(text))
+        self.engine = "tokenizers" if self.encode is None else "tiktoken"
+        if self.encode is None:
             self.encode = functools.partial(encode_ids, tokenizer)
+
+    def _tiktoken_engine(self, location: Location, spec: dict) -> TiktokenEngine | None:
+        """The tiktoken engine when the params ask for it (or allow it and it is proven identical), else None."""
+        if self.params.engine == "tokenizers":
+            return None
+        if self.params.engine == "auto" and importlib.util.find_spec("tiktoken") is None:
+            return None
+        try:
+            return load_tiktoken_engine(location, self.tokenizer, self.params.parse_special_tokens, spec)
+        except TiktokenIncompatible:
+            if self.params.engine == "tiktoken":
+                raise
+            return None
 
     def process(self, table: pa.Table) -> StageOutput:
         if self.encode is None:
@@ -368,7 +422,8 @@ class TokenizeBbpeV1(StreamingStage):
         ]
         tokens = pa.chunked_array(chunks, type=TOKENS_TYPE)
         n_tokens = pc.list_value_length(tokens).cast(pa.int32())
-        return StageOutput(_put(_put(table, TOKENS, tokens), N_TOKENS, n_tokens), None)
+        counters = {f"engine_{self.engine}": table.num_rows} if table.num_rows else None
+        return StageOutput(_put(_put(table, TOKENS, tokens), N_TOKENS, n_tokens), None, counters)
 
 
 def _put(table: pa.Table, name: str, column: pa.ChunkedArray) -> pa.Table:

@@ -16,10 +16,12 @@ from hypothesis import strategies as st
 
 from gristmill.stages.tokenize.bbpe import BbpeParams, new_tokenizer, train_on_samples
 from gristmill.stages.tokenize.encode import (
+    GPT2_SPLIT_REGEX,
     TiktokenIncompatible,
     TokenizeBbpeV1,
     byte_level_alphabet,
     encode_threads,
+    split_pattern,
     tiktoken_encoding,
 )
 
@@ -268,11 +270,116 @@ def test_refuses_a_model_that_is_not_plain_bpe(trained, tmp_path):
     assert "byte_fallback" in message
 
 
-def test_default_engine_needs_no_tiktoken(trained):
-    assert TokenizeBbpeV1.Params().engine == "tokenizers"
-    stage = TokenizeBbpeV1({"path": trained["path"]})
-    stage.setup()
-    assert not hasattr(stage.encode, "encoding")
+def test_the_default_engine_is_tiktoken_where_proven_and_tokenizers_elsewhere(trained, tmp_path, corpus):
+    assert TokenizeBbpeV1.Params().engine == "auto"
+    proven = TokenizeBbpeV1({"path": trained["path"]})
+    proven.setup()
+    assert proven.engine == "tiktoken" and hasattr(proven.encode, "encoding")
+    spec = _spec(trained["path"])
+    spec["normalizer"] = {"type": "NFC"}
+    unproven = TokenizeBbpeV1({"path": _write(tmp_path, spec)})
+    unproven.setup()  # no refusal: auto falls back
+    assert unproven.engine == "tokenizers" and not hasattr(unproven.encode, "encoding")
+    forced = TokenizeBbpeV1({"path": trained["path"], "engine": "tokenizers"})
+    forced.setup()
+    assert forced.engine == "tokenizers"
+    assert proven.process(corpus).table.equals(forced.process(corpus).table)
+
+
+def test_the_engine_is_counted_per_row(trained, corpus):
+    for engine in ("tiktoken", "tokenizers"):
+        stage = TokenizeBbpeV1({"path": trained["path"], "engine": engine})
+        stage.setup()
+        assert stage.process(corpus).counters == {f"engine_{engine}": corpus.num_rows}
+        assert stage.process(corpus.slice(0, 0)).counters is None
+
+
+# --- GPT-2's byte-level tokenizer --------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def gpt2(data_dir, tmp_path_factory) -> str:
+    """GPT-2's tokenizer (vocab + merges of tests/data/tokenize, ByteLevel pre-tokenizer with its own regex)."""
+    with gzip.open(data_dir / "tokenize" / "gpt2-tokenizer.json.gz", "rt", encoding="utf-8") as f:
+        spec = json.load(f)
+    assert spec["pre_tokenizer"] == {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True,
+                                     "use_regex": True}
+    return _write(tmp_path_factory.mktemp("gpt2"), spec)
+
+
+@pytest.fixture(scope="module")
+def gpt2_pair(gpt2):
+    return engines(gpt2)
+
+
+GPT2_CASES = [
+    "Hello world! It's a test, isn't it? They'll say we've done what I'd've wanted, you're right, I'm here.",
+    "SHOUTING'S DIFFERENT: IT'S, THEY'LL, WE'VE", "  leading   and trailing spaces   ", "tabs\tand\n\nnewlines\r\n",
+    "digits 0 12 345 6789 3.14159 1,000,000 ٣٤ ３４ ² ½", "emoji 😀👍🏽🧑\u200d🚀🇩🇪 and ZWJ", "中文数据集 カタカナ 한국어",
+    "Straße Ω ﬁ e\u0301 \ufeff\u200b\x00\x7f", "<|endoftext|> in the text <|endoftext|><|endoftext|>",
+    "def f(x):\n    return x ** 2  # comment\n\n\n", " " * 40 + "x" + "\n" * 12, "'s's 'S' '' ' ", "   ",
+]
+
+
+def test_gpt2_is_accepted_with_tiktokens_own_gpt2_regex(gpt2, gpt2_pair):
+    from tiktoken_ext.openai_public import r50k_pat_str
+
+    _, tt = gpt2_pair
+    assert tt.engine == "tiktoken"
+    assert tt.encode.encoding._pat_str == r50k_pat_str == split_pattern(_spec(gpt2))
+
+
+def test_gpt2_ids_are_the_same_on_varied_and_real_text(gpt2_pair, texts, corpus):
+    hf, tt = gpt2_pair
+    for table in (_texts_table(GPT2_CASES), corpus, _texts_table(texts)):
+        expected = hf.process(table).table
+        assert tt.process(table).table.equals(expected)
+        assert sum(expected["n_tokens"].to_pylist()) > 100
+    # The special token's string stays text: never its id.
+    ids = tt.process(_texts_table(["a <|endoftext|> b"])).table["tokens"][0].as_py()
+    assert 50256 not in ids and len(ids) > 3
+
+
+def test_gpt2_ids_are_the_same_for_every_bmp_character_in_context(gpt2_pair):
+    hf, tt = gpt2_pair
+    table = _code_point_docs([*range(0x10000), *range(0x10000, 0x110000, 97)])
+    assert tt.process(table).table.equals(hf.process(table).table)
+
+
+@settings(max_examples=200, deadline=None)
+@given(docs=st.lists(documents, min_size=1, max_size=6))
+def test_gpt2_ids_are_the_same_on_arbitrary_unicode(gpt2_pair, docs):
+    hf, tt = gpt2_pair
+    table = _texts_table(docs)
+    assert tt.process(table).table.equals(hf.process(table).table)
+
+
+def _gpt2_split(*after: dict) -> dict:
+    split = {"type": "Split", "pattern": {"Regex": GPT2_SPLIT_REGEX}, "behavior": "Isolated", "invert": False}
+    byte_level = {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True, "use_regex": False}
+    return {"type": "Sequence", "pretokenizers": [split, *after, byte_level]}
+
+
+def test_gpt2_regex_as_an_explicit_split_is_accepted(gpt2, tmp_path, corpus):
+    spec = _spec(gpt2)
+    spec["pre_tokenizer"] = _gpt2_split()
+    hf, tt = engines(_write(tmp_path, spec))
+    assert tt.process(corpus).table.equals(hf.process(corpus).table)
+
+
+@pytest.mark.parametrize("pre_tokenizer, match", [
+    ({"type": "ByteLevel", "add_prefix_space": True, "trim_offsets": True, "use_regex": True}, "prefix space"),
+    ({"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True, "use_regex": False}, "splits nothing"),
+    (_gpt2_split({"type": "Digits", "individual_digits": True}), "Digits"),
+])
+def test_gpt2_variants_tiktoken_cannot_follow_are_refused(gpt2, tmp_path, pre_tokenizer, match):
+    spec = _spec(gpt2)
+    spec["pre_tokenizer"] = pre_tokenizer
+    path = _write(tmp_path, spec)
+    _refused(path, match)
+    auto = TokenizeBbpeV1({"path": path})
+    auto.setup()
+    assert auto.engine == "tokenizers"
 
 
 class _EngineActor:
@@ -294,3 +401,22 @@ def test_in_a_ray_actor_it_uses_the_cpus_ray_assigned(ray_cluster, trained):
     actor = ray_cluster.remote(num_cpus=1)(_EngineActor).remote(trained["path"])
     assert ray_cluster.get(actor.threads.remote()) == 1
     ray_cluster.kill(actor)
+
+
+def test_the_engine_counter_is_split_over_the_parts_of_a_batch(trained, corpus):
+    """A batch of several ingest parts: each part's stats count its own rows under the engine's name."""
+    import numpy as np
+
+    from gristmill.pipeline._internal.runner import account
+    from gristmill.pipeline.plan import Step
+    from gristmill.stages.base import PART_COLUMN
+
+    parts = np.arange(corpus.num_rows, dtype=np.uint64) % 3
+    table = corpus.set_column(corpus.schema.get_field_index(PART_COLUMN), PART_COLUMN, pa.array(parts))
+    stage = TokenizeBbpeV1({"path": trained["path"]})
+    stage.setup()
+    step = Step(1, "steps[0]", TokenizeBbpeV1.name, {"path": trained["path"]})
+    sources = lambda t: np.array(["x"] * t.num_rows, dtype=object)  # noqa: E731
+    _, _, reports = account(step, sources, table, stage.process(table), 0.0)
+    counted = {report["part"]: report["counters"] for _, report in reports}
+    assert counted == {p: {"engine_tiktoken": int((parts == p).sum())} for p in range(3)}
