@@ -110,24 +110,6 @@ def test_refusals_name_the_problem(run, tmp_path, capsys):
     assert "has no tokenized segment" in capsys.readouterr().err
 
 
-@pytest.fixture
-def s3_query(monkeypatch):
-    """A real S3-compatible server (moto's server mode on 127.0.0.1) with a bucket ``gristmill-run``."""
-    import pyarrow.fs as pafs
-
-    moto_server = pytest.importorskip("moto.server")
-    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    for key, value in dict(AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing",
-                           AWS_DEFAULT_REGION="us-east-1", AWS_EC2_METADATA_DISABLED="true").items():
-        monkeypatch.setenv(key, value)
-    pafs.S3FileSystem(endpoint_override=f"http://{host}:{port}", region="us-east-1",
-                      allow_bucket_creation=True).create_dir("gristmill-run")
-    yield f"endpoint_override={host}:{port}&scheme=http"
-    server.stop()
-
-
 def test_pack_a_run_on_an_object_store_into_it(run, tmp_path, s3_query, capsys):
     from gristmill.core.storage import resolve
 

@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import pyarrow.fs as pafs
 import pytest
 
 from gristmill.core.storage import resolve
@@ -8,22 +7,6 @@ from gristmill.mixtures.export.exporter import FORMATS, export_run
 from gristmill.mixtures.shards import ManifestError
 
 PARAMS = {"mixture": "llama", "seq_len": 48, "rows_per_shard": 40, "row_group_rows": 16}
-
-
-@pytest.fixture
-def s3_query(monkeypatch):
-    """A real S3-compatible server (moto's server mode on 127.0.0.1) with a bucket ``gristmill-run``."""
-    moto_server = pytest.importorskip("moto.server")
-    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    for key, value in dict(AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing",
-                           AWS_DEFAULT_REGION="us-east-1", AWS_EC2_METADATA_DISABLED="true").items():
-        monkeypatch.setenv(key, value)
-    pafs.S3FileSystem(endpoint_override=f"http://{host}:{port}", region="us-east-1",
-                      allow_bucket_creation=True).create_dir("gristmill-run")
-    yield f"endpoint_override={host}:{port}&scheme=http"
-    server.stop()
 
 
 def upload(local_dir, uri: str) -> None:

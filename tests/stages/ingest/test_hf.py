@@ -137,23 +137,6 @@ def test_a_pipeline_input_names_the_folder(tmp_path, pages):
         build_plan(parse_pipeline(PIPELINE.format(folder="dd", split="dev"), "p.yaml"), tmp_path)
 
 
-@pytest.fixture
-def s3_query(monkeypatch):
-    moto_server = pytest.importorskip("moto.server")
-    import pyarrow.fs as pafs
-
-    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    for key, value in dict(AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing",
-                           AWS_DEFAULT_REGION="us-east-1", AWS_EC2_METADATA_DISABLED="true").items():
-        monkeypatch.setenv(key, value)
-    pafs.S3FileSystem(endpoint_override=f"http://{host}:{port}", region="us-east-1",
-                      allow_bucket_creation=True).create_dir("gristmill-hf")
-    yield f"endpoint_override={host}:{port}&scheme=http"
-    server.stop()
-
-
 def test_a_saved_dataset_dict_on_an_object_store_reads_as_on_disk(tmp_path, pages, s3_query):
     from gristmill.core import storage
 
@@ -163,14 +146,14 @@ def test_a_saved_dataset_dict_on_an_object_store_reads_as_on_disk(tmp_path, page
     for f in (tmp_path / "dd").rglob("*"):
         if f.is_file():
             rel = f.relative_to(tmp_path / "dd").as_posix()
-            storage.resolve(f"s3://gristmill-hf/dd/{rel}?{s3_query}").write_bytes(f.read_bytes())
+            storage.resolve(f"s3://gristmill-run/dd/{rel}?{s3_query}").write_bytes(f.read_bytes())
     remote = _reader("train", id_field="page_id")
-    files = remote.expand_directory(f"s3://gristmill-hf/dd?{s3_query}")
-    assert files == [f"s3://gristmill-hf/dd/train/data-0000{i}-of-00002.arrow?{s3_query}" for i in range(2)]
-    rows = _read(remote, f"s3://gristmill-hf/dd?{s3_query}")
+    files = remote.expand_directory(f"s3://gristmill-run/dd?{s3_query}")
+    assert files == [f"s3://gristmill-run/dd/train/data-0000{i}-of-00002.arrow?{s3_query}" for i in range(2)]
+    rows = _read(remote, f"s3://gristmill-run/dd?{s3_query}")
     local = _read(_reader("train", id_field="page_id"), tmp_path / "dd")
     assert [(r["text"], r["origin"]) for r in rows] == [(r["text"], r["origin"]) for r in local]
     assert [r["text"] for r in rows] == [p["text"] for p in pages]
-    plan = build_plan(parse_pipeline(PIPELINE.format(folder=f"'s3://gristmill-hf/dd?{s3_query}'", split="test"),
+    plan = build_plan(parse_pipeline(PIPELINE.format(folder=f"'s3://gristmill-run/dd?{s3_query}'", split="test"),
                                      "p.yaml"), tmp_path)
-    assert [f["path"] for f in plan.input_files] == [f"s3://gristmill-hf/dd/test/data-00000-of-00001.arrow?{s3_query}"]
+    assert [f["path"] for f in plan.input_files] == [f"s3://gristmill-run/dd/test/data-00000-of-00001.arrow?{s3_query}"]
