@@ -308,7 +308,13 @@ class RayExecutor:
 
         cpus = self._cpus()
         if self._collector is None:
-            self._collector = ray.remote(num_cpus=0)(_Collector).remote()
+            # On the driver's node: a worker node lost mid-run loses its tasks, which Ray retries, but an actor
+            # there would take the run's progress and set-up barrier with it. The driver's node failing ends the
+            # run anyway.
+            from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+            driver_node = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
+            self._collector = ray.remote(num_cpus=0)(_Collector).options(scheduling_strategy=driver_node).remote()
         set_up = ray.remote(num_cpus=1)(_set_up_worker)
         steps = [] if segment.global_step is not None else list(segment.steps[1:])
         return ray.get([set_up.remote(steps, run_dir, self._collector, cpus) for _ in range(cpus)])
