@@ -148,7 +148,6 @@ def train(files: Sequence[str], output: str, config: TrainConfig) -> dict:
     heldout = sample.filter(is_holdout)
     if train_set.num_rows == 0 or len(set(train_set["label"].to_pylist())) < 2:
         raise TrainingDataError("the training share must hold documents of both classes; lower --holdout")
-    os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="gristmill-quality-") as tmp:
         train_file = os.path.join(tmp, "train.txt")
         _write_training_file(train_file, train_set, config)
@@ -156,9 +155,11 @@ def train(files: Sequence[str], output: str, config: TrainConfig) -> dict:
             input=train_file, lr=config.lr, epoch=config.epoch, wordNgrams=config.word_ngrams,
             dim=config.dim, minCount=config.min_count, thread=config.threads, seed=config.seed, verbose=0,
         )
-    tmp_model = f"{output}.tmp"
-    model.save_model(tmp_model)
-    os.replace(tmp_model, output)
+        # fastText saves only to a local file; the storage layer's atomic write puts it where ``output`` says.
+        local_model = os.path.join(tmp, "model.bin")
+        model.save_model(local_model)
+        with open(local_model, "rb") as fh:
+            resolve(output).write_bytes(fh.read())
     metadata = {
         "format": METADATA_FORMAT,
         "positive_label": POSITIVE_LABEL,
