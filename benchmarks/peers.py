@@ -1,4 +1,14 @@
-"""MinHash dedup side by side: gristmill ``dedup.minhash_v1`` vs datatrove 0.10's four MinHash steps, on the same
+"""gristmill and datatrove 0.10.1 side by side, in one run, on the shared data: the crawl pipeline, MinHash dedup and
+GPT-2 tokenization (``--parts``, all three by default), each side in its own process tree.
+
+Crawl: ``benchmarks/crawl_peer.py`` (its docstring says what both pipelines do): WARCs built from the shared data's
+HTML pages (``--copies`` of each, ``--warc-mb`` of HTML per file), datatrove with trafilatura against gristmill with
+trafilatura (LID over the first 2,000 characters, its default, and over the whole document) and with resiliparse;
+``--executor ray`` runs gristmill's side on its embedded Ray (workers' CPU counted).
+
+Tokenization: ``benchmarks/tokenize_peer.py``'s whole runs at ``--tokenize-mb``.
+
+MinHash dedup: gristmill ``dedup.minhash_v1`` vs datatrove 0.10's four MinHash steps, on the same
 documents with the same parameters, each in its own process; plus signatures alone per core against
 datasketch (and rensa, when importable).
 
@@ -23,7 +33,8 @@ Signatures alone (in this process, least CPU of repeated runs, one thread): gris
 against them); rensa's batch call on gristmill's flat shingle hashes against gristmill's permutation step on
 the same hashes.
 
-    python benchmarks/peers.py [--data DIR] [--python PY] [--repeat 3] [--bands 14 --rows 9]
+    python benchmarks/peers.py [--parts crawl minhash tokenize] [--data DIR] [--python PY] [--repeat 3]
+        [--copies 2 --warc-mb 2.3 --executor local --peer-path DIR] [--bands 14 --rows 9] [--tokenize-mb 8]
 
 DIR defaults to $GRISTMILL_SHARED_DATA, else ../shared/data beside the repository; PY (the interpreter of the
 child processes) defaults to this one. rensa is a benchmark-only peer: ``pip install --target DIR rensa`` and put
@@ -227,7 +238,15 @@ def signature_rows(docs: list[str], bands_rows: tuple[int, int], repeat: int) ->
 
 def main() -> None:
     ap = argparse.ArgumentParser()
+    ap.add_argument("--parts", nargs="+", choices=["crawl", "minhash", "tokenize"],
+                    default=["crawl", "minhash", "tokenize"])
     ap.add_argument("--data", type=Path, default=None, help="the shared data folder")
+    ap.add_argument("--copies", type=int, default=2, help="crawl: copies of each HTML page in the WARCs")
+    ap.add_argument("--warc-mb", type=float, default=2.3, help="crawl: MB of HTML per WARC file")
+    ap.add_argument("--executor", choices=["local", "ray"], default="local", help="crawl: gristmill's executor")
+    ap.add_argument("--peer-path", default=os.environ.get("GRISTMILL_PEER_PATH"),
+                    help="crawl: a folder with datatrove's WARC-reader and LID dependencies, for its side only")
+    ap.add_argument("--tokenize-mb", type=float, default=8.0, help="tokenization: MB of text")
     ap.add_argument("--python", default=sys.executable, help="the interpreter of both sides' processes")
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--bands", type=int, default=14)
@@ -239,7 +258,45 @@ def main() -> None:
     args = ap.parse_args()
     if args.side:
         return child_main(args)
+    from shared_data import SHARED_DATA
 
+    data = args.data or SHARED_DATA
+    if "crawl" in args.parts:
+        crawl_part(args, data)
+    if "minhash" in args.parts:
+        minhash_part(args)
+    if "tokenize" in args.parts:  # last: tokenize_peer sets the tokenizers' thread variables at import
+        tokenize_part(args, data)
+
+
+def crawl_part(args, data: Path) -> None:
+    import crawl_peer
+
+    print("\n## Crawl pipeline\n", flush=True)
+    with tempfile.TemporaryDirectory(prefix="crawl-peer-") as tmp:
+        print(crawl_peer.compare(data, Path(tmp), args.repeat, args.copies, args.warc_mb, args.executor, HERE.parent,
+                                 args.peer_path))
+
+
+def tokenize_part(args, data: Path) -> None:
+    import tokenize_peer
+
+    print("\n## GPT-2 tokenization\n", flush=True)
+    with tempfile.TemporaryDirectory(prefix="tok-peer-") as tmp:
+        tokenizer = tokenize_peer.gpt2_tokenizer_json(data, tmp)
+        docs = tokenize_peer.documents(args.tokenize_mb, data)
+        jsonl = tokenize_peer.write_jsonl(docs, os.path.join(tmp, "in"))
+        best = tokenize_peer.whole_runs(jsonl, tokenizer, tmp, args.repeat)
+    (gw, gc), (dw, dc) = best["gristmill"], best["datatrove"]
+    mb = sum(len(d.encode()) for d in docs) / 1e6
+    print(f"\n{mb:.1f} MB, {len(docs)} documents; least of {args.repeat} runs per side\n")
+    print("| system | process-tree CPU s | wall s |\n|---|---:|---:|")
+    print(f"| gristmill | {gc:.2f} | {gw:.2f} |\n| datatrove | {dc:.2f} | {dw:.2f} |")
+    print(f"\ngristmill/datatrove CPU: {gc / dc:.3f}x")
+
+
+def minhash_part(args) -> None:
+    print("\n## MinHash dedup\n", flush=True)
     import dedup_quality  # the parent only: its imports (datasketch, scipy) are not the children's
 
     docs = dedup_quality.corpus(args.data or dedup_quality.default_data_dir())
