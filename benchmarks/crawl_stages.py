@@ -173,6 +173,74 @@ def bare_pii(text: pa.Array) -> None:
         pc.replace_substring_regex(once, pattern, pii.rewrite("<X>"))
 
 
+def stage_rows(batches: list[pa.Table], repeat: int) -> list[tuple[str, float, float, float]]:
+    """(stage, set-up CPU, stage CPU, bare CPU) of the clean, LID, heuristics and filter stages."""
+    from gristmill.stages.clean.boilerplate import Boilerplate
+    from gristmill.stages.clean.normalize import Normalize
+    from gristmill.stages.clean.pii import Pii
+    from gristmill.stages.filter import Filter
+    from gristmill.stages.lang.fasttext_lid import FastTextLangId
+    from gristmill.stages.quality import signals
+    from gristmill.stages.quality.heuristics import QualityHeuristics
+    from gristmill.stages.quality.presets import GOPHER, GOPHER_REPETITION
+
+    rows = []
+
+    def stage_row(label, stage, inputs, bare_fn):
+        _, setup = cpu_of(stage.setup)
+        outputs = [kept(stage.process(b)) for b in inputs]  # warm-up
+        cpu = least_cpu(lambda: [kept(stage.process(b)) for b in inputs], repeat)
+        bare_cpu = least_cpu(lambda: [bare_fn(b) for b in inputs], repeat)
+        rows.append((label, setup, cpu, bare_cpu))
+        return outputs
+
+    def kept(out):
+        """What the runner passes on: the rows without a reject reason."""
+        return out.table if out.reject_reason is None else out.table.filter(pc.is_null(out.reject_reason))
+
+    texts = lambda table: table["text"].combine_chunks()  # noqa: E731
+    normalized = stage_row("clean.normalize_v1", Normalize({}), batches, lambda b: bare_normalize(texts(b)))
+    stage_row("clean.boilerplate_v1", Boilerplate({}), batches, lambda b: bare_boilerplate(texts(b)))
+    stage_row("clean.pii_v1", Pii({}), batches, lambda b: bare_pii(texts(b)))
+
+    lid = FastTextLangId({"default_threshold": 0.65})
+    lid.setup()
+    native = lid.model.f
+
+    def bare_lid(b):
+        prefixes = [t[:4000].replace("\n", " ")[:2000] + "\n" for t in b["text"].to_pylist()]
+        native.multilinePredict(prefixes, 1, 0.0, "replace")
+
+    with_lang = stage_row("lang.fasttext_v1", lid, normalized, bare_lid)
+    with_q = stage_row("quality.heuristics_v1", QualityHeuristics({}), with_lang,
+                       lambda b: signals.compute(b["text"]))
+
+    def bare_filter(expression):
+        def run(b):
+            mask = pc.fill_null(expression(b), False)
+            return b.filter(mask)
+        return run
+
+    stage_row("filter {col: lang_pass, eq: true}", Filter({"expr": {"col": "lang_pass", "eq": True}}), with_q,
+              bare_filter(lambda b: pc.equal(b["lang_pass"], True)))
+
+    ops = {"ge": pc.greater_equal, "le": pc.less_equal}
+
+    def gopher_mask(b):
+        mask = None
+        for clause in GOPHER_REPETITION["all"] + GOPHER["all"]:
+            (op, value), = [(k, v) for k, v in clause.items() if k != "col"]
+            m = ops[op](b[clause["col"]], value)
+            mask = m if mask is None else pc.and_kleene(mask, m)
+        return mask
+
+    stage_row("filter gopher_repetition + gopher", Filter(
+        {"expr": {"all": [{"preset": "gopher_repetition"}, {"preset": "gopher"}]}}), with_q,
+        bare_filter(gopher_mask))
+
+    return rows
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", type=Path, default=SHARED_DATA)
@@ -183,14 +251,6 @@ def main() -> None:
     args = ap.parse_args()
 
     import crawl_peer
-    from gristmill.stages.clean.boilerplate import Boilerplate
-    from gristmill.stages.clean.normalize import Normalize
-    from gristmill.stages.clean.pii import Pii
-    from gristmill.stages.filter import Filter
-    from gristmill.stages.lang import fasttext_model
-    from gristmill.stages.lang.fasttext_lid import FastTextLangId
-    from gristmill.stages.quality import signals
-    from gristmill.stages.quality.heuristics import QualityHeuristics
 
     rows: list[tuple[str, float, float, float]] = []  # stage, set-up CPU, stage CPU, bare CPU
     with tempfile.TemporaryDirectory(prefix="crawl-stages-") as tmp:
@@ -211,64 +271,12 @@ def main() -> None:
 
     batches = []
     for table in tables:
-        kept = table.filter(pc.is_null(table["reason"])) if "reason" in table.column_names else table
+        kept = table.filter(pc.is_null(table["reject_reason"]))
         text = kept["text"].combine_chunks().cast(pa.large_string())
         batches.append(pa.table({"source": pa.array(["common_crawl"] * len(text)), "text": text}))
     mb = sum(pc.sum(pc.binary_length(b["text"])).as_py() or 0 for b in batches) / 1e6
 
-    def stage_row(label, stage, inputs, bare_fn):
-        _, setup = cpu_of(stage.setup)
-        outputs = [kept(stage.process(b)) for b in inputs]  # warm-up
-        cpu = least_cpu(lambda: [kept(stage.process(b)) for b in inputs], args.repeat)
-        bare_cpu = least_cpu(lambda: [bare_fn(b) for b in inputs], args.repeat)
-        rows.append((label, setup, cpu, bare_cpu))
-        return outputs
-
-    def kept(out):
-        """What the runner passes on: the rows without a reject reason."""
-        return out.table if out.reject_reason is None else out.table.filter(pc.is_null(out.reject_reason))
-
-    texts = lambda table: table["text"].combine_chunks()  # noqa: E731
-    normalized = stage_row("clean.normalize_v1", Normalize({}), batches, lambda b: bare_normalize(texts(b)))
-    stage_row("clean.boilerplate_v1", Boilerplate({}), batches, lambda b: bare_boilerplate(texts(b)))
-    stage_row("clean.pii_v1", Pii({}), batches, lambda b: bare_pii(texts(b)))
-
-    lid = FastTextLangId({"default_threshold": 0.65})
-    lid.setup()
-    native = lid.model.f
-
-    def bare_lid(b):
-        prefixes = [t.replace("\n", " ")[:2000] + "\n" for t in b["text"].to_pylist()]
-        native.multilinePredict(prefixes, 1, 0.0, "replace")
-
-    with_lang = stage_row("lang.fasttext_v1", lid, normalized, bare_lid)
-    with_q = stage_row("quality.heuristics_v1", QualityHeuristics({}), with_lang,
-                       lambda b: signals.compute(b["text"]))
-
-    def bare_filter(expression):
-        def run(b):
-            mask = pc.fill_null(expression(b), False)
-            return b.filter(mask)
-        return run
-
-    stage_row("filter {col: lang_pass, eq: true}", Filter({"expr": {"col": "lang_pass", "eq": True}}), with_q,
-              bare_filter(lambda b: pc.equal(b["lang_pass"], True)))
-    from gristmill.stages.quality.presets import GOPHER, GOPHER_REPETITION
-
-    ops = {"ge": pc.greater_equal, "le": pc.less_equal}
-
-    def gopher_mask(b):
-        mask = None
-        for clause in GOPHER_REPETITION["all"] + GOPHER["all"]:
-            (op, value), = [(k, v) for k, v in clause.items() if k != "col"]
-            m = ops[op](b[clause["col"]], value)
-            mask = m if mask is None else pc.and_kleene(mask, m)
-        return mask
-
-    stage_row("filter gopher_repetition + gopher", Filter(
-        {"expr": {"all": [{"preset": "gopher_repetition"}, {"preset": "gopher"}]}}), with_q,
-        bare_filter(gopher_mask))
-    del fasttext_model
+    rows += stage_rows(batches, args.repeat)
 
     print(f"{corpus['files']} WARC files, {corpus['pages']:,} pages, {corpus['html_mb']:.1f} MB of HTML -> "
           f"{sum(b.num_rows for b in batches):,} documents, {mb:.2f} MB of text; {len(batches)} batches; "

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar, Mapping
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import field_validator
@@ -29,6 +30,8 @@ from gristmill.stages.lang.codes import LANG_COLUMN, LanguageCodeError, to_code
 
 COMPARISONS = {"eq": "==", "ne": "!=", "lt": "<", "le": "<=", "gt": ">", "ge": ">="}
 SET_OPS = ("in", "not_in")
+_COMPARE = {"eq": pc.equal, "ne": pc.not_equal, "lt": pc.less, "le": pc.less_equal, "gt": pc.greater,
+            "ge": pc.greater_equal}
 _PRESETS: dict[str, dict] = {}
 
 
@@ -172,14 +175,14 @@ def evaluate(expr: Mapping[str, Any], table: pa.Table) -> pa.ChunkedArray:
 def _evaluate(expr: Mapping[str, Any], table: pa.Table):
     if "col" in expr:
         name = expr["col"]
-        if name not in table.column_names:
-            raise KeyError(f"filter reads column {name!r}, which the table does not have")
-        column = table[name]
-        (op,) = set(expr) - {"col"}
+        try:
+            column = table[name]
+        except KeyError:
+            raise KeyError(f"filter reads column {name!r}, which the table does not have") from None
+        op = next(key for key in expr if key != "col")
         value = expr[op]
-        if op in COMPARISONS:
-            return getattr(pc, {"eq": "equal", "ne": "not_equal", "lt": "less", "le": "less_equal",
-                                "gt": "greater", "ge": "greater_equal"}[op])(column, value)
+        if op in _COMPARE:
+            return _COMPARE[op](column, value)
         if op in SET_OPS:
             member = pc.is_in(column, value_set=pa.array(value, type=column.type))
             member = pc.if_else(pc.is_null(column), pa.scalar(None, pa.bool_()), member)
@@ -199,12 +202,26 @@ def _evaluate(expr: Mapping[str, Any], table: pa.Table):
 def reject_reasons(expr: Mapping[str, Any], table: pa.Table, prefix: str = "filter") -> pa.Array:
     """Per-row drop reason (null = keep): the first failing clause of a top-level ``all``, else the expression."""
     clauses = expr["all"] if set(expr) == {"all"} else [expr]
-    reasons = pa.nulls(table.num_rows, pa.string())
-    for clause in clauses:
-        failed = pc.invert(evaluate(clause, table))
-        label = pa.scalar(f"{prefix}:{describe(clause)}", pa.string())
-        reasons = pc.if_else(pc.and_(failed, pc.is_null(reasons)), label, reasons)
-    return reasons.combine_chunks() if isinstance(reasons, pa.ChunkedArray) else reasons
+    return first_failing(clauses, table).take(_labels(clauses, prefix))
+
+
+def first_failing(clauses: list[Mapping[str, Any]], table: pa.Table) -> pa.Array:
+    """Per row, the index of the first clause it fails (null where it passes them all)."""
+    first = np.full(table.num_rows, len(clauses), dtype=np.int32)
+    for i, clause in enumerate(reversed(clauses)):  # the earliest failing clause is written last
+        failed = ~_to_numpy(evaluate(clause, table))
+        first[failed] = len(clauses) - 1 - i
+    return pa.array(first, pa.int32(), mask=first == len(clauses))
+
+
+def _labels(clauses: list[Mapping[str, Any]], prefix: str) -> pa.Array:
+    return pa.array([f"{prefix}:{describe(clause)}" for clause in clauses], pa.string())
+
+
+def _to_numpy(mask: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    if isinstance(mask, pa.ChunkedArray):
+        mask = mask.combine_chunks()
+    return mask.to_numpy(zero_copy_only=False)
 
 
 def numeric_clauses(expr: Mapping[str, Any]) -> list[Threshold]:
@@ -253,14 +270,22 @@ class Filter(StreamingStage):
         mismatched = type_errors(params["expr"], available)
         return [("filter", "; ".join(mismatched))] if mismatched else []
 
+    labels: pa.Array | None = None  # the drop reason of each top-level clause, built once
+
     def process(self, table: pa.Table) -> StageOutput:
         if table.num_rows == 0:
             return StageOutput(table, None)
-        reasons = reject_reasons(self.params.expr, table, self.params.reason)
+        expr = self.params.expr
+        clauses = expr["all"] if set(expr) == {"all"} else [expr]
+        if self.labels is None:
+            self.labels = _labels(clauses, self.params.reason)
+        first = first_failing(clauses, table)
         if self.params.sources is not None:
             applies = pc.is_in(table["source"], value_set=pa.array(self.params.sources, pa.string()))
-            reasons = pc.if_else(applies, reasons, pa.scalar(None, pa.string()))
-        return StageOutput(table, reasons)
+            first = pc.if_else(applies, first, pa.scalar(None, pa.int32()))
+        if first.null_count == len(first):  # every row kept: nothing for the framework to split
+            return StageOutput(table, None)
+        return StageOutput(table, self.labels.take(first))
 
     @classmethod
     def contract_params(cls, tmp_path) -> dict:

@@ -23,6 +23,7 @@ for code, so a mixture with a ``github`` source should list the prose sources he
 
 from __future__ import annotations
 
+import functools
 from typing import Literal
 
 import numpy as np
@@ -163,7 +164,7 @@ class Boilerplate(StreamingStage):
         keep = _np(pc.greater(pc.binary_length(lines), 0))
         if p.require_terminal_punctuation:
             last = pc.utf8_slice_codeunits(lines, start=-1)
-            keep &= _np(pc.is_in(last, value_set=pa.array(list(p.terminal_punctuation), pa.large_string())))
+            keep &= _np(pc.is_in(last, value_set=_characters(p.terminal_punctuation)))
         if p.drop_ellipsis_lines:
             keep &= ~(_np(pc.ends_with(lines, "...")) | _np(pc.ends_with(lines, "…")))
         candidates = np.flatnonzero(keep)
@@ -186,8 +187,7 @@ class Boilerplate(StreamingStage):
         if p.lorem_ipsum == "line":
             phrases.append("lorem ipsum")
         if phrases:
-            pattern = "|".join(re2_escape(phrase) for phrase in phrases)
-            keep &= ~_np(pc.match_substring_regex(lines, pattern, ignore_case=True))
+            keep &= ~_np(pc.match_substring_regex(lines, _any_of(tuple(phrases)), ignore_case=True))
         if p.min_words_per_line > 0:
             keep &= self.enough_words(lines)
         if p.max_word_length > 0:
@@ -250,6 +250,17 @@ class Boilerplate(StreamingStage):
             reasons[chosen] = reason
             undecided &= ~chosen
         return pa.array(reasons, pa.string())
+
+
+@functools.lru_cache(maxsize=8)
+def _any_of(phrases: tuple[str, ...]) -> str:
+    """An RE2 pattern matching any of the literal ``phrases``."""
+    return "|".join(re2_escape(phrase) for phrase in phrases)
+
+
+@functools.lru_cache(maxsize=8)
+def _characters(chars: str) -> pa.Array:
+    return pa.array(list(chars), pa.large_string())
 
 
 def _np(mask: pa.Array) -> np.ndarray:

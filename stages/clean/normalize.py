@@ -11,12 +11,15 @@ in those encodings (the clue tables are ftfy's own, ``ftfy.chardata.UTF8_CLUES``
 from __future__ import annotations
 
 import functools
+import hashlib
+import sys
 import unicodedata
 from typing import Literal
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from gristmill.core.compile_cache import cached_bytes
 from gristmill.stages.base import StageOutput, StageParams, StreamingStage, require
 from gristmill.stages.clean._text import on_rows, source_mask, text_array, with_text
 
@@ -89,8 +92,16 @@ def unstable_chars_pattern(form: str) -> str:
     "No"), characters with a non-zero combining class (reordering), second halves of canonical compositions
     and the Hangul vowel/trailing jamo (quick check "Maybe": they may compose with what precedes them), and
     every code point unassigned in this Python's Unicode database, so a character newer than it is never
-    wrongly taken as stable. Built once per process from ``unicodedata`` (~0.3 s).
+    wrongly taken as stable. Derived from ``unicodedata`` (~0.3 s of CPU), once per machine: it is kept on disk
+    (``compile_cache.cached_bytes``), keyed by the form, Python's Unicode database and this module's source.
     """
+    with open(__file__, "rb") as f:
+        source = hashlib.sha256(f.read()).hexdigest()
+    key = "|".join([form, unicodedata.unidata_version, sys.version, source])
+    return cached_bytes(f"unstable-{form}", key, lambda: _derive_unstable_chars_pattern(form).encode()).decode()
+
+
+def _derive_unstable_chars_pattern(form: str) -> str:
     chars: set[int] = set(range(0x1161, 0x1176)) | set(range(0x11A8, 0x11C3))
     for cp in range(0x110000):
         if 0xD800 <= cp <= 0xDFFF:

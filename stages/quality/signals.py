@@ -36,6 +36,8 @@ everything but the tokenizer (which exists only compiled), the reference the ker
 from __future__ import annotations
 
 import functools
+import hashlib
+import sys
 from collections.abc import Iterable
 from typing import Literal
 
@@ -43,6 +45,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from gristmill.core.compile_cache import cached_bytes
 from gristmill.stages.base import require
 from gristmill.stages.clean.boilerplate import C4_POLICY_PHRASES, CJK_CHAR
 from gristmill.stages.quality.charsets import PUNCTUATION_SET, TERMINAL_PUNCTUATION
@@ -284,8 +287,21 @@ def _string_buffers(text: pa.Array) -> tuple[np.ndarray, np.ndarray]:
 @functools.lru_cache(maxsize=1)
 def char_classes() -> np.ndarray:
     """A class bitmask per code point (``_kernels.LETTER`` ...). Unicode properties are asked of RE2 and Arrow
-    themselves over every code point (~0.2 s), so the tokenizer and the Arrow formulations use the same tables;
-    spaCy's character lists come from the ``SPACY_*`` constants."""
+    themselves over every code point, so the tokenizer and the Arrow formulations use the same tables; spaCy's
+    character lists come from the ``SPACY_*`` constants. Deriving it costs ~0.3 s of CPU: it is kept on disk
+    (``compile_cache.cached_bytes``), keyed by this module's and the kernels' source, pyarrow's and Python's
+    versions."""
+    key = "|".join([pa.__version__, sys.version, _source_digest(__file__), _source_digest(kernels().__file__)])
+    data = cached_bytes("char-classes", key, lambda: _derive_char_classes().tobytes())
+    return np.frombuffer(data, dtype=np.uint32).copy()
+
+
+def _source_digest(path: str) -> str:
+    with open(path, "rb") as f:
+        return hashlib.sha256(f.read()).hexdigest()
+
+
+def _derive_char_classes() -> np.ndarray:
     k = kernels()
     code = np.concatenate([np.arange(0xD800), np.arange(0xE000, 0x110000)]).astype(np.uint32)  # no surrogates
     every_char = pa.array([code.tobytes().decode("utf-32-le")], pa.large_string())

@@ -87,6 +87,11 @@ def test_skipping_stable_rows_gives_exactly_utf8_normalize(form, real_texts):
     assert N.normalize_form(array, form).equals(pc.utf8_normalize(array, form))
 
 
+def test_the_unstable_characters_kept_on_disk_are_the_derived_ones():
+    """unstable_chars_pattern() is read from the tables cache after its first derivation: it must be that one."""
+    assert N.unstable_chars_pattern("NFKC") == N._derive_unstable_chars_pattern("NFKC")
+
+
 # --- control characters -------------------------------------------------------------------------------------
 
 

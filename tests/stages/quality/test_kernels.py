@@ -128,6 +128,11 @@ def test_first_occurrence_kernel():
     assert signals._first_occurrence(parent, ids, "numba").tolist() == signals._first_occurrence(parent, ids).tolist()
 
 
+def test_the_character_table_kept_on_disk_is_the_derived_one():
+    """char_classes() is read from the tables cache after its first derivation: it must be that derivation."""
+    np.testing.assert_array_equal(signals.char_classes(), signals._derive_char_classes())
+
+
 def test_space_class_is_str_isspace():
     """The tokenizer separates chunks where Python's str.isspace holds, as spaCy does (checked over every code
     point)."""
