@@ -139,7 +139,7 @@ def bare_normalize(text: pa.Array) -> None:
 def bare_boilerplate(text: pa.Array) -> None:
     """C4's line rules as the Arrow calls they need: split into lines, strip, the cheap tests on every line, the
     regex tests on the lines still kept, the document tests, join the kept lines per document."""
-    from gristmill.stages.clean.boilerplate import C4_POLICY_PHRASES, CJK_ANY
+    from gristmill.stages.clean.boilerplate import C4_POLICY_PHRASES, CJK_ANY, CJK_CHAR, NON_CJK_WORD
 
     lines = pc.split_pattern(text, "\n")
     flat = pc.utf8_trim_whitespace(lines.flatten())
@@ -149,8 +149,12 @@ def bare_boilerplate(text: pa.Array) -> None:
     keep = pc.fill_null(keep, False)
     candidates = flat.filter(keep)
     pc.match_substring_regex(candidates, "|".join(["javascript", *C4_POLICY_PHRASES]), ignore_case=True)
-    pc.match_substring_regex(candidates, CJK_ANY)
+    cjk = pc.match_substring_regex(candidates, CJK_ANY)
     pc.match_substring_regex(candidates, r"\S+\s+\S+\s+\S+")
+    if pc.any(cjk).as_py():  # words of unspaced scripts are counted, not matched
+        cjk_lines = candidates.filter(cjk)
+        pc.count_substring_regex(cjk_lines, NON_CJK_WORD)
+        pc.count_substring_regex(cjk_lines, CJK_CHAR)
     pc.greater(pc.utf8_length(candidates), 1000)
     pc.match_substring(text, "lorem ipsum", ignore_case=True)
     counts = pc.list_value_length(pc.split_pattern(text, "\n"))  # stands in for the per-document kept count

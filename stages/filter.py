@@ -283,8 +283,6 @@ class Filter(StreamingStage):
         if self.params.sources is not None:
             applies = pc.is_in(table["source"], value_set=pa.array(self.params.sources, pa.string()))
             first = pc.if_else(applies, first, pa.scalar(None, pa.int32()))
-        if first.null_count == len(first):  # every row kept: nothing for the framework to split
-            return StageOutput(table, None)
         return StageOutput(table, self.labels.take(first))
 
     @classmethod

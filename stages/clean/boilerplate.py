@@ -138,8 +138,9 @@ class Boilerplate(StreamingStage):
             line_counts = pc.fill_null(pc.count_substring_regex(text, NON_BLANK_LINE), 0).to_numpy()
         reasons = self.reject_reasons(text, cleaned, line_counts)
         # A rejected row keeps its original text, so rejects/ shows what the rules saw.
-        rejected = pc.is_valid(reasons)
-        return pc.if_else(rejected, text, cleaned), reasons
+        if reasons.null_count == len(reasons):
+            return cleaned, reasons
+        return pc.if_else(pc.is_valid(reasons), text, cleaned), reasons
 
     def drop_lines(self, text: pa.Array) -> tuple[pa.Array, np.ndarray]:
         """Apply the line rules to every line of the batch at once; return rejoined texts and line counts."""
@@ -161,10 +162,11 @@ class Boilerplate(StreamingStage):
         on the lines still kept, since on web pages the punctuation rule alone drops most menu/link lines.
         """
         p = self.params
-        keep = _np(pc.greater(pc.binary_length(lines), 0))
-        if p.require_terminal_punctuation:
+        if p.require_terminal_punctuation:  # an empty line has no last character in the set either
             last = pc.utf8_slice_codeunits(lines, start=-1)
-            keep &= _np(pc.is_in(last, value_set=_characters(p.terminal_punctuation)))
+            keep = _np(pc.is_in(last, value_set=_characters(p.terminal_punctuation)))
+        else:
+            keep = _np(pc.greater(pc.binary_length(lines), 0))
         if p.drop_ellipsis_lines:
             keep &= ~(_np(pc.ends_with(lines, "...")) | _np(pc.ends_with(lines, "…")))
         candidates = np.flatnonzero(keep)
@@ -265,8 +267,8 @@ def _characters(chars: str) -> pa.Array:
 
 def _np(mask: pa.Array) -> np.ndarray:
     """A boolean Arrow array as numpy, null counted as false."""
-    return pc.fill_null(mask, False).to_numpy(zero_copy_only=False)
+    return (pc.fill_null(mask, False) if mask.null_count else mask).to_numpy(zero_copy_only=False)
 
 
 def _np_int(counts: pa.Array) -> np.ndarray:
-    return pc.fill_null(counts, 0).to_numpy(zero_copy_only=False)
+    return (pc.fill_null(counts, 0) if counts.null_count else counts).to_numpy(zero_copy_only=False)
