@@ -173,9 +173,13 @@ def run_datatrove(warcs: Path, work: Path, tasks: int, env: dict, peer_path: str
     return {"wall": wall, "cpu": cpu, "kept": kept}
 
 
-def sides(warcs: Path, tasks: int, executor: str, peer_path: str | None) -> dict:
+def sides(warcs: Path, tasks: int, executor: str, peer_path: str | None, baseline: Path | None = None) -> dict:
     """name -> function(work dir, env) running that side once."""
-    return {
+    extra = {}
+    if baseline is not None:  # another checkout of gristmill, the same pipeline: before/after in one run
+        extra[f"gristmill at {baseline}, trafilatura"] = lambda work, env: run_gristmill(
+            warcs, work, "trafilatura", "prefix", executor, dict(env, PYTHONPATH=str(baseline)))
+    return extra | {
         "datatrove, trafilatura": lambda work, env: run_datatrove(warcs, work, tasks, env, peer_path),
         "gristmill, trafilatura": lambda work, env: run_gristmill(warcs, work, "trafilatura", "prefix", executor,
                                                                   env),
@@ -187,12 +191,12 @@ def sides(warcs: Path, tasks: int, executor: str, peer_path: str | None) -> dict
 
 
 def compare(data: Path, tmp: Path, repeat: int, copies: int, warc_mb: float, executor: str, root: Path,
-            peer_path: str | None = None) -> str:
+            peer_path: str | None = None, baseline: Path | None = None) -> str:
     """Build the corpus, run every side ``repeat`` times (interleaved) and return the Markdown table."""
     warcs = tmp / "warcs"
     corpus = build_warcs(data, warcs, copies, warc_mb)
     env = {"PYTHONPATH": str(root)}
-    runs = sides(warcs, corpus["files"], executor, peer_path)
+    runs = sides(warcs, corpus["files"], executor, peer_path, baseline)
     best: dict[str, dict] = {}
     for r in range(repeat):
         for k, (name, fn) in enumerate(runs.items()):

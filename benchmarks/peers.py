@@ -251,8 +251,9 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--bands", type=int, default=14)
     ap.add_argument("--rows", type=int, default=9)
-    ap.add_argument("--baseline", type=Path, help="another checkout of gristmill (with this script copied into "
-                    "its benchmarks/): its MinHash stage runs as a third side")
+    ap.add_argument("--baseline", type=Path, help="another checkout of gristmill: its crawl "
+                    "pipeline (trafilatura) runs as one more side and, with this script copied into its benchmarks/, its "
+                    "MinHash stage as a third side")
     ap.add_argument("--side", choices=sorted(SIDES), help=argparse.SUPPRESS)
     ap.add_argument("--work", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -275,7 +276,7 @@ def crawl_part(args, data: Path) -> None:
     print("\n## Crawl pipeline\n", flush=True)
     with tempfile.TemporaryDirectory(prefix="crawl-peer-") as tmp:
         print(crawl_peer.compare(data, Path(tmp), args.repeat, args.copies, args.warc_mb, args.executor, HERE.parent,
-                                 args.peer_path))
+                                 args.peer_path, args.baseline.resolve() if args.baseline else None))
 
 
 def tokenize_part(args, data: Path) -> None:
