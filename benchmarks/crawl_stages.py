@@ -6,14 +6,18 @@ pages of the crawl corpus of ``benchmarks/crawl_peer.py`` (WARCs built from the 
 In this process, one thread, least CPU (``time.process_time``) of ``--repeat`` passes, after one warm-up pass
 (set-up costs, such as loading the compiled kernels, are shown on their own):
 
-| stage | what it does here | bare library calls it is compared with |
-|---|---|---|
-| ingest | ``WarcReader`` minus the extractor's calls: record loop, checks, HTTP charset, decoding, batching | fastwarc's ``ArchiveIterator(parse_http=True)``, the payload read and ``bytes.decode`` of every HTML response |
-| extract | the extractor as the reader calls it (``stages/ingest/html.py``) | ``trafilatura.extract`` / resiliparse's parse + ``extract_plain_text`` with the same options on the same strings |
-| clean.normalize_v1, clean.boilerplate_v1, clean.pii_v1 | ``process()`` per batch | the RE2 / Arrow compute passes it makes, called on the same batches without the stage around them |
-| lang.fasttext_v1 | ``process()`` per batch | fastText's native ``multilinePredict`` on the same 2,000-character prefixes |
-| quality.heuristics_v1 | ``process()`` per batch | ``signals.compute`` on the same batches (the computations: compiled kernels + Arrow) |
-| filter | ``process()`` of the LID filter and of the Gopher presets | the same predicate with ``pyarrow.compute`` and ``Table.filter`` |
+* ingest: ``WarcReader`` minus its extractor's calls (record loop, checks, HTTP charset, decoding, batching)
+  against fastwarc's ``ArchiveIterator(parse_http=True)``, the payload read and ``bytes.decode`` of every HTML
+  response.
+* extract: the extractor as the reader calls it (``stages/ingest/html.py``) against ``trafilatura.extract`` /
+  resiliparse's parse + ``extract_plain_text`` with the same options on the same strings.
+* clean.normalize_v1, clean.boilerplate_v1, clean.pii_v1: ``process()`` per batch against the RE2 / Arrow
+  compute passes (and ftfy calls) the rules need, on the same batches without the stage around them.
+* lang.fasttext_v1: ``process()`` against fastText's native ``multilinePredict`` on the same 2,000-character
+  prefixes (made in Python).
+* quality.heuristics_v1: ``process()`` against ``signals.compute`` (its compiled kernels and Arrow passes).
+* filter: ``process()`` of the LID filter and of the Gopher presets, and the runner's split of the kept rows,
+  against the same predicate with ``pyarrow.compute`` and ``Table.filter``.
 
 The batches are those the reader yields (one per WARC file here); clean stages run on the extracted text as it
 comes out of the reader, LID and heuristics on what normalize leaves.

@@ -251,8 +251,8 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--bands", type=int, default=14)
     ap.add_argument("--rows", type=int, default=9)
-    ap.add_argument("--baseline", type=Path, help="another checkout of gristmill: its crawl "
-                    "pipeline (trafilatura) runs as one more side and, with this script copied into its benchmarks/, its "
+    ap.add_argument("--baseline", type=Path, help="another checkout of gristmill: its crawl pipeline "
+                    "(trafilatura) runs as one more side and, with this script copied into its benchmarks/, its "
                     "MinHash stage as a third side")
     ap.add_argument("--side", choices=sorted(SIDES), help=argparse.SUPPRESS)
     ap.add_argument("--work", help=argparse.SUPPRESS)
