@@ -17,7 +17,8 @@ In this process, one thread, least CPU (``time.process_time``) of ``--repeat`` p
   prefixes (made in Python).
 * quality.heuristics_v1: ``process()`` against ``signals.compute`` (its compiled kernels and Arrow passes).
 * filter: ``process()`` of the LID filter and of the Gopher presets, and the runner's split of the kept rows,
-  against the same predicate with ``pyarrow.compute`` and ``Table.filter``.
+  against the same predicate with ``pyarrow.compute``, one ``if_else`` for a drop reason per row (one reason for
+  all: a lower bound of the per-clause reasons the step gives) and ``Table.filter``.
 
 The batches are those the reader yields (one per WARC file here); clean stages run on the extracted text as it
 comes out of the reader, LID and heuristics on what normalize leaves.
@@ -223,9 +224,12 @@ def stage_rows(batches: list[pa.Table], repeat: int) -> list[tuple[str, float, f
     with_q = stage_row("quality.heuristics_v1", QualityHeuristics({}), with_lang,
                        lambda b: signals.compute(b["text"]))
 
+    dropped = pa.scalar("dropped", pa.string())
+
     def bare_filter(expression):
         def run(b):
             mask = pc.fill_null(expression(b), False)
+            pc.if_else(mask, pa.scalar(None, pa.string()), dropped)  # a drop reason per row, as a step owes
             return b.filter(mask)
         return run
 

@@ -218,10 +218,12 @@ def _labels(clauses: list[Mapping[str, Any]], prefix: str) -> pa.Array:
     return pa.array([f"{prefix}:{describe(clause)}" for clause in clauses], pa.string())
 
 
+def _to_array(values: pa.Array | pa.ChunkedArray) -> pa.Array:
+    return values.combine_chunks() if isinstance(values, pa.ChunkedArray) else values
+
+
 def _to_numpy(mask: pa.Array | pa.ChunkedArray) -> np.ndarray:
-    if isinstance(mask, pa.ChunkedArray):
-        mask = mask.combine_chunks()
-    return mask.to_numpy(zero_copy_only=False)
+    return _to_array(mask).to_numpy(zero_copy_only=False)
 
 
 def numeric_clauses(expr: Mapping[str, Any]) -> list[Threshold]:
@@ -279,11 +281,14 @@ class Filter(StreamingStage):
         clauses = expr["all"] if set(expr) == {"all"} else [expr]
         if self.labels is None:
             self.labels = _labels(clauses, self.params.reason)
-        first = first_failing(clauses, table)
+        if len(clauses) == 1:  # its label where the row fails it
+            reasons = pc.if_else(evaluate(clauses[0], table), pa.scalar(None, pa.string()), self.labels[0])
+        else:
+            reasons = self.labels.take(first_failing(clauses, table))
         if self.params.sources is not None:
             applies = pc.is_in(table["source"], value_set=pa.array(self.params.sources, pa.string()))
-            first = pc.if_else(applies, first, pa.scalar(None, pa.int32()))
-        return StageOutput(table, self.labels.take(first))
+            reasons = pc.if_else(applies, reasons, pa.scalar(None, pa.string()))
+        return StageOutput(table, _to_array(reasons))
 
     @classmethod
     def contract_params(cls, tmp_path) -> dict:
