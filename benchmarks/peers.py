@@ -126,13 +126,17 @@ def child_main(args) -> None:
     print("RESULT " + json.dumps(result), flush=True)
 
 
-def run_side(python: str, side: str, work: Path, bands: int, rows: int, checkout: Path = HERE.parent) -> dict:
+def run_side(python: str, side: str, work: Path, bands: int, rows: int, checkout: Path = HERE.parent,
+             peer_path: str | None = None) -> dict:
     """One side in a child process (this script of ``checkout``, so its code): its result and the CPU of its
     whole process tree."""
     cmd = [python, str(checkout / "benchmarks" / "peers.py"), "--side", side, "--work", str(work),
            "--bands", str(bands), "--rows", str(rows)]
     t = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    env = None
+    if peer_path and side == "datatrove":  # datatrove's own dependencies, on its side's path only
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [os.environ.get("PYTHONPATH"), peer_path])))
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     _, status, usage = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - t
     proc.returncode = os.waitstatus_to_exitcode(status)
@@ -245,7 +249,8 @@ def main() -> None:
     ap.add_argument("--warc-mb", type=float, default=2.3, help="crawl: MB of HTML per WARC file")
     ap.add_argument("--executor", choices=["local", "ray"], default="local", help="crawl: gristmill's executor")
     ap.add_argument("--peer-path", default=os.environ.get("GRISTMILL_PEER_PATH"),
-                    help="crawl: a folder with datatrove's WARC-reader and LID dependencies, for its side only")
+                    help="a folder with the dependencies datatrove's steps need and gristmill's environment "
+                    "lacks (pip install --target DIR faust-cchardet python-magic fasteners orjson), on its side only")
     ap.add_argument("--tokenize-mb", type=float, default=8.0, help="tokenization: MB of text")
     ap.add_argument("--python", default=sys.executable, help="the interpreter of both sides' processes")
     ap.add_argument("--repeat", type=int, default=3)
@@ -287,7 +292,7 @@ def tokenize_part(args, data: Path) -> None:
         tokenizer = tokenize_peer.gpt2_tokenizer_json(data, tmp)
         docs = tokenize_peer.documents(args.tokenize_mb, data)
         jsonl = tokenize_peer.write_jsonl(docs, os.path.join(tmp, "in"))
-        best = tokenize_peer.whole_runs(jsonl, tokenizer, tmp, args.repeat)
+        best = tokenize_peer.whole_runs(jsonl, tokenizer, tmp, args.repeat, args.peer_path)
     (gw, gc), (dw, dc) = best["gristmill"], best["datatrove"]
     mb = sum(len(d.encode()) for d in docs) / 1e6
     print(f"\n{mb:.1f} MB, {len(docs)} documents; least of {args.repeat} runs per side\n")
@@ -311,7 +316,8 @@ def minhash_part(args) -> None:
             for k, (name, (side, checkout)) in enumerate(to_run.items()):
                 work = Path(tmp) / f"{k}-{r}"
                 write_inputs(docs, work)
-                results[name].append(run_side(args.python, side, work, args.bands, args.rows, checkout))
+                results[name].append(run_side(args.python, side, work, args.bands, args.rows, checkout,
+                                              args.peer_path))
     best = {side: min(runs, key=lambda x: x["tree_cpu"]) for side, runs in results.items()}
     work_best = {side: min(x["work_cpu"] for x in runs) for side, runs in results.items()}
     print(f"\n{len(docs)} documents, {mb:.1f} MB; word 5-grams, {args.bands} bands x {args.rows} rows; least of "

@@ -126,8 +126,10 @@ def datatrove_ids(out: str) -> list[np.ndarray]:
     return np.split(tokens, ends[:-1].astype(np.int64))
 
 
-def whole_runs(jsonl: str, tokenizer: str, tmp: str, repeat: int) -> dict[str, tuple[float, float]]:
-    """Best (wall, CPU) of each tool over ``repeat`` interleaved runs; checks both give the same ids."""
+def whole_runs(jsonl: str, tokenizer: str, tmp: str, repeat: int,
+               peer_path: str | None = None) -> dict[str, tuple[float, float]]:
+    """Best (wall, CPU) of each tool over ``repeat`` interleaved runs; checks both give the same ids.
+    ``peer_path``: a folder put on datatrove's PYTHONPATH only (its JSONL reader needs orjson)."""
     yaml = os.path.join(tmp, "pipeline.yaml")
     Path(yaml).write_text(PIPELINE.format(jsonl=jsonl, tokenizer=tokenizer), encoding="utf-8")
     env = {**_CHILD_ENV, "PYTHONPATH": str(_bootstrap.ROOT)}
@@ -135,7 +137,8 @@ def whole_runs(jsonl: str, tokenizer: str, tmp: str, repeat: int) -> dict[str, t
     for i in range(repeat):
         run_dir, out = os.path.join(tmp, f"run-{i}"), os.path.join(tmp, f"dt-{i}")
         g = run_measured(["-m", "gristmill", "run", yaml, "--run-dir", run_dir, "--quiet"], env=env)
-        d = run_measured(["-c", DATATROVE, os.path.dirname(jsonl), tokenizer, out, out + "-logs"], env=env)
+        d_env = dict(env, PYTHONPATH=os.pathsep.join([env["PYTHONPATH"], peer_path])) if peer_path else env
+        d = run_measured(["-c", DATATROVE, os.path.dirname(jsonl), tokenizer, out, out + "-logs"], env=d_env)
         for name, (wall, cpu, _) in (("gristmill", g), ("datatrove", d)):
             best[name] = (min(best[name][0], wall), min(best[name][1], cpu))
     ours, theirs = gristmill_ids(run_dir), datatrove_ids(out)
