@@ -145,8 +145,8 @@ def expand_paths(inp: InputSpec, base_dir: Path, where: str, warnings: list[str]
     A pattern that matches no file is an error naming the input and the pattern (a warning appended to
     ``warnings`` for an ``optional`` input). A pattern that names a directory is read by a reader that reads
     folders (``HeadStage.expand_directory``; ``hf``: its data files, in the dataset's order); for other readers it
-    is an error, unless the input
-    skips unreadable files: then the directory is listed and its reader counts it as a rejected row.
+    is an error, unless the input skips unreadable files: then the directory is listed and its reader counts it as
+    a rejected row.
     """
     files: list[str] = []
     for j, pattern in enumerate(inp.paths):
@@ -159,7 +159,7 @@ def expand_paths(inp: InputSpec, base_dir: Path, where: str, warnings: list[str]
                                        f"{' '.join(str(exc).split())}") from exc
         if not matches:
             directory = _directory(pattern, base_dir)
-            folder_files = _folder_files(reader, directory, f"{where}[{j}]") if directory is not None and reader is not None else None
+            folder_files = _folder_files(reader, directory, f"{where}[{j}]")
             if folder_files is not None:
                 matches = folder_files
             elif directory is not None and inp.on_error == "skip":
@@ -198,8 +198,10 @@ def _raise_if_unreachable(pattern: str, where: str, source: str) -> None:
         return
 
 
-def _folder_files(reader: HeadStage, directory: str, where: str) -> list[str] | None:
-    """The files the head stage reads for a folder, or None when it reads no folders."""
+def _folder_files(reader: HeadStage | None, directory: str | None, where: str) -> list[str] | None:
+    """The files the head stage reads for the folder, or None when there is no folder or it reads none."""
+    if reader is None or directory is None:
+        return None
     try:
         files = reader.expand_directory(directory)
     except (ValueError, KeyError, OSError) as exc:
