@@ -198,7 +198,8 @@ class HeadStage(Stage):
     A head stage yields **every record it sees, in order**: a record that is no document (a non-HTML response,
     a truncated record, an undecodable line) is a row with its ``reject_reason``, and the rest of the file is
     still read. The framework builds ``doc_id = (unit.index << 32) | ordinal`` from the rows' order, so ids are
-    stable for the same inputs whatever is later filtered."""
+    stable for the same inputs whatever is later filtered. ``setup()`` runs before each unit is read (readers keep
+    no state across files; one that must can cache it in its module)."""
 
     kind: ClassVar[str] = "head"
     format: ClassVar[str] = ""

@@ -125,6 +125,7 @@ def _numbered(plan: Plan, iu: IngestUnit) -> Iterator[HeadOutput]:
     notes counted, and the input's size limit applied."""
     inp = plan.spec.inputs[iu.input_index]
     stage = plan.head_stage(iu.input_index)
+    stage.setup()
     where = f"inputs[{iu.input_index}] (source {iu.source})"
     ordinal = 0
     for records in _named_input_errors(stage.read(iu.unit), where):
