@@ -90,7 +90,8 @@ def run_handled(command: Callable[[], int], debug: bool) -> int:
         if known is None:
             raise
         message, code = known
-        print(f"error: {message}", file=sys.stderr)
+        for line in message.splitlines():  # one line per problem (a pipeline file may have several)
+            print(f"error: {line}", file=sys.stderr)
         return code
 
 
