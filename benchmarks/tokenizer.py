@@ -14,6 +14,11 @@ GPT-2 vocabulary with the step's defaults (the LLaMA shares, ``max_share_ratio``
 shares of the bytes present; bytes/token of each and of GPT-2 on held-out English web text, English sentences,
 Chinese and code.
 
+``--corpus llama-web --doc-html DIR ...``: the same corpus plus the text of installed documentation HTML (Debian
+packages, read through gristmill's decoding and extraction, exact duplicates once) as ``common_crawl`` pages, in
+growing amounts (``--doc-mb``; ``--doc-english-only`` adds only its English pages): the step's defaults at the
+GPT-2 vocabulary, held-out bytes/token against the English and Chinese MB of the sample the step drew.
+
 Training runs through the real pipeline step (``tokenizer.train_bbpe_v1`` build() on Parquet parts, local
 executor), each tokenizer in a fresh process so its peak RSS is its own. ``DATA`` is ``--data``, else
 ``$GRISTMILL_SHARED_DATA``, else ``../shared/data`` next to the repository. Prints Markdown tables.
