@@ -48,10 +48,33 @@ def _load_npy(location: Location) -> np.ndarray:
     return np.load(io.BytesIO(location.read_bytes()))
 
 
+# Arrays are built from their buffers: ``pa.array`` imports pandas on its first call (pyarrow 26), about 0.2 CPU s
+# of a process that has no other use for it.
+_NUMPY_DTYPE = {pa.uint64(): np.uint64, pa.int64(): np.int64, pa.float64(): np.float64}
+
+
+def _validity(valid: np.ndarray) -> pa.Buffer:
+    return pa.py_buffer(np.packbits(valid, bitorder="little"))
+
+
+def _numbers(values: np.ndarray, type: pa.DataType, nulls: np.ndarray | None = None) -> pa.Array:
+    """A numeric Arrow array of ``values`` (null where ``nulls``)."""
+    data = np.ascontiguousarray(values, dtype=_NUMPY_DTYPE[type])
+    has_nulls = nulls is not None and bool(nulls.any())
+    validity = _validity(~nulls) if has_nulls else None
+    return pa.Array.from_buffers(type, len(data), [validity, pa.py_buffer(data)],
+                                 null_count=int(nulls.sum()) if has_nulls else 0)
+
+
 def _reject_where(mask: np.ndarray, reason: str) -> pa.Array | None:
+    """``reason`` where ``mask``, else null."""
     if not mask.any():
         return None
-    return pa.array(np.where(mask, reason, None), pa.string())
+    value = reason.encode()
+    offsets = np.zeros(len(mask) + 1, dtype=np.int32)
+    np.cumsum(mask * len(value), out=offsets[1:])
+    return pa.StringArray.from_buffers(len(mask), pa.py_buffer(offsets), pa.py_buffer(value * int(mask.sum())),
+                                       _validity(mask), null_count=int((~mask).sum()))
 
 
 def _isin_sorted(values: np.ndarray, sorted_set: np.ndarray) -> np.ndarray:
@@ -315,10 +338,10 @@ def _write_clusters(path: Location, rows, *edge_chunks):
     component, component_size = component[order], component_size[order]  # aligned with the sorted nodes
     ids, inverse, counts = np.unique(cluster, return_inverse=True, return_counts=True)
     table = pa.table(
-        {"doc_id": pa.array(nodes, pa.uint64()), "cluster_id": pa.array(cluster, pa.uint64()),
-         "cluster_size": pa.array(counts[inverse], pa.int64()),
-         "jaccard": pa.array(similarity, pa.float64(), mask=np.isnan(similarity)),
-         "component_id": pa.array(component, pa.uint64()), "component_size": pa.array(component_size, pa.int64())}
+        {"doc_id": _numbers(nodes, pa.uint64()), "cluster_id": _numbers(cluster, pa.uint64()),
+         "cluster_size": _numbers(counts[inverse], pa.int64()),
+         "jaccard": _numbers(similarity, pa.float64(), nulls=np.isnan(similarity)),
+         "component_id": _numbers(component, pa.uint64()), "component_size": _numbers(component_size, pa.int64())}
     ).sort_by([("cluster_id", "ascending"), ("doc_id", "ascending")])
     path.write_parquet(table)
     return np.sort(nodes[removed]), counts, component_size[nodes == component]
