@@ -11,7 +11,6 @@ is changed directly.
 from __future__ import annotations
 
 import dataclasses
-import fcntl
 import hashlib
 import importlib
 import importlib.machinery
@@ -174,27 +173,42 @@ def _cpu_identity() -> str:
 
 
 def _aot_module(module: str, signatures: dict[str, KernelSignature], sources: tuple[str, ...]):
+    """The ahead-of-time build of these kernels, built now if needed and possible; None: use the JIT kernels."""
     path = aot_module_path(module, signatures, sources)
-    if not path.exists():
-        failed = path.with_name(path.name + ".failed")
-        if failed.exists():
-            return None
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with open(path.with_name(path.name + ".lock"), "w") as lock:
-            try:
-                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError:  # another process is building it: this one uses the JIT kernels
-                return None
-            if not path.exists():
-                try:
-                    _build_aot(module, signatures, path)
-                except Exception as exc:  # noqa: BLE001 - any failure to build leaves the JIT kernels in use
-                    failed.write_text(f"{type(exc).__name__}: {exc}\n")
-                    return None
+    if not path.exists() and not _build_once(module, signatures, path):
+        return None
     spec = importlib.util.spec_from_file_location(path.name.split(".")[0], path)
     built = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(built)
+    try:
+        spec.loader.exec_module(built)
+    except ImportError:  # built against something this process does not have after all
+        return None
     return built
+
+
+def _build_once(module: str, signatures: dict[str, KernelSignature], path: Path) -> bool:
+    """Build ``path`` unless another process is building it or an earlier build failed (the reason is kept in
+    ``PATH.failed``); whether it exists now."""
+    failed = path.with_name(path.name + ".failed")
+    if failed.exists():
+        return False
+    try:
+        import fcntl
+    except ImportError:  # no POSIX file locks (Windows): the JIT kernels
+        return False
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_name(path.name + ".lock"), "w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:  # another process is building it: this one uses the JIT kernels
+            return False
+        if not path.exists():
+            try:
+                _build_aot(module, signatures, path)
+            except Exception as exc:  # noqa: BLE001 - any failure to build leaves the JIT kernels in use
+                failed.write_text(f"{type(exc).__name__}: {exc}\n")
+                return False
+    return True
 
 
 def _build_aot(module: str, signatures: dict[str, KernelSignature], path: Path) -> None:
