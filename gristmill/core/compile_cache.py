@@ -18,7 +18,9 @@ import importlib.util
 import os
 import platform
 import sys
+import tempfile
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -39,6 +41,35 @@ def use_numba_cache_dir() -> Path:
     if numba is not None:  # imported already (``require("numba", ...)``): its settings were read then
         numba.config.CACHE_DIR = str(path)
     return path
+
+
+def tables_cache_dir() -> Path:
+    """Where lookup tables derived from the Unicode database and the regex engine are kept (with the kernels)."""
+    return numba_cache_dir() / "tables"
+
+
+def cached_bytes(name: str, key: str, build: Callable[[], bytes]) -> bytes:
+    """``build()``'s bytes, kept in ``tables_cache_dir()`` under ``name`` and a hash of ``key``, so that a table
+    that takes a process a noticeable part of a second to derive is derived once per machine.
+
+    ``key`` must name everything the bytes depend on (library versions, the source that builds them): another
+    key is another file. The file is written whole under a temporary name and renamed, so a reader never sees a
+    partial one; a cache folder that cannot be written is no error (the bytes are built every time then)."""
+    digest = hashlib.sha256(key.encode()).hexdigest()[:24]
+    path = tables_cache_dir() / f"{name}-{digest}.bin"
+    try:
+        return path.read_bytes()
+    except OSError:
+        pass
+    data = build()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path.parent, prefix=path.name, delete=False) as tmp:
+            tmp.write(data)
+        os.replace(tmp.name, path)
+    except OSError:
+        pass
+    return data
 
 
 # --- ahead-of-time compiled kernel modules ------------------------------------------------------------------------
@@ -212,7 +243,6 @@ def _build_once(module: str, signatures: dict[str, KernelSignature], path: Path)
 
 
 def _build_aot(module: str, signatures: dict[str, KernelSignature], path: Path) -> None:
-    import tempfile
     import warnings
 
     kernels = importlib.import_module(module)
@@ -228,3 +258,4 @@ def _build_aot(module: str, signatures: dict[str, KernelSignature], path: Path) 
         compiler.output_dir = tmp
         compiler.compile()
         os.replace(Path(tmp) / compiler.output_file, path)
+
