@@ -191,7 +191,7 @@ def _sign_part(path: Location, params: MinHashParams, banding: tuple[int, int], 
             sig_chunks.append(sig[has])
     keys = np.concatenate(key_chunks) if key_chunks else np.zeros(0, np.uint64)
     kdocs = np.concatenate(keyed_docs) if keyed_docs else np.zeros(0, np.uint64)
-    kparts = np.full(len(kdocs), part_index, dtype=np.int64)
+    kparts = np.full(len(kdocs), part_index, dtype=np.int32)
     sig_files = None
     if sig_prefix is not None:
         sig_files = (sig_prefix.with_name(sig_prefix.name + ".docs.npy"),
