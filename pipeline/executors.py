@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from gristmill.core.runtime import LocalRuntime, Runtime
-from gristmill.pipeline._internal.runner import SegmentHead, StepRunner, cached_stage, segment_head, write_parts
+from gristmill.pipeline._internal.runner import SegmentHead, StepRunner, cached_stage, segment_head
 from gristmill.pipeline.plan import Plan, Segment
 from gristmill.pipeline.progress import Progress, totals_by_step
 from gristmill.pipeline.spec import ExecutionSpec
@@ -132,7 +132,7 @@ class LocalExecutor:
         for table in head.tables(runners[0], items):
             for runner in runners[1:]:
                 table = runner(table)
-            written += write_parts(segment_dir, table)
+            written += head.write_parts(segment_dir, table)
             _show(self.progress, head, reporter.pieces.values())
         _show(self.progress, head, reporter.pieces.values(), final=True)
         return SegmentResult(written, list(reporter.pieces.values()))
@@ -232,7 +232,7 @@ class _SegmentTask:
         for table in self.head.tables(self.runners[0], block):
             for runner in self.runners[1:]:
                 table = runner(table)
-            written += write_parts(self.segment_dir, table)
+            written += self.head.write_parts(self.segment_dir, table)
             reports.flush()
         return written, reports.reports
 
