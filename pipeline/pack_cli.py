@@ -75,7 +75,7 @@ def committed_parts(rd: RunDir, segment: dict[str, Any], run: str) -> list[Locat
     if marker is None:
         raise RepackError(f"{run}: the tokenized segment segments/{segment['name']} is not committed "
                           "(the run has not finished tokenizing)")
-    problems = rd.check_parts(segment["name"], marker)
+    problems = rd.check_parts(segment["name"], marker, upstream=True)  # its text and sources live upstream
     if problems:
         raise RepackError(f"{run}: segments/{segment['name']} differs from its _SUCCESS: " + "; ".join(problems))
     parts = [resolve(p) for p in rd.segment_parts(segment["name"], marker)]
