@@ -381,7 +381,8 @@ def write_changed_columns(segment_dir: Path, table: pa.Table, table_in: pa.Table
     all as they were gets no file; its listing says so (``columns`` empty) and readers read the earlier one."""
     written = []
     for part, piece in _pieces(table):
-        before = table_in.filter(pc.equal(table_in[PART_COLUMN], pa.scalar(part, pa.uint64())))
+        of_part = pc.equal(table_in[PART_COLUMN], pa.scalar(part, pa.uint64()))
+        before = table_in if pc.all(of_part).as_py() else table_in.filter(of_part)  # a head's table is one part
         changed = changed_columns(piece, before.drop_columns([PART_COLUMN]))
         if not changed and piece.num_rows == before.num_rows:
             written.append({"part": part, "rows": piece.num_rows, "path": part_file_name(part), "columns": [],
@@ -400,9 +401,10 @@ def changed_columns(after: pa.Table, before: pa.Table) -> set[str]:
         positions = pc.index_in(ids_after, value_set=ids_before)
         if positions.null_count:  # rows the input did not have: nothing can be taken from it
             return set(after.column_names)
-        before = before.take(positions)
-    return {c for c in after.column_names
-            if c not in before.column_names or not after[c].equals(before[c])}
+    else:
+        positions = None
+    return {c for c in after.column_names if c not in before.column_names or not after[c].equals(
+        before[c] if positions is None else before[c].take(positions))}
 
 
 def _pieces(table: pa.Table) -> Iterator[tuple[int, pa.Table]]:

@@ -93,3 +93,14 @@ def test_an_ancestor_committed_again_invalidates_its_dependants(run, tmp_path, c
     rd = RunDir(copy)
     problems = rd.check_parts("02-tokenizer.train_bbpe_v1", rd.marker("02-tokenizer.train_bbpe_v1"))
     assert any("reads columns from segments/00-ingest, committed again since" in p for p in problems), problems
+
+
+def test_a_column_counts_as_changed_when_its_values_or_type_differ_on_the_kept_rows():
+    from gristmill.pipeline._internal.runner import changed_columns
+
+    before = pa.table({"doc_id": pa.array([1, 2, 3], pa.uint64()), "text": ["a", "b", "c"], "n": [1, 2, 3]})
+    kept = before.filter(pa.array([True, False, True]))
+    assert changed_columns(kept, before) == set()
+    assert changed_columns(kept.set_column(1, "text", pa.array(["a", "C"])), before) == {"text"}
+    assert changed_columns(kept.set_column(2, "n", pa.array([1, 3], pa.int32())), before) == {"n"}  # a cast
+    assert changed_columns(kept.append_column("tokens", pa.array([[1], [2]])), before) == {"tokens"}
