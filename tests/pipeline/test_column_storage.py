@@ -104,3 +104,11 @@ def test_a_column_counts_as_changed_when_its_values_or_type_differ_on_the_kept_r
     assert changed_columns(kept.set_column(1, "text", pa.array(["a", "C"])), before) == {"text"}
     assert changed_columns(kept.set_column(2, "n", pa.array([1, 3], pa.int32())), before) == {"n"}  # a cast
     assert changed_columns(kept.append_column("tokens", pa.array([[1], [2]])), before) == {"tokens"}
+
+
+def test_train_quality_reads_the_text_of_the_last_segment_from_where_it_is_stored(run, tmp_path):
+    # The last segment (mixture) has no part files at all: text and source come from the segments holding them.
+    model = tmp_path / "quality.bin"
+    assert main(["train-quality", "--run-dir", str(run), "--output", str(model), "--positive", "github",
+                 "--negative", "common_crawl", "--epoch", "2"]) == 0
+    assert model.stat().st_size > 0
