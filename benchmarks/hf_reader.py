@@ -49,7 +49,7 @@ def timed(fn) -> tuple[int, float, float]:
 
 
 def read_gristmill(folder: Path) -> int:
-    reader = HfReader(HfReader.Options(id_field="id"), Limits(batch_rows=2048))
+    reader = HfReader(HfReader.Params(id_field="id"), Limits(batch_rows=2048))
     return sum(t.num_rows for u in reader.units(reader.expand_directory(str(folder)), 0) for t in reader.read(u))
 
 

@@ -1,13 +1,12 @@
 """Crawl-ingest hot paths, side by side.
 
-1. HTML -> text on the 181 labelled article pages of scrapinghub/article-extraction-benchmark:
-   pages/s on one core and token-level F1 against the hand-labelled article body for every extractor mode
-   (as gristmill calls them, with its default ExtractionOptions), resiliparse_fallback at several thresholds.
-2. WARC parsing records/s, warcio vs fastwarc, reading every record's payload, on the same files:
-   the Common Crawl sample repeated to a few thousand records, and the 181 pages written as response records.
-   Plus gristmill's WarcReader end to end (parse + charset + extraction + batching) on the same file.
+WARC parsing records/s, warcio vs fastwarc, reading every record's payload, on the same files: the Common Crawl
+sample repeated to a few thousand records, and the 181 labelled article pages of
+scrapinghub/article-extraction-benchmark written as response records. Plus gristmill's WarcReader end to end
+(parse + charset + extraction + batching) on the same file. HTML extraction alone (every extractor mode, F1,
+pages per CPU-second, held-out evaluation) is benchmarks/extraction.py.
 
-Run: python benchmarks/ingest.py [--data ../shared/data] [--repeat 20] [--extraction-only]
+Run: python benchmarks/ingest.py [--data ../shared/data] [--repeat 20]
 """
 
 from __future__ import annotations
@@ -21,73 +20,17 @@ import json
 import shutil
 import tempfile
 import time
-from collections import Counter
 from pathlib import Path
 
 
 from gristmill.stages.ingest.base import Limits, Unit  # noqa: E402
-from gristmill.stages.ingest.encoding import decode_html  # noqa: E402
-from gristmill.stages.ingest.html import ExtractionOptions, make_extractor, short_line_share  # noqa: E402
 from gristmill.stages.ingest.warc import WarcOptions, WarcReader  # noqa: E402
 from shared_data import SHARED_DATA  # noqa: E402
 
 
-def token_f1(predicted: str, gold: str) -> float:
-    """F1 of the bags of whitespace tokens (multiset overlap)."""
-    pred, ref = Counter(predicted.split()), Counter(gold.split())
-    overlap = sum((pred & ref).values())
-    if overlap == 0:
-        return 0.0
-    precision, recall = overlap / sum(pred.values()), overlap / sum(ref.values())
-    return 2 * precision * recall / (precision + recall)
-
-
-def load_pages(html_dir: Path) -> tuple[dict[str, bytes], dict[str, str]]:
+def load_pages(html_dir: Path) -> dict[str, bytes]:
     truth = json.loads((html_dir / "ground-truth.json").read_text(encoding="utf-8"))
-    raw = {key: gzip.decompress((html_dir / "html" / f"{key}.html.gz").read_bytes()) for key in sorted(truth)}
-    return raw, {key: truth[key]["articleBody"] for key in sorted(truth)}
-
-
-EXTRACTION_MODES = [
-    ("resiliparse (gristmill default: main content)", ExtractionOptions()),
-    ("resiliparse (whole page, main_content=false)", ExtractionOptions(main_content=False)),
-    ("trafilatura", ExtractionOptions(extractor="trafilatura")),
-    # a share above 1 never falls back: resiliparse with the boilerplate selectors alone
-    (
-        "resiliparse_fallback, fallback_short_line_share=1.01 (never: boilerplate selectors only)",
-        ExtractionOptions(extractor="resiliparse_fallback", fallback_short_line_share=1.01),
-    ),
-    ("resiliparse_fallback (default share 0.5)", ExtractionOptions(extractor="resiliparse_fallback")),
-    (
-        "resiliparse_fallback, fallback_short_line_share=0.35",
-        ExtractionOptions(extractor="resiliparse_fallback", fallback_short_line_share=0.35),
-    ),
-]
-
-
-def bench_extraction(raw: dict[str, bytes], gold: dict[str, str]) -> list[tuple[str, float, float, float]]:
-    """(mode, pages/s on one core, mean token F1, share of pages sent to trafilatura) per mode."""
-    html = {key: decode_html(body) for key, body in raw.items()}
-    rows = []
-    for label, options in EXTRACTION_MODES:
-        extract = make_extractor(options)
-        extract(next(iter(html.values())), None)  # warm-up (lazy imports, caches)
-        start = time.process_time()
-        texts = {key: extract(page, None) for key, page in html.items()}
-        elapsed = time.process_time() - start
-        f1 = sum(token_f1(texts[key], gold[key]) for key in gold) / len(gold)
-        rows.append((label, len(html) / elapsed, f1, fallback_share(options, html)))
-    return rows
-
-
-def fallback_share(options: ExtractionOptions, html: dict[str, str]) -> float:
-    if options.extractor == "trafilatura":
-        return 1.0
-    if options.extractor != "resiliparse_fallback":
-        return 0.0
-    first_pass = make_extractor(options.model_copy(update={"fallback_short_line_share": float("inf")}))
-    shares = [short_line_share(first_pass(page, None)) for page in html.values()]
-    return sum(share >= options.fallback_short_line_share for share in shares) / len(shares)
+    return {key: gzip.decompress((html_dir / "html" / f"{key}.html.gz").read_bytes()) for key in sorted(truth)}
 
 
 def write_pages_warc(raw: dict[str, bytes], path: Path, repeat: int) -> int:
@@ -154,24 +97,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=SHARED_DATA)
     parser.add_argument("--repeat", type=int, default=20, help="copies of each sample in the built WARCs")
-    parser.add_argument("--extraction-only", action="store_true", help="skip the WARC parsing tables")
     args = parser.parse_args()
 
-    raw, gold = load_pages(args.data / "html")
-    print(f"## HTML extraction ({len(raw)} labelled article pages, 1 core)\n")
-    print("| extractor | pages/s per core | token F1 vs ground truth | pages extracted by trafilatura |")
-    print("|---|---:|---:|---:|")
-    for label, rate, f1, share in bench_extraction(raw, gold):
-        print(f"| {label} | {rate:,.1f} | {f1:.3f} | {share:.1%} |")
-    if args.extraction_only:
-        return
-
+    raw = load_pages(args.data / "html")
     with tempfile.TemporaryDirectory() as tmp:
         cc = Path(tmp) / "cc-sample-repeated.warc.gz"
         write_repeated(args.data / "warc" / "cc-main-2020-34-sample.warc.gz", cc, args.repeat * 2)
         pages = Path(tmp) / "article-pages.warc.gz"
         write_pages_warc(raw, pages, args.repeat)
-        print("\n## WARC parsing (every record's payload read, 1 core, best of 3)\n")
+        print("## WARC parsing (every record's payload read, 1 core, best of 3)\n")
         print(
             "| file | records | MB (gz) | warcio rec/s | fastwarc rec/s | fastwarc / warcio "
             "| gristmill WarcReader rec/s (parse+decode+extract) |"

@@ -14,6 +14,11 @@ GPT-2 vocabulary with the step's defaults (the LLaMA shares, ``max_share_ratio``
 shares of the bytes present; bytes/token of each and of GPT-2 on held-out English web text, English sentences,
 Chinese and code.
 
+``--corpus llama-web --doc-html DIR ...``: the same corpus plus the text of installed documentation HTML (Debian
+packages, read through gristmill's decoding and extraction, exact duplicates once) as ``common_crawl`` pages, in
+growing amounts (``--doc-mb``; ``--doc-english-only`` adds only its English pages): the step's defaults at the
+GPT-2 vocabulary, held-out bytes/token against the English and Chinese MB of the sample the step drew.
+
 Training runs through the real pipeline step (``tokenizer.train_bbpe_v1`` build() on Parquet parts, local
 executor), each tokenizer in a fresh process so its peak RSS is its own. ``DATA`` is ``--data``, else
 ``$GRISTMILL_SHARED_DATA``, else ``../shared/data`` next to the repository. Prints Markdown tables.
@@ -178,6 +183,44 @@ def load_llama_web(data: str, code_dir: str, code_mb: float) -> tuple[dict[str, 
     return corpus, held
 
 
+def load_doc_html(folders: list[str]) -> tuple[list[str], int]:
+    """The text of every HTML page under ``folders`` (``.html``/``.htm``, optionally gzipped), decoded and
+    extracted as gristmill's ingest does (charset rules of ``ingest.encoding``, the default main-content
+    extraction), empty pages dropped and exact duplicates (after whitespace normalization) kept once: a
+    translated manual falls back to the English page for untranslated chapters, and the pipeline's dedup
+    stages run before tokenizer training. Also the number of non-empty pages read."""
+    from gristmill.stages.ingest.encoding import decode_html
+    from gristmill.stages.ingest.html import ExtractionOptions, make_extractor
+
+    extract = make_extractor(ExtractionOptions())
+    texts, seen, pages = [], set(), 0
+    for folder in folders:
+        for path in sorted(glob.glob(f"{folder}/**/*", recursive=True)):
+            if not path.endswith((".html", ".htm", ".html.gz", ".htm.gz")) or not os.path.isfile(path):
+                continue
+            with open(path, "rb") as f:
+                body = f.read()
+            text = extract(decode_html(gzip.decompress(body) if path.endswith(".gz") else body), None)
+            key = " ".join(text.split())
+            pages += bool(key)
+            if key and key not in seen:
+                seen.add(key)
+                texts.append(text)
+    return texts, pages
+
+
+def take_mb(docs: list[str], mb: float) -> list[str]:
+    """Documents dealt in a fixed pseudo-random order until ``mb`` MB; a smaller take is part of a larger one."""
+    order = sorted(range(len(docs)), key=lambda i: (i * 2654435761) % (1 << 32))
+    taken, size = [], 0
+    for i in order:
+        if size >= mb * 1e6:
+            break
+        taken.append(docs[i])
+        size += len(docs[i].encode())
+    return taken
+
+
 def write_parts(corpus: dict[str, list[str]], directory: str) -> list[str]:
     parts = []
     for index, (source, docs) in enumerate(sorted(corpus.items())):
@@ -304,6 +347,67 @@ def english_scaling(corpus: dict, held: dict, gpt2, fractions: list[float], voca
     print("| GPT-2 | 50257 | " + " | ".join(f"{bytes_per_token(gpt2, d):.2f}" for d in sets.values()) + " |")
 
 
+def sample_language_mb(parts: list[str], meta: dict) -> dict[str, float]:
+    """MB per lid.176 language in the training sample the step drew (re-drawn from its plan and seed)."""
+    from gristmill.stages.tokenize.bbpe import BbpeParams
+    from gristmill.stages.tokenize.sample import count_table, merge_counts, plan_sample, sample_table
+
+    params = BbpeParams.model_validate(meta["params"])
+    tables = [pq.read_table(p) for p in parts]
+    available = merge_counts([count_table(t) for t in tables])
+    weights, weighting = params.weights_for([s for s, c in available.items() if c["bytes"] > 0])
+    plan = plan_sample(available, weights, params.sample_bytes, params.max_epochs, params.max_share_ratio, weighting)
+    sample = pa.concat_tables([sample_table(t, plan["fractions"], meta["sample"]["seed"]) for t in tables])
+    texts, repeats = sample["text"].to_pylist(), sample["repeat"].to_pylist()
+    assert sum(len(t.encode()) * r for t, r in zip(texts, repeats)) == meta["sample"]["bytes"]
+    from gristmill.stages.lang.fasttext_model import default_lid_model, load_model
+
+    labels, _ = load_model(default_lid_model()).predict([" ".join(t.split())[:2000] for t in texts])
+    mb: dict[str, float] = {}
+    for text, repeat, label in zip(texts, repeats, labels):
+        lang = label[0].removeprefix("__label__")
+        mb[lang] = mb.get(lang, 0.0) + len(text.encode()) * repeat / 1e6
+    return mb
+
+
+def doc_html_curve(args: argparse.Namespace) -> None:
+    """The step's defaults at the GPT-2 vocabulary on the llama-web corpus plus growing amounts of installed
+    documentation HTML (``--doc-html``) as ``common_crawl`` pages: held-out bytes/token vs English MB trained on."""
+    from tokenizers import Tokenizer
+
+    corpus, held = load_llama_web(args.data, args.code, args.code_mb)
+    docs, pages = load_doc_html(args.doc_html)
+    english = _is_english(docs)
+    print(f"documentation HTML: {pages} pages with text, {len(docs)} distinct, "
+          f"{sum(len(d.encode()) for d in docs) / 1e6:.2f} MB of text, "
+          f"{sum(len(d.encode()) for d, en in zip(docs, english) if en) / 1e6:.2f} MB English (lid.176)"
+          + ("; only the English pages are added" if args.doc_english_only else "") + "\n")
+    if args.doc_english_only:
+        docs = [d for d, en in zip(docs, english) if en]
+    doc_mb = sum(len(d.encode()) for d in docs) / 1e6
+    gpt2 = gpt2_tokenizer(args.data)
+    base = {label: bytes_per_token(gpt2, d) for label, d in held.items()}
+    vocab = max(args.vocab)
+    print(f"Defaults, vocabulary {vocab}; held-out bytes/token (x = ratio to GPT-2):\n")
+    print("| doc HTML added MB | sample MB | English in sample MB | zh in sample MB | vocabulary reached | "
+          + " | ".join(held) + " |")
+    print("|---:|---:|---:|---:|---:|" + "---:|" * len(held))
+    with tempfile.TemporaryDirectory(prefix="tok-bench-") as tmp:
+        for mb in args.doc_mb:
+            added = take_mb(docs, mb if mb >= 0 else doc_mb + 1)
+            run_dir = os.path.join(tmp, f"docs-{mb}")
+            os.makedirs(run_dir)
+            parts = write_parts({**corpus, "common_crawl": corpus["common_crawl"] + added}, run_dir)
+            r = train_in_child(parts, run_dir, {"vocab_size": vocab, "sample_bytes": int(args.sample_mb * 1e6)})
+            langs = sample_language_mb(parts, r["meta"])
+            tok = Tokenizer.from_file(os.path.join(run_dir, "tokenizer", "tokenizer.json"))
+            cells = [f"{(v := bytes_per_token(tok, d)):.2f} ({v / base[label]:.2f}x)" for label, d in held.items()]
+            print(f"| {sum(len(d.encode()) for d in added) / 1e6:.2f} | {r['sample_bytes'] / 1e6:.2f} | "
+                  f"{langs.get('en', 0):.2f} | {langs.get('zh', 0):.2f} | {r['meta']['vocab_size']} | "
+                  + " | ".join(cells) + " |", flush=True)
+    print("| GPT-2 | | | | 50257 | " + " | ".join(f"{v:.2f}" for v in base.values()) + " |")
+
+
 def llama_web(args: argparse.Namespace) -> None:
     """Train on the LLaMA-style web corpus with the step's defaults and with the old bytes-present weighting."""
     from tokenizers import Tokenizer
@@ -368,11 +472,18 @@ def main() -> None:
                         help="llama-web: the step's sample_bytes in MB (default 1000, its own default)")
     parser.add_argument("--english-fractions", type=float, nargs="*", default=[],
                         help="llama-web: also train on these fractions of the English training text alone")
+    parser.add_argument("--doc-html", nargs="*", default=[],
+                        help="llama-web: folders of installed documentation HTML (e.g. /usr/share/doc/debian-handbook)"
+                             " added to common_crawl in growing amounts, --doc-mb")
+    parser.add_argument("--doc-mb", type=float, nargs="*", default=[0, 2, 4, 8, 16, -1],
+                        help="llama-web with --doc-html: MB of documentation text to add per run (-1: all)")
+    parser.add_argument("--doc-english-only", action="store_true",
+                        help="with --doc-html: add only the pages lid.176 calls English")
     args = parser.parse_args()
     if args.corpus == "llama-web":
         if args.vocab == parser.get_default("vocab"):
             args.vocab = [GPT2_VOCAB]
-        return llama_web(args)
+        return doc_html_curve(args) if args.doc_html else llama_web(args)
     from tokenizers import Tokenizer
 
     corpus, held = load_corpus(args.mb, args.data, args.code)

@@ -10,9 +10,20 @@ from gristmill.pipeline.cli_errors import EXIT_USAGE, require_run_dir
 
 
 def _load(path: str):
+    """The plan of a pipeline file; a file with several problems names them all, as ``validate`` does, rather
+    than only the first one that planning meets."""
     from gristmill.pipeline.api import load_plan
+    from gristmill.pipeline.spec import SpecError
 
-    return load_plan(Path(path))
+    try:
+        return load_plan(Path(path))
+    except SpecError:
+        from gristmill.pipeline.validation import validate_file
+
+        problems = validate_file(path)
+        if len(problems) < 2:
+            raise
+        raise SpecError("\n".join(problem.format(path) for problem in problems)) from None
 
 
 def _warn(plan) -> None:

@@ -15,6 +15,8 @@ EXIT_FAILURE = 1
 EXIT_USAGE = 2
 # What a shell reports for a process killed by SIGPIPE, e.g. ``gristmill sql RUN "..." | head``.
 EXIT_BROKEN_PIPE = 128 + 13
+# Said on stderr (still open when only stdout's reader left) so that a partial output is never taken for a whole.
+BROKEN_PIPE_LINE = "error: output stopped early: its reader closed the pipe (broken pipe)"
 
 
 class NotARunDirectory(FileNotFoundError):
@@ -79,6 +81,7 @@ def run_handled(command: Callable[[], int], debug: bool) -> int:
         return command()
     except BrokenPipeError:
         _silence_stdout()
+        print(BROKEN_PIPE_LINE, file=sys.stderr)
         return EXIT_BROKEN_PIPE
     except Exception as exc:
         if debug:
@@ -87,13 +90,14 @@ def run_handled(command: Callable[[], int], debug: bool) -> int:
         if known is None:
             raise
         message, code = known
-        print(f"error: {message}", file=sys.stderr)
+        for line in message.splitlines():  # one line per problem (a pipeline file may have several)
+            print(f"error: {line}", file=sys.stderr)
         return code
 
 
 def _silence_stdout() -> None:
-    """The reader of stdout went away (``| head``): nothing more to say to it, and nothing to say about it. Point
-    stdout at /dev/null so that flushing it at exit does not raise again."""
+    """The reader of stdout went away (``| head``): nothing more to say to it. Point stdout at /dev/null so that
+    flushing it at exit does not raise again."""
     try:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())

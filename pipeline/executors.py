@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from gristmill.core.runtime import LocalRuntime, Runtime
-from gristmill.pipeline._internal.runner import SegmentHead, StepRunner, cached_stage, segment_head
+from gristmill.pipeline._internal.inputs import InputsHead
+from gristmill.pipeline._internal.runner import PartsHead, SegmentHead, StepRunner, cached_stage
 from gristmill.pipeline.plan import Plan, Segment
 from gristmill.pipeline.progress import Progress, totals_by_step
 from gristmill.pipeline.spec import ExecutionSpec
@@ -82,6 +83,11 @@ def init_local_ray(num_cpus: int | None = None) -> None:
             f"the embedded Ray would listen on {node_ip}, not only on 127.0.0.1: ray was imported before "
             f"gristmill.pipeline.executors.init_local_ray; call it (or import_ray_single_machine) before importing "
             f"ray, or set {SINGLE_MACHINE_ENV}=0")
+
+
+def segment_head(plan: Plan, segment: Segment, input_parts: list) -> SegmentHead:
+    """What the segment starts from: the pipeline's inputs, or the previous segment's committed parts."""
+    return InputsHead(plan) if segment.reads_inputs else PartsHead(input_parts)
 
 
 class SegmentResult:
@@ -197,6 +203,14 @@ class _Collector:
         return totals_by_step(self._pieces.values(), by_unit)
 
 
+def assigned_cpus() -> int:
+    """The CPUs Ray assigned to the calling task or actor (call it only inside one): a stage's native thread
+    pools are sized to them."""
+    import ray
+
+    return max(1, int(ray.get_runtime_context().get_assigned_resources().get("CPU", 1) or 1))
+
+
 def _set_up_worker(steps: list, run_dir: str, collector, workers: int) -> int:
     """A Ray task: import and set up ``steps`` in this worker process, where the segment's tasks find them
     (``StepRunner.cache_setup``); then wait until all ``workers`` such tasks have arrived (at most 10 s), so that
@@ -205,7 +219,7 @@ def _set_up_worker(steps: list, run_dir: str, collector, workers: int) -> int:
     import ray
 
     for step in steps:
-        cached_stage(step, run_dir)
+        cached_stage(step, run_dir, assigned_cpus())
     ray.get(collector.arrive.remote(workers, 10.0))
     return os.getpid()
 
@@ -225,8 +239,10 @@ class _SegmentTask:
 
     def __call__(self, state: Any, block: list) -> tuple[list[dict], dict[tuple, dict]]:
         reports = _TaskReports(self.collector, self.segment)
+        cpus = assigned_cpus()
         for runner in self.runners:
             runner.reporter = reports
+            runner.worker_cpus = cpus
         self.runners[0].state = state
         written: list[dict] = []
         for table in self.head.tables(self.runners[0], block):

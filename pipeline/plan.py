@@ -1,6 +1,7 @@
 """The plan: input files expanded into units, steps resolved to stages, steps grouped into segments.
 
-A segment is a streaming pass that ends in committed Parquet parts. Segment 0 starts at ingest; every global
+A segment is a streaming pass that ends in committed Parquet parts. Segment 0 starts at ingest, the step that
+reads the pipeline's inputs, each input with the head stage its ``format`` names; every global
 step (dedup clustering, tokenizer training, mixture packing) starts a new segment: its ``build`` runs over the
 previous segment's parts, then its per-part ``apply`` and the streaming steps after it run in one pass.
 Each segment has a hash of everything that determines its output, so a re-run skips committed segments whose
@@ -19,13 +20,13 @@ from typing import Any
 import pyarrow as pa
 
 from gristmill.core import storage
-from gristmill.pipeline.registry import get_reader, get_stage
+from gristmill.pipeline.registry import get_stage, head_stage
 from gristmill.pipeline.spec import InputSpec, PipelineSpec, SpecError, env_references, spec_as_written
-from gristmill.stages.base import DOCUMENT_SCHEMA, Stage
-from gristmill.stages.ingest.base import Limits, Reader, Unit
+from gristmill.stages.base import DOCUMENT_SCHEMA, HeadStage, Limits, Stage, Unit
 
 PLAN_VERSION = 1
-# The name of the ingest step, every plan's first: the readers of the pipeline's inputs.
+# The name of every plan's first step, which reads the pipeline's inputs: its stage differs per input (the head
+# stage each input's ``format`` names, ``Plan.head_stage``), so the step is named for what it does.
 INGEST = "ingest"
 
 
@@ -49,12 +50,13 @@ class Step:
         return get_stage(self.stage_name)(self.params)
 
     @property
-    def is_ingest(self) -> bool:
-        return self.stage_name == INGEST
+    def kind(self) -> str:
+        """``head`` (the step reading the inputs), ``streaming`` or ``global``."""
+        return "head" if self.stage_name == INGEST else get_stage(self.stage_name).kind
 
     @property
     def is_global(self) -> bool:
-        return not self.is_ingest and get_stage(self.stage_name).is_global
+        return self.kind == "global"
 
     @property
     def slug(self) -> str:
@@ -75,11 +77,11 @@ class Segment:
     @property
     def reads_inputs(self) -> bool:
         """Whether the segment starts at ingest, reading the pipeline's inputs, rather than at a global step."""
-        return self.steps[0].is_ingest
+        return self.steps[0].kind == "head"
 
     @property
     def global_step(self) -> Step | None:
-        return None if self.reads_inputs else self.steps[0]
+        return self.steps[0] if self.steps[0].is_global else None
 
 
 @dataclasses.dataclass
@@ -97,9 +99,9 @@ class Plan:
     # found once by the driver before ingest (pipeline/_internal/limits.py) so workers need not look for it.
     limit_cutoffs: dict[int, int | None] = dataclasses.field(default_factory=dict)
 
-    def reader(self, input_index: int) -> Reader:
-        inp = self.spec.inputs[input_index]
-        return make_reader(inp, self.spec, self.base_dir)
+    def head_stage(self, input_index: int) -> HeadStage:
+        """The head stage that reads input ``input_index``, with the input's options and limits."""
+        return make_head_stage(self.spec.inputs[input_index], self.spec, self.base_dir)
 
     def to_json(self) -> dict[str, Any]:
         """The plan as written to plan.json: ``${ENV}`` references of the YAML stay references (module spec),
@@ -123,27 +125,28 @@ class Plan:
         }
 
 
-def make_reader(inp: InputSpec, spec: PipelineSpec, base_dir: Path | None = None) -> Reader:
-    cls = get_reader(inp.format)
+def make_head_stage(inp: InputSpec, spec: PipelineSpec, base_dir: Path | None = None) -> HeadStage:
+    """The head stage the input's ``format`` names, set up with its ``options``, limits and ``on_error``."""
+    cls = head_stage(inp.format)
     limits = Limits(
         max_record_bytes=inp.max_record_bytes,
         batch_rows=spec.execution.batch_rows,
         batch_bytes=spec.execution.batch_bytes,
     )
-    reader = cls(cls.Options.model_validate(inp.options), limits)
-    reader.base_dir = str(base_dir) if base_dir is not None else None
-    reader.skip_unreadable_files = inp.on_error == "skip"
-    return reader
+    return cls(cls.Params.model_validate(inp.options), limits,
+               base_dir=str(base_dir) if base_dir is not None else None,
+               skip_unreadable_files=inp.on_error == "skip")
 
 
 def expand_paths(inp: InputSpec, base_dir: Path, where: str, warnings: list[str] | None = None,
-                 reader: Reader | None = None) -> list[str]:
+                 reader: HeadStage | None = None) -> list[str]:
     """Glob every pattern (relative ones against the pipeline file's directory), sorted and de-duplicated.
 
     A pattern that matches no file is an error naming the input and the pattern (a warning appended to
     ``warnings`` for an ``optional`` input). A pattern that names a directory is read by a reader that reads
-    folders (``hf``: its data files, in the dataset's order); for other readers it is an error, unless the input
-    skips unreadable files: then the directory is listed and its reader counts it as a rejected row.
+    folders (``HeadStage.expand_directory``; ``hf``: its data files, in the dataset's order); for other readers it
+    is an error, unless the input skips unreadable files: then the directory is listed and its reader counts it as
+    a rejected row.
     """
     files: list[str] = []
     for j, pattern in enumerate(inp.paths):
@@ -156,8 +159,9 @@ def expand_paths(inp: InputSpec, base_dir: Path, where: str, warnings: list[str]
                                        f"{' '.join(str(exc).split())}") from exc
         if not matches:
             directory = _directory(pattern, base_dir)
-            if directory is not None and hasattr(reader, "expand_directory"):
-                matches = _folder_files(reader, directory, f"{where}[{j}]")
+            folder_files = _folder_files(reader, directory, f"{where}[{j}]")
+            if folder_files is not None:
+                matches = folder_files
             elif directory is not None and inp.on_error == "skip":
                 matches = [directory]
             elif directory is not None:
@@ -194,11 +198,15 @@ def _raise_if_unreachable(pattern: str, where: str, source: str) -> None:
         return
 
 
-def _folder_files(reader: Reader, directory: str, where: str) -> list[str]:
+def _folder_files(reader: HeadStage | None, directory: str | None, where: str) -> list[str] | None:
+    """The files the head stage reads for the folder, or None when there is no folder or it reads none."""
+    if reader is None or directory is None:
+        return None
     try:
-        return [_normalized(f) for f in reader.expand_directory(directory)]  # type: ignore[attr-defined]
+        files = reader.expand_directory(directory)
     except (ValueError, KeyError, OSError) as exc:
         raise SpecError(f"{where}: {exc}") from None
+    return None if files is None else [_normalized(f) for f in files]
 
 
 def _normalized(path: str) -> str:
@@ -244,7 +252,7 @@ def build_plan(spec: PipelineSpec, base_dir: Path) -> Plan:
     input_files: list[dict[str, Any]] = []
     warnings: list[str] = []
     for i, inp in enumerate(spec.inputs):
-        reader = make_reader(inp, spec, base_dir)
+        reader = make_head_stage(inp, spec, base_dir)
         files = expand_paths(inp, base_dir, f"inputs[{i}].paths", warnings, reader)
         input_files += [_input_file(i, f) for f in files]
         units += [IngestUnit(i, inp.source, u) for u in reader.units(files, len(units))]

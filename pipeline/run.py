@@ -14,7 +14,7 @@ from pathlib import Path
 
 from gristmill.core import storage
 from gristmill.core.layout import RunLayout
-from gristmill.pipeline.executors import LocalExecutor, RayExecutor, SegmentResult
+from gristmill.pipeline.executors import LocalExecutor, RayExecutor, SegmentResult, segment_head
 from gristmill.pipeline.lease import RunLease
 from gristmill.pipeline.plan import Plan, Segment
 from gristmill.core.parts import SegmentPart
@@ -137,8 +137,7 @@ def _run_segments(plan: Plan, run_dir: RunDir, executor, force: bool, log, per_s
             per_segment.append(load_segment_stats(stats_path))
             skipped.append(segment.name)
         else:
-            if segment.index == 0:
-                _resolve_limits(plan, log)
+            segment_head(plan, segment, input_parts).prepare(log)  # the inputs' head finds where limits cut
             if not started:
                 t = time.perf_counter()
                 workers = executor.start(plan, segment, str(run_dir.root))
@@ -154,17 +153,6 @@ def _run_segments(plan: Plan, run_dir: RunDir, executor, force: bool, log, per_s
             computed.append(segment.name)
         input_parts = run_dir.segment_parts(segment.name, info)
         previous = (segment.name, info)
-
-
-def _resolve_limits(plan: Plan, log) -> None:
-    """Where each input's ``limit`` cuts it, found once here so that every worker reads the same documents."""
-    from gristmill.pipeline._internal.runner import resolve_limit_cutoffs
-
-    resolve_limit_cutoffs(plan)
-    for i, cutoff in sorted(plan.limit_cutoffs.items()):
-        inp = plan.spec.inputs[i]
-        where = "the input has fewer" if cutoff is None else f"reading stops at doc_id {cutoff:#x}"
-        log(f"inputs[{i}] (source {inp.source}): limit {inp.limit} documents; {where}")
 
 
 def _run_segment(plan: Plan, segment: Segment, input_parts: list[SegmentPart], previous: tuple[str, dict] | None,

@@ -362,17 +362,17 @@ def _check_inputs(spec: PipelineSpec, where: str, root: yaml.Node | None) -> Non
 
 def input_errors(inputs) -> list[tuple[tuple, str]]:
     """(YAML location, message) for every unknown format and invalid option of ``(index, InputSpec)`` pairs."""
-    from gristmill.pipeline.registry import RegistryError, get_reader
+    from gristmill.pipeline.registry import RegistryError, head_stage
 
     errors: list[tuple[tuple, str]] = []
     for i, inp in inputs:
         try:
-            reader = get_reader(inp.format)
+            reader = head_stage(inp.format)
         except RegistryError as exc:
             errors.append((("inputs", i, "format"), str(exc)))
             continue
         try:
-            reader.Options.model_validate(inp.options)
+            reader.Params.model_validate(inp.options)
         except ValidationError as exc:
             errors.extend(validation_errors(exc, ("inputs", i, "options")))
     return errors

@@ -1,6 +1,7 @@
 """``gristmill stages``: every registered stage (built-in, and third-party ones from the ``gristmill.stages``
-entry-point group) and every input format, each with a one-line description and its parameters with their types
-and defaults, read from the registry and the pydantic models."""
+entry-point group), each with its kind, a one-line description and its parameters with their types and defaults,
+read from the registry and the pydantic models. Head stages (the readers of ``inputs[]``) also show the short
+``format`` an input may name them by; their parameters are the input's ``options``."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from gristmill.pipeline.registry import all_readers, all_stages
+from gristmill.pipeline.registry import all_stages, formats
 
 
 def describe(cls: type) -> str:
@@ -41,14 +42,18 @@ def _type_name(annotation: Any) -> str:
     return re.sub(r"\b(typing|collections\.abc|pydantic\.\w+|gristmill(\.\w+)*)\.", "", text)
 
 
-def catalogue() -> dict[str, list[dict[str, Any]]]:
-    stages = [{"name": name, "kind": "global" if cls.is_global else "streaming", "module": cls.__module__,
-               "description": describe(cls), "params": parameters(cls.Params)}
-              for name, cls in all_stages().items()]
-    readers = [{"format": fmt, "module": cls.__module__, "description": describe(cls),
-                "options": parameters(cls.Options)}
-               for fmt, cls in all_readers().items()]
-    return {"stages": stages, "readers": readers}
+def catalogue() -> dict[str, Any]:
+    """``stages``: every stage in name order; ``formats``: each short input format -> the head stage it names."""
+    by_format = formats()
+    format_of = {name: fmt for fmt, name in by_format.items()}
+    stages = []
+    for name, cls in all_stages().items():
+        entry = {"name": name, "kind": cls.kind, "module": cls.__module__, "description": describe(cls),
+                 "params": parameters(cls.Params)}
+        if cls.kind == "head":
+            entry["format"] = format_of.get(name)
+        stages.append(entry)
+    return {"stages": stages, "formats": by_format}
 
 
 def _param_lines(params: list[dict[str, Any]]) -> list[str]:
@@ -59,15 +64,16 @@ def _param_lines(params: list[dict[str, Any]]) -> list[str]:
     return lines or ["    (no parameters)"]
 
 
-def render(data: dict[str, list[dict[str, Any]]]) -> str:
-    out = ["stages (steps[].stage, params):"]
-    for s in data["stages"]:
+def render(data: dict[str, Any]) -> str:
+    out = ["readers: head stages (inputs[].format: the format or the stage's name; inputs[].options):"]
+    for s in (s for s in data["stages"] if s["kind"] == "head"):
+        fmt = f"format: {s['format']}, " if s.get("format") else ""
+        out.append(f"  {s['name']}  [{fmt}head]  {s['description']}")
+        out += _param_lines(s["params"])
+    out.append("stages (steps[].stage, params):")
+    for s in (s for s in data["stages"] if s["kind"] != "head"):
         out.append(f"  {s['name']}  [{s['kind']}]  {s['description']}")
         out += _param_lines(s["params"])
-    out.append("input formats (inputs[].format, options):")
-    for r in data["readers"]:
-        out.append(f"  {r['format']}  {r['description']}")
-        out += _param_lines(r["options"])
     return "\n".join(out)
 
 

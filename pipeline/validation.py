@@ -114,12 +114,12 @@ def _column_errors(steps) -> list[tuple[tuple, str]]:
 
 
 def _path_errors(inputs, base_dir: Path) -> list[tuple[tuple, str]]:
-    from gristmill.pipeline.plan import expand_paths, make_reader
+    from gristmill.pipeline.plan import expand_paths, make_head_stage
     from gristmill.pipeline.spec import SpecError
 
     errors = []
     for i, inp in inputs:
-        reader = make_reader(inp, specs.PipelineSpec(name="validate", inputs=[inp]), base_dir)
+        reader = make_head_stage(inp, specs.PipelineSpec(name="validate", inputs=[inp]), base_dir)
         for j, pattern in enumerate(inp.paths):
             try:
                 expand_paths(inp.model_copy(update={"paths": [pattern]}), base_dir, "", [], reader)

@@ -5,6 +5,11 @@ rows, possibly with changed or added columns, plus an optional ``reject_reason``
 the rows (null = keep). The framework splits kept and rejected rows, checks the row accounting and records
 stats, so a stage never has to count anything itself and can never lose a row silently.
 
+A head stage starts the run: it turns one unit of the pipeline's input (one file, or a group of small files) into
+record batches. It yields every record it sees, kept or rejected, and the framework numbers the rows into
+``doc_id``s, counts its notes, applies the input's size limits, ``sample`` and ``limit`` and accounts every row
+the same way as for any other stage. ``inputs[].format`` names the head stage that reads an input.
+
 A global stage sees the whole output of the previous segment at once (dedup clustering, tokenizer training,
 mixture solving); it runs between streaming segments. It fans work out through the ``Runtime`` in its context
 and reads and writes only through the ``Location``s its context and the ``RunLayout`` give it, so it never
@@ -97,6 +102,8 @@ class Stage:
     """Base of all stages. Subclasses set ``name`` (versioned, e.g. ``clean.normalize_v1``) and ``Params``."""
 
     name: ClassVar[str] = ""
+    # What the stage is to the framework: ``head`` (reads input units), ``streaming`` or ``global``.
+    kind: ClassVar[str] = "streaming"
     Params: ClassVar[type[StageParams]] = StageParams
     resources: ClassVar[Resources] = Resources()
     # Columns this stage adds (name -> type); the planner checks filter expressions against them.
@@ -142,6 +149,88 @@ class StreamingStage(Stage):
         raise NotImplementedError
 
 
+# --- head stages ------------------------------------------------------------------------------------------
+
+# What a head stage yields per batch: every record it saw, in order (the framework adds doc_id, source, _part).
+NOTES = "notes"
+RECORD_SCHEMA = pa.schema(
+    [
+        pa.field("text", pa.large_string()),
+        pa.field("url", pa.string()),
+        pa.field("origin", pa.string()),
+        pa.field(REJECT_REASON, pa.string()),
+        # Names of things that happened to a record without rejecting it (bytes replaced while decoding, a payload
+        # the crawler cut); the framework counts each name once per row into the step's counters. null = none.
+        pa.field(NOTES, pa.list_(pa.string())),
+    ]
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class Limits:
+    """Bounds that keep one record from blowing up a worker's memory."""
+
+    # Raw bytes of one record (HTML, a JSON line, a file) read at most; larger ones are rejected unread.
+    max_record_bytes: int = 16 * 1024 * 1024
+    # Rows per yielded batch and approximate bytes of text per batch.
+    batch_rows: int = 2048
+    batch_bytes: int = 64 * 1024 * 1024
+
+
+@dataclasses.dataclass(frozen=True)
+class Unit:
+    """One unit of input work: ``paths`` (one file, or several small files) read by one task. ``index`` is the
+    high half of the ``doc_id`` of every record read from it."""
+
+    index: int
+    paths: tuple[str, ...]
+
+
+class InputFileError(RuntimeError):
+    """A file of an input that cannot be read at all: a directory, no permission, not in the input's format."""
+
+
+class HeadStage(Stage):
+    """Reads the pipeline's input: plans units of work over an input's files (``units``) and turns one unit into
+    record batches of ``RECORD_SCHEMA`` (``read``). ``format`` is the short name ``inputs[].format`` may give
+    instead of the stage's versioned name; ``Params`` are the input's ``options``.
+
+    A head stage yields **every record it sees, in order**: a record that is no document (a non-HTML response,
+    a truncated record, an undecodable line) is a row with its ``reject_reason``, and the rest of the file is
+    still read. The framework builds ``doc_id = (unit.index << 32) | ordinal`` from the rows' order, so ids are
+    stable for the same inputs whatever is later filtered. ``setup()`` runs before each unit is read (readers keep
+    no state across files; one that must can cache it in its module)."""
+
+    kind: ClassVar[str] = "head"
+    format: ClassVar[str] = ""
+
+    def __init__(self, params: StageParams | Mapping[str, Any] | None = None, limits: Limits | None = None,
+                 base_dir: str | None = None, skip_unreadable_files: bool = False):
+        super().__init__(params)
+        self.limits = limits or Limits()
+        # The pipeline file's directory: relative paths in params (e.g. ``relative_to``) are read against it.
+        self.base_dir = base_dir
+        # The input's ``on_error: skip``: a file that cannot be read becomes a rejected row instead of an error.
+        self.skip_unreadable_files = skip_unreadable_files
+
+    @property
+    def options(self) -> StageParams:
+        """The input's ``options`` (this stage's params)."""
+        return self.params
+
+    def expand_directory(self, path: str) -> list[str] | None:
+        """The files to read when an input's path names the folder ``path``, for a stage that reads folders (a
+        dataset saved as a folder); None (the default): a folder is not an input of this stage."""
+        return None
+
+    def units(self, paths: list[str], first_index: int) -> list[Unit]:
+        """Split the input's (sorted) files into units numbered from ``first_index``; one per file by default."""
+        return [Unit(first_index + i, (p,)) for i, p in enumerate(paths)]
+
+    def read(self, unit: Unit) -> Iterator[pa.Table]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
 @dataclasses.dataclass
 class GlobalContext:
     """What a global stage's ``build`` gets: the committed parts of the previous segment, a directory of its
@@ -182,6 +271,7 @@ class GlobalStage(Stage):
     """
 
     is_global: ClassVar[bool] = True
+    kind: ClassVar[str] = "global"
     # The error ``build`` raises on an input with no rows, for a step that cannot produce anything from
     # nothing (a mixture with every source missing); None means an empty input gives an empty output.
     empty_input_error: ClassVar[type[Exception] | None] = None

@@ -8,8 +8,8 @@ included), so one resolved on the driver can be handed to Ray workers.
 
 Atomic writes: on a local disk a file is written to a temporary name in its directory and renamed into place.
 On an object store a key becomes visible only when its upload completes (a PUT, or the completion of a
-multipart upload), so the final key is written once from a complete in-memory buffer and never renamed
-(a rename there is a copy + delete, not atomic).
+multipart upload), so the final key is written once from complete content (an in-memory buffer, or a local
+spool file for a stream) and never renamed (a rename there is a copy + delete, not atomic).
 
 Object-store credentials and endpoints come from the usual environment (``AWS_ACCESS_KEY_ID``,
 ``AWS_ENDPOINT_URL``, ``GOOGLE_APPLICATION_CREDENTIALS`` ...) or from URI query options that pyarrow
@@ -25,6 +25,7 @@ import glob as _stdlib_glob
 import os
 import posixpath
 import re
+import tempfile
 import uuid
 from typing import Any, Callable, TypeVar
 from urllib.parse import urlsplit
@@ -36,6 +37,8 @@ import pyarrow.parquet as pq
 T = TypeVar("T")
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
 _GLOB_CHARS = re.compile(r"[*?\[]")
+# Bytes per write of a spooled upload: Arrow's S3 stream sends multipart parts of its own size from them.
+_UPLOAD_CHUNK = 8 << 20
 
 
 class StorageError(OSError):
@@ -249,13 +252,11 @@ class Location:
 
     def write_stream(self, write: Callable[[pa.NativeFile], T]) -> T:
         """Atomically write what ``write(sink)`` streams into an Arrow output stream; returns its result.
-        Locally the stream is a temporary file renamed into place; elsewhere a memory buffer, then one
-        ``write_bytes``."""
+        Locally the stream is a temporary file renamed into place. Elsewhere it is spooled to a local temporary
+        file (an export can be larger than memory) and uploaded once complete: a failure while writing leaves
+        no object, as an upload opened early would complete with the part written so far."""
         if not self.is_local:
-            sink = pa.BufferOutputStream()
-            result = write(sink)
-            self.write_bytes(sink.getvalue())
-            return result
+            return self._write_stream_spooled(write)
         os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
         tmp = posixpath.join(os.path.dirname(self.path), f".{self.name}.tmp-{uuid.uuid4().hex}")
         try:
@@ -265,6 +266,20 @@ class Location:
         except BaseException:
             _remove_quietly(tmp)
             raise
+        return result
+
+    def _write_stream_spooled(self, write: Callable[[pa.NativeFile], T]) -> T:
+        fd, tmp = tempfile.mkstemp(prefix="gristmill-upload-")
+        os.close(fd)
+        try:
+            with pa.OSFile(tmp, "wb") as sink:
+                result = write(sink)
+            # compression=None, as in write_bytes: the key's suffix must not make Arrow compress the bytes again.
+            with pa.OSFile(tmp, "rb") as source, self.fs.open_output_stream(self.path, compression=None) as out:
+                while chunk := source.read(_UPLOAD_CHUNK):
+                    out.write(chunk)
+        finally:
+            _remove_quietly(tmp)
         return result
 
     def read_ipc(self) -> pa.Table:

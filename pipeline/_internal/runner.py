@@ -1,10 +1,9 @@
-"""The machinery both executors share, so local and Ray runs execute exactly the same code per batch:
-reading a unit, running a stage on a batch with its accounting, and writing committed parts."""
+"""The machinery both executors share, so local and Ray runs execute exactly the same code per batch: a segment's
+head (the pipeline's inputs, pipeline/_internal/inputs.py, or the previous segment's parts), running a stage on a
+batch with its accounting, and writing committed parts."""
 
 from __future__ import annotations
 
-import dataclasses
-import sys
 import time
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
@@ -12,16 +11,13 @@ from typing import Any, Callable, Iterable, Iterator
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from gristmill.core import storage
 from gristmill.core.layout import RunLayout, part_of_file_name
 from gristmill.core.parts import SegmentPart
-from gristmill.pipeline._internal import limits
-from gristmill.pipeline.plan import IngestUnit, Plan, Segment, Step
+from gristmill.pipeline.plan import Step
 from gristmill.pipeline.rundir import part_file_name, write_parquet_atomic, write_part
 from gristmill.stages.base import PART_COLUMN, REJECT_REASON, GlobalStage, Stage, StageOutput
-from gristmill.stages.ingest.base import NOTES, InputFileError
 
 Reporter = Callable[[tuple, dict], None]
 
@@ -30,148 +26,7 @@ class StageContractError(RuntimeError):
     """A stage broke the contract (changed the row count, lost a column); a bug in the stage, not the data."""
 
 
-# --- ingest -----------------------------------------------------------------------------------------------
-
-def oversize_rows(table: pa.Table, max_bytes: int) -> pa.Array:
-    """Kept rows whose text is longer than ``max_bytes`` (UTF-8)."""
-    lengths = pc.binary_length(table["text"])
-    return pc.fill_null(pc.and_(pc.greater(lengths, max_bytes), pc.is_null(table[REJECT_REASON])), False)
-
-
-def _utf8_truncate(texts: list[str], max_bytes: int) -> list[str]:
-    return [t.encode("utf-8")[:max_bytes].decode("utf-8", "ignore") for t in texts]
-
-
-# The ingest counter of documents cut to the input's ``max_doc_bytes`` (``oversize: truncate``).
-TRUNCATED_TO_MAX_DOC_BYTES = "truncated_to_max_doc_bytes"
-
-
-def apply_size_limit(table: pa.Table, max_bytes: int, mode: str) -> pa.Table:
-    """Truncate (at a UTF-8 character boundary) or reject documents whose text exceeds ``max_bytes``."""
-    over = oversize_rows(table, max_bytes)
-    if not pc.any(over).as_py():
-        return table
-    idx = np.flatnonzero(over.to_numpy(zero_copy_only=False))
-    if mode == "reject":
-        reasons = table[REJECT_REASON].to_pylist()
-        for i in idx:
-            reasons[i] = "too_large"
-        return table.set_column(table.schema.get_field_index(REJECT_REASON), REJECT_REASON,
-                                pa.array(reasons, pa.string()))
-    # Rare rows only: the per-row loop here touches just the oversize documents.
-    texts = table["text"].to_pylist()
-    for i, short in zip(idx, _utf8_truncate([texts[i] for i in idx], max_bytes)):
-        texts[i] = short
-    return table.set_column(table.schema.get_field_index("text"), "text", pa.array(texts, pa.large_string()))
-
-
-@dataclasses.dataclass
-class ReadOutput(StageOutput):
-    """An ingest batch (all rows of one part) and the reader's counters for it: counter name -> rows noted."""
-
-    counters: dict[str, int] = dataclasses.field(default_factory=dict)
-
-
-def reader_counters(records: pa.Table) -> dict[str, int]:
-    """Rows per counter name in the reader's optional ``notes`` column (a list of names per row)."""
-    if NOTES not in records.column_names:
-        return {}
-    names = pc.list_flatten(records[NOTES])
-    if len(names) == 0:
-        return {}
-    return {row["values"]: row["counts"] for row in pc.value_counts(names).to_pylist()}
-
-
-def read_unit(plan: Plan, iu: IngestUnit) -> Iterator[StageOutput]:
-    """Read one unit into document batches; every record becomes a row (kept or rejected). An input with a
-    ``limit`` is read up to its cutoff document only (pipeline/_internal/limits.py)."""
-    inp = plan.spec.inputs[iu.input_index]
-    if inp.limit is None:
-        yield from _read_sampled(plan, iu)
-        return
-    cutoff = limits.cutoff_for(plan, iu.input_index, lambda i: _documents_of_input(plan, i))
-    if cutoff is None or iu.unit.index < cutoff >> 32:
-        yield from _read_sampled(plan, iu)
-        return
-    if iu.unit.index > cutoff >> 32:
-        return  # after the limit: not read (counted on the cutoff's batch)
-    for out in _read_sampled(plan, iu):
-        doc_ids = out.table["doc_id"].combine_chunks()
-        if doc_ids[-1].as_py() < cutoff:
-            yield out
-            continue
-        after = pc.greater(doc_ids, pa.scalar(cutoff, pa.uint64()))
-        out.reject_reason = limits.mark(out.reject_reason, after, limits.LIMIT_REASON, documents_only=False)
-        out.counters[limits.LIMIT_REACHED] = 1
-        unread = sum(len(u.unit.paths) for u in plan.units
-                     if u.input_index == iu.input_index and u.unit.index > iu.unit.index)
-        if unread:
-            out.counters[limits.FILES_NOT_READ] = unread
-        yield out
-        return
-
-
-def resolve_limit_cutoffs(plan: Plan) -> None:
-    """Find every limited input's cutoff once (the driver, before ingest), so workers read it from the plan."""
-    for i, inp in enumerate(plan.spec.inputs):
-        if inp.limit is not None:
-            limits.cutoff_for(plan, i, lambda index: _documents_of_input(plan, index))
-
-
-def _documents_of_input(plan: Plan, input_index: int) -> Iterator[tuple[pa.Array, pa.Array]]:
-    for iu in plan.units:
-        if iu.input_index == input_index:
-            for out in _read_sampled(plan, iu):
-                yield out.table["doc_id"].combine_chunks(), out.reject_reason
-
-
-def _read_sampled(plan: Plan, iu: IngestUnit) -> Iterator[ReadOutput]:
-    """The unit's batches with the documents an input's ``sample`` leaves out dropped (reason ``sample``)."""
-    fraction = plan.spec.inputs[iu.input_index].sample
-    for out in _read_records(plan, iu):
-        if fraction is not None:
-            out_of_sample = limits.sampled_out(out.table["doc_id"].combine_chunks(), fraction, plan.spec.seed)
-            out.reject_reason = limits.mark(out.reject_reason, out_of_sample, limits.SAMPLE_REASON,
-                                            documents_only=True)
-        yield out
-
-
-def _read_records(plan: Plan, iu: IngestUnit) -> Iterator[ReadOutput]:
-    inp = plan.spec.inputs[iu.input_index]
-    reader = plan.reader(iu.input_index)
-    ordinal = 0
-    for records in _named_input_errors(reader.read(iu.unit), f"inputs[{iu.input_index}] (source {iu.source})"):
-        n = records.num_rows
-        if n == 0:
-            continue
-        doc_ids = (np.uint64(iu.unit.index) << np.uint64(32)) + np.arange(ordinal, ordinal + n, dtype=np.uint64)
-        ordinal += n
-        table = pa.table({
-            "doc_id": pa.array(doc_ids, pa.uint64()),
-            "source": pa.array([iu.source] * n, pa.string()),
-            "text": records["text"].cast(pa.large_string()),
-            "url": records["url"].cast(pa.string()),
-            "origin": records["origin"].cast(pa.string()),
-            REJECT_REASON: records[REJECT_REASON].cast(pa.string()),
-            PART_COLUMN: pa.array(np.full(n, doc_ids[0], dtype=np.uint64), pa.uint64()),
-        })
-        counters = reader_counters(records)
-        if inp.oversize == "truncate":
-            truncated = pc.sum(pc.cast(oversize_rows(table, inp.max_doc_bytes), pa.int64())).as_py() or 0
-            if truncated:
-                counters[TRUNCATED_TO_MAX_DOC_BYTES] = truncated
-        table = apply_size_limit(table, inp.max_doc_bytes, inp.oversize)
-        reasons = table[REJECT_REASON].combine_chunks()
-        yield ReadOutput(table.drop_columns([REJECT_REASON]), reasons, counters)
-
-
-def _named_input_errors(batches: Iterator[pa.Table], where: str) -> Iterator[pa.Table]:
-    """The reader's batches; a file it cannot read is reported with the input it belongs to."""
-    try:
-        yield from batches
-    except InputFileError as exc:
-        raise InputFileError(f"{where}: {exc}") from exc
-
+# --- reading committed parts ----------------------------------------------------------------------------
 
 def read_part(path: str | SegmentPart) -> pa.Table:
     """A committed part back as a batch (every column, each from the segment holding it), with its ``_part``
@@ -293,33 +148,24 @@ def write_rejects(rejects_root: Path, step: Step, rejected: pa.Table) -> None:
 _SET_UP: dict[tuple, Stage] = {}
 
 
-def _worker_cpus() -> int | None:
-    """CPUs Ray assigned to this task or actor; None outside a Ray worker (no limit in-process)."""
-    if "ray" not in sys.modules:
-        return None
-    import ray
-
-    if not ray.is_initialized() or ray.get_runtime_context().worker.mode != ray.WORKER_MODE:
-        return None
-    return max(1, int(ray.get_runtime_context().get_assigned_resources().get("CPU", 1) or 1))
-
-
-def set_up_stage(step: Step, run_dir: str) -> Stage:
-    """The step's stage, given the run's layout and this worker's CPU budget, with ``setup()`` done."""
+def set_up_stage(step: Step, run_dir: str, worker_cpus: int | None = None) -> Stage:
+    """The step's stage, given the run's layout and this worker's CPU budget, with ``setup()`` done.
+    ``worker_cpus``: what the executor reserved for the worker (a Ray task's CPUs); None in-process: no limit."""
     stage = step.instantiate()
     stage.layout = RunLayout(run_dir)
-    stage.worker_cpus = _worker_cpus()
+    stage.worker_cpus = worker_cpus
     stage.setup()
     return stage
 
 
-def cached_stage(step: Step, run_dir: str) -> Stage:
+def cached_stage(step: Step, run_dir: str, worker_cpus: int | None = None) -> Stage:
+    """``set_up_stage``, once per process and stage (the first set-up's CPU budget stays)."""
     import json
 
     key = (step.stage_name, json.dumps(step.params, sort_keys=True, default=str), run_dir)
     stage = _SET_UP.get(key)
     if stage is None:
-        stage = _SET_UP[key] = set_up_stage(step, run_dir)
+        stage = _SET_UP[key] = set_up_stage(step, run_dir, worker_cpus)
     return stage
 
 
@@ -336,14 +182,16 @@ class StepRunner:
         self._stage: Stage | None = None
         # Ray tasks running a stateful stage: reuse the stage set up earlier in this worker process.
         self.cache_setup = False
+        # The CPUs the worker running this runner may use (set by the Ray executor in its tasks); None: no limit.
+        self.worker_cpus: int | None = None
 
     @property
     def stage(self) -> Stage:
         if self._stage is None:
             if self.cache_setup:
-                self._stage = cached_stage(self.step, self.run_dir)
+                self._stage = cached_stage(self.step, self.run_dir, self.worker_cpus)
             else:
-                self._stage = set_up_stage(self.step, self.run_dir)
+                self._stage = set_up_stage(self.step, self.run_dir, self.worker_cpus)
         return self._stage
 
     def process(self, table: pa.Table) -> StageOutput:
@@ -427,11 +275,15 @@ def _write_piece(segment_dir: Path, part: int, piece: pa.Table, columns: list[st
 
 class SegmentHead:
     """What a segment starts from: its work items (an executor deals them out) and the tables its first step
-    makes of them, accounted by that step's runner. Segment 00's head is ingest (``IngestHead``); every other
-    segment's is its global step's ``apply`` over the previous segment's committed parts (``PartsHead``)."""
+    makes of them, accounted by that step's runner. Segment 00's head reads the pipeline's inputs (``InputsHead``,
+    pipeline/_internal/inputs.py); every other segment's is its global step's ``apply`` over the previous segment's
+    committed parts (``PartsHead``)."""
 
     # Progress counts ingest units (a part key's high bits) or parts.
     by_unit: bool = False
+
+    def prepare(self, log) -> None:
+        """Work the driver does once before the segment's items are dealt out (none by default)."""
 
     def items(self) -> list:  # pragma: no cover - interface
         raise NotImplementedError
@@ -442,29 +294,6 @@ class SegmentHead:
     def write_parts(self, segment_dir: Path, table: pa.Table) -> list[dict]:
         """Write the segment's output for the table ``tables`` last yielded (after the segment's steps)."""
         return write_parts(segment_dir, table)
-
-
-class IngestHead(SegmentHead):
-    """The plan's ingest units, each read by its input's reader; the ingest step's runner accounts each batch
-    (reading, decoding and extracting are its time)."""
-
-    by_unit = True
-
-    def __init__(self, plan: Plan):
-        self.plan = plan
-
-    def items(self) -> list[int]:
-        return list(range(len(self.plan.units)))
-
-    def tables(self, runner: StepRunner, items: Iterable[int]) -> Iterator[pa.Table]:
-        for i in items:
-            batches = read_unit(self.plan, self.plan.units[i])
-            while True:
-                start = time.perf_counter()  # reading, decoding and extracting happen inside next()
-                out = next(batches, None)
-                if out is None:
-                    break
-                yield runner.finish(out.table, out, time.perf_counter() - start)
 
 
 class PartsHead(SegmentHead):
@@ -489,6 +318,3 @@ class PartsHead(SegmentHead):
             raise RuntimeError("PartsHead.write_parts: no part read (write each table before the next is read)")
         return write_changed_columns(segment_dir, table, self._table_in)
 
-
-def segment_head(plan: Plan, segment: Segment, input_parts: list[str]) -> SegmentHead:
-    return IngestHead(plan) if segment.reads_inputs else PartsHead(input_parts)

@@ -38,8 +38,9 @@ class HfOptions(ParquetOptions):
 class HfReader(ParquetReader):
     """A ``save_to_disk`` folder (Dataset or DatasetDict) or a hub-style folder of Parquet / JSON Lines files."""
 
+    name = "ingest.hf_v1"
     format = "hf"
-    Options = HfOptions
+    Params = HfOptions
 
     def expand_directory(self, path: str) -> list[str]:
         """The data files of the dataset folder ``path``, in the order the dataset lists them."""

@@ -3,12 +3,14 @@
 ``resiliparse`` (default) is a C++ DOM walk with main-content heuristics, ~10x faster than ``trafilatura``
 (a Python/lxml readability-style extractor). ``resiliparse_fallback`` runs resiliparse with boilerplate
 selectors skipped, checks the result, and re-extracts with trafilatura only the pages that fail the check.
-See benchmarks/ingest.py for speed and token-F1 of each on 181 labelled article pages.
+See benchmarks/extraction.py for speed, token precision/recall/F1 of each on 181 labelled article pages, and
+how well the selectors and thresholds below hold up on pages they were not chosen on.
 """
 
 from __future__ import annotations
 
-from typing import Callable, Literal
+from collections import Counter
+from typing import Callable, Literal, NamedTuple
 
 from pydantic import Field
 
@@ -34,14 +36,17 @@ class ExtractionOptions(ReaderOptions):
     links: bool = False
     comments: bool = False
     post_meta: bool = False
-    # resiliparse_fallback: a page whose extract has at least this share of short lines goes to trafilatura.
-    fallback_short_line_share: float = Field(default=0.5, ge=0.0)
+    # resiliparse_fallback: a page whose extract has at least this share of short lines, or at least this share
+    # of lines that occur more than once, goes to trafilatura. A share above 1 turns that test off.
+    fallback_short_line_share: float = Field(default=0.55, ge=0.0)
+    fallback_repeated_line_share: float = Field(default=0.4, ge=0.0)
 
 
 # Page furniture that resiliparse's main-content heuristics keep: site headers/footers, photo captions and
 # credits, share bars, related-article lists, newsletter boxes, cookie-consent banners, author bios. Each
 # selector raised token F1 on its own on the article benchmark; broader ones (sidebar, widget, author, meta,
-# ad-, promo, summary, more, card) removed article text and are left out.
+# ad-, promo, summary, more, card) removed article text and are left out. Chosen on the benchmark's own pages:
+# benchmarks/extraction.py reruns that choice on half the pages and scores it on the other half.
 BOILERPLATE_SELECTORS = (
     "header",
     "footer",
@@ -63,6 +68,33 @@ BOILERPLATE_SELECTORS = (
 SHORT_LINE_WORDS = 6
 
 
+class LineShares(NamedTuple):
+    """What the fallback check reads off an extract's non-blank lines."""
+
+    short: float  # share with fewer than SHORT_LINE_WORDS words
+    repeated: float  # share whose text (stripped) occurs on another line too: share bars, "Read more" teasers
+
+
+def line_shares(text: str) -> LineShares:
+    """Shares of the non-blank lines of ``text`` that are short and that repeat; both 1.0 for no lines."""
+    lines = [line for line in map(str.strip, text.splitlines()) if line]
+    if not lines:
+        return LineShares(1.0, 1.0)
+    # split at most SHORT_LINE_WORDS - 1 times: a long line is not split into all of its words
+    short = sum(len(line.split(None, SHORT_LINE_WORDS - 1)) < SHORT_LINE_WORDS for line in lines)
+    once = sum(n == 1 for n in Counter(lines).values())
+    return LineShares(short / len(lines), (len(lines) - once) / len(lines))
+
+
+def needs_fallback(text: str, options: ExtractionOptions) -> bool:
+    """Whether resiliparse_fallback re-extracts this page with trafilatura."""
+    shares = line_shares(text)
+    return (
+        shares.short >= options.fallback_short_line_share
+        or shares.repeated >= options.fallback_repeated_line_share
+    )
+
+
 def make_extractor(options: ExtractionOptions) -> Extract:
     if options.extractor == "trafilatura":
         return _trafilatura_extractor(options)
@@ -73,24 +105,22 @@ def make_extractor(options: ExtractionOptions) -> Extract:
 
 def short_line_share(text: str) -> float:
     """Share of the non-blank lines of ``text`` with fewer than SHORT_LINE_WORDS words; 1.0 for no lines."""
-    words_per_line = [len(line.split()) for line in text.splitlines() if line.strip()]
-    if not words_per_line:
-        return 1.0
-    return sum(n < SHORT_LINE_WORDS for n in words_per_line) / len(words_per_line)
+    return line_shares(text).short
 
 
 def _resiliparse_fallback_extractor(options: ExtractionOptions) -> Extract:
-    """resiliparse without BOILERPLATE_SELECTORS; trafilatura for the pages whose extract is mostly short lines.
+    """resiliparse without BOILERPLATE_SELECTORS; trafilatura for the pages that fail ``needs_fallback``.
 
     Mostly-short-line extracts are where resiliparse kept navigation, bylines and teaser lists (or found
-    nothing); trafilatura costs ~10x more per page, so only those pages pay for it.
+    nothing); many repeated lines are a listing page's per-item buttons. trafilatura costs ~10x more per page,
+    so only those pages pay for it.
     """
     resiliparse = _resiliparse_extractor(options, skip_elements=list(BOILERPLATE_SELECTORS))
     trafilatura = _trafilatura_extractor(options, fast=True)
 
     def extract(html: str, url: str | None = None) -> str:
         text = resiliparse(html, url)
-        if short_line_share(text) < options.fallback_short_line_share:
+        if not needs_fallback(text, options):
             return text
         return trafilatura(html, url)
 

@@ -77,8 +77,11 @@ def iter_lines(stream: BinaryIO, max_bytes: int) -> Iterator[tuple[int, bytes | 
 
 
 class JsonlReader(Reader):
+    """JSON Lines (``.jsonl``, ``.jsonl.gz``, ``.jsonl.zst``), one object per line -> its text field."""
+
+    name = "ingest.jsonl_v1"
     format = "jsonl"
-    Options = JsonlOptions
+    Params = JsonlOptions
 
     def read(self, unit: Unit) -> Iterator[pa.Table]:
         batcher = RecordBatcher(self.limits)

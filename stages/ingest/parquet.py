@@ -20,8 +20,11 @@ class ParquetOptions(ReaderOptions):
 
 
 class ParquetReader(Reader):
+    """Parquet files, one row per record -> its text field."""
+
+    name = "ingest.parquet_v1"
     format = "parquet"
-    Options = ParquetOptions
+    Params = ParquetOptions
 
     def read(self, unit: Unit) -> Iterator[pa.Table]:
         for path in unit.paths:

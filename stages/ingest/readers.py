@@ -1,13 +1,14 @@
-"""Every built-in ingest reader, registered by format: importing this module registers them all.
+"""Every built-in reader: head stages, registered by name like every stage (``BUILTIN_STAGES`` in
+``gristmill.pipeline.registry``), each also known by its short ``format``.
 
-| format    | reads                                                             | module  |
-|-----------|-------------------------------------------------------------------|---------|
-| `warc`    | WARC (gzip or plain): HTML responses -> extracted text             | warc    |
-| `wet`     | WET: text conversion records as they are                           | warc    |
-| `jsonl`   | `.jsonl`, `.jsonl.gz`, `.jsonl.zst`, one object per line           | jsonl   |
-| `parquet` | Parquet, one row per record                                        | parquet |
-| `text`    | plain-text files, one document per file, grouped into units        | text    |
-| `hf`      | a `save_to_disk` folder or a hub-style Parquet / JSONL folder      | hf      |
+| format    | stage               | reads                                                        | module  |
+|-----------|---------------------|--------------------------------------------------------------|---------|
+| `warc`    | `ingest.warc_v1`    | WARC (gzip or plain): HTML responses -> extracted text        | warc    |
+| `wet`     | `ingest.wet_v1`     | WET: text conversion records as they are                      | warc    |
+| `jsonl`   | `ingest.jsonl_v1`   | `.jsonl`, `.jsonl.gz`, `.jsonl.zst`, one object per line      | jsonl   |
+| `parquet` | `ingest.parquet_v1` | Parquet, one row per record                                   | parquet |
+| `text`    | `ingest.text_v1`    | plain-text files, one document per file, grouped into units   | text    |
+| `hf`      | `ingest.hf_v1`      | a `save_to_disk` folder or a hub-style Parquet / JSONL folder | hf      |
 """
 
 from __future__ import annotations

@@ -26,8 +26,11 @@ class TextOptions(ReaderOptions):
 
 
 class TextReader(Reader):
+    """Plain-text files, one document per file, grouped ``files_per_unit`` to a unit."""
+
+    name = "ingest.text_v1"
     format = "text"
-    Options = TextOptions
+    Params = TextOptions
 
     def units(self, paths: list[str], first_index: int) -> list[Unit]:
         opts: TextOptions = self.options  # type: ignore[assignment]

@@ -24,7 +24,7 @@ import pyarrow as pa
 from gristmill.core.storage import open_input
 from gristmill.stages.base import require
 from gristmill.stages.ingest import reasons
-from gristmill.stages.ingest.base import Limits, Reader, ReaderOptions, RecordBatcher, Unit
+from gristmill.stages.ingest.base import Reader, ReaderOptions, RecordBatcher, Unit
 from gristmill.stages.ingest.encoding import decode_page, decode_utf8
 from gristmill.stages.ingest.html import ExtractionOptions, make_extractor
 
@@ -185,12 +185,13 @@ class WarcOptions(ExtractionOptions):
 class WarcReader(_WarcFamilyReader):
     """HTML ``response`` records of WARC files (gzip or plain) -> extracted text."""
 
+    name = "ingest.warc_v1"
     format = "warc"
-    Options = WarcOptions
+    Params = WarcOptions
     parse_http = True
 
-    def __init__(self, options: ReaderOptions, limits: Limits, **kwargs: Any):
-        super().__init__(options, limits, **kwargs)
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
         self._extract = None  # built on first read: the driver only plans units and needs no extractor
 
     def _document(self, record: Any, url: str | None) -> Document:
@@ -280,8 +281,9 @@ def undo_content_encoding(body: bytes, coding: str | None, max_bytes: int) -> tu
 class WetReader(_WarcFamilyReader):
     """Text ``conversion`` records of WET files -> documents as they are (no extraction)."""
 
+    name = "ingest.wet_v1"
     format = "wet"
-    Options = ReaderOptions
+    Params = ReaderOptions
     parse_http = False
 
     def _document(self, record: Any, url: str | None) -> Document:

@@ -90,53 +90,29 @@ def test_location_pickles_with_its_filesystem(tmp_path):
 
 # --- S3 (a real local S3-compatible server) ---------------------------------------------------------------------
 
-@pytest.fixture(scope="module")
-def s3_endpoint():
-    moto_server = pytest.importorskip("moto.server")
-    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    saved = {k: os.environ.get(k) for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION",
-                                            "AWS_EC2_METADATA_DISABLED")}
-    os.environ.update(AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing", AWS_DEFAULT_REGION="us-east-1",
-                      AWS_EC2_METADATA_DISABLED="true")
-    import pyarrow.fs as pafs
-
-    admin = pafs.S3FileSystem(endpoint_override=f"http://{host}:{port}", region="us-east-1",
-                              allow_bucket_creation=True)
-    admin.create_dir("gristmill-test")
-    yield f"endpoint_override={host}:{port}&scheme=http"
-    server.stop()
-    for key, value in saved.items():
-        if value is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = value
-
-
 def s3(path: str, query: str) -> str:
-    return f"s3://gristmill-test/{path}?{query}"
+    return f"s3://gristmill-run/{path}?{query}"
 
 
-def test_s3_resolve_keeps_the_endpoint_on_derived_locations(s3_endpoint):
-    run = resolve(s3("runs/demo", s3_endpoint))
-    assert not run.is_local and run.path == "gristmill-test/runs/demo"
+def test_s3_resolve_keeps_the_endpoint_on_derived_locations(s3_query):
+    run = resolve(s3("runs/demo", s3_query))
+    assert not run.is_local and run.path == "gristmill-run/runs/demo"
     child = run / "segments" / "00-ingest"
-    assert str(child) == s3("runs/demo/segments/00-ingest", s3_endpoint)
+    assert str(child) == s3("runs/demo/segments/00-ingest", s3_query)
     assert resolve(str(child)) == child  # str() round-trips to the same place
     with pytest.raises(StorageError):
         os.fspath(child)  # never mistaken for a local path
 
 
-def test_s3_atomic_write_read_glob_delete(s3_endpoint):
-    run = resolve(s3("runs/atomic", s3_endpoint))
+def test_s3_atomic_write_read_glob_delete(s3_query):
+    run = resolve(s3("runs/atomic", s3_query))
     table = pa.table({"doc_id": pa.array([1, 2], pa.uint64()), "text": ["a", "b"]})
     for part in ("part-0000000000000000.parquet", "part-0000000100000000.parquet"):
         (run / "segments" / "00-ingest" / part).write_parquet(table, compression="zstd")
     (run / "segments" / "00-ingest" / "_SUCCESS").write_text('{"hash": "abc"}')
     (run / "stats" / "stats.json").write_text("{}")
 
-    parts = storage.glob(s3("runs/atomic/segments/*/part-*.parquet", s3_endpoint))
+    parts = storage.glob(s3("runs/atomic/segments/*/part-*.parquet", s3_query))
     assert [p.name for p in parts] == ["part-0000000000000000.parquet", "part-0000000100000000.parquet"]
     with parts[1].open_input() as fh:
         assert pq.read_table(fh).equals(table)
@@ -148,23 +124,52 @@ def test_s3_atomic_write_read_glob_delete(s3_endpoint):
     assert not (run / "segments").exists() and (run / "stats" / "stats.json").exists()
 
 
-def test_s3_keeps_bytes_of_compressed_file_names_as_they_are(s3_endpoint, data_dir):
+def test_s3_keeps_bytes_of_compressed_file_names_as_they_are(s3_query, data_dir):
     # Arrow's output streams gzip a key ending in .gz unless told not to: a WARC would be gzipped twice.
     warc = (data_dir / "warc" / "cc-main-2020-34-sample.warc.gz").read_bytes()
-    target = resolve(s3("inputs/sample.warc.gz", s3_endpoint))
+    target = resolve(s3("inputs/sample.warc.gz", s3_query))
     target.write_bytes(warc)
     assert target.size() == len(warc) and target.read_bytes() == warc
 
 
-def test_s3_failed_write_leaves_no_object(s3_endpoint):
-    target = resolve(s3("runs/failed/part.parquet", s3_endpoint))
+def test_s3_failed_write_leaves_no_object(s3_query):
+    target = resolve(s3("runs/failed/part.parquet", s3_query))
     with pytest.raises(TypeError):
         target.write_bytes(object())
     assert not target.exists()
 
 
-def test_s3_location_pickles(s3_endpoint):
-    loc = resolve(s3("runs/pickled/x.txt", s3_endpoint))
+def test_s3_streamed_write_is_spooled_not_held_in_memory(s3_query):
+    # An export of a whole run (tokens.bin) is streamed: it must not sit in memory before its upload.
+    target = resolve(s3("exports/tokens.bin", s3_query))
+    chunk = os.urandom(1 << 20)
+    held = []
+
+    def write(sink) -> int:
+        for _ in range(48):
+            sink.write(chunk)
+            held.append(pa.total_allocated_bytes())
+        return 48
+
+    assert target.write_stream(write) == 48
+    assert max(held) < 8 << 20
+    assert target.size() == 48 << 20 and target.read_bytes()[-len(chunk):] == chunk
+
+
+def test_s3_failed_streamed_write_leaves_no_object(s3_query):
+    target = resolve(s3("exports/failed.bin", s3_query))
+
+    def write(sink) -> None:
+        sink.write(b"half of it")
+        raise RuntimeError("the export failed half-way")
+
+    with pytest.raises(RuntimeError, match="half-way"):
+        target.write_stream(write)
+    assert not target.exists()
+
+
+def test_s3_location_pickles(s3_query):
+    loc = resolve(s3("runs/pickled/x.txt", s3_query))
     loc.write_text("hello")
     assert pickle.loads(pickle.dumps(loc)).read_text() == "hello"
 

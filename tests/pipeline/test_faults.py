@@ -20,6 +20,7 @@ import signal
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -171,6 +172,20 @@ def test_worker_killed_mid_stage_is_retried_without_losing_or_duplicating(tmp_pa
     assert accounting(run_dir) == accounting(baseline)
 
 
+@contextmanager
+def _background_run(args: list[str], env: dict[str, str]):
+    """A ``gristmill run`` in its own process, killed (if still running) and its pipes closed on the way out."""
+    proc = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        proc.stdout.close()
+        proc.stderr.close()
+
+
 def _wait_for(path: Path, proc: subprocess.Popen, timeout: float = 120) -> None:
     deadline = time.monotonic() + timeout
     while not path.exists():
@@ -191,9 +206,7 @@ def test_driver_killed_then_rerun_resumes_with_identical_output(tmp_path, plugin
     (fault_dir / f"arm-{tag}-hang").touch()
     run_dir = tmp_path / "run"
     args = _run_args(pipeline_file, run_dir, "local")
-    proc = subprocess.Popen(args, env=_env(plugin_dir, fault_dir), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
-    try:
+    with _background_run(args, _env(plugin_dir, fault_dir)) as proc:
         _wait_for(fault_dir / f"fired-{tag}", proc)
         committed = sorted(p.parent.name for p in (run_dir / "segments").glob("*/_SUCCESS"))
         assert committed == committed_before_kill
@@ -201,12 +214,6 @@ def test_driver_killed_then_rerun_resumes_with_identical_output(tmp_path, plugin
         assert any((run_dir / "segments").glob("*/part-*.parquet"))
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        proc.stdout.close()
-        proc.stderr.close()
 
     # The same command again (taking over the killed run's lease): committed segments are skipped, the
     # interrupted one is recomputed from scratch.
@@ -226,21 +233,13 @@ def test_a_second_run_is_refused_while_one_runs_and_a_killed_runs_lease_needs_fo
     (fault_dir / "arm-a-hang").touch()
     run_dir = tmp_path / "run"
     args = _run_args(pipeline_file, run_dir, "local")
-    proc = subprocess.Popen(args, env=_env(plugin_dir, fault_dir), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
-    try:
+    with _background_run(args, _env(plugin_dir, fault_dir)) as proc:
         _wait_for(fault_dir / "fired-a", proc)  # the first run is mid-segment 0, holding the lease
         second = subprocess.run(args, env=_env(plugin_dir, None), capture_output=True, text=True, timeout=120)
         assert second.returncode == 2, second.stderr[-3000:]
         assert f"pid {proc.pid} on host" in second.stderr and "looks alive" in second.stderr
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        proc.stdout.close()
-        proc.stderr.close()
 
     refused = subprocess.run(args, env=_env(plugin_dir, None), capture_output=True, text=True, timeout=120)
     assert refused.returncode == 2

@@ -118,7 +118,9 @@ def test_the_new_input_fields_leave_existing_plan_hashes_alone(base):
 def test_segments_start_at_ingest_or_at_a_global_step_and_read_inputs_or_parts(data_dir, tmp_path):
     """A segment's head decides what it reads: ingest reads the inputs' units, a global step the committed parts
     of the segment before it; executors ask the head, never the segment's index."""
-    from gristmill.pipeline._internal.runner import IngestHead, PartsHead, segment_head
+    from gristmill.pipeline._internal.inputs import InputsHead
+    from gristmill.pipeline._internal.runner import PartsHead
+    from gristmill.pipeline.executors import segment_head
 
     from demo_pipeline import PACKED, make_plan
 
@@ -127,6 +129,6 @@ def test_segments_start_at_ingest_or_at_a_global_step_and_read_inputs_or_parts(d
     assert [s.name for s in plan.segments] == ["00-ingest", "01-tokenizer.train_bbpe_v1", "02-mixture.pack_v1"]
     assert [s.reads_inputs for s in plan.segments] == [True, False, False]
     assert plan.segments[0].global_step is None and plan.segments[2].global_step.stage_name == "mixture.pack_v1"
-    assert isinstance(heads[0], IngestHead) and heads[0].items() == list(range(len(plan.units)))
+    assert isinstance(heads[0], InputsHead) and heads[0].items() == list(range(len(plan.units)))
     assert all(isinstance(h, PartsHead) and h.items() == ["p0.parquet", "p1.parquet"] for h in heads[1:])
     assert heads[0].by_unit and not heads[1].by_unit

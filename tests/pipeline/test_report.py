@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
+from demo_pipeline import DEMO
 
 from gristmill.pipeline import LocalExecutor, RunDir, build_plan, run_plan
 from gristmill.pipeline.inspection import connect
@@ -27,17 +28,8 @@ CHROMIUM = Path("/usr/bin/chromium")
 LATER_STAGES = ["gristmill.stages.lang.fasttext_lid", "gristmill.stages.quality.heuristics", "gristmill.stages.quality.fasttext_quality",
                 "gristmill.dedup.stages", "gristmill.stages.tokenize.train", "gristmill.stages.tokenize.encode", "gristmill.mixtures.stages"]
 
-FULL = """\
-name: report-full
-seed: 3
-inputs:
-  - source: common_crawl
-    format: warc
-    paths: ["{data}/warc/cc-main-2020-34-sample.warc.gz", "{data}/warc/truncated-record.warc.gz"]
-  - source: github
-    format: text
-    paths: ["{data}/python-stdlib/*.py"]
-    options: {{files_per_unit: 4}}
+# DEMO's inputs, plus one more source (below).
+FULL = DEMO.split("steps:")[0].replace("name: demo-test", "name: report-full") + """\
   # The same three files again: near-duplicate clusters of size 2 (dedup keeps the github copies).
   - source: stackexchange
     format: text

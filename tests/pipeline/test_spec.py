@@ -88,8 +88,14 @@ def test_unmatched_glob_names_the_input(data_dir, tmp_path):
 
 
 def test_unknown_format_and_reader_option(data_dir):
-    with pytest.raises(SpecError, match=r"inputs\[0\]\.format: unknown input format 'pdf'"):
+    with pytest.raises(SpecError, match=r"inputs\[0\]\.format: unknown input format 'pdf'; known formats: hf, "
+                                        r"jsonl, parquet, text, warc, wet"):
         parse_pipeline(spec_text(data_dir).replace("format: text", "format: pdf"), "p.yaml")
+    with pytest.raises(SpecError, match=r"inputs\[0\]\.format: input format 'clean.normalize_v1' names the streaming "
+                                        r"stage clean.normalize_v1, which reads no input"):
+        parse_pipeline(spec_text(data_dir).replace("format: text", "format: clean.normalize_v1"), "p.yaml")
+    spelled_out = parse_pipeline(spec_text(data_dir).replace("format: text", "format: ingest.text_v1"), "p.yaml")
+    assert spelled_out.inputs[0].format == "ingest.text_v1"
     bad_opt = spec_text(data_dir).replace("format: text", "format: text\n    options: {colour: red}")
     with pytest.raises(SpecError, match=r"inputs\[0\]\.options\.colour: unknown key"):
         parse_pipeline(bad_opt, "p.yaml")

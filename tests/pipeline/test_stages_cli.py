@@ -1,5 +1,6 @@
-"""``gristmill stages`` lists every registered stage and input format with its parameters, defaults and a
-one-line description; third-party stages come in through the ``gristmill.stages`` entry-point group."""
+"""``gristmill stages`` lists every registered stage, the readers of the inputs (head stages) included, with its
+parameters, defaults and a one-line description; third-party stages come in through the ``gristmill.stages``
+entry-point group."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import sys
 import textwrap
 
 from gristmill.pipeline.cli import main
-from gristmill.pipeline.registry import all_readers, all_stages
+from gristmill.pipeline.registry import all_stages, formats
 
 PLUGIN = '''
 from typing import ClassVar
@@ -36,7 +37,7 @@ def test_every_stage_and_reader_is_listed_with_params_and_defaults(capsys):
     assert main(["stages", "--json"]) == 0
     listed = json.loads(capsys.readouterr().out)
     assert [s["name"] for s in listed["stages"]] == list(all_stages())
-    assert [r["format"] for r in listed["readers"]] == list(all_readers())
+    assert listed["formats"] == formats()
     normalize = next(s for s in listed["stages"] if s["name"] == "clean.normalize_v1")
     assert normalize["kind"] == "streaming" and normalize["description"].startswith("Unicode normalization")
     assert {"name": "form", "type": "Optional[Literal['NFC', 'NFKC', 'NFD', 'NFKD']]", "default": "NFC"} \
@@ -45,9 +46,13 @@ def test_every_stage_and_reader_is_listed_with_params_and_defaults(capsys):
     assert minhash["kind"] == "global" and {"name": "threshold", "type": "float", "default": 0.8} in minhash["params"]
     filter_params = next(s for s in listed["stages"] if s["name"] == "filter_v1")["params"]
     assert {"name": "expr", "type": "dict", "required": True} in filter_params
-    hf = next(r for r in listed["readers"] if r["format"] == "hf")
-    assert {"name": "split", "type": "str | None", "default": None} in hf["options"]
-    assert all(s["description"] and "\n" not in s["description"] for s in listed["stages"] + listed["readers"])
+    readers = {s["name"]: s for s in listed["stages"] if s["kind"] == "head"}
+    assert {(name, s["format"]) for name, s in readers.items()} == {
+        ("ingest.warc_v1", "warc"), ("ingest.wet_v1", "wet"), ("ingest.jsonl_v1", "jsonl"),
+        ("ingest.parquet_v1", "parquet"), ("ingest.text_v1", "text"), ("ingest.hf_v1", "hf")}
+    assert {"name": "split", "type": "str | None", "default": None} in readers["ingest.hf_v1"]["params"]
+    assert {"name": "files_per_unit", "type": "int", "default": 256} in readers["ingest.text_v1"]["params"]
+    assert all(s["description"] and "\n" not in s["description"] for s in listed["stages"])
 
 
 def test_text_listing_has_one_line_per_stage_then_its_params(capsys):
@@ -59,6 +64,9 @@ def test_text_listing_has_one_line_per_stage_then_its_params(capsys):
                      "EXPR`` is sugar for this stage.")
     assert lines[at + 1:at + 4] == ["    expr: dict required", "    reason: str = 'filter'",
                                     "    sources: list[str] | None = None"]
+    at = lines.index("  ingest.jsonl_v1  [format: jsonl, head]  JSON Lines (``.jsonl``, ``.jsonl.gz``, ``.jsonl.zst``), "
+                     "one object per line -> its text field.")
+    assert lines[at + 1] == "    text_field: str = 'text'"
 
 
 def test_a_third_party_stage_from_an_entry_point_is_listed(tmp_path):

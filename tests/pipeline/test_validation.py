@@ -80,6 +80,16 @@ def test_cli_prints_one_line_per_problem_and_exits_2(data_dir, tmp_path, capsys)
     assert [p.format(str(path)) for p in validate_file(path)] == err
 
 
+def test_run_and_plan_name_every_problem_not_only_the_first(data_dir, tmp_path, capsys):
+    path = tmp_path / "p.yaml"
+    path.write_text(BROKEN.format(data=data_dir).replace("${EXECUTOR}", "local"))
+    expected = [f"error: {p.format(str(path))}" for p in validate_file(path)]
+    for command in (["plan", str(path)], ["run", str(path), "--run-dir", str(tmp_path / "run")]):
+        assert main(command) == 2
+        assert capsys.readouterr().err.splitlines() == expected
+    assert not (tmp_path / "run").exists()
+
+
 def test_demo_validates(capsys):
     demo = Path(__file__).resolve().parents[2] / "examples" / "demo.yaml"
     assert validate_file(demo) == []

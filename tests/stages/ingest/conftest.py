@@ -18,7 +18,7 @@ WHIRLWIND_WET = WARC_DIR / "cc-main-2024-22-whirlwind.warc.wet.gz"
 def read_rows(reader_cls: type[Reader], paths, limits: Limits | None = None, on_error: str = "fail",
               **options) -> list[dict]:
     """All rows a reader yields for ``paths`` (one unit per file, as the framework plans them by default)."""
-    reader = reader_cls(reader_cls.Options(**options), limits or Limits(),
+    reader = reader_cls(reader_cls.Params(**options), limits or Limits(),
                         skip_unreadable_files=on_error == "skip")
     rows: list[dict] = []
     for unit in reader.units([str(p) for p in paths], 0):

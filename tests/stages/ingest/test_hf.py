@@ -33,7 +33,7 @@ def _records(pages):
 
 def _reader(split=None, batch_rows=5, **options) -> HfReader:
     opts = {"text_field": "content", **options}
-    return HfReader(HfReader.Options(split=split, **opts), Limits(batch_rows=batch_rows))
+    return HfReader(HfReader.Params(split=split, **opts), Limits(batch_rows=batch_rows))
 
 
 def _read(reader: HfReader, folder) -> list[dict]:

@@ -1,12 +1,25 @@
 from __future__ import annotations
 
+import gzip
 import io
+import json
+from collections import Counter
+from pathlib import Path
 
 import pytest
 from warcio.statusandheaders import StatusAndHeaders
 from warcio.warcwriter import WARCWriter
 
-from gristmill.stages.ingest.html import ExtractionOptions, make_extractor, short_line_share
+from gristmill.stages.ingest.encoding import decode_html
+from gristmill.stages.ingest.html import ExtractionOptions, line_shares, make_extractor, short_line_share
+
+LABELLED = Path(__file__).parents[2] / "data" / "html"
+# A quotes listing: resiliparse keeps every quote, each followed by the same share-button line; the labelled
+# article is the first quote only.
+LISTING = "b3c19dd5f0612d098788fa5173e491b3280da6226b492f8fe110f4ab1896cca8"
+# An article listing offers: half of its extract's lines are short (item titles, links), none repeats, and
+# resiliparse's extract is the labelled text.
+OFFERS = "20b2b64916b00b25203c9f1bf14248922f4d522f18328e9f876cce116df0083e"
 
 PROSE = (
     "The river rose during the night and by morning the lower streets of the town were under water. "
@@ -23,6 +36,52 @@ MENU_PAGE = (
 PROSE_PAGE = f"<html><body><article><h1>Flood</h1><p>{PROSE * 3}</p><p>{PROSE * 2}</p></article></body></html>"
 
 
+def labelled_page(key: str) -> tuple[str, str]:
+    html = decode_html(gzip.decompress((LABELLED / f"{key}.html.gz").read_bytes()))
+    return html, json.loads((LABELLED / "ground-truth.json").read_text(encoding="utf-8"))[key]["articleBody"]
+
+
+def token_f1(predicted: str, gold: str) -> float:
+    pred, ref = Counter(predicted.split()), Counter(gold.split())
+    overlap = sum((pred & ref).values())
+    if overlap == 0:
+        return 0.0
+    precision, recall = overlap / sum(pred.values()), overlap / sum(ref.values())
+    return 2 * precision * recall / (precision + recall)
+
+
+def first_pass(options: ExtractionOptions):
+    """The mode's resiliparse extract, before any fallback."""
+    never = {"fallback_short_line_share": float("inf"), "fallback_repeated_line_share": float("inf")}
+    return make_extractor(options.model_copy(update=never))
+
+
+def test_line_shares_count_short_and_repeated_non_blank_lines():
+    text = "Share on Facebook\nsix words make a long line\n\nShare on Facebook \nanother line of six words here\n"
+    assert line_shares(text) == (0.5, 0.5)
+    assert line_shares("") == (1.0, 1.0)
+
+
+def test_fallback_mode_sends_a_listing_whose_share_buttons_repeat_to_trafilatura():
+    options = ExtractionOptions(extractor="resiliparse_fallback")
+    html, gold = labelled_page(LISTING)
+    resiliparse = first_pass(options)(html, None)
+    shares = line_shares(resiliparse)
+    assert shares.short < options.fallback_short_line_share <= 1  # the repeated lines, not the short ones
+    assert shares.repeated >= options.fallback_repeated_line_share
+    assert token_f1(resiliparse, gold) < 0.5
+    assert token_f1(make_extractor(options)(html, None), gold) > 0.95
+
+
+def test_fallback_mode_keeps_resiliparse_for_an_article_with_many_short_lines_and_no_repeats():
+    options = ExtractionOptions(extractor="resiliparse_fallback")
+    html, gold = labelled_page(OFFERS)
+    resiliparse = first_pass(options)(html, None)
+    assert line_shares(resiliparse) == (0.5, 0.0)
+    assert make_extractor(options)(html, None) == resiliparse
+    assert token_f1(resiliparse, gold) > 0.99
+
+
 def test_short_line_share_counts_non_blank_lines_and_empty_text_fails():
     assert short_line_share("one two\n\nsix words make a long line\n") == 0.5
     assert short_line_share("") == 1.0
@@ -30,7 +89,7 @@ def test_short_line_share_counts_non_blank_lines_and_empty_text_fails():
 
 def test_fallback_mode_keeps_resiliparse_for_prose_and_uses_trafilatura_for_a_menu_page():
     options = ExtractionOptions(extractor="resiliparse_fallback")
-    resiliparse_only = make_extractor(options.model_copy(update={"fallback_short_line_share": float("inf")}))
+    resiliparse_only = first_pass(options)
     trafilatura = make_extractor(ExtractionOptions(extractor="trafilatura"))
     extract = make_extractor(options)
 
@@ -74,7 +133,7 @@ inputs:
   - source: common_crawl
     format: warc
     paths: ["{crawl}"]
-    options: {{extractor: resiliparse_fallback, fallback_short_line_share: 0.5}}
+    options: {{extractor: resiliparse_fallback, fallback_short_line_share: 0.5, fallback_repeated_line_share: 0.4}}
 execution: {{executor: local}}
 """)
     run_dir = tmp_path / "run"
@@ -85,6 +144,7 @@ execution: {{executor: local}}
     assert "Section 7" not in texts["https://example.org/menu"]
 
 
-def test_fallback_share_must_not_be_negative():
-    with pytest.raises(ValueError, match="fallback_short_line_share"):
-        ExtractionOptions(extractor="resiliparse_fallback", fallback_short_line_share=-0.1)
+@pytest.mark.parametrize("key", ["fallback_short_line_share", "fallback_repeated_line_share"])
+def test_fallback_shares_must_not_be_negative(key):
+    with pytest.raises(ValueError, match=key):
+        ExtractionOptions(extractor="resiliparse_fallback", **{key: -0.1})

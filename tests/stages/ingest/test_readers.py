@@ -6,26 +6,28 @@ import re
 import pytest
 
 import gristmill.stages.ingest.readers as readers
-from gristmill.pipeline.registry import get_reader
+from gristmill.pipeline.registry import get_stage, head_stage
 from gristmill.stages.ingest import reasons
 from gristmill.stages.ingest.base import InputFileError, Limits
 
 
-def test_importing_readers_registers_every_format():
+def test_every_reader_is_a_registered_head_stage_named_by_its_format():
     for fmt in ("warc", "wet", "jsonl", "parquet", "text", "hf"):
-        assert get_reader(fmt).format == fmt
+        cls = head_stage(fmt)
+        assert cls.format == fmt and cls.kind == "head"
+        assert cls.name == f"ingest.{fmt}_v1" and get_stage(cls.name) is cls and head_stage(cls.name) is cls
     assert {cls.format for cls in readers.READERS} == {"warc", "wet", "jsonl", "parquet", "text", "hf"}
 
 
 @pytest.mark.parametrize("reader", readers.READERS, ids=lambda c: c.format)
 def test_options_refuse_unknown_keys_and_defaults_work(reader):
-    reader(reader.Options(), Limits())  # every reader works with its default options
+    reader(reader.Params(), Limits())  # every reader works with its default options
     with pytest.raises(ValueError):
-        reader.Options(not_an_option=True)
+        reader.Params(not_an_option=True)
 
 
 def _rows(reader_cls, path, on_error: str) -> list[dict]:
-    reader = reader_cls(reader_cls.Options(), Limits(), skip_unreadable_files=on_error == "skip")
+    reader = reader_cls(reader_cls.Params(), Limits(), skip_unreadable_files=on_error == "skip")
     return [row for unit in reader.units([str(path)], 0) for table in reader.read(unit) for row in table.to_pylist()]
 
 

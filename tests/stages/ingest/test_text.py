@@ -28,7 +28,7 @@ def _tree(tmp_path: Path) -> list[Path]:
 
 def test_files_are_grouped_into_units(tmp_path):
     files = [str(p) for p in _tree(tmp_path) if p.is_file()]
-    reader = TextReader(TextReader.Options(files_per_unit=4), Limits())
+    reader = TextReader(TextReader.Params(files_per_unit=4), Limits())
     units = reader.units(files, first_index=7)
     assert [u.index for u in units] == [7, 8, 9, 10]  # 13 files in units of 4
     assert [p for u in units for p in u.paths] == files
@@ -48,7 +48,7 @@ def test_each_file_is_one_document_and_binary_files_are_rejected(tmp_path):
 
 def test_extension_filter(tmp_path):
     files = [str(p) for p in _tree(tmp_path) if p.is_file()]
-    reader = TextReader(TextReader.Options(extensions=[".md"]), Limits())
+    reader = TextReader(TextReader.Params(extensions=[".md"]), Limits())
     (unit,) = reader.units(files, 0)
     assert [Path(p).name for p in unit.paths] == ["README.md"]
 

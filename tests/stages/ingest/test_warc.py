@@ -180,9 +180,9 @@ def test_uncompressed_copy_reads_the_same(tmp_path):
 
 def test_unknown_option_is_refused():
     with pytest.raises(ValueError, match="extra"):
-        WarcReader.Options(extractor="resiliparse", no_such_option=1)
+        WarcReader.Params(extractor="resiliparse", no_such_option=1)
     with pytest.raises(ValueError):
-        WarcReader.Options(extractor="boilerpipe")
+        WarcReader.Params(extractor="boilerpipe")
 
 
 # --- old crawls, legacy encodings and payloads that are not what their headers say -------------------------------
@@ -262,7 +262,7 @@ def test_old_crawl_warc_headers_with_bare_lf_are_read_and_counted(tmp_path):
         records.append(header.replace(b"\r\n", b"\n") + b"\n\n" + rest[:-4] + b"\n\n")
     bare = tmp_path / "bare-lf.warc"
     bare.write_bytes(b"".join(records))
-    reader = WarcReader(WarcReader.Options(), Limits())
+    reader = WarcReader(WarcReader.Params(), Limits())
     (table,) = list(reader.read(reader.units([str(bare)], 0)[0]))
     rows = table.to_pylist()
     assert [r["reject_reason"] for r in rows] == [None, None]

@@ -154,9 +154,10 @@ class _StageActor:
 
     def __init__(self, run_dir: str):
         from gristmill.pipeline._internal.runner import set_up_stage
+        from gristmill.pipeline.executors import assigned_cpus
         from gristmill.pipeline.plan import Step
 
-        self.stage = set_up_stage(Step(1, "steps[0]", TokenizeBbpeV1.name, {}), run_dir)
+        self.stage = set_up_stage(Step(1, "steps[0]", TokenizeBbpeV1.name, {}), run_dir, assigned_cpus())
 
     def process(self, table: pa.Table) -> tuple[pa.Table, str | None]:
         import os

@@ -387,10 +387,11 @@ class _EngineActor:
 
     def __init__(self, path: str):
         from gristmill.pipeline._internal.runner import set_up_stage
+        from gristmill.pipeline.executors import assigned_cpus
         from gristmill.pipeline.plan import Step
 
         step = Step(1, "steps[0]", TokenizeBbpeV1.name, {"path": path, "engine": "tiktoken"})
-        self.stage = set_up_stage(step, "unused-run-dir")
+        self.stage = set_up_stage(step, "unused-run-dir", assigned_cpus())
 
     def threads(self) -> int:
         return self.stage.encode.threads
