@@ -95,7 +95,8 @@ def run_gristmill(work: Path, bands: int, rows: int, inputs: Path | None = None)
     kept = 0
     (work / "gristmill" / "output").mkdir(parents=True, exist_ok=True)
     for i, part in enumerate(parts):
-        result = stage.apply(pq.read_table(part), removed)
+        # ParquetFile, not pq.read_table: that one imports pyarrow.dataset, which imports pandas (pyarrow 26).
+        result = stage.apply(pq.ParquetFile(part).read(), removed)
         table = result.table
         if result.reject_reason is not None:  # rejected rows carry a reason, kept ones a null
             table = table.filter(result.reject_reason.is_null())

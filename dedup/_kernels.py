@@ -75,6 +75,8 @@ def normalize_tokenize(data, doc_off, cls, low, ascii_out, lowercase, punct_sep,
         end = doc_off[d + 1]
         while i < end:
             b0 = np.int64(data[i])
+            # ASCII takes its own copy of the separator and word-start steps below: one merged path (or the
+            # steps as inlined helpers) measured 15-120% slower over this loop.
             if b0 < 0x80:
                 mapped = ascii_out[b0]
                 i += 1

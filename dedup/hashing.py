@@ -11,11 +11,13 @@ Thue-Morse strings) from colliding; for natural text it behaves like a random 64
 from __future__ import annotations
 
 import functools
+import importlib.util
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from gristmill.core.compile_cache import CheckedKernels, load_kernels
 from gristmill.dedup.hash_constants import FMIX_C1 as _C1
 from gristmill.dedup.hash_constants import FMIX_C2 as _C2
 from gristmill.dedup.hash_constants import GOLDEN64, LENGTH_MULT
@@ -117,12 +119,30 @@ def hash_strings64(arr: pa.Array | pa.ChunkedArray, seed: int = 0) -> np.ndarray
     return hash_ranges64(data, offsets[:-1], offsets[1:], seed)
 
 
-def kernels():
-    """The compiled kernels module (needs numba: the ``dedup`` extra)."""
-    require("numba", "dedup")
-    from gristmill.dedup import _kernels
+# The kernels of ``gristmill.dedup._kernels`` called by dedup, with the types they are called with (the notation
+# of ``gristmill.core.compile_cache.KernelSignature``): what their ahead-of-time build is compiled for.
+KERNEL_SIGNATURES = {
+    "normalize_tokenize": "u1[] i8[] u1[] i4[] u1[] b1 b1 u1[] i8[] i8[] i8[] i8[] -> (i8,i8)",
+    "hash_ranges": "u1[] i8[] i8[] u8[] u8 u8[]",
+    "shingle_hash_array": "u8[] i8[] i8 i8[] u4[]",
+    "minhash_affine32": "u4[] i8[] u4[] u4[] u4[,]",
+    "minhash_legacy": "u4[] i8[] u8[] u8[] u8[,]",
+    "sorted_unique_segments": "u4[] i8[] i8[] u4[] -> i8",
+    "take_rows": "i8[] u4[] i8[] i8[] u4[]",
+    "sorted_set_jaccard": "i8[] u4[] i8[] i8[] f8[]",
+    "bloom_test_and_insert": "u8[] u8[] u8 i8 b1 b1[]",
+    "keep_first_pass": "i8[] i8[] b1[] i8[]",
+}
+KERNEL_SOURCES = ("gristmill.dedup._kernels", "gristmill.dedup.hash_constants")
 
-    return _kernels
+
+@functools.lru_cache(maxsize=1)
+def kernels() -> CheckedKernels:
+    """The compiled kernels (needs numba: the ``dedup`` extra): their ahead-of-time build once there is one,
+    which loads without importing numba, else numba's JIT (``gristmill.core.compile_cache.load_kernels``)."""
+    if importlib.util.find_spec("numba") is None:
+        require("numba", "dedup")  # raises, with the install hint
+    return load_kernels("gristmill.dedup._kernels", KERNEL_SIGNATURES, KERNEL_SOURCES)
 
 
 SALTED_BLOCKS = 64  # block salts precomputed per seed: strings up to 512 bytes need no salt computation

@@ -48,10 +48,33 @@ def _load_npy(location: Location) -> np.ndarray:
     return np.load(io.BytesIO(location.read_bytes()))
 
 
+# Arrays are built from their buffers: ``pa.array`` imports pandas on its first call (pyarrow 26), about 0.2 CPU s
+# of a process that has no other use for it.
+_NUMPY_DTYPE = {pa.uint64(): np.uint64, pa.int64(): np.int64, pa.float64(): np.float64}
+
+
+def _validity(valid: np.ndarray) -> pa.Buffer:
+    return pa.py_buffer(np.packbits(valid, bitorder="little"))
+
+
+def _numbers(values: np.ndarray, type: pa.DataType, nulls: np.ndarray | None = None) -> pa.Array:
+    """A numeric Arrow array of ``values`` (null where ``nulls``)."""
+    data = np.ascontiguousarray(values, dtype=_NUMPY_DTYPE[type])
+    has_nulls = nulls is not None and bool(nulls.any())
+    validity = _validity(~nulls) if has_nulls else None
+    return pa.Array.from_buffers(type, len(data), [validity, pa.py_buffer(data)],
+                                 null_count=int(nulls.sum()) if has_nulls else 0)
+
+
 def _reject_where(mask: np.ndarray, reason: str) -> pa.Array | None:
+    """``reason`` where ``mask``, else null."""
     if not mask.any():
         return None
-    return pa.array(np.where(mask, reason, None), pa.string())
+    value = reason.encode()
+    offsets = np.zeros(len(mask) + 1, dtype=np.int32)
+    np.cumsum(mask * len(value), out=offsets[1:])
+    return pa.StringArray.from_buffers(len(mask), pa.py_buffer(offsets), pa.py_buffer(value * int(mask.sum())),
+                                       _validity(mask), null_count=int((~mask).sum()))
 
 
 def _isin_sorted(values: np.ndarray, sorted_set: np.ndarray) -> np.ndarray:
@@ -143,18 +166,18 @@ class MinHashParams(StageParams):
 
 
 def _sign_part(path: Location, params: MinHashParams, banding: tuple[int, int], sig_prefix: Location | None,
-               num_partitions: int):
-    """Signatures and band keys of one part; (key, doc_id) rows split by key partition, plus stats."""
+               num_partitions: int, part_index: int):
+    """Signatures and band keys of one part; (key, doc_id, part index) rows split by key partition, plus stats.
+    The signatures are kept (``sig_prefix``) only when verification compares them."""
     bands, rows = banding
     file = path.parquet_file()
-    doc_chunks, sig_chunks, key_chunks, keyed_docs, set_chunks = [], [], [], [], []
-    exact = sig_prefix is not None and params.verify_with == "shingles"
+    doc_chunks, sig_chunks, key_chunks, keyed_docs = [], [], [], []
     n_docs = n_bytes = n_empty = 0
     for batch in file.iter_batches(batch_size=READ_BATCH_ROWS, columns=["doc_id", params.text_column]):
         docs = _doc_ids(batch)
         text = batch.column(params.text_column)
-        hashes, offsets = shingle_hashes(text, params.shingles())
-        sig = signatures_from_hashes(hashes, offsets, params.num_perm, params.seed, params.scheme)
+        sig = signatures_from_hashes(*shingle_hashes(text, params.shingles()), params.num_perm, params.seed,
+                                     params.scheme)
         n_docs += len(docs)
         n_bytes += pc.sum(pc.binary_length(text)).as_py() or 0
         # A document without shingles has the empty signature: it would collide with every other empty one.
@@ -166,11 +189,9 @@ def _sign_part(path: Location, params: MinHashParams, banding: tuple[int, int], 
         if sig_prefix is not None:
             doc_chunks.append(docs[has])
             sig_chunks.append(sig[has])
-        if exact:
-            # Stored as shingled; sorted into sets only for the documents that become candidates.
-            set_chunks.append(csr_take(offsets, hashes, np.flatnonzero(has)))
     keys = np.concatenate(key_chunks) if key_chunks else np.zeros(0, np.uint64)
     kdocs = np.concatenate(keyed_docs) if keyed_docs else np.zeros(0, np.uint64)
+    kparts = np.full(len(kdocs), part_index, dtype=np.int32)
     sig_files = None
     if sig_prefix is not None:
         sig_files = (sig_prefix.with_name(sig_prefix.name + ".docs.npy"),
@@ -180,15 +201,36 @@ def _sign_part(path: Location, params: MinHashParams, banding: tuple[int, int], 
         order = np.argsort(all_docs, kind="stable")
         _save_npy(sig_files[0], all_docs[order])
         _save_npy(sig_files[1], all_sig[order])
-        if exact:
-            set_off, set_values = csr_take(*_concat_ragged(set_chunks), order)
-            sig_files += (sig_prefix.with_name(sig_prefix.name + ".shingle_off.npy"),
-                          sig_prefix.with_name(sig_prefix.name + ".shingles.npy"))
-            _save_npy(sig_files[2], set_off)
-            _save_npy(sig_files[3], set_values)
-    chunks = split_by_partition(partition_of(keys, num_partitions), num_partitions, keys, kdocs)
+    chunks = split_by_partition(partition_of(keys, num_partitions), num_partitions, keys, kdocs, kparts)
     stats = {"docs": n_docs, "bytes": int(n_bytes), "docs_without_shingles": n_empty, "sig_files": sig_files}
     return (*chunks, stats)
+
+
+def _shingle_candidates(path: Location, params: MinHashParams, part_index: int, prefix: Location, *chunks):
+    """The shingle sets (sorted, distinct) of this part's candidate documents, those in a candidate pair, shingled
+    again from the text: the state holds no shingles of the other documents. ``chunks``: (doc_id, part index)
+    rows of candidates; returns the files (doc_ids, set offsets, set values), or None without candidates."""
+    docs = np.concatenate([c[0] for c in chunks]) if chunks else np.zeros(0, np.uint64)
+    parts = np.concatenate([c[1] for c in chunks]) if chunks else np.zeros(0, np.int64)
+    wanted = np.unique(docs[parts == part_index])
+    if len(wanted) == 0:
+        return None
+    doc_chunks, set_chunks = [], []
+    for batch in path.parquet_file().iter_batches(batch_size=READ_BATCH_ROWS, columns=["doc_id", params.text_column]):
+        batch_docs = _doc_ids(batch)
+        rows = np.flatnonzero(_isin_sorted(batch_docs, wanted))
+        if len(rows):
+            text = batch.column(params.text_column).take(_numbers(rows, pa.int64()))
+            doc_chunks.append(batch_docs[rows])
+            hashes, offsets = shingle_hashes(text, params.shingles())
+            set_chunks.append(sorted_sets(offsets, hashes))
+    found = np.concatenate(doc_chunks)
+    order = np.argsort(found, kind="stable")
+    files = tuple(prefix.with_name(prefix.name + suffix) for suffix in (".docs.npy", ".set_off.npy", ".sets.npy"))
+    _save_npy(files[0], found[order])
+    for file, array in zip(files[1:], csr_take(*_concat_ragged(set_chunks), order)):
+        _save_npy(file, array)
+    return files
 
 
 def _concat_ragged(chunks: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
@@ -201,7 +243,7 @@ def _concat_ragged(chunks: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndar
 
 def lookup_shingle_sets(sig_files, docs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The shingle sets of ``docs`` (sorted, every one present) as one ragged array of sorted distinct
-    hashes, from the per-part files of shingle hashes."""
+    hashes, from the per-part files of ``_shingle_candidates``."""
     pieces = []
     for files in sig_files:
         part_docs = _load_npy(files[0])
@@ -210,13 +252,13 @@ def lookup_shingle_sets(sig_files, docs: np.ndarray) -> tuple[np.ndarray, np.nda
         idx = np.minimum(np.searchsorted(part_docs, docs), len(part_docs) - 1)
         hit = np.flatnonzero(part_docs[idx] == docs)
         if len(hit):
-            off, values = csr_take(_load_npy(files[2]), _load_npy(files[3]), idx[hit])
+            off, values = csr_take(_load_npy(files[1]), _load_npy(files[2]), idx[hit])
             pieces.append((hit, off, values))
     found = np.concatenate([h for h, _, _ in pieces]) if pieces else np.zeros(0, np.int64)
     if len(found) != len(docs):
         raise RuntimeError(f"shingle sets of {len(docs) - len(found)} candidate documents are missing from {sig_files}")
     off, values = _concat_ragged([(o, v) for _, o, v in pieces])
-    return sorted_sets(*csr_take(off, values, np.argsort(found)))
+    return csr_take(off, values, np.argsort(found))
 
 
 def lookup_signatures(sig_files: list[tuple[Location, ...]], docs: np.ndarray, num_perm: int, dtype) -> np.ndarray:
@@ -258,11 +300,18 @@ def pair_similarity(sig_files, a: np.ndarray, b: np.ndarray, params: MinHashPara
 
 def _bucket_task(params: MinHashParams, num_partitions: int, *chunks):
     """Group one partition of band keys into buckets -> every pair within a bucket (capped) -> pairs split
-    by the partition of their smaller document, where equal pairs of different buckets meet."""
+    by the partition of their smaller document, where equal pairs of different buckets meet; and the
+    documents in those pairs as (doc_id, part index) rows split by part index modulo the partitions."""
     keys = np.concatenate([c[0] for c in chunks]) if chunks else np.zeros(0, np.uint64)
     docs = np.concatenate([c[1] for c in chunks]) if chunks else np.zeros(0, np.uint64)
+    parts = np.concatenate([c[2] for c in chunks]) if chunks else np.zeros(0, np.int64)
     a, b, counts = bucket_edges(keys, docs, params.max_bucket_size)
-    return (*split_by_partition(pair_partition(a, num_partitions), num_partitions, a, b), counts)
+    known, first = np.unique(docs, return_index=True)
+    candidates = np.unique(np.concatenate([a, b]))
+    candidate_parts = parts[first][np.searchsorted(known, candidates)]
+    return (*split_by_partition(pair_partition(a, num_partitions), num_partitions, a, b),
+            *split_by_partition(candidate_parts % num_partitions, num_partitions, candidates, candidate_parts),
+            counts)
 
 
 def _verify_task(params: MinHashParams, sig_files, num_partitions: int, *chunks):
@@ -315,10 +364,10 @@ def _write_clusters(path: Location, rows, *edge_chunks):
     component, component_size = component[order], component_size[order]  # aligned with the sorted nodes
     ids, inverse, counts = np.unique(cluster, return_inverse=True, return_counts=True)
     table = pa.table(
-        {"doc_id": pa.array(nodes, pa.uint64()), "cluster_id": pa.array(cluster, pa.uint64()),
-         "cluster_size": pa.array(counts[inverse], pa.int64()),
-         "jaccard": pa.array(similarity, pa.float64(), mask=np.isnan(similarity)),
-         "component_id": pa.array(component, pa.uint64()), "component_size": pa.array(component_size, pa.int64())}
+        {"doc_id": _numbers(nodes, pa.uint64()), "cluster_id": _numbers(cluster, pa.uint64()),
+         "cluster_size": _numbers(counts[inverse], pa.int64()),
+         "jaccard": _numbers(similarity, pa.float64(), nulls=np.isnan(similarity)),
+         "component_id": _numbers(component, pa.uint64()), "component_size": _numbers(component_size, pa.int64())}
     ).sort_by([("cluster_id", "ascending"), ("doc_id", "ascending")])
     path.write_parquet(table)
     return np.sort(nodes[removed]), counts, component_size[nodes == component]
@@ -344,21 +393,32 @@ class MinHashDedup(GlobalStage):
         P = p.partitions
         out_dir = ctx.state
         parts = sorted(ctx.input_parts, key=lambda loc: loc.path)
+        compare_signatures = p.verify and p.verify_with == "signatures"
         signed = [
             runner.submit(
                 _sign_part, path, p, (bands, rows),
-                out_dir / "signatures" / f"part-{i:06d}" if p.verify else None, P,
+                out_dir / "signatures" / f"part-{i:06d}" if compare_signatures else None, P, i,
                 num_returns=P + 1,
             )
             for i, path in enumerate(parts)
         ]
         part_stats = runner.get([s[P] for s in signed])
-        sig_files = [s["sig_files"] for s in part_stats if s["sig_files"]]
         buckets = [
-            runner.submit(_bucket_task, p, P, *[s[q] for s in signed], num_returns=P + 1)
+            runner.submit(_bucket_task, p, P, *[s[q] for s in signed], num_returns=2 * P + 1)
             for q in range(P)
         ]
-        bucket_counts = sum(runner.get([b[P] for b in buckets]), BucketCounts())
+        bucket_counts = sum(runner.get([b[2 * P] for b in buckets]), BucketCounts())
+        if compare_signatures:
+            sig_files = [s["sig_files"] for s in part_stats if s["sig_files"]]
+        elif p.verify:
+            shingled = [
+                runner.submit(_shingle_candidates, path, p, i, out_dir / "shingles" / f"part-{i:06d}",
+                              *[b[P + i % P] for b in buckets])
+                for i, path in enumerate(parts)
+            ]
+            sig_files = [f for f in runner.get(shingled) if f is not None]
+        else:
+            sig_files = []
         verified = [
             runner.submit(_verify_task, p, sig_files, P, *[b[q] for b in buckets], num_returns=P + 2)
             for q in range(P)

@@ -12,6 +12,14 @@ def test_optimal_param_matches_datasketch(threshold, num_perm, fp_w, fn_w):
     assert optimal_param(threshold, num_perm, fp_w, fn_w) == _optimal_param(threshold, num_perm, fp_w, fn_w)
 
 
+@pytest.mark.parametrize("num_perm", [16, 126, 250])
+@pytest.mark.parametrize("weights", [(0.5, 0.5), (0.1, 0.9)])
+def test_optimal_param_matches_datasketch_across_thresholds(num_perm, weights):
+    """Exact quadrature of the banding error polynomials picks what datasketch's scipy ``quad`` picks."""
+    for threshold in (0.1, 0.3, 0.5, 0.6, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95):
+        assert optimal_param(threshold, num_perm, *weights) == _optimal_param(threshold, num_perm, *weights), threshold
+
+
 def test_band_keys_equal_exactly_when_band_values_equal():
     rng = np.random.default_rng(0)
     sig = rng.integers(0, 2**32, size=(3, 12), dtype=np.uint64).astype(np.uint32)

@@ -146,3 +146,27 @@ def test_sorted_sets_of_hashes_crowded_into_few_buckets():
     set_off, sets = sorted_sets(off, values)
     assert set_off.tolist() == [0, 5000, 5002]
     assert sets[:5000].tolist() == list(range(1, 5001)) and sets[5000:].tolist() == [3, 7]
+
+
+def test_jit_kernels_give_what_the_ahead_of_time_build_gives(docs, monkeypatch):
+    """The JIT kernels serve where no module compiled ahead of time can be built: same values, bit for bit."""
+    from gristmill.dedup.hashing import kernels
+
+    texts = pa.array(docs, pa.large_string())
+
+    def outputs():
+        hashes, off = shingle_hashes(texts, ShingleSpec())
+        set_off, values = sorted_sets(off, hashes)
+        pairs = np.arange(len(docs) - 1)
+        return [signatures(texts, num_perm=32, scheme="affine32"), signatures(texts, num_perm=32, scheme="legacy"),
+                hashes, set_off, values, exact_jaccard(set_off, values, pairs, pairs + 1)]
+
+    default = outputs()
+    monkeypatch.setenv("GRISTMILL_AOT", "0")
+    kernels.cache_clear()
+    try:
+        assert kernels().source == "jit"
+        for got, want in zip(outputs(), default):
+            np.testing.assert_array_equal(got, want)
+    finally:
+        kernels.cache_clear()

@@ -57,3 +57,23 @@ def test_invalid_and_overlong_utf8_bytes_are_decoded_and_re_encoded_as_valid_utf
     arr = pa.LargeStringArray.from_buffers(1, pa.py_buffer(np.array([0, len(raw)], np.int64)), pa.py_buffer(raw))
     batch = normalize_batch(arr, Normalization(punctuation=False))
     assert bytes(batch.data).decode("utf-8") == "ok\ufffdx caf\u00e0a \u0436\u0438"
+
+
+def test_class_tables_are_built_once_then_read_from_the_cache_folder(tmp_path, monkeypatch):
+    """Per-process set-up: the Unicode class and lowercase tables (~0.05-0.1 CPU s of unicodedata calls) are
+    read back by later processes, equal to a fresh build."""
+    from gristmill.dedup import normalize
+
+    monkeypatch.setenv("NUMBA_CACHE_DIR", str(tmp_path))
+    normalize.tables.cache_clear()
+    try:
+        built = normalize.tables()
+        assert len(list((tmp_path / "tables").glob("dedup-normalize-*.bin"))) == 1
+        normalize.tables.cache_clear()
+        monkeypatch.setattr(normalize, "_build_tables", lambda: pytest.fail("tables built again"))
+        read = normalize.tables()
+    finally:
+        normalize.tables.cache_clear()
+    for got, want in zip(read, built):
+        assert got.dtype == want.dtype
+        np.testing.assert_array_equal(got, want)

@@ -225,3 +225,60 @@ def test_doc_ids_are_read_from_slices_and_chunks_and_nulls_are_refused():
     assert len(uint64_values(pa.chunked_array([], pa.uint64()))) == 0
     with pytest.raises(ValueError, match="1 nulls"):
         uint64_values(pa.array([1, None], pa.uint64()))
+
+
+STAGE_IN_A_FRESH_PROCESS = """
+import sys
+from gristmill.core.runtime import LocalRuntime
+from gristmill.dedup.hashing import kernels
+from gristmill.dedup.stages import MinHashDedup
+from gristmill.stages.base import GlobalContext
+ctx = GlobalContext.for_step(sys.argv[1], MinHashDedup.name, 0, sys.argv[2:], LocalRuntime(), seed=0)
+removed = MinHashDedup({"threshold": 0.7}).build(ctx)
+print(kernels().source, len(removed), *sorted(m for m in ("numba", "scipy", "pandas") if m in sys.modules))
+"""
+
+
+def test_minhash_in_a_fresh_process_loads_no_numba_scipy_or_pandas(tmp_path, build, near_dup_corpus):
+    """Start-up: with the kernels built ahead of time (by this process, if not yet), a worker process signs,
+    buckets, verifies and clusters without importing numba (and the scipy it loads) or pandas: ~0.6 CPU s."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from gristmill.dedup.hashing import kernels
+
+    if kernels().source != "aot":
+        pytest.skip("no module compiled ahead of time on this machine (no C compiler?): the JIT kernels serve")
+    parts, dups = near_dup_corpus
+    paths = [os.fspath(p) for p in build.write_parts(tmp_path, parts)]
+    root = Path(__file__).resolve().parents[2]
+    done = subprocess.run([sys.executable, "-c", STAGE_IN_A_FRESH_PROCESS, str(tmp_path / "run"), *paths],
+                          env={**os.environ, "PYTHONPATH": str(root)}, capture_output=True, text=True, check=True)
+    assert done.stdout.split() == ["aot", str(len(dups))]
+
+
+def test_minhash_state_keeps_the_shingle_sets_of_candidate_documents_only(tmp_path, build, near_dup_corpus):
+    """The state written per input byte: exact verification keeps the sorted shingle sets of the documents in
+    a candidate pair, none of the others, and no signatures."""
+    from pathlib import Path
+
+    from gristmill.dedup.minhash import shingle_sets
+
+    parts, dups = near_dup_corpus
+    ctx = build.context(tmp_path, build.write_parts(tmp_path, parts))
+    build.run_global(MinHashDedup({"threshold": 0.7}), ctx)
+    state = Path(os.fspath(ctx.state))
+    assert not list(state.rglob("*.sig.npy"))
+    files = sorted(state.glob("shingles/*.docs.npy"))
+    stored = np.concatenate([np.load(f) for f in files])
+    assert set(dups) | set(dups.values()) <= set(stored.tolist())
+    assert len(stored) <= 2 * ctx.stats.counts["candidate_pairs"] and len(stored) < ctx.stats.counts["docs_in"]
+    text = {doc: t for rows in parts for doc, t, _ in rows}
+    for docs_file in files:
+        docs = np.load(docs_file)
+        off = np.load(str(docs_file).replace(".docs.npy", ".set_off.npy"))
+        values = np.load(str(docs_file).replace(".docs.npy", ".sets.npy"))
+        want_off, want_values = shingle_sets(pa.array([text[int(d)] for d in docs], pa.large_string()), ShingleSpec())
+        np.testing.assert_array_equal(off, want_off)
+        np.testing.assert_array_equal(values, want_values)
