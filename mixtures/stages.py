@@ -337,7 +337,10 @@ def split_part(job: SplitJob) -> int:
 @dataclasses.dataclass(frozen=True)
 class RangeJob:
     source: str
-    batches: tuple[tuple[Location, int], ...]  # (split file, record batch) of the range's documents, part by part
+    index: int  # of the range within the source
+    staging: Location
+    parts: np.ndarray  # the parts holding the range's documents, ascending
+    batches: np.ndarray  # per part: the record batch of its split file that holds them
     doc_id: np.ndarray  # the range's documents, in (part, row) order
     span: np.ndarray
     stream: np.ndarray  # indices into doc_id, in packing order
@@ -348,14 +351,17 @@ class RangeJob:
     sep_id: int
     pad_id: int
     chunk_tokens: int
-    out: Location
+
+    @property
+    def out(self) -> Location:
+        return range_file(self.staging, self.source, self.index)
 
 
 def read_range_tokens(job: RangeJob) -> pa.Array:
     """The token lists of the range's documents, checked against the n_tokens the plan was solved with."""
     chunks = []
-    for path, batch in job.batches:
-        with path.open_input() as fh:
+    for part, batch in zip(job.parts.tolist(), job.batches.tolist()):
+        with split_file(job.staging, job.source, part).open_input() as fh:
             chunks.append(pa.ipc.open_file(fh).get_batch(batch).column(0))
     tokens = pa.chunked_array(chunks, pa.list_(pa.int32()) if not chunks else None).combine_chunks()
     lengths = pc.fill_null(pc.list_value_length(tokens), 0).to_numpy().astype(np.int64) + 1
@@ -381,54 +387,66 @@ def pack_range(job: RangeJob) -> tuple[int, bool]:
     return packer.write_ipc(job.out, packer.rows_schema(job.seq_len), tables), False
 
 
+@dataclasses.dataclass(frozen=True)
+class SplitLayout:
+    """Where one source's documents go in the split files: per part, its ``takes``; per (part, range) pair with
+    documents (sorted by part, then range), the part, the range and the pair's record batch in the part's file."""
+
+    takes: dict[int, SplitTake]
+    pair_part: np.ndarray
+    pair_range: np.ndarray
+    pair_batch: np.ndarray
+
+    def batches_of(self, n_ranges: int) -> list[np.ndarray]:
+        """Per range: indices of its pairs, by part."""
+        by_range = np.lexsort((self.pair_part, self.pair_range))
+        bounds = np.searchsorted(self.pair_range[by_range], np.arange(n_ranges + 1))
+        return [by_range[bounds[j] : bounds[j + 1]] for j in range(n_ranges)]
+
+
+def split_layout(d: SourceDraw, per_range: list[np.ndarray], index: DocIndex, n_parts: int) -> SplitLayout:
+    """A part's documents of the source grouped by range (a document two ranges share, or one repeated in
+    epochs, once per range), one record batch per range with documents in the part."""
+    part_of = index.part[d.docs]
+    rank = np.arange(len(d.docs)) - np.searchsorted(part_of, np.arange(n_parts))[part_of]  # within the part
+    docs = np.concatenate(per_range)
+    range_of = np.repeat(np.arange(len(per_range)), [len(x) for x in per_range])
+    order = np.lexsort((range_of, part_of[docs]))  # by part, then range, then (part, row)
+    docs, range_of = docs[order], range_of[order]
+    part_sorted = part_of[docs]
+    pair_start = np.flatnonzero(np.r_[True, (np.diff(part_sorted) != 0) | (np.diff(range_of) != 0)])
+    pair_stop = np.r_[pair_start[1:], len(docs)]
+    pair_part = part_sorted[pair_start]
+    pair_batch = np.arange(len(pair_part)) - np.searchsorted(pair_part, pair_part)
+    part_first = np.flatnonzero(np.r_[True, np.diff(pair_part) != 0])
+    takes = {}
+    for a, b in zip(part_first, np.r_[part_first[1:], len(pair_part)]):
+        rows = rank[docs[pair_start[a] : pair_stop[b - 1]]]
+        takes[int(pair_part[a])] = SplitTake(d.source, rows, tuple((pair_stop[a:b] - pair_start[a:b]).tolist()))
+    return SplitLayout(takes, pair_part, range_of[pair_start], pair_batch)
+
+
 def split_and_range_jobs(draws: list[SourceDraw], index: DocIndex, parts: list[Location], staging: Location,
                          tok: "TokenizerInfo", seq_len: int, chunk_tokens: int
                          ) -> tuple[list[SplitJob], list[RangeJob]]:
-    """One split job per part and one packing job per token range. A part's documents of a source go to its
-    split file grouped by range (a document two ranges share, or one repeated in epochs, once per range), so
-    record batch b of the file is the part's share of the b-th range that has documents in it."""
+    """One split job per part with documents to pack, one packing job per token range."""
     takes: list[list[SplitTake]] = [[] for _ in parts]
     range_jobs = []
     for d in draws:
-        part_of = index.part[d.docs]
-        first_of_part = np.searchsorted(part_of, np.arange(len(parts)))
-        rank = np.arange(len(d.docs)) - first_of_part[part_of]  # among the part's documents of this source
         per_range = [d.range_docs(r) for r in d.ranges]
         if not per_range:
             continue
-        docs = np.concatenate(per_range)
-        range_of = np.repeat(np.arange(len(per_range)), [len(x) for x in per_range])
-        order = np.lexsort((range_of, part_of[docs]))  # by part, then range (then (part, row) within it)
-        docs, range_of, part_sorted = docs[order], range_of[order], part_of[docs[order]]
-        # One record batch per (part, range) pair, numbered within the part.
-        pair_start = np.flatnonzero(np.r_[True, (np.diff(part_sorted) != 0) | (np.diff(range_of) != 0)])
-        pair_part, pair_range = part_sorted[pair_start], range_of[pair_start]
-        pair_rows = np.diff(np.r_[pair_start, len(docs)])
-        part_first_pair = np.searchsorted(pair_part, pair_part, side="left")
-        pair_batch = np.arange(len(pair_part)) - part_first_pair
-        part_pairs = np.flatnonzero(np.r_[True, np.diff(pair_part) != 0])  # pair_part is sorted
-        for a, b in zip(part_pairs, np.r_[part_pairs[1:], len(pair_part)]):
-            lo, hi = pair_start[a], pair_start[b] if b < len(pair_start) else len(docs)
-            takes[int(pair_part[a])].append(SplitTake(d.source, rank[docs[lo:hi]], tuple(pair_rows[a:b].tolist())))
-        by_range = np.lexsort((pair_part, pair_range))
-        pair_bounds = np.searchsorted(pair_range[by_range], np.arange(len(per_range) + 1))
-        for j, r in enumerate(d.ranges):
-            pairs = by_range[pair_bounds[j] : pair_bounds[j + 1]]
-            own = per_range[j]
+        layout = split_layout(d, per_range, index, len(parts))
+        for p, take in layout.takes.items():
+            takes[p].append(take)
+        for j, (r, own, pairs) in enumerate(zip(d.ranges, per_range, layout.batches_of(len(per_range)))):
             range_jobs.append(RangeJob(
-                source=d.source,
-                batches=tuple((split_file(staging, d.source, int(pair_part[q])), int(pair_batch[q])) for q in pairs),
-                doc_id=index.doc_id[d.docs[own]],
-                span=index.span[d.docs[own]],
+                source=d.source, index=j, staging=staging,
+                parts=layout.pair_part[pairs], batches=layout.pair_batch[pairs],
+                doc_id=index.doc_id[d.docs[own]], span=index.span[d.docs[own]],
                 stream=np.searchsorted(own, d.stream[r.first : r.stop]),
-                skip=r.skip,
-                stream_tokens=r.tokens,
-                rows=r.row_stop - r.row_start,
-                seq_len=seq_len,
-                sep_id=tok.sep_id,
-                pad_id=tok.pad_id,
-                chunk_tokens=chunk_tokens,
-                out=range_file(staging, d.source, j),
+                skip=r.skip, stream_tokens=r.tokens, rows=r.row_stop - r.row_start,
+                seq_len=seq_len, sep_id=tok.sep_id, pad_id=tok.pad_id, chunk_tokens=chunk_tokens,
             ))
     split_jobs = [SplitJob(part, i, tuple(takes[i]), staging) for i, part in enumerate(parts) if takes[i]]
     return split_jobs, range_jobs
