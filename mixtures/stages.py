@@ -63,6 +63,7 @@ class MixturePackParams(StageParams):
     compression_level: int = Field(3, ge=1, le=22)
     # Path of tokenizer.json; default RUN_DIR/tokenizer/tokenizer.json (separator id and sha256).
     tokenizer: str | None = None
+    # Tokens the packer gathers at once (its working memory), and the most tokens one packing task packs.
     chunk_tokens: int = Field(packer.DEFAULT_CHUNK_TOKENS, gt=0)
 
     @model_validator(mode="after")
