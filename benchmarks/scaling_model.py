@@ -93,6 +93,19 @@ def read_run(run_dir: Path, workers: int) -> dict:
     return {"wall": stats["wall_seconds"], "serial": serial, "segments": segments}
 
 
+def builds_as_serial(run: dict) -> dict:
+    """The run as the model read it before builds recorded their phases: every build's phases folded back into
+    its serial term (the baseline to compare a build's fan-out with, on the same measurements)."""
+    serial, segments = dict(run["serial"]), {}
+    for name, seg in run["segments"].items():
+        if " build: " in name:
+            key = f"build {name.split(' build: ')[0]}"
+            serial[key] = serial.get(key, 0.0) + seg["wall"]
+        else:
+            segments[name] = seg
+    return {**run, "serial": serial, "segments": segments}
+
+
 def measure(corpora: list[Path], workers: list[int], repeat: int) -> list[dict]:
     # A discarded first run: it fills the numba kernel cache and the OS page cache, which later runs reuse.
     warm = Path(tempfile.mkdtemp(prefix="gristmill-scaling-warm-"))
@@ -237,10 +250,14 @@ def main() -> int:
     ap.add_argument("--runs", type=Path, default=None,
                     help="JSON of earlier measurements (this script's --save) to model instead of running")
     ap.add_argument("--save", type=Path, default=None, help="write the measurements here as JSON")
+    ap.add_argument("--builds-serial", action="store_true",
+                    help="count every global build as serial, its recorded phases included (the earlier model)")
     args = ap.parse_args()
     runs = json.loads(args.runs.read_text()) if args.runs else measure(args.corpus, [1, 2], args.repeat)
     if args.save:
         args.save.write_text(json.dumps(runs, indent=1))
+    if args.builds_serial:
+        runs = [builds_as_serial(r) for r in runs]
     print(report(runs))
     return 0
 
