@@ -12,6 +12,10 @@ Side by side, on the same real documents tokenized with the GPT-2 BPE (vocabular
 
 Text: ../shared/data (html article bodies, corpus.en, 12-language sentences) and this Python's standard
 library sources (code). Run: ``python benchmarks/pack.py [--tokens 40e6] [--seq-len 2048]``.
+
+``--ranges``: instead, the step alone with its sources packed in token ranges of the default size for this
+machine's CPUs, of 1M and of 256K tokens: CPU seconds of the process, the seconds of each fanned-out phase's tasks
+and what is left serial on the driver, and whether the shards are byte-identical.
 """
 
 from __future__ import annotations
@@ -121,6 +125,41 @@ def run_gristmill(run_dir: Path, parts: list[str], seq_len: int, ratios: dict) -
     return cpu, json.loads((run_dir / "manifest.json").read_text())
 
 
+def run_ranged(run_dir: Path, parts: list[str], seq_len: int, ratios: dict, chunk_tokens: int
+               ) -> tuple[float, dict, list[str]]:
+    """The step with packing tasks capped at ``chunk_tokens``: CPU seconds, its stats (and ``wall``), the shards'
+    sha256."""
+    params = {"ratios": ratios, "seq_len": seq_len, "rows_per_shard": 4096, "row_group_rows": 512,
+              "chunk_tokens": chunk_tokens}
+    ctx = GlobalContext.for_step(str(run_dir), MixturePack.name, 6, parts, LocalRuntime(), seed=0)
+    c0, t0 = time.process_time(), time.perf_counter()
+    MixturePack(params).build(ctx)
+    cpu, wall = time.process_time() - c0, time.perf_counter() - t0
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    return cpu, ctx.stats.counts | ctx.stats.figures | {"wall": wall}, [e["sha256"] for e in manifest["shards"]]
+
+
+def ranges_side_by_side(run_dir: Path, parts: list[str], seq_len: int, ratios: dict, repeat: int) -> None:
+    from gristmill.mixtures.packer import DEFAULT_CHUNK_TOKENS
+
+    variants = {"ranges, default size": DEFAULT_CHUNK_TOKENS, "ranges of 1M tokens": 1 << 20,
+                "ranges of 256K tokens": 1 << 18}
+    print(f"LocalRuntime ({os.cpu_count()} CPUs: the default range size is total / (2 x CPUs), at least 1M "
+          f"tokens); CPU time of the process, best of {repeat}\n")
+    print("| variant | pack tasks | CPU s | wall s | count s | split s | pack s | write s | serial rest (wall) s | shards |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+    reference = None
+    for name, chunk in variants.items():
+        cpu, stats, hashes = min((run_ranged(run_dir, parts, seq_len, ratios, chunk) for _ in range(repeat)),
+                                 key=lambda r: r[0])
+        reference = reference or hashes
+        phases = [stats[f"phase.{p}.task_seconds"] for p in ("count", "split", "pack", "write")]
+        walls = sum(stats[f"phase.{p}.wall_seconds"] for p in ("count", "split", "pack", "write"))
+        print(f"| {name} | {stats['phase.pack.tasks']} | {cpu:.2f} | {stats['wall']:.2f} | "
+              + " | ".join(f"{x:.2f}" for x in phases)
+              + f" | {stats['wall'] - walls:.2f} | {'identical' if hashes == reference else 'DIFFER'} |")
+
+
 def run_group_texts(parts: list[str], seq_len: int, eos: int, out: Path) -> tuple[float, int]:
     """run_clm.py's group_texts over the same parts (one source: no mixture), then zstd Parquet."""
     c0 = time.process_time()
@@ -171,6 +210,7 @@ def main() -> None:
     ap.add_argument("--tokens", type=float, default=40e6, help="tokens of input documents (replicated text)")
     ap.add_argument("--seq-len", type=int, default=2048)
     ap.add_argument("--repeat", type=int, default=3, help="best of N timings (a shared machine is noisy)")
+    ap.add_argument("--ranges", action="store_true", help="one packing task per source vs token ranges")
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="gristmill-pack-"))
     try:
@@ -182,6 +222,11 @@ def main() -> None:
         parts = write_parts(run_dir, docs)
         shutil.copytree(tok_path.parent, run_dir / "tokenizer")
         in_tokens = int(pa.compute.sum(docs.column("n_tokens")).as_py())
+        if args.ranges:
+            print(f"input: {in_tokens:,} tokens in {docs.num_rows:,} documents, {len(parts)} parts; "
+                  f"seq_len {args.seq_len}")
+            ranges_side_by_side(run_dir, parts, args.seq_len, natural_ratios(docs), args.repeat)
+            return
 
         ours_runs = [run_gristmill(run_dir, parts, args.seq_len, natural_ratios(docs)) for _ in range(args.repeat)]
         seconds, manifest = min(ours_runs, key=lambda r: r[0])

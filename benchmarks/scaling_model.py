@@ -20,7 +20,9 @@ The model: ``T(n) = S + sum over segments of (W + O k) / min(n, k)``. A segment 
 tasks. It is fitted on the 1-worker runs (median over repetitions) and checked against the measured 2-worker
 runs. Global builds count as serial: that is how the driver waits for them, even where a build fans out (the
 Bloom filter's partitions) or trains on threads (the tokenizer); their measured 1 -> 2 worker ratio is printed
-beside them. With two corpus sizes every term is fitted as ``a + b x MB`` to project a 100x larger corpus; the
+beside them. A build that records its fanned-out phases in its stats (``phase.NAME.tasks``, ``.task_seconds``,
+``.wall_seconds``; the mixture pack build does) counts as serial only for the rest of its time, and each phase
+as a parallel term like a segment's, named ``SEGMENT build: NAME``. With two corpus sizes every term is fitted as ``a + b x MB`` to project a 100x larger corpus; the
 tokenizer build (a sample capped at ``sample_bytes``), start-up and the driver's own work are held at their
 largest measured values.
 """
@@ -48,9 +50,24 @@ FIXED_TERMS = ("start", "driver")
 
 # --- measurement --------------------------------------------------------------------------------------------
 
+def build_phases(stats: dict) -> dict[str, dict[str, dict]]:
+    """Per segment, the fanned-out phases its global build recorded (``phase.NAME.tasks``, ``.task_seconds``,
+    ``.wall_seconds`` among the global step's stats): tasks, their summed seconds and the phase's wall time."""
+    phases: dict[str, dict[str, dict]] = {}
+    for row in stats.get("global", []):
+        parts = row["name"].split(".")
+        if len(parts) == 3 and parts[0] == "phase":
+            field = {"tasks": "tasks", "task_seconds": "busy", "wall_seconds": "wall"}.get(parts[2])
+            if field:
+                phases.setdefault(row["segment"], {}).setdefault(parts[1], {})[field] = row["value"]
+    return phases
+
+
 def read_run(run_dir: Path, workers: int) -> dict:
-    """Serial seconds by component, and per streaming segment: stream wall, worker busy seconds, tasks."""
+    """Serial seconds by component, and per streaming segment or fanned-out build phase: wall, worker busy
+    seconds, tasks. A global build that records its phases counts as serial only for the rest of its time."""
     stats = json.loads((run_dir / "stats" / "stats.json").read_text())
+    phases = build_phases(stats)
     serial: dict[str, float] = {}
     segments: dict[str, dict] = {}
     for row in stats["timeline"]:
@@ -58,14 +75,35 @@ def read_run(run_dir: Path, workers: int) -> dict:
             seg = segments.setdefault(row["segment"], {"wall": 0.0, "busy": 0.0})
             seg["wall"] += row["seconds"]
             seg["busy"] += row["worker_seconds"] or 0.0
+        elif row["kind"] == "global":
+            fanned = sum(p.get("wall", 0.0) for p in phases.get(row["segment"], {}).values())
+            key = f"build {row['segment']}"
+            serial[key] = serial.get(key, 0.0) + max(0.0, row["seconds"] - fanned)
         else:
-            key = f"build {row['segment']}" if row["kind"] == "global" else row["kind"]
-            serial[key] = serial.get(key, 0.0) + row["seconds"]
+            serial[row["kind"]] = serial.get(row["kind"], 0.0) + row["seconds"]
     for name, seg in segments.items():
         success = json.loads((run_dir / "segments" / name / "_SUCCESS").read_text())
         seg["tasks"] = max(1, len(success["parts"]))
+    for name, build in phases.items():
+        for phase, p in build.items():
+            segments[f"{name} build: {phase}"] = {"wall": p.get("wall", 0.0), "busy": p.get("busy", 0.0),
+                                                   "tasks": max(1, int(p.get("tasks", 1)))}
+    for seg in segments.values():
         seg["overhead"] = max(0.0, seg["wall"] * workers - seg["busy"]) / seg["tasks"]
     return {"wall": stats["wall_seconds"], "serial": serial, "segments": segments}
+
+
+def builds_as_serial(run: dict) -> dict:
+    """The run as the model read it before builds recorded their phases: every build's phases folded back into
+    its serial term (the baseline to compare a build's fan-out with, on the same measurements)."""
+    serial, segments = dict(run["serial"]), {}
+    for name, seg in run["segments"].items():
+        if " build: " in name:
+            key = f"build {name.split(' build: ')[0]}"
+            serial[key] = serial.get(key, 0.0) + seg["wall"]
+        else:
+            segments[name] = seg
+    return {**run, "serial": serial, "segments": segments}
 
 
 def measure(corpora: list[Path], workers: list[int], repeat: int) -> list[dict]:
@@ -212,10 +250,14 @@ def main() -> int:
     ap.add_argument("--runs", type=Path, default=None,
                     help="JSON of earlier measurements (this script's --save) to model instead of running")
     ap.add_argument("--save", type=Path, default=None, help="write the measurements here as JSON")
+    ap.add_argument("--builds-serial", action="store_true",
+                    help="count every global build as serial, its recorded phases included (the earlier model)")
     args = ap.parse_args()
     runs = json.loads(args.runs.read_text()) if args.runs else measure(args.corpus, [1, 2], args.repeat)
     if args.save:
         args.save.write_text(json.dumps(runs, indent=1))
+    if args.builds_serial:
+        runs = [builds_as_serial(r) for r in runs]
     print(report(runs))
     return 0
 

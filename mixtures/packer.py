@@ -169,10 +169,15 @@ def pack_source(
     sep_id: int,
     pad_id: int,
     chunk_tokens: int = DEFAULT_CHUNK_TOKENS,
+    skip: int = 0,
 ) -> Iterator[pa.Table]:
     """Rows of one source: the documents ``tokens[stream]`` joined by ``sep_id``, truncated to
     ``stream_tokens`` tokens and cut into exactly ``rows`` rows; a short last row is padded with ``pad_id``
-    (only when the plan asked for it, i.e. ``rows * seq_len > stream_tokens``). Yields tables chunk by chunk."""
+    (only when the plan asked for it, i.e. ``rows * seq_len > stream_tokens``). Yields tables chunk by chunk.
+
+    A token range of a longer stream is packed the same way: ``stream`` then starts with the document that holds
+    the range's first token, ``skip`` of its tokens precede that token, and ``stream_tokens`` counts from the
+    document's start. Rows, documents and offsets come out exactly as the whole stream's rows at that place."""
     spans = pc.fill_null(pc.list_value_length(tokens), 0).to_numpy().astype(np.int64)[stream] + 1
     chunk_of = np.cumsum(spans) // max(chunk_tokens, 1)
     bounds = np.flatnonzero(np.diff(chunk_of)) + 1
@@ -186,6 +191,8 @@ def pack_source(
         if consumed > stream_tokens:  # the cap or budget ends mid-document
             buf = buf.truncate(len(buf.tokens) - (consumed - stream_tokens))
             consumed = stream_tokens
+        if skip:  # the first chunk holds the whole first document, so the range's first token
+            buf, skip = buf.drop_front(skip), 0
         n_rows = min(len(buf.tokens) // seq_len, rows - emitted)
         if n_rows:
             yield cut_rows(buf, n_rows, seq_len, source)

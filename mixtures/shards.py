@@ -44,14 +44,25 @@ class WriterOptions:
 
 @dataclasses.dataclass(frozen=True)
 class StagedSource:
-    """One source's packed rows in a staging Arrow IPC file."""
+    """One source's packed rows in staging Arrow IPC files: ``pieces`` (file, rows) hold consecutive row ranges."""
 
     source: str
-    path: Location
-    rows: int
+    pieces: tuple[tuple[Location, int], ...]
+
+    @property
+    def rows(self) -> int:
+        return sum(n for _, n in self.pieces)
 
     def read(self, start: int, stop: int) -> pa.Table:
-        return self.path.read_ipc().slice(start, stop - start)
+        """Rows [start, stop), from the pieces that hold them."""
+        tables = []
+        offset = 0
+        for path, n in self.pieces:
+            lo, hi = max(start, offset), min(stop, offset + n)
+            if lo < hi:
+                tables.append(path.read_ipc().slice(lo - offset, hi - lo))
+            offset += n
+        return pa.concat_tables(tables)
 
 
 @dataclasses.dataclass(frozen=True)

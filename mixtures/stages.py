@@ -3,10 +3,19 @@
 ``build(ctx)``:
 1. counts tokens per source from the ``n_tokens`` column alone (one task per input part);
 2. solves the mixture (fails here, before any file is touched, when it is infeasible);
-3. splits the parts by source (one task per part: each part's tokens are read once) and packs each source
-   (one task per source) into Arrow IPC staging files under ``RUN_DIR/mixture/staging/``;
-4. writes the shards (one task per shard), then ``manifest.json``, and removes the staging files.
+3. draws each source's packing order from the counts alone and cuts it into token ranges of whole rows, whose
+   first document and offset come from a prefix sum of the documents' spans: each range is packed apart from
+   the others, into exactly the rows the whole source would have put there;
+4. splits the parts by source and range (one task per part: each part's tokens are read once) and packs every
+   range (one task each) into Arrow IPC staging files under the step's ``staging/``;
+5. writes the shards (one task per shard), then ``manifest.json``, and removes the staging files.
+A build that fails keeps what it staged; the next build with the same inputs, parameters, seed and ranges
+reuses it. The shards are the same for any number of ranges, so for any number of workers.
 ``apply`` passes the documents through unchanged.
+
+Every fanned-out phase records its task count, its tasks' summed seconds and its wall time in ``ctx.stats``
+(``phase.NAME.tasks``, ``phase.NAME.task_seconds``, ``phase.NAME.wall_seconds``), so a scaling model can tell
+the build's parallel work from its serial rest.
 """
 
 from __future__ import annotations
@@ -15,6 +24,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import time
 from typing import Any, ClassVar
 
 import numpy as np
@@ -31,6 +41,10 @@ from gristmill.stages.base import GlobalContext, GlobalStage, StageParams, requi
 SEPARATOR_TOKEN = "<|endoftext|>"
 PAD_TOKEN = "<|pad|>"
 DEFAULT_MIXTURE = "llama"
+# Packing tasks per CPU (more than one, so that uneven ranges even out) and the fewest tokens worth a task.
+TASKS_PER_CPU = 2
+MIN_TASK_TOKENS = 1 << 20
+STAGING_FORMAT = 2  # bumped when the staged files change, so a resumed build never reads an older layout
 
 
 class MixturePackParams(StageParams):
@@ -49,6 +63,7 @@ class MixturePackParams(StageParams):
     compression_level: int = Field(3, ge=1, le=22)
     # Path of tokenizer.json; default RUN_DIR/tokenizer/tokenizer.json (separator id and sha256).
     tokenizer: str | None = None
+    # Tokens the packer gathers at once (its working memory), and the most tokens one packing task packs.
     chunk_tokens: int = Field(packer.DEFAULT_CHUNK_TOKENS, gt=0)
 
     @model_validator(mode="after")
@@ -120,6 +135,22 @@ def tokenizer_in_run(tok: TokenizerInfo, ctx: GlobalContext) -> TokenizerInfo:
         return dataclasses.replace(tok, path=copy)
 
 
+def timed_call(job: tuple) -> tuple[Any, float]:
+    fn, item = job
+    start = time.perf_counter()
+    return fn(item), time.perf_counter() - start
+
+
+def timed_map(ctx: GlobalContext, phase: str, fn, items: list) -> list:
+    """``ctx.map(fn, items)``, recording the phase's tasks, their summed seconds and its wall time."""
+    start = time.perf_counter()
+    results = ctx.map(timed_call, [(fn, item) for item in items])
+    ctx.stats.count(f"phase.{phase}.tasks", len(items))
+    ctx.stats.figure(f"phase.{phase}.task_seconds", sum(seconds for _, seconds in results))
+    ctx.stats.figure(f"phase.{phase}.wall_seconds", time.perf_counter() - start)
+    return [result for result, _ in results]
+
+
 # --- step 1: count -----------------------------------------------------------------------------------------
 
 
@@ -176,14 +207,100 @@ def build_index(counts: list[pa.Table]) -> DocIndex:
     )
 
 
-# --- step 3: split parts by source, then pack one source ----------------------------------------------------
+# --- step 3: draw each source and cut it into token ranges (on the driver) ---------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class TokenRange:
+    """Rows [row_start, row_stop) of one source's packed stream: the stream documents ``first``..``stop`` - 1
+    cover them, ``skip`` tokens of the first one lie before the range, and ``tokens`` (from the first one's
+    start) end it, at the range's last row or where the stream ends."""
+
+    row_start: int
+    row_stop: int
+    first: int
+    stop: int
+    skip: int
+    tokens: int
+
+
+@dataclasses.dataclass(frozen=True)
+class SourceDraw:
+    """One source's documents (``docs``: positions in the index, in (part, row) order), the order they are
+    packed in (``stream``: indices into ``docs``) and that stream cut into token ranges, one task each."""
+
+    source: str
+    docs: np.ndarray
+    stream: np.ndarray
+    ranges: tuple[TokenRange, ...]
+
+    def range_docs(self, r: TokenRange) -> np.ndarray:
+        """Indices into ``docs`` of the documents range ``r`` packs, ascending (so in (part, row) order)."""
+        return np.unique(self.stream[r.first : r.stop])
+
+
+def task_tokens(total_stream_tokens: int, cpus: int, chunk_tokens: int) -> int:
+    """Tokens per packing task: enough tasks for every CPU (TASKS_PER_CPU each, for balance), none under
+    MIN_TASK_TOKENS (a task costs scheduling and reads), none over ``chunk_tokens`` (the packer's working set)."""
+    share = -(-total_stream_tokens // (TASKS_PER_CPU * max(cpus, 1)))
+    return max(1, min(max(share, MIN_TASK_TOKENS), chunk_tokens))
+
+
+def cut_ranges(starts: np.ndarray, stream_tokens: int, rows: int, seq_len: int, range_tokens: int
+               ) -> tuple[TokenRange, ...]:
+    """The stream (its documents starting at ``starts``, a prefix sum of their spans) cut into ranges of
+    whole rows of about ``range_tokens`` tokens each."""
+    rows_per_range = max(1, range_tokens // seq_len)
+    ranges = []
+    for row_start in range(0, rows, rows_per_range):
+        row_stop = min(rows, row_start + rows_per_range)
+        lo, hi = row_start * seq_len, min(row_stop * seq_len, stream_tokens)
+        first = int(np.searchsorted(starts, lo, side="right")) - 1
+        stop = int(np.searchsorted(starts, hi, side="left"))
+        ranges.append(TokenRange(row_start, row_stop, first, stop, lo - int(starts[first]), hi - int(starts[first])))
+    return tuple(ranges)
+
+
+def draw_source(source: str, plan: MixturePlan, index: DocIndex, seed: int, range_tokens: int) -> SourceDraw:
+    docs = index.of(source)  # already in (part, row) order
+    p = plan.sources[source]
+    stream = packer.draw_stream(index.doc_id[docs], index.span[docs], p.stream_tokens, seed)
+    spans = index.span[docs][stream]
+    starts = np.cumsum(spans) - spans
+    return SourceDraw(source, docs, stream, cut_ranges(starts, p.stream_tokens, p.rows, plan.seq_len, range_tokens))
+
+
+def staging_key(params: "MixturePackParams", seed: int, tok: "TokenizerInfo", parts: list[Location],
+                index: DocIndex, draws: list[SourceDraw]) -> str:
+    """What the staged files depend on: a resumed build reuses them only when all of it is the same."""
+    h = hashlib.sha256(json.dumps({"format": STAGING_FORMAT, "params": params.model_dump(mode="json"),
+                                   "seed": seed, "tokenizer": tok.sha256, "parts": [p.uri for p in parts],
+                                   "sources": index.sources}, sort_keys=True).encode())
+    for array in (index.part, index.doc_id, index.span, index.source):
+        h.update(np.ascontiguousarray(array).tobytes())
+    for d in draws:
+        h.update(json.dumps([d.source, [dataclasses.astuple(r) for r in d.ranges]]).encode())
+    return h.hexdigest()[:16]
+
+
+# --- step 4: split parts by range, then pack every range -----------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class SplitTake:
+    """What one part gives one source: its documents of the source (counted among the part's documents of
+    that source with tokens) ``rows``, written as one record batch per range in ``batch_rows``."""
+
+    source: str
+    rows: np.ndarray
+    batch_rows: tuple[int, ...]
 
 
 @dataclasses.dataclass(frozen=True)
 class SplitJob:
     part: Location
     index: int
-    sources: tuple[str, ...]  # the mixture's sources; others are left out
+    takes: tuple[SplitTake, ...]
     staging: Location
 
 
@@ -191,42 +308,62 @@ def split_file(staging: Location, source: str, part_index: int) -> Location:
     return staging / "split" / _safe(source) / f"{part_index:06d}.arrow"
 
 
-def split_part(job: SplitJob) -> dict[str, int]:
-    """Read one part's tokens once and stage each mixture source's documents (with tokens, in row order)
-    apart, so that packing a source never re-reads parts for the other sources' sake."""
+def range_file(staging: Location, source: str, range_index: int) -> Location:
+    return staging / "packed" / _safe(source) / f"{range_index:06d}.arrow"
+
+
+def split_part(job: SplitJob) -> int:
+    """Read one part's tokens once and stage, per source, the documents each range packs, one record batch per
+    range, so that a range task reads only its own documents. A file staged by an earlier, failed attempt is
+    kept (files are written whole or not at all). Returns the files written."""
+    todo = [t for t in job.takes if not split_file(job.staging, t.source, job.index).is_file()]
+    if not todo:
+        return 0
     try:
         table = job.part.read_parquet(columns=["source", "tokens", "n_tokens"])
     except (KeyError, pa.ArrowInvalid) as exc:
         raise ValueError(f"{job.part}: needs a `tokens` list<int32> column (run tokenize first): {exc}") from exc
     has_tokens = pc.greater(pc.fill_null(table.column("n_tokens"), 0), 0)
-    rows = {}
-    for source in job.sources:
-        docs = table.filter(pc.and_(has_tokens, pc.equal(table.column("source"), source))).select(["tokens"])
-        if docs.num_rows:
-            packer.write_ipc(split_file(job.staging, source, job.index), docs.schema, [docs])
-            rows[source] = docs.num_rows
-    return rows
+    for take in todo:
+        docs = table.filter(pc.and_(has_tokens, pc.equal(table.column("source"), take.source)))
+        tokens = docs.column("tokens").combine_chunks().take(pa.array(take.rows))
+        schema = pa.schema([pa.field("tokens", tokens.type)])
+        offsets = np.concatenate([[0], np.cumsum(take.batch_rows)])
+        batches = (pa.Table.from_batches([pa.record_batch([tokens.slice(int(a), int(b - a))], schema=schema)])
+                   for a, b in zip(offsets[:-1], offsets[1:]))
+        packer.write_ipc(split_file(job.staging, take.source, job.index), schema, batches)
+    return len(todo)
 
 
 @dataclasses.dataclass(frozen=True)
-class PackJob:
+class RangeJob:
     source: str
-    split_files: tuple[Location, ...]  # the source's documents, part by part, in (part, row) order
-    doc_id: np.ndarray  # in the same order
+    index: int  # of the range within the source
+    staging: Location
+    parts: np.ndarray  # the parts holding the range's documents, ascending
+    batches: np.ndarray  # per part: the record batch of its split file that holds them
+    doc_id: np.ndarray  # the range's documents, in (part, row) order
     span: np.ndarray
-    rows: int
+    stream: np.ndarray  # indices into doc_id, in packing order
+    skip: int
     stream_tokens: int
+    rows: int
     seq_len: int
-    seed: int
     sep_id: int
     pad_id: int
-    staging_path: Location
     chunk_tokens: int
 
+    @property
+    def out(self) -> Location:
+        return range_file(self.staging, self.source, self.index)
 
-def read_source_tokens(job: PackJob) -> pa.Array:
-    """The token lists of the job's documents, checked against the n_tokens the plan was solved with."""
-    chunks = [c for path in job.split_files for c in path.read_ipc().column("tokens").chunks]
+
+def read_range_tokens(job: RangeJob) -> pa.Array:
+    """The token lists of the range's documents, checked against the n_tokens the plan was solved with."""
+    chunks = []
+    for part, batch in zip(job.parts.tolist(), job.batches.tolist()):
+        with split_file(job.staging, job.source, part).open_input() as fh:
+            chunks.append(pa.ipc.open_file(fh).get_batch(batch).column(0))
     tokens = pa.chunked_array(chunks, pa.list_(pa.int32()) if not chunks else None).combine_chunks()
     lengths = pc.fill_null(pc.list_value_length(tokens), 0).to_numpy().astype(np.int64) + 1
     if len(lengths) != len(job.span):
@@ -240,15 +377,80 @@ def read_source_tokens(job: PackJob) -> pa.Array:
     return tokens
 
 
-def pack_job(job: PackJob) -> shards.StagedSource:
-    tokens = read_source_tokens(job)
-    stream = packer.draw_stream(job.doc_id, job.span, job.stream_tokens, job.seed)
+def pack_range(job: RangeJob) -> tuple[int, bool]:
+    """Pack one token range of a source into its staging file; (rows, whether an earlier attempt had)."""
+    if job.out.is_file():
+        return job.rows, True
     tables = packer.pack_source(
-        tokens, job.doc_id, stream, job.source, job.seq_len, job.rows, job.stream_tokens,
-        job.sep_id, job.pad_id, job.chunk_tokens,
+        read_range_tokens(job), job.doc_id, job.stream, job.source, job.seq_len, job.rows, job.stream_tokens,
+        job.sep_id, job.pad_id, job.chunk_tokens, skip=job.skip,
     )
-    rows = packer.write_ipc(job.staging_path, packer.rows_schema(job.seq_len), tables)
-    return shards.StagedSource(job.source, job.staging_path, rows)
+    return packer.write_ipc(job.out, packer.rows_schema(job.seq_len), tables), False
+
+
+@dataclasses.dataclass(frozen=True)
+class SplitLayout:
+    """Where one source's documents go in the split files: per part, its ``takes``; per (part, range) pair with
+    documents (sorted by part, then range), the part, the range and the pair's record batch in the part's file."""
+
+    takes: dict[int, SplitTake]
+    pair_part: np.ndarray
+    pair_range: np.ndarray
+    pair_batch: np.ndarray
+
+    def batches_of(self, n_ranges: int) -> list[np.ndarray]:
+        """Per range: indices of its pairs, by part."""
+        by_range = np.lexsort((self.pair_part, self.pair_range))
+        bounds = np.searchsorted(self.pair_range[by_range], np.arange(n_ranges + 1))
+        return [by_range[bounds[j] : bounds[j + 1]] for j in range(n_ranges)]
+
+
+def split_layout(d: SourceDraw, per_range: list[np.ndarray], index: DocIndex, n_parts: int) -> SplitLayout:
+    """A part's documents of the source grouped by range (a document two ranges share, or one repeated in
+    epochs, once per range), one record batch per range with documents in the part."""
+    part_of = index.part[d.docs]
+    rank = np.arange(len(d.docs)) - np.searchsorted(part_of, np.arange(n_parts))[part_of]  # within the part
+    docs = np.concatenate(per_range)
+    range_of = np.repeat(np.arange(len(per_range)), [len(x) for x in per_range])
+    order = np.lexsort((range_of, part_of[docs]))  # by part, then range, then (part, row)
+    docs, range_of = docs[order], range_of[order]
+    part_sorted = part_of[docs]
+    pair_start = np.flatnonzero(np.r_[True, (np.diff(part_sorted) != 0) | (np.diff(range_of) != 0)])
+    pair_stop = np.r_[pair_start[1:], len(docs)]
+    pair_part = part_sorted[pair_start]
+    pair_batch = np.arange(len(pair_part)) - np.searchsorted(pair_part, pair_part)
+    part_first = np.flatnonzero(np.r_[True, np.diff(pair_part) != 0])
+    takes = {}
+    for a, b in zip(part_first, np.r_[part_first[1:], len(pair_part)]):
+        rows = rank[docs[pair_start[a] : pair_stop[b - 1]]]
+        takes[int(pair_part[a])] = SplitTake(d.source, rows, tuple((pair_stop[a:b] - pair_start[a:b]).tolist()))
+    return SplitLayout(takes, pair_part, range_of[pair_start], pair_batch)
+
+
+def split_and_range_jobs(draws: list[SourceDraw], index: DocIndex, parts: list[Location], staging: Location,
+                         tok: "TokenizerInfo", seq_len: int, chunk_tokens: int
+                         ) -> tuple[list[SplitJob], list[RangeJob]]:
+    """One split job per part with documents to pack, one packing job per token range."""
+    takes: list[list[SplitTake]] = [[] for _ in parts]
+    range_jobs = []
+    for d in draws:
+        per_range = [d.range_docs(r) for r in d.ranges]
+        if not per_range:
+            continue
+        layout = split_layout(d, per_range, index, len(parts))
+        for p, take in layout.takes.items():
+            takes[p].append(take)
+        for j, (r, own, pairs) in enumerate(zip(d.ranges, per_range, layout.batches_of(len(per_range)))):
+            range_jobs.append(RangeJob(
+                source=d.source, index=j, staging=staging,
+                parts=layout.pair_part[pairs], batches=layout.pair_batch[pairs],
+                doc_id=index.doc_id[d.docs[own]], span=index.span[d.docs[own]],
+                stream=np.searchsorted(own, d.stream[r.first : r.stop]),
+                skip=r.skip, stream_tokens=r.tokens, rows=r.row_stop - r.row_start,
+                seq_len=seq_len, sep_id=tok.sep_id, pad_id=tok.pad_id, chunk_tokens=chunk_tokens,
+            ))
+    split_jobs = [SplitJob(part, i, tuple(takes[i]), staging) for i, part in enumerate(parts) if takes[i]]
+    return split_jobs, range_jobs
 
 
 # --- the stage ---------------------------------------------------------------------------------------------
@@ -366,47 +568,51 @@ class MixturePack(GlobalStage):
         tok = tokenizer_in_run(
             load_tokenizer_info(resolve(params.tokenizer) if params.tokenizer else ctx.layout.tokenizer), ctx)
         parts = sorted(ctx.input_parts, key=lambda loc: loc.path)
-        index = build_index(ctx.map(count_part, parts))
+        index = build_index(timed_map(ctx, "count", count_part, parts))
         plan = solver.solve(
             index.tokens_per_source(), index.docs_per_source(), params.seq_len, params.total_tokens,
             params.pad_last,
         )
-        staging = ctx.state / "staging"
-        staging.delete_tree()
-        try:
-            sources = tuple(plan.sources)
-            ctx.map(split_part, [SplitJob(p, i, sources, staging) for i, p in enumerate(parts)])
-            jobs = [self._pack_job(s, plan, index, tok, ctx.seed, staging) for s in sources]
-            staged = {st.source: st for st in ctx.map(pack_job, jobs)}
-            reference = json.dumps(tok.reference(ctx.layout), sort_keys=True)
-            options = shards.WriterOptions(params.rows_per_shard, params.row_group_rows, params.compression_level,
-                                           ((shards.TOKENIZER_METADATA_KEY, reference),))
-            shard_jobs = shards.shard_jobs(staged, ctx.seed, ctx.layout, params.seq_len, options)
-            entries = ctx.map(shards.write_shard, shard_jobs)
-        finally:
-            staging.delete_tree()
+        staged = self._pack(ctx, plan, index, tok, parts)
+        reference = json.dumps(tok.reference(ctx.layout), sort_keys=True)
+        options = shards.WriterOptions(params.rows_per_shard, params.row_group_rows, params.compression_level,
+                                       ((shards.TOKENIZER_METADATA_KEY, reference),))
+        shard_jobs = shards.shard_jobs(staged, ctx.seed, ctx.layout, params.seq_len, options)
+        entries = timed_map(ctx, "write", shards.write_shard, shard_jobs)
         shards.remove_stale_shards(ctx.layout, keep=len(entries))
         shards.write_manifest(build_manifest(params, plan, index, tok, entries, ctx, parts), ctx.layout.manifest)
+        (ctx.state / "staging").delete_tree()  # kept until here: a failed build resumes from what it staged
         return None
 
-    def _pack_job(self, source, plan, index, tok, seed, staging) -> PackJob:
-        sel = index.of(source)  # already in (part, row) order
-        p = plan.sources[source]
-        present = np.unique(index.part[sel])
-        return PackJob(
-            source=source,
-            split_files=tuple(split_file(staging, source, int(i)) for i in present),
-            doc_id=index.doc_id[sel],
-            span=index.span[sel],
-            rows=p.rows,
-            stream_tokens=p.stream_tokens,
-            seq_len=plan.seq_len,
-            seed=seed,
-            sep_id=tok.sep_id,
-            pad_id=tok.pad_id,
-            staging_path=staging / f"{_safe(source)}.arrow",
-            chunk_tokens=self.params.chunk_tokens,
-        )
+    def _pack(self, ctx: GlobalContext, plan: MixturePlan, index: DocIndex, tok: TokenizerInfo,
+              parts: list[Location]) -> dict[str, shards.StagedSource]:
+        """Steps 3 and 4: every source drawn, cut into token ranges, split and packed range by range."""
+        params: MixturePackParams = self.params
+        sources = tuple(plan.sources)
+        range_tokens = task_tokens(sum(p.stream_tokens for p in plan.sources.values()), ctx.runtime.cpus,
+                                   params.chunk_tokens)
+        draws = [draw_source(s, plan, index, ctx.seed, range_tokens) for s in sources]
+        staging = self._staging(ctx, staging_key(params, ctx.seed, tok, parts, index, draws))
+        split_jobs, range_jobs = split_and_range_jobs(draws, index, parts, staging, tok, params.seq_len,
+                                                      params.chunk_tokens)
+        written = timed_map(ctx, "split", split_part, split_jobs)
+        ctx.stats.count("staged_split_files_reused", sum(len(j.takes) for j in split_jobs) - sum(written))
+        packed = timed_map(ctx, "pack", pack_range, range_jobs)
+        ctx.stats.count("pack_ranges_reused", sum(reused for _, reused in packed))
+        pieces: dict[str, list] = {s: [] for s in sources}
+        for job, (rows, _) in zip(range_jobs, packed):
+            pieces[job.source].append((job.out, rows))
+        return {s: shards.StagedSource(s, tuple(pieces[s])) for s in sources}
+
+    @staticmethod
+    def _staging(ctx: GlobalContext, key: str) -> Location:
+        """The staging directory for ``key``; what an earlier build with another key staged is removed."""
+        staging = ctx.state / "staging"
+        marker = staging / "KEY"
+        if not (marker.is_file() and marker.read_text() == key):
+            staging.delete_tree()
+            marker.write_text(key)
+        return staging
 
 
 def _safe(source: str) -> str:

@@ -234,6 +234,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--total-tokens", type=int, help="token budget (default: the run's)")
     p.add_argument("--seed", type=int, help="sampling seed (default: the run's)")
     p.add_argument("--force", action="store_true", help="replace what an earlier pack wrote in --out")
+    p.add_argument("--executor", choices=["local", "ray"], help="pack in this process or on Ray (default: the run's)")
+    p.add_argument("--address", help="Ray cluster address (default: $RAY_ADDRESS, else an embedded local Ray)")
     p.set_defaults(func=cmd_pack)
 
     for name, (_, _, text) in DELEGATED.items():

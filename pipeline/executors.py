@@ -20,7 +20,7 @@ from typing import Any
 
 from gristmill.core.runtime import LocalRuntime, Runtime
 from gristmill.pipeline._internal.inputs import InputsHead
-from gristmill.pipeline._internal.runner import PartsHead, SegmentHead, StepRunner, cached_stage, write_parts
+from gristmill.pipeline._internal.runner import PartsHead, SegmentHead, StepRunner, cached_stage
 from gristmill.pipeline.plan import Plan, Segment
 from gristmill.pipeline.progress import Progress, totals_by_step
 from gristmill.pipeline.spec import ExecutionSpec
@@ -85,7 +85,7 @@ def init_local_ray(num_cpus: int | None = None) -> None:
             f"ray, or set {SINGLE_MACHINE_ENV}=0")
 
 
-def segment_head(plan: Plan, segment: Segment, input_parts: list[str]) -> SegmentHead:
+def segment_head(plan: Plan, segment: Segment, input_parts: list) -> SegmentHead:
     """What the segment starts from: the pipeline's inputs, or the previous segment's committed parts."""
     return InputsHead(plan) if segment.reads_inputs else PartsHead(input_parts)
 
@@ -138,7 +138,7 @@ class LocalExecutor:
         for table in head.tables(runners[0], items):
             for runner in runners[1:]:
                 table = runner(table)
-            written += write_parts(segment_dir, table)
+            written += head.write_parts(segment_dir, table)
             _show(self.progress, head, reporter.pieces.values())
         _show(self.progress, head, reporter.pieces.values(), final=True)
         return SegmentResult(written, list(reporter.pieces.values()))
@@ -248,7 +248,7 @@ class _SegmentTask:
         for table in self.head.tables(self.runners[0], block):
             for runner in self.runners[1:]:
                 table = runner(table)
-            written += write_parts(self.segment_dir, table)
+            written += self.head.write_parts(self.segment_dir, table)
             reports.flush()
         return written, reports.reports
 

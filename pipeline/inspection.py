@@ -29,11 +29,11 @@ def connect(run_dir: str | Path | Location) -> duckdb.DuckDBPyConnection:
     con = duck.connect(rd.root)
     last_docs = None
     for seg in rd.committed_segments():
-        parts = [resolve(p) for p in rd.segment_parts(seg.name)]
+        parts = rd.segment_parts(seg.name)
         if not parts:
             continue
         view = "segment_" + seg.name.split("-", 1)[0]
-        con.execute(f"CREATE VIEW {view} AS SELECT * FROM read_parquet({duck.sql_files(parts)})")
+        con.execute(f"CREATE VIEW {view} AS SELECT * FROM {duck.parts_relation(parts)}")
         last_docs = view
     if last_docs:
         con.execute(f"CREATE VIEW documents AS SELECT * FROM {last_docs}")

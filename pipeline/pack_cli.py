@@ -6,6 +6,10 @@ The documents are the parts of the run's committed tokenized segment, exactly as
 overridden by the options given. ``DIR`` becomes a run-like directory: ``plan.json`` (no segments; where the
 documents came from), ``tokenizer/`` (the run's tokenizer, copied), ``shards/`` and ``manifest.json``, which
 ``verify``, ``show``, ``inspect``, ``sql`` and ``export`` read like any run's.
+
+It packs as the run's own step does, fanned out over the executor's workers: the run's executor setting unless
+``--executor`` is given, on the Ray cluster at ``--address`` (or ``$RAY_ADDRESS``), else an embedded local Ray.
+The shards are the same whichever executor and however many workers.
 """
 
 from __future__ import annotations
@@ -13,15 +17,18 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
 import sys
 from typing import Any
 
 from gristmill.core.layout import RunLayout
-from gristmill.core.runtime import LocalRuntime
+from gristmill.core.runtime import LocalRuntime, Runtime
 from gristmill.core.storage import Location, resolve
 from gristmill.mixtures.stages import MixturePack
+from gristmill.pipeline.api import EXECUTORS, RunOptionsError, init_ray
 from gristmill.pipeline.plan import PLAN_VERSION, dependency_versions
 from gristmill.pipeline.rundir import RunDir
+from gristmill.pipeline.spec import ExecutionSpec
 from gristmill.stages.base import GlobalContext
 
 PACK_STAGE = "mixture.pack_v1"
@@ -75,7 +82,7 @@ def committed_parts(rd: RunDir, segment: dict[str, Any], run: str) -> list[Locat
     if marker is None:
         raise RepackError(f"{run}: the tokenized segment segments/{segment['name']} is not committed "
                           "(the run has not finished tokenizing)")
-    problems = rd.check_parts(segment["name"], marker)
+    problems = rd.check_parts(segment["name"], marker, upstream=True)  # its text and sources live upstream
     if problems:
         raise RepackError(f"{run}: segments/{segment['name']} differs from its _SUCCESS: " + "; ".join(problems))
     parts = [resolve(p) for p in rd.segment_parts(segment["name"], marker)]
@@ -98,6 +105,27 @@ def source_seed(rd: RunDir, plan: dict[str, Any]) -> int:
     return int((plan.get("pipeline") or {}).get("seed", 0))
 
 
+def executor_name(plan: dict[str, Any], executor: str | None, address: str | None) -> str:
+    """The executor to pack with: ``executor`` if given, else the run's own setting; a Ray address needs Ray."""
+    setting = ((plan.get("pipeline") or {}).get("execution") or {}).get("executor", ExecutionSpec().executor)
+    name = executor or setting
+    if name not in EXECUTORS:
+        raise RunOptionsError(f"executor {name!r}: expected one of {', '.join(EXECUTORS)}")
+    if address and name == "local":
+        raise RunOptionsError(f"a Ray address ({address}) needs the ray executor, not local")
+    return name
+
+
+def start_runtime(name: str, address: str | None) -> Runtime:
+    """In this process for ``local``; Ray tasks on the cluster at ``address`` (else an embedded Ray) for ``ray``."""
+    if name == "local":
+        return LocalRuntime()
+    from gristmill.pipeline.executors import RayExecutor
+
+    init_ray(address)
+    return RayExecutor().runtime
+
+
 def prepare_output(out: RunLayout, run: RunLayout, force: bool) -> bool:
     """Check ``out`` may be written; True when it holds nothing yet (a failed pack then removes it)."""
     if out.root == run.root:
@@ -109,9 +137,10 @@ def prepare_output(out: RunLayout, run: RunLayout, force: bool) -> bool:
     return fresh
 
 
-def repack(run: str, out: str, overrides: dict[str, Any], seed: int | None = None,
-           force: bool = False) -> dict[str, Any]:
-    """Pack ``run``'s tokenized segment into ``out``; returns the new manifest."""
+def repack(run: str, out: str, overrides: dict[str, Any], seed: int | None = None, force: bool = False,
+           executor: str | None = None, address: str | None = None) -> dict[str, Any]:
+    """Pack ``run``'s tokenized segment into ``out`` with ``executor`` (default: the run's; see the module
+    docstring); returns the new manifest."""
     rd = RunDir(run)
     plan = rd.read_plan()
     if plan is None:
@@ -121,10 +150,13 @@ def repack(run: str, out: str, overrides: dict[str, Any], seed: int | None = Non
     params, position = pack_params(plan, overrides)
     seed = source_seed(rd, plan) if seed is None else seed
     MixturePack(params).params.solver()  # bad options fail here, before anything is written
+    address = address or os.environ.get("RAY_ADDRESS")
+    name = executor_name(plan, executor, address)
     target = RunLayout(out)
     fresh = prepare_output(target, rd.layout, force)
     try:
-        write_and_pack(rd, plan, segment, parts, target, params, position, seed)
+        runtime = start_runtime(name, address)
+        write_and_pack(rd, plan, segment, parts, target, params, position, seed, runtime, name)
     except BaseException:
         if fresh:  # an infeasible mixture leaves nothing behind, as if never run
             target.root.delete_tree()
@@ -133,7 +165,8 @@ def repack(run: str, out: str, overrides: dict[str, Any], seed: int | None = Non
 
 
 def write_and_pack(rd: RunDir, plan: dict[str, Any], segment: dict[str, Any], parts: list[Location],
-                   target: RunLayout, params: dict[str, Any], position: int, seed: int) -> None:
+                   target: RunLayout, params: dict[str, Any], position: int, seed: int, runtime: Runtime,
+                   executor: str) -> None:
     original_params = next((dict(s["params"]) for _, s in steps(plan) if s["stage_name"] == PACK_STAGE), {})
     tokenizer = source_tokenizer(rd, original_params)
     target.tokenizer.write_bytes(tokenizer.read_bytes())
@@ -146,13 +179,14 @@ def write_and_pack(rd: RunDir, plan: dict[str, Any], segment: dict[str, Any], pa
     target.plan.write_json({
         "plan_version": PLAN_VERSION,
         "plan_hash": hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16],
-        "pipeline": {"name": f"{(plan.get('pipeline') or {}).get('name', 'run')} (repacked)", "seed": seed},
+        "pipeline": {"name": f"{(plan.get('pipeline') or {}).get('name', 'run')} (repacked)", "seed": seed,
+                     "execution": {"executor": executor}},
         "segments": [],
         "repacked_from": origin,
         "pack_params": params,
         "versions": dependency_versions(),
     })
-    ctx = GlobalContext.for_step(target, PACK_STAGE, position, parts, LocalRuntime(), seed)
+    ctx = GlobalContext.for_step(target, PACK_STAGE, position, parts, runtime, seed)
     MixturePack(params).build(ctx)
 
 
@@ -162,8 +196,8 @@ def pack_cli(args: argparse.Namespace) -> int:
                  "total_tokens": args.total_tokens}
     try:
         m = repack(args.run_dir, args.out, {k: v for k, v in overrides.items() if v is not None}, args.seed,
-                   args.force)
-    except ValueError as exc:  # RepackError, a bad option (pydantic's ValidationError), a malformed preset
+                   args.force, args.executor, args.address)
+    except ValueError as exc:  # RepackError, RunOptionsError, a bad option (pydantic's ValidationError), a preset
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(f"packed {args.run_dir} into {args.out}: {len(m['shards'])} shards, {m['rows']:,} rows x seq_len "

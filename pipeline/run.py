@@ -17,7 +17,8 @@ from gristmill.core.layout import RunLayout
 from gristmill.pipeline.executors import LocalExecutor, RayExecutor, SegmentResult, segment_head
 from gristmill.pipeline.lease import RunLease
 from gristmill.pipeline.plan import Plan, Segment
-from gristmill.pipeline.rundir import PART_HASH, RunDir, StaleSegmentError, atomic_write_json
+from gristmill.core.parts import SegmentPart
+from gristmill.pipeline.rundir import RunDir, StaleSegmentError, atomic_write_json, column_layouts
 from gristmill.pipeline.stats import (GlobalStepStats, RunSummary, SegmentStats, StageStats, aggregate,
                                       load_segment_stats, update_run_stats, write_run_stats, write_segment_stats)
 from gristmill.pipeline.timeline import RunClock
@@ -112,7 +113,8 @@ def _refuse_stale(plan: Plan, run_dir: RunDir, force: bool) -> None:
 
 def _run_segments(plan: Plan, run_dir: RunDir, executor, force: bool, log, per_segment: list, skipped: list,
                   computed: list, build_seconds: dict, lease: RunLease, clock: RunClock) -> None:
-    input_parts: list[str] = []
+    input_parts: list[SegmentPart] = []
+    previous: tuple[str, dict] | None = None  # the last segment's name and marker
     rebuild = started = False
     for segment in plan.segments:
         info = None
@@ -144,18 +146,19 @@ def _run_segments(plan: Plan, run_dir: RunDir, executor, force: bool, log, per_s
                     log(f"executor {executor.name} ({executor.mode}): {len(set(workers))} workers set up in "
                         f"{time.perf_counter() - t:.1f}s")
                 started = True
-            stats, build_seconds[segment.name], info = _run_segment(plan, segment, input_parts, run_dir,
-                                                                    executor, log, lease, clock)
+            stats, build_seconds[segment.name], info = _run_segment(plan, segment, input_parts, previous,
+                                                                    run_dir, executor, log, lease, clock)
             write_segment_stats(stats_path, stats)
             per_segment.append(stats)
             computed.append(segment.name)
         input_parts = run_dir.segment_parts(segment.name, info)
+        previous = (segment.name, info)
 
 
-def _run_segment(plan: Plan, segment: Segment, input_parts: list[str], run_dir: RunDir, executor,
-                 log, lease: RunLease, clock: RunClock) -> tuple[SegmentStats, float, dict]:
-    """Compute and commit one segment; returns its stats, the seconds its global ``build`` took and its
-    ``_SUCCESS`` marker."""
+def _run_segment(plan: Plan, segment: Segment, input_parts: list[SegmentPart], previous: tuple[str, dict] | None,
+                 run_dir: RunDir, executor, log, lease: RunLease, clock: RunClock) -> tuple[SegmentStats, float, dict]:
+    """Compute and commit one segment (``previous``: the name and marker of the segment it reads); returns its
+    stats, the seconds its global ``build`` took and its ``_SUCCESS`` marker."""
     seg_dir = run_dir.reset_segment(segment.name, [s.slug for s in segment.steps])
     state = global_stats = None
     build_start = time.perf_counter()
@@ -180,14 +183,16 @@ def _run_segment(plan: Plan, segment: Segment, input_parts: list[str], run_dir: 
     clock.add_segment_steps(segment.name, stream_seconds, _worker_seconds(segment, stats))
     commit_start = time.perf_counter()
     _check_integrity(segment, result, stats)
+    layouts, parts = column_layouts(segment.name, result.written, *(previous or (None, None)))
     marker = {
         "hash": segment.hash, "rows": sum(w["rows"] for w in result.written), "build_seconds": build_seconds,
-        "parts": [{k: w[k] for k in ("path", "rows", "bytes", PART_HASH)} for w in result.written],
+        "layouts": layouts, "parts": parts, "upstream": run_dir.upstream_digests(segment.name, layouts),
     }
     lease.check()  # a run whose lease was taken over must not commit over its successor's work
     run_dir.commit_segment(segment.name, marker)
     clock.add(f"{segment.name}: check and commit", "driver", time.perf_counter() - commit_start, segment.name)
-    log(f"segment {segment.name}: committed {marker['rows']:,} rows in {len(result.written)} parts")
+    files = sum(1 for p in parts if "bytes" in p)
+    log(f"segment {segment.name}: committed {marker['rows']:,} rows in {len(parts)} parts ({files} files)")
     return SegmentStats(segment.name, stats, global_stats), build_seconds, marker
 
 

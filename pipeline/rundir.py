@@ -6,6 +6,11 @@ store), so a crash never leaves a half-written file under its final name. A segm
 committed with the part's rows, size and xxh3-128 hash. The next segment reads exactly the listed parts, and
 resume and ``verify`` check them (``check_parts``): a part missing, changed or added since the commit is found.
 
+Each column is stored once (gristmill/core/parts.py): a segment's part file holds ``doc_id`` and the columns the
+segment added or changed, and a part it left unchanged has no file. The marker's ``layouts`` say which segment
+holds each column of each part (``column_layouts``), and its ``upstream`` the listing digest of every earlier
+segment it reads columns from, so a dependant of a changed or re-committed segment is found too.
+
 xxh3-128 rather than sha256: resume re-hashes every committed part on every rerun, and xxh3 is over ten times
 cheaper (benchmarks/part_hash.py measures both); it is a checksum against accidents (a deleted, truncated, overwritten or
 half-synced file), not against someone forging a part with a colliding hash.
@@ -23,7 +28,8 @@ import pyarrow.parquet as pq
 import xxhash
 
 from gristmill.core import storage
-from gristmill.core.layout import SUCCESS, RunLayout
+from gristmill.core.layout import SUCCESS, RunLayout, part_of_file_name
+from gristmill.core.parts import DOC_ID, SegmentPart
 
 PART_GLOB = "part-*.parquet"
 PART_HASH = "xxh3_128"  # the key of each part's hash in a _SUCCESS marker, and the algorithm
@@ -162,16 +168,20 @@ class RunDir:
         self.commit_segment(segment_name, marker)
         return marker
 
-    def segment_parts(self, segment_name: str, marker: dict | None = None) -> list[str]:
-        """The parts a committed segment listed in its ``_SUCCESS`` (never a listing of the directory)."""
+    def segment_parts(self, segment_name: str, marker: dict | None = None) -> list[SegmentPart]:
+        """The parts a committed segment listed in its ``_SUCCESS`` (never a listing of the directory), each
+        read across the segments that hold its columns."""
         marker = marker if marker is not None else self.marker(segment_name)
         if marker is None:
             raise FileNotFoundError(f"{self.success_path(segment_name)}: the segment is not committed")
-        return [str(self.segment_dir(segment_name) / p["path"]) for p in listed_parts(marker)]
+        return segment_parts(self.layout, segment_name, marker)
 
-    def check_parts(self, segment_name: str, marker: dict, hashes: bool = True) -> list[str]:
+    def check_parts(self, segment_name: str, marker: dict, hashes: bool = True, upstream: bool = False) -> list[str]:
         """What differs between a committed segment's files and its ``_SUCCESS`` listing: a listed part
-        missing, of another size or hash, or a part file that is not listed. Empty when they agree."""
+        missing, of another size or hash, or a part file that is not listed; and an earlier segment it reads
+        columns from committed again since (its listing changed). ``upstream``: the files of those segments are
+        checked too (a reader of this segment alone; a run checks every segment in order anyway). Empty when
+        they agree."""
         seg = storage.resolve(self.segment_dir(segment_name))
         where = f"segments/{segment_name}"
         if not _has_listing(marker):
@@ -179,6 +189,8 @@ class RunDir:
         problems = []
         on_disk = {loc.name: loc for loc in seg.glob(PART_GLOB)}
         for part in marker["parts"]:
+            if not has_file(marker, part):
+                continue
             loc = on_disk.pop(part["path"], None)
             name = f"{where}/{part['path']}"
             size = loc.size() if loc is not None else None
@@ -189,7 +201,28 @@ class RunDir:
             elif hashes and file_digest(loc) != part[PART_HASH]:
                 problems.append(f"{name}: content changed ({PART_HASH} differs from the one in {SUCCESS})")
         problems += [f"{where}/{name}: a part file not listed in {SUCCESS}" for name in sorted(on_disk)]
+        for name, digest in sorted(marker.get("upstream", {}).items()):
+            held = self.marker(name)
+            if held is None:
+                problems.append(f"{where}: reads columns from segments/{name}, which is no longer committed")
+            elif listing_digest(held) != digest:
+                problems.append(f"{where}: reads columns from segments/{name}, committed again since "
+                                f"(its parts changed)")
+            elif upstream:
+                problems += [f"{where} reads columns from {p}" for p in self.check_parts(name, held, hashes, True)]
         return problems
+
+    def upstream_digests(self, segment_name: str, layouts: list) -> dict[str, str]:
+        """The listing digest of every other segment the layouts read columns from (the marker's ``upstream``)."""
+        names = sorted({holder for layout in layouts for _, holder in layout} - {segment_name})
+        out = {}
+        for name in names:
+            held = self.marker(name)
+            if held is None:
+                raise FileNotFoundError(f"{self.success_path(name)}: segments/{segment_name} reads columns from "
+                                        "it, but it is not committed")
+            out[name] = listing_digest(held)
+        return out
 
     def read_plan(self) -> dict | None:
         loc = storage.resolve(self.plan_path)
@@ -213,10 +246,23 @@ class RunDir:
                                 f"plan.json says {segment_hash})")
             else:
                 problems += self.check_parts(name, marker)
+        problems += self._dependants_of_changed(planned, problems)
         for seg in self.committed_segments():
             if seg.name not in planned:
                 problems.append(f"segments/{seg.name}: committed but not a segment of plan.json (stale output)")
         return problems
+
+    def _dependants_of_changed(self, planned: dict[str, str], problems: list[str]) -> list[str]:
+        """A line for each segment that reads columns from a segment with a problem: its documents are wrong too."""
+        broken = {name for name in planned if any(p.startswith(f"segments/{name}/") or p.startswith(
+            f"segments/{name}:") for p in problems)}
+        out = []
+        for name in planned:
+            marker = self.marker(name)
+            for held in sorted(set((marker or {}).get("upstream", {})) & broken):
+                out.append(f"segments/{name}: reads columns from segments/{held}, whose parts differ from its "
+                           f"{SUCCESS} (rerun to recompute both)")
+        return out
 
     def committed_segments(self) -> list[Path]:
         root = self.segments_root
@@ -233,6 +279,60 @@ def part_entry(path: str | os.PathLike | storage.Location) -> dict:
     return {"path": loc.name, "rows": rows, "bytes": loc.size(), PART_HASH: file_digest(loc)}
 
 
+def has_file(marker: dict, entry: dict) -> bool:
+    """Whether a listed part has a file in its own segment (a part a segment left unchanged has none)."""
+    return "layouts" not in marker or "bytes" in entry
+
+
+def listing_digest(marker: dict) -> str:
+    """A digest of a marker's part listing: it changes whenever the segment is committed with other parts."""
+    return xxhash.xxh3_128_hexdigest(json.dumps(marker.get("parts", []), sort_keys=True).encode())
+
+
+def segment_parts(layout: RunLayout, segment_name: str, marker: dict) -> list[SegmentPart]:
+    """A committed segment's parts as the marker lists them, each with the files holding its columns."""
+    layouts = marker.get("layouts")
+    out = []
+    for entry in listed_parts(marker):
+        part = entry.get("part", part_of_file_name(entry["path"]))
+        own = layout.segment_dir(segment_name) / entry["path"]
+        if layouts is None:
+            out.append(SegmentPart(own, part, entry.get("rows"), None))
+            continue
+        files = [(name, own if holder == segment_name else layout.segment_part(holder, part))
+                 for name, holder in layouts[entry["layout"]]]
+        out.append(SegmentPart(own, part, entry.get("rows"), files))
+    return out
+
+
+def column_layouts(segment_name: str, written: list[dict], parent_name: str | None,
+                   parent_marker: dict | None) -> tuple[list[list[list[str]]], list[dict]]:
+    """The marker's ``layouts`` and ``parts`` for a segment's written parts: which segment holds each column of
+    each part. A written part lists ``columns`` (those in its own file, none if it has no file) and ``order``
+    (every column of its table); a column not in its own file is where the parent segment's part has it."""
+    parent_layouts = (parent_marker or {}).get("layouts")
+    parent_entries = {e.get("part", part_of_file_name(e["path"])): e for e in listed_parts(parent_marker or {})}
+    layouts: dict[tuple, int] = {}
+    parts = []
+    for w in written:
+        own = set(w["columns"])
+        inherited: dict[str, str] = {}
+        if own != set(w["order"]):
+            entry = parent_entries.get(w["part"])
+            if entry is None or parent_name is None:
+                raise ValueError(f"segments/{segment_name}: part {w['part']:016x} reuses columns of a part "
+                                 f"segments/{parent_name} does not list")
+            inherited = (dict(parent_layouts[entry["layout"]]) if parent_layouts is not None
+                         else {c: parent_name for c in w["order"]})
+        layout = tuple((c, segment_name if c in own else inherited[c]) for c in w["order"])
+        if DOC_ID not in dict(layout):
+            raise ValueError(f"segments/{segment_name}: part {w['part']:016x} has no {DOC_ID} column")
+        index = layouts.setdefault(layout, len(layouts))
+        parts.append({"part": w["part"], "rows": w["rows"], "path": w["path"], "layout": index,
+                      **{k: w[k] for k in ("bytes", PART_HASH) if k in w}})
+    return [[list(pair) for pair in layout] for layout in layouts], parts
+
+
 def listed_parts(marker: dict) -> list[dict]:
     """A marker's parts as ``{path, rows, bytes, xxh3_128}``; a marker of an older gristmill lists only the
     names, which are kept (their sizes and hashes unknown)."""
@@ -240,7 +340,8 @@ def listed_parts(marker: dict) -> list[dict]:
 
 
 def _has_listing(marker: dict) -> bool:
-    return all(isinstance(p, dict) and "bytes" in p and PART_HASH in p for p in marker.get("parts", []))
+    return all(isinstance(p, dict) and (not has_file(marker, p) or ("bytes" in p and PART_HASH in p))
+               for p in marker.get("parts", []))
 
 
 def part_file_name(part: int) -> str:

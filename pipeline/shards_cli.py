@@ -10,10 +10,11 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.dataset as ds
+import pyarrow.compute as pc
 
-from gristmill.core.layout import RunLayout
-from gristmill.core.storage import is_absolute, resolve
+from gristmill.core.layout import RunLayout, part_of_file_name
+from gristmill.core.parts import SegmentPart
+from gristmill.core.storage import Location, is_absolute, resolve
 from gristmill.mixtures import shards
 from gristmill.pipeline._internal.duck import sql_files
 from gristmill.pipeline.rundir import RunDir
@@ -95,23 +96,50 @@ def document_origins(run_dir: str, manifest: dict[str, Any], doc_ids: list[int])
     """origin and url of documents, from the mixture step's input parts (or the last segment holding them)."""
     rd = RunDir(run_dir)
     layout = RunLayout(rd.root)
-    candidates = [[resolve(p) if is_absolute(p) else layout.file(p) for p in manifest.get("inputs", [])]]
+    inputs = [resolve(p) if is_absolute(p) else layout.file(p) for p in manifest.get("inputs", [])]
+    candidates = [_as_segment_parts(inputs)]
     for segment in reversed(rd.committed_segments()):
-        candidates.append([resolve(p) for p in rd.segment_parts(segment.name)])
-    wanted = pa.array(sorted(set(doc_ids)), pa.uint64())
-    for files in candidates:
-        files = [f for f in files if f.is_file()]
-        if not files:
-            continue
-        dataset = ds.dataset([f.path for f in files], format="parquet", filesystem=files[0].fs)
-        names = dataset.schema.names
-        if not {"doc_id", "origin"} <= set(names):
-            continue
-        cols = ["doc_id", "origin"] + (["url"] if "url" in names else [])
-        found = dataset.to_table(columns=cols, filter=ds.field("doc_id").isin(wanted)).to_pylist()
+        candidates.append(rd.segment_parts(segment.name))
+    for parts in candidates:
+        found = _origins_in(parts, sorted(set(doc_ids)))
         if found:
-            return {r["doc_id"]: r for r in found}
+            return found
     return {}
+
+
+def _as_segment_parts(files: list[Location]) -> list[SegmentPart]:
+    """Part files a manifest lists, as the parts of their (possibly another run's) committed segment, so that
+    columns stored in earlier segments are found; a file outside a committed segment is read as it is."""
+    out = []
+    by_segment: dict[str, dict[str, SegmentPart]] = {}
+    for loc in files:
+        segment = loc.parent
+        if segment.uri not in by_segment:
+            other = RunDir(segment.parent.parent)
+            marker = other.marker(segment.name) if segment.parent.name == "segments" else None
+            by_segment[segment.uri] = {p.path: p for p in other.segment_parts(segment.name, marker)} if marker else {}
+        part = by_segment[segment.uri].get(loc.path)
+        if part is None and loc.is_file():
+            part = SegmentPart(loc, part_of_file_name(loc.name), None, None)
+        if part is not None:
+            out.append(part)
+    return out
+
+
+def _origins_in(parts: list[SegmentPart], wanted: list[int]) -> dict[int, dict]:
+    """Only the doc_id column of each part is read to find the wanted documents, then their origins."""
+    wanted_ids = pa.array(wanted, pa.uint64())
+    found: dict[int, dict] = {}
+    for part in parts:
+        names = part.read_parquet_schema().names
+        if not {"doc_id", "origin"} <= set(names):
+            return {}
+        if not pc.any(pc.is_in(part.read_parquet(["doc_id"])["doc_id"], wanted_ids)).as_py():
+            continue
+        table = part.read_parquet(["doc_id", "origin"] + (["url"] if "url" in names else []))
+        table = table.filter(pc.is_in(table["doc_id"], wanted_ids))
+        found.update({r["doc_id"]: r for r in table.to_pylist()})
+    return found
 
 
 def show_row(run_dir: str, row: int) -> str:

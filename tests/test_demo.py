@@ -7,6 +7,7 @@ session's Ray cluster are compared against it.
 from __future__ import annotations
 
 import itertools
+import json
 from pathlib import Path
 
 import pytest
@@ -117,6 +118,22 @@ def test_report_and_verify(demo_run, capsys):
         assert f'id="{section}"' in page, section
     assert main(["verify", str(demo_run)]) == 0
     assert "shards match manifest.json" in capsys.readouterr().out
+
+
+def _bytes_under(path: Path) -> int:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+
+
+def test_the_run_stores_the_corpus_about_once_not_once_per_segment(demo_run):
+    """Each column is stored once (gristmill/core/parts.py): the segments hold the text once plus the tokens,
+    where every segment used to copy every column (3.5x the input's bytes)."""
+    inputs = sum(f["bytes"] for f in json.loads((demo_run / "plan.json").read_text())["input_files"])
+    assert _bytes_under(demo_run / "segments") <= 1.25 * inputs
+    # Everything the run writes but the report page and the MinHash step's state (shingle sets kept for
+    # verification, a format of its own): at most twice the input.
+    written = _bytes_under(demo_run) - (demo_run / "report.html").stat().st_size - sum(
+        _bytes_under(d) for d in (demo_run / "dedup").iterdir() if d.name.endswith("-minhash"))
+    assert written <= 2 * inputs
 
 
 # --- the artefacts a training job reads ---------------------------------------------------------------------

@@ -81,3 +81,49 @@ def sql_file(path: str | os.PathLike | Location) -> str:
 
 def sql_files(paths: list) -> str:
     return "[" + ", ".join(sql_file(p) for p in paths) + "]"
+
+
+def _ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def parts_relation(parts: list) -> str:
+    """A parenthesized SQL query over a segment's parts (``SegmentPart``s, gristmill/core/parts.py) giving its
+    documents as one table, in doc_id order: each column read from the files holding it, joined on ``doc_id``
+    (DuckDB reads only the columns a query uses). Parts stored alike are read together; parts of a segment that
+    wrote them whole are one plain ``read_parquet``."""
+    groups: dict[tuple | None, list] = {}
+    for part in parts:
+        files = getattr(part, "column_files", None)
+        key = None if files is None else tuple((c, loc.parent.uri) for c, loc in files if c != "doc_id") + (
+            tuple(c for c, _ in files),)
+        groups.setdefault(key, []).append(part)
+    queries = []
+    for key, members in groups.items():
+        if key is None:
+            queries.append(f"SELECT * FROM read_parquet({sql_files(members)})")
+            continue
+        queries.append(_joined_query(members))
+    if len(queries) == 1 and None in groups:
+        return f"({queries[0]})"
+    return "(SELECT * FROM (" + " UNION ALL BY NAME ".join(queries) + ") ORDER BY doc_id)"
+
+
+def _joined_query(parts: list) -> str:
+    """Parts whose columns are held by the same segments: the rows files, joined on doc_id with each holder."""
+    rows_files = [p.rows_file for p in parts]
+    aliases: dict[tuple, str] = {tuple(f.uri for f in rows_files): "t0"}
+    sources = [f"read_parquet({sql_files(rows_files)}, union_by_name = true) t0"]
+    select = []
+    for column, _ in parts[0].column_files:
+        if column == "doc_id":
+            select.append('t0."doc_id"')
+            continue
+        holders = [dict(p.column_files)[column] for p in parts]
+        key = tuple(f.uri for f in holders)
+        if key not in aliases:
+            alias = aliases[key] = f"t{len(aliases)}"
+            sources.append(f"JOIN read_parquet({sql_files(holders)}, union_by_name = true) {alias} "
+                           f'ON {alias}."doc_id" = t0."doc_id"')
+        select.append(f"{aliases[key]}.{_ident(column)}")
+    return f"SELECT {', '.join(select)} FROM {' '.join(sources)}"

@@ -85,7 +85,7 @@ def committed_segments(rd: RunDir, plan: dict | None) -> list[SegmentInfo]:
     by_name = {s["name"]: s for s in (plan or {}).get("segments", [])}
     out = []
     for seg_dir in rd.committed_segments():
-        parts = [resolve(p) for p in rd.segment_parts(seg_dir.name)]
+        parts = rd.segment_parts(seg_dir.name)
         steps = by_name.get(seg_dir.name, {}).get("steps", [])
         positions = [s["position"] for s in steps]
         slugs = [f"{s['position']:02d}-{s['stage_name']}" for s in steps]
@@ -114,7 +114,7 @@ def _rows_relation(rd: RunDir, seg: SegmentInfo, columns: list[str]) -> str:
     """SQL over a segment's documents: its kept rows and its rejected rows, with ``status`` and ``reason``."""
     cols = ", ".join(_ident(c) for c in columns)
     sql = (f"SELECT {cols}, source, 'kept' AS status, NULL::VARCHAR AS reason "
-           f"FROM read_parquet({_files(seg.parts)})")
+           f"FROM {duck.parts_relation(seg.parts)}")
     rejects = _reject_files(rd, seg, columns)
     if rejects:
         sql += (f" UNION ALL SELECT {cols}, source, 'dropped' AS status, {REJECT_REASON} AS reason "
@@ -152,7 +152,7 @@ def _step_tokens(con, segments: list[SegmentInfo], manifest: dict | None,
     for seg in segments:
         if seg.schema is not None and "n_tokens" in seg.schema.names and seg.positions and seg.parts:
             for source, tokens in con.execute(f"""SELECT source, sum(n_tokens)::BIGINT FROM
-                                                  read_parquet({_files(seg.parts)}) GROUP BY 1""").fetchall():
+                                                  {duck.parts_relation(seg.parts)} GROUP BY 1""").fetchall():
                 out[(seg.positions[-1] + 1, source)] = int(tokens or 0)
     packed_by = next((s for s in (plan or {}).get("segments", []) if s["name"] == (manifest or {}).get("segment")),
                      None)
@@ -314,7 +314,7 @@ def tokenizer_sources_table(con, rd: RunDir, segments: list[SegmentInfo]) -> pa.
         SELECT source, count(*)::BIGINT AS documents, sum(strlen(text))::BIGINT AS bytes,
                sum(n_tokens)::BIGINT AS tokens, sum(strlen(text)) / nullif(sum(n_tokens), 0) AS bytes_per_token,
                {_q(seg.name)} AS segment
-        FROM read_parquet({_files(seg.parts)}) GROUP BY source ORDER BY source"""))
+        FROM {duck.parts_relation(seg.parts)} GROUP BY source ORDER BY source"""))
 
 
 def mixture_table(manifest: dict | None) -> pa.Table | None:

@@ -11,10 +11,10 @@ from typing import Any, Callable, Iterable, Iterator
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from gristmill.core import storage
-from gristmill.core.layout import RunLayout
+from gristmill.core.layout import RunLayout, part_of_file_name
+from gristmill.core.parts import SegmentPart
 from gristmill.pipeline.plan import Step
 from gristmill.pipeline.rundir import part_file_name, write_parquet_atomic, write_part
 from gristmill.stages.base import PART_COLUMN, REJECT_REASON, GlobalStage, Stage, StageOutput
@@ -28,16 +28,13 @@ class StageContractError(RuntimeError):
 
 # --- reading committed parts ----------------------------------------------------------------------------
 
-def read_part(path: str) -> pa.Table:
-    """A committed part back as a batch, with its ``_part`` column restored from the file name."""
-    if storage.is_uri(path):
-        with storage.open_input(path) as fh:
-            table = pq.read_table(fh)
-    else:
-        table = pq.read_table(path)
-    name = storage.resolve(path).name
-    part = int(name[len("part-"):-len(".parquet")], 16)
-    return table.append_column(PART_COLUMN, pa.array(np.full(table.num_rows, part, dtype=np.uint64), pa.uint64()))
+def read_part(path: str | SegmentPart) -> pa.Table:
+    """A committed part back as a batch (every column, each from the segment holding it), with its ``_part``
+    column restored from the part key."""
+    part = path if isinstance(path, SegmentPart) else storage.resolve(path)
+    table = part.read_parquet()
+    key = part.part if isinstance(part, SegmentPart) else part_of_file_name(part.name)
+    return table.append_column(PART_COLUMN, pa.array(np.full(table.num_rows, key, dtype=np.uint64), pa.uint64()))
 
 
 # --- accounting -------------------------------------------------------------------------------------------
@@ -218,18 +215,60 @@ class StepRunner:
 
 
 def write_parts(segment_dir: Path, table: pa.Table) -> list[dict]:
-    """Write each part in the batch as ``part-PART.parquet``, rows sorted by doc_id, without ``_part``; returns
-    each part's name, rows, size and hash for the segment's ``_SUCCESS``."""
-    if table.num_rows == 0:
-        return []
-    parts = table[PART_COLUMN].to_numpy()
+    """Write each part in the batch whole as ``part-PART.parquet``, rows sorted by doc_id, without ``_part``;
+    returns each part's name, rows, size, hash and columns for the segment's ``_SUCCESS``."""
     written = []
+    for part, piece in _pieces(table):
+        written.append(_write_piece(segment_dir, part, piece, piece.column_names, piece.column_names))
+    return written
+
+
+def write_changed_columns(segment_dir: Path, table: pa.Table, table_in: pa.Table) -> list[dict]:
+    """Write what the segment changed of one input part (``table_in``, read with every column): ``doc_id`` and
+    the columns that are new or differ from the input's, for the kept rows. A part whose rows and columns are
+    all as they were gets no file; its listing says so (``columns`` empty) and readers read the earlier one."""
+    written = []
+    for part, piece in _pieces(table):
+        of_part = pc.equal(table_in[PART_COLUMN], pa.scalar(part, pa.uint64()))
+        before = table_in if pc.all(of_part).as_py() else table_in.filter(of_part)  # a head's table is one part
+        changed = changed_columns(piece, before.drop_columns([PART_COLUMN]))
+        if not changed and piece.num_rows == before.num_rows:
+            written.append({"part": part, "rows": piece.num_rows, "path": part_file_name(part), "columns": [],
+                            "order": piece.column_names})
+            continue
+        own = ["doc_id"] + [c for c in piece.column_names if c in changed and c != "doc_id"]
+        written.append(_write_piece(segment_dir, part, piece.select(own), own, piece.column_names))
+    return written
+
+
+def changed_columns(after: pa.Table, before: pa.Table) -> set[str]:
+    """Columns of ``after`` (rows a subset of ``before``'s, both in doc_id order) that ``before`` lacks or whose
+    values or type differ on those rows."""
+    ids_after, ids_before = after["doc_id"].combine_chunks(), before["doc_id"].combine_chunks()
+    if not ids_after.equals(ids_before):
+        positions = pc.index_in(ids_after, value_set=ids_before)
+        if positions.null_count:  # rows the input did not have: nothing can be taken from it
+            return set(after.column_names)
+    else:
+        positions = None
+    return {c for c in after.column_names if c not in before.column_names or not after[c].equals(
+        before[c] if positions is None else before[c].take(positions))}
+
+
+def _pieces(table: pa.Table) -> Iterator[tuple[int, pa.Table]]:
+    """(part, its rows sorted by doc_id, without ``_part``) for each part in the batch."""
+    if table.num_rows == 0:
+        return
+    parts = table[PART_COLUMN].to_numpy()
     for part in np.unique(parts):
         piece = table.filter(pa.array(parts == part)).drop_columns([PART_COLUMN])
-        piece = piece.sort_by("doc_id")
-        path = segment_dir / part_file_name(int(part))
-        written.append({"part": int(part), "rows": piece.num_rows, "path": path.name, **write_part(path, piece)})
-    return written
+        yield int(part), piece.sort_by("doc_id")
+
+
+def _write_piece(segment_dir: Path, part: int, piece: pa.Table, columns: list[str], order: list[str]) -> dict:
+    path = segment_dir / part_file_name(part)
+    return {"part": part, "rows": piece.num_rows, "path": path.name, **write_part(path, piece),
+            "columns": list(columns), "order": list(order)}
 
 
 # --- the head of a segment --------------------------------------------------------------------------------
@@ -252,17 +291,30 @@ class SegmentHead:
     def tables(self, runner: StepRunner, items: Iterable) -> Iterator[pa.Table]:  # pragma: no cover - interface
         raise NotImplementedError
 
+    def write_parts(self, segment_dir: Path, table: pa.Table) -> list[dict]:
+        """Write the segment's output for the table ``tables`` last yielded (after the segment's steps)."""
+        return write_parts(segment_dir, table)
+
 
 class PartsHead(SegmentHead):
-    """The previous segment's committed parts, each through the global step's ``apply`` (its runner)."""
+    """The previous segment's committed parts, each through the global step's ``apply`` (its runner). What the
+    segment writes of a part is what it changed of it (``write_changed_columns``)."""
 
-    def __init__(self, input_parts: list[str]):
+    def __init__(self, input_parts: list[str | SegmentPart]):
         self.input_parts = list(input_parts)
+        self._table_in: pa.Table | None = None
 
-    def items(self) -> list[str]:
+    def items(self) -> list[str | SegmentPart]:
         return list(self.input_parts)
 
-    def tables(self, runner: StepRunner, items: Iterable[str]) -> Iterator[pa.Table]:
+    def tables(self, runner: StepRunner, items: Iterable[str | SegmentPart]) -> Iterator[pa.Table]:
         for path in items:
-            yield runner(read_part(path))
+            self._table_in = read_part(path)
+            yield runner(self._table_in)
+        self._table_in = None
+
+    def write_parts(self, segment_dir: Path, table: pa.Table) -> list[dict]:
+        if self._table_in is None:
+            raise RuntimeError("PartsHead.write_parts: no part read (write each table before the next is read)")
+        return write_changed_columns(segment_dir, table, self._table_in)
 

@@ -19,7 +19,6 @@ from typing import Any, Sequence
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from gristmill.core.storage import resolve, sha256_file
 from gristmill.stages.lang import fasttext_model
@@ -74,11 +73,12 @@ def load_sample(files: Sequence[str], config: TrainConfig) -> pa.Table:
     wanted = list(config.positive_sources) + list(config.negative_sources)
     tables = []
     for path in files:
-        schema = pq.read_schema(path)
+        part = resolve(path)  # a run's segment part reads its columns from the segments holding them
+        schema = part.read_parquet_schema()
         missing = {"doc_id", "source", "text"} - set(schema.names)
         if missing:
             raise TrainingDataError(f"{path}: missing column(s) {sorted(missing)}")
-        table = pq.read_table(path, columns=["doc_id", "source", "text"])
+        table = part.read_parquet(columns=["doc_id", "source", "text"])
         table = table.filter(pc.is_in(table["source"], value_set=pa.array(wanted, table.schema.field("source").type)))
         tables.append(table.cast(pa.schema([("doc_id", pa.uint64()), ("source", pa.string()),
                                             ("text", pa.large_string())])))

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import json
+import shutil
+from pathlib import Path
 
 import duckdb
 import pyarrow.parquet as pq
@@ -9,8 +11,12 @@ import pytest
 from gristmill.pipeline import shards_cli as cli
 from gristmill.mixtures.solver import InfeasibleMixture
 from gristmill.mixtures.stages import MixturePack
+from gristmill.core.storage import resolve
 from gristmill.pipeline.registry import get_stage
-from gristmill.stages.base import GlobalStage
+from gristmill.stages.base import GlobalContext, GlobalStage
+
+from mixture_fixtures import input_parts
+from runtimes import runtime_for
 
 PARAMS = {"mixture": "llama", "seq_len": 64, "rows_per_shard": 100, "row_group_rows": 32}
 
@@ -193,3 +199,117 @@ def test_verify_finds_a_shard_whose_tokenizer_reference_differs(run_dir, run_pac
     problems = cli.verify(str(run_dir), None)
     assert problems and all("tokenizer reference" in p for p in problems)
     assert len(problems) == len(m["shards"])
+
+
+# --- packing in token ranges: the same shards for one range per source or many, and a resumable build ---------
+
+# Ranges of two rows (chunk_tokens caps a packing task's tokens): most ranges start mid-document.
+MANY_RANGES = 2 * PARAMS["seq_len"]
+WHOLE_SOURCES = 1 << 30
+UPSAMPLED_PADDED = {**PARAMS, "mixture": None, "ratios": {"common_crawl": 0.5, "books": 0.3, "github": 0.2},
+                    "default_max_epochs": 3.0, "pad_last": True}
+
+
+def context(run_dir, seed=0, executor="local", parts=None) -> GlobalContext:
+    return GlobalContext.for_step(run_dir, MixturePack.name, 3, parts or input_parts(run_dir), runtime_for(executor),
+                                  seed)
+
+
+def build(run_dir, params, seed=0, executor="local", parts=None) -> GlobalContext:
+    """Build the mixture step on ``run_dir`` (a path or a Location); the context, with the build's stats."""
+    ctx = context(run_dir, seed, executor, parts)
+    MixturePack(params).build(ctx)
+    return ctx
+
+
+def fail_writing_shard_1(run_dir, params, seed=0) -> Path:
+    """Build with a directory where shard 1 goes, so that writing it fails after every range is packed; the
+    build's staging directory."""
+    (run_dir / "shards" / "part-00001.parquet" / "x").mkdir(parents=True)
+    ctx = context(run_dir, seed)
+    with pytest.raises(OSError):
+        MixturePack(params).build(ctx)
+    shutil.rmtree(run_dir / "shards" / "part-00001.parquet")
+    return Path(ctx.state.path) / "staging"
+
+
+@pytest.mark.parametrize("params", [PARAMS, UPSAMPLED_PADDED], ids=["llama", "upsampled-padded"])
+def test_shards_are_the_same_packed_in_one_range_per_source_or_in_many(
+    tmp_path, doc_table, tokenizer_file, make_run_dir, params
+):
+    whole = make_run_dir(tmp_path / "whole", doc_table, tokenizer_file)
+    ranged = make_run_dir(tmp_path / "ranged", doc_table, tokenizer_file, n_parts=5)
+    one = build(whole, {**params, "chunk_tokens": WHOLE_SOURCES}, seed=7)
+    many = build(ranged, {**params, "chunk_tokens": MANY_RANGES}, seed=7)
+    sources = json.loads((whole / "manifest.json").read_text())["sources"]
+    assert one.stats.counts["phase.pack.tasks"] == len(sources)
+    assert many.stats.counts["phase.pack.tasks"] > 20 * len(sources)
+    assert shard_bytes(whole) == shard_bytes(ranged)
+    if params is UPSAMPLED_PADDED:  # documents repeat across ranges, and the last row of a source is padded
+        assert sources["books"]["epochs"] > 1 and sources["books"]["padding_tokens"] > 0
+    assert not (many.state / "staging").exists()
+
+
+@pytest.mark.ray
+def test_ranges_packed_on_ray_give_the_shards_of_one_range_per_source_in_process(
+    ray_cluster, tmp_path, doc_table, tokenizer_file, make_run_dir
+):
+    local = make_run_dir(tmp_path / "local", doc_table, tokenizer_file)
+    on_ray = make_run_dir(tmp_path / "ray", doc_table, tokenizer_file)
+    build(local, {**UPSAMPLED_PADDED, "chunk_tokens": WHOLE_SOURCES}, seed=5)
+    ctx = build(on_ray, {**UPSAMPLED_PADDED, "chunk_tokens": MANY_RANGES}, seed=5, executor="ray")
+    assert ctx.stats.counts["phase.pack.tasks"] > 20
+    assert shard_bytes(local) == shard_bytes(on_ray)
+
+
+def test_ranges_packed_on_an_object_store_give_the_local_shards(
+    tmp_path, doc_table, tokenizer_file, make_run_dir, s3_query
+):
+    local = make_run_dir(tmp_path / "local", doc_table, tokenizer_file)
+    build(local, {**PARAMS, "chunk_tokens": MANY_RANGES}, seed=2)
+    made = make_run_dir(tmp_path / "to-upload", doc_table, tokenizer_file)
+    remote = resolve(f"s3://gristmill-run/runs/pack?{s3_query}")
+    for path in sorted(made.rglob("*")):
+        if path.is_file():
+            (remote / path.relative_to(made).as_posix()).write_bytes(path.read_bytes())
+    parts = [remote / Path(p).relative_to(made).as_posix() for p in input_parts(made)]
+    build(remote, {**PARAMS, "chunk_tokens": MANY_RANGES}, seed=2, parts=parts)
+    manifest = json.loads((local / "manifest.json").read_text())
+    for entry in manifest["shards"]:
+        assert (remote / entry["path"]).read_bytes() == (local / entry["path"]).read_bytes()
+
+
+def test_a_failed_build_keeps_what_it_staged_and_the_next_build_resumes_from_it(
+    tmp_path, doc_table, tokenizer_file, make_run_dir
+):
+    params = {**PARAMS, "chunk_tokens": MANY_RANGES}
+    clean = make_run_dir(tmp_path / "clean", doc_table, tokenizer_file)
+    build(clean, params)
+    run_dir = make_run_dir(tmp_path / "run", doc_table, tokenizer_file)
+    staging = fail_writing_shard_1(run_dir, params)
+    packed = sorted((staging / "packed").rglob("*.arrow"))
+    split = sorted((staging / "split").rglob("*.arrow"))
+    assert len(packed) > 20 and len(split) > 1
+    # As if the build had died while packing: every other range, and one part's split file, not staged yet.
+    for path in packed[::2] + split[:1]:
+        path.unlink()
+    resumed = build(run_dir, params)
+    assert resumed.stats.counts["pack_ranges_reused"] == len(packed) - len(packed[::2])
+    assert resumed.stats.counts["staged_split_files_reused"] == len(split) - 1
+    assert shard_bytes(run_dir) == shard_bytes(clean)
+    assert cli.verify(str(run_dir)) == []
+    assert not staging.exists()
+
+
+def test_a_build_with_other_inputs_or_seed_does_not_reuse_what_a_failed_one_staged(
+    tmp_path, doc_table, tokenizer_file, make_run_dir
+):
+    params = {**PARAMS, "chunk_tokens": MANY_RANGES}
+    clean = make_run_dir(tmp_path / "clean", doc_table, tokenizer_file)
+    build(clean, params, seed=9)
+    run_dir = make_run_dir(tmp_path / "run", doc_table, tokenizer_file)
+    assert (fail_writing_shard_1(run_dir, params, seed=1) / "packed").exists()
+    again = build(run_dir, params, seed=9)
+    assert again.stats.counts["pack_ranges_reused"] == 0
+    assert again.stats.counts["staged_split_files_reused"] == 0
+    assert shard_bytes(run_dir) == shard_bytes(clean)

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 
 from gristmill.pipeline import LocalExecutor, RunDir, run_plan
@@ -25,8 +24,8 @@ def run(data_dir, tmp_path_factory) -> Path:
 
 
 def tokenized_documents(run_dir: Path) -> pa.Table:
-    parts = sorted((run_dir / "segments" / "01-tokenizer.train_bbpe_v1").glob("part-*.parquet"))
-    return pa.concat_tables([pq.read_table(p, columns=["text", "tokens"]) for p in parts])
+    parts = RunDir(run_dir).segment_parts("01-tokenizer.train_bbpe_v1")  # text is stored where ingest wrote it
+    return pa.concat_tables([p.read_parquet(["text", "tokens"]) for p in parts])
 
 
 def test_hf_tokenizer_encodes_every_document_as_the_run_did(run, tmp_path, capsys):

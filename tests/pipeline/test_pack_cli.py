@@ -126,3 +126,34 @@ def test_pack_a_run_on_an_object_store_into_it(run, tmp_path, s3_query, capsys):
     assert [e["sha256"] for e in (remote / "manifest.json").read_json()["shards"]] == [e["sha256"] for e in local["shards"]]
     capsys.readouterr()
     assert main(["verify", out_uri]) == 0, capsys.readouterr().out
+
+
+def with_small_pack_ranges(run: Path, copy: Path) -> Path:
+    """A copy of ``run`` whose packing step caps a packing task at 128 tokens (two rows), so that the pack
+    command packs every source in many ranges."""
+    shutil.copytree(run, copy)
+    plan = json.loads((copy / "plan.json").read_text())
+    for segment in plan["segments"]:
+        for step in segment["steps"]:
+            if step["stage_name"] == "mixture.pack_v1":
+                step["params"]["chunk_tokens"] = 128
+    (copy / "plan.json").write_text(json.dumps(plan))
+    return copy
+
+
+@pytest.mark.ray
+def test_pack_on_ray_in_many_ranges_gives_the_shards_packed_in_process(run, tmp_path, ray_cluster):
+    ranged = with_small_pack_ranges(run, tmp_path / "ranged-run")
+    assert main(["pack", str(ranged), "--executor", "ray", "--out", str(tmp_path / "ray")]) == 0
+    assert main(["pack", str(ranged), "--executor", "local", "--out", str(tmp_path / "local")]) == 0
+    in_process = [e["sha256"] for e in manifest(run)["shards"]]  # the run's own step: one range per source
+    assert [e["sha256"] for e in manifest(tmp_path / "ray")["shards"]] == in_process
+    assert [e["sha256"] for e in manifest(tmp_path / "local")["shards"]] == in_process
+    assert json.loads((tmp_path / "ray" / "plan.json").read_text())["pipeline"]["execution"] == {"executor": "ray"}
+
+
+def test_pack_refuses_a_ray_address_with_the_local_executor(run, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main(["pack", str(run), "--executor", "local", "--address", "127.0.0.1:6379", "--out", str(out)]) == 2
+    assert "needs the ray executor" in capsys.readouterr().err
+    assert not out.exists()
