@@ -371,7 +371,7 @@ def test_each_source_has_one_colour_in_every_chart(full_demo):
 
 
 def _tick_labels(svg: str, axis: str) -> list[str]:
-    return re.findall(rf'<g id="{axis}tick_\d+">.*?<text[^>]*>([^<]*)</text>', svg, re.S)
+    return re.findall(rf'<text [^>]*class="{axis}tick"[^>]*>([^<]*)</text>', svg)
 
 
 def test_shard_axis_ticks_are_whole_shard_numbers(full_demo):
@@ -393,18 +393,26 @@ def test_no_chart_text_reaches_outside_its_chart(full_demo, full_run):
 def test_overflow_check_catches_a_cut_title_and_a_threshold_label_off_the_panel():
     from gristmill.pipeline._internal import report_charts as rc
 
-    with rc.rc():
-        fig = rc.new_figure(4, 2)
-        ax = fig.subplots()
-        ax.barh([0, 1], [1, 2])
-        ax.set_yticks([0, 1], ["a rather long category label on the left", "b"])
-        ax.set_title("a long title centred over the narrow axes that long labels pushed to the right")
-        svg = rc.to_svg(fig, "cut")
-    assert re.search(r'data-overflow="(\d+)"', svg).group(1) == "1"
+    labels = ["a rather long category label on the left", "b"]
+    fits = rc.barh_chart("fits", "a short title", labels, {"n": [1.0, 2.0]}, {"n": "#4C72B0"}, width=400)
+    assert 'data-overflow="0"' in fits
+    cut = rc.barh_chart("cut", "a long title centred over a chart too narrow for it, so both its ends are cut off",
+                        labels, {"n": [1.0, 2.0]}, {"n": "#4C72B0"}, width=400)
+    assert re.search(r'data-overflow="(\d+)"', cut).group(1) == "1"
     panel = {"column": "q_word_count", "edges": [0.0, 10.0, 20.0], "kept": [3, 4], "dropped": [0, 1],
              "thresholds": [(">=", 5.0), ("<=", 100000.0)]}
     grid = rc.histogram_grid([panel])
     assert 'data-overflow="0"' in grid and "&lt;= 100000 →" in grid
+    # A label that starts beside its threshold near the panel's right edge runs off the panel.
+    off = dict(panel, thresholds=[("<= a threshold label far too long for the panel", 9.0)])
+    assert 'data-overflow="1"' in rc.histogram_grid([off, panel, panel])
+
+
+def test_text_width_follows_the_font_table():
+    from gristmill.pipeline._internal.report_charts import text_width
+
+    assert text_width("iiii", 10) < text_width("MMMM", 10) < text_width("MMMM", 10, bold=True)
+    assert text_width("语言", 10) == 20  # wide characters take a full em
 
 
 # --- rejected documents, mixture tokens -------------------------------------------------------------------------
