@@ -324,7 +324,10 @@ def _columns(c: Canvas, caption: str, labels: list[str], ylabel: str, xlabel: st
     c.height = base + 20 + (18 if xlabel else 0)
     _y_axis(c, x0, x1, top, base, ticks, percent)
     slot = (x1 - x0) / max(len(labels), 1)
-    for i in (range(len(labels)) if show is None else show):
+    if show is None:  # every k-th label where they would run into each other
+        widest = max((text_width(label, SMALL + 1) for label in labels), default=0.0)
+        show = list(range(0, len(labels), max(1, math.ceil((widest + 6) / slot))))
+    for i in show:
         c.text(x0 + slot * (i + 0.5), base + 13, labels[i], SMALL + 1, "middle", cls="xtick")
     if ylabel:
         c.text(8 + SIZE * 0.8, (top + base) / 2, ylabel, anchor="middle", vertical=True)
