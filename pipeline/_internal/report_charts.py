@@ -114,7 +114,7 @@ class Canvas:
         self.fills: dict[str, list[str]] = {}  # colour -> rectangles, drawn as one path
         self.strokes: dict[tuple, list[str]] = {}  # (colour, dashed, width) -> line segments, drawn as one path
         self.texts: list[str] = []
-        self.overflow = 0
+        self.boxes: list[tuple[float, float, float, float, float, float]] = []  # x0 x1 y0 y1 and the x range
 
     def rect(self, x: float, y: float, w: float, h: float, color: str) -> None:
         if w > 0 and h > 0:
@@ -127,17 +127,15 @@ class Canvas:
     def text(self, x: float, y: float, text: str, size: float = SIZE, anchor: str = "start", bold: bool = False,
              color: str | None = None, cls: str = "", vertical: bool = False,
              within: tuple[float, float] | None = None) -> float:
-        """``text`` with its baseline at ``y``; counted as overflowing where its box leaves the chart or the
-        horizontal range ``within``. Returns its width."""
+        """``text`` with its baseline at ``y``; counted as overflowing where its box leaves the chart (its final
+        height) or the horizontal range ``within``. Returns its width."""
         w = text_width(text, size, bold)
         shift = {"start": 0.0, "middle": w / 2, "end": w}[anchor]
         if vertical:  # rotated a quarter turn left: the text runs upwards, centred at y
             x0, x1, y0, y1 = x - size * 0.8, x + size * 0.2, y - shift, y - shift + w
         else:
             x0, x1, y0, y1 = x - shift, x - shift + w, y - size * 0.8, y + size * 0.25
-        lo, hi = within or (0.0, self.width)
-        if x0 < max(lo, 0) - 1 or x1 > min(hi, self.width) + 1 or y0 < -1 or (self.height and y1 > self.height + 1):
-            self.overflow += 1
+        self.boxes.append((x0, x1, y0, y1, *(within or (0.0, self.width))))
         attrs = [f'x="{_n(x)}" y="{_n(y)}"']
         if anchor != "start":
             attrs.append(f'text-anchor="{anchor}"')
@@ -165,6 +163,10 @@ class Canvas:
             + (f' stroke-width="{width:g}"' if width != 1 else "") + (' stroke-dasharray="4 3"' if dash else "")
             + "/>" for (color, dash, width), d in self.strokes.items() if dash == dashed and d)
 
+    def overflow(self) -> int:
+        return sum(1 for x0, x1, y0, y1, lo, hi in self.boxes
+                   if x0 < max(lo, 0) - 1 or x1 > min(hi, self.width) + 1 or y0 < -1 or y1 > self.height + 1)
+
     def svg(self, name: str, colors: dict[str, str] | None = None) -> str:
         """The ``<svg>`` element: ``data-colors`` lists the colour of each source (or series) drawn,
         ``data-overflow`` how many of its texts reach outside it."""
@@ -172,7 +174,7 @@ class Canvas:
                   if colors else "")
         w, h = _n(self.width), _n(self.height)
         bars = "".join(f'<path style="fill: {c}" d="{"".join(d)}"/>' for c, d in self.fills.items())
-        return (f'<svg class="chart" data-chart="{name}" data-overflow="{self.overflow}"{listed} viewBox="0 0 {w} '
+        return (f'<svg class="chart" data-chart="{name}" data-overflow="{self.overflow()}"{listed} viewBox="0 0 {w} '
                 f'{h}" width="100%" style="max-width:{w}px" font-family="{FONT}" font-size="{SIZE}" '
                 f'fill="{INK}">{self._strokes(False)}{bars}{self._strokes(True)}{"".join(self.texts)}</svg>')
 
