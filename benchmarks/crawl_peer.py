@@ -153,8 +153,10 @@ def run_gristmill(warcs: Path, work: Path, extractor: str, sampling: str, execut
     work.mkdir(parents=True, exist_ok=True)
     yaml = work / "pipeline.yaml"
     yaml.write_text(PIPELINE.format(warcs=warcs, extractor=extractor, sampling=sampling, executor=executor))
+    # From the work folder: ``-m`` puts the working directory first on sys.path, so run from a checkout it would
+    # import that checkout's gristmill whatever PYTHONPATH names.
     wall, cpu, _ = run_measured(["-m", "gristmill", "run", str(yaml), "--run-dir", str(work / "run"), "--quiet"],
-                                env=env)
+                                env=env, cwd=str(work))
     return {"wall": wall, "cpu": cpu, "kept": gristmill_kept(work / "run")}
 
 
