@@ -175,8 +175,7 @@ def _named_input_errors(batches: Iterator[pa.Table], where: str) -> Iterator[pa.
 def read_part(path: str) -> pa.Table:
     """A committed part back as a batch, with its ``_part`` column restored from the file name."""
     if storage.is_uri(path):
-        with storage.open_input(path) as fh:
-            table = pq.read_table(fh)
+        table = storage.resolve(path).read_parquet()
     else:
         table = pq.read_table(path)
     name = storage.resolve(path).name

@@ -257,9 +257,15 @@ def test_report_is_regenerated_and_stale_tables_removed(full_run, tmp_path):
     shutil.rmtree(run_dir / "shards")
     write_report(run_dir)
     page = parse(run_dir / "report.html")
-    assert "mixture" not in page.sections and "shards" not in page.sections
-    assert not (run_dir / "stats" / "mixture.parquet").exists()
+    assert "shards" not in page.sections
+    assert not (run_dir / "stats" / "shard_tokens.parquet").exists()
     assert table(page, "funnel")[-1]["stage"] == "mixture.pack_v1"
+    # The mixture section is the packing step's own statistics, which outlive its files; gone with them.
+    assert "mixture" in page.sections
+    (run_dir / "stats" / "global.parquet").unlink()
+    write_report(run_dir)
+    assert "mixture" not in parse(run_dir / "report.html").sections
+    assert not (run_dir / "stats" / "mixture.parquet").exists()
 
 
 def test_report_of_an_empty_run_directory_is_a_page_without_sections(tmp_path):
@@ -338,14 +344,15 @@ def test_chromium_request_log_catches_an_external_resource(tmp_path):
 
 
 def test_report_stats_are_parquet_views_for_sql(full_run):
+    from gristmill.pipeline._internal.duck import RunFiles
     from gristmill.pipeline._internal.report_stats import TABLES, create_views
 
-    con = connect(full_run)
-    made = create_views(con, full_run)
+    files = RunFiles(full_run)
+    made = create_views(files, full_run)
     assert set(made) == set(TABLES)
     for name in made:
         assert pq.read_metadata(full_run / "stats" / f"{name}.parquet").num_rows == \
-            con.execute(f"SELECT count(*) FROM {name}").fetchone()[0]
+            files.con.execute(f"SELECT count(*) FROM {name}").fetchone()[0]
 
 
 # --- one look across charts: colours, axes, titles --------------------------------------------------------------
