@@ -28,9 +28,9 @@ def connect(run_dir: str | Path | Location, files: duck.RunFiles | None = None) 
     from gristmill.pipeline._internal.report_stats import committed_segment_parts, create_views
 
     rd = RunDir(run_dir)
-    if not rd.root.exists():
-        raise FileNotFoundError(f"{rd.root}: no such run directory")
     files = files or duck.RunFiles(rd.root)
+    if not files.is_dir():
+        raise FileNotFoundError(f"{rd.root}: no such run directory")
     con = files.con
     last_docs = None
     for name, parts in committed_segment_parts(files, rd):
@@ -53,10 +53,11 @@ def connect(run_dir: str | Path | Location, files: duck.RunFiles | None = None) 
             "CREATE VIEW rejects AS SELECT regexp_extract(filename, '.*/rejects/([^/]+)/[^/]+$', 1) AS step, * "
             f"EXCLUDE (filename) FROM read_parquet({duck.sql_files(rejects)}, filename = true, union_by_name = true)"
         )
-    if files.exists(rd.root / "manifest.json"):
+    manifest = rd.root / "manifest.json"
+    if files.exists(manifest):
         from gristmill.pipeline.shards_cli import shards_view_sql
 
-        con.execute(shards_view_sql(str(rd.root)))  # the shards in manifest order
+        con.execute(shards_view_sql(str(rd.root), files.read_json(manifest)))  # the shards in manifest order
     return con
 
 

@@ -13,6 +13,7 @@ query or schema lookup asks for them first.
 
 from __future__ import annotations
 
+import datetime
 import io
 import json
 import os
@@ -57,7 +58,11 @@ class _RunFileSystem(ArrowFSWrapper):
 
     def info(self, path, **kwargs):
         key = self._strip_protocol(path)
-        if key not in self.listing():
+        if key in self._rewritten and key not in self._info:
+            # fetched now, as it will be read: its size from its bytes (opening it asks the size again)
+            self._info[key] = {"name": key, "size": len(self.read(key)), "type": "file",
+                               "mtime": datetime.datetime.now(datetime.timezone.utc)}
+        elif key not in self.listing():
             self._info[key] = super().info(path, **kwargs)  # a directory, or a file outside the run
         return self._info[key]
 
@@ -127,6 +132,10 @@ class RunFiles:
         return sorted((base / key[len(prefix):] for key in self._fs.files()
                        if key.startswith(prefix) and path_matches(key[len(prefix):], pattern)),
                       key=lambda loc: loc.path)
+
+    def is_dir(self) -> bool:
+        """Whether the run directory exists (on an object store: whether any file is below it)."""
+        return self.root.is_dir() if self._fs is None else bool(self._fs.files())
 
     def exists(self, path: str | os.PathLike | Location) -> bool:
         """Whether ``path`` is a file."""

@@ -476,9 +476,9 @@ def compute_report_stats(run_dir: str | Path, files: duck.RunFiles | None = None
     data is gone since the last report are removed, so stale figures never outlive their inputs. ``files``:
     the report's reading of the run (its connection and the files it fetched), reused after."""
     rd = RunDir(run_dir)
-    if not rd.root.is_dir():
-        raise FileNotFoundError(f"{rd.root}: no such run directory")
     files = files or duck.RunFiles(rd.root)
+    if not files.is_dir():
+        raise FileNotFoundError(f"{rd.root}: no such run directory")
     plan = files.read_json(rd.plan_path)
     manifest = files.read_json(rd.root / "manifest.json")
     segments = committed_segments(files, rd, plan)
