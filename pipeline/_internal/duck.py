@@ -42,28 +42,31 @@ class _RunFileSystem(ArrowFSWrapper):
         self._root = root
         self._bytes: dict[str, bytes] = {}
         self._info: dict[str, dict] = {}
-        self._listed = False
+        self._files: set[str] | None = None  # keys of the run's files, from one listing
         self._rewritten: set[str] = set()  # files written since the listing: their sizes are asked again
 
-    def listing(self) -> dict[str, dict]:
-        """{key: info} of every file under the run directory, listed once (a listing request answers up to a
-        thousand keys; asking each file's size would be a request per file and query)."""
-        if not self._listed:
+    def files(self) -> set[str]:
+        """Keys of the files under the run directory, listed once (a listing request answers up to a thousand
+        keys; asking each file's size would be a request per file and query), kept current by ``forget``."""
+        if self._files is None:
+            self._files = set()
             selector = pafs.FileSelector(self._root, allow_not_found=True, recursive=True)
             for entry in self.fs.get_file_info(selector):
                 if entry.type == pafs.FileType.File:
-                    self._info.setdefault(entry.path, self._make_entry(entry))
-            self._listed = True
-        return self._info
+                    self._files.add(entry.path)
+                    self._info[entry.path] = self._make_entry(entry)
+        return self._files
 
     def info(self, path, **kwargs):
         key = self._strip_protocol(path)
-        if key in self._rewritten and key not in self._info:
-            # fetched now, as it will be read: its size from its bytes (opening it asks the size again)
-            self._info[key] = {"name": key, "size": len(self.read(key)), "type": "file",
-                               "mtime": datetime.datetime.now(datetime.timezone.utc)}
-        elif key not in self.listing():
-            self._info[key] = super().info(path, **kwargs)  # a directory, or a file outside the run
+        self.files()
+        if key not in self._info:
+            if key in self._rewritten:
+                # fetched now, as it is about to be read: its size from its bytes (opening asks the size anyway)
+                self._info[key] = {"name": key, "size": len(self.read(key)), "type": "file",
+                                   "mtime": datetime.datetime.now(datetime.timezone.utc)}
+            else:
+                self._info[key] = super().info(path, **kwargs)  # a directory, or a file outside the run
         return self._info[key]
 
     def modified(self, path):
@@ -76,16 +79,13 @@ class _RunFileSystem(ArrowFSWrapper):
                 self._bytes[key] = fh.read()
         return self._bytes[key]
 
-    def files(self) -> set[str]:
-        """Keys of the files under the run directory now."""
-        return set(self.listing()) | self._rewritten
-
     def forget(self, key: str, exists: bool) -> None:
         """``key`` was (re)written or removed: its size and bytes are asked again when next read."""
-        self.listing()
+        files = self.files()
         self._bytes.pop(key, None)
         self._info.pop(key, None)
-        (self._rewritten.add if exists else self._rewritten.discard)(key)
+        for keys in (files, self._rewritten):
+            (keys.add if exists else keys.discard)(key)
 
     def _open(self, path, mode="rb", block_size=None, **kwargs):
         """Reads get the whole object in memory, fetched once: DuckDB's reads through a streamed object-store
@@ -126,12 +126,15 @@ class RunFiles:
     def glob(self, directory: str | os.PathLike | Location, pattern: str) -> list[Location]:
         """Files below ``directory`` matching ``pattern`` (as ``Location.glob``), sorted."""
         base = resolve(directory)
-        prefix = base.path.rstrip("/") + "/"
-        if self._fs is None or not prefix.startswith(self.root.path.rstrip("/") + "/"):
+        if self._fs is None or not self._inside(base):
             return base.glob(pattern)
+        prefix = base.path.rstrip("/") + "/"
         return sorted((base / key[len(prefix):] for key in self._fs.files()
                        if key.startswith(prefix) and path_matches(key[len(prefix):], pattern)),
                       key=lambda loc: loc.path)
+
+    def _inside(self, loc: Location) -> bool:
+        return (loc.path + "/").startswith(self.root.path.rstrip("/") + "/")
 
     def is_dir(self) -> bool:
         """Whether the run directory exists (on an object store: whether any file is below it)."""
@@ -144,7 +147,11 @@ class RunFiles:
 
     def read_bytes(self, path: str | os.PathLike | Location) -> bytes:
         loc = resolve(path)
-        return loc.read_bytes() if self._fs is None else self._fs.read(loc.path)
+        if self._fs is None:
+            return loc.read_bytes()
+        if self._inside(loc) and loc.path not in self._fs.files():
+            raise FileNotFoundError(f"{loc}: no such file")  # the listing says so: no request to ask again
+        return self._fs.read(loc.path)
 
     def read_json(self, path: str | os.PathLike | Location) -> Any:
         """A JSON file, or None when it is missing or unreadable (a report goes on without it)."""
