@@ -5,6 +5,7 @@ doc_ids to drop; ``apply`` is a vectorized anti-join on doc_id per part."""
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import math
 from typing import Literal, Optional
@@ -142,6 +143,22 @@ class MinHashParams(StageParams):
         return ShingleSpec(ngram=self.ngram, unit=self.unit, normalization=self.normalization)
 
 
+@dataclasses.dataclass(frozen=True)
+class PartSignatures:
+    """One part's signature files (doc_ids, signatures[, shingle offsets, shingles]) and its doc_id range: doc_ids
+    are (ingest unit << 32 | ordinal), so a part's range is narrow, and a lookup skips the parts whose range holds
+    none of its documents (each file read is a request on an object store)."""
+
+    files: tuple[Location, ...]
+    first_doc: int
+    last_doc: int
+
+    def holds_any(self, docs: np.ndarray) -> bool:
+        """Whether any of ``docs`` (sorted) lies in this part's range."""
+        i = int(np.searchsorted(docs, np.uint64(self.first_doc)))
+        return i < len(docs) and int(docs[i]) <= self.last_doc
+
+
 def _sign_part(path: Location, params: MinHashParams, banding: tuple[int, int], sig_prefix: Location | None,
                num_partitions: int):
     """Signatures and band keys of one part; (key, doc_id) rows split by key partition, plus stats."""
@@ -186,6 +203,7 @@ def _sign_part(path: Location, params: MinHashParams, banding: tuple[int, int], 
                           sig_prefix.with_name(sig_prefix.name + ".shingles.npy"))
             _save_npy(sig_files[2], set_off)
             _save_npy(sig_files[3], set_values)
+        sig_files = PartSignatures(sig_files, int(all_docs.min()), int(all_docs.max())) if len(all_docs) else None
     chunks = split_by_partition(partition_of(keys, num_partitions), num_partitions, keys, kdocs)
     stats = {"docs": n_docs, "bytes": int(n_bytes), "docs_without_shingles": n_empty, "sig_files": sig_files}
     return (*chunks, stats)
@@ -203,7 +221,10 @@ def lookup_shingle_sets(sig_files, docs: np.ndarray) -> tuple[np.ndarray, np.nda
     """The shingle sets of ``docs`` (sorted, every one present) as one ragged array of sorted distinct
     hashes, from the per-part files of shingle hashes."""
     pieces = []
-    for files in sig_files:
+    for part in sig_files:
+        if not part.holds_any(docs):
+            continue
+        files = part.files
         part_docs = _load_npy(files[0])
         if len(part_docs) == 0:
             continue
@@ -219,11 +240,14 @@ def lookup_shingle_sets(sig_files, docs: np.ndarray) -> tuple[np.ndarray, np.nda
     return sorted_sets(*csr_take(off, values, np.argsort(found)))
 
 
-def lookup_signatures(sig_files: list[tuple[Location, ...]], docs: np.ndarray, num_perm: int, dtype) -> np.ndarray:
+def lookup_signatures(sig_files: list[PartSignatures], docs: np.ndarray, num_perm: int, dtype) -> np.ndarray:
     """Signature rows of ``docs`` from the per-part files (memory-mapped; every doc must be present)."""
     out = np.zeros((len(docs), num_perm), dtype=dtype)
     found = np.zeros(len(docs), dtype=bool)
-    for docs_path, sig_path, *_ in sig_files:
+    for part in sig_files:
+        if not part.holds_any(docs):
+            continue
+        docs_path, sig_path, *_ = part.files
         part_docs = _load_npy(docs_path)
         if len(part_docs) == 0:
             continue

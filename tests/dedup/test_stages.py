@@ -225,3 +225,24 @@ def test_doc_ids_are_read_from_slices_and_chunks_and_nulls_are_refused():
     assert len(uint64_values(pa.chunked_array([], pa.uint64()))) == 0
     with pytest.raises(ValueError, match="1 nulls"):
         uint64_values(pa.array([1, None], pa.uint64()))
+
+
+def test_signature_lookup_reads_only_the_parts_whose_doc_ids_it_needs(tmp_path):
+    """Verification looks candidates up in the per-part signature files; a part whose doc_id range holds none of
+    them is not opened (on an object store each file read is a request, and there are parts x partitions)."""
+    from gristmill.core.storage import resolve
+    from gristmill.dedup.stages import PartSignatures, lookup_signatures
+
+    docs = np.array([(1 << 32) | 0, (1 << 32) | 3], np.uint64)
+    sig = np.array([[1, 2], [3, 4]], np.uint32)
+    np.save(tmp_path / "a.docs.npy", docs)
+    np.save(tmp_path / "a.sig.npy", sig)
+    here = PartSignatures((resolve(tmp_path / "a.docs.npy"), resolve(tmp_path / "a.sig.npy")), int(docs[0]),
+                          int(docs[-1]))
+    # Another part's files, gone: reading them would fail.
+    elsewhere = PartSignatures((resolve(tmp_path / "b.docs.npy"), resolve(tmp_path / "b.sig.npy")), 2 << 32,
+                               (2 << 32) | 9)
+    assert lookup_signatures([here, elsewhere], docs, 2, np.uint32).tolist() == sig.tolist()
+    assert not elsewhere.holds_any(docs) and here.holds_any(docs[1:])
+    with pytest.raises(FileNotFoundError):
+        lookup_signatures([here, elsewhere], np.array([2 << 32], np.uint64), 2, np.uint32)
