@@ -4,6 +4,7 @@ server (moto's server mode, in its own process on 127.0.0.1), side by side in on
     python benchmarks/object_store.py --repeat 3                      # examples/demo.yaml
     python benchmarks/object_store.py --pipeline benchmarks/configs/llama.yaml --corpus benchmarks/data/corpus-50
     python benchmarks/object_store.py --repeat 1 --requests          # + where each S3 request came from
+    python benchmarks/object_store.py --repeat 3 --pin               # pipeline and server on their own cores
 
 Each run is the in-process local executor (so the pipeline's CPU is this process's, the S3 server's is not) into a
 fresh run directory; local and S3 runs alternate. Reported per run: wall seconds, this process's CPU seconds
@@ -60,6 +61,12 @@ def start_s3(request_log: Path) -> tuple[subprocess.Popen, str]:
     pafs.S3FileSystem(endpoint_override=f"http://127.0.0.1:{port}", region="us-east-1",
                       allow_bucket_creation=True).create_dir("bench")
     return server, f"endpoint_override=127.0.0.1:{port}&scheme=http"
+
+
+def pin(pid: int, cpu: int) -> None:
+    """Every thread of ``pid`` (affinity is per thread; threads started later inherit it) on ``cpu``."""
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        os.sched_setaffinity(int(tid), {cpu})
 
 
 def load_plan(pipeline: Path, corpus: str | None):
@@ -125,12 +132,18 @@ def main() -> None:
     ap.add_argument("--pipeline", type=Path, default=REPO / "examples" / "demo.yaml")
     ap.add_argument("--corpus", help="for benchmarks/configs/llama.yaml: the corpus folder ($CORPUS)")
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--pin", action="store_true",
+                    help="the pipeline (local and S3 runs alike) on CPU 0, the S3 server on CPU 1: the server's CPU "
+                         "then stops competing with the pipeline's, as a real object store's would")
     ap.add_argument("--requests", action="store_true",
                     help="one more S3 run, its requests split by phase, method and folder")
     args = ap.parse_args()
     os.environ.update(S3_ENV)
     requests = RequestLog(Path(tempfile.mkdtemp(prefix="gm-moto-")) / "requests.log")
     server, query = start_s3(requests.path)
+    if args.pin:
+        pin(os.getpid(), 0)
+        pin(server.pid, 1)
     try:
         plan = load_plan(args.pipeline, args.corpus)
         timed_run(plan, tempfile.mkdtemp(prefix="gm-warm-"))  # numba caches, model loads: not measured
@@ -147,7 +160,7 @@ def main() -> None:
         server.terminate()
         server.wait()
     print(f"pipeline {args.pipeline.relative_to(REPO) if args.pipeline.is_relative_to(REPO) else args.pipeline}, "
-          f"{args.repeat} runs each, local executor\n")
+          f"{args.repeat} runs each, local executor{', pinned: pipeline CPU 0, S3 server CPU 1' if args.pin else ''}\n")
     print("| run directory | wall s (each) | CPU s (each) | median wall | median CPU |")
     print("|---|---|---|---:|---:|")
     med = {}
