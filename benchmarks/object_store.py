@@ -3,11 +3,16 @@ server (moto's server mode, in its own process on 127.0.0.1), side by side in on
 
     python benchmarks/object_store.py --repeat 3                      # examples/demo.yaml
     python benchmarks/object_store.py --pipeline benchmarks/configs/llama.yaml --corpus benchmarks/data/corpus-50
+    python benchmarks/object_store.py --repeat 1 --requests          # + where each S3 request came from
+    python benchmarks/object_store.py --repeat 3 --pin               # pipeline and server on their own cores
 
 Each run is the in-process local executor (so the pipeline's CPU is this process's, the S3 server's is not) into a
 fresh run directory; local and S3 runs alternate. Reported per run: wall seconds, this process's CPU seconds
-(user + system), and the S3/local ratios of the medians. moto keeps objects in memory, so the S3 figures are the
-cost of the object-store code path (whole-object PUTs, ranged GETs, listings over HTTP), not of a network.
+(user + system), the S3 server's CPU seconds and its request count, and the S3/local ratios of the medians. moto
+keeps objects in memory, so the S3 figures are the cost of the object-store code path (whole-object PUTs, ranged
+GETs, listings over HTTP), not of a network; but moto is a Python process on the same cores, so its CPU seconds
+are wall time the pipeline waits for (shown apart). ``--requests`` splits one S3 run's requests (moto's request
+log) by phase (the run, then its report), HTTP method and the run directory's top-level folder.
 """
 
 from __future__ import annotations
@@ -15,7 +20,10 @@ from __future__ import annotations
 import _bootstrap  # noqa: F401  (repository first on sys.path)
 
 import argparse
+import collections
+import contextlib
 import os
+import re
 import resource
 import socket
 import statistics
@@ -36,10 +44,12 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_s3() -> tuple[subprocess.Popen, str]:
+def start_s3(request_log: Path) -> tuple[subprocess.Popen, str]:
+    """moto's server, its request log (one line per request, werkzeug's) going to ``request_log``."""
     port = _free_port()
-    server = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    with open(request_log, "wb") as log:
+        server = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                                  stdout=subprocess.DEVNULL, stderr=log)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         with socket.socket() as s:
@@ -53,6 +63,12 @@ def start_s3() -> tuple[subprocess.Popen, str]:
     return server, f"endpoint_override=127.0.0.1:{port}&scheme=http"
 
 
+def pin(pid: int, cpu: int) -> None:
+    """Every thread of ``pid`` (affinity is per thread; threads started later inherit it) on ``cpu``."""
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        os.sched_setaffinity(int(tid), {cpu})
+
+
 def load_plan(pipeline: Path, corpus: str | None):
     from gristmill.pipeline import build_plan
     from gristmill.pipeline.spec import load_pipeline
@@ -62,6 +78,44 @@ def load_plan(pipeline: Path, corpus: str | None):
     spec, base = load_pipeline(pipeline)
     local = spec.execution.model_copy(update={"executor": "local"})
     return build_plan(spec.model_copy(update={"execution": local}), base)
+
+
+def process_cpu(pid: int) -> float:
+    """CPU seconds (user + system) a process has used so far, from /proc (its threads included)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+_REQUEST = re.compile(r'"(?:\x1b\[[0-9;]*m)*([A-Z]+) (\S+) HTTP/[0-9.]+')
+
+
+class RequestLog:
+    """The requests moto logged since a mark: (method, path) per request."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def mark(self) -> int:
+        time.sleep(0.2)  # the server logs a request after answering it
+        return self.path.stat().st_size
+
+    def since(self, offset: int, end: int | None = None) -> list[tuple[str, str]]:
+        with open(self.path, "rb") as fh:
+            fh.seek(offset)
+            text = fh.read(None if end is None else end - offset).decode("utf-8", "replace")
+        return [(m.group(1), m.group(2)) for m in _REQUEST.finditer(text)]
+
+
+def request_kind(method: str, path: str, run_prefix: str) -> str:
+    """``METHOD where``: a listing (``?list-type``), or the run directory's top-level entry the key is under."""
+    key, _, query = path.partition("?")
+    if "list-type" in query or "prefix=" in query:
+        return f"{method} (listing)"
+    rel = key.split(run_prefix, 1)[1] if run_prefix in key else key
+    top = rel.split("/", 1)[0]
+    if top == "segments" and rel.endswith("/_SUCCESS"):
+        top = "segments/*/_SUCCESS"
+    return f"{method} {top}"
 
 
 def timed_run(plan, run_dir: str) -> tuple[float, float]:
@@ -78,21 +132,35 @@ def main() -> None:
     ap.add_argument("--pipeline", type=Path, default=REPO / "examples" / "demo.yaml")
     ap.add_argument("--corpus", help="for benchmarks/configs/llama.yaml: the corpus folder ($CORPUS)")
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--pin", action="store_true",
+                    help="the pipeline (local and S3 runs alike) on CPU 0, the S3 server on CPU 1: the server's CPU "
+                         "then stops competing with the pipeline's, as a real object store's would")
+    ap.add_argument("--requests", action="store_true",
+                    help="one more S3 run, its requests split by phase, method and folder")
     args = ap.parse_args()
     os.environ.update(S3_ENV)
-    server, query = start_s3()
+    requests = RequestLog(Path(tempfile.mkdtemp(prefix="gm-moto-")) / "requests.log")
+    server, query = start_s3(requests.path)
+    if args.pin:
+        pin(os.getpid(), 0)
+        pin(server.pid, 1)
     try:
         plan = load_plan(args.pipeline, args.corpus)
         timed_run(plan, tempfile.mkdtemp(prefix="gm-warm-"))  # numba caches, model loads: not measured
         rows = {"local": [], "s3": []}
+        server_cpu, request_counts = [], []
         for i in range(args.repeat):
             rows["local"].append(timed_run(plan, tempfile.mkdtemp(prefix="gm-local-")))
+            cpu, mark = process_cpu(server.pid), requests.mark()
             rows["s3"].append(timed_run(plan, f"s3://bench/run-{i}?{query}"))
+            request_counts.append(len(requests.since(mark)))
+            server_cpu.append(process_cpu(server.pid) - cpu)
+        phases = requests_by_phase(plan, f"s3://bench/run-requests?{query}", requests) if args.requests else None
     finally:
         server.terminate()
         server.wait()
     print(f"pipeline {args.pipeline.relative_to(REPO) if args.pipeline.is_relative_to(REPO) else args.pipeline}, "
-          f"{args.repeat} runs each, local executor\n")
+          f"{args.repeat} runs each, local executor{', pinned: pipeline CPU 0, S3 server CPU 1' if args.pin else ''}\n")
     print("| run directory | wall s (each) | CPU s (each) | median wall | median CPU |")
     print("|---|---|---|---:|---:|")
     med = {}
@@ -102,6 +170,52 @@ def main() -> None:
         print(f"| {where} | {', '.join(f'{w:.2f}' for w in walls)} | {', '.join(f'{c:.2f}' for c in cpus)} "
               f"| {med[where][0]:.2f} | {med[where][1]:.2f} |")
     print(f"\nS3 / local: wall {med['s3'][0] / med['local'][0]:.2f}x, CPU {med['s3'][1] / med['local'][1]:.2f}x")
+    print(f"S3 server (moto): CPU s per run {', '.join(f'{c:.2f}' for c in server_cpu)}; requests per run "
+          f"{', '.join(f'{n:,}' for n in request_counts)}")
+    if phases:
+        print_phases(phases)
+
+
+def requests_by_phase(plan, run_dir: str, requests: RequestLog) -> dict[str, collections.Counter]:
+    """One S3 run with the report's requests told apart: {phase: Counter(kind)}."""
+    import gristmill.pipeline.report as report
+
+    marks = {}
+    write_report = report.write_report
+
+    def marked(*a, **kw):
+        marks["report"] = requests.mark()
+        return write_report(*a, **kw)
+
+    start = requests.mark()
+    with _patched(report, "write_report", marked):
+        timed_run(plan, run_dir)
+    end = requests.mark()
+    prefix = "/" + run_dir.split("://", 1)[1].split("?", 1)[0] + "/"
+    spans = {"run": (start, marks.get("report", end)), "report": (marks.get("report", end), end)}
+    return {phase: collections.Counter(request_kind(m, p, prefix) for m, p in requests.since(a, b))
+            for phase, (a, b) in spans.items()}
+
+
+@contextlib.contextmanager
+def _patched(module, name, value):
+    old = getattr(module, name)
+    setattr(module, name, value)
+    try:
+        yield
+    finally:
+        setattr(module, name, old)
+
+
+def print_phases(phases: dict[str, collections.Counter]) -> None:
+    kinds = sorted(set().union(*phases.values()), key=lambda k: -sum(c[k] for c in phases.values()))
+    print("\n| request (method, folder) | " + " | ".join(phases) + " | all |")
+    print("|---|" + "---:|" * (len(phases) + 1))
+    for kind in kinds:
+        print(f"| {kind} | " + " | ".join(f"{c[kind]:,}" for c in phases.values())
+              + f" | {sum(c[kind] for c in phases.values()):,} |")
+    print("| all | " + " | ".join(f"{sum(c.values()):,}" for c in phases.values())
+          + f" | {sum(sum(c.values()) for c in phases.values()):,} |")
 
 
 if __name__ == "__main__":

@@ -35,6 +35,7 @@ from pydantic import Field, model_validator
 from gristmill.mixtures import packer, shards
 from gristmill.mixtures.solver import InfeasibleMixture, MixturePlan, MixtureSolver, MixtureSpec, load_mixture
 from gristmill.core.layout import TOKENIZER_FILE, RunLayout
+from gristmill.core.stats import StepStats
 from gristmill.core.storage import Location, resolve
 from gristmill.stages.base import GlobalContext, GlobalStage, StageParams, require
 
@@ -524,6 +525,32 @@ def build_manifest(
     }
 
 
+def record_stats(stats: StepStats, manifest: dict[str, Any]) -> None:
+    """What the packing produced, overall and per source, from its manifest (``build_manifest``)."""
+    mixture = manifest["mixture"]
+    stats.count("rows", manifest["rows"])
+    stats.count("tokens", manifest["tokens"])
+    stats.count("shards", len(manifest["shards"]))
+    stats.figure("seq_len", manifest["seq_len"])
+    stats.figure("rows_per_shard", manifest["rows_per_shard"])
+    stats.figure("total_tokens_solved", mixture["total_tokens_solved"])
+    if mixture["total_tokens_requested"] is not None:
+        stats.figure("total_tokens_requested", mixture["total_tokens_requested"])
+    stats.figure("max_share_error", mixture["max_share_error"])
+    for name, source in manifest["sources"].items():
+        per_source = stats.source(name)
+        per_source.count("tokens_in", source["available_tokens"])
+        per_source.count("documents_in", source["available_docs"])
+        per_source.count("target_tokens", source["target_tokens"])
+        per_source.count("tokens_out", source["tokens"])
+        per_source.count("rows", source["rows"])
+        per_source.count("padding_tokens", source["padding_tokens"])
+        per_source.figure("epochs", source["epochs"])
+        per_source.figure("max_epochs", source["max_epochs"])
+        per_source.figure("target_share", source["target_share"])
+        per_source.figure("realized_share", source["realized_share"])
+
+
 class MixturePack(GlobalStage):
     """Mixture sampling + packing + shard writing (see the module docstring)."""
 
@@ -580,7 +607,9 @@ class MixturePack(GlobalStage):
         shard_jobs = shards.shard_jobs(staged, ctx.seed, ctx.layout, params.seq_len, options)
         entries = timed_map(ctx, "write", shards.write_shard, shard_jobs)
         shards.remove_stale_shards(ctx.layout, keep=len(entries))
-        shards.write_manifest(build_manifest(params, plan, index, tok, entries, ctx, parts), ctx.layout.manifest)
+        manifest = build_manifest(params, plan, index, tok, entries, ctx, parts)
+        shards.write_manifest(manifest, ctx.layout.manifest)
+        record_stats(ctx.stats, manifest)
         (ctx.state / "staging").delete_tree()  # kept until here: a failed build resumes from what it staged
         return None
 

@@ -6,12 +6,12 @@ from pathlib import Path
 
 import duckdb
 
-from gristmill.core.storage import Location, resolve
+from gristmill.core.storage import Location
 from gristmill.pipeline._internal import duck
 from gristmill.pipeline.rundir import RunDir
 
 
-def connect(run_dir: str | Path | Location) -> duckdb.DuckDBPyConnection:
+def connect(run_dir: str | Path | Location, files: duck.RunFiles | None = None) -> duckdb.DuckDBPyConnection:
     """An in-memory DuckDB with views over the run directory's Parquet:
 
     - ``documents``: the documents of the last committed segment that holds document parts
@@ -22,39 +22,42 @@ def connect(run_dir: str | Path | Location) -> duckdb.DuckDBPyConnection:
     - ``shards``: packed token sequences, when the run wrote any
     - the report's derived tables (stats/*.parquet): ``funnel``, ``histograms``, ``thresholds``, ``languages``,
       ``dedup_clusters``, ``tokenizer_sources``, ``mixture``, ``shard_tokens``, ``run_facts``
+
+    ``files``: a reading of the run already under way (the report's), whose connection gets the views.
     """
+    from gristmill.pipeline._internal.report_stats import committed_segment_parts, create_views
+
     rd = RunDir(run_dir)
-    if not rd.root.exists():
+    files = files or duck.RunFiles(rd.root)
+    if not files.is_dir():
         raise FileNotFoundError(f"{rd.root}: no such run directory")
-    con = duck.connect(rd.root)
+    con = files.con
     last_docs = None
-    for seg in rd.committed_segments():
-        parts = rd.segment_parts(seg.name)
+    for name, parts in committed_segment_parts(files, rd):
         if not parts:
             continue
-        view = "segment_" + seg.name.split("-", 1)[0]
+        view = "segment_" + name.split("-", 1)[0]
         con.execute(f"CREATE VIEW {view} AS SELECT * FROM {duck.parts_relation(parts)}")
         last_docs = view
     if last_docs:
         con.execute(f"CREATE VIEW documents AS SELECT * FROM {last_docs}")
     for name, file in (("stage_stats", "stages.parquet"), ("drops", "drops.parquet"),
                        ("counters", "counters.parquet"), ("global_stats", "global.parquet")):
-        if (rd.stats_dir / file).exists():
+        if files.exists(rd.stats_dir / file):
             con.execute(f"CREATE VIEW {name} AS SELECT * FROM read_parquet({duck.sql_file(rd.stats_dir / file)})")
-    from gristmill.pipeline._internal.report_stats import create_views
-
     # funnel, histograms, thresholds, languages, dedup_clusters, tokenizer_sources, mixture, shard_tokens, run_facts
-    create_views(con, rd.root)
-    rejects = resolve(rd.root / "rejects").glob("*/part-*.parquet")
+    create_views(files, rd.root)
+    rejects = files.glob(rd.root / "rejects", "*/part-*.parquet")
     if rejects:
         con.execute(
             "CREATE VIEW rejects AS SELECT regexp_extract(filename, '.*/rejects/([^/]+)/[^/]+$', 1) AS step, * "
             f"EXCLUDE (filename) FROM read_parquet({duck.sql_files(rejects)}, filename = true, union_by_name = true)"
         )
-    if (rd.root / "manifest.json").exists():
+    manifest = rd.root / "manifest.json"
+    if files.exists(manifest):
         from gristmill.pipeline.shards_cli import shards_view_sql
 
-        con.execute(shards_view_sql(str(rd.root)))  # the shards in manifest order
+        con.execute(shards_view_sql(str(rd.root), files.read_json(manifest)))  # the shards in manifest order
     return con
 
 
@@ -109,8 +112,8 @@ def inspect_run(run_dir: str | Path) -> str:
             GROUP BY ALL ORDER BY min(position), rows DESC"""), ""]
     if "global_stats" in have:
         out += ["global steps (counts and figures):", format_result(con, """
-            SELECT step, stage, name, value FROM global_stats WHERE kind <> 'histogram'
-            ORDER BY position, kind, name"""), ""]
+            SELECT step, stage, source, name, value FROM global_stats WHERE kind <> 'histogram'
+            ORDER BY position, source NULLS FIRST, kind, name"""), ""]
     if "documents" in have:
         out += ["documents by source (final):", format_result(con, """
             SELECT source, count(*) AS documents, round(sum(strlen(text)) / 1e6, 3) AS mb

@@ -29,6 +29,7 @@ from gristmill.pipeline.api import EXECUTORS, RunOptionsError, init_ray
 from gristmill.pipeline.plan import PLAN_VERSION, dependency_versions
 from gristmill.pipeline.rundir import RunDir
 from gristmill.pipeline.spec import ExecutionSpec
+from gristmill.pipeline.stats import GlobalStepStats, write_global_stats
 from gristmill.stages.base import GlobalContext
 
 PACK_STAGE = "mixture.pack_v1"
@@ -188,6 +189,10 @@ def write_and_pack(rd: RunDir, plan: dict[str, Any], segment: dict[str, Any], pa
     })
     ctx = GlobalContext.for_step(target, PACK_STAGE, position, parts, runtime, seed)
     MixturePack(params).build(ctx)
+    # what the packing recorded goes where a run's global steps' statistics go (the report and inspect read it)
+    label = next((s["label"] for _, s in steps(plan) if s["stage_name"] == PACK_STAGE), "pack")
+    step = GlobalStepStats(position, label, PACK_STAGE, ctx.stats)
+    write_global_stats(RunDir(target.root).stats_dir, [(segment["name"], step)])
 
 
 def pack_cli(args: argparse.Namespace) -> int:

@@ -18,6 +18,7 @@ from typing import Any, Callable
 import duckdb
 
 from gristmill.pipeline._internal import report_charts as charts
+from gristmill.pipeline._internal.duck import RunFiles
 from gristmill.pipeline._internal.report_stats import TABLES, compute_report_stats
 from gristmill.pipeline.rundir import RunDir, atomic_write_bytes
 from gristmill.pipeline.timeline import KINDS, RunClock
@@ -34,23 +35,26 @@ def write_report(run_dir: str | Path, clock: RunClock | None = None) -> Path:
     the timeline is the one stats.json recorded)."""
     start = time.perf_counter()
     rd = RunDir(run_dir)
-    compute_report_stats(rd.root)
-    page = render_report(rd.root, clock=clock, started=start)
+    files = RunFiles(rd.root)  # one reading of the run for the tables and the page: each file fetched once
+    compute_report_stats(rd.root, files)
+    page = render_report(rd.root, clock=clock, started=start, files=files)
     path = rd.root / REPORT_FILE
     atomic_write_bytes(path, page.encode("utf-8"))
     return path
 
 
-def report_connection(run_dir: str | Path) -> duckdb.DuckDBPyConnection:
+def report_connection(run_dir: str | Path, files: RunFiles | None = None) -> duckdb.DuckDBPyConnection:
     from gristmill.pipeline.inspection import connect
 
-    return connect(run_dir)  # connect() also creates the report's derived-table views
+    return connect(run_dir, files)  # connect() also creates the report's derived-table views
 
 
-def render_report(run_dir: str | Path, clock: RunClock | None = None, started: float | None = None) -> str:
+def render_report(run_dir: str | Path, clock: RunClock | None = None, started: float | None = None,
+                  files: RunFiles | None = None) -> str:
     """The page. With a running run's ``clock``, the timeline gets a ``report`` row (seconds since ``started``)
-    and is finished just before it is drawn, last."""
-    con = report_connection(run_dir)
+    and is finished just before it is drawn, last. ``files``: the reading of the run the tables were computed
+    with, if any."""
+    con = report_connection(run_dir, files)
     have = {r[0] for r in con.execute("SELECT view_name FROM duckdb_views() WHERE NOT internal").fetchall()}
     facts = dict(con.execute("SELECT key, value FROM run_facts").fetchall()) if "run_facts" in have else {}
     ctx = {"have": have, "facts": facts, "colors": charts.source_colors(_run_sources(con, have)),

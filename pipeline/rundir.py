@@ -128,10 +128,10 @@ class RunDir:
     # --- segments -----------------------------------------------------------------------------------------
     def marker(self, segment_name: str) -> dict | None:
         """A segment's ``_SUCCESS`` content; None if it is not committed."""
-        loc = storage.resolve(self.success_path(segment_name))
-        if not loc.exists():
+        try:  # one request; asking first whether it exists would be another
+            return json.loads(storage.resolve(self.success_path(segment_name)).read_text())
+        except FileNotFoundError:
             return None
-        return json.loads(loc.read_text())
 
     def committed(self, segment_name: str, segment_hash: str) -> dict | None:
         """The marker of a committed segment with this hash; None if not committed; raises if stale."""

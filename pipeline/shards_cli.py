@@ -68,10 +68,11 @@ def has_shards(run_dir: str) -> bool:
     return shards.has_shards(run_dir)
 
 
-def shards_view_sql(run_dir: str) -> str:
-    """``CREATE VIEW shards`` over the manifest's shards, in manifest order, with each row's file."""
+def shards_view_sql(run_dir: str, manifest: dict[str, Any] | None = None) -> str:
+    """``CREATE VIEW shards`` over the manifest's shards, in manifest order, with each row's file (``manifest``:
+    the run's, when the caller has read it already)."""
     layout = RunLayout(run_dir)
-    m = shards.load_manifest(layout.root)
+    m = manifest if manifest is not None else shards.load_manifest(layout.root)
     paths = sql_files([layout.file(e["path"]) for e in m["shards"]])
     return f"CREATE OR REPLACE VIEW shards AS SELECT * FROM read_parquet({paths}, filename = true, file_row_number = true)"
 

@@ -126,9 +126,11 @@ COUNTERS_SCHEMA = pa.schema([
 ])
 
 
+# ``source``: null for the step's own figures, the source's name for those it recorded per source.
 GLOBAL_SCHEMA = pa.schema([
     ("position", pa.int32()), ("step", pa.string()), ("stage", pa.string()), ("segment", pa.string()),
     ("kind", pa.string()), ("name", pa.string()), ("bucket", pa.int64()), ("value", pa.float64()),
+    ("source", pa.string()),
 ])
 
 
@@ -142,15 +144,12 @@ class GlobalStepStats:
     stats: StepStats
 
     def rows(self, segment: str) -> Iterator[dict[str, Any]]:
-        """Its ``global.parquet`` rows: one per count and figure, one per histogram bucket."""
+        """Its ``global.parquet`` rows: one per count and figure, one per histogram bucket; the step's own,
+        then each source's."""
         base = {"position": self.position, "step": self.label, "stage": self.stage, "segment": segment}
-        for name, n in sorted(self.stats.counts.items()):
-            yield {**base, "kind": "count", "name": name, "bucket": None, "value": float(n)}
-        for name, value in sorted(self.stats.figures.items()):
-            yield {**base, "kind": "figure", "name": name, "bucket": None, "value": value}
-        for name, hist in sorted(self.stats.histograms.items()):
-            for bucket, n in sorted(hist.items()):
-                yield {**base, "kind": "histogram", "name": name, "bucket": bucket, "value": float(n)}
+        yield from _stats_rows(self.stats, {**base, "source": None})
+        for source, stats in sorted(self.stats.sources.items()):
+            yield from _stats_rows(stats, {**base, "source": source})
 
     def to_json(self) -> dict[str, Any]:
         return {"position": self.position, "label": self.label, "stage": self.stage, **self.stats.to_json()}
@@ -158,6 +157,23 @@ class GlobalStepStats:
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> "GlobalStepStats":
         return cls(data["position"], data["label"], data["stage"], StepStats.from_json(data))
+
+
+def _stats_rows(stats: StepStats, base: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    for name, n in sorted(stats.counts.items()):
+        yield {**base, "kind": "count", "name": name, "bucket": None, "value": float(n)}
+    for name, value in sorted(stats.figures.items()):
+        yield {**base, "kind": "figure", "name": name, "bucket": None, "value": value}
+    for name, hist in sorted(stats.histograms.items()):
+        for bucket, n in sorted(hist.items()):
+            yield {**base, "kind": "histogram", "name": name, "bucket": bucket, "value": float(n)}
+
+
+def write_global_stats(stats_dir: Path, steps: list[tuple[str, GlobalStepStats]]) -> None:
+    """stats/global.parquet alone, for (segment, step statistics) pairs: a global step run outside a run
+    (``gristmill pack``) stores its statistics where a run's are."""
+    rows = [row for segment, step in steps for row in step.rows(segment)]
+    write_parquet_atomic(stats_dir / "global.parquet", pa.Table.from_pylist(rows, schema=GLOBAL_SCHEMA))
 
 
 @dataclasses.dataclass

@@ -12,6 +12,7 @@ packages' ``__init__``: both are edges.
 from __future__ import annotations
 
 import ast
+import functools
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -34,10 +35,15 @@ def project_modules() -> dict[str, Path]:
     return {module_name(p): p for folder in PACKAGE_DIRS for p in (REPO / folder).rglob("*.py")}
 
 
+@functools.cache
+def syntax_tree(path: Path) -> ast.AST:
+    return ast.parse(path.read_text(), str(path))
+
+
 def imports_of(path: Path, modules: set[str]) -> set[str]:
     """Project modules and top-level third-party packages that ``path`` imports, anywhere in it."""
     found: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+    for node in ast.walk(syntax_tree(path)):
         if isinstance(node, ast.Import):
             names = [alias.name for alias in node.names]
         elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
@@ -55,6 +61,7 @@ def imports_of(path: Path, modules: set[str]) -> set[str]:
     return found
 
 
+@functools.cache
 def import_graph() -> dict[str, set[str]]:
     modules = project_modules()
     graph = {}
@@ -124,6 +131,11 @@ def forbidden_edges() -> list[str]:
             continue
         found += [f"{name} -> {t}" for t in sorted(bad)]
     return found
+
+
+# Parsed while the test session is collected: CPython 3.11.7's AST validator can fail with "AST constructor recursion
+# depth mismatch" (fixed in 3.11.8) in an interpreter that hundreds of tests (threads, recursion-limit changes) ran in.
+import_graph()
 
 
 def test_the_graph_is_read_from_the_sources():

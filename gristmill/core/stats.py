@@ -8,6 +8,9 @@ run's other statistics (``RUN_DIR/stats/global.parquet``, one schema for every g
 - ``figures``: measured or derived numbers that do not add up (an estimated rate, a derived setting); a merge
   keeps the larger;
 - ``histograms``: a count per integer key (clusters per cluster size); merges add per key.
+
+A figure that belongs to one mixture source (its tokens in and out, its share of a sample) goes to that source's
+own ``StepStats``, ``stats.source(name)``: the same three kinds, stored with the source's name.
 """
 
 from __future__ import annotations
@@ -21,6 +24,11 @@ class StepStats:
     counts: dict[str, int] = dataclasses.field(default_factory=dict)
     figures: dict[str, float] = dataclasses.field(default_factory=dict)
     histograms: dict[str, dict[int, int]] = dataclasses.field(default_factory=dict)
+    sources: dict[str, "StepStats"] = dataclasses.field(default_factory=dict)
+
+    def source(self, name: str) -> "StepStats":
+        """The statistics of the source ``name`` (created empty on first use)."""
+        return self.sources.setdefault(name, StepStats())
 
     def count(self, name: str, n: int) -> None:
         """Add ``n`` to the count ``name``."""
@@ -44,14 +52,20 @@ class StepStats:
             out.figures[name] = max(out.figures.get(name, value), value)
         for name, hist in other.histograms.items():
             out.histogram(name, hist)
+        for name in sorted(set(self.sources) | set(other.sources)):
+            out.sources[name] = self.sources.get(name, StepStats()).merge(other.sources.get(name, StepStats()))
         return out
 
     def to_json(self) -> dict[str, Any]:
-        return {"counts": dict(self.counts), "figures": dict(self.figures),
-                "histograms": {name: {str(k): v for k, v in sorted(h.items())} for name, h in self.histograms.items()}}
+        out = {"counts": dict(self.counts), "figures": dict(self.figures),
+               "histograms": {name: {str(k): v for k, v in sorted(h.items())} for name, h in self.histograms.items()}}
+        if self.sources:
+            out["sources"] = {name: stats.to_json() for name, stats in sorted(self.sources.items())}
+        return out
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> "StepStats":
         return cls({k: int(v) for k, v in data.get("counts", {}).items()},
                    {k: float(v) for k, v in data.get("figures", {}).items()},
-                   {name: {int(k): int(v) for k, v in h.items()} for name, h in data.get("histograms", {}).items()})
+                   {name: {int(k): int(v) for k, v in h.items()} for name, h in data.get("histograms", {}).items()},
+                   {name: cls.from_json(s) for name, s in data.get("sources", {}).items()})

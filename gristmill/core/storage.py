@@ -35,6 +35,12 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 T = TypeVar("T")
+# Reading a Parquet file through an object-store handle costs a request for its footer and one or more for its
+# column chunks. A request's round trip (tens of ms to the first byte) is the time to stream a few MB, so a file
+# up to this size is fetched whole in one request, even when only some columns are wanted.
+WHOLE_READ_MAX_BYTES = 4 << 20
+# Schemes whose "directories" are only key prefixes (no empty directory can exist there).
+KEY_VALUE_STORES = ("s3", "gs", "gcs")
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
 _GLOB_CHARS = re.compile(r"[*?\[]")
 # Bytes per write of a spooled upload: Arrow's S3 stream sends multipart parts of its own size from them.
@@ -195,10 +201,13 @@ class Location:
         return json.loads(self.read_bytes())
 
     def read_parquet(self, columns: list[str] | None = None) -> pa.Table:
-        """The whole file as a table (only ``columns`` if given)."""
+        """The whole file as a table (only ``columns`` if given). On an object store a file up to
+        ``WHOLE_READ_MAX_BYTES`` is fetched in one request; a larger one by its footer and column ranges."""
         if self.is_local:
             return pq.read_table(self.path, columns=columns)
         with self.open_input() as fh:
+            if fh.size() <= WHOLE_READ_MAX_BYTES:
+                return pq.read_table(pa.BufferReader(fh.read()), columns=columns)
             return pq.read_table(fh, columns=columns)
 
     def read_parquet_schema(self) -> pa.Schema:
@@ -307,6 +316,13 @@ class Location:
     # --- removing -----------------------------------------------------------------------------------------
     def delete_tree(self) -> None:
         """Remove this directory and everything under it; nothing to do if it does not exist."""
+        if self.scheme in KEY_VALUE_STORES:
+            # An object store has keys, not directories: one listing says whether any key is below this one
+            # (asking whether the directory exists would cost a request, and one more when it does not).
+            below = self.fs.get_file_info(pafs.FileSelector(self.path, allow_not_found=True, recursive=False))
+            if below:
+                self.fs.delete_dir(self.path)
+            return
         if not self.exists():
             return
         if self.is_file():
@@ -327,6 +343,11 @@ def _remove_quietly(path: str) -> None:
         os.remove(path)
     except OSError:
         pass
+
+
+def path_matches(relative: str, pattern: str) -> bool:
+    """Whether a path relative to a directory matches a glob ``pattern`` as ``Location.glob`` matches it."""
+    return _match_parts(relative.split("/"), [p for p in pattern.split("/") if p not in ("", ".")])
 
 
 def _match_parts(names: list[str], patterns: list[str]) -> bool:

@@ -4,50 +4,96 @@ A local run is read by DuckDB itself. A run on an object store is read through t
 filesystem, registered with the connection as an fsspec filesystem under the ``gristmill-run://`` protocol
 (DuckDB's httpfs extension would be downloaded at run time, and would not know the URI's query options):
 ``sql_file(location)`` gives the path DuckDB should read for a file or glob of the run.
+
+``RunFiles`` is one reading of a run directory (a report, an ``inspect`` or ``sql`` session): its connection,
+and the run's files as the report lists and reads them. On an object store every request costs a round trip,
+so there a file's size comes from one listing of the run directory and its bytes are fetched once, whichever
+query or schema lookup asks for them first.
 """
 
 from __future__ import annotations
 
+import datetime
 import io
+import json
 import os
 from pathlib import Path
+from typing import Any
 
 import duckdb
+import pyarrow as pa
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
 from fsspec.implementations.arrow import ArrowFSWrapper
 
-from gristmill.core.storage import Location, resolve
+from gristmill.core.storage import Location, path_matches, resolve
 
 PROTOCOL = "gristmill-run"
 
 
 class _RunFileSystem(ArrowFSWrapper):
-    """The run's pyarrow filesystem as fsspec, for paths ``gristmill-run://bucket/key``."""
+    """The run's pyarrow filesystem as fsspec, for paths ``gristmill-run://bucket/key``, answering sizes and times
+    from one listing of the run directory and reads from bytes fetched once."""
 
     protocol = PROTOCOL
 
-    def __init__(self, fs, **kwargs):
+    def __init__(self, fs, root: str, **kwargs):
         super().__init__(fs, **kwargs)
+        self._root = root
         self._bytes: dict[str, bytes] = {}
         self._info: dict[str, dict] = {}
+        self._files: set[str] | None = None  # keys of the run's files, from one listing
+        self._rewritten: set[str] = set()  # files written since the listing: their sizes are asked again
+
+    def files(self) -> set[str]:
+        """Keys of the files under the run directory, listed once (a listing request answers up to a thousand
+        keys; asking each file's size would be a request per file and query), kept current by ``forget``."""
+        if self._files is None:
+            self._files = set()
+            selector = pafs.FileSelector(self._root, allow_not_found=True, recursive=True)
+            for entry in self.fs.get_file_info(selector):
+                if entry.type == pafs.FileType.File:
+                    self._files.add(entry.path)
+                    self._info[entry.path] = self._make_entry(entry)
+        return self._files
 
     def info(self, path, **kwargs):
-        """DuckDB asks a file's size and time before every read: one HEAD per file and connection."""
         key = self._strip_protocol(path)
+        self.files()
         if key not in self._info:
-            self._info[key] = super().info(path, **kwargs)
+            if key in self._rewritten:
+                # fetched now, as it is about to be read: its size from its bytes (opening asks the size anyway)
+                self._info[key] = {"name": key, "size": len(self.read(key)), "type": "file",
+                                   "mtime": datetime.datetime.now(datetime.timezone.utc)}
+            else:
+                self._info[key] = super().info(path, **kwargs)  # a directory, or a file outside the run
         return self._info[key]
 
-    def _open(self, path, mode="rb", block_size=None, **kwargs):
-        """Reads get the whole object in memory, fetched once per connection: DuckDB's reads through a streamed
-        object-store handle came back corrupt (ZSTD and Thrift errors) when it seeks around a file, and the
-        report reads the same parts once per chart. Run files are written once; a connection is short-lived."""
-        if "r" not in mode:
-            return super()._open(path, mode, block_size, **kwargs)
-        key = self._strip_protocol(path)
+    def modified(self, path):
+        """DuckDB asks a file's time before reading it (fsspec's ArrowFSWrapper would ask the store each time)."""
+        return self.info(path)["mtime"]
+
+    def read(self, key: str) -> bytes:
         if key not in self._bytes:
             with self.fs.open_input_file(key) as fh:
                 self._bytes[key] = fh.read()
-        return io.BytesIO(self._bytes[key])
+        return self._bytes[key]
+
+    def forget(self, key: str, exists: bool) -> None:
+        """``key`` was (re)written or removed: its size and bytes are asked again when next read."""
+        files = self.files()
+        self._bytes.pop(key, None)
+        self._info.pop(key, None)
+        for keys in (files, self._rewritten):
+            (keys.add if exists else keys.discard)(key)
+
+    def _open(self, path, mode="rb", block_size=None, **kwargs):
+        """Reads get the whole object in memory, fetched once: DuckDB's reads through a streamed object-store
+        handle came back corrupt (ZSTD and Thrift errors) when it seeks around a file, and the report reads the
+        same parts once per chart. Run files are written once; what the report rewrites, it forgets."""
+        if "r" not in mode:
+            return super()._open(path, mode, block_size, **kwargs)
+        return io.BytesIO(self.read(self._strip_protocol(path)))
 
     @classmethod
     def _strip_protocol(cls, path):
@@ -58,16 +104,81 @@ class _RunFileSystem(ArrowFSWrapper):
         return (path[len(prefix):] if path.startswith(prefix) else path).rstrip("/")
 
 
+class RunFiles:
+    """One reading of the run directory ``root``: ``con``, an in-memory DuckDB connection that can read its
+    files, and the listing, schema and small-file reads the report makes besides its queries. Locally these
+    are the disk's answers; on an object store they come from one listing and each file's bytes, fetched
+    once (a file written meanwhile through ``wrote`` is read again)."""
+
+    def __init__(self, root: str | os.PathLike | Location):
+        self.root = resolve(root)
+        self.con = duckdb.connect()
+        self._fs: _RunFileSystem | None = None
+        self._schemas: dict[str, pa.Schema] = {}
+        if not self.root.is_local:
+            # A filesystem object of its own (fsspec would reuse one, with its listings cache) and no DuckDB file
+            # cache: files the report rewrites must not be read at their old sizes.
+            self._fs = _RunFileSystem(self.root.fs, self.root.path, skip_instance_cache=True,
+                                      use_listings_cache=False)
+            self.con.register_filesystem(self._fs)
+            self.con.execute("SET enable_external_file_cache = false")
+
+    def glob(self, directory: str | os.PathLike | Location, pattern: str) -> list[Location]:
+        """Files below ``directory`` matching ``pattern`` (as ``Location.glob``), sorted."""
+        base = resolve(directory)
+        if self._fs is None or not self._inside(base):
+            return base.glob(pattern)
+        prefix = base.path.rstrip("/") + "/"
+        return sorted((base / key[len(prefix):] for key in self._fs.files()
+                       if key.startswith(prefix) and path_matches(key[len(prefix):], pattern)),
+                      key=lambda loc: loc.path)
+
+    def _inside(self, loc: Location) -> bool:
+        return (loc.path + "/").startswith(self.root.path.rstrip("/") + "/")
+
+    def is_dir(self) -> bool:
+        """Whether the run directory exists (on an object store: whether any file is below it)."""
+        return self.root.is_dir() if self._fs is None else bool(self._fs.files())
+
+    def exists(self, path: str | os.PathLike | Location) -> bool:
+        """Whether ``path`` is a file."""
+        loc = resolve(path)
+        return loc.is_file() if self._fs is None else loc.path in self._fs.files()
+
+    def read_bytes(self, path: str | os.PathLike | Location) -> bytes:
+        loc = resolve(path)
+        if self._fs is None:
+            return loc.read_bytes()
+        if self._inside(loc) and loc.path not in self._fs.files():
+            raise FileNotFoundError(f"{loc}: no such file")  # the listing says so: no request to ask again
+        return self._fs.read(loc.path)
+
+    def read_json(self, path: str | os.PathLike | Location) -> Any:
+        """A JSON file, or None when it is missing or unreadable (a report goes on without it)."""
+        try:
+            return json.loads(self.read_bytes(path))
+        except (OSError, ValueError):
+            return None
+
+    def read_schema(self, path: str | os.PathLike | Location) -> pa.Schema:
+        """A Parquet file's schema (on an object store from the bytes DuckDB then reads too), once per file."""
+        loc = resolve(path)
+        if loc.path not in self._schemas:
+            self._schemas[loc.path] = (loc.read_parquet_schema() if self._fs is None
+                                       else pq.read_schema(pa.BufferReader(self._fs.read(loc.path))))
+        return self._schemas[loc.path]
+
+    def wrote(self, path: str | os.PathLike | Location, exists: bool = True) -> None:
+        """``path`` was just written (or removed, ``exists=False``): what was known of it is stale."""
+        loc = resolve(path)
+        self._schemas.pop(loc.path, None)
+        if self._fs is not None:
+            self._fs.forget(loc.path, exists)
+
+
 def connect(root: str | os.PathLike | Location) -> duckdb.DuckDBPyConnection:
     """An in-memory connection that can read the files of the run directory ``root``."""
-    con = duckdb.connect()
-    location = resolve(root)
-    if not location.is_local:
-        # A fresh filesystem object per connection (fsspec would reuse one, with its listings cache) and no
-        # DuckDB file cache: files the report rewrites must not be read at their old sizes.
-        con.register_filesystem(_RunFileSystem(location.fs, skip_instance_cache=True, use_listings_cache=False))
-        con.execute("SET enable_external_file_cache = false")
-    return con
+    return RunFiles(root).con
 
 
 def sql_file(path: str | os.PathLike | Location) -> str:

@@ -8,24 +8,25 @@ report leaves its section out. Nothing here reads document text row by row in Py
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from gristmill.core.storage import resolve
+from gristmill.core.layout import SUCCESS
+from gristmill.core.storage import Location, resolve
 from gristmill.pipeline._internal import duck
 from gristmill.pipeline.registry import RegistryError, get_stage
 from gristmill.pipeline.rundir import RunDir, write_parquet_atomic
 from gristmill.pipeline.stats import RunSummary, read_run_summary
 from gristmill.stages.base import REJECT_REASON
 
+TOKENIZER_STAGE = "tokenizer.train_bbpe_v1"
+PACK_STAGE = "mixture.pack_v1"
 # Numeric columns drawn as histograms (besides every column a threshold applies to).
 SCORE_COLUMN = re.compile(r"^(lang_score|quality_score|q_.+)$")
 FLOAT_BINS = 40
@@ -43,9 +44,9 @@ TABLES = {
     "languages": "documents per detected language, source and status (kept / dropped with reason)",
     "dedup_clusters": "near-duplicate clusters per dedup step and cluster size",
     "tokenizer_sources": "documents, UTF-8 bytes, tokens and bytes per token per source",
-    "mixture": "target vs realized mixture per source (manifest.json)",
+    "mixture": "target vs realized mixture per source (the packing step's statistics, global_stats)",
     "shard_tokens": "tokens per shard and source (manifest.json)",
-    "run_facts": "plan hash, versions, executor, wall time, tokenizer facts (key / value)",
+    "run_facts": "plan hash, versions, executor, wall time, tokenizer, mixture and shard facts (key / value)",
     "timeline": "where the run's wall time went: driver phases, global builds, streaming steps (seconds sum to it)",
     "reject_samples": "the first rejected documents (by doc_id) per step and drop reason, text cut short",
 }
@@ -72,25 +73,70 @@ class SegmentInfo:
     schema: pa.Schema | None
 
 
-def load_json(path: Path) -> dict[str, Any] | None:
-    """A JSON file of the run directory, or None when it is missing or unreadable (the report goes on)."""
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
+def committed_segment_parts(files: duck.RunFiles, rd: RunDir) -> list[tuple[str, list[Location]]]:
+    """(name, parts its ``_SUCCESS`` lists) of each committed segment, in name (= plan) order."""
+    out = []
+    for marker_path in files.glob(rd.segments_root, f"*/{SUCCESS}"):
+        marker = files.read_json(marker_path)
+        if marker is not None:
+            name = marker_path.parent.name
+            out.append((name, rd.segment_parts(name, marker)))
+    return out
 
 
-def committed_segments(rd: RunDir, plan: dict | None) -> list[SegmentInfo]:
+def part_schema(files: duck.RunFiles, part: Location) -> pa.Schema:
+    """A part's whole schema from the footers of the files holding its columns (``SegmentPart``), each fetched
+    once through ``files``."""
+    column_files = getattr(part, "column_files", None)
+    if column_files is None:
+        return files.read_schema(part)
+    fields = {}
+    for loc in part.files():
+        schema = files.read_schema(loc)
+        for name, holder in column_files:
+            if holder == loc and name in schema.names:
+                fields[name] = schema.field(name)
+    return pa.schema([fields[c] for c, _ in column_files])
+
+
+def committed_segments(files: duck.RunFiles, rd: RunDir, plan: dict | None) -> list[SegmentInfo]:
     """Committed segments in plan order, with the step positions they ran and one part's schema."""
     by_name = {s["name"]: s for s in (plan or {}).get("segments", [])}
     out = []
-    for seg_dir in rd.committed_segments():
-        parts = rd.segment_parts(seg_dir.name)
-        steps = by_name.get(seg_dir.name, {}).get("steps", [])
+    for name, parts in committed_segment_parts(files, rd):
+        steps = by_name.get(name, {}).get("steps", [])
         positions = [s["position"] for s in steps]
         slugs = [f"{s['position']:02d}-{s['stage_name']}" for s in steps]
-        schema = parts[0].read_parquet_schema() if parts else None
-        out.append(SegmentInfo(seg_dir.name, positions, slugs, parts, schema))
+        schema = part_schema(files, parts[0]) if parts else None
+        out.append(SegmentInfo(name, positions, slugs, parts, schema))
+    return out
+
+
+@dataclass
+class GlobalFigures:
+    """The counts and figures a global step's build recorded (stats/global.parquet): its own and per source."""
+
+    position: int
+    step: dict[str, float]
+    sources: dict[str, dict[str, float]]
+
+
+def global_figures(files: duck.RunFiles, rd: RunDir) -> dict[str, GlobalFigures]:
+    """{stage name: its last step's counts and figures} from stats/global.parquet (empty without one)."""
+    path = rd.stats_dir / "global.parquet"
+    if not files.exists(path):
+        return {}
+    # global.parquet of an older gristmill has no per-source rows
+    source = "source" if "source" in files.read_schema(path).names else "NULL::VARCHAR AS source"
+    rows = files.con.execute(f"""
+        SELECT stage, position, name, value, {source} FROM read_parquet({duck.sql_file(path)})
+        WHERE kind <> 'histogram' ORDER BY position""").fetchall()
+    out: dict[str, GlobalFigures] = {}
+    for stage, position, name, value, source_name in rows:
+        if stage not in out or out[stage].position != position:
+            out[stage] = GlobalFigures(position, {}, {})  # a later step of the same stage replaces it
+        figures = out[stage].step if source_name is None else out[stage].sources.setdefault(source_name, {})
+        figures[name] = value
     return out
 
 
@@ -98,24 +144,24 @@ def _first_segment_with(segments: list[SegmentInfo], column: str) -> SegmentInfo
     return next((s for s in segments if s.schema is not None and column in s.schema.names), None)
 
 
-def _reject_files(rd: RunDir, seg: SegmentInfo, columns: list[str]) -> list[Path]:
+def _reject_files(files: duck.RunFiles, rd: RunDir, seg: SegmentInfo, columns: list[str]) -> list[Location]:
     """Rejected rows of the segment's own steps whose files carry all ``columns`` (rows rejected before a
     scorer ran have no score and are not part of its distribution)."""
     out = []
     for slug in seg.slugs:
-        for f in resolve(rd.rejects_dir(slug)).glob("part-*.parquet"):
-            names = f.read_parquet_schema().names
+        for f in files.glob(rd.rejects_dir(slug), "part-*.parquet"):
+            names = files.read_schema(f).names
             if all(c in names for c in columns):
                 out.append(f)
     return out
 
 
-def _rows_relation(rd: RunDir, seg: SegmentInfo, columns: list[str]) -> str:
+def _rows_relation(files: duck.RunFiles, rd: RunDir, seg: SegmentInfo, columns: list[str]) -> str:
     """SQL over a segment's documents: its kept rows and its rejected rows, with ``status`` and ``reason``."""
     cols = ", ".join(_ident(c) for c in columns)
     sql = (f"SELECT {cols}, source, 'kept' AS status, NULL::VARCHAR AS reason "
            f"FROM {duck.parts_relation(seg.parts)}")
-    rejects = _reject_files(rd, seg, columns)
+    rejects = _reject_files(files, rd, seg, columns)
     if rejects:
         sql += (f" UNION ALL SELECT {cols}, source, 'dropped' AS status, {REJECT_REASON} AS reason "
                 f"FROM read_parquet({_files(rejects)}, union_by_name = true)")
@@ -144,21 +190,18 @@ def thresholds_table(plan: dict | None) -> pa.Table:
 
 # --- the tables -------------------------------------------------------------------------------------------------
 
-def _step_tokens(con, segments: list[SegmentInfo], manifest: dict | None,
-                 plan: dict | None) -> dict[tuple[int, str], int]:
+def _step_tokens(con, segments: list[SegmentInfo], packing: GlobalFigures | None) -> dict[tuple[int, str], int]:
     """{(funnel ordinal, source): tokens} for the steps whose output has a token count: the last step of each
-    segment holding ``n_tokens``, and the mixture step (the tokens it packed, from manifest.json)."""
+    segment holding ``n_tokens``, and the mixture step (the tokens it packed, from its statistics)."""
     out: dict[tuple[int, str], int] = {}
     for seg in segments:
         if seg.schema is not None and "n_tokens" in seg.schema.names and seg.positions and seg.parts:
             for source, tokens in con.execute(f"""SELECT source, sum(n_tokens)::BIGINT FROM
                                                   {duck.parts_relation(seg.parts)} GROUP BY 1""").fetchall():
                 out[(seg.positions[-1] + 1, source)] = int(tokens or 0)
-    packed_by = next((s for s in (plan or {}).get("segments", []) if s["name"] == (manifest or {}).get("segment")),
-                     None)
-    if packed_by and packed_by.get("steps"):
-        for source, info in (manifest.get("sources") or {}).items():
-            out[(packed_by["steps"][0]["position"] + 1, source)] = int(info.get("tokens") or 0)
+    if packing is not None:
+        for source, figures in packing.sources.items():
+            out[(packing.position + 1, source)] = int(figures.get("tokens_out", 0))
     return out
 
 
@@ -170,13 +213,14 @@ def _with_step_tokens(table: pa.Table, tokens: dict[tuple[int, str], int]) -> pa
     return table.set_column(index, "tokens", pa.array(values, pa.int64()))
 
 
-def funnel_table(con: duckdb.DuckDBPyConnection, rd: RunDir, manifest: dict | None, segments: list[SegmentInfo],
-                 plan: dict | None) -> pa.Table | None:
+def funnel_table(files: duck.RunFiles, rd: RunDir, manifest: dict | None, segments: list[SegmentInfo],
+                 packing: GlobalFigures | None) -> pa.Table | None:
     """Records read, then what survives each step (documents, text bytes, and tokens once counted), then the
     tokens in the shards."""
     stages = rd.stats_dir / "stages.parquet"
-    if not stages.exists():
+    if not files.exists(stages):
         return None
+    con = files.con
     table = con.sql(f"""
         SELECT 0 AS ordinal, 'input' AS step, 'records read' AS stage, source,
                sum(rows_in)::BIGINT AS documents, sum(bytes_in)::BIGINT AS bytes, NULL::BIGINT AS tokens
@@ -186,7 +230,7 @@ def funnel_table(con: duckdb.DuckDBPyConnection, rd: RunDir, manifest: dict | No
         FROM read_parquet({duck.sql_file(stages)}) GROUP BY ALL
         ORDER BY ordinal, source""").arrow()
     table = table.read_all() if hasattr(table, "read_all") else table
-    table = _with_step_tokens(table, _step_tokens(con, segments, manifest, plan))
+    table = _with_step_tokens(table, _step_tokens(con, segments, packing))
     if manifest and manifest.get("sources"):
         last = max(table["ordinal"].to_pylist(), default=0) + 1
         extra = [{"ordinal": last, "step": "shards", "stage": "shard tokens", "source": s,
@@ -210,7 +254,8 @@ def _histogram_columns(seg: SegmentInfo, threshold_cols: set[str]) -> list[str]:
     return out
 
 
-def histograms_table(con, rd: RunDir, segments: list[SegmentInfo], thresholds: pa.Table) -> pa.Table | None:
+def histograms_table(files: duck.RunFiles, rd: RunDir, segments: list[SegmentInfo],
+                     thresholds: pa.Table) -> pa.Table | None:
     """One pass for the bin ranges, one pass for the counts, per segment holding the columns. A column's range
     spans its thresholds; a long upper tail (max far above the 99th percentile) is folded into the last bin."""
     threshold_values: dict[str, list[float]] = {}
@@ -227,7 +272,7 @@ def histograms_table(con, rd: RunDir, segments: list[SegmentInfo], thresholds: p
             by_segment[seg.name] = (seg, cols)
     tables = []
     for seg, cols in by_segment.values():
-        tables += _histograms_of_segment(con, rd, seg, cols, threshold_values)
+        tables += _histograms_of_segment(files, rd, seg, cols, threshold_values)
     return pa.concat_tables(tables) if tables else None
 
 
@@ -243,10 +288,11 @@ def _bins(lo, hi, p99, integer: bool, thresholds: list[float]) -> tuple[float, f
     return lo, (hi - lo) / FLOAT_BINS, FLOAT_BINS
 
 
-def _histograms_of_segment(con, rd: RunDir, seg: SegmentInfo, cols: list[str],
+def _histograms_of_segment(files: duck.RunFiles, rd: RunDir, seg: SegmentInfo, cols: list[str],
                            threshold_values: dict[str, list[float]]) -> list[pa.Table]:
     # Rejected rows only count where they carry every column; otherwise score each column separately.
-    relation = _rows_relation(rd, seg, cols)
+    con = files.con
+    relation = _rows_relation(files, rd, seg, cols)
     ranges = con.execute(
         "SELECT " + ", ".join(
             f"min({_ident(c)})::DOUBLE, max({_ident(c)})::DOUBLE, quantile_cont({_ident(c)}, 0.99)::DOUBLE"
@@ -279,23 +325,23 @@ def _histograms_of_segment(con, rd: RunDir, seg: SegmentInfo, cols: list[str],
     return [table]
 
 
-def languages_table(con, rd: RunDir, segments: list[SegmentInfo]) -> pa.Table | None:
+def languages_table(files: duck.RunFiles, rd: RunDir, segments: list[SegmentInfo]) -> pa.Table | None:
     seg = _first_segment_with(segments, "lang")
     if seg is None:
         return None
-    return _arrow(con.sql(f"""
+    return _arrow(files.con.sql(f"""
         SELECT coalesce(lang, '(none)') AS lang, source, status, reason, count(*)::BIGINT AS documents,
                {_q(seg.name)} AS segment
-        FROM ({_rows_relation(rd, seg, ['lang'])}) GROUP BY ALL ORDER BY documents DESC, lang, source"""))
+        FROM ({_rows_relation(files, rd, seg, ['lang'])}) GROUP BY ALL ORDER BY documents DESC, lang, source"""))
 
 
-def dedup_clusters_table(con, rd: RunDir) -> pa.Table | None:
+def dedup_clusters_table(files: duck.RunFiles, rd: RunDir) -> pa.Table | None:
     """Near-duplicate clusters by size per dedup step, from the ``cluster_size`` histograms the steps recorded
     (stats/global.parquet): a cluster is a kept document with the documents removed as its near duplicates."""
     path = rd.stats_dir / "global.parquet"
-    if not path.exists():
+    if not files.exists(path):
         return None
-    table = _arrow(con.sql(f"""
+    table = _arrow(files.con.sql(f"""
         SELECT printf('%02d-', position) || stage AS dedup_step, bucket::BIGINT AS cluster_size,
                value::BIGINT AS clusters, (bucket * value)::BIGINT AS documents,
                ((bucket - 1) * value)::BIGINT AS removed
@@ -317,17 +363,17 @@ def tokenizer_sources_table(con, rd: RunDir, segments: list[SegmentInfo]) -> pa.
         FROM {duck.parts_relation(seg.parts)} GROUP BY source ORDER BY source"""))
 
 
-def mixture_table(manifest: dict | None) -> pa.Table | None:
-    sources = (manifest or {}).get("sources")
-    if not isinstance(sources, dict) or not sources:
+def mixture_table(packing: GlobalFigures | None) -> pa.Table | None:
+    """Per source, what the packing step recorded: target and realized shares, tokens in and out."""
+    if packing is None or not packing.sources:
         return None
     rows = []
-    for s, info in sorted(sources.items()):
+    for s, f in sorted(packing.sources.items()):
         rows.append({
-            "source": s, "target_share": info.get("target_share"), "realized_share": info.get("realized_share"),
-            "target_tokens": info.get("target_tokens"), "tokens": info.get("tokens"), "rows": info.get("rows"),
-            "available_tokens": info.get("available_tokens"), "epochs": info.get("epochs"),
-            "max_epochs": info.get("max_epochs"),
+            "source": s, "target_share": f.get("target_share"), "realized_share": f.get("realized_share"),
+            "target_tokens": _int(f.get("target_tokens")), "tokens": _int(f.get("tokens_out")),
+            "rows": _int(f.get("rows")), "available_tokens": _int(f.get("tokens_in")), "epochs": f.get("epochs"),
+            "max_epochs": f.get("max_epochs"),
         })
     schema = pa.schema([("source", pa.string()), ("target_share", pa.float64()), ("realized_share", pa.float64()),
                         ("target_tokens", pa.int64()), ("tokens", pa.int64()), ("rows", pa.int64()),
@@ -349,8 +395,19 @@ def shard_tokens_table(manifest: dict | None) -> pa.Table | None:
     return pa.Table.from_pylist(rows, schema=schema)
 
 
+def _int(value: float | None) -> int | None:
+    return None if value is None else int(value)
+
+
+def _number(value: float | None) -> int | float | None:
+    """A stored figure as it reads: 4000, not 4000.0."""
+    return int(value) if value is not None and float(value).is_integer() else value
+
+
 def run_facts_table(plan: dict | None, summary: RunSummary | None, tokenizer_meta: dict | None,
-                    manifest: dict | None) -> pa.Table:
+                    manifest: dict | None, steps: dict[str, GlobalFigures] | None = None) -> pa.Table:
+    """The run's facts; the tokenizer's and the packing's numbers from their steps' statistics, the names and
+    hashes (which statistics do not hold) from tokenizer_meta.json and manifest.json."""
     facts: list[tuple[str, Any]] = []
     if plan:
         pipeline = plan.get("pipeline") or {}
@@ -365,20 +422,24 @@ def run_facts_table(plan: dict | None, summary: RunSummary | None, tokenizer_met
                   ("segments_skipped", ", ".join(summary.segments_skipped or []))]
     if plan:
         facts += [(f"version.{k}", v) for k, v in sorted((plan.get("versions") or {}).items())]
-    if tokenizer_meta:
-        sample = tokenizer_meta.get("sample") or {}
-        facts += [("tokenizer.vocab_size", tokenizer_meta.get("vocab_size")),
-                  ("tokenizer.vocab_size_requested", tokenizer_meta.get("vocab_size_requested")),
-                  ("tokenizer.special_tokens", ", ".join(tokenizer_meta.get("special_tokens") or {})),
-                  ("tokenizer.sample_bytes", sample.get("bytes")),
-                  ("tokenizer.sample_documents", sample.get("documents")),
-                  ("tokenizer.training_seconds", tokenizer_meta.get("training_seconds")),
-                  ("tokenizer.sha256", tokenizer_meta.get("tokenizer_sha256"))]
-    if manifest:
-        mix = manifest.get("mixture") or {}
-        facts += [("shards.count", len(manifest.get("shards") or [])), ("shards.seq_len", manifest.get("seq_len")),
-                  ("shards.rows", manifest.get("rows")), ("shards.tokens", manifest.get("tokens")),
-                  ("mixture.name", mix.get("name")), ("mixture.max_share_error", mix.get("max_share_error"))]
+    steps = steps or {}
+    tokenizer = steps.get(TOKENIZER_STAGE)
+    if tokenizer is not None:
+        t = tokenizer.step
+        facts += [("tokenizer.vocab_size", _number(t.get("vocab_size"))),
+                  ("tokenizer.vocab_size_requested", _number(t.get("vocab_size_requested"))),
+                  ("tokenizer.special_tokens", ", ".join((tokenizer_meta or {}).get("special_tokens") or {})),
+                  ("tokenizer.sample_bytes", _number(t.get("sample_bytes"))),
+                  ("tokenizer.sample_documents", _number(t.get("sample_documents"))),
+                  ("tokenizer.training_seconds", t.get("training_seconds")),
+                  ("tokenizer.sha256", (tokenizer_meta or {}).get("tokenizer_sha256"))]
+    packing = steps.get(PACK_STAGE)
+    if packing is not None:
+        p = packing.step
+        facts += [("shards.count", _number(p.get("shards"))), ("shards.seq_len", _number(p.get("seq_len"))),
+                  ("shards.rows", _number(p.get("rows"))), ("shards.tokens", _number(p.get("tokens"))),
+                  ("mixture.name", ((manifest or {}).get("mixture") or {}).get("name")),
+                  ("mixture.max_share_error", p.get("max_share_error"))]
     rows = [{"key": k, "value": None if v is None or v == "" else str(round(v, 3) if isinstance(v, float) else v)}
             for k, v in facts]
     return pa.Table.from_pylist(rows, schema=pa.schema([("key", pa.string()), ("value", pa.string())]))
@@ -399,64 +460,67 @@ def timeline_table(summary: RunSummary | None) -> pa.Table | None:
         schema=TIMELINE_SCHEMA)
 
 
-def reject_samples_table(con, rd: RunDir, plan: dict | None) -> pa.Table | None:
+def reject_samples_table(files: duck.RunFiles, rd: RunDir, plan: dict | None) -> pa.Table | None:
     """Per step (in plan order) and drop reason, the first ``SAMPLES_PER_REASON`` rejected documents by doc_id:
     their source, URL (or origin), length in characters and the first ``SAMPLE_CHARS`` characters of their text."""
     tables = []
     for step in (s for seg in (plan or {}).get("segments", []) for s in seg.get("steps", [])):
         slug = f"{step['position']:02d}-{step['stage_name']}"
-        files = [f for f in resolve(rd.rejects_dir(slug)).glob("part-*.parquet")
-                 if {"doc_id", "text", REJECT_REASON} <= set(f.read_parquet_schema().names)]
-        if not files:
+        rejects = [f for f in files.glob(rd.rejects_dir(slug), "part-*.parquet")
+                   if {"doc_id", "text", REJECT_REASON} <= set(files.read_schema(f).names)]
+        if not rejects:
             continue
-        names = set().union(*(f.read_parquet_schema().names for f in files))
+        names = set().union(*(files.read_schema(f).names for f in rejects))
         where = [c for c in ("url", "origin") if c in names]  # where an empty document came from
         origin = f"coalesce({', '.join(where)})" if where else "NULL::VARCHAR"
-        tables.append(_arrow(con.sql(f"""
+        tables.append(_arrow(files.con.sql(f"""
             SELECT {step['position']}::INTEGER AS position, {_q(step['label'])} AS step,
                    {_q(step['stage_name'])} AS stage, reason, rank::INTEGER AS rank, doc_id, source, origin,
                    coalesce(length(text), 0)::BIGINT AS chars, left(coalesce(text, ''), {SAMPLE_CHARS}) AS sample
             FROM (SELECT {REJECT_REASON} AS reason, doc_id, source, text, {origin}::VARCHAR AS origin,
                          row_number() OVER (PARTITION BY {REJECT_REASON} ORDER BY doc_id) AS rank
-                  FROM read_parquet({_files(files)}, union_by_name = true))
+                  FROM read_parquet({_files(rejects)}, union_by_name = true))
             WHERE rank <= {SAMPLES_PER_REASON} ORDER BY reason, rank""")))
     return pa.concat_tables(tables) if tables else None
 
 
 # --- driver -----------------------------------------------------------------------------------------------------
 
-def compute_report_stats(run_dir: str | Path) -> dict[str, Path]:
+def compute_report_stats(run_dir: str | Path, files: duck.RunFiles | None = None) -> dict[str, Path]:
     """Write every derived table the run directory has data for; return {table name: path}. Tables whose
-    data is gone since the last report are removed, so stale figures never outlive their inputs."""
+    data is gone since the last report are removed, so stale figures never outlive their inputs. ``files``:
+    the report's reading of the run (its connection and the files it fetched), reused after."""
     rd = RunDir(run_dir)
-    if not rd.root.is_dir():
+    files = files or duck.RunFiles(rd.root)
+    if not files.is_dir():
         raise FileNotFoundError(f"{rd.root}: no such run directory")
-    plan = load_json(rd.plan_path)
-    manifest = load_json(rd.root / "manifest.json")
-    segments = committed_segments(rd, plan)
-    con = duck.connect(rd.root)
+    plan = files.read_json(rd.plan_path)
+    manifest = files.read_json(rd.root / "manifest.json")
+    segments = committed_segments(files, rd, plan)
+    steps = global_figures(files, rd)
     thresholds = thresholds_table(plan)
     tables: dict[str, pa.Table | None] = {
-        "funnel": funnel_table(con, rd, manifest, segments, plan),
+        "funnel": funnel_table(files, rd, manifest, segments, steps.get(PACK_STAGE)),
         "thresholds": thresholds if thresholds.num_rows else None,
-        "histograms": histograms_table(con, rd, segments, thresholds),
-        "languages": languages_table(con, rd, segments),
-        "dedup_clusters": dedup_clusters_table(con, rd),
-        "tokenizer_sources": tokenizer_sources_table(con, rd, segments),
-        "mixture": mixture_table(manifest),
+        "histograms": histograms_table(files, rd, segments, thresholds),
+        "languages": languages_table(files, rd, segments),
+        "dedup_clusters": dedup_clusters_table(files, rd),
+        "tokenizer_sources": tokenizer_sources_table(files.con, rd, segments),
+        "mixture": mixture_table(steps.get(PACK_STAGE)),
         "shard_tokens": shard_tokens_table(manifest),
-        "reject_samples": reject_samples_table(con, rd, plan),
-        **run_tables(rd, plan, manifest),
+        "reject_samples": reject_samples_table(files, rd, plan),
+        **run_tables(files, rd, plan, manifest, steps),
     }
-    return _write_tables(rd, tables)
+    return _write_tables(rd, tables, files)
 
 
-def run_tables(rd: RunDir, plan: dict | None, manifest: dict | None) -> dict[str, pa.Table | None]:
+def run_tables(files: duck.RunFiles, rd: RunDir, plan: dict | None, manifest: dict | None,
+               steps: dict[str, GlobalFigures]) -> dict[str, pa.Table | None]:
     """The tables drawn from stats.json (the run's facts and timeline)."""
     summary = read_run_summary(rd.stats_dir)
+    tokenizer_meta = files.read_json(rd.root / "tokenizer" / "tokenizer_meta.json")
     return {
-        "run_facts": run_facts_table(plan, summary, load_json(rd.root / "tokenizer" / "tokenizer_meta.json"),
-                                     manifest),
+        "run_facts": run_facts_table(plan, summary, tokenizer_meta, manifest, steps),
         "timeline": timeline_table(summary),
     }
 
@@ -465,28 +529,34 @@ def write_run_tables(run_dir: str | Path) -> dict[str, Path]:
     """Rewrite stats/run_facts.parquet and stats/timeline.parquet from stats.json (after the run's final
     timeline is recorded)."""
     rd = RunDir(run_dir)
-    return _write_tables(rd, run_tables(rd, load_json(rd.plan_path), load_json(rd.root / "manifest.json")))
+    files = duck.RunFiles(rd.root)
+    tables = run_tables(files, rd, files.read_json(rd.plan_path), files.read_json(rd.root / "manifest.json"),
+                        global_figures(files, rd))
+    return _write_tables(rd, tables)
 
 
-def _write_tables(rd: RunDir, tables: dict[str, pa.Table | None]) -> dict[str, Path]:
+def _write_tables(rd: RunDir, tables: dict[str, pa.Table | None],
+                  files: duck.RunFiles | None = None) -> dict[str, Path]:
     written = {}
     for name, table in tables.items():
         path = rd.stats_dir / f"{name}.parquet"
         if table is None:
             resolve(path).delete()
-            continue
-        write_parquet_atomic(path, table)
-        written[name] = path
+        else:
+            write_parquet_atomic(path, table)
+            written[name] = path
+        if files is not None:
+            files.wrote(path, exists=table is not None)
     return written
 
 
-def create_views(con: duckdb.DuckDBPyConnection, run_dir: str | Path) -> list[str]:
+def create_views(files: duck.RunFiles, run_dir: str | Path) -> list[str]:
     """Views over the derived tables that exist (the same names ``gristmill.pipeline.inspection.connect`` creates)."""
     stats_dir = RunDir(run_dir).stats_dir
     made = []
     for name in TABLES:
         path = stats_dir / f"{name}.parquet"
-        if path.exists():
-            con.execute(f"CREATE OR REPLACE VIEW {name} AS SELECT * FROM read_parquet({duck.sql_file(path)})")
+        if files.exists(path):
+            files.con.execute(f"CREATE OR REPLACE VIEW {name} AS SELECT * FROM read_parquet({duck.sql_file(path)})")
             made.append(name)
     return made

@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 
 import pyarrow as pa
 
+from gristmill.core.stats import StepStats
 from gristmill.core.storage import Location
 from gristmill.stages.base import GlobalContext, GlobalStage, Resources, StageOutput
 from gristmill.stages.tokenize.bbpe import BbpeParams, build_meta, save_tokenizer, train_on_samples
@@ -47,6 +48,27 @@ def train_tokenizer(ctx: GlobalContext, params: BbpeParams, out_dir: Location) -
     return meta
 
 
+def record_stats(stats: StepStats, meta: dict[str, Any]) -> None:
+    """The tokenizer's figures and its sample's, overall and per source, from its metadata (``build_meta``)."""
+    sample = meta["sample"]
+    stats.figure("vocab_size", meta["vocab_size"])
+    stats.figure("vocab_size_requested", meta["vocab_size_requested"])
+    stats.figure("special_tokens", len(meta["special_tokens"]))
+    stats.figure("training_seconds", meta["training_seconds"])
+    stats.figure("sample_bytes_requested", sample["sample_bytes_requested"])
+    stats.figure("planned_bytes", sample["planned_bytes"])
+    stats.count("sample_bytes", sample["bytes"])
+    stats.count("sample_documents", sample["documents"])
+    for name, source in sample["sources"].items():
+        per_source = stats.source(name)
+        per_source.count("available_bytes", source["available_bytes"])
+        per_source.count("available_documents", source["available_documents"])
+        per_source.count("sample_bytes", source["bytes"])
+        per_source.count("sample_documents", source["documents"])
+        per_source.figure("target_share", source["target_share"])
+        per_source.figure("sample_share", source["share"])
+
+
 class TrainBbpeV1(GlobalStage):
     """Train a byte-level BPE tokenizer on a mixture-proportioned sample of the corpus (see ``bbpe.py``)."""
 
@@ -58,7 +80,7 @@ class TrainBbpeV1(GlobalStage):
     output_columns: ClassVar[dict[str, pa.DataType]] = {}
 
     def build(self, ctx: GlobalContext) -> None:
-        train_tokenizer(ctx, self.params, ctx.layout.tokenizer_dir)
+        record_stats(ctx.stats, train_tokenizer(ctx, self.params, ctx.layout.tokenizer_dir))
         return None
 
     def apply(self, table: pa.Table, state: Any) -> StageOutput:

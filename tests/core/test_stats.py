@@ -31,3 +31,20 @@ def test_json_round_trip_keeps_types():
     back = StepStats.from_json(json.loads(json.dumps(stats.to_json())))
     assert back == stats and isinstance(back.counts["docs_in"], int)
     assert list(back.histograms["cluster_size"]) == [2]
+
+
+def test_per_source_statistics_merge_by_source_and_survive_their_json_form():
+    a, b = StepStats(), StepStats()
+    a.count("tokens", 100)
+    a.source("c4").count("tokens_out", 60)
+    a.source("github").figure("epochs", 1.5)
+    b.source("c4").count("tokens_out", 40)
+    b.source("c4").figure("realized_share", 0.5)
+    merged = a.merge(b)
+    assert merged.counts == {"tokens": 100}
+    assert merged.source("c4") == StepStats({"tokens_out": 100}, {"realized_share": 0.5})
+    assert merged.source("github").figures == {"epochs": 1.5}
+    assert a.source("c4").counts == {"tokens_out": 60}  # operands untouched
+    back = StepStats.from_json(json.loads(json.dumps(merged.to_json())))
+    assert back == merged
+    assert "sources" not in StepStats().to_json()  # a step without sources keeps its former JSON form

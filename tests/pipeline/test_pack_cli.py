@@ -86,6 +86,9 @@ def test_show_inspect_sql_and_export_work_on_the_result(run, tmp_path, capsys):
     assert "--- doc_id" in shown and "origin ?" not in shown  # origins found in the run's segment parts
     assert main(["inspect", str(out)]) == 0
     assert "seq_len 40" in capsys.readouterr().out
+    # what the packing recorded is stored as a run's global step statistics are
+    assert main(["sql", str(out), "SELECT value FROM global_stats WHERE name = 'seq_len'", "--format", "json"]) == 0
+    assert json.loads(capsys.readouterr().out) == [{"value": 40.0}]
     assert main(["sql", str(out), "SELECT count(*) AS n FROM shards", "--format", "json"]) == 0
     assert json.loads(capsys.readouterr().out)[0]["n"] == manifest(out)["rows"]
     assert main(["export", str(out), "--format", "jsonl", "--out", str(tmp_path / "jsonl")]) == 0

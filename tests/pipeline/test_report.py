@@ -242,6 +242,31 @@ def test_dedup_languages_tokenizer_and_mixture_sections_match_their_sources(full
     assert mixture == {s: (i["target_share"], i["realized_share"]) for s, i in manifest["sources"].items()}
 
 
+def test_tokenizer_training_and_packing_record_their_figures_in_global_stats(full_run):
+    """The tokenizer and packing steps store what they measured like every global step (stats/global.parquet,
+    per source where it is a source's), equal to what their artifacts say; ``inspect`` lists them."""
+    from gristmill.pipeline.inspection import inspect_run
+
+    meta = json.loads((full_run / "tokenizer" / "tokenizer_meta.json").read_text())
+    manifest = json.loads((full_run / "manifest.json").read_text())
+    rows = connect(full_run).execute("""SELECT stage, source, name, value FROM global_stats
+                                        WHERE stage IN ('tokenizer.train_bbpe_v1', 'mixture.pack_v1')""").fetchall()
+    tok = {(source, name): value for stage, source, name, value in rows if stage == "tokenizer.train_bbpe_v1"}
+    mix = {(source, name): value for stage, source, name, value in rows if stage == "mixture.pack_v1"}
+    assert tok[(None, "vocab_size")] == meta["vocab_size"]
+    assert tok[(None, "sample_bytes")] == meta["sample"]["bytes"]
+    for source, sampled in meta["sample"]["sources"].items():
+        assert (tok[(source, "sample_bytes")], tok[(source, "available_bytes")]) == \
+            (sampled["bytes"], sampled["available_bytes"])
+    assert (mix[(None, "shards")], mix[(None, "rows")], mix[(None, "tokens")]) == \
+        (len(manifest["shards"]), manifest["rows"], manifest["tokens"])
+    for source, packed in manifest["sources"].items():
+        assert (mix[(source, "tokens_in")], mix[(source, "tokens_out")], mix[(source, "realized_share")]) == \
+            (packed["available_tokens"], packed["tokens"], packed["realized_share"])
+    listed = inspect_run(full_run)
+    assert "tokens_out" in listed and "vocab_size" in listed
+
+
 def test_report_is_regenerated_and_stale_tables_removed(full_run, tmp_path):
     run_dir = tmp_path / "copy"
     shutil.copytree(full_run, run_dir)
@@ -249,9 +274,15 @@ def test_report_is_regenerated_and_stale_tables_removed(full_run, tmp_path):
     shutil.rmtree(run_dir / "shards")
     write_report(run_dir)
     page = parse(run_dir / "report.html")
-    assert "mixture" not in page.sections and "shards" not in page.sections
-    assert not (run_dir / "stats" / "mixture.parquet").exists()
+    assert "shards" not in page.sections
+    assert not (run_dir / "stats" / "shard_tokens.parquet").exists()
     assert table(page, "funnel")[-1]["stage"] == "mixture.pack_v1"
+    # The mixture section is the packing step's own statistics, which outlive its files; gone with them.
+    assert "mixture" in page.sections
+    (run_dir / "stats" / "global.parquet").unlink()
+    write_report(run_dir)
+    assert "mixture" not in parse(run_dir / "report.html").sections
+    assert not (run_dir / "stats" / "mixture.parquet").exists()
 
 
 def test_report_of_an_empty_run_directory_is_a_page_without_sections(tmp_path):
@@ -330,14 +361,15 @@ def test_chromium_request_log_catches_an_external_resource(tmp_path):
 
 
 def test_report_stats_are_parquet_views_for_sql(full_run):
+    from gristmill.pipeline._internal.duck import RunFiles
     from gristmill.pipeline._internal.report_stats import TABLES, create_views
 
-    con = connect(full_run)
-    made = create_views(con, full_run)
+    files = RunFiles(full_run)
+    made = create_views(files, full_run)
     assert set(made) == set(TABLES)
     for name in made:
         assert pq.read_metadata(full_run / "stats" / f"{name}.parquet").num_rows == \
-            con.execute(f"SELECT count(*) FROM {name}").fetchone()[0]
+            files.con.execute(f"SELECT count(*) FROM {name}").fetchone()[0]
 
 
 # --- one look across charts: colours, axes, titles --------------------------------------------------------------
@@ -445,3 +477,33 @@ def test_mixture_step_shows_tokens_in_and_out_per_source(full_demo):
     assert int(funnel["mixture.pack_v1"]["tokens"]) == manifest["tokens"]
     tokenized = connect(full_demo).execute("SELECT sum(n_tokens) FROM segment_03").fetchone()[0]
     assert int(funnel["tokenize.bbpe_v1"]["tokens"]) == tokenized
+
+
+# --- a run directory on an object store ---------------------------------------------------------------------------
+
+def test_report_of_a_run_on_an_object_store_fetches_each_file_once(full_run, s3_requests, s3_query):
+    """Every object-store request is a round trip: the report lists the run once and asks for each file it reads
+    once (its size, its bytes), however many queries and schema lookups read it; its tables are the local run's."""
+    from collections import Counter
+
+    from gristmill.core.storage import resolve
+
+    remote = resolve(f"s3://gristmill-run/runs/full?{s3_query}")
+    for f in sorted(full_run.rglob("*")):
+        if f.is_file() and f.name != "report.html":
+            (remote / str(f.relative_to(full_run))).write_bytes(f.read_bytes())
+    s3_requests.requests.clear()
+    write_report(str(remote))
+
+    per_key = Counter(s3_requests.requests)
+    listings = sum(n for (_, key), n in per_key.items() if "list-type" in key)
+    assert listings <= 2, [k for k in per_key if "list-type" in k[1]]
+    twice = {request: n for request, n in per_key.items() if n > 1 and "list-type" not in request[1]}
+    assert not twice, twice
+    read = {key for method, key in per_key if method == "GET" and "list-type" not in key}
+    assert any("/segments/" in key for key in read) and any("/rejects/" in key for key in read)
+    for name in ("funnel", "histograms", "languages", "mixture", "tokenizer_sources", "reject_samples"):
+        local = pq.read_table(full_run / "stats" / f"{name}.parquet")
+        assert (remote / "stats" / f"{name}.parquet").read_parquet().equals(local), name
+    page = (remote / "report.html").read_text()
+    assert all(f'id="{section}"' in page for section in ("funnel", "histograms", "mixture", "shards"))
