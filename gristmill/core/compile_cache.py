@@ -17,6 +17,7 @@ import importlib.machinery
 import importlib.util
 import os
 import platform
+import re
 import sys
 import tempfile
 from pathlib import Path
@@ -83,6 +84,7 @@ def cached_bytes(name: str, key: str, build: Callable[[], bytes]) -> bytes:
 # kept beside it and every later process uses the JIT kernels without trying again.
 
 AOT_ENV = "GRISTMILL_AOT"  # "0": JIT kernels only (no module compiled ahead of time is built or loaded)
+_TUPLE_COMMA = re.compile(r",(?!\])")  # between a tuple's elements, not the comma of a 2-D array's "[,]"
 _NUMPY_CODES = {"u1": "uint8", "u4": "uint32", "u8": "uint64", "i4": "int32", "i8": "int64", "f8": "float64",
                 "b1": "boolean"}
 
@@ -122,7 +124,8 @@ def _numba_type(code: str) -> str:
     if code == "void":
         return "void"
     if code.startswith("("):
-        return f"Tuple(({', '.join(_numba_type(c) for c in code[1:-1].split(','))},))"
+        elements = _TUPLE_COMMA.split(code[1:-1])
+        return f"Tuple(({', '.join(_numba_type(c) for c in elements)},))"
     if code.endswith("[,]"):
         return f"{_NUMPY_CODES[code[:-3]]}[:, ::1]"
     if code.endswith("[]"):

@@ -4,6 +4,7 @@ and the caller learns when that happened (``Decoded.replaced``) so it can be cou
 from __future__ import annotations
 
 import dataclasses
+import functools
 import re
 
 from gristmill.stages.base import require
@@ -28,6 +29,7 @@ class Decoded:
     replaced: bool  # bytes invalid in ``encoding`` became U+FFFD
 
 
+@functools.cache
 def _encoding_module():
     return require("resiliparse.parse.encoding", "crawl")
 
@@ -61,7 +63,9 @@ def decode_page(body: bytes, http_charset: str | None = None) -> Decoded:
             return _decode(body[len(bom):], codec, "bom")
     enc_mod = _encoding_module()
     candidates: list[tuple[str, str]] = []
-    for source, label in (("http", http_charset), ("meta", meta_charset(body))):
+    for source in ("http", "meta"):
+        # the page is searched for <meta charset> only when the HTTP charset did not decode it
+        label = http_charset if source == "http" else meta_charset(body)
         codec = _codec(enc_mod.map_encoding_to_html5(label, fallback_utf8=False)) if label else None
         if codec and all(codec != c for c, _ in candidates):
             candidates.append((codec, source))

@@ -15,9 +15,10 @@ origin also names the file and the record's offset in it (``path:offset <urn:uui
 
 from __future__ import annotations
 
+import functools
 import itertools
 import zlib
-from typing import Any, BinaryIO, ClassVar, Iterator
+from typing import Any, BinaryIO, ClassVar, Iterator, NamedTuple
 
 import pyarrow as pa
 
@@ -31,6 +32,8 @@ from gristmill.stages.ingest.html import ExtractionOptions, make_extractor
 Row = tuple[str, "str | None", str, "str | None", "tuple[str, ...]"]
 # What one record gives: (text, reject reason, notes).
 Document = tuple[str, "str | None", "tuple[str, ...]"]
+# The reason of a Document whose text is a decoded page still to extract (not a reject reason: never in a row).
+TO_EXTRACT = "(page to extract)"
 
 HTML_CONTENT_TYPES = frozenset({"text/html", "application/xhtml+xml"})
 _GZIP_MAGIC = b"\x1f\x8b\x08"
@@ -43,9 +46,16 @@ _BINARY_SIGNATURES = (
     (b"\x00\x00\x01\x00", "ico"), (b"wOFF", "woff"), (b"wOF2", "woff2"), (b"OggS", "ogg"), (b"ID3", "mp3"),
     (b"\x7fELF", "elf"), (b"\xd0\xcf\x11\xe0", "ms-office"), (b"7z\xbc\xaf", "7z"),
 )
+_BINARY_PREFIXES = tuple(signature for signature, _ in _BINARY_SIGNATURES)  # one startswith for all of them
 _BINARY_SNIFF_BYTES = 1024
 _HEAD_BYTES = 4096
 _SCAN_CHUNK = 1 << 20
+
+
+@functools.cache
+def _fastwarc():
+    """``fastwarc.warc``, imported once (each record asks for its record types)."""
+    return require("fastwarc.warc", "crawl")
 
 
 def iter_warc_records(path: str, parse_http: bool) -> Iterator[tuple[Any, str | None, int, bool]]:
@@ -58,7 +68,7 @@ def iter_warc_records(path: str, parse_http: bool) -> Iterator[tuple[Any, str | 
     WARC headers are read strictly unless the file's first header line ends with a bare LF, because quirks mode
     skips garbage between records without a word; HTTP headers are always read leniently (``parse_http``).
     """
-    warc = require("fastwarc.warc", "crawl")
+    warc = _fastwarc()
     response = warc.WarcRecordType.response
     with open_input(path) as f:  # a local file or an object-store object (seekable either way)
         head = f.read(_HEAD_BYTES)
@@ -121,10 +131,30 @@ def _find(f: BinaryIO, marker: bytes, offset: int) -> int | None:
     return None
 
 
+class _Page(NamedTuple):
+    """A record read and decoded whose page is still to be extracted, with what its row needs of the record."""
+
+    html: str
+    notes: tuple[str, ...]
+    url: str | None
+    record_id: str | None
+    where: str  # path:offset of the record
+    lenient: bool
+    truncated: bool  # WARC-Truncated: the crawler cut the payload
+
+
 class _WarcFamilyReader(Reader):
-    """The record loop shared by WARC and WET; subclasses turn one record into one row."""
+    """The record loop shared by WARC and WET; subclasses turn one record into one row.
+
+    Records are read a group at a time (``READ_AHEAD_RECORDS``, at most ``READ_AHEAD_BYTES`` of decoded pages
+    held), then the group's pages are extracted: fastwarc's loop, the checks and the decoding run back to back, as
+    do the extractor's calls, instead of alternating record by record, where each extraction leaves the caches
+    cold for the next record (that alternation made the record loop ~1.5x slower). Rows keep the records' order.
+    """
 
     parse_http: ClassVar[bool] = True
+    READ_AHEAD_RECORDS: ClassVar[int] = 32
+    READ_AHEAD_BYTES: ClassVar[int] = 8 << 20
 
     def read(self, unit: Unit) -> Iterator[pa.Table]:
         batcher = RecordBatcher(self.limits)
@@ -144,27 +174,44 @@ class _WarcFamilyReader(Reader):
         except OSError as exc:
             yield (*self.unreadable(path, exc), ())
             return
+        group: list[Row | _Page] = []
+        held = 0
         for record, error, offset, lenient in itertools.chain([first] if first else [], records):
-            if record is None:
-                yield "", None, f"{path}:{offset}", reasons.with_detail(reasons.MALFORMED_RECORD, error), ()
-                continue
-            url = record.headers.get("WARC-Target-URI")
-            try:
-                text, reason, notes = self._document(record, url)
-            except OSError as exc:  # the payload stream broke mid-record
-                text, reason, notes = "", reasons.with_detail(reasons.MALFORMED_RECORD, exc), ()
-            if lenient:
-                notes = (*notes, reasons.WARC_HEADERS_BARE_LF)
-            where = f"{path}:{record.stream_pos}"
-            if reason is None:
-                origin = record.record_id or where
-                if record.headers.get("WARC-Truncated"):
-                    notes = (*notes, reasons.PAYLOAD_TRUNCATED_BY_CRAWLER)
-            else:
-                origin = f"{where} {record.record_id}" if record.record_id else where
-            yield text, url, origin, reason, notes
+            row = self._read_record(path, record, error, offset, lenient)
+            group.append(row)
+            if type(row) is _Page:
+                held += len(row.html)
+            if len(group) >= self.READ_AHEAD_RECORDS or held >= self.READ_AHEAD_BYTES:
+                yield from map(self._finished, group)
+                group, held = [], 0
+        yield from map(self._finished, group)
+
+    def _read_record(self, path: str, record: Any, error: str | None, offset: int, lenient: bool) -> Row | _Page:
+        """The record's row, or its page to extract (``_finished``)."""
+        if record is None:
+            return "", None, f"{path}:{offset}", reasons.with_detail(reasons.MALFORMED_RECORD, error), ()
+        url = record.headers.get("WARC-Target-URI")
+        try:
+            text, reason, notes = self._document(record, url)
+        except OSError as exc:  # the payload stream broke mid-record
+            text, reason, notes = "", reasons.with_detail(reasons.MALFORMED_RECORD, exc), ()
+        where = f"{path}:{record.stream_pos}"
+        truncated = (reason is None or reason is TO_EXTRACT) and bool(record.headers.get("WARC-Truncated"))
+        if reason is TO_EXTRACT:
+            return _Page(text, notes, url, record.record_id, where, lenient, truncated)
+        return _row(text, reason, notes, url, record.record_id, where, lenient, truncated)
+
+    def _finished(self, row: Row | _Page) -> Row:
+        if type(row) is not _Page:
+            return row
+        text, reason, notes = self._extracted(row.html, row.url, row.notes)
+        return _row(text, reason, notes, row.url, row.record_id, row.where, row.lenient, row.truncated)
+
+    def _extracted(self, html: str, url: str | None, notes: tuple[str, ...]) -> Document:
+        raise NotImplementedError
 
     def _document(self, record: Any, url: str | None) -> Document:
+        """The record as a document, a rejected one, or (reason ``TO_EXTRACT``) its decoded page to extract."""
         raise NotImplementedError
 
     def _payload(self, record: Any) -> tuple[bytes, str | None]:
@@ -176,6 +223,20 @@ class _WarcFamilyReader(Reader):
         if len(body) < expected:
             return b"", reasons.TRUNCATED_RECORD
         return body, None
+
+
+def _row(text: str, reason: str | None, notes: tuple[str, ...], url: str | None, record_id: str | None, where: str,
+         lenient: bool, truncated: bool) -> Row:
+    """A record's row: a document's origin is its WARC-Record-ID, a rejected record's names the file and offset."""
+    if lenient:
+        notes = (*notes, reasons.WARC_HEADERS_BARE_LF)
+    if reason is None:
+        origin = record_id or where
+        if truncated:
+            notes = (*notes, reasons.PAYLOAD_TRUNCATED_BY_CRAWLER)
+    else:
+        origin = f"{where} {record_id}" if record_id else where
+    return text, url, origin, reason, notes
 
 
 class WarcOptions(ExtractionOptions):
@@ -195,8 +256,7 @@ class WarcReader(_WarcFamilyReader):
         self._extract = None  # built on first read: the driver only plans units and needs no extractor
 
     def _document(self, record: Any, url: str | None) -> Document:
-        warc = require("fastwarc.warc", "crawl")
-        if record.record_type != warc.WarcRecordType.response:
+        if record.record_type != _fastwarc().WarcRecordType.response:
             return "", reasons.NOT_RESPONSE, ()
         if record.http_headers is None:
             return "", reasons.NOT_HTML, ()  # a response without HTTP (dns:, ftp:)
@@ -219,13 +279,16 @@ class WarcReader(_WarcFamilyReader):
         decoded = decode_page(body, record.http_charset)
         if decoded.replaced:
             notes = (*notes, reasons.INVALID_BYTES_REPLACED)
+        return decoded.text, TO_EXTRACT, notes
+
+    def _extracted(self, html: str, url: str | None, notes: tuple[str, ...]) -> Document:
         if self._extract is None:
             self._extract = make_extractor(self.options)
         try:
-            text = self._extract(decoded.text, url)
+            text = self._extract(html, url)
         except Exception as exc:  # noqa: BLE001 - an extractor bug on one page must not end the file
             return "", reasons.with_detail(reasons.EXTRACTION_ERROR, f"{type(exc).__name__}: {exc}"), notes
-        if not text.strip():
+        if not text or text.isspace():  # (str.strip() would copy the text to find out)
             return "", reasons.EMPTY_TEXT, notes
         return text, None, notes
 
@@ -235,9 +298,8 @@ def binary_kind(body: bytes) -> str | None:
 
     A NUL byte in the first KiB marks binary data too, unless a UTF-16 byte-order mark explains it.
     """
-    for signature, kind in _BINARY_SIGNATURES:
-        if body.startswith(signature):
-            return kind
+    if body.startswith(_BINARY_PREFIXES):
+        return next(kind for signature, kind in _BINARY_SIGNATURES if body.startswith(signature))
     head = body[:_BINARY_SNIFF_BYTES]
     if b"\x00" in head and not head.startswith((b"\xff\xfe", b"\xfe\xff")):
         return "nul_bytes"
@@ -287,8 +349,7 @@ class WetReader(_WarcFamilyReader):
     parse_http = False
 
     def _document(self, record: Any, url: str | None) -> Document:
-        warc = require("fastwarc.warc", "crawl")
-        if record.record_type != warc.WarcRecordType.conversion:
+        if record.record_type != _fastwarc().WarcRecordType.conversion:
             return "", reasons.NOT_CONVERSION, ()
         content_type = (record.headers.get("Content-Type") or "").split(";")[0].strip().lower()
         if content_type != "text/plain":

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import importlib.util
 import sys
 from collections.abc import Iterable
 from typing import Literal
@@ -45,8 +46,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from gristmill.core.compile_cache import cached_bytes
+from gristmill.core.compile_cache import CheckedKernels, cached_bytes, load_kernels
 from gristmill.stages.base import require
+from gristmill.stages.quality import kernel_constants as kc
 from gristmill.stages.clean.boilerplate import C4_POLICY_PHRASES, CJK_CHAR
 from gristmill.stages.quality.charsets import PUNCTUATION_SET, TERMINAL_PUNCTUATION
 
@@ -222,11 +224,11 @@ class Tokens:
         self.lengths = tok_chars
         self.ids = (_np(pc.dictionary_encode(self.flat).indices).astype(np.uint64) + np.uint64(1)) \
             if len(self.flat) else np.zeros(0, np.uint64)
-        self.symbol = (tok_flags & k.SYMBOL) != 0
-        self.has_alpha = (tok_flags & k.HAS_LETTER) != 0
+        self.symbol = (tok_flags & kc.SYMBOL) != 0
+        self.has_alpha = (tok_flags & kc.HAS_LETTER) != 0
         self.marks = (hashes.astype(np.float64), ellipses.astype(np.float64))
         self.line = tok_line  # the str.splitlines() line of the token within its document
-        self.sentence_flags = tok_flags & (k.SENT_PUNCT | k.ALL_PUNCT)
+        self.sentence_flags = tok_flags & (kc.SENT_PUNCT | kc.ALL_PUNCT)
         self.backend = "numba"
         return self
 
@@ -266,12 +268,26 @@ def _valid_utf8(text: pa.Array) -> bool:
     return True
 
 
-def kernels():
-    """The compiled kernels module (numba, today installed with the ``dedup`` extra)."""
-    require("numba", "dedup")
-    from gristmill.stages.quality import _kernels
+# The kernels of ``_kernels`` called here, with the types they are called with (the notation of
+# ``gristmill.core.compile_cache.KernelSignature``): what their ahead-of-time build is compiled for.
+_TABLES = "u8[] i8[] i8[] i8[] i8[] u4[]"  # special_case_tables(): hashes, offsets, chars, cut offsets, cuts, filter
+KERNEL_SIGNATURES = {
+    "split_tokens": f"u1[] i8[] u4[] b1 {_TABLES} i8[,] i8[] {_TABLES} -> (u1[],i8[],i8[],i8[],u1[],i8[],i8[],i8[])",
+    "ngram_chars": "u8[] i8[] i8[] i8[] i8[] -> (f8[,],f8[,])",
+    "first_occurrence": "i8[] -> b1[]",
+    "sentences_per_line": "u1[] i8[] i8[] i8[] i8 -> i8[]",
+}
+KERNEL_MODULE = "gristmill.stages.quality._kernels"
+KERNEL_SOURCES = (KERNEL_MODULE, "gristmill.stages.quality.kernel_constants")
 
-    return _kernels
+
+@functools.lru_cache(maxsize=1)
+def kernels() -> CheckedKernels:
+    """The compiled kernels (numba, today installed with the ``dedup`` extra): their ahead-of-time build once
+    there is one, which loads without importing numba, else numba's JIT (``compile_cache.load_kernels``)."""
+    if importlib.util.find_spec("numba") is None:
+        require("numba", "dedup")  # raises, with the install hint
+    return load_kernels(KERNEL_MODULE, KERNEL_SIGNATURES, KERNEL_SOURCES)
 
 
 def _string_buffers(text: pa.Array) -> tuple[np.ndarray, np.ndarray]:
@@ -291,7 +307,8 @@ def char_classes() -> np.ndarray:
     character lists come from the ``SPACY_*`` constants. Deriving it costs ~0.3 s of CPU: it is kept on disk
     (``compile_cache.cached_bytes``), keyed by this module's and the kernels' source, pyarrow's and Python's
     versions."""
-    key = "|".join([pa.__version__, sys.version, _source_digest(__file__), _source_digest(kernels().__file__)])
+    key = "|".join([pa.__version__, sys.version, _source_digest(__file__),
+                    *(_source_digest(importlib.util.find_spec(name).origin) for name in KERNEL_SOURCES)])
     data = cached_bytes("char-classes", key, lambda: _derive_char_classes().tobytes())
     return np.frombuffer(data, dtype=np.uint32).copy()
 
@@ -302,7 +319,7 @@ def _source_digest(path: str) -> str:
 
 
 def _derive_char_classes() -> np.ndarray:
-    k = kernels()
+    k = kc
     code = np.concatenate([np.arange(0xD800), np.arange(0xE000, 0x110000)]).astype(np.uint32)  # no surrogates
     every_char = pa.array([code.tobytes().decode("utf-32-le")], pa.large_string())
     table = np.zeros(0x110000, dtype=np.uint32)
@@ -351,7 +368,7 @@ def special_case_tables(matched: bool = False) -> tuple[np.ndarray, ...]:
     k = kernels()
     keys = ["".join(entry.split("\u241f")) for entry in SPECIAL_CASES]
     cuts = [np.cumsum([len(p) for p in entry.split("\u241f")[:-1]]).astype(np.int64) for entry in SPECIAL_CASES]
-    assert max(map(len, keys)) <= k.MAX_SPECIAL
+    assert max(map(len, keys)) <= kc.MAX_SPECIAL
     if matched:
         data, offsets = _string_buffers(pa.array(keys, pa.large_string()))
         none = (np.zeros(0, np.uint64), np.zeros(1, np.int64), np.zeros(0, np.int64), np.zeros(1, np.int64),
@@ -372,8 +389,7 @@ def special_case_tables(matched: bool = False) -> tuple[np.ndarray, ...]:
 
 def _special_hash(key: str) -> int:
     """``_kernels._special``'s hash of a string's code points."""
-    k = kernels()
-    h = np.array([k._SEED], dtype=np.uint64)
+    h = np.array([kc._SEED], dtype=np.uint64)
     with np.errstate(over="ignore"):
         for c in key:
             h = _mix(h * np.uint64(0x9E3779B97F4A7C15) + np.uint64(ord(c)))

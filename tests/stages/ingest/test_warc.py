@@ -92,6 +92,19 @@ def test_garbage_between_gzip_members_is_one_malformed_row_and_reading_resumes(t
     assert len(documents(rows)) == 16
 
 
+@pytest.mark.parametrize("read_ahead", [3, 32, 50])
+def test_rows_are_the_same_however_many_records_are_read_before_extraction(tmp_path, monkeypatch, read_ahead):
+    raw = gzip.decompress(CC_SAMPLE.read_bytes())
+    bad = tmp_path / "garbage.warc"
+    bad.write_bytes(_insert_at_record(raw, b"WARC/1.0\r\n", 10, b"this is not a WARC header\r\n\r\n" * 3))
+    monkeypatch.setattr(WarcReader, "READ_AHEAD_RECORDS", 1)
+    one_at_a_time = read_rows(WarcReader, [CC_SAMPLE, bad], Limits(batch_rows=7))
+    monkeypatch.setattr(WarcReader, "READ_AHEAD_RECORDS", read_ahead)
+    assert read_rows(WarcReader, [CC_SAMPLE, bad], Limits(batch_rows=7)) == one_at_a_time
+    monkeypatch.setattr(WarcReader, "READ_AHEAD_BYTES", 1)  # every page alone
+    assert read_rows(WarcReader, [CC_SAMPLE, bad], Limits(batch_rows=7)) == one_at_a_time
+
+
 def test_a_file_of_garbage_yields_one_malformed_row(tmp_path):
     bad = tmp_path / "random.warc.gz"
     bad.write_bytes(b"\x1f\x8b\x08" + bytes(range(256)) * 20)
