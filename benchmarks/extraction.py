@@ -37,6 +37,7 @@ from gristmill.stages.ingest.html import (  # noqa: E402
     line_shares,
     make_extractor,
     needs_fallback,
+    resiliparse_kwargs,
 )
 from shared_data import SHARED_DATA  # noqa: E402
 
@@ -151,19 +152,6 @@ def fallback_share(options: ExtractionOptions, html: dict[str, str]) -> float:
 
 
 # -- 2. where resiliparse_fallback's time goes ----------------------------------------------------------------
-
-
-def resiliparse_kwargs(options: ExtractionOptions) -> dict:
-    """extract_plain_text's arguments as gristmill's resiliparse extractor passes them."""
-    return dict(
-        preserve_formatting=True,
-        main_content=options.main_content,
-        list_bullets=options.list_bullets,
-        alt_texts=options.alt_texts,
-        links=options.links,
-        comments=options.comments,
-        post_meta=options.post_meta,
-    )
 
 
 def bench_breakdown(html: dict[str, str], rounds: int) -> None:

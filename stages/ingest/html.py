@@ -133,20 +133,25 @@ def _resiliparse_extractor(options: ExtractionOptions, skip_elements: list[str] 
     parse = html_mod.HTMLTree.parse
     extract_plain_text = text_mod.extract_plain_text
 
+    kwargs = dict(resiliparse_kwargs(options), skip_elements=skip_elements)
+
     def extract(html: str, url: str | None = None) -> str:
-        return extract_plain_text(
-            parse(html),
-            preserve_formatting=True,
-            main_content=options.main_content,
-            list_bullets=options.list_bullets,
-            alt_texts=options.alt_texts,
-            links=options.links,
-            comments=options.comments,
-            post_meta=options.post_meta,
-            skip_elements=skip_elements,
-        )
+        return extract_plain_text(parse(html), **kwargs)
 
     return extract
+
+
+def resiliparse_kwargs(options: ExtractionOptions) -> dict:
+    """``extract_plain_text``'s arguments for ``options`` (less ``skip_elements``)."""
+    return dict(
+        preserve_formatting=True,
+        main_content=options.main_content,
+        list_bullets=options.list_bullets,
+        alt_texts=options.alt_texts,
+        links=options.links,
+        comments=options.comments,
+        post_meta=options.post_meta,
+    )
 
 
 def _trafilatura_extractor(options: ExtractionOptions, fast: bool = False) -> Extract:
