@@ -148,7 +148,6 @@ def _run_segments(plan: Plan, run_dir: RunDir, executor, force: bool, log, per_s
                 started = True
             stats, build_seconds[segment.name], info = _run_segment(plan, segment, input_parts, previous,
                                                                     run_dir, executor, log, lease, clock)
-            write_segment_stats(stats_path, stats)
             per_segment.append(stats)
             computed.append(segment.name)
         input_parts = run_dir.segment_parts(segment.name, info)
@@ -189,11 +188,14 @@ def _run_segment(plan: Plan, segment: Segment, input_parts: list[SegmentPart], p
         "layouts": layouts, "parts": parts, "upstream": run_dir.upstream_digests(segment.name, layouts),
     }
     lease.check()  # a run whose lease was taken over must not commit over its successor's work
+    stats_out = SegmentStats(segment.name, stats, global_stats)
+    # Before the marker, the commit point: a committed segment always has its statistics (a resume skips it only then).
+    write_segment_stats(run_dir.stats_dir / "segments" / f"{segment.name}.json", stats_out)
     run_dir.commit_segment(segment.name, marker)
     clock.add(f"{segment.name}: check and commit", "driver", time.perf_counter() - commit_start, segment.name)
     files = sum(1 for p in parts if "bytes" in p)
     log(f"segment {segment.name}: committed {marker['rows']:,} rows in {len(parts)} parts ({files} files)")
-    return SegmentStats(segment.name, stats, global_stats), build_seconds, marker
+    return stats_out, build_seconds, marker
 
 
 def _worker_seconds(segment: Segment, stats: list[StageStats]) -> list[tuple[str, str, float]]:

@@ -104,6 +104,20 @@ def test_rerun_skips_committed_segment_and_output_is_unchanged(data_dir, tmp_pat
     assert [s.rows_out for seg in second.stats for s in seg.stages] == [s.rows_out for seg in first.stats for s in seg.stages]
 
 
+def test_a_committed_segment_has_its_statistics_already(data_dir, tmp_path, monkeypatch):
+    # A driver killed right after a commit must leave a segment the rerun skips: its statistics come first.
+    seen = []
+    commit = RunDir.commit_segment
+
+    def observed_commit(self, name, marker):
+        seen.append((name, (self.stats_dir / "segments" / f"{name}.json").exists()))
+        return commit(self, name, marker)
+
+    monkeypatch.setattr(RunDir, "commit_segment", observed_commit)
+    run_local(data_dir, tmp_path)
+    assert seen == [("00-ingest", True)]
+
+
 def test_partial_segment_without_marker_is_recomputed(data_dir, tmp_path):
     run_local(data_dir, tmp_path)
     seg = tmp_path / "segments" / "00-ingest"
