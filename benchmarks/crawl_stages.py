@@ -41,16 +41,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from process_tree import least_cpu
 from shared_data import SHARED_DATA
-
-
-def least_cpu(fn: Callable[[], object], repeat: int) -> float:
-    best = float("inf")
-    for _ in range(repeat):
-        t = time.process_time()
-        fn()
-        best = min(best, time.process_time() - t)
-    return best
 
 
 def cpu_of(fn: Callable[[], object]) -> tuple[object, float]:
@@ -236,8 +228,8 @@ def stage_rows(batches: list[pa.Table], repeat: int) -> list[tuple[str, float, f
     def stage_row(label, stage, inputs, bare_fn):
         _, setup = cpu_of(stage.setup)
         outputs = [kept(stage.process(b)) for b in inputs]  # warm-up
-        cpu = least_cpu(lambda: [kept(stage.process(b)) for b in inputs], repeat)
-        bare_cpu = least_cpu(lambda: [bare_fn(b) for b in inputs], repeat)
+        cpu = least_cpu(lambda: [kept(stage.process(b)) for b in inputs], repeat)[1]
+        bare_cpu = least_cpu(lambda: [bare_fn(b) for b in inputs], repeat)[1]
         rows.append((label, setup, cpu, bare_cpu))
         return outputs
 
@@ -318,7 +310,7 @@ def main() -> None:
         bare_ingest_between = least(lambda: bare_warc(paths, as_the_reader), args.repeat)
         calls = extractor_inputs(paths)
         bare_extract = least_cpu(lambda: [bare(h, u) for h, u in calls], 1 if args.extractor == "trafilatura"
-                                 else args.repeat)
+                                 else args.repeat)[1]
         rows += [("ingest (WARC records -> decoded HTML)", 0.0, ingest_cpu, bare_ingest),
                  ("ingest, the bare loop with the extractor between records", 0.0, ingest_cpu,
                   bare_ingest_between),

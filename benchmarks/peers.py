@@ -173,21 +173,13 @@ def write_inputs(docs: list[str], work: Path) -> None:
     pq.write_table(table, work / "input" / "part-0000000000000000.parquet")
 
 
-def least_cpu(fn, repeat: int):
-    best, out = float("inf"), None
-    for _ in range(repeat):
-        t = time.process_time()
-        out = fn()
-        best = min(best, time.process_time() - t)
-    return out, best
-
-
 def signature_rows(docs: list[str], bands_rows: tuple[int, int], repeat: int) -> list[tuple[str, float]]:
     import datasketch
     import numpy as np
     import pyarrow as pa
 
     from gristmill.dedup.minhash import ShingleSpec, shingle_hashes, shingles_py, signatures, signatures_from_hashes
+    from process_tree import least_cpu
 
     num_perm = bands_rows[0] * bands_rows[1]
     spec = ShingleSpec()

@@ -22,10 +22,9 @@ import argparse
 import json
 import os
 import shutil
-import time
 from pathlib import Path
 
-from process_tree import run_measured
+from process_tree import least_cpu, run_measured
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -60,16 +59,6 @@ def run_pipeline(src: Path, pipeline: Path, run_dir: Path) -> tuple[float, float
     return wall, cpu
 
 
-def _cpu(fn, repeat: int) -> float:
-    """CPU seconds of this process for the fastest of ``repeat`` calls of ``fn``."""
-    best = float("inf")
-    for _ in range(repeat):
-        start = time.process_time()
-        fn()
-        best = min(best, time.process_time() - start)
-    return best
-
-
 def read_costs(run_dir: Path, repeat: int) -> dict[str, float]:
     """CPU seconds to read the run's segments back: every part whole, one column, and DuckDB over the views."""
     from gristmill.pipeline.inspection import connect
@@ -92,12 +81,12 @@ def read_costs(run_dir: Path, repeat: int) -> dict[str, float]:
         con.close()
 
     return {
-        "every part of segments 01.. whole (the heads' reads)": _cpu(read_all, repeat),
-        "last segment, text only (dedup/tokenizer-style read)": _cpu(
-            lambda: [p.read_parquet(["doc_id", "text"]) for p in last], repeat),
-        "tokenized segment, source+tokens (pack's read)": _cpu(
-            lambda: [p.read_parquet(["source", "tokens", "n_tokens"]) for p in tokenized], repeat),
-        "DuckDB: per-source count/bytes/tokens over `documents`": _cpu(duck, repeat),
+        "every part of segments 01.. whole (the heads' reads)": least_cpu(read_all, repeat)[1],
+        "last segment, text only (dedup/tokenizer-style read)": least_cpu(
+            lambda: [p.read_parquet(["doc_id", "text"]) for p in last], repeat)[1],
+        "tokenized segment, source+tokens (pack's read)": least_cpu(
+            lambda: [p.read_parquet(["source", "tokens", "n_tokens"]) for p in tokenized], repeat)[1],
+        "DuckDB: per-source count/bytes/tokens over `documents`": least_cpu(duck, repeat)[1],
     }
 
 

@@ -14,10 +14,10 @@ from pathlib import Path
 
 from gristmill.core import storage
 from gristmill.core.layout import RunLayout
+from gristmill.core.parts import SegmentPart
 from gristmill.pipeline.executors import LocalExecutor, RayExecutor, SegmentResult, segment_head
 from gristmill.pipeline.lease import RunLease
 from gristmill.pipeline.plan import Plan, Segment
-from gristmill.core.parts import SegmentPart
 from gristmill.pipeline.rundir import RunDir, StaleSegmentError, atomic_write_json, column_layouts
 from gristmill.pipeline.stats import (GlobalStepStats, RunSummary, SegmentStats, StageStats, aggregate,
                                       load_segment_stats, update_run_stats, write_run_stats, write_segment_stats)
@@ -131,7 +131,7 @@ def _run_segments(plan: Plan, run_dir: RunDir, executor, force: bool, log, per_s
                 log(f"segment {segment.name}: committed, but its parts no longer match its _SUCCESS "
                     f"({'; '.join(problems)}): recomputing it and every segment after it")
                 info, rebuild = None, True
-        stats_path = run_dir.stats_dir / "segments" / f"{segment.name}.json"
+        stats_path = run_dir.segment_stats_path(segment.name)
         if info is not None and stats_path.exists():
             log(f"segment {segment.name}: committed, skipped")
             per_segment.append(load_segment_stats(stats_path))
@@ -190,7 +190,7 @@ def _run_segment(plan: Plan, segment: Segment, input_parts: list[SegmentPart], p
     lease.check()  # a run whose lease was taken over must not commit over its successor's work
     stats_out = SegmentStats(segment.name, stats, global_stats)
     # Before the marker, the commit point: a committed segment always has its statistics (a resume skips it only then).
-    write_segment_stats(run_dir.stats_dir / "segments" / f"{segment.name}.json", stats_out)
+    write_segment_stats(run_dir.segment_stats_path(segment.name), stats_out)
     run_dir.commit_segment(segment.name, marker)
     clock.add(f"{segment.name}: check and commit", "driver", time.perf_counter() - commit_start, segment.name)
     files = sum(1 for p in parts if "bytes" in p)

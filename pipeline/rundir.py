@@ -118,6 +118,9 @@ class RunDir:
     def success_path(self, segment_name: str) -> Path:
         return self._path(self.layout.segment_success(segment_name))
 
+    def segment_stats_path(self, segment_name: str) -> Path:
+        return self._path(self.layout.segment_stats(segment_name))
+
     def rejects_dir(self, step_slug: str) -> Path:
         return self._path(self.layout.rejects_dir(step_slug))
 
