@@ -194,7 +194,8 @@ def sql_files(paths: list) -> str:
     return "[" + ", ".join(sql_file(p) for p in paths) + "]"
 
 
-def _ident(name: str) -> str:
+def sql_ident(name: str) -> str:
+    """A column name quoted for SQL."""
     return '"' + name.replace('"', '""') + '"'
 
 
@@ -236,5 +237,5 @@ def _joined_query(parts: list) -> str:
             alias = aliases[key] = f"t{len(aliases)}"
             sources.append(f"JOIN read_parquet({sql_files(holders)}, union_by_name = true) {alias} "
                            f'ON {alias}."doc_id" = t0."doc_id"')
-        select.append(f"{aliases[key]}.{_ident(column)}")
+        select.append(f"{aliases[key]}.{sql_ident(column)}")
     return f"SELECT {', '.join(select)} FROM {' '.join(sources)}"

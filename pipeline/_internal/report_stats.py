@@ -60,10 +60,6 @@ def _files(paths: list) -> str:
     return duck.sql_files(paths)
 
 
-def _ident(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
 @dataclass
 class SegmentInfo:
     name: str
@@ -158,7 +154,7 @@ def _reject_files(files: duck.RunFiles, rd: RunDir, seg: SegmentInfo, columns: l
 
 def _rows_relation(files: duck.RunFiles, rd: RunDir, seg: SegmentInfo, columns: list[str]) -> str:
     """SQL over a segment's documents: its kept rows and its rejected rows, with ``status`` and ``reason``."""
-    cols = ", ".join(_ident(c) for c in columns)
+    cols = ", ".join(duck.sql_ident(c) for c in columns)
     sql = (f"SELECT {cols}, source, 'kept' AS status, NULL::VARCHAR AS reason "
            f"FROM {duck.parts_relation(seg.parts)}")
     rejects = _reject_files(files, rd, seg, columns)
@@ -293,10 +289,10 @@ def _histograms_of_segment(files: duck.RunFiles, rd: RunDir, seg: SegmentInfo, c
     # Rejected rows only count where they carry every column; otherwise score each column separately.
     con = files.con
     relation = _rows_relation(files, rd, seg, cols)
+    quoted = [duck.sql_ident(c) for c in cols]
     ranges = con.execute(
-        "SELECT " + ", ".join(
-            f"min({_ident(c)})::DOUBLE, max({_ident(c)})::DOUBLE, quantile_cont({_ident(c)}, 0.99)::DOUBLE"
-            for c in cols) + f" FROM ({relation})").fetchone()
+        "SELECT " + ", ".join(f"min({q})::DOUBLE, max({q})::DOUBLE, quantile_cont({q}, 0.99)::DOUBLE" for q in quoted)
+        + f" FROM ({relation})").fetchone()
     types = {f.name: f.type for f in seg.schema}
     specs = []
     for i, c in enumerate(cols):
@@ -310,7 +306,7 @@ def _histograms_of_segment(files: duck.RunFiles, rd: RunDir, seg: SegmentInfo, c
     con.execute("CREATE OR REPLACE TEMP TABLE _bins (col VARCHAR, start DOUBLE, width DOUBLE, nbins INTEGER)")
     con.executemany("INSERT INTO _bins VALUES (?, ?, ?, ?)", specs)
     unpivot = " UNION ALL ".join(
-        f"SELECT {_q(c)} AS col, {_ident(c)}::DOUBLE AS v, source, status, reason FROM rel" for c, *_ in specs)
+        f"SELECT {_q(c)} AS col, {duck.sql_ident(c)}::DOUBLE AS v, source, status, reason FROM rel" for c, *_ in specs)
     table = _arrow(con.sql(f"""
         WITH rel AS ({relation}), vals AS ({unpivot})
         SELECT col AS "column", {_q(seg.name)} AS segment, source, status,
