@@ -199,10 +199,25 @@ def _evaluate(expr: Mapping[str, Any], table: pa.Table):
     return out
 
 
-def reject_reasons(expr: Mapping[str, Any], table: pa.Table, prefix: str = "filter") -> pa.Array:
-    """Per-row drop reason (null = keep): the first failing clause of a top-level ``all``, else the expression."""
-    clauses = expr["all"] if set(expr) == {"all"} else [expr]
-    return first_failing(clauses, table).take(_labels(clauses, prefix))
+def reject_reasons(expr: Mapping[str, Any], table: pa.Table, prefix: str = "filter",
+                   labels: pa.Array | None = None) -> pa.Array:
+    """Per-row drop reason (null = keep): the first failing clause of a top-level ``all``, else the expression.
+    ``labels``: the reasons of the top-level clauses, when the caller keeps them (``clause_labels``)."""
+    clauses = top_level_clauses(expr)
+    labels = clause_labels(expr, prefix) if labels is None else labels
+    if len(clauses) == 1:  # its label where the row fails it
+        return _to_array(pc.if_else(evaluate(clauses[0], table), pa.scalar(None, pa.string()), labels[0]))
+    return labels.take(first_failing(clauses, table))
+
+
+def top_level_clauses(expr: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    """The clauses of a top-level ``all``, each its own drop reason; else the expression alone."""
+    return expr["all"] if set(expr) == {"all"} else [expr]
+
+
+def clause_labels(expr: Mapping[str, Any], prefix: str) -> pa.Array:
+    """The drop reason of each top-level clause."""
+    return pa.array([f"{prefix}:{describe(clause)}" for clause in top_level_clauses(expr)], pa.string())
 
 
 def first_failing(clauses: list[Mapping[str, Any]], table: pa.Table) -> pa.Array:
@@ -212,10 +227,6 @@ def first_failing(clauses: list[Mapping[str, Any]], table: pa.Table) -> pa.Array
         failed = ~_to_numpy(evaluate(clause, table))
         first[failed] = len(clauses) - 1 - i
     return pa.array(first, pa.int32(), mask=first == len(clauses))
-
-
-def _labels(clauses: list[Mapping[str, Any]], prefix: str) -> pa.Array:
-    return pa.array([f"{prefix}:{describe(clause)}" for clause in clauses], pa.string())
 
 
 def _to_array(values: pa.Array | pa.ChunkedArray) -> pa.Array:
@@ -277,14 +288,9 @@ class Filter(StreamingStage):
     def process(self, table: pa.Table) -> StageOutput:
         if table.num_rows == 0:
             return StageOutput(table, None)
-        expr = self.params.expr
-        clauses = expr["all"] if set(expr) == {"all"} else [expr]
         if self.labels is None:
-            self.labels = _labels(clauses, self.params.reason)
-        if len(clauses) == 1:  # its label where the row fails it
-            reasons = pc.if_else(evaluate(clauses[0], table), pa.scalar(None, pa.string()), self.labels[0])
-        else:
-            reasons = self.labels.take(first_failing(clauses, table))
+            self.labels = clause_labels(self.params.expr, self.params.reason)
+        reasons = reject_reasons(self.params.expr, table, labels=self.labels)
         if self.params.sources is not None:
             applies = pc.is_in(table["source"], value_set=pa.array(self.params.sources, pa.string()))
             reasons = pc.if_else(applies, reasons, pa.scalar(None, pa.string()))
