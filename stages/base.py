@@ -19,6 +19,7 @@ learns which executor runs it or where the run directory lives.
 from __future__ import annotations
 
 import dataclasses
+import sys
 from typing import Any, ClassVar, Iterator, Mapping
 
 import pyarrow as pa
@@ -87,7 +88,11 @@ class MissingDependency(ImportError):
 
 
 def require(module: str, extra: str) -> Any:
-    """Import ``module`` or fail early with the pip command that installs it."""
+    """Import ``module`` or fail early with the pip command that installs it. Stages ask per record or batch, so
+    a module already imported is answered from ``sys.modules`` (``import_module`` takes the import lock)."""
+    loaded = sys.modules.get(module)
+    if loaded is not None:
+        return loaded
     import importlib
 
     try:

@@ -4,7 +4,6 @@ and the caller learns when that happened (``Decoded.replaced``) so it can be cou
 from __future__ import annotations
 
 import dataclasses
-import functools
 import re
 
 from gristmill.stages.base import require
@@ -29,7 +28,6 @@ class Decoded:
     replaced: bool  # bytes invalid in ``encoding`` became U+FFFD
 
 
-@functools.cache
 def _encoding_module():
     return require("resiliparse.parse.encoding", "crawl")
 

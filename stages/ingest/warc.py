@@ -15,7 +15,6 @@ origin also names the file and the record's offset in it (``path:offset <urn:uui
 
 from __future__ import annotations
 
-import functools
 import itertools
 import zlib
 from typing import Any, BinaryIO, ClassVar, Iterator, NamedTuple
@@ -52,12 +51,6 @@ _HEAD_BYTES = 4096
 _SCAN_CHUNK = 1 << 20
 
 
-@functools.cache
-def _fastwarc():
-    """``fastwarc.warc``, imported once (each record asks for its record types)."""
-    return require("fastwarc.warc", "crawl")
-
-
 def iter_warc_records(path: str, parse_http: bool) -> Iterator[tuple[Any, str | None, int, bool]]:
     """Yield ``(record, None, offset, lenient)`` per record, or ``(None, error, offset, lenient)`` for a corrupt
     stretch; ``lenient`` says the file's WARC headers end lines with a bare LF and were read in quirks mode.
@@ -68,7 +61,7 @@ def iter_warc_records(path: str, parse_http: bool) -> Iterator[tuple[Any, str | 
     WARC headers are read strictly unless the file's first header line ends with a bare LF, because quirks mode
     skips garbage between records without a word; HTTP headers are always read leniently (``parse_http``).
     """
-    warc = _fastwarc()
+    warc = require("fastwarc.warc", "crawl")
     response = warc.WarcRecordType.response
     with open_input(path) as f:  # a local file or an object-store object (seekable either way)
         head = f.read(_HEAD_BYTES)
@@ -256,7 +249,7 @@ class WarcReader(_WarcFamilyReader):
         self._extract = None  # built on first read: the driver only plans units and needs no extractor
 
     def _document(self, record: Any, url: str | None) -> Document:
-        if record.record_type != _fastwarc().WarcRecordType.response:
+        if record.record_type != require("fastwarc.warc", "crawl").WarcRecordType.response:
             return "", reasons.NOT_RESPONSE, ()
         if record.http_headers is None:
             return "", reasons.NOT_HTML, ()  # a response without HTTP (dns:, ftp:)
@@ -349,7 +342,7 @@ class WetReader(_WarcFamilyReader):
     parse_http = False
 
     def _document(self, record: Any, url: str | None) -> Document:
-        if record.record_type != _fastwarc().WarcRecordType.conversion:
+        if record.record_type != require("fastwarc.warc", "crawl").WarcRecordType.conversion:
             return "", reasons.NOT_CONVERSION, ()
         content_type = (record.headers.get("Content-Type") or "").split(";")[0].strip().lower()
         if content_type != "text/plain":
