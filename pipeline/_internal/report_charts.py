@@ -84,13 +84,17 @@ def nice_ticks(hi: float, most: int = 5, integer: bool = False) -> list[float]:
     1, 2 or 5 times a power of ten (a whole number where ``integer``)."""
     if hi <= 0:
         return [0.0, 1.0]
-    raw = hi / most
-    power = 10 ** math.floor(math.log10(raw))
-    step = next(m * power for m in (1, 2, 5, 10) if m * power >= raw)
+    step = _nice_step(hi / most)
     if integer:
         step = max(1.0, float(round(step)))
     count = math.ceil(hi / step - 1e-9)
     return [i * step for i in range(count + 1)]
+
+
+def _nice_step(raw: float) -> float:
+    """The smallest step of 1, 2 or 5 times a power of ten that is at least ``raw``."""
+    power = 10 ** math.floor(math.log10(raw))
+    return next(m * power for m in (1, 2, 5, 10) if m * power >= raw)
 
 
 def tick_label(v: float, percent: bool = False) -> str:
@@ -446,9 +450,7 @@ def nice_ticks_between(lo: float, hi: float, most: int) -> list[float]:
     span = hi - lo
     if span <= 0:
         return [lo]
-    raw = span / most
-    power = 10 ** math.floor(math.log10(raw))
-    step = next(m * power for m in (1, 2, 5, 10) if m * power >= raw)
+    step = _nice_step(span / most)
     first = math.ceil(lo / step - 1e-9)
     return [i * step for i in range(first, math.floor(hi / step + 1e-9) + 1)]
 
