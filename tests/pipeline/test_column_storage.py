@@ -95,6 +95,15 @@ def test_an_ancestor_committed_again_invalidates_its_dependants(run, tmp_path, c
     assert any("reads columns from segments/00-ingest, committed again since" in p for p in problems), problems
 
 
+def test_an_ancestor_no_longer_committed_invalidates_its_dependants(run, tmp_path):
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy)
+    (copy / "segments" / "00-ingest" / "_SUCCESS").unlink()
+    rd = RunDir(copy)
+    problems = rd.check_parts("02-tokenizer.train_bbpe_v1", rd.marker("02-tokenizer.train_bbpe_v1"))
+    assert any("reads columns from segments/00-ingest, which is no longer committed" in p for p in problems), problems
+
+
 def test_a_column_counts_as_changed_when_its_values_or_type_differ_on_the_kept_rows():
     from gristmill.pipeline._internal.runner import changed_columns
 
@@ -112,3 +121,17 @@ def test_train_quality_reads_the_text_of_the_last_segment_from_where_it_is_store
     assert main(["train-quality", "--run-dir", str(run), "--output", str(model), "--positive", "github",
                  "--negative", "common_crawl", "--epoch", "2"]) == 0
     assert model.stat().st_size > 0
+
+
+def test_a_layout_that_cannot_be_read_back_is_refused_at_commit():
+    from gristmill.pipeline.rundir import column_layouts
+
+    parent = {"layouts": [[["doc_id", "00-a"], ["text", "00-a"]]],
+              "parts": [{"part": 1, "rows": 2, "path": "part-0000000000000001.parquet", "layout": 0}]}
+    unlisted = {"part": 2, "rows": 2, "path": "part-0000000000000002.parquet", "columns": ["doc_id"],
+                "order": ["doc_id", "text"]}
+    with pytest.raises(ValueError, match="part 0000000000000002 reuses columns of a part segments/00-a does not list"):
+        column_layouts("01-b", [unlisted], "00-a", parent)
+    no_ids = {"part": 1, "rows": 2, "path": "part-0000000000000001.parquet", "columns": ["text"], "order": ["text"]}
+    with pytest.raises(ValueError, match="part 0000000000000001 has no doc_id column"):
+        column_layouts("01-b", [no_ids], "00-a", parent)

@@ -15,7 +15,7 @@ from gristmill.pipeline import LocalExecutor, RunDir, build_plan, parse_pipeline
 from gristmill.pipeline import registry
 from gristmill.pipeline.inspection import connect
 from gristmill.pipeline.registry import RegistryError, formats, head_stage, register_stage
-from gristmill.stages.base import RECORD_SCHEMA, HeadStage, StageParams, Unit
+from gristmill.stages.base import RECORD_SCHEMA, HeadStage, Stage, StageParams, Unit
 
 
 class TabSeparated(HeadStage):
@@ -117,3 +117,20 @@ def test_a_second_reader_cannot_take_a_registered_format():
 
     with pytest.raises(RegistryError, match="input format 'warc' is already the format of stage ingest.warc_v1"):
         register_stage(Warc)
+
+
+def test_a_reader_format_must_be_short_and_a_head_stage_must_be_a_reader():
+    class Dotted(TabSeparated):
+        name: ClassVar[str] = "other.dotted_v1"
+        format: ClassVar[str] = "other.tsv_v2"
+
+    with pytest.raises(RegistryError, match="input format 'other.tsv_v2' looks like a stage name"):
+        register_stage(Dotted)
+
+    class NotAReader(Stage):
+        name: ClassVar[str] = "other.head_v1"
+        kind: ClassVar[str] = "head"
+
+    with pytest.raises(RegistryError, match="stage 'other.head_v1' is of kind 'head' but not a "
+                                            "gristmill.stages.base.HeadStage"):
+        register_stage(NotAReader)
