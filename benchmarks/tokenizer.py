@@ -442,7 +442,7 @@ def llama_web(args: argparse.Namespace) -> None:
                 "bytes present": {"default_mixture": None, "max_share_ratio": None}}
     with tempfile.TemporaryDirectory(prefix="tok-bench-") as tmp:
         parts = write_parts(corpus, tmp)
-        tokenizers, metas = {}, {}
+        tokenizers, metas, paths = {}, {}, {}
         for vocab in args.vocab:
             for label, overrides in variants.items():
                 run_dir = os.path.join(tmp, f"run-{vocab}-{len(metas)}")
@@ -450,6 +450,7 @@ def llama_web(args: argparse.Namespace) -> None:
                                                     **overrides})
                 name = f"gristmill {vocab}, {label}"
                 tokenizers[name] = Tokenizer.from_file(os.path.join(run_dir, "tokenizer", "tokenizer.json"))
+                paths[name] = os.path.join(run_dir, "tokenizer", "tokenizer.json")
                 metas[name] = r["meta"]
                 print(f"{name}: step wall {r['wall']:.1f} s, step CPU {r['cpu']:.1f} s, trainer {r['train']:.1f} s, "
                       f"vocabulary {r['meta']['vocab_size']} (first stage {r['meta']['first_stage_vocab_size']}, "
@@ -479,6 +480,36 @@ def llama_web(args: argparse.Namespace) -> None:
             cells = [f"{(v := bytes_per_token(tokenizers[n], docs)):.2f} ({v / base:.2f}x)" for n in names]
             print(f"| {label} | {sum(len(d.encode()) for d in docs) / 1e6:.2f} | {len(docs)} | {base:.2f} | "
                   + " | ".join(cells) + " |")
+        docs = [d for texts in (*held.values(), corpus["c4"], corpus["common_crawl"]) for d in texts]
+        encode_cpu({n: p for n, p in paths.items() if "bytes present" not in n}, docs, args.repeats)
+
+
+def encode_cpu(paths: dict[str, str], docs: list[str], repeats: int) -> None:
+    """CPU seconds of the tokenize stage's process() per tokenizer and engine, best of ``repeats``, one thread
+    each (tiktoken's thread pool off; tokenizers' CPU time counts all its threads)."""
+    from gristmill.stages.tokenize.encode import TokenizeBbpeV1
+
+    table = pa.table({"doc_id": pa.array(range(len(docs)), pa.uint64()), "text": pa.array(docs, pa.large_string())})
+    mb = sum(len(d.encode()) for d in docs) / 1e6
+    stages = {}
+    for name, path in paths.items():
+        for engine in ("tiktoken", "tokenizers"):
+            stages[name, engine] = TokenizeBbpeV1({"path": path, "engine": engine})
+            stages[name, engine].setup()
+            if engine == "tiktoken":
+                stages[name, engine].encode.threads = 1
+    best, tokens = {key: float("inf") for key in stages}, {}
+    for _ in range(repeats):  # interleaved, so drift hits every variant alike
+        for key, stage in stages.items():
+            cpu = time.process_time()
+            out = stage.process(table)
+            best[key] = min(best[key], time.process_time() - cpu)
+            tokens[key] = pc.sum(out.table["n_tokens"]).as_py()
+    print(f"\nEncode CPU, tokenize stage, {mb:.2f} MB (held-out sets, c4, common_crawl), best of {repeats}:\n")
+    print("| tokenizer | engine | CPU s | MB per CPU-second | tokens |")
+    print("|---|---|---:|---:|---:|")
+    for (name, engine), cpu in best.items():
+        print(f"| {name} | {engine} | {cpu:.2f} | {mb / cpu:.2f} | {tokens[name, engine]:,} |")
 
 
 # Each lever alone, as step params (and, for one, a corpus with common_crawl cut to English and Chinese).
