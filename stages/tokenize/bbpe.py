@@ -136,6 +136,13 @@ class BbpeParams(StageParams):
         return pattern
 
     @model_validator(mode="after")
+    def _first_stage_fits_token_chars(self) -> "BbpeParams":
+        if self.superword_share > 0 and first_stage_vocab_size(self) > _TOKEN_CHARS:
+            raise ValueError(f"the superword stage takes first-stage vocabularies up to {_TOKEN_CHARS} tokens; "
+                             f"this one has {first_stage_vocab_size(self)}: raise superword_share or lower vocab_size")
+        return self
+
+    @model_validator(mode="after")
     def _superword_regex_fits_split_regex(self) -> "BbpeParams":
         if self.superword_share > 0 and self.split_regex != SPLIT_REGEX and self.superword_regex == SUPERWORD_REGEX:
             raise ValueError(
@@ -264,10 +271,11 @@ def sample_summary(samples: list[pa.Table]) -> dict[str, dict[str, int]]:
     return dict(sorted(totals.items()))
 
 
-# The second stage writes each first-stage token as one character of Unicode's plane-15 private use area
-# (65,534 code points from here), so the BPE trainer, which merges characters, merges whole tokens.
+# The second stage writes each first-stage token as one character from the start of Unicode's plane-15 private
+# use area to the last code point (planes 15 and 16: no text character, none whitespace), so the BPE trainer,
+# which merges characters, merges whole tokens.
 _TOKEN_CHAR_BASE = 0xF0000
-_TOKEN_CHARS = 65534
+_TOKEN_CHARS = 0x110000 - _TOKEN_CHAR_BASE
 
 
 def _superword_words(tokenizer: Any, samples: list[pa.Table]) -> Iterator[list[str]]:
@@ -305,9 +313,6 @@ def add_superword_stage(tokenizer: Any, params: BbpeParams, samples: list[pa.Tab
     count = params.vocab_size - tokenizer.get_vocab_size(with_added_tokens=True)
     if count <= 0:
         return tokenizer, 0
-    if tokenizer.get_vocab_size(with_added_tokens=True) > _TOKEN_CHARS:
-        raise ValueError(f"the superword stage handles first-stage vocabularies up to {_TOKEN_CHARS} tokens; "
-                         "lower vocab_size or raise superword_share")
     spec = json.loads(tokenizer.to_str())
     vocab, merges = spec["model"]["vocab"], spec["model"]["merges"]
     token_of = {token_id: token for token, token_id in vocab.items()}

@@ -130,6 +130,7 @@ def test_reserved_and_extra_special_tokens_get_the_first_ids(corpus):
         {"superword_regex": "(unclosed"},
         {"superword_share": 1.0},  # the first stage needs some of the vocabulary
         {"superword_share": -0.1},
+        {"vocab_size": 300_000},  # a first stage of 180,103 tokens: more than the 131,072 token characters
         {"split_regex": r"\w+|\W"},  # a custom split_regex with the superword pieces made for SPLIT_REGEX
         {"vocab": 1000},  # unknown key
     ],
@@ -137,6 +138,12 @@ def test_reserved_and_extra_special_tokens_get_the_first_ids(corpus):
 def test_bad_params_are_refused(bad):
     with pytest.raises(ValidationError):
         BbpeParams(**bad)
+
+
+def test_vocabularies_up_to_the_token_characters_are_accepted():
+    assert first_stage_vocab_size(BbpeParams(vocab_size=128_256)) == 77_057  # LLaMA 3's size
+    assert first_stage_vocab_size(BbpeParams(vocab_size=300_000, superword_share=0.6)) <= 131_072
+    BbpeParams(vocab_size=300_000, superword_share=0)
 
 
 def test_a_custom_split_regex_trains_in_one_stage():
