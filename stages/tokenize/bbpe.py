@@ -321,7 +321,7 @@ def add_superword_stage(tokenizer: Any, params: BbpeParams, samples: list[pa.Tab
     for left, right in _superword_merges(tokenizer, params, samples, count):
         pair = ["".join(token_of[ord(c) - _TOKEN_CHAR_BASE] for c in side) for side in (left, right)]
         # Two token sequences can spell the same bytes; the bytes get one token (the first merge's).
-        if pair[0] + pair[1] in vocab:
+        if pair[0] + pair[1] in vocab or len(pair[0] + pair[1]) > (params.max_token_length or float("inf")):
             continue
         vocab[pair[0] + pair[1]] = next_id
         merges.append(pair)

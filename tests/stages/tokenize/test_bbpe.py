@@ -210,3 +210,10 @@ def test_superword_pieces_split_into_first_stage_tokens_as_their_words_do(englis
     texts = [*held_out, *sample["text"].to_pylist(), "a, b; c: d. e,f ,g don't, 'tis 1 2, x\ny, z\r\n, w!"]
     texts += (data_dir / "tokenize" / "de.txt").read_text(encoding="utf-8").splitlines()
     assert [e.ids for e in superword_split.encode_batch(texts)] == [e.ids for e in one.encode_batch(texts)]
+
+
+def test_max_token_length_bounds_the_superword_tokens_too(english):
+    sample, _ = english
+    _, spec, facts = _train(sample, vocab_size=ENGLISH_VOCAB, max_token_length=8)
+    assert facts["superword_merges"] > 0
+    assert max(len(token) for token in spec["model"]["vocab"] if not token.startswith("<|")) == 8
