@@ -4,13 +4,16 @@ On the 181 labelled article pages of scrapinghub/article-extraction-benchmark:
 
 1. Every mode as gristmill calls it: pages per CPU-second (modes interleaved, best of --rounds), the ratio to
    plain resiliparse, token precision / recall / F1 against the hand-labelled article body, and the share of
-   pages sent to trafilatura.
+   pages sent to trafilatura. One row is resiliparse_fallback as it was before ``article_text`` (selectors, check,
+   trafilatura; no re-extraction, no headline or edge lines dropped), rebuilt here for a same-run comparison.
 2. Where resiliparse_fallback's time goes: parse, extraction with and without the boilerplate selectors, the
-   fallback check, and trafilatura on the pages that fail it (ms per page, averaged over all pages).
+   re-extraction of pages the selectors emptied, dropping the headline and edge lines, the fallback check, and
+   trafilatura on the pages that fail it (ms per page, averaged over all pages).
 3. Held out: resiliparse_fallback's rules (which boilerplate selectors, which check thresholds) are chosen on
    these same pages, so its all-pages F1 flatters it. The same selection procedure (``choose_rules``) runs on
    one half of the pages and is scored on the other: both folds of an alternating split, and 10 random
-   halvings; trafilatura and plain resiliparse are scored on the same halves.
+   halvings; trafilatura and plain resiliparse are scored on the same halves. The fixed parts of the mode
+   (MIN_ARTICLE_WORDS, the headline and edge-line rules of ``tidy_article``) are not chosen by the procedure.
 
 Run: python benchmarks/extraction.py [--data ../shared/data] [--rounds 5]
 """
@@ -31,13 +34,17 @@ from typing import NamedTuple
 from gristmill.stages.ingest.encoding import decode_html  # noqa: E402
 from gristmill.stages.ingest.html import (  # noqa: E402
     BOILERPLATE_SELECTORS,
+    MIN_ARTICLE_WORDS,
     ExtractionOptions,
     LineShares,
     _trafilatura_extractor,
+    article_text,
     line_shares,
     make_extractor,
     needs_fallback,
+    page_titles,
     resiliparse_kwargs,
+    tidy_article,
 )
 from shared_data import SHARED_DATA  # noqa: E402
 
@@ -53,14 +60,13 @@ MODES = [
             extractor="resiliparse_fallback", fallback_short_line_share=OFF, fallback_repeated_line_share=OFF
         ),
     ),
-    (
-        "resiliparse_fallback, short lines >= 0.5 only (the former default)",
-        ExtractionOptions(
-            extractor="resiliparse_fallback", fallback_short_line_share=0.5, fallback_repeated_line_share=OFF
-        ),
-    ),
+    ("resiliparse_fallback before article_text (selectors, check, trafilatura)", "before"),
     ("resiliparse_fallback (default: short >= 0.55 or repeated >= 0.4)", ExtractionOptions(
         extractor="resiliparse_fallback")),
+    (
+        "resiliparse_fallback, repeated >= 0.4 only",
+        ExtractionOptions(extractor="resiliparse_fallback", fallback_short_line_share=OFF),
+    ),
     (
         "resiliparse_fallback, short >= 0.55 or repeated >= 0.1 (most F1, more fallbacks)",
         ExtractionOptions(
@@ -118,8 +124,29 @@ def load_pages(html_dir: Path) -> tuple[dict[str, str], dict[str, str]]:
 # -- 1. every mode ------------------------------------------------------------------------------------------
 
 
+def former_fallback_extractor(options: ExtractionOptions):
+    """resiliparse_fallback before ``article_text``: the selectors' extract as it is, checked, else trafilatura."""
+    from resiliparse.extract.html2text import extract_plain_text
+    from resiliparse.parse.html import HTMLTree
+
+    kwargs = dict(resiliparse_kwargs(options), skip_elements=list(BOILERPLATE_SELECTORS))
+    trafilatura = _trafilatura_extractor(options, fast=True)
+
+    def extract(html: str, url: str | None = None) -> str:
+        text = extract_plain_text(HTMLTree.parse(html), **kwargs)
+        return trafilatura(html, url) if needs_fallback(text, options) else text
+
+    return extract
+
+
+def mode_extractor(options: ExtractionOptions | str):
+    if options == "before":
+        return former_fallback_extractor(ExtractionOptions(extractor="resiliparse_fallback"))
+    return make_extractor(options)
+
+
 def bench_modes(html: dict[str, str], gold: dict[str, str], rounds: int) -> None:
-    extractors = [make_extractor(options) for _, options in MODES]
+    extractors = [mode_extractor(options) for _, options in MODES]
     best = [float("inf")] * len(MODES)
     texts: list[dict[str, str]] = [{} for _ in MODES]
     for extract in extractors:
@@ -143,7 +170,14 @@ def bench_modes(html: dict[str, str], gold: dict[str, str], rounds: int) -> None
         )
 
 
-def fallback_share(options: ExtractionOptions, html: dict[str, str]) -> float:
+def fallback_share(options: ExtractionOptions | str, html: dict[str, str]) -> float:
+    if options == "before":
+        from resiliparse.extract.html2text import extract_plain_text
+        from resiliparse.parse.html import HTMLTree
+
+        kwargs = dict(resiliparse_kwargs(ExtractionOptions()), skip_elements=list(BOILERPLATE_SELECTORS))
+        check = ExtractionOptions(extractor="resiliparse_fallback")
+        return mean(needs_fallback(extract_plain_text(HTMLTree.parse(page), **kwargs), check) for page in html.values())
     if options.extractor != "resiliparse_fallback":
         return float(options.extractor == "trafilatura")
     first_pass = make_extractor(options.model_copy(update={"fallback_short_line_share": float("inf"),
@@ -162,12 +196,13 @@ def bench_breakdown(html: dict[str, str], rounds: int) -> None:
     kwargs = resiliparse_kwargs(options)
     trafilatura = _trafilatura_extractor(options, fast=True)
     trafilatura(next(iter(html.values())), None)
-    phases = ("parse", "extract, selectors skipped", "extract, no selectors", "check", "trafilatura on fallbacks")
+    phases = ("parse", "extract, selectors skipped", "extract, no selectors", "again without selectors",
+              "headline and edge lines", "check", "trafilatura on fallbacks")
     best = dict.fromkeys(phases, float("inf"))
-    fallbacks = 0
+    fallbacks = emptied = 0
     for _ in range(rounds):
         spent = dict.fromkeys(phases, 0.0)
-        fallbacks = 0
+        fallbacks = emptied = 0
         for page in html.values():
             t0 = time.process_time()
             tree = HTMLTree.parse(page)
@@ -176,13 +211,21 @@ def bench_breakdown(html: dict[str, str], rounds: int) -> None:
             t2 = time.process_time()
             extract_plain_text(tree, **kwargs)
             t3 = time.process_time()
-            fallback = needs_fallback(text, options)
+            if len(text.split(None, MIN_ARTICLE_WORDS)) < MIN_ARTICLE_WORDS:
+                text = extract_plain_text(tree, **kwargs)
+                emptied += 1
             t4 = time.process_time()
+            text = tidy_article(text, page_titles(tree))
+            t5 = time.process_time()
+            fallback = needs_fallback(text, options)
+            t6 = time.process_time()
             if fallback:
                 trafilatura(page, None)
                 fallbacks += 1
-            t5 = time.process_time()
-            for phase, seconds in zip(phases, (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4)):
+            t7 = time.process_time()
+            # the phases above are article_text taken apart: the same text
+            assert text == article_text(tree, extract_plain_text, kwargs, list(BOILERPLATE_SELECTORS))
+            for phase, seconds in zip(phases, (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4, t6 - t5, t7 - t6)):
                 spent[phase] += seconds
         best = {phase: min(best[phase], spent[phase]) for phase in phases}
     print(f"\n## Where resiliparse_fallback's time goes (ms per page over all {len(html)} pages, best of {rounds})\n")
@@ -190,6 +233,7 @@ def bench_breakdown(html: dict[str, str], rounds: int) -> None:
     print("|---|---:|---|")
     notes = {
         "extract, no selectors": "plain resiliparse's extraction, for comparison (not part of the mode)",
+        "again without selectors": f"{emptied} pages with fewer than {MIN_ARTICLE_WORDS} words",
         "trafilatura on fallbacks": f"{fallbacks} pages, {best['trafilatura on fallbacks'] / max(fallbacks, 1) * 1e3:.1f}"
                                     " ms each",
     }
@@ -212,6 +256,8 @@ class PageScores:
         self._extract = extract_plain_text
         self._parse = HTMLTree.parse
         self._kwargs = resiliparse_kwargs(ExtractionOptions())
+        self.resiliparse = {key: token_score(extract_plain_text(HTMLTree.parse(page), **self._kwargs), gold[key]).f1
+                            for key, page in html.items()}
         self.plain = self._first_pass(())
         self.single = {selector: self._first_pass((selector,)) for selector in SELECTOR_POOL}
         trafilatura = _trafilatura_extractor(ExtractionOptions(), fast=True)
@@ -223,7 +269,7 @@ class PageScores:
     def _first_pass(self, selectors: tuple[str, ...]) -> dict[str, tuple[float, LineShares]]:
         out = {}
         for key, page in self._html.items():
-            text = self._extract(self._parse(page), skip_elements=list(selectors) or None, **self._kwargs)
+            text = article_text(self._parse(page), self._extract, self._kwargs, list(selectors))
             out[key] = (token_score(text, self.gold[key]).f1, line_shares(text))
         return out
 
@@ -278,7 +324,16 @@ def bench_held_out(html: dict[str, str], gold: dict[str, str]) -> None:
     print(f"\n## Held out: rules chosen on one half, scored on the other (fallback budget {FALLBACK_BUDGET:.0%})\n")
     print(f"The procedure on all {len(keys)} pages picks {len(chosen.selectors)} of {len(SELECTOR_POOL)} selectors, "
           f"short >= {chosen.short}, repeated >= {chosen.repeated}: "
-          f"{'the shipped defaults' if matches else 'NOT the shipped defaults'}.\n")
+          f"{'the shipped defaults' if matches else 'NOT the shipped defaults'}.")
+    if not matches:
+        added = [s for s in chosen.selectors if s not in BOILERPLATE_SELECTORS]
+        left_out = [s for s in BOILERPLATE_SELECTORS if s not in chosen.selectors]
+        shipped_rules = Rules(BOILERPLATE_SELECTORS, shipped.fallback_short_line_share,
+                              shipped.fallback_repeated_line_share)
+        print(f"Beyond the shipped ones: {', '.join(added) or 'none'}; shipped but not picked: "
+              f"{', '.join(left_out) or 'none'}. In sample, F1 {fallback_f1(scores, chosen, keys)[0]:.4f} with the "
+              f"picked rules, {fallback_f1(scores, shipped_rules, keys)[0]:.4f} with the shipped ones.")
+    print()
     print("| rules chosen on | scored on | selectors | short >= | repeated >= | to trafilatura | "
           "resiliparse_fallback F1 | trafilatura F1 | plain resiliparse F1 |")
     print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
@@ -287,7 +342,7 @@ def bench_held_out(html: dict[str, str], gold: dict[str, str]) -> None:
             selectors: tuple[str, ...] | None = None) -> tuple[float, float, float]:
         rules = choose_rules(scores, train, selectors)
         f1, share = fallback_f1(scores, rules, test)
-        traf, plain = mean(scores.trafilatura[k] for k in test), mean(scores.plain[k][0] for k in test)
+        traf, plain = mean(scores.trafilatura[k] for k in test), mean(scores.resiliparse[k] for k in test)
         print(f"| {train_label} | {test_label} | {len(rules.selectors)} | {rules.short} | {rules.repeated} | "
               f"{share:.1%} | {f1:.3f} | {traf:.3f} | {plain:.3f} |")
         return f1, traf, plain
