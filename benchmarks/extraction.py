@@ -60,12 +60,11 @@ MODES = [
             extractor="resiliparse_fallback", fallback_short_line_share=OFF, fallback_repeated_line_share=OFF
         ),
     ),
-    ("resiliparse_fallback before article_text (selectors, check, trafilatura)", "before"),
-    ("resiliparse_fallback (default: short >= 0.55 or repeated >= 0.4)", ExtractionOptions(
-        extractor="resiliparse_fallback")),
+    ("resiliparse_fallback before article_text (selectors; short >= 0.55 or repeated >= 0.4)", "before"),
+    ("resiliparse_fallback (default: repeated >= 0.4)", ExtractionOptions(extractor="resiliparse_fallback")),
     (
-        "resiliparse_fallback, repeated >= 0.4 only",
-        ExtractionOptions(extractor="resiliparse_fallback", fallback_short_line_share=OFF),
+        "resiliparse_fallback, short >= 0.55 or repeated >= 0.4 (the former thresholds)",
+        ExtractionOptions(extractor="resiliparse_fallback", fallback_short_line_share=0.55),
     ),
     (
         "resiliparse_fallback, short >= 0.55 or repeated >= 0.1 (most F1, more fallbacks)",
@@ -89,9 +88,12 @@ SELECTOR_POOL = BOILERPLATE_SELECTORS + (
 )
 SHORT_GRID = (0.5, 0.51, 0.55, 0.6, 0.7, 0.8, 0.9, 1.0, OFF)
 REPEATED_GRID = (0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, OFF)
-# trafilatura costs ~10 ms a page, plain resiliparse ~1.1-1.6: at most ~3% of pages can fall back if the mode is
-# to stay near 500 pages per CPU-second.
-FALLBACK_BUDGET = 0.03
+# trafilatura costs ~10 ms a page, plain resiliparse ~1.1-1.6, the mode's own extract ~1.5-2: at most ~2% of pages
+# can fall back if the mode is to stay above 500 pages per CPU-second.
+FALLBACK_BUDGET = 0.02
+# resiliparse_fallback as it was before article_text: the thresholds it shipped with
+FORMER = ExtractionOptions(extractor="resiliparse_fallback", fallback_short_line_share=0.55,
+                           fallback_repeated_line_share=0.4)
 
 
 class Score(NamedTuple):
@@ -141,7 +143,7 @@ def former_fallback_extractor(options: ExtractionOptions):
 
 def mode_extractor(options: ExtractionOptions | str):
     if options == "before":
-        return former_fallback_extractor(ExtractionOptions(extractor="resiliparse_fallback"))
+        return former_fallback_extractor(FORMER)
     return make_extractor(options)
 
 
@@ -176,8 +178,7 @@ def fallback_share(options: ExtractionOptions | str, html: dict[str, str]) -> fl
         from resiliparse.parse.html import HTMLTree
 
         kwargs = dict(resiliparse_kwargs(ExtractionOptions()), skip_elements=list(BOILERPLATE_SELECTORS))
-        check = ExtractionOptions(extractor="resiliparse_fallback")
-        return mean(needs_fallback(extract_plain_text(HTMLTree.parse(page), **kwargs), check) for page in html.values())
+        return mean(needs_fallback(extract_plain_text(HTMLTree.parse(page), **kwargs), FORMER) for page in html.values())
     if options.extractor != "resiliparse_fallback":
         return float(options.extractor == "trafilatura")
     first_pass = make_extractor(options.model_copy(update={"fallback_short_line_share": float("inf"),

@@ -84,7 +84,7 @@ def test_fallback_mode_sends_a_listing_whose_share_buttons_repeat_to_trafilatura
     html, gold = labelled_page(LISTING)
     resiliparse = first_pass(options)(html, None)
     shares = line_shares(resiliparse)
-    assert shares.short < options.fallback_short_line_share <= 1  # the repeated lines, not the short ones
+    assert shares.short < 0.55 < 1 < options.fallback_short_line_share  # the repeated lines, not the short ones
     assert shares.repeated >= options.fallback_repeated_line_share
     assert token_f1(resiliparse, gold) < 0.5
     assert token_f1(make_extractor(options)(html, None), gold) > 0.95
@@ -95,7 +95,7 @@ def test_fallback_mode_keeps_resiliparse_for_an_article_with_many_short_lines_an
     html, gold = labelled_page(OFFERS)
     resiliparse = first_pass(options)(html, None)
     shares = line_shares(resiliparse)
-    assert 0.45 < shares.short < options.fallback_short_line_share and shares.repeated == 0.0
+    assert 0.45 < shares.short < 0.55 and shares.repeated == 0.0  # kept even with the short-line test on
     assert make_extractor(options)(html, None) == resiliparse
     assert token_f1(resiliparse, gold) > 0.99
 
@@ -148,6 +148,21 @@ def test_fallback_mode_keeps_resiliparse_for_prose_and_uses_trafilatura_for_a_li
 
     assert short_line_share(resiliparse_only(PROSE_PAGE, None)) < options.fallback_short_line_share
     assert extract(PROSE_PAGE, None) == resiliparse_only(PROSE_PAGE, None)
+
+
+def test_fallback_mode_sends_short_line_pages_to_trafilatura_only_when_asked_and_empty_ones_always():
+    # short paragraphs only (an opening-hours page): resiliparse separates them by blank lines, trafilatura not
+    menu_only = "<html><body>" + "".join(f"<p>Room {i} open</p>" for i in range(30)) + "</body></html>"
+    by_default = ExtractionOptions(extractor="resiliparse_fallback")
+    resiliparse = first_pass(by_default)(menu_only, None)
+    assert line_shares(resiliparse).short == 1.0 and line_shares(resiliparse).repeated == 0.0
+    assert make_extractor(by_default)(menu_only, None) == resiliparse
+    trafilatura = make_extractor(ExtractionOptions(extractor="trafilatura"))
+    asked = by_default.model_copy(update={"fallback_short_line_share": 0.55})
+    assert make_extractor(asked)(menu_only, None) == trafilatura(menu_only, None) != resiliparse
+    empty = f"<html><body><script>var x = 1;</script><noscript>{PROSE}</noscript></body></html>"
+    assert first_pass(by_default)(empty, None) == ""
+    assert make_extractor(by_default)(empty, None) == trafilatura(empty, None)
 
 
 def test_fallback_mode_drops_the_menu_and_teasers_around_an_article_without_trafilatura():
