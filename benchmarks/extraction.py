@@ -6,10 +6,14 @@ On the 181 labelled article pages of scrapinghub/article-extraction-benchmark:
    plain resiliparse, token precision / recall / F1 against the hand-labelled article body, and the share of
    pages sent to trafilatura. One row is resiliparse_fallback as it was before ``article_text`` (selectors, check,
    trafilatura; no re-extraction, no headline or edge lines dropped), rebuilt here for a same-run comparison.
-2. Where resiliparse_fallback's time goes: parse, extraction with and without the boilerplate selectors, the
+2. Where the F1 is lost: the tokens of lines that are not article text (fewer than half of their words in the
+   labelled body), by where they stand (before the article's first line, inside it, after its last line) and
+   whether they are short or a headline, in plain resiliparse's extract, the mode's selectors-only extract as it
+   was, and the mode's own extract (before the fallback check).
+3. Where resiliparse_fallback's time goes: parse, extraction with and without the boilerplate selectors, the
    re-extraction of pages the selectors emptied, dropping the headline and edge lines, the fallback check, and
    trafilatura on the pages that fail it (ms per page, averaged over all pages).
-3. Held out: resiliparse_fallback's rules (which boilerplate selectors, which check thresholds) are chosen on
+4. Held out: resiliparse_fallback's rules (which boilerplate selectors, which check thresholds) are chosen on
    these same pages, so its all-pages F1 flatters it. The same selection procedure (``choose_rules``) runs on
    one half of the pages and is scored on the other: both folds of an alternating split, and 10 random
    halvings; trafilatura and plain resiliparse are scored on the same halves. The fixed parts of the mode
@@ -186,7 +190,64 @@ def fallback_share(options: ExtractionOptions | str, html: dict[str, str]) -> fl
     return mean(needs_fallback(first_pass(page, None), options) for page in html.values())
 
 
-# -- 2. where resiliparse_fallback's time goes ----------------------------------------------------------------
+# -- 2. where the F1 is lost ------------------------------------------------------------------------------------
+
+
+def stray_lines(text: str, gold: str, titles: tuple[str, str]) -> Counter:
+    """Tokens of ``text``'s lines that are not article text, by class: headline, or position and length."""
+    words = set(gold.split())
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    in_article = [sum(w in words for w in line.split()) * 2 >= len(line.split()) for line in lines]
+    if not any(in_article):
+        return Counter({"no article line found": sum(len(line.split()) for line in lines)})
+    first, last = in_article.index(True), len(lines) - 1 - in_article[::-1].index(True)
+    out: Counter = Counter()
+    for i, (line, article) in enumerate(zip(lines, in_article)):
+        if article:
+            continue
+        where = "before" if i < first else "after" if i > last else "inside"
+        if line == titles[1] or (len(line.split()) >= 3 and line in titles[0]):
+            kind = "headline"
+        else:
+            kind = f"{where}, {'short' if len(line.split()) < 6 else 'long'}"
+        out[kind] += len(line.split())
+    return out
+
+
+def bench_errors(html: dict[str, str], gold: dict[str, str]) -> None:
+    from resiliparse.extract.html2text import extract_plain_text
+    from resiliparse.parse.html import HTMLTree
+
+    kwargs = resiliparse_kwargs(ExtractionOptions())
+    extracts = {
+        "plain resiliparse": lambda tree: extract_plain_text(tree, **kwargs),
+        "selectors only, as before": lambda tree: extract_plain_text(
+            tree, skip_elements=list(BOILERPLATE_SELECTORS), **kwargs),
+        "article_text (the mode now)": lambda tree: article_text(
+            tree, extract_plain_text, kwargs, list(BOILERPLATE_SELECTORS)),
+    }
+    totals = {name: Counter() for name in extracts}
+    lost = {name: [0.0, 0.0] for name in extracts}
+    for key, page in html.items():
+        tree = HTMLTree.parse(page)
+        titles = page_titles(tree)
+        for name, extract in extracts.items():
+            text = extract(tree)
+            totals[name] += stray_lines(text, gold[key], titles)
+            score = token_score(text, gold[key])
+            lost[name][0] += (1 - score.precision) / len(html)
+            lost[name][1] += (1 - score.recall) / len(html)
+    kinds = sorted(set().union(*totals.values()), key=lambda k: -totals["plain resiliparse"][k])
+    print(f"\n## Where the F1 is lost ({len(html)} pages; tokens of lines not in the article, all pages together)\n")
+    print("| | " + " | ".join(extracts) + " |")
+    print("|---|" + "---:|" * len(extracts))
+    print("| mean precision lost | " + " | ".join(f"{lost[n][0]:.3f}" for n in extracts) + " |")
+    print("| mean recall lost | " + " | ".join(f"{lost[n][1]:.3f}" for n in extracts) + " |")
+    for kind in kinds:
+        print(f"| {kind} | " + " | ".join(f"{totals[n][kind]:,}" for n in extracts) + " |")
+
+
+# -- 3. where resiliparse_fallback's time goes ----------------------------------------------------------------
 
 
 def bench_breakdown(html: dict[str, str], rounds: int) -> None:
@@ -242,7 +303,7 @@ def bench_breakdown(html: dict[str, str], rounds: int) -> None:
         print(f"| {phase} | {best[phase] / len(html) * 1e3:.3f} | {notes.get(phase, '')} |")
 
 
-# -- 3. held out ------------------------------------------------------------------------------------------------
+# -- 4. held out ------------------------------------------------------------------------------------------------
 
 
 class PageScores:
@@ -376,6 +437,7 @@ def main() -> None:
     args = parser.parse_args()
     html, gold = load_pages(args.data / "html")
     bench_modes(html, gold, args.rounds)
+    bench_errors(html, gold)
     bench_breakdown(html, args.rounds)
     bench_held_out(html, gold)
 
