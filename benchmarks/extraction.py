@@ -17,7 +17,8 @@ On the 181 labelled article pages of scrapinghub/article-extraction-benchmark:
    these same pages, so its all-pages F1 flatters it. The same selection procedure (``choose_rules``) runs on
    one half of the pages and is scored on the other: both folds of an alternating split, and 10 random
    halvings; trafilatura and plain resiliparse are scored on the same halves. The fixed parts of the mode
-   (MIN_ARTICLE_WORDS, the headline and edge-line rules of ``tidy_article``) are not chosen by the procedure.
+   (MIN_ARTICLE_WORDS, the headline and edge-line rules of ``tidy_article``) and the procedure's own settings
+   (MIN_SELECTOR_GAIN, FALLBACK_BUDGET, the pool and grids) are set by hand, after looking at all pages.
 
 Run: python benchmarks/extraction.py [--data ../shared/data] [--rounds 5]
 """
