@@ -208,7 +208,8 @@ def fallback_share(options: ExtractionOptions | str, html: dict[str, str]) -> fl
         from resiliparse.parse.html import HTMLTree
 
         kwargs = dict(resiliparse_kwargs(ExtractionOptions()), skip_elements=list(FORMER_SELECTORS))
-        return mean(needs_fallback(extract_plain_text(HTMLTree.parse(page), **kwargs), FORMER) for page in html.values())
+        first_pass = (extract_plain_text(HTMLTree.parse(page), **kwargs) for page in html.values())
+        return mean(needs_fallback(text, FORMER) for text in first_pass)
     if options.extractor != "resiliparse_fallback":
         return float(options.extractor == "trafilatura")
     first_pass = make_extractor(options.model_copy(update={"fallback_short_line_share": float("inf"),

@@ -48,7 +48,7 @@ PROSE_PAGE = f"<html><body><article><h1>Flood</h1><p>{PROSE * 3}</p><p>{PROSE * 
 QUOTES = [f"Quote number {i}: the river rose during the night and the town woke up under water." for i in range(8)]
 LISTING_PAGE = (
     "<html><head><title>Quotes about floods</title></head><body><h1>Quotes about floods</h1>"
-    + "".join(f"<div><p>{quote}</p><p><a href='/s{i}'>Share on Facebook</a></p></div>" for i, quote in enumerate(QUOTES))
+    + "".join(f"<div><p>{q}</p><p><a href='/s{i}'>Share on Facebook</a></p></div>" for i, q in enumerate(QUOTES))
     + "</body></html>"
 )
 
