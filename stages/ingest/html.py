@@ -39,7 +39,7 @@ class ExtractionOptions(ReaderOptions):
     post_meta: bool = False
     # resiliparse_fallback: a page whose extract has at least this share of short lines, or at least this share
     # of lines that occur more than once, goes to trafilatura. A share above 1 turns that test off: the short-line
-    # test is off by default (with the edge lines trimmed, 0.55 sends 2.5x the pages to trafilatura for +0.003 F1
+    # test is off by default (with the edge lines trimmed, 0.55 sends 2x the pages to trafilatura for +0.001 F1
     # on the benchmark); an empty extract has both shares 1.0 and always falls back.
     fallback_short_line_share: float = Field(default=1.01, ge=0.0)
     fallback_repeated_line_share: float = Field(default=0.4, ge=0.0)
