@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import random
+
+import numpy as np
 import pyarrow as pa
 import pytest
 
-from gristmill.stages.filter import Filter, FilterExpressionError, describe, expand
+from gristmill.stages.filter import (Filter, FilterExpressionError, _comparable_numbers, columns_of, describe,
+                                     evaluate, expand, top_level_clauses)
 
 
 def table() -> pa.Table:
@@ -93,8 +97,6 @@ def test_multilingual_preset_names_gristmill_codes():
 
 def reasons_by_arrow(expr, table: pa.Table, prefix: str = "filter") -> list:
     """The reference: each top-level clause evaluated with Arrow's SQL logic, the first one a row fails."""
-    from gristmill.stages.filter import describe, evaluate, top_level_clauses
-
     out = [None] * table.num_rows
     for clause in reversed(top_level_clauses(expr)):
         for row, keep in enumerate(evaluate(clause, table).to_pylist()):
@@ -105,8 +107,6 @@ def reasons_by_arrow(expr, table: pa.Table, prefix: str = "filter") -> list:
 
 def mixed_table(rows: int, seed: int) -> pa.Table:
     """Columns of every kind a clause compares, with nulls, NaN, infinities and values on the thresholds."""
-    import numpy as np
-
     rng = np.random.default_rng(seed)
     pick = lambda values: [values[i] for i in rng.integers(0, len(values), rows)]  # noqa: E731
     floats = [0.0, 0.1, 0.3, 0.30000001, 0.9, 1.0, -1.0, float("nan"), float("inf"), 50.0, 2.5]
@@ -128,10 +128,6 @@ def test_reasons_match_arrow_on_every_column_kind_with_nulls():
     """The first failing clause is found with numpy where numpy compares as Arrow does; it must give Arrow's
     reasons exactly: nulls unknown through not/any/all, NaN, float32 against a float64 threshold, ints against
     floats, presets."""
-    import random
-
-    from gristmill.stages.filter import Filter, expand
-
     rng = random.Random(7)
     leaves = [{"col": c, op: v} for c in ("f64", "f32", "i64", "u8", "f64_nulls", "i32_nulls")
               for op in ("eq", "ne", "lt", "le", "gt", "ge") for v in (0.3, 50, 0.1, 1, 300, -1, 2.5)]
@@ -161,8 +157,6 @@ def test_reasons_match_arrow_on_every_column_kind_with_nulls():
 def preset_signals(expr: dict, mixed: pa.Table) -> pa.Table:
     """A table with every column a preset reads: numbers from ``f64`` / ``f64_nulls`` (alternating), flags from
     ``flag`` / ``flag_nulls``, languages from ``lang``."""
-    from gristmill.stages.filter import columns_of
-
     def like(name: str, i: int) -> pa.ChunkedArray:
         if name == "lang":
             return mixed["lang"]
@@ -170,6 +164,7 @@ def preset_signals(expr: dict, mixed: pa.Table) -> pa.Table:
         return mixed[kind if i % 2 else f"{kind}_nulls"]
 
     return pa.table({name: like(name, i) for i, name in enumerate(sorted(columns_of(expr)))})
+
 
 def test_a_clause_over_a_column_in_several_chunks():
     table = pa.Table.from_batches([pa.record_batch({"x": pa.array([0.5, 0.1], pa.float64())}),
@@ -181,10 +176,6 @@ def test_a_clause_over_a_column_in_several_chunks():
 def test_numpy_compares_only_columns_it_compares_as_arrow_does():
     """Null-free numeric and boolean columns are compared in numpy, widened to Arrow's common type (float32 to
     float64, ints to int64); nulls, uint64, strings and a bool against a number are left to Arrow."""
-    import numpy as np
-
-    from gristmill.stages.filter import _comparable_numbers
-
     table = mixed_table(20, seed=1).append_column("u64", pa.array(range(20), pa.uint64()))
     assert _comparable_numbers(table, "f32", 0.1).dtype == np.float64
     assert _comparable_numbers(table, "u8", 300).dtype == np.int64
