@@ -23,7 +23,9 @@ datatrove's WARC reader, language filter and JSONL writer refuse to start withou
 side's PYTHONPATH only).
 
 CPU is the whole process tree's (``process_tree.run_measured``: every descendant reaped into this process, Ray's
-workers and system processes included).
+workers and system processes included). Each side also reports the part of it that is trafilatura's own work: the
+CPU of its ``extract`` calls and of its import, in whichever process they ran (``trafilatura_cpu/sitecustomize.py``,
+put on every side's PYTHONPATH), so the rest, each pipeline's own cost, can be compared without the extractor.
 """
 
 from __future__ import annotations
@@ -35,6 +37,8 @@ import os
 from pathlib import Path
 
 from process_tree import run_measured
+
+TRAFILATURA_CPU = Path(__file__).resolve().parent / "trafilatura_cpu"
 
 PIPELINE = """name: crawl-peer
 seed: 0
@@ -155,9 +159,31 @@ def run_gristmill(warcs: Path, work: Path, extractor: str, sampling: str, execut
     yaml.write_text(PIPELINE.format(warcs=warcs, extractor=extractor, sampling=sampling, executor=executor))
     # From the work folder: ``-m`` puts the working directory first on sys.path, so run from a checkout it would
     # import that checkout's gristmill whatever PYTHONPATH names.
+    env, log = timing_trafilatura(env, work)
     wall, cpu, _ = run_measured(["-m", "gristmill", "run", str(yaml), "--run-dir", str(work / "run"), "--quiet"],
                                 env=env, cwd=str(work))
-    return {"wall": wall, "cpu": cpu, "kept": gristmill_kept(work / "run")}
+    return {"wall": wall, "cpu": cpu, "kept": gristmill_kept(work / "run"), **trafilatura_cpu(log)}
+
+
+def timing_trafilatura(env: dict, work: Path) -> tuple[dict, Path]:
+    """The side's environment with trafilatura's calls and import timed into ``work/trafilatura-cpu.log``."""
+    log = work / "trafilatura-cpu.log"
+    log.unlink(missing_ok=True)
+    path = os.pathsep.join([str(TRAFILATURA_CPU), env["PYTHONPATH"]])
+    return dict(env, PYTHONPATH=path, TRAFILATURA_CPU_LOG=str(log)), log
+
+
+def trafilatura_cpu(log: Path) -> dict:
+    """CPU s of trafilatura's extract calls, their number, and its import, from a side's timing log."""
+    out = {"trafilatura_calls_cpu": 0.0, "trafilatura_calls": 0, "trafilatura_import_cpu": 0.0}
+    for line in log.read_text().splitlines() if log.exists() else []:
+        _, kind, seconds = line.split()
+        if kind == "call":
+            out["trafilatura_calls_cpu"] += float(seconds)
+            out["trafilatura_calls"] += 1
+        else:
+            out["trafilatura_import_cpu"] += float(seconds)
+    return out
 
 
 def gristmill_kept(run_dir: Path) -> int:
@@ -170,10 +196,12 @@ def run_datatrove(warcs: Path, work: Path, tasks: int, env: dict, peer_path: str
     out = work / "out"
     if peer_path:
         env = dict(env, PYTHONPATH=os.pathsep.join([env["PYTHONPATH"], peer_path]))
+    work.mkdir(parents=True, exist_ok=True)
+    env, log = timing_trafilatura(env, work)
     wall, cpu, _ = run_measured(["-c", DATATROVE, str(warcs), lid_model(), str(out), str(work / "logs"),
                                  str(tasks)], env=env)
     kept = sum(1 for f in out.glob("*.jsonl") for _ in open(f))
-    return {"wall": wall, "cpu": cpu, "kept": kept}
+    return {"wall": wall, "cpu": cpu, "kept": kept, **trafilatura_cpu(log)}
 
 
 def sides(warcs: Path, tasks: int, executor: str, peer_path: str | None, baseline: Path | None = None) -> dict:
@@ -207,12 +235,24 @@ def compare(data: Path, tmp: Path, repeat: int, copies: int, warc_mb: float, exe
             print(f"  {name}: {result}", flush=True)
             if name not in best or result["cpu"] < best[name]["cpu"]:
                 best[name] = result
-    base = best["datatrove, trafilatura"]["cpu"]
+    return crawl_table(corpus, executor, repeat, best)
+
+
+def crawl_table(corpus: dict, executor: str, repeat: int, best: dict[str, dict]) -> str:
+    """Each side's least-CPU run: the whole tree against datatrove's, then without trafilatura's calls and import
+    (the pipeline's own CPU) against datatrove's own."""
+    peer = best["datatrove, trafilatura"]
+    own = lambda b: b["cpu"] - b["trafilatura_calls_cpu"] - b["trafilatura_import_cpu"]  # noqa: E731
     lines = [f"{corpus['files']} WARC files, {corpus['pages']:,} pages, {corpus['html_mb']:.1f} MB of HTML; "
              f"gristmill executor: {executor}; least CPU of {repeat} interleaved runs per side\n",
-             "| pipeline | process-tree CPU s | wall s | MB of HTML per CPU-s | documents kept | CPU / datatrove |",
-             "|---|---:|---:|---:|---:|---:|"]
+             "| pipeline | process-tree CPU s | wall s | MB of HTML per CPU-s | documents kept | CPU / datatrove "
+             "| trafilatura calls CPU s (calls) | trafilatura import CPU s | trafilatura share of CPU "
+             "| CPU without trafilatura s | without trafilatura / datatrove's |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for name, b in best.items():
+        share = (b["trafilatura_calls_cpu"] + b["trafilatura_import_cpu"]) / b["cpu"]
         lines.append(f"| {name} | {b['cpu']:.2f} | {b['wall']:.2f} | {corpus['html_mb'] / b['cpu']:.2f} | "
-                     f"{b['kept']:,} | {b['cpu'] / base:.3f}x |")
+                     f"{b['kept']:,} | {b['cpu'] / peer['cpu']:.3f}x | {b['trafilatura_calls_cpu']:.2f} "
+                     f"({b['trafilatura_calls']}) | {b['trafilatura_import_cpu']:.2f} | {share:.0%} | "
+                     f"{own(b):.2f} | {own(b) / own(peer):.3f}x |")
     return "\n".join(lines)

@@ -11,7 +11,8 @@ In this process, one thread, least CPU (``time.process_time``) of ``--repeat`` p
   response: that loop alone, and the same loop calling the extractor on every page as the reader does (its CPU
   left out on both sides), which is the loop in the reader's conditions (an extraction between two records
   leaves the caches and the allocator in another state: the bare loop alone is ~1.5x faster than with
-  trafilatura between its records).
+  trafilatura between its records). A third figure is the reader with an extractor that does nothing: the
+  reader's own work over the loop's, without the extractor's effect on the caches.
 * extract: the extractor as the reader calls it (``stages/ingest/html.py``) against ``trafilatura.extract`` /
   resiliparse's parse + ``extract_plain_text`` with the same options on the same strings.
 * clean.normalize_v1, clean.boilerplate_v1, clean.pii_v1: ``process()`` per batch against the RE2 / Arrow
@@ -83,6 +84,21 @@ def read_warcs(paths: list[str], extractor: str) -> tuple[list[pa.Table], float,
     tables = [table for i, path in enumerate(paths) for table in reader.read(Unit(i, (path,)))]
     total = time.process_time() - t
     return tables, total - timed.cpu, timed.cpu
+
+
+def read_warcs_without_extraction(paths: list[str]) -> float:
+    """The reader's CPU with an extractor that returns a fixed text: its record loop, checks, decoding and
+    batching alone."""
+    from gristmill.stages.ingest.base import Limits, Unit
+    from gristmill.stages.ingest.warc import WarcOptions, WarcReader
+
+    reader = WarcReader(WarcOptions(), Limits())
+    reader._extract = lambda html, url: "text"
+    t = time.process_time()
+    for i, path in enumerate(paths):
+        for _ in reader.read(Unit(i, (path,))):
+            pass
+    return time.process_time() - t
 
 
 def make_extractor(name: str) -> Callable[[str, str | None], str]:
@@ -308,12 +324,15 @@ def main() -> None:
         bare = bare_extractor(args.extractor)
         as_the_reader = make_extractor(args.extractor)
         bare_ingest_between = least(lambda: bare_warc(paths, as_the_reader), args.repeat)
+        ingest_alone = least(lambda: read_warcs_without_extraction(paths), args.repeat)
         calls = extractor_inputs(paths)
         bare_extract = least_cpu(lambda: [bare(h, u) for h, u in calls], 1 if args.extractor == "trafilatura"
                                  else args.repeat)[1]
         rows += [("ingest (WARC records -> decoded HTML)", 0.0, ingest_cpu, bare_ingest),
                  ("ingest, the bare loop with the extractor between records", 0.0, ingest_cpu,
                   bare_ingest_between),
+                 ("ingest with an extractor that does nothing, against the bare loop alone", 0.0, ingest_alone,
+                  bare_ingest),
                  (f"extract ({args.extractor})", 0.0, extract_cpu, bare_extract)]
 
     batches = []
