@@ -26,7 +26,9 @@ import os
 import posixpath
 import re
 import tempfile
+import threading
 import uuid
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Callable, TypeVar
 from urllib.parse import urlsplit
 
@@ -336,6 +338,62 @@ class Location:
             self.fs.delete_file(self.path)
         except FileNotFoundError:
             pass
+
+
+class BackgroundWrites:
+    """Whole-file writes to an object store that run on a few threads while the caller goes on (each a PUT: a
+    round trip the caller would otherwise wait for). ``join`` waits for every one and raises the first failure,
+    so a caller that joins before its commit point never commits a file that is not fully written. At most
+    ``max_pending`` writes are held in memory at once (the caller waits for a slot); a local write is done at
+    once (a rename, no round trip). Used as a context manager it joins on exit; leaving by an exception, it still
+    waits for the writes under way, and that exception is the one raised."""
+
+    def __init__(self, threads: int = 4, max_pending: int = 16):
+        self._threads = threads
+        self._slots = threading.BoundedSemaphore(max_pending)
+        self._pool: ThreadPoolExecutor | None = None
+        self._pending: list[Future] = []
+
+    def write_bytes(self, location: "Location", data: bytes | pa.Buffer) -> None:
+        if location.is_local:
+            location.write_bytes(data)
+            return
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(self._threads, thread_name_prefix="gristmill-write")
+        self._slots.acquire()
+        try:
+            future = self._pool.submit(location.write_bytes, data)
+        except BaseException:
+            self._slots.release()
+            raise
+        future.add_done_callback(lambda _: self._slots.release())
+        self._pending.append(future)
+
+    def join(self) -> None:
+        """Wait for every write submitted; raise the first failure (in submission order)."""
+        pending, self._pending = self._pending, []
+        failure = None
+        for future in pending:
+            exc = future.exception()
+            if exc is not None and failure is None:
+                failure = exc
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
+        if failure is not None:
+            raise failure
+
+    def __enter__(self) -> "BackgroundWrites":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.join()
+            return
+        try:
+            self.join()
+        except Exception:
+            pass  # the exception leaving the block is the one to see; the writes have all ended
 
 
 def _remove_quietly(path: str) -> None:
