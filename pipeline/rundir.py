@@ -166,11 +166,14 @@ class RunDir:
         return info
 
     def reset_segment(self, segment_name: str, step_slugs: list[str]) -> Path:
-        """Remove a segment's partial output and its rejects before (re)computing it."""
+        """Remove a segment's partial output and its rejects before (re)computing it. The rejects folder is
+        listed once for all the segment's steps (on an object store each folder's removal is a listing, even of
+        nothing: 7 for segment 00 of the demo)."""
         seg = self.segment_dir(segment_name)
         storage.resolve(seg).delete_tree()
-        for slug in step_slugs:
-            storage.resolve(self.rejects_dir(slug)).delete_tree()
+        present = {loc.name: loc for loc in storage.resolve(self.layout.rejects_root).iterdir()}
+        for slug in sorted(set(step_slugs) & present.keys()):
+            present[slug].delete_dir()
         seg.mkdir(parents=True, exist_ok=True)
         return seg
 

@@ -332,6 +332,11 @@ class Location:
         else:
             self.fs.delete_dir(self.path)
 
+    def delete_dir(self) -> None:
+        """Remove this directory and everything under it, known to exist (a listing of its parent named it):
+        on an object store one listing less than ``delete_tree``."""
+        self.fs.delete_dir(self.path)
+
     def delete(self) -> None:
         """Remove this file; nothing to do if it does not exist."""
         try:
