@@ -29,7 +29,7 @@ import xxhash
 
 from gristmill.core import storage
 from gristmill.core.layout import SUCCESS, RunLayout, part_of_file_name
-from gristmill.core.parts import DOC_ID, ListedFile, SegmentPart, hold_written
+from gristmill.core.parts import DOC_ID, SegmentPart
 
 PART_GLOB = "part-*.parquet"
 PART_HASH = "xxh3_128"  # the key of each part's hash in a _SUCCESS marker, and the algorithm
@@ -76,7 +76,7 @@ def parquet_bytes(table: pa.Table, row_group_size: int = 64 * 1024) -> pa.Buffer
 
 
 def part_digest(data: bytes | pa.Buffer) -> str:
-    return xxhash.xxh3_128_hexdigest(memoryview(data))
+    return storage.content_digest(data)
 
 
 def file_digest(path: str | os.PathLike | storage.Location) -> str:
@@ -101,7 +101,7 @@ def write_part(path: str | os.PathLike | storage.Location, table: pa.Table, row_
     else:
         location.write_bytes(data)
     digest = part_digest(data)
-    hold_written(location, data, digest)
+    storage.written_known(location, data, digest)  # read back by later segments from memory
     return {"bytes": data.size, PART_HASH: digest}
 
 
@@ -316,7 +316,7 @@ def listing_digest(marker: dict) -> str:
 def segment_parts(layout: RunLayout, segment_name: str, marker: dict,
                   holders: dict[str, dict] | None = None) -> list[SegmentPart]:
     """A committed segment's parts as the marker lists them, each with the files holding its columns; a file
-    whose size and hash a marker at hand lists (this one's, or a holder's in ``holders``) is a ``ListedFile``."""
+    whose size and hash a marker at hand lists (this one's, or a holder's in ``holders``) is a ``KnownFile``."""
     listings = {name: _listings(m) for name, m in (holders or {}).items()}
     listings[segment_name] = _listings(marker)
     layouts = marker.get("layouts")
@@ -341,7 +341,7 @@ def _listings(marker: dict) -> dict[int, tuple[int, str]]:
 
 
 def _listed(location: storage.Location, listing: tuple[int, str] | None) -> storage.Location:
-    return location if listing is None else ListedFile(location, *listing)
+    return location if listing is None else storage.KnownFile(location, *listing)
 
 
 def column_layouts(segment_name: str, written: list[dict], parent_name: str | None,

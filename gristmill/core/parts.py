@@ -13,171 +13,36 @@ sorts, pickles or passes parts around keeps working; its table reads (``read_par
 
 On an object store every file read is a round trip (a HEAD for its size, then a GET), and a part is read again by
 every later segment that uses one of its columns. A committed file is immutable under the size and xxh3-128 hash
-its ``_SUCCESS`` lists (``ListedFile``), so this process keeps the bytes of such files it wrote or fetched
-(``HeldBytes``, bounded, least recently used out) and reads them again from memory; the files of one part are
-fetched concurrently, and ``fetch_ahead`` starts fetching the next part's while the current one is worked on.
+its ``_SUCCESS`` lists (a ``KnownFile``), so this process keeps the bytes of such files it wrote or fetched
+(``storage.HELD``, bounded, least recently used out) and reads them again from memory; the files of one part
+are fetched concurrently, and ``fetch_ahead`` starts fetching the next part's while the current one is worked on.
 """
 
 from __future__ import annotations
 
-import os
-import threading
-from collections import OrderedDict
-from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Iterator, Sequence
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from gristmill.core.storage import WHOLE_READ_MAX_BYTES, Location
+from gristmill.core import storage
+from gristmill.core.storage import KnownFile, Location
 
 DOC_ID = "doc_id"
-
-
-# Bytes of committed remote files a process keeps for later reads (GRISTMILL_HELD_PART_MB): the demo's segments
-# hold ~1 MB, a 20 MB corpus's ~15 MB; a larger run keeps its most recently used files.
-HELD_BYTES_LIMIT = int(os.environ.get("GRISTMILL_HELD_PART_MB", "256")) << 20
-# Concurrent fetches: a part's few files, and the next part's while this one is worked on.
-FETCH_THREADS = 8
 
 
 class MisalignedPartError(ValueError):
     """A part file lacks documents that a later segment kept: the run directory was changed after its commit."""
 
 
-class ListedFile(Location):
-    """A committed part file with the size and xxh3-128 hash its segment's ``_SUCCESS`` lists: the same bytes
-    wherever and whenever it is read (a file changed since is found by resume and ``verify``, not served)."""
-
-    __slots__ = ("listed_size", "digest")
-
-    def __init__(self, location: Location, listed_size: int, digest: str):
-        super().__init__(location.fs, location.path, location.scheme, location.query)
-        self.listed_size = int(listed_size)
-        self.digest = digest
-
-    def __reduce__(self):
-        return (ListedFile, (Location(self.fs, self.path, self.scheme, self.query), self.listed_size, self.digest))
-
-    @property
-    def held_key(self) -> tuple[str, int, str]:
-        return held_key(self, self.listed_size, self.digest)
-
-    @property
-    def fetched_whole(self) -> bool:
-        """Whether a read fetches the whole file (and keeps it): a remote file up to ``WHOLE_READ_MAX_BYTES``."""
-        return not self.is_local and self.listed_size <= WHOLE_READ_MAX_BYTES
-
-
-def held_key(location: Location, size: int, digest: str) -> tuple[str, int, str]:
-    return (location.uri, int(size), digest)
-
-
-class HeldBytes:
-    """Bytes of committed files by ``held_key``, up to ``limit`` bytes, the least recently used dropped first.
-    ``load`` fetches a file once however many threads ask for it at the same time (the others wait for it)."""
-
-    def __init__(self, limit: int):
-        self.limit = limit
-        self._lock = threading.Lock()
-        self._entries: OrderedDict[tuple, Future] = OrderedDict()
-        self._held = 0
-
-    def put(self, key: tuple, data: pa.Buffer) -> None:
-        done: Future = Future()
-        done.set_result(data)
-        with self._lock:
-            self._drop(key)
-            self._entries[key] = done
-        self._account(key, done)
-
-    def load(self, file: ListedFile) -> pa.Buffer:
-        key = file.held_key
-        with self._lock:
-            entry = self._entries.get(key)
-            if entry is not None:
-                self._entries.move_to_end(key)
-                fetching = False
-            else:
-                entry = self._entries[key] = Future()
-                fetching = True
-        if not fetching:
-            return entry.result()  # held, or being fetched by another thread
-        try:
-            entry.set_result(pa.py_buffer(file.read_bytes()))
-        except BaseException as exc:
-            with self._lock:
-                if self._entries.get(key) is entry:
-                    del self._entries[key]  # a failed fetch is tried again by the next reader
-            entry.set_exception(exc)
-            raise
-        self._account(key, entry)
-        return entry.result()
-
-    def holds(self, key: tuple) -> bool:
-        with self._lock:
-            return key in self._entries
-
-    def clear(self) -> None:
-        with self._lock:
-            self._entries.clear()
-            self._held = 0
-
-    def _account(self, key: tuple, entry: Future) -> None:
-        with self._lock:
-            if self._entries.get(key) is not entry:
-                return
-            self._held += entry.result().size
-            for old in list(self._entries):
-                if self._held <= self.limit or old == key:
-                    break
-                if self._entries[old].done():
-                    self._drop(old)
-
-    def _drop(self, key: tuple) -> None:
-        entry = self._entries.pop(key, None)
-        if entry is not None and entry.done() and entry.exception() is None:
-            self._held -= entry.result().size
-
-
-HELD = HeldBytes(HELD_BYTES_LIMIT)
-_pool: ThreadPoolExecutor | None = None
-_pool_lock = threading.Lock()
-
-
-def fetch_pool() -> ThreadPoolExecutor:
-    global _pool
-    with _pool_lock:
-        if _pool is None:
-            _pool = ThreadPoolExecutor(FETCH_THREADS, thread_name_prefix="gristmill-fetch")
-        return _pool
-
-
-def _after_fork_in_child() -> None:
-    """A forked child has none of the parent's threads: a pool whose threads are gone would never run a fetch,
-    and a fetch under way in the parent would never finish here. Start both afresh."""
-    global _pool, _pool_lock, HELD
-    _pool, _pool_lock, HELD = None, threading.Lock(), HeldBytes(HELD_BYTES_LIMIT)
-
-
-os.register_at_fork(after_in_child=_after_fork_in_child)
-
-
-def hold_written(location: Location, data: pa.Buffer, digest: str) -> None:
-    """Keep the bytes this process just wrote to a remote part file, so that reading it back costs no request."""
-    if not location.is_local and data.size <= WHOLE_READ_MAX_BYTES:
-        HELD.put(held_key(location, data.size, digest), data)
-
-
 def fetch_ahead(part: Location) -> None:
-    """Start fetching the files a read of ``part`` will need (remote listed files not held yet), in the
+    """Start fetching the files a read of ``part`` will need (remote files of known content not held yet), in the
     background: the read that follows takes them from memory, or waits for the fetch under way."""
-    if not isinstance(part, SegmentPart):
-        return
-    for file in part.files():
-        if isinstance(file, ListedFile) and file.fetched_whole and not HELD.holds(file.held_key):
-            fetch_pool().submit(HELD.load, file)
+    if isinstance(part, SegmentPart):
+        for file in part.files():
+            if isinstance(file, KnownFile):
+                file.fetch_ahead()
 
 
 class SegmentPart(Location):
@@ -192,8 +57,8 @@ class SegmentPart(Location):
         self.rows = rows
         # (column, file holding it) in the table's column order; None: the own file holds the whole part.
         self.column_files = tuple(column_files) if column_files is not None else None
-        # The own file's (size, hash) as listed, when ``own`` is a ListedFile.
-        self.own_listing = (own.listed_size, own.digest) if isinstance(own, ListedFile) else None
+        # The own file's (size, hash) as listed, when ``own`` is a KnownFile.
+        self.own_listing = (own.known_size, own.digest) if isinstance(own, KnownFile) else None
 
     def __reduce__(self):
         return (SegmentPart, (self.own_file, self.part, self.rows, self.column_files))
@@ -204,7 +69,7 @@ class SegmentPart(Location):
     @property
     def own_file(self) -> Location:
         own = Location(self.fs, self.path, self.scheme, self.query)
-        return own if self.own_listing is None else ListedFile(own, *self.own_listing)
+        return own if self.own_listing is None else KnownFile(own, *self.own_listing)
 
     @property
     def rows_file(self) -> Location:
@@ -241,10 +106,7 @@ class SegmentPart(Location):
     def read_parquet(self, columns: list[str] | None = None) -> pa.Table:
         """The part's rows with ``columns`` (all, in table order, by default), each read from its own file."""
         if self.column_files is None:
-            own = self.own_file
-            if isinstance(own, ListedFile) and own.fetched_whole:
-                return _read_columns(own, columns)
-            return own.read_parquet(columns=columns)
+            return self.own_file.read_parquet(columns=columns)
         wanted = [c for c, _ in self.column_files] if columns is None else list(columns)
         pieces: dict[str, pa.ChunkedArray] = {}
         doc_ids: pa.Array | None = None
@@ -282,18 +144,16 @@ def _read_files(by_file: list[tuple[Location, list[str]]]) -> list[pa.Table]:
     jobs = [(loc, [DOC_ID] + [c for c in cols if c != DOC_ID]) for loc, cols in by_file]
     if len(jobs) == 1 or all(loc.is_local for loc, _ in jobs):
         return [_read_columns(loc, cols) for loc, cols in jobs]
-    futures = [fetch_pool().submit(_read_columns, loc, cols) for loc, cols in jobs]
+    futures = [storage.fetch_pool().submit(_read_columns, loc, cols) for loc, cols in jobs]
     return [f.result() for f in futures]
 
 
 def _read_columns(loc: Location, columns: list[str]) -> pa.Table:
     """``columns`` of one file. Locally through ``ParquetFile`` (no dataset layer: a part reads two or three files,
-    and the per-file cost of ``pq.read_table`` was a third of reading a part's doc_ids); a remote listed file from
-    the bytes this process holds (fetched whole once); any other remote file by ``Location.read_parquet``."""
+    and the per-file cost of ``pq.read_table`` was a third of reading a part's doc_ids); elsewhere by
+    ``read_parquet`` (a ``KnownFile`` from the bytes this process holds)."""
     if loc.is_local:
         return pq.ParquetFile(loc.path).read(columns=columns)
-    if isinstance(loc, ListedFile) and loc.fetched_whole:
-        return pq.read_table(pa.BufferReader(HELD.load(loc)), columns=columns)
     return loc.read_parquet(columns=columns)
 
 

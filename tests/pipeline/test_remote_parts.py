@@ -53,14 +53,14 @@ def test_a_run_reads_the_parts_it_wrote_without_asking_the_store(packed_runs):
 def test_a_listed_part_not_held_is_fetched_once_each_file_concurrently_then_held(packed_runs, s3_requests):
     """A part read across two segments: each of its files is asked for once (its size, its bytes), and a second
     read asks nothing."""
-    from gristmill.core import parts
+    from gristmill.core import storage
 
     _, remote, _, _ = packed_runs
     markers = {name: remote.marker(name) for name in ("00-ingest", "01-tokenizer.train_bbpe_v1")}
     segment = remote.segment_parts("01-tokenizer.train_bbpe_v1", markers["01-tokenizer.train_bbpe_v1"], markers)
     part = segment[0]
-    assert len(part.files()) == 2 and all(isinstance(f, parts.ListedFile) for f in part.files())
-    parts.HELD.clear()
+    assert len(part.files()) == 2 and all(isinstance(f, storage.KnownFile) for f in part.files())
+    storage.HELD.clear()
     s3_requests.requests.clear()
     table = part.read_parquet()
     assert {"text", "tokens"} <= set(table.column_names) and table.num_rows == part.rows
@@ -74,8 +74,8 @@ def test_a_listed_part_not_held_is_fetched_once_each_file_concurrently_then_held
 def test_bytes_held_for_one_listing_are_not_served_for_another(s3_query):
     """The bytes held for a file are those of the size and hash a listing names: a file written again with
     other content (a recomputed segment) is fetched, not answered from memory."""
-    from gristmill.core.parts import ListedFile, SegmentPart
-    from gristmill.core.storage import resolve
+    from gristmill.core.parts import SegmentPart
+    from gristmill.core.storage import KnownFile, resolve
     from gristmill.pipeline.rundir import parquet_bytes, part_digest, write_part
 
     loc = resolve(f"s3://gristmill-run/runs/held/segments/00/part-0000000000000000.parquet?{s3_query}")
@@ -84,9 +84,9 @@ def test_bytes_held_for_one_listing_are_not_served_for_another(s3_query):
     other = pa.table({"doc_id": pa.array([1, 2], pa.uint64()), "text": ["x", "y"]})
     data = parquet_bytes(other)
     loc.write_bytes(data)  # as another process would: nothing held for it
-    again = SegmentPart(ListedFile(loc, data.size, part_digest(data)), 0, 2, None)
+    again = SegmentPart(KnownFile(loc, data.size, part_digest(data)), 0, 2, None)
     assert again.read_parquet().column("text").to_pylist() == ["x", "y"]
-    before = SegmentPart(ListedFile(loc, listed["bytes"], listed["xxh3_128"]), 0, 2, None)
+    before = SegmentPart(KnownFile(loc, listed["bytes"], listed["xxh3_128"]), 0, 2, None)
     assert before.read_parquet().column("text").to_pylist() == ["a", "b"]  # what that listing committed
 
 
