@@ -28,19 +28,20 @@ from gristmill.dedup.minhash import (
 from gristmill.dedup.normalize import Normalization, normalize_batch
 from gristmill.dedup.parallel import partition_of, split_by_partition
 from gristmill.core.runtime import ActorHandle, Runtime
-from gristmill.core.storage import Location, written_known
+from gristmill.core.storage import BackgroundWrites, Location, written_known
 from gristmill.stages.base import GlobalContext, GlobalStage, StageOutput, StageParams
 
 READ_BATCH_ROWS = 8192  # rows read from a part at a time: bounds the memory of one task
 BLOOM_KEY_HASH = "gristmill-block64-v1"
 
 
-def _save_npy(location: Location, array: np.ndarray) -> Location:
-    """Write ``array``; returns the file as a ``KnownFile`` (remote), which this process reads back from memory."""
+def _save_npy(location: Location, array: np.ndarray, writes: BackgroundWrites) -> Location:
+    """Write ``array`` (uploaded in the background: ``writes`` is joined before the file is handed on); returns
+    the file as a ``KnownFile`` (remote), which this process reads back from memory."""
     buffer = io.BytesIO()
     np.save(buffer, array)
     data = buffer.getvalue()
-    location.write_bytes(data)
+    writes.write_bytes(location, data)
     return written_known(location, data)
 
 
@@ -200,8 +201,9 @@ def _sign_part(path: Location, params: MinHashParams, banding: tuple[int, int], 
         all_docs = np.concatenate(doc_chunks) if doc_chunks else np.zeros(0, np.uint64)
         all_sig = np.concatenate(sig_chunks) if sig_chunks else np.zeros((0, params.num_perm), np.uint32)
         order = np.argsort(all_docs, kind="stable")
-        sig_files = (_save_npy(sig_prefix.with_name(sig_prefix.name + ".docs.npy"), all_docs[order]),
-                     _save_npy(sig_prefix.with_name(sig_prefix.name + ".sig.npy"), all_sig[order]))
+        with BackgroundWrites() as writes:
+            sig_files = (_save_npy(sig_prefix.with_name(sig_prefix.name + ".docs.npy"), all_docs[order], writes),
+                         _save_npy(sig_prefix.with_name(sig_prefix.name + ".sig.npy"), all_sig[order], writes))
     chunks = split_by_partition(partition_of(keys, num_partitions), num_partitions, keys, kdocs, kparts)
     stats = {"docs": n_docs, "bytes": int(n_bytes), "docs_without_shingles": n_empty, "sig_files": sig_files}
     return (*chunks, stats)
@@ -229,7 +231,8 @@ def _shingle_candidates(path: Location, params: MinHashParams, part_index: int, 
     order = np.argsort(found, kind="stable")
     names = tuple(prefix.with_name(prefix.name + suffix) for suffix in (".docs.npy", ".set_off.npy", ".sets.npy"))
     arrays = (found[order], *csr_take(*_concat_ragged(set_chunks), order))
-    return tuple(_save_npy(name, array) for name, array in zip(names, arrays))
+    with BackgroundWrites() as writes:
+        return tuple(_save_npy(name, array, writes) for name, array in zip(names, arrays))
 
 
 def _concat_ragged(chunks: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:

@@ -235,7 +235,8 @@ class RunDir:
                 problems += [f"{where} reads columns from {p}" for p in self.check_parts(name, held, hashes, True)]
         return problems
 
-    def upstream_digests(self, segment_name: str, layouts: list, known: dict[str, dict] | None = None) -> dict[str, str]:
+    def upstream_digests(self, segment_name: str, layouts: list,
+                         known: dict[str, dict] | None = None) -> dict[str, str]:
         """The listing digest of every other segment the layouts read columns from (the marker's ``upstream``);
         ``known``: markers already read or written by the caller (who holds the lease), not read again."""
         names = sorted({holder for layout in layouts for _, holder in layout} - {segment_name})

@@ -8,7 +8,10 @@ from collections import Counter
 import pyarrow as pa
 import pytest
 
-from demo_pipeline import PACKED, make_plan
+from demo_pipeline import DEMO, PACKED, make_plan
+
+# The demo's documents twice (the WARC sample under a second name): MinHash then has candidates to verify.
+DEMO_DEDUP = DEMO.replace('"{data}/warc/truncated-record.warc.gz"', '"{data}/warc/truncated-record.warc.gz", "{copy}"')
 
 
 def _part_requests(requests: list[tuple[str, str]]) -> Counter:
@@ -127,5 +130,33 @@ def test_resetting_a_segment_lists_its_rejects_once_for_all_its_steps(s3_query, 
     listings = [key for _, key in s3_requests.requests if "list-type" in key]
     # the segment's folder (is there any key, then its removal), the rejects folder, the one removal
     assert len(listings) <= 4, listings
-    assert not run_dir.rejects_dir("02-clean").exists() and not (run_dir.segment_dir("00-ingest") / "part-0.parquet").exists()
+    assert not run_dir.rejects_dir("02-clean").exists()
+    assert not (run_dir.segment_dir("00-ingest") / "part-0.parquet").exists()
     assert (run_dir.rejects_dir("09-other") / "part-0.parquet").read_bytes() == b"another segment's"
+
+
+def test_minhash_state_a_run_wrote_is_read_back_from_memory(tmp_path, data_dir, s3_query, s3_requests):
+    """MinHash verification reads the shingle sets its tasks wrote (uploaded together, before the task hands them
+    on): from memory, not the store; the dedup segment's parts are the local run's."""
+    from gristmill.pipeline.executors import LocalExecutor
+    from gristmill.pipeline.run import run_plan
+    from gristmill.pipeline.rundir import RunDir
+
+    copy = tmp_path / "copy.warc.gz"
+    copy.write_bytes((data_dir / "warc" / "cc-main-2020-34-sample.warc.gz").read_bytes())
+    text = DEMO_DEDUP.replace("{copy}", str(copy)).replace(
+        "output:\n", "  - stage: dedup.minhash_v1\noutput:\n")
+    plan = make_plan(data_dir, text)
+    run_plan(plan, RunDir(tmp_path / "local"), LocalExecutor(), log=lambda m: None)
+    remote = RunDir(f"s3://gristmill-run/runs/minhash?{s3_query}")
+    s3_requests.requests.clear()
+    run_plan(plan, remote, LocalExecutor(), log=lambda m: None)
+    state = Counter(method for method, key in s3_requests.requests if "/dedup/" in key and "list-type" not in key)
+    assert state["PUT"] >= 3 and state["GET"] == state["HEAD"] == 0, state  # shingle sets of the candidates
+    local = RunDir(tmp_path / "local")
+    kept = remote.marker("01-dedup.minhash_v1")
+    assert kept["parts"] == local.marker("01-dedup.minhash_v1")["parts"]
+    assert kept["rows"] < remote.marker("00-ingest")["rows"]  # near duplicates dropped
+    for part in local.segment_parts("01-dedup.minhash_v1"):
+        assert (remote.segment_dir("00-ingest") / part.name).read_bytes() == \
+            (local.segment_dir("00-ingest") / part.name).read_bytes()
