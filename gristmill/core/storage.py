@@ -513,13 +513,15 @@ class BackgroundWrites:
     """Whole-file writes to an object store that run on a few threads while the caller goes on (each a PUT: a
     round trip the caller would otherwise wait for). ``join`` waits for every one and raises the first failure,
     so a caller that joins before its commit point never commits a file that is not fully written. At most
-    ``max_pending`` writes are held in memory at once (the caller waits for a slot); a local write is done at
-    once (a rename, no round trip). Used as a context manager it joins on exit; leaving by an exception, it still
-    waits for the writes under way, and that exception is the one raised."""
+    ``max_bytes`` of data wait or travel at once (the caller waits for room; a larger file goes alone); a local
+    write is done at once (a rename, no round trip). Used as a context manager it joins on exit; leaving by an
+    exception, it still waits for the writes under way, and that exception is the one raised."""
 
-    def __init__(self, threads: int = 4, max_pending: int = 16):
+    def __init__(self, threads: int = 4, max_bytes: int = 128 << 20):
         self._threads = threads
-        self._slots = threading.BoundedSemaphore(max_pending)
+        self._max_bytes = max_bytes
+        self._room = threading.Condition()
+        self._in_flight = 0
         self._pool: ThreadPoolExecutor | None = None
         self._pending: list[Future] = []
 
@@ -527,16 +529,24 @@ class BackgroundWrites:
         if location.is_local:
             location.write_bytes(data)
             return
+        size = len(data) if isinstance(data, bytes) else data.size
+        with self._room:
+            self._room.wait_for(lambda: self._in_flight == 0 or self._in_flight + size <= self._max_bytes)
+            self._in_flight += size
         if self._pool is None:
             self._pool = ThreadPoolExecutor(self._threads, thread_name_prefix="gristmill-write")
-        self._slots.acquire()
         try:
             future = self._pool.submit(location.write_bytes, data)
         except BaseException:
-            self._slots.release()
+            self._release(size)
             raise
-        future.add_done_callback(lambda _: self._slots.release())
+        future.add_done_callback(lambda _: self._release(size))
         self._pending.append(future)
+
+    def _release(self, size: int) -> None:
+        with self._room:
+            self._in_flight -= size
+            self._room.notify_all()
 
     def join(self) -> None:
         """Wait for every write submitted; raise the first failure (in submission order)."""

@@ -97,10 +97,10 @@ def test_background_writes_end_before_join_and_raise_the_first_failure(s3_query)
     from gristmill.core.storage import BackgroundWrites, resolve
 
     good = [resolve(f"s3://gristmill-run/runs/bg/file-{i}?{s3_query}") for i in range(6)]
-    with BackgroundWrites(threads=2, max_pending=2) as writes:
+    with BackgroundWrites(threads=2, max_bytes=20) as writes:  # two files at a time, and one larger alone
         for i, loc in enumerate(good):
-            writes.write_bytes(loc, f"content {i}".encode())
-    assert [loc.read_text() for loc in good] == [f"content {i}" for i in range(6)]
+            writes.write_bytes(loc, f"content {i}".encode() * (1 if i else 5))
+    assert [loc.read_text() for loc in good] == [f"content {i}" * (1 if i else 5) for i in range(6)]
 
     writes = BackgroundWrites()
     writes.write_bytes(resolve(f"s3://no-such-bucket/file?{s3_query}"), b"lost")
