@@ -160,3 +160,21 @@ def test_minhash_state_a_run_wrote_is_read_back_from_memory(tmp_path, data_dir, 
     for part in local.segment_parts("01-dedup.minhash_v1"):
         assert (remote.segment_dir("00-ingest") / part.name).read_bytes() == \
             (local.segment_dir("00-ingest") / part.name).read_bytes()
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_ray_tasks_upload_in_the_background_and_give_the_local_shards(packed_runs, ray_cluster, s3_query, data_dir):
+    """The same run with the Ray executor on the object store: parts uploaded in the background by each task (and
+    ended before it returns), read by other worker processes as files of known content; the shards are the local
+    run's byte for byte."""
+    from gristmill.pipeline.executors import RayExecutor
+    from gristmill.pipeline.run import run_plan
+    from gristmill.pipeline.rundir import RunDir
+
+    local = packed_runs[0]
+    remote = RunDir(f"s3://gristmill-run/runs/packed-ray?{s3_query}")
+    run_plan(make_plan(data_dir, PACKED), remote, RayExecutor(), log=lambda m: None)
+    assert remote.verify_segments() == []
+    shards = sorted((local / "shards").glob("*.parquet"))
+    assert shards and all((remote.root / "shards" / s.name).read_bytes() == s.read_bytes() for s in shards)
