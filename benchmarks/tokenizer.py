@@ -14,6 +14,11 @@ GPT-2 vocabulary with the step's defaults (the LLaMA shares, ``max_share_ratio``
 shares of the bytes present; bytes/token of each and of GPT-2 on held-out English web text, English sentences,
 Chinese and code.
 
+``--corpus llama-web --levers``: the levers of the English gap one at a time at the GPT-2 vocabulary, through
+the step: the second (superword) training stage and its share and pieces, ``min_frequency``, multi-digit
+numbers, and a ``common_crawl`` of English and Chinese only (the most that weighting the sample by language
+could give English).
+
 ``--corpus llama-web --doc-html DIR ...``: the same corpus plus the text of installed documentation HTML (Debian
 packages, read through gristmill's decoding and extraction, exact duplicates once) as ``common_crawl`` pages, in
 growing amounts (``--doc-mb``; ``--doc-english-only`` adds only its English pages): the step's defaults at the
@@ -183,6 +188,17 @@ def load_llama_web(data: str, code_dir: str, code_mb: float) -> tuple[dict[str, 
     return corpus, held
 
 
+def shingle_overlap(held: list[str], training: list[str], n: int = 8) -> float:
+    """Share of the held-out documents' n-word shingles that also occur in the training text."""
+    def shingles(text: str) -> set[str]:
+        words = text.split()
+        return {" ".join(words[i : i + n]) for i in range(len(words) - n + 1)}
+
+    seen = set().union(*map(shingles, training))
+    held_shingles = [shingles(doc) for doc in held]
+    return sum(len(s & seen) for s in held_shingles) / max(1, sum(map(len, held_shingles)))
+
+
 def load_doc_html(folders: list[str]) -> tuple[list[str], int]:
     """The text of every HTML page under ``folders`` (``.html``/``.htm``, optionally gzipped), decoded and
     extracted as gristmill's ingest does (charset rules of ``ingest.encoding``, the default main-content
@@ -327,24 +343,28 @@ def throughput(tokenizer_path: str, docs: list[str], repeats: int) -> dict[str, 
 
 
 def english_scaling(corpus: dict, held: dict, gpt2, fractions: list[float], vocab: int, tmp: str) -> None:
-    """English held-out bytes/token of tokenizers trained on growing parts of the English training text alone."""
+    """English held-out bytes/token of tokenizers trained on growing parts of the English training text alone,
+    with the defaults (two stages) and with one stage (``superword_share: 0``)."""
     from tokenizers import Tokenizer
 
     text = corpus["c4"] + corpus["common_crawl"]
     english = [doc for doc, en in zip(text, _is_english(text)) if en]
     sets = {label: docs for label, docs in held.items() if label.startswith("English")}
+    variants = {"defaults": {}, "one stage": {"superword_share": 0}}
     print(f"\nEnglish alone (c4 + the English common_crawl documents), vocabulary {vocab}:\n")
-    print("| English training MB | vocabulary reached | " + " | ".join(sets) + " |")
-    print("|---:|---:|" + "---:|" * len(sets))
+    print("| English training MB | tokenizer | vocabulary reached | " + " | ".join(sets) + " |")
+    print("|---:|---|---:|" + "---:|" * len(sets))
     for fraction in fractions:
         docs = [doc for i, doc in enumerate(english) if (i * 7919) % 100 < fraction * 100]
-        run_dir = os.path.join(tmp, f"english-{fraction}")
-        os.makedirs(run_dir)
-        r = train_in_child(write_parts({"c4": docs}, run_dir), run_dir, {"vocab_size": vocab})
-        tok = Tokenizer.from_file(os.path.join(run_dir, "tokenizer", "tokenizer.json"))
-        cells = [f"{bytes_per_token(tok, d):.2f}" for d in sets.values()]
-        print(f"| {r['sample_bytes'] / 1e6:.2f} | {r['meta']['vocab_size']} | " + " | ".join(cells) + " |")
-    print("| GPT-2 | 50257 | " + " | ".join(f"{bytes_per_token(gpt2, d):.2f}" for d in sets.values()) + " |")
+        for label, overrides in variants.items():
+            run_dir = os.path.join(tmp, f"english-{fraction}-{label.replace(' ', '-')}")
+            os.makedirs(run_dir)
+            r = train_in_child(write_parts({"c4": docs}, run_dir), run_dir, {"vocab_size": vocab, **overrides})
+            tok = Tokenizer.from_file(os.path.join(run_dir, "tokenizer", "tokenizer.json"))
+            cells = [f"{bytes_per_token(tok, d):.2f}" for d in sets.values()]
+            print(f"| {r['sample_bytes'] / 1e6:.2f} | {label} | {r['meta']['vocab_size']} | " + " | ".join(cells)
+                  + " |", flush=True)
+    print("| | GPT-2 | 50257 | " + " | ".join(f"{bytes_per_token(gpt2, d):.2f}" for d in sets.values()) + " |")
 
 
 def sample_language_mb(parts: list[str], meta: dict) -> dict[str, float]:
@@ -414,11 +434,15 @@ def llama_web(args: argparse.Namespace) -> None:
 
     corpus, held = load_llama_web(args.data, args.code, args.code_mb)
     print("corpus (available): " + ", ".join(f"{s} {sum(len(d.encode()) for d in docs) / 1e6:.2f} MB "
-                                             f"({len(docs)} docs)" for s, docs in corpus.items()) + "\n")
-    variants = {"defaults": {}, "bytes present": {"default_mixture": None, "max_share_ratio": None}}
+                                             f"({len(docs)} docs)" for s, docs in corpus.items()))
+    web = held["English web (held-out articles)"]
+    print(f"held-out English web text: {shingle_overlap(web, corpus['c4'] + corpus['common_crawl']):.2%} of its "
+          "8-word shingles occur in the training text\n")
+    variants = {"defaults": {}, "one stage (superword_share 0)": {"superword_share": 0},
+                "bytes present": {"default_mixture": None, "max_share_ratio": None}}
     with tempfile.TemporaryDirectory(prefix="tok-bench-") as tmp:
         parts = write_parts(corpus, tmp)
-        tokenizers, metas = {}, {}
+        tokenizers, metas, paths = {}, {}, {}
         for vocab in args.vocab:
             for label, overrides in variants.items():
                 run_dir = os.path.join(tmp, f"run-{vocab}-{len(metas)}")
@@ -426,9 +450,12 @@ def llama_web(args: argparse.Namespace) -> None:
                                                     **overrides})
                 name = f"gristmill {vocab}, {label}"
                 tokenizers[name] = Tokenizer.from_file(os.path.join(run_dir, "tokenizer", "tokenizer.json"))
+                paths[name] = os.path.join(run_dir, "tokenizer", "tokenizer.json")
                 metas[name] = r["meta"]
-                print(f"{name}: step wall {r['wall']:.1f} s, trainer {r['train']:.1f} s, "
-                      f"vocabulary {r['meta']['vocab_size']}, weighting: {r['meta']['sample']['weighting']}")
+                print(f"{name}: step wall {r['wall']:.1f} s, step CPU {r['cpu']:.1f} s, trainer {r['train']:.1f} s, "
+                      f"vocabulary {r['meta']['vocab_size']} (first stage {r['meta']['first_stage_vocab_size']}, "
+                      f"superword merges {r['meta']['superword_merges']}), "
+                      f"weighting: {r['meta']['sample']['weighting']}", flush=True)
         print("\nTraining sample per source, MB (share of the sample; target share):\n")
         sources = sorted(corpus)
         print("| tokenizer | sample MB | " + " | ".join(sources) + " |")
@@ -453,6 +480,92 @@ def llama_web(args: argparse.Namespace) -> None:
             cells = [f"{(v := bytes_per_token(tokenizers[n], docs)):.2f} ({v / base:.2f}x)" for n in names]
             print(f"| {label} | {sum(len(d.encode()) for d in docs) / 1e6:.2f} | {len(docs)} | {base:.2f} | "
                   + " | ".join(cells) + " |")
+        docs = [d for texts in (*held.values(), corpus["c4"], corpus["common_crawl"]) for d in texts]
+        encode_cpu({n: p for n, p in paths.items() if "bytes present" not in n}, docs, args.repeats)
+
+
+def encode_cpu(paths: dict[str, str], docs: list[str], repeats: int) -> None:
+    """CPU seconds of the tokenize stage's process() per tokenizer and engine, best of ``repeats``, one thread
+    each (tiktoken's thread pool off; tokenizers' CPU time counts all its threads)."""
+    from gristmill.stages.tokenize.encode import TokenizeBbpeV1
+
+    table = pa.table({"doc_id": pa.array(range(len(docs)), pa.uint64()), "text": pa.array(docs, pa.large_string())})
+    mb = sum(len(d.encode()) for d in docs) / 1e6
+    stages = {}
+    for name, path in paths.items():
+        for engine in ("tiktoken", "tokenizers"):
+            stages[name, engine] = TokenizeBbpeV1({"path": path, "engine": engine})
+            stages[name, engine].setup()
+            if engine == "tiktoken":
+                stages[name, engine].encode.threads = 1
+    best, tokens = {key: float("inf") for key in stages}, {}
+    for _ in range(repeats):  # interleaved, so drift hits every variant alike
+        for key, stage in stages.items():
+            cpu = time.process_time()
+            out = stage.process(table)
+            best[key] = min(best[key], time.process_time() - cpu)
+            tokens[key] = pc.sum(out.table["n_tokens"]).as_py()
+    print(f"\nEncode CPU, tokenize stage, {mb:.2f} MB (held-out sets, c4, common_crawl), best of {repeats}:\n")
+    print("| tokenizer | engine | CPU s | MB per CPU-second | tokens |")
+    print("|---|---|---:|---:|---:|")
+    for (name, engine), cpu in best.items():
+        print(f"| {name} | {engine} | {cpu:.2f} | {mb / cpu:.2f} | {tokens[name, engine]:,} |")
+
+
+# Each lever alone, as step params (and, for one, a corpus with common_crawl cut to English and Chinese).
+_WORD = r"[^\r\n\p{L}\p{N}]?\p{L}+"
+
+
+def _lever_params() -> dict[str, tuple[dict, bool]]:
+    """Label -> (step params over the defaults, whether common_crawl is cut to English and Chinese)."""
+    from gristmill.stages.tokenize.bbpe import SPLIT_REGEX
+
+    words_only = SPLIT_REGEX.replace(_WORD, _WORD + r"(?: \p{L}+)*", 1)
+    across_sentences = SPLIT_REGEX.replace(_WORD, _WORD + r"(?:[,;:.!?]? \p{L}+)*", 1)
+    one = {"superword_share": 0}
+    return {
+        "one stage (the previous default)": (one, False),
+        "one stage, min_frequency 1": ({**one, "min_frequency": 1}, False),
+        "one stage, numbers in runs of 1-3 digits": (
+            {**one, "split_regex": SPLIT_REGEX.replace(r"|\p{N}|", r"|\p{N}{1,3}|", 1), "individual_digits": False},
+            False),
+        "one stage, common_crawl English + Chinese only": (one, True),
+        "two stages, superword_share 0.2": ({"superword_share": 0.2}, False),
+        "two stages, superword_share 0.4 (default)": ({}, False),
+        "two stages, superword_share 0.6": ({"superword_share": 0.6}, False),
+        "two stages, pieces over spaces only (no , ; :)": ({"superword_regex": words_only}, False),
+        "two stages, pieces across sentences too (. ! ?)": ({"superword_regex": across_sentences}, False),
+        "two stages, min_frequency 3": ({"min_frequency": 3}, False),
+        "two stages, common_crawl English + Chinese only": ({}, True),
+    }
+
+
+def levers(args: argparse.Namespace) -> None:
+    """Held-out bytes/token at the GPT-2 vocabulary for each lever of ``_lever_params`` alone."""
+    from tokenizers import Tokenizer
+
+    corpus, held = load_llama_web(args.data, args.code, args.code_mb)
+    crawl = corpus["common_crawl"]
+    keep = [en or any("\u4e00" <= c <= "\u9fff" for c in doc[:200]) for doc, en in zip(crawl, _is_english(crawl))]
+    narrowed = {**corpus, "common_crawl": [doc for doc, k in zip(crawl, keep) if k]}
+    gpt2 = gpt2_tokenizer(args.data)
+    base = {label: bytes_per_token(gpt2, docs) for label, docs in held.items()}
+    vocab = max(args.vocab)
+    print(f"Levers one at a time, vocabulary {vocab}; held-out bytes/token (x = ratio to GPT-2):\n")
+    print("| lever | sample MB | vocabulary (first stage) | step CPU s | " + " | ".join(held) + " |")
+    print("|---|---:|---:|---:|" + "---:|" * len(held))
+    with tempfile.TemporaryDirectory(prefix="tok-bench-") as tmp:
+        for i, (label, (overrides, english_crawl)) in enumerate(_lever_params().items()):
+            run_dir = os.path.join(tmp, f"lever-{i}")
+            os.makedirs(run_dir)
+            parts = write_parts(narrowed if english_crawl else corpus, run_dir)
+            r = train_in_child(parts, run_dir, {"vocab_size": vocab, "sample_bytes": int(args.sample_mb * 1e6),
+                                                **overrides})
+            tok = Tokenizer.from_file(os.path.join(run_dir, "tokenizer", "tokenizer.json"))
+            cells = [f"{(v := bytes_per_token(tok, d)):.2f} ({v / base[name]:.2f}x)" for name, d in held.items()]
+            print(f"| {label} | {r['sample_bytes'] / 1e6:.2f} | {r['meta']['vocab_size']} "
+                  f"({r['meta']['first_stage_vocab_size']}) | {r['cpu']:.1f} | " + " | ".join(cells) + " |", flush=True)
+    print("| GPT-2 | | 50257 | | " + " | ".join(f"{v:.2f}" for v in base.values()) + " |")
 
 
 def main() -> None:
@@ -479,10 +592,15 @@ def main() -> None:
                         help="llama-web with --doc-html: MB of documentation text to add per run (-1: all)")
     parser.add_argument("--doc-english-only", action="store_true",
                         help="with --doc-html: add only the pages lid.176 calls English")
+    parser.add_argument("--levers", action="store_true",
+                        help="llama-web: each lever of the English gap alone (training stages, min_frequency, "
+                             "digits, an English-and-Chinese common_crawl)")
     args = parser.parse_args()
     if args.corpus == "llama-web":
         if args.vocab == parser.get_default("vocab"):
             args.vocab = [GPT2_VOCAB]
+        if args.levers:
+            return levers(args)
         return doc_html_curve(args) if args.doc_html else llama_web(args)
     from tokenizers import Tokenizer
 

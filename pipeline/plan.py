@@ -20,7 +20,7 @@ from typing import Any
 import pyarrow as pa
 
 from gristmill.core import storage
-from gristmill.pipeline.registry import get_stage, head_stage
+from gristmill.pipeline.registry import canonical_format, get_stage, head_stage
 from gristmill.pipeline.spec import InputSpec, PipelineSpec, SpecError, env_references, spec_as_written
 from gristmill.stages.base import DOCUMENT_SCHEMA, HeadStage, Limits, Stage, Unit
 
@@ -235,8 +235,9 @@ def _input_file(input_index: int, path: str) -> dict[str, Any]:
 
 def _input_key(inp: InputSpec) -> dict[str, Any]:
     """The input as hashed: ``optional``, ``on_error``, ``sample`` and ``limit`` only when set, so existing plans
-    keep their hashes."""
+    keep their hashes, and the reader by its short format whichever way the YAML spells it."""
     key = inp.model_dump(mode="json")
+    key["format"] = canonical_format(inp.format)
     for name in ("optional", "on_error", "sample", "limit"):
         if key[name] == InputSpec.model_fields[name].default:
             del key[name]

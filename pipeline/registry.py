@@ -156,6 +156,16 @@ def _format_stage_name(fmt: str) -> str | None:
     return _FORMATS.get(fmt) or (fmt if fmt in _STAGES else None)
 
 
+def canonical_format(fmt: str) -> str:
+    """The short format an input's ``format`` stands for (``ingest.warc_v1`` -> ``warc``), so that both spellings of
+    one reader hash alike; a head stage without a short format keeps its stage name."""
+    name = _format_stage_name(fmt)
+    if name is None:
+        return fmt
+    shorts = sorted(short for short, stage in {**BUILTIN_FORMATS, **_FORMATS}.items() if stage == name)
+    return shorts[0] if shorts else name
+
+
 def head_stage(fmt: str) -> type[HeadStage]:
     """The head stage an input's ``format`` names: its short format (``warc``) or its stage name
     (``ingest.warc_v1``)."""

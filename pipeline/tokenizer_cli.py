@@ -186,6 +186,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reserved-special-tokens", type=int, default=0)
     p.add_argument("--no-individual-digits", action="store_true", help="let digits merge into multi-digit tokens")
     p.add_argument("--max-token-length", type=int)
+    p.add_argument("--superword-share", type=float, default=BbpeParams.model_fields["superword_share"].default,
+                   help="share of the merges learned by the second stage, whose tokens may span several words "
+                        "(default %(default)s; 0: one stage, within-word merges only)")
     p.add_argument("--executor", choices=["local", "ray"], default="local")
     p.add_argument("--address", help="Ray cluster address (with --executor ray; default: start a local Ray)")
     return p
@@ -203,6 +206,7 @@ def _params(args: argparse.Namespace) -> BbpeParams:
         reserved_special_tokens=args.reserved_special_tokens,
         individual_digits=not args.no_individual_digits,
         max_token_length=args.max_token_length,
+        superword_share=args.superword_share,
     )
 
 

@@ -7,6 +7,13 @@ Design choices (and why):
   unknown token. No normalizer: normalization (NFC, lowercasing) would break ``decode(encode(text)) == text``.
 - Split regex: GPT-4 (cl100k) style, but with single digits (``\\p{N}`` instead of ``\\p{N}{1,3}``), then a
   ``Digits(individual_digits=True)`` pre-tokenizer so any custom regex still gets LLaMA-style digits.
+- Two training stages (SuperBPE, Liu et al. 2025): the first learns merges within words (``split_regex``),
+  the second, for the last ``superword_share`` of the vocabulary, continues from the first's tokens on pieces
+  that run over several words (``superword_regex``), so frequent multi-word units (" of the", ", and the")
+  become single tokens. Trained on a few MB of English web text, one stage stays ~7% short of GPT-2's
+  bytes/token on held-out web text (it saw 40 GB); the second stage passes it (BENCHMARKS.md, issue 17 item 10).
+  The tokenizer encodes with ``superword_regex`` and the merges of both stages in order: first-stage merges
+  never cross its pieces' word boundaries, so encoding repeats the training's segmentation.
 - Decoder: ``decoders.ByteLevel`` only. It maps the byte characters back to bytes and does no space cleanup
   (``clean_up_tokenization_spaces`` is a ``transformers`` option; ``tokenizers`` itself never applies it).
 - Special tokens come first in the vocabulary (``<|endoftext|>`` = 0 is the document separator the packer
@@ -43,6 +50,16 @@ SPLIT_REGEX = (
     r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}"
     r"| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
 )
+# The pieces of the second (superword) training stage and of encoding: SPLIT_REGEX, except that a word goes on
+# over single spaces into the next words, and over one of ``,;:`` right before such a space (", and the").
+# Sentence ends, newlines, digits and other punctuation still split. Each piece is a run of whole SPLIT_REGEX
+# pieces, and no SPLIT_REGEX piece holds a letter followed by anything or a ``,;:`` followed by a space, so no
+# first-stage merge can join bytes across the pieces it runs over: first-stage merges split a superword piece
+# exactly as they split its words one by one.
+SUPERWORD_REGEX = (
+    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+(?:[,;:]? \p{L}+)*|\p{N}"
+    r"| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
+)
 
 # Text handed to the trainer per Python list: big enough to amortize the call, small enough to bound memory.
 _TRAIN_BATCH_ROWS = 1024
@@ -77,6 +94,12 @@ class BbpeParams(StageParams):
     reserved_special_tokens: int = Field(0, ge=0)
     individual_digits: bool = True
     split_regex: str = SPLIT_REGEX
+    # Share of the merges (the vocabulary less bytes and special tokens) learned by the second, superword
+    # stage; 0: one stage, within-word merges only.
+    superword_share: float = Field(0.4, ge=0.0, lt=1.0)
+    # The second stage's pieces, which the tokenizer then encodes with: each must be a run of whole
+    # ``split_regex`` pieces that no first-stage merge can cross (SUPERWORD_REGEX is, for SPLIT_REGEX).
+    superword_regex: str = SUPERWORD_REGEX
     max_token_length: int | None = Field(None, ge=1)
     # On Ray: CPUs the training task reserves. None = every CPU of the largest node.
     num_cpus: int | None = Field(None, ge=1)
@@ -102,15 +125,31 @@ class BbpeParams(StageParams):
             raise ValueError(f"special_tokens must be distinct and non-empty; got {list(tokens)}")
         return tokens
 
-    @field_validator("split_regex")
+    @field_validator("split_regex", "superword_regex")
     @classmethod
     def _regex_compiles(cls, pattern: str) -> str:
         tokenizers = require("tokenizers", "tokenize")
         try:
             tokenizers.pre_tokenizers.Split(tokenizers.Regex(pattern), behavior="isolated")
         except Exception as exc:
-            raise ValueError(f"split_regex does not compile: {exc}") from None
+            raise ValueError(f"regex does not compile: {exc}") from None
         return pattern
+
+    @model_validator(mode="after")
+    def _first_stage_fits_token_chars(self) -> "BbpeParams":
+        if self.superword_share > 0 and first_stage_vocab_size(self) > _TOKEN_CHARS:
+            raise ValueError(f"the superword stage takes first-stage vocabularies up to {_TOKEN_CHARS} tokens; "
+                             f"this one has {first_stage_vocab_size(self)}: raise superword_share or lower vocab_size")
+        return self
+
+    @model_validator(mode="after")
+    def _superword_regex_fits_split_regex(self) -> "BbpeParams":
+        if self.superword_share > 0 and self.split_regex != SPLIT_REGEX and self.superword_regex == SUPERWORD_REGEX:
+            raise ValueError(
+                "a custom split_regex needs its own superword_regex (pieces made of whole split_regex pieces), "
+                "or superword_share: 0"
+            )
+        return self
 
     @model_validator(mode="after")
     def _weights_from_mixture(self) -> "BbpeParams":
@@ -157,24 +196,35 @@ class BbpeParams(StageParams):
         return [*self.special_tokens, *reserved]
 
 
-def new_tokenizer(params: BbpeParams) -> Any:
-    """An untrained byte-level BPE tokenizer with the pre-tokenizer and decoder ``params`` describe."""
+def _pre_tokenizer(params: BbpeParams, pattern: str) -> Any:
     tk = require("tokenizers", "tokenize")
-    pre = [tk.pre_tokenizers.Split(tk.Regex(params.split_regex), behavior="isolated")]
+    pre = [tk.pre_tokenizers.Split(tk.Regex(pattern), behavior="isolated")]
     if params.individual_digits:
         pre.append(tk.pre_tokenizers.Digits(individual_digits=True))
     # use_regex=False: the split above already did the GPT-style splitting; this step only maps bytes.
     pre.append(tk.pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False))
+    return tk.pre_tokenizers.Sequence(pre)
+
+
+def new_tokenizer(params: BbpeParams) -> Any:
+    """An untrained byte-level BPE tokenizer with the first stage's pre-tokenizer and the decoder."""
+    tk = require("tokenizers", "tokenize")
     tokenizer = tk.Tokenizer(tk.models.BPE())
-    tokenizer.pre_tokenizer = tk.pre_tokenizers.Sequence(pre)
+    tokenizer.pre_tokenizer = _pre_tokenizer(params, params.split_regex)
     tokenizer.decoder = tk.decoders.ByteLevel()
     return tokenizer
 
 
-def _trainer(params: BbpeParams) -> Any:
+def first_stage_vocab_size(params: BbpeParams) -> int:
+    """The vocabulary the first stage trains to; the second stage's merges fill the rest."""
+    floor = 256 + len(params.all_special_tokens())
+    return params.vocab_size - round(params.superword_share * (params.vocab_size - floor))
+
+
+def _trainer(params: BbpeParams, vocab_size: int) -> Any:
     tk = require("tokenizers", "tokenize")
     options: dict[str, Any] = dict(
-        vocab_size=params.vocab_size,
+        vocab_size=vocab_size,
         min_frequency=params.min_frequency,
         special_tokens=params.all_special_tokens(),
         # All 256 byte characters, seen or not: no byte can ever be unknown.
@@ -221,6 +271,66 @@ def sample_summary(samples: list[pa.Table]) -> dict[str, dict[str, int]]:
     return dict(sorted(totals.items()))
 
 
+# The second stage writes each first-stage token as one character from the start of Unicode's plane-15 private
+# use area to the last code point (planes 15 and 16: no text character, none whitespace), so the BPE trainer,
+# which merges characters, merges whole tokens.
+_TOKEN_CHAR_BASE = 0xF0000
+_TOKEN_CHARS = 0x110000 - _TOKEN_CHAR_BASE
+
+
+def _superword_words(tokenizer: Any, samples: list[pa.Table]) -> Iterator[list[str]]:
+    """The sample as the second stage's words: each superword piece of each document (``tokenizer``: the
+    first stage's merges with the superword pre-tokenizer) as its first-stage tokens, one character each;
+    pieces separated by a space, which no token character is."""
+    for texts in _sample_texts(samples):
+        words = []
+        for encoding in tokenizer.encode_batch(texts, add_special_tokens=False):
+            chars = np.asarray(encoding.ids, dtype=np.uint32) + _TOKEN_CHAR_BASE
+            pieces = np.asarray(encoding.word_ids, dtype=np.int64)
+            cuts = np.flatnonzero(pieces[1:] != pieces[:-1]) + 1
+            words.append(np.insert(chars, cuts, ord(" ")).astype("<u4").tobytes().decode("utf-32-le"))
+        yield words
+
+
+def _superword_merges(tokenizer: Any, params: BbpeParams, samples: list[pa.Table], count: int) -> list[list[str]]:
+    """Up to ``count`` merges of the second stage, as pairs of token-character strings, in merge order."""
+    tk = require("tokenizers", "tokenize")
+    alphabet = [chr(_TOKEN_CHAR_BASE + i) for i in range(tokenizer.get_vocab_size(with_added_tokens=True))]
+    trainer = tk.trainers.BpeTrainer(vocab_size=len(alphabet) + count, min_frequency=params.min_frequency,
+                                     initial_alphabet=alphabet, limit_alphabet=len(alphabet), show_progress=False)
+    second = tk.Tokenizer(tk.models.BPE())
+    second.pre_tokenizer = tk.pre_tokenizers.WhitespaceSplit()
+    second.train_from_iterator(_superword_words(tokenizer, samples), trainer=trainer)
+    merges = json.loads(second.to_str())["model"]["merges"]
+    return [m.split(" ") if isinstance(m, str) else m for m in merges]
+
+
+def add_superword_stage(tokenizer: Any, params: BbpeParams, samples: list[pa.Table]) -> tuple[Any, int]:
+    """The first-stage ``tokenizer`` with the second stage's merges after its own (new ids above its ids) and
+    the superword pre-tokenizer; and the number of merges added."""
+    tk = require("tokenizers", "tokenize")
+    tokenizer.pre_tokenizer = _pre_tokenizer(params, params.superword_regex)
+    count = params.vocab_size - tokenizer.get_vocab_size(with_added_tokens=True)
+    if count <= 0:
+        return tokenizer, 0
+    spec = json.loads(tokenizer.to_str())
+    vocab, merges = spec["model"]["vocab"], spec["model"]["merges"]
+    token_of = {token_id: token for token, token_id in vocab.items()}
+    next_id = max(vocab.values()) + 1
+    added = 0
+    for left, right in _superword_merges(tokenizer, params, samples, count):
+        pair = ["".join(token_of[ord(c) - _TOKEN_CHAR_BASE] for c in side) for side in (left, right)]
+        # Two token sequences can spell the same bytes; the bytes get one token (the first merge's).
+        if pair[0] + pair[1] in vocab or len(pair[0] + pair[1]) > (params.max_token_length or float("inf")):
+            continue
+        vocab[pair[0] + pair[1]] = next_id
+        merges.append(pair)
+        next_id, added = next_id + 1, added + 1
+        if added == count:
+            break
+    return tk.Tokenizer.from_str(json.dumps(spec)), added
+
+
 def train_on_samples(params_json: str, *samples: pa.Table) -> tuple[str, dict[str, Any]]:
     """Train on sample tables (columns ``text``, ``source``, ``repeat``) and return (tokenizer JSON, facts).
 
@@ -231,9 +341,14 @@ def train_on_samples(params_json: str, *samples: pa.Table) -> tuple[str, dict[st
     tokenizer = new_tokenizer(params)
     sample = list(samples)
     started = time.perf_counter()
-    tokenizer.train_from_iterator(_sample_texts(sample), trainer=_trainer(params))
+    tokenizer.train_from_iterator(_sample_texts(sample), trainer=_trainer(params, first_stage_vocab_size(params)))
+    first_stage_vocab = tokenizer.get_vocab_size(with_added_tokens=True)
+    superword_merges = 0
+    if params.superword_share > 0:
+        tokenizer, superword_merges = add_superword_stage(tokenizer, params, sample)
     seconds = time.perf_counter() - started
-    facts = {"training_seconds": round(seconds, 3), "sample_sources": sample_summary(sample)}
+    facts = {"training_seconds": round(seconds, 3), "sample_sources": sample_summary(sample),
+             "first_stage_vocab_size": first_stage_vocab, "superword_merges": superword_merges}
     return tokenizer.to_str(pretty=True), facts
 
 
@@ -288,6 +403,8 @@ def build_meta(
             "sources": per_source,
         },
         "training_seconds": facts["training_seconds"],
+        "first_stage_vocab_size": facts["first_stage_vocab_size"],
+        "superword_merges": facts["superword_merges"],
         "tokenizers_version": tk.__version__,
         "params": json.loads(params.model_dump_json()),
     }

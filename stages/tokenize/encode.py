@@ -33,7 +33,7 @@ from pydantic import Field
 
 from gristmill.core.storage import Location, resolve
 from gristmill.stages.base import Resources, StageOutput, StageParams, StreamingStage, require
-from gristmill.stages.tokenize.bbpe import SPLIT_REGEX, TOKENIZER_FILE
+from gristmill.stages.tokenize.bbpe import SPLIT_REGEX, SUPERWORD_REGEX, TOKENIZER_FILE
 
 TOKENS = "tokens"
 N_TOKENS = "n_tokens"
@@ -125,9 +125,10 @@ def batch_bounds(text_bytes: np.ndarray, batch_bytes: int) -> list[tuple[int, in
 # the span alone, and the merges split ``t``'s own bytes into (x, y) at that point (every token encodes to
 # itself, checked below), so (x', y') = (x, y). tiktoken's shortcut (a piece that is a whole token is
 # emitted as is) agrees for the same reason. Pieces: the split regex is the repository's ``SPLIT_REGEX`` or
-# GPT-2's (as tiktoken's own GPT-2 encodings write it), run by fancy-regex instead of Oniguruma;
-# tests/stages/tokenize/test_tiktoken_engine.py compares the two on every BMP code point for each; the Digits
-# step is a no-op after SPLIT_REGEX (``\p{N}`` already isolates each digit) and refused after GPT-2's.
+# ``SUPERWORD_REGEX`` or GPT-2's (as tiktoken's own GPT-2 encodings write it), run by fancy-regex instead of
+# Oniguruma; tests/stages/tokenize/test_tiktoken_engine.py compares the two on every BMP code point for each;
+# the Digits step is a no-op after the repository's regexes (``\p{N}`` already isolates each digit) and
+# refused after GPT-2's.
 
 TIKTOKEN_EXTRA = "tiktoken"
 # The regex of the ByteLevel pre-tokenizer (use_regex: true): GPT-2's, which tiktoken's "gpt2" encoding runs too.
@@ -159,8 +160,8 @@ def _kind(step: Any) -> str:
 def _pre_tokenizer_pattern(pre: Any) -> tuple[list[str], str | None]:
     """(differences, the split regex tiktoken must run) for the pre-tokenizer of tokenizer.json.
 
-    Two shapes split text exactly as tiktoken can: gristmill's own (Sequence[Split(SPLIT_REGEX), (Digits,)
-    ByteLevel without its regex]) and GPT-2's (ByteLevel with its built-in regex, alone or as the only step of
+    Two shapes split text exactly as tiktoken can: gristmill's own (Sequence[Split(SPLIT_REGEX or
+    SUPERWORD_REGEX), (Digits,) ByteLevel without its regex]) and GPT-2's (ByteLevel with its built-in regex, alone or as the only step of
     a Sequence, or that regex as an explicit Split before a regex-free ByteLevel).
     """
     steps = pre.get("pretokenizers", []) if _kind(pre) == "Sequence" else [pre]
@@ -178,15 +179,16 @@ def _pre_tokenizer_pattern(pre: Any) -> tuple[list[str], str | None]:
     split, byte_level = steps[0], steps[-1]
     pattern = (split.get("pattern") or {}).get("Regex")
     found = []
-    if pattern not in (SPLIT_REGEX, GPT2_SPLIT_REGEX):
+    if pattern not in (SPLIT_REGEX, SUPERWORD_REGEX, GPT2_SPLIT_REGEX):
         found.append(
-            "the Split pattern is neither the repository's SPLIT_REGEX nor GPT-2's (tiktoken runs it with another "
-            "regex engine, and drops text a pattern leaves unmatched)"
+            "the Split pattern is neither the repository's SPLIT_REGEX or SUPERWORD_REGEX nor GPT-2's (tiktoken "
+            "runs it with another regex engine, and drops text a pattern leaves unmatched)"
         )
     if split.get("behavior") != "Isolated" or split.get("invert"):
         found.append(f"Split has behavior {split.get('behavior')!r}, invert {split.get('invert')!r}")
-    if len(steps) == 3 and (steps[1].get("individual_digits") is not True or pattern != SPLIT_REGEX):
-        found.append("a Digits step other than individual digits after SPLIT_REGEX")
+    if len(steps) == 3 and (steps[1].get("individual_digits") is not True
+                            or pattern not in (SPLIT_REGEX, SUPERWORD_REGEX)):
+        found.append("a Digits step other than individual digits after SPLIT_REGEX or SUPERWORD_REGEX")
     if byte_level.get("add_prefix_space") or byte_level.get("use_regex", True):
         found.append("ByteLevel adds a prefix space or splits with its own regex")
     return found, pattern
@@ -280,8 +282,8 @@ def tiktoken_incompatibilities(spec: dict, tokenizer: Any, parse_special_tokens:
 
 
 def split_pattern(spec: dict) -> str:
-    """The split regex tiktoken runs for tokenizer.json ``spec``: SPLIT_REGEX, or for GPT-2's regex the form
-    tiktoken's own GPT-2 encodings run (possessive, the same pieces, faster)."""
+    """The split regex tiktoken runs for tokenizer.json ``spec``: its own (SPLIT_REGEX or SUPERWORD_REGEX), or
+    for GPT-2's regex the form tiktoken's own GPT-2 encodings run (possessive, the same pieces, faster)."""
     pattern = _pre_tokenizer_pattern(spec.get("pre_tokenizer"))[1] or SPLIT_REGEX
     return GPT2_TIKTOKEN_REGEX if pattern == GPT2_SPLIT_REGEX else pattern
 

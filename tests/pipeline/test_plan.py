@@ -115,6 +115,15 @@ def test_the_new_input_fields_leave_existing_plan_hashes_alone(base):
     assert plain.plan_hash == spelled_out.plan_hash != skipping.plan_hash
 
 
+def test_a_reader_named_by_its_stage_hashes_as_its_short_format(base):
+    """``format: ingest.warc_v1`` and ``format: warc`` run the same reader: renaming one to the other must not
+    make a finished run recompute."""
+    short = _plan(base, "warc/*.warc.gz", fmt="warc")
+    by_stage = _plan(base, "warc/*.warc.gz", fmt="ingest.warc_v1")
+    other_reader = _plan(base, "warc/*.warc.gz", fmt="wet")
+    assert short.plan_hash == by_stage.plan_hash != other_reader.plan_hash
+
+
 def test_segments_start_at_ingest_or_at_a_global_step_and_read_inputs_or_parts(data_dir, tmp_path):
     """A segment's head decides what it reads: ingest reads the inputs' units, a global step the committed parts
     of the segment before it; executors ask the head, never the segment's index."""

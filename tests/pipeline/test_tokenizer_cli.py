@@ -58,6 +58,19 @@ def test_inputs_of_each_format_become_sources(data_dir, tmp_path):
     assert meta["vocab_size"] == 600
 
 
+def test_superword_share_sets_the_second_stage(data_dir, tmp_path):
+    shares = {}
+    for share in ("0", "0.5"):
+        out = tmp_path / f"tok-{share}"
+        rc = train_tokenizer_cli(["--input", f"web={data_dir}/tokenize/corpus_en.txt", "--output", str(out),
+                                  "--vocab-size", "700", "--superword-share", share])
+        assert rc == 0
+        shares[share] = _meta(out)
+    assert shares["0"]["superword_merges"] == 0 and shares["0"]["first_stage_vocab_size"] == 700
+    assert shares["0.5"]["first_stage_vocab_size"] == 700 - round(0.5 * (700 - 258))
+    assert shares["0.5"]["superword_merges"] == 700 - shares["0.5"]["first_stage_vocab_size"]
+
+
 def test_input_errors_are_reported_with_the_file(tmp_path, capsys):
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"text": "ok"}\n{"txt": "no text field"}\n', encoding="utf-8")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import subprocess
@@ -12,7 +13,14 @@ import pytest
 from pydantic import ValidationError
 from tokenizers import Tokenizer, pre_tokenizers
 
-from gristmill.stages.tokenize.bbpe import BbpeParams, sha256_text, train_on_samples
+from gristmill.stages.tokenize.bbpe import (
+    SPLIT_REGEX,
+    SUPERWORD_REGEX,
+    BbpeParams,
+    first_stage_vocab_size,
+    sha256_text,
+    train_on_samples,
+)
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
@@ -59,6 +67,8 @@ def test_metadata_describes_sample_and_tokenizer(trained, corpus):
     assert meta["vocab_size"] == 1000 and meta["vocab_size_requested"] == 1000
     assert meta["special_tokens"] == {"<|endoftext|>": 0, "<|pad|>": 1}
     assert meta["separator_id"] == 0 and meta["pad_id"] == 1
+    assert meta["first_stage_vocab_size"] + meta["superword_merges"] == 1000
+    assert meta["superword_merges"] > 0 and meta["params"]["superword_share"] == 0.4
     sample = meta["sample"]
     sources = sample["sources"]
     assert set(sources) == {"common_crawl", "github", "wikipedia"}
@@ -117,9 +127,93 @@ def test_reserved_and_extra_special_tokens_get_the_first_ids(corpus):
         {"source_weights": {"github": 0.0}},
         {"source_weights": {"github": -1.0}},
         {"split_regex": "(unclosed"},
+        {"superword_regex": "(unclosed"},
+        {"superword_share": 1.0},  # the first stage needs some of the vocabulary
+        {"superword_share": -0.1},
+        {"vocab_size": 300_000},  # a first stage of 180,103 tokens: more than the 131,072 token characters
+        {"split_regex": r"\w+|\W"},  # a custom split_regex with the superword pieces made for SPLIT_REGEX
         {"vocab": 1000},  # unknown key
     ],
 )
 def test_bad_params_are_refused(bad):
     with pytest.raises(ValidationError):
         BbpeParams(**bad)
+
+
+def test_vocabularies_up_to_the_token_characters_are_accepted():
+    assert first_stage_vocab_size(BbpeParams(vocab_size=128_256)) == 77_057  # LLaMA 3's size
+    assert first_stage_vocab_size(BbpeParams(vocab_size=300_000, superword_share=0.6)) <= 131_072
+    BbpeParams(vocab_size=300_000, superword_share=0)
+
+
+def test_a_custom_split_regex_trains_in_one_stage():
+    params = BbpeParams(split_regex=r"\w+|\W", superword_share=0)
+    assert params.superword_regex == SUPERWORD_REGEX  # kept, but unused with superword_share 0
+
+
+ENGLISH_VOCAB = 3000
+
+
+@pytest.fixture(scope="module")
+def english(data_dir) -> tuple[pa.Table, list[str]]:
+    """Real English web text (the demo's C4 pages, 0.14 MB) as a training sample, and English sentences
+    held out from it."""
+    with gzip.open(data_dir / "demo" / "c4-en.jsonl.gz", "rt", encoding="utf-8") as f:
+        texts = [json.loads(line)["text"] for line in f]
+    sample = pa.table({"text": texts, "source": ["c4"] * len(texts), "repeat": pa.array([1] * len(texts), pa.int32())})
+    held_out = (data_dir / "tokenize" / "corpus_en.txt").read_text(encoding="utf-8").splitlines()
+    return sample, held_out
+
+
+def _train(sample: pa.Table, **params) -> tuple[Tokenizer, dict, dict]:
+    tokenizer_json, facts = train_on_samples(BbpeParams(**params).model_dump_json(), sample)
+    return Tokenizer.from_str(tokenizer_json), json.loads(tokenizer_json), facts
+
+
+def test_the_superword_stage_makes_multi_word_tokens_that_shorten_held_out_text(english):
+    sample, held_out = english
+    two, spec, facts = _train(sample, vocab_size=ENGLISH_VOCAB)
+    one, one_spec, _ = _train(sample, vocab_size=ENGLISH_VOCAB, superword_share=0)
+    assert spec["pre_tokenizer"]["pretokenizers"][0]["pattern"]["Regex"] == SUPERWORD_REGEX
+    assert one_spec["pre_tokenizer"]["pretokenizers"][0]["pattern"]["Regex"] == SPLIT_REGEX
+    assert two.get_vocab_size() == one.get_vocab_size() == ENGLISH_VOCAB
+    assert len(two.encode(" of the").ids) == 1
+    assert len(one.encode(" of the").ids) == 2
+    assert len([t for t in two.get_vocab() if "Ġ" in t[1:].rstrip("Ġ")]) > 300
+    assert not [t for t in one.get_vocab() if "Ġ" in t[1:].rstrip("Ġ")]
+    # Same vocabulary size, same sample: fewer tokens for the same held-out bytes.
+    tokens = {name: sum(len(e.ids) for e in tok.encode_batch(held_out)) for name, tok in (("two", two), ("one", one))}
+    assert tokens["two"] < 0.95 * tokens["one"]
+    assert all(two.decode(two.encode(line).ids) == line for line in held_out[:200])
+
+
+def test_the_first_stage_is_the_one_stage_tokenizer_at_its_vocabulary(english):
+    sample, _ = english
+    first = first_stage_vocab_size(BbpeParams(vocab_size=ENGLISH_VOCAB))
+    assert first == ENGLISH_VOCAB - round(0.4 * (ENGLISH_VOCAB - 258))
+    _, spec, facts = _train(sample, vocab_size=ENGLISH_VOCAB)
+    _, one_spec, _ = _train(sample, vocab_size=first, superword_share=0)
+    one_merges = one_spec["model"]["merges"]
+    assert spec["model"]["merges"][: len(one_merges)] == one_merges
+    assert {t: spec["model"]["vocab"][t] for t in one_spec["model"]["vocab"]} == one_spec["model"]["vocab"]
+    assert facts["first_stage_vocab_size"] == first
+    assert facts["superword_merges"] == ENGLISH_VOCAB - first == len(spec["model"]["merges"]) - len(one_merges)
+
+
+def test_superword_pieces_split_into_first_stage_tokens_as_their_words_do(english, data_dir):
+    """No first-stage merge crosses the word boundaries inside a SUPERWORD_REGEX piece: the first stage's
+    merges give the same ids whether the text is split by SPLIT_REGEX or by SUPERWORD_REGEX."""
+    sample, held_out = english
+    one, one_spec, _ = _train(sample, vocab_size=ENGLISH_VOCAB, superword_share=0)
+    one_spec["pre_tokenizer"]["pretokenizers"][0]["pattern"]["Regex"] = SUPERWORD_REGEX
+    superword_split = Tokenizer.from_str(json.dumps(one_spec))
+    texts = [*held_out, *sample["text"].to_pylist(), "a, b; c: d. e,f ,g don't, 'tis 1 2, x\ny, z\r\n, w!"]
+    texts += (data_dir / "tokenize" / "de.txt").read_text(encoding="utf-8").splitlines()
+    assert [e.ids for e in superword_split.encode_batch(texts)] == [e.ids for e in one.encode_batch(texts)]
+
+
+def test_max_token_length_bounds_the_superword_tokens_too(english):
+    sample, _ = english
+    _, spec, facts = _train(sample, vocab_size=ENGLISH_VOCAB, max_token_length=8)
+    assert facts["superword_merges"] > 0
+    assert max(len(token) for token in spec["model"]["vocab"] if not token.startswith("<|")) == 8

@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gristmill.stages.tokenize.bbpe import BbpeParams, new_tokenizer, train_on_samples
+from gristmill.stages.tokenize.bbpe import SUPERWORD_REGEX, BbpeParams, new_tokenizer, train_on_samples
 from gristmill.stages.tokenize.encode import (
     GPT2_SPLIT_REGEX,
     TiktokenIncompatible,
@@ -142,6 +142,23 @@ def test_same_ids_on_arbitrary_unicode(small_pair, bigger_pair, docs):
         assert tt.process(table).table.equals(hf.process(table).table)
 
 
+def test_the_default_two_stage_tokenizer_with_multi_word_tokens_takes_the_tiktoken_path(bigger, bigger_pair):
+    """The trained tokenizers above are the defaults: superword pieces, and multi-word tokens among the ids
+    both engines produce."""
+    spec = _spec(bigger)
+    assert spec["pre_tokenizer"]["pretokenizers"][0]["pattern"]["Regex"] == SUPERWORD_REGEX
+    multi_word = [t for t in spec["model"]["vocab"] if "\u0120" in t[1:].rstrip("\u0120")]
+    assert len(multi_word) > 100
+    hf, tt = bigger_pair
+    assert (hf.engine, tt.engine) == ("tokenizers", "tiktoken")
+    text = " ".join(t.replace("\u0120", " ") for t in multi_word[:300]) + ", and the end. Of the, in the: it is"
+    table = _texts_table([text, text.upper(), text.replace(" ", "  ")])
+    expected = hf.process(table).table
+    assert tt.process(table).table.equals(expected)
+    used = {hf.tokenizer.id_to_token(i) for i in expected["tokens"][0].as_py()}
+    assert len(used & set(multi_word)) > 100
+
+
 def test_stage_contract_table_gives_identical_tables(tmp_path):
     spec = importlib.util.spec_from_file_location("stage_contract", Path(__file__).parents[1] / "test_contract.py")
     contract = importlib.util.module_from_spec(spec)
@@ -223,7 +240,7 @@ def test_refuses_parse_special_tokens(trained):
 
 def test_refuses_another_split_regex(tmp_path):
     cl100k = r"""'(?i:[sdmt]|ll|ve|re)|[^\r\n\p{L}\p{N}]?+\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]++[\r\n]*|\s*[\r\n]|\s+(?!\S)|\s+"""
-    tokenizer = new_tokenizer(BbpeParams(split_regex=cl100k, individual_digits=False))
+    tokenizer = new_tokenizer(BbpeParams(split_regex=cl100k, individual_digits=False, superword_share=0))
     _refused(_write(tmp_path, json.loads(tokenizer.to_str())), "SPLIT_REGEX")
 
 
