@@ -24,7 +24,7 @@ import numpy as np
 
 from gristmill.dedup.hash_constants import H1_SALT, H2_SALT, PARTITION_SALT
 from gristmill.dedup.hashing import fmix64, kernels
-from gristmill.core.storage import Location, resolve
+from gristmill.core.storage import BackgroundWrites, Location, resolve
 
 # What a saved filter's bit positions and partition files mean: a filter loads only into this layout.
 LAYOUT = "double-hash-remixed-v2"
@@ -134,11 +134,15 @@ class BloomFilter:
 
     # --- persistence ------------------------------------------------------------------------------------
 
-    def save(self, path: str | Location) -> None:
+    def save(self, path: str | Location, writes: BackgroundWrites | None = None) -> None:
+        """Write the filter (with ``writes``: uploaded in the background, ended by ``writes.join()``)."""
         meta = np.array([self.num_bits, self.num_hashes, self.inserted], dtype=np.int64)
         buffer = io.BytesIO()
         np.savez(buffer, words=self.words, meta=meta)
-        resolve(path).write_bytes(buffer.getvalue())
+        if writes is not None:
+            writes.write_bytes(resolve(path), buffer.getvalue())
+        else:
+            resolve(path).write_bytes(buffer.getvalue())
 
     @classmethod
     def load(cls, path: str | Location) -> "BloomFilter":
@@ -152,9 +156,11 @@ class BloomFilter:
 
 
 def save_partitioned(directory: str | Location, filters: list[BloomFilter], meta: dict) -> None:
-    """A partitioned filter: one ``partition-NNNN.npz`` per partition and ``bloom.json`` (written last)."""
-    for p, f in enumerate(filters):
-        f.save(partition_path(directory, p))
+    """A partitioned filter: one ``partition-NNNN.npz`` per partition (uploaded together) and ``bloom.json``,
+    written once every partition is."""
+    with BackgroundWrites() as writes:
+        for p, f in enumerate(filters):
+            f.save(partition_path(directory, p), writes)
     meta_path(directory).write_json(dict(meta, partitions=len(filters)))
 
 

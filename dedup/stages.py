@@ -28,17 +28,21 @@ from gristmill.dedup.minhash import (
 from gristmill.dedup.normalize import Normalization, normalize_batch
 from gristmill.dedup.parallel import partition_of, split_by_partition
 from gristmill.core.runtime import ActorHandle, Runtime
-from gristmill.core.storage import Location
+from gristmill.core.storage import BackgroundWrites, Location, written_known
 from gristmill.stages.base import GlobalContext, GlobalStage, StageOutput, StageParams
 
 READ_BATCH_ROWS = 8192  # rows read from a part at a time: bounds the memory of one task
 BLOOM_KEY_HASH = "gristmill-block64-v1"
 
 
-def _save_npy(location: Location, array: np.ndarray) -> None:
+def _save_npy(location: Location, array: np.ndarray, writes: BackgroundWrites) -> Location:
+    """Write ``array`` (uploaded in the background: ``writes`` is joined before the file is handed on); returns
+    the file as a ``KnownFile`` (remote), which this process reads back from memory."""
     buffer = io.BytesIO()
     np.save(buffer, array)
-    location.write_bytes(buffer.getvalue())
+    data = buffer.getvalue()
+    writes.write_bytes(location, data)
+    return written_known(location, data)
 
 
 def _load_npy(location: Location) -> np.ndarray:
@@ -194,13 +198,12 @@ def _sign_part(path: Location, params: MinHashParams, banding: tuple[int, int], 
     kparts = np.full(len(kdocs), part_index, dtype=np.int32)
     sig_files = None
     if sig_prefix is not None:
-        sig_files = (sig_prefix.with_name(sig_prefix.name + ".docs.npy"),
-                     sig_prefix.with_name(sig_prefix.name + ".sig.npy"))
         all_docs = np.concatenate(doc_chunks) if doc_chunks else np.zeros(0, np.uint64)
         all_sig = np.concatenate(sig_chunks) if sig_chunks else np.zeros((0, params.num_perm), np.uint32)
         order = np.argsort(all_docs, kind="stable")
-        _save_npy(sig_files[0], all_docs[order])
-        _save_npy(sig_files[1], all_sig[order])
+        with BackgroundWrites() as writes:
+            sig_files = (_save_npy(sig_prefix.with_name(sig_prefix.name + ".docs.npy"), all_docs[order], writes),
+                         _save_npy(sig_prefix.with_name(sig_prefix.name + ".sig.npy"), all_sig[order], writes))
     chunks = split_by_partition(partition_of(keys, num_partitions), num_partitions, keys, kdocs, kparts)
     stats = {"docs": n_docs, "bytes": int(n_bytes), "docs_without_shingles": n_empty, "sig_files": sig_files}
     return (*chunks, stats)
@@ -226,11 +229,10 @@ def _shingle_candidates(path: Location, params: MinHashParams, part_index: int, 
             set_chunks.append(sorted_sets(offsets, hashes))
     found = np.concatenate(doc_chunks)
     order = np.argsort(found, kind="stable")
-    files = tuple(prefix.with_name(prefix.name + suffix) for suffix in (".docs.npy", ".set_off.npy", ".sets.npy"))
-    _save_npy(files[0], found[order])
-    for file, array in zip(files[1:], csr_take(*_concat_ragged(set_chunks), order)):
-        _save_npy(file, array)
-    return files
+    names = tuple(prefix.with_name(prefix.name + suffix) for suffix in (".docs.npy", ".set_off.npy", ".sets.npy"))
+    arrays = (found[order], *csr_take(*_concat_ragged(set_chunks), order))
+    with BackgroundWrites() as writes:
+        return tuple(_save_npy(name, array, writes) for name, array in zip(names, arrays))
 
 
 def _concat_ragged(chunks: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:

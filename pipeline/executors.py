@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from gristmill.core.runtime import LocalRuntime, Runtime
+from gristmill.core.storage import BackgroundWrites
 from gristmill.pipeline._internal.inputs import InputsHead
 from gristmill.pipeline._internal.runner import PartsHead, SegmentHead, StepRunner, cached_stage
 from gristmill.pipeline.plan import Plan, Segment
@@ -135,11 +136,14 @@ class LocalExecutor:
         if self.progress is not None:
             self.progress.start_segment(segment.name, len(items))
         written = []
-        for table in head.tables(runners[0], items):
-            for runner in runners[1:]:
-                table = runner(table)
-            written += head.write_parts(segment_dir, table)
-            _show(self.progress, head, reporter.pieces.values())
+        with BackgroundWrites() as writes:  # every upload ends before this returns (and the segment commits)
+            for runner in runners:
+                runner.writes = writes
+            for table in head.tables(runners[0], items):
+                for runner in runners[1:]:
+                    table = runner(table)
+                written += head.write_parts(segment_dir, table, writes)
+                _show(self.progress, head, reporter.pieces.values())
         _show(self.progress, head, reporter.pieces.values(), final=True)
         return SegmentResult(written, list(reporter.pieces.values()))
 
@@ -245,11 +249,16 @@ class _SegmentTask:
             runner.worker_cpus = cpus
         self.runners[0].state = state
         written: list[dict] = []
-        for table in self.head.tables(self.runners[0], block):
-            for runner in self.runners[1:]:
-                table = runner(table)
-            written += self.head.write_parts(self.segment_dir, table)
-            reports.flush()
+        with BackgroundWrites() as writes:  # every upload ends before the task returns what it wrote
+            for runner in self.runners:
+                runner.writes = writes
+            for table in self.head.tables(self.runners[0], block):
+                for runner in self.runners[1:]:
+                    table = runner(table)
+                written += self.head.write_parts(self.segment_dir, table, writes)
+                reports.flush()
+        for runner in self.runners:
+            runner.writes = None
         return written, reports.reports
 
 

@@ -58,7 +58,7 @@ def run_plan(plan: Plan, run_dir: RunDir, executor: LocalExecutor | RayExecutor,
 def _run_holding_lease(plan: Plan, run_dir: RunDir, executor, force: bool, log, lease: RunLease,
                        clock: RunClock) -> RunResult:
     with clock.phase("plan check and plan.json"):
-        _refuse_stale(plan, run_dir, force)  # before plan.json is written: a refused rerun changes nothing
+        found = _refuse_stale(plan, run_dir, force)  # before plan.json is written: a refused rerun changes nothing
         atomic_write_json(run_dir.plan_path, plan.to_json())
     for warning in plan.warnings:
         log(f"warning: {warning}")
@@ -67,7 +67,7 @@ def _run_holding_lease(plan: Plan, run_dir: RunDir, executor, force: bool, log, 
     build_seconds: dict[str, float] = {}
     try:
         _run_segments(plan, run_dir, executor, force, log, per_segment, skipped, computed, build_seconds, lease,
-                      clock)
+                      clock, found)
     finally:
         with clock.phase("executor close"):
             executor.close()
@@ -103,24 +103,28 @@ def _write_report(run_dir: RunDir, clock: RunClock, log) -> dict:
     return final
 
 
-def _refuse_stale(plan: Plan, run_dir: RunDir, force: bool) -> None:
-    """Raise ``StaleSegmentError`` if a segment was committed by another plan and ``force`` is not given."""
+def _refuse_stale(plan: Plan, run_dir: RunDir, force: bool) -> dict[str, dict | None]:
+    """Raise ``StaleSegmentError`` if a segment was committed by another plan and ``force`` is not given;
+    returns each segment's marker as read (None: not committed), so the run does not read them again."""
     if force:
-        return
-    for segment in plan.segments:
-        run_dir.committed(segment.name, segment.hash)
+        return {}
+    return {segment.name: run_dir.committed(segment.name, segment.hash) for segment in plan.segments}
 
 
 def _run_segments(plan: Plan, run_dir: RunDir, executor, force: bool, log, per_segment: list, skipped: list,
-                  computed: list, build_seconds: dict, lease: RunLease, clock: RunClock) -> None:
+                  computed: list, build_seconds: dict, lease: RunLease, clock: RunClock,
+                  found: dict[str, dict | None]) -> None:
+    """``found``: markers ``_refuse_stale`` read (under this run's lease, so still what the store holds)."""
     input_parts: list[SegmentPart] = []
     previous: tuple[str, dict] | None = None  # the last segment's name and marker
+    markers: dict[str, dict] = {}  # every segment's so far, committed or reused: where their parts' columns are
     rebuild = started = False
     for segment in plan.segments:
         info = None
         if not rebuild:
             try:
-                info = run_dir.committed(segment.name, segment.hash)
+                info = (found[segment.name] if segment.name in found
+                        else run_dir.committed(segment.name, segment.hash))
             except StaleSegmentError:
                 if not force:
                     raise
@@ -147,17 +151,20 @@ def _run_segments(plan: Plan, run_dir: RunDir, executor, force: bool, log, per_s
                         f"{time.perf_counter() - t:.1f}s")
                 started = True
             stats, build_seconds[segment.name], info = _run_segment(plan, segment, input_parts, previous,
-                                                                    run_dir, executor, log, lease, clock)
+                                                                    run_dir, executor, log, lease, clock, markers)
             per_segment.append(stats)
             computed.append(segment.name)
-        input_parts = run_dir.segment_parts(segment.name, info)
+        markers[segment.name] = info
+        input_parts = run_dir.segment_parts(segment.name, info, markers)
         previous = (segment.name, info)
 
 
 def _run_segment(plan: Plan, segment: Segment, input_parts: list[SegmentPart], previous: tuple[str, dict] | None,
-                 run_dir: RunDir, executor, log, lease: RunLease, clock: RunClock) -> tuple[SegmentStats, float, dict]:
-    """Compute and commit one segment (``previous``: the name and marker of the segment it reads); returns its
-    stats, the seconds its global ``build`` took and its ``_SUCCESS`` marker."""
+                 run_dir: RunDir, executor, log, lease: RunLease, clock: RunClock,
+                 markers: dict[str, dict]) -> tuple[SegmentStats, float, dict]:
+    """Compute and commit one segment (``previous``: the name and marker of the segment it reads; ``markers``:
+    those of every segment before it); returns its stats, the seconds its global ``build`` took and its
+    ``_SUCCESS`` marker."""
     seg_dir = run_dir.reset_segment(segment.name, [s.slug for s in segment.steps])
     state = global_stats = None
     build_start = time.perf_counter()
@@ -185,7 +192,7 @@ def _run_segment(plan: Plan, segment: Segment, input_parts: list[SegmentPart], p
     layouts, parts = column_layouts(segment.name, result.written, *(previous or (None, None)))
     marker = {
         "hash": segment.hash, "rows": sum(w["rows"] for w in result.written), "build_seconds": build_seconds,
-        "layouts": layouts, "parts": parts, "upstream": run_dir.upstream_digests(segment.name, layouts),
+        "layouts": layouts, "parts": parts, "upstream": run_dir.upstream_digests(segment.name, layouts, markers),
     }
     lease.check()  # a run whose lease was taken over must not commit over its successor's work
     stats_out = SegmentStats(segment.name, stats, global_stats)

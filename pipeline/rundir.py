@@ -57,14 +57,26 @@ def canonical_table(table: pa.Table) -> pa.Table:
 
 
 def write_parquet_atomic(path: str | os.PathLike | storage.Location, table: pa.Table,
-                         row_group_size: int = 64 * 1024) -> None:
+                         row_group_size: int = 64 * 1024, writes: storage.BackgroundWrites | None = None) -> None:
+    """``table`` as the run writes every Parquet file; with ``writes``, uploaded in the background."""
+    if writes is not None:
+        writes.write_bytes(storage.resolve(path), parquet_bytes(table, row_group_size))
+        return
     storage.resolve(path).write_parquet(
         canonical_table(table), compression="zstd", row_group_size=row_group_size, write_statistics=True
     )
 
 
+def parquet_bytes(table: pa.Table, row_group_size: int = 64 * 1024) -> pa.Buffer:
+    """The bytes ``write_parquet_atomic`` writes for ``table``."""
+    sink = pa.BufferOutputStream()
+    pq.write_table(canonical_table(table), sink, compression="zstd", row_group_size=row_group_size,
+                   write_statistics=True)
+    return sink.getvalue()
+
+
 def part_digest(data: bytes | pa.Buffer) -> str:
-    return xxhash.xxh3_128_hexdigest(memoryview(data))
+    return storage.content_digest(data)
 
 
 def file_digest(path: str | os.PathLike | storage.Location) -> str:
@@ -76,17 +88,21 @@ def file_digest(path: str | os.PathLike | storage.Location) -> str:
     return digest.hexdigest()
 
 
-def write_part(path: str | os.PathLike | storage.Location, table: pa.Table,
-               row_group_size: int = 64 * 1024) -> dict:
+def write_part(path: str | os.PathLike | storage.Location, table: pa.Table, row_group_size: int = 64 * 1024,
+               writes: storage.BackgroundWrites | None = None) -> dict:
     """Write a segment part atomically; returns its size and hash for the segment's ``_SUCCESS`` listing.
     Encoded in memory first so the bytes are hashed where they are made, never read back; the bytes are
-    those of ``write_parquet_atomic``."""
-    sink = pa.BufferOutputStream()
-    pq.write_table(canonical_table(table), sink, compression="zstd", row_group_size=row_group_size,
-                   write_statistics=True)
-    data = sink.getvalue()
-    storage.resolve(path).write_bytes(data)
-    return {"bytes": data.size, PART_HASH: part_digest(data)}
+    those of ``write_parquet_atomic``. With ``writes`` the upload runs in the background: join it before
+    committing the segment."""
+    data = parquet_bytes(table, row_group_size)
+    location = storage.resolve(path)
+    if writes is not None:
+        writes.write_bytes(location, data)
+    else:
+        location.write_bytes(data)
+    digest = part_digest(data)
+    storage.written_known(location, data, digest)  # read back by later segments from memory
+    return {"bytes": data.size, PART_HASH: digest}
 
 
 class RunDir:
@@ -150,11 +166,14 @@ class RunDir:
         return info
 
     def reset_segment(self, segment_name: str, step_slugs: list[str]) -> Path:
-        """Remove a segment's partial output and its rejects before (re)computing it."""
+        """Remove a segment's partial output and its rejects before (re)computing it. The rejects folder is
+        listed once for all the segment's steps (on an object store each folder's removal is a listing, even of
+        nothing: 7 for segment 00 of the demo)."""
         seg = self.segment_dir(segment_name)
         storage.resolve(seg).delete_tree()
-        for slug in step_slugs:
-            storage.resolve(self.rejects_dir(slug)).delete_tree()
+        present = {loc.name: loc for loc in storage.resolve(self.layout.rejects_root).iterdir()}
+        for slug in sorted(set(step_slugs) & present.keys()):
+            present[slug].delete_dir()
         seg.mkdir(parents=True, exist_ok=True)
         return seg
 
@@ -171,13 +190,14 @@ class RunDir:
         self.commit_segment(segment_name, marker)
         return marker
 
-    def segment_parts(self, segment_name: str, marker: dict | None = None) -> list[SegmentPart]:
+    def segment_parts(self, segment_name: str, marker: dict | None = None,
+                      holders: dict[str, dict] | None = None) -> list[SegmentPart]:
         """The parts a committed segment listed in its ``_SUCCESS`` (never a listing of the directory), each
-        read across the segments that hold its columns."""
+        read across the segments that hold its columns (``holders``: their markers, where at hand)."""
         marker = marker if marker is not None else self.marker(segment_name)
         if marker is None:
             raise FileNotFoundError(f"{self.success_path(segment_name)}: the segment is not committed")
-        return segment_parts(self.layout, segment_name, marker)
+        return segment_parts(self.layout, segment_name, marker, holders)
 
     def check_parts(self, segment_name: str, marker: dict, hashes: bool = True, upstream: bool = False) -> list[str]:
         """What differs between a committed segment's files and its ``_SUCCESS`` listing: a listed part
@@ -215,12 +235,14 @@ class RunDir:
                 problems += [f"{where} reads columns from {p}" for p in self.check_parts(name, held, hashes, True)]
         return problems
 
-    def upstream_digests(self, segment_name: str, layouts: list) -> dict[str, str]:
-        """The listing digest of every other segment the layouts read columns from (the marker's ``upstream``)."""
+    def upstream_digests(self, segment_name: str, layouts: list,
+                         known: dict[str, dict] | None = None) -> dict[str, str]:
+        """The listing digest of every other segment the layouts read columns from (the marker's ``upstream``);
+        ``known``: markers already read or written by the caller (who holds the lease), not read again."""
         names = sorted({holder for layout in layouts for _, holder in layout} - {segment_name})
         out = {}
         for name in names:
-            held = self.marker(name)
+            held = (known or {}).get(name) or self.marker(name)
             if held is None:
                 raise FileNotFoundError(f"{self.success_path(name)}: segments/{segment_name} reads columns from "
                                         "it, but it is not committed")
@@ -292,20 +314,35 @@ def listing_digest(marker: dict) -> str:
     return xxhash.xxh3_128_hexdigest(json.dumps(marker.get("parts", []), sort_keys=True).encode())
 
 
-def segment_parts(layout: RunLayout, segment_name: str, marker: dict) -> list[SegmentPart]:
-    """A committed segment's parts as the marker lists them, each with the files holding its columns."""
+def segment_parts(layout: RunLayout, segment_name: str, marker: dict,
+                  holders: dict[str, dict] | None = None) -> list[SegmentPart]:
+    """A committed segment's parts as the marker lists them, each with the files holding its columns; a file
+    whose size and hash a marker at hand lists (this one's, or a holder's in ``holders``) is a ``KnownFile``."""
+    listings = {name: _listings(m) for name, m in (holders or {}).items()}
+    listings[segment_name] = _listings(marker)
     layouts = marker.get("layouts")
     out = []
     for entry in listed_parts(marker):
         part = entry.get("part", part_of_file_name(entry["path"]))
-        own = layout.segment_dir(segment_name) / entry["path"]
+        own = _listed(layout.segment_dir(segment_name) / entry["path"], listings[segment_name].get(part))
         if layouts is None:
             out.append(SegmentPart(own, part, entry.get("rows"), None))
             continue
-        files = [(name, own if holder == segment_name else layout.segment_part(holder, part))
+        files = [(name, own if holder == segment_name else
+                  _listed(layout.segment_part(holder, part), listings.get(holder, {}).get(part)))
                  for name, holder in layouts[entry["layout"]]]
         out.append(SegmentPart(own, part, entry.get("rows"), files))
     return out
+
+
+def _listings(marker: dict) -> dict[int, tuple[int, str]]:
+    """{part: (bytes, xxh3_128)} of the files a marker lists with both."""
+    return {entry.get("part", part_of_file_name(entry["path"])): (entry["bytes"], entry[PART_HASH])
+            for entry in listed_parts(marker) if "bytes" in entry and PART_HASH in entry}
+
+
+def _listed(location: storage.Location, listing: tuple[int, str] | None) -> storage.Location:
+    return location if listing is None else storage.KnownFile(location, *listing)
 
 
 def column_layouts(segment_name: str, written: list[dict], parent_name: str | None,

@@ -30,7 +30,15 @@ def ray_cluster():
 
     from gristmill.pipeline.executors import init_local_ray
 
+    from object_store import S3_TEST_ENV
+
     os.environ.setdefault("RAY_DATA_DISABLE_PROGRESS_BARS", "1")
-    init_local_ray(num_cpus=2)  # as `gristmill run` starts its embedded Ray
+    added = {k: v for k, v in S3_TEST_ENV.items() if k not in os.environ}
+    os.environ.update(added)  # inherited by Ray's processes only: a test on the S3 server may run its tasks
+    try:
+        init_local_ray(num_cpus=2)  # as `gristmill run` starts its embedded Ray
+    finally:
+        for key in added:
+            del os.environ[key]
     yield ray
     ray.shutdown()

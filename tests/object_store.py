@@ -12,14 +12,19 @@ import pyarrow.fs as pafs
 import pytest
 
 
+# The moto server's credentials (any will do). The session's Ray workers get them too (conftest.ray_cluster): they
+# keep the environment Ray started with, whichever test started it.
+S3_TEST_ENV = dict(AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing", AWS_DEFAULT_REGION="us-east-1",
+                   AWS_EC2_METADATA_DISABLED="true")
+
+
 @pytest.fixture
 def s3_query(monkeypatch):
     moto_server = pytest.importorskip("moto.server")
     server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()
-    for key, value in dict(AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing",
-                           AWS_DEFAULT_REGION="us-east-1", AWS_EC2_METADATA_DISABLED="true").items():
+    for key, value in S3_TEST_ENV.items():
         monkeypatch.setenv(key, value)
     pafs.S3FileSystem(endpoint_override=f"http://{host}:{port}", region="us-east-1",
                       allow_bucket_creation=True).create_dir("gristmill-run")

@@ -10,6 +10,12 @@ holds a superset of the rows), so the result has exactly this segment's rows in 
 ``SegmentPart`` is a ``Location`` (the segment's own part file, existing or not) so that everything that names,
 sorts, pickles or passes parts around keeps working; its table reads (``read_parquet``, ``read_parquet_schema``,
 ``parquet_file``) read across segments. Its byte reads (``open_input``) see only its own file.
+
+On an object store every file read is a round trip (a HEAD for its size, then a GET), and a part is read again by
+every later segment that uses one of its columns. A committed file is immutable under the size and xxh3-128 hash
+its ``_SUCCESS`` lists (a ``KnownFile``), so this process keeps the bytes of such files it wrote or fetched
+(``storage.HELD``, bounded, least recently used out) and reads them again from memory; the files of one part
+are fetched concurrently, and ``fetch_ahead`` starts fetching the next part's while the current one is worked on.
 """
 
 from __future__ import annotations
@@ -20,7 +26,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from gristmill.core.storage import Location
+from gristmill.core import storage
+from gristmill.core.storage import KnownFile, Location
 
 DOC_ID = "doc_id"
 
@@ -29,10 +36,19 @@ class MisalignedPartError(ValueError):
     """A part file lacks documents that a later segment kept: the run directory was changed after its commit."""
 
 
+def fetch_ahead(part: Location) -> None:
+    """Start fetching the files a read of ``part`` will need (remote files of known content not held yet), in the
+    background: the read that follows takes them from memory, or waits for the fetch under way."""
+    if isinstance(part, SegmentPart):
+        for file in part.files():
+            if isinstance(file, KnownFile):
+                file.fetch_ahead()
+
+
 class SegmentPart(Location):
     """One part of a committed segment: the part key, its rows, and the file holding each of its columns."""
 
-    __slots__ = ("part", "rows", "column_files")
+    __slots__ = ("part", "rows", "column_files", "own_listing")
 
     def __init__(self, own: Location, part: int, rows: int | None,
                  column_files: Sequence[tuple[str, Location]] | None):
@@ -41,17 +57,19 @@ class SegmentPart(Location):
         self.rows = rows
         # (column, file holding it) in the table's column order; None: the own file holds the whole part.
         self.column_files = tuple(column_files) if column_files is not None else None
+        # The own file's (size, hash) as listed, when ``own`` is a KnownFile.
+        self.own_listing = (own.known_size, own.digest) if isinstance(own, KnownFile) else None
 
     def __reduce__(self):
-        return (SegmentPart, (Location(self.fs, self.path, self.scheme, self.query), self.part, self.rows,
-                              self.column_files))
+        return (SegmentPart, (self.own_file, self.part, self.rows, self.column_files))
 
     def __repr__(self) -> str:
         return f"SegmentPart({self.uri!r})"
 
     @property
     def own_file(self) -> Location:
-        return Location(self.fs, self.path, self.scheme, self.query)
+        own = Location(self.fs, self.path, self.scheme, self.query)
+        return own if self.own_listing is None else KnownFile(own, *self.own_listing)
 
     @property
     def rows_file(self) -> Location:
@@ -92,8 +110,8 @@ class SegmentPart(Location):
         wanted = [c for c, _ in self.column_files] if columns is None else list(columns)
         pieces: dict[str, pa.ChunkedArray] = {}
         doc_ids: pa.Array | None = None
-        for loc, cols in self.columns_by_file(wanted):
-            table = _read_columns(loc, [DOC_ID] + [c for c in cols if c != DOC_ID])
+        by_file = self.columns_by_file(wanted)
+        for (loc, cols), table in zip(by_file, _read_files(by_file)):
             ids = table[DOC_ID].combine_chunks()
             if doc_ids is None:
                 doc_ids = ids  # the rows file: this part's rows, in their order
@@ -121,9 +139,19 @@ class SegmentPart(Location):
         return PartFile(self)
 
 
+def _read_files(by_file: list[tuple[Location, list[str]]]) -> list[pa.Table]:
+    """Each file's columns (``doc_id`` first); remote files concurrently, so their round trips overlap."""
+    jobs = [(loc, [DOC_ID] + [c for c in cols if c != DOC_ID]) for loc, cols in by_file]
+    if len(jobs) == 1 or all(loc.is_local for loc, _ in jobs):
+        return [_read_columns(loc, cols) for loc, cols in jobs]
+    futures = [storage.fetch_pool().submit(_read_columns, loc, cols) for loc, cols in jobs]
+    return [f.result() for f in futures]
+
+
 def _read_columns(loc: Location, columns: list[str]) -> pa.Table:
     """``columns`` of one file. Locally through ``ParquetFile`` (no dataset layer: a part reads two or three files,
-    and the per-file cost of ``pq.read_table`` was a third of reading a part's doc_ids); elsewhere by ranged reads."""
+    and the per-file cost of ``pq.read_table`` was a third of reading a part's doc_ids); elsewhere by
+    ``read_parquet`` (a ``KnownFile`` from the bytes this process holds)."""
     if loc.is_local:
         return pq.ParquetFile(loc.path).read(columns=columns)
     return loc.read_parquet(columns=columns)

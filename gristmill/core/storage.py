@@ -26,13 +26,17 @@ import os
 import posixpath
 import re
 import tempfile
+import threading
 import uuid
+from collections import OrderedDict
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Callable, TypeVar
 from urllib.parse import urlsplit
 
 import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
+import xxhash
 
 T = TypeVar("T")
 # Reading a Parquet file through an object-store handle costs a request for its footer and one or more for its
@@ -45,6 +49,11 @@ _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
 _GLOB_CHARS = re.compile(r"[*?\[]")
 # Bytes per write of a spooled upload: Arrow's S3 stream sends multipart parts of its own size from them.
 _UPLOAD_CHUNK = 8 << 20
+# Bytes of remote files of known content a process keeps for later reads (GRISTMILL_HELD_MB): the demo's segments
+# hold ~1 MB, a 20 MB corpus's ~15 MB; a larger run keeps its most recently used files.
+HELD_BYTES_LIMIT = int(os.environ.get("GRISTMILL_HELD_MB", "256")) << 20
+# Concurrent fetches: a part's few files, and the next part's while this one is worked on.
+FETCH_THREADS = 8
 
 
 class StorageError(OSError):
@@ -330,12 +339,240 @@ class Location:
         else:
             self.fs.delete_dir(self.path)
 
+    def delete_dir(self) -> None:
+        """Remove this directory and everything under it, known to exist (a listing of its parent named it):
+        on an object store one listing less than ``delete_tree``."""
+        self.fs.delete_dir(self.path)
+
     def delete(self) -> None:
         """Remove this file; nothing to do if it does not exist."""
         try:
             self.fs.delete_file(self.path)
         except FileNotFoundError:
             pass
+
+
+def content_digest(data: bytes | pa.Buffer) -> str:
+    """xxh3-128 of a file's bytes: what a segment's ``_SUCCESS`` lists per part, and what ``KnownFile`` is keyed by."""
+    return xxhash.xxh3_128_hexdigest(memoryview(data))
+
+
+class KnownFile(Location):
+    """A file whose size and xxh3-128 hash are known (a segment's ``_SUCCESS`` lists them, or this process wrote
+    it): the same bytes wherever and whenever it is read. On an object store each read of a file is a round trip
+    (a HEAD for its size, then a GET), so a remote one up to ``WHOLE_READ_MAX_BYTES`` is fetched at most once per
+    process, and not at all by the process that wrote it: its reads are served from ``HELD``. A file changed on
+    the store since is not served from memory for a listing of other content (the key holds size and hash); that
+    a committed file changed is found by resume and ``verify``, which hash the stored bytes."""
+
+    __slots__ = ("known_size", "digest")
+
+    def __init__(self, location: Location, known_size: int, digest: str):
+        super().__init__(location.fs, location.path, location.scheme, location.query)
+        self.known_size = int(known_size)
+        self.digest = digest
+
+    def __reduce__(self):
+        return (KnownFile, (Location(self.fs, self.path, self.scheme, self.query), self.known_size, self.digest))
+
+    @property
+    def held_key(self) -> tuple[str, int, str]:
+        return (self.uri, self.known_size, self.digest)
+
+    @property
+    def held_whole(self) -> bool:
+        """Whether its reads fetch the whole file once and keep it: a remote file up to ``WHOLE_READ_MAX_BYTES``."""
+        return not self.is_local and self.known_size <= WHOLE_READ_MAX_BYTES
+
+    def open_input(self):
+        if self.held_whole:
+            return pa.BufferReader(HELD.load(self))
+        return super().open_input()
+
+    def read_bytes(self) -> bytes:
+        if self.held_whole:
+            return HELD.load(self).to_pybytes()
+        return super().read_bytes()
+
+    def read_parquet(self, columns: list[str] | None = None) -> pa.Table:
+        if self.held_whole:
+            return pq.read_table(pa.BufferReader(HELD.load(self)), columns=columns)
+        return super().read_parquet(columns)
+
+    def fetch_ahead(self) -> None:
+        """Start fetching it in the background, if a read would and it is not held yet."""
+        if self.held_whole and not HELD.holds(self.held_key):
+            fetch_pool().submit(HELD.load, self)
+
+
+def written_known(location: Location, data: bytes | pa.Buffer, digest: str | None = None) -> Location:
+    """``location`` as a ``KnownFile`` of ``data``, which this process has written (or is writing) there: its
+    bytes are held so that reading it back costs no request. A local one stays a plain location."""
+    if location.is_local:
+        return location
+    buffer = data if isinstance(data, pa.Buffer) else pa.py_buffer(data)
+    known = KnownFile(location, buffer.size, digest or content_digest(buffer))
+    if known.held_whole:
+        HELD.put(known.held_key, buffer)
+    return known
+
+
+class HeldBytes:
+    """Bytes of ``KnownFile``s by ``held_key``, up to ``limit`` bytes, the least recently used dropped first.
+    ``load`` fetches a file once however many threads ask for it at the same time (the others wait for it)."""
+
+    def __init__(self, limit: int):
+        self.limit = limit
+        self._lock = threading.Lock()
+        self._entries: OrderedDict[tuple, Future] = OrderedDict()
+        self._held = 0
+
+    def put(self, key: tuple, data: pa.Buffer) -> None:
+        done: Future = Future()
+        done.set_result(data)
+        with self._lock:
+            self._drop(key)
+            self._entries[key] = done
+        self._account(key, done)
+
+    def load(self, file: KnownFile) -> pa.Buffer:
+        key = file.held_key
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is not None:
+                self._entries.move_to_end(key)
+                fetching = False
+            else:
+                entry = self._entries[key] = Future()
+                fetching = True
+        if not fetching:
+            return entry.result()  # held, or being fetched by another thread
+        try:
+            with Location.open_input(file) as fh:  # the store itself, not the held bytes being fetched
+                entry.set_result(pa.py_buffer(fh.read()))
+        except BaseException as exc:
+            with self._lock:
+                if self._entries.get(key) is entry:
+                    del self._entries[key]  # a failed fetch is tried again by the next reader
+            entry.set_exception(exc)
+            raise
+        self._account(key, entry)
+        return entry.result()
+
+    def holds(self, key: tuple) -> bool:
+        with self._lock:
+            return key in self._entries
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+            self._held = 0
+
+    def _account(self, key: tuple, entry: Future) -> None:
+        with self._lock:
+            if self._entries.get(key) is not entry:
+                return
+            self._held += entry.result().size
+            for old in list(self._entries):
+                if self._held <= self.limit or old == key:
+                    break
+                if self._entries[old].done():
+                    self._drop(old)
+
+    def _drop(self, key: tuple) -> None:
+        entry = self._entries.pop(key, None)
+        if entry is not None and entry.done() and entry.exception() is None:
+            self._held -= entry.result().size
+
+
+HELD = HeldBytes(HELD_BYTES_LIMIT)
+_fetch_pool: ThreadPoolExecutor | None = None
+_fetch_pool_lock = threading.Lock()
+
+
+def fetch_pool() -> ThreadPoolExecutor:
+    """The process's threads for fetches that overlap other work (a part's files, the next part's)."""
+    global _fetch_pool
+    with _fetch_pool_lock:
+        if _fetch_pool is None:
+            _fetch_pool = ThreadPoolExecutor(FETCH_THREADS, thread_name_prefix="gristmill-fetch")
+        return _fetch_pool
+
+
+def _after_fork_in_child() -> None:
+    """A forked child has none of the parent's threads: a pool whose threads are gone would never run a fetch,
+    and a fetch under way in the parent would never finish here. Start both afresh."""
+    global _fetch_pool, _fetch_pool_lock, HELD
+    _fetch_pool, _fetch_pool_lock, HELD = None, threading.Lock(), HeldBytes(HELD_BYTES_LIMIT)
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+class BackgroundWrites:
+    """Whole-file writes to an object store that run on a few threads while the caller goes on (each a PUT: a
+    round trip the caller would otherwise wait for). ``join`` waits for every one and raises the first failure,
+    so a caller that joins before its commit point never commits a file that is not fully written. At most
+    ``max_bytes`` of data wait or travel at once (the caller waits for room; a larger file goes alone); a local
+    write is done at once (a rename, no round trip). Used as a context manager it joins on exit; leaving by an
+    exception, it still waits for the writes under way, and that exception is the one raised."""
+
+    def __init__(self, threads: int = 4, max_bytes: int = 128 << 20):
+        self._threads = threads
+        self._max_bytes = max_bytes
+        self._room = threading.Condition()
+        self._in_flight = 0
+        self._pool: ThreadPoolExecutor | None = None
+        self._pending: list[Future] = []
+
+    def write_bytes(self, location: "Location", data: bytes | pa.Buffer) -> None:
+        if location.is_local:
+            location.write_bytes(data)
+            return
+        size = len(data) if isinstance(data, bytes) else data.size
+        with self._room:
+            self._room.wait_for(lambda: self._in_flight == 0 or self._in_flight + size <= self._max_bytes)
+            self._in_flight += size
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(self._threads, thread_name_prefix="gristmill-write")
+        try:
+            future = self._pool.submit(location.write_bytes, data)
+        except BaseException:
+            self._release(size)
+            raise
+        future.add_done_callback(lambda _: self._release(size))
+        self._pending.append(future)
+
+    def _release(self, size: int) -> None:
+        with self._room:
+            self._in_flight -= size
+            self._room.notify_all()
+
+    def join(self) -> None:
+        """Wait for every write submitted; raise the first failure (in submission order)."""
+        pending, self._pending = self._pending, []
+        failure = None
+        for future in pending:
+            exc = future.exception()
+            if exc is not None and failure is None:
+                failure = exc
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
+        if failure is not None:
+            raise failure
+
+    def __enter__(self) -> "BackgroundWrites":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.join()
+            return
+        try:
+            self.join()
+        except Exception:
+            pass  # the exception leaving the block is the one to see; the writes have all ended
 
 
 def _remove_quietly(path: str) -> None:

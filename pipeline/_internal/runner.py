@@ -14,7 +14,7 @@ import pyarrow.compute as pc
 
 from gristmill.core import storage
 from gristmill.core.layout import RunLayout, part_of_file_name
-from gristmill.core.parts import SegmentPart
+from gristmill.core.parts import SegmentPart, fetch_ahead
 from gristmill.pipeline.plan import Step
 from gristmill.pipeline.rundir import part_file_name, write_parquet_atomic, write_part
 from gristmill.stages.base import PART_COLUMN, REJECT_REASON, GlobalStage, Stage, StageOutput
@@ -132,13 +132,15 @@ def _sources(table: pa.Table) -> np.ndarray:
     return np.array(["?"] * table.num_rows, dtype=object)
 
 
-def write_rejects(rejects_root: Path, step: Step, rejected: pa.Table) -> None:
+def write_rejects(rejects_root: Path, step: Step, rejected: pa.Table,
+                  writes: storage.BackgroundWrites | None = None) -> None:
     """RUN_DIR/rejects/NN-stage/part-PART-FIRSTDOC.parquet: one file per piece, so a retry overwrites itself."""
     parts = rejected[PART_COLUMN].to_numpy()
     for part in np.unique(parts):
         piece = rejected.filter(pa.array(parts == part)).drop_columns([PART_COLUMN])
         first = int(piece["doc_id"][0].as_py()) if "doc_id" in piece.column_names else 0
-        write_parquet_atomic(rejects_root / step.slug / f"part-{int(part):016x}-{first:016x}.parquet", piece)
+        write_parquet_atomic(rejects_root / step.slug / f"part-{int(part):016x}-{first:016x}.parquet", piece,
+                             writes=writes)
 
 
 # --- running a stage on a batch ---------------------------------------------------------------------------
@@ -184,6 +186,8 @@ class StepRunner:
         self.cache_setup = False
         # The CPUs the worker running this runner may use (set by the Ray executor in its tasks); None: no limit.
         self.worker_cpus: int | None = None
+        # Where its rejects are uploaded in the background (set by the executor, joined before the commit).
+        self.writes: storage.BackgroundWrites | None = None
 
     @property
     def stage(self) -> Stage:
@@ -208,22 +212,24 @@ class StepRunner:
     def finish(self, table_in: pa.Table, out: StageOutput, seconds: float) -> pa.Table:
         kept, rejected, reports = account(self.step, _sources, table_in, out, seconds)
         if rejected is not None and self.rejects:
-            write_rejects(storage.resolve(self.run_dir) / "rejects", self.step, rejected)
+            write_rejects(storage.resolve(self.run_dir) / "rejects", self.step, rejected, self.writes)
         for key, report in reports:
             self.reporter(key, report)
         return kept
 
 
-def write_parts(segment_dir: Path, table: pa.Table) -> list[dict]:
+def write_parts(segment_dir: Path, table: pa.Table, writes: storage.BackgroundWrites | None = None) -> list[dict]:
     """Write each part in the batch whole as ``part-PART.parquet``, rows sorted by doc_id, without ``_part``;
-    returns each part's name, rows, size, hash and columns for the segment's ``_SUCCESS``."""
+    returns each part's name, rows, size, hash and columns for the segment's ``_SUCCESS``. With ``writes`` the
+    uploads run in the background: the caller joins them before the segment commits."""
     written = []
     for part, piece in _pieces(table):
-        written.append(_write_piece(segment_dir, part, piece, piece.column_names, piece.column_names))
+        written.append(_write_piece(segment_dir, part, piece, piece.column_names, piece.column_names, writes))
     return written
 
 
-def write_changed_columns(segment_dir: Path, table: pa.Table, table_in: pa.Table) -> list[dict]:
+def write_changed_columns(segment_dir: Path, table: pa.Table, table_in: pa.Table,
+                          writes: storage.BackgroundWrites | None = None) -> list[dict]:
     """Write what the segment changed of one input part (``table_in``, read with every column): ``doc_id`` and
     the columns that are new or differ from the input's, for the kept rows. A part whose rows and columns are
     all as they were gets no file; its listing says so (``columns`` empty) and readers read the earlier one."""
@@ -237,7 +243,7 @@ def write_changed_columns(segment_dir: Path, table: pa.Table, table_in: pa.Table
                             "order": piece.column_names})
             continue
         own = ["doc_id"] + [c for c in piece.column_names if c in changed and c != "doc_id"]
-        written.append(_write_piece(segment_dir, part, piece.select(own), own, piece.column_names))
+        written.append(_write_piece(segment_dir, part, piece.select(own), own, piece.column_names, writes))
     return written
 
 
@@ -265,9 +271,10 @@ def _pieces(table: pa.Table) -> Iterator[tuple[int, pa.Table]]:
         yield int(part), piece.sort_by("doc_id")
 
 
-def _write_piece(segment_dir: Path, part: int, piece: pa.Table, columns: list[str], order: list[str]) -> dict:
+def _write_piece(segment_dir: Path, part: int, piece: pa.Table, columns: list[str], order: list[str],
+                 writes: storage.BackgroundWrites | None) -> dict:
     path = segment_dir / part_file_name(part)
-    return {"part": part, "rows": piece.num_rows, "path": path.name, **write_part(path, piece),
+    return {"part": part, "rows": piece.num_rows, "path": path.name, **write_part(path, piece, writes=writes),
             "columns": list(columns), "order": list(order)}
 
 
@@ -291,9 +298,10 @@ class SegmentHead:
     def tables(self, runner: StepRunner, items: Iterable) -> Iterator[pa.Table]:  # pragma: no cover - interface
         raise NotImplementedError
 
-    def write_parts(self, segment_dir: Path, table: pa.Table) -> list[dict]:
+    def write_parts(self, segment_dir: Path, table: pa.Table,
+                    writes: storage.BackgroundWrites | None = None) -> list[dict]:
         """Write the segment's output for the table ``tables`` last yielded (after the segment's steps)."""
-        return write_parts(segment_dir, table)
+        return write_parts(segment_dir, table, writes)
 
 
 class PartsHead(SegmentHead):
@@ -308,13 +316,17 @@ class PartsHead(SegmentHead):
         return list(self.input_parts)
 
     def tables(self, runner: StepRunner, items: Iterable[str | SegmentPart]) -> Iterator[pa.Table]:
-        for path in items:
+        items = list(items)
+        for i, path in enumerate(items):
+            if i + 1 < len(items):
+                fetch_ahead(items[i + 1])  # its round trips overlap this part's steps
             self._table_in = read_part(path)
             yield runner(self._table_in)
         self._table_in = None
 
-    def write_parts(self, segment_dir: Path, table: pa.Table) -> list[dict]:
+    def write_parts(self, segment_dir: Path, table: pa.Table,
+                    writes: storage.BackgroundWrites | None = None) -> list[dict]:
         if self._table_in is None:
             raise RuntimeError("PartsHead.write_parts: no part read (write each table before the next is read)")
-        return write_changed_columns(segment_dir, table, self._table_in)
+        return write_changed_columns(segment_dir, table, self._table_in, writes)
 

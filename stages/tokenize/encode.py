@@ -388,10 +388,11 @@ class TokenizeBbpeV1(StreamingStage):
     def setup(self) -> None:
         tokenizers = require("tokenizers", "tokenize")
         location = self.tokenizer_location()
-        if not location.is_file():
-            raise FileNotFoundError(f"tokenize.bbpe_v1: tokenizer file {location} does not exist")
+        try:  # read at once: asking first whether it exists is one more round trip on an object store
+            text = location.read_text()
+        except (FileNotFoundError, IsADirectoryError):
+            raise FileNotFoundError(f"tokenize.bbpe_v1: tokenizer file {location} does not exist") from None
         _limit_native_threads(self.worker_cpus)
-        text = location.read_text()
         tokenizer = tokenizers.Tokenizer.from_str(text)
         tokenizer.encode_special_tokens = not self.params.parse_special_tokens
         self.tokenizer = tokenizer

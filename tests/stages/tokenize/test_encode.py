@@ -113,6 +113,23 @@ def test_missing_tokenizer_fails_at_setup_naming_the_path(tmp_path):
         stage.setup()
 
 
+def test_a_tokenizer_on_an_object_store_is_read_with_one_round_trip_each_for_size_and_bytes(trained, s3_query,
+                                                                                             s3_requests):
+    from pathlib import Path
+
+    from gristmill.core.storage import resolve
+
+    remote = resolve(f"s3://gristmill-run/tokenizers/tokenizer.json?{s3_query}")
+    remote.write_bytes(Path(trained["path"]).read_bytes())
+    s3_requests.requests.clear()
+    stage = TokenizeBbpeV1({"path": str(remote)})
+    stage.setup()
+    assert sorted(method for method, key in s3_requests.requests if key.endswith("/tokenizer.json")) == ["GET", "HEAD"]
+    missing = str(remote).replace("tokenizer.json", "missing.json")
+    with pytest.raises(FileNotFoundError, match=r"file s3://gristmill-run/tokenizers/missing.json\?.* does not exist"):
+        TokenizeBbpeV1({"path": missing}).setup()
+
+
 def test_contract_params_build_a_usable_tokenizer(tmp_path, corpus):
     stage = TokenizeBbpeV1(TokenizeBbpeV1.contract_params(tmp_path))
     stage.setup()
