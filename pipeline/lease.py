@@ -20,7 +20,10 @@ How the lease is created:
   ``O_CREAT | O_EXCL``. Two runs racing for the same directory: exactly one wins.
 - object stores: pyarrow's S3/GCS filesystems cannot send a conditional PUT (``If-None-Match: *``; apache/arrow
   issue 44281), so creation is best effort: look, write our lease, wait ``settle_s``, read it back and compare
-  the owner token; the later of two writers wins and the other backs off. Remaining race: a second run whose
+  the owner token; the later of two writers wins and the other backs off. A rival can slip in only between its
+  own look and its own PUT landing, one look and one PUT on the same store: by default the settle is
+  ``SETTLE_MARGIN`` times what our look and PUT took (at least ``MIN_SETTLE_S``), so it scales with the store
+  instead of charging every run a fixed second. Remaining race: a second run whose
   PUT lands more than ``settle_s`` after its own look (a stalled client) can overwrite a lease its rival has
   already confirmed. Both then run, but before every commit a run reads the lease back (``check``), so the one
   it does not name stops (``LeaseLostError``) without committing; their parts are the same bytes either way. A takeover (``force_unlock``) of a stale
@@ -45,7 +48,9 @@ from gristmill.core import storage
 
 HEARTBEAT_S = 10.0
 STALE_AFTER_S = 120.0
-SETTLE_S = 1.0
+# The settle on an object store: SETTLE_MARGIN x the measured look + PUT, never under MIN_SETTLE_S.
+SETTLE_MARGIN = 20.0
+MIN_SETTLE_S = 0.2
 
 
 class LeaseHeldError(RuntimeError):
@@ -91,7 +96,7 @@ class RunLease:
     """``with RunLease(run_dir.lease_path).acquire(): ...`` holds the lease for the block."""
 
     def __init__(self, path, heartbeat_s: float = HEARTBEAT_S, stale_after_s: float = STALE_AFTER_S,
-                 settle_s: float = SETTLE_S, log=print):
+                 settle_s: float | None = None, log=print):
         self.location = storage.resolve(path)
         self.heartbeat_s, self.stale_after_s, self.settle_s = heartbeat_s, stale_after_s, settle_s
         self.log = log
@@ -159,12 +164,20 @@ class RunLease:
         data = json.dumps(self.record, sort_keys=True).encode()
         if self.location.is_local:
             return _create_local(self.location.path, data)
+        started = time.perf_counter()
         if self.location.exists():
             return False
         self.location.write_bytes(data)
-        time.sleep(self.settle_s)
+        time.sleep(self._settle(time.perf_counter() - started))
         current = self.read()
         return current is not None and current.get("owner") == self.record["owner"]
+
+    def _settle(self, look_and_put_s: float) -> float:
+        """How long a rival's look and PUT could still be in flight: ``settle_s`` when given, else scaled from
+        ours."""
+        if self.settle_s is not None:
+            return self.settle_s
+        return max(MIN_SETTLE_S, SETTLE_MARGIN * look_and_put_s)
 
     def _remove_if(self, owner: str | None) -> None:
         """Remove the lease if it still names ``owner`` (not a lease someone created meanwhile)."""

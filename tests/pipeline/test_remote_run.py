@@ -1,6 +1,5 @@
-"""After /tmp/issue7-storage.patch: the demo with its inputs and run directory on a real S3-compatible
-server (moto, 127.0.0.1) gives byte-identical parts to the same run on the local disk.
-Put at tests/pipeline/test_remote_run.py once the patch is applied."""
+"""Runs whose inputs and run directory are on a real S3-compatible server (moto, 127.0.0.1): parts byte-identical
+to the same run on the local disk, the lease's best-effort create, parts listed by their segment's marker."""
 
 from __future__ import annotations
 
@@ -75,6 +74,36 @@ def test_lease_on_an_object_store_run_directory(s3_query):
     with RunLease(path, settle_s=0.1, log=lambda m: None).acquire(force_unlock=True) as lease:
         assert json.loads(storage.resolve(path).read_text())["owner"] == lease.record["owner"]
     assert not storage.resolve(path).exists()
+
+
+def test_two_runs_racing_for_an_object_store_lease_with_the_default_settle(s3_query):
+    """Both look before either PUT lands: the settle (scaled from the store's own look and PUT) lets the earlier
+    writer see the later one's lease, so exactly one run holds the directory."""
+    import threading
+
+    from gristmill.pipeline.lease import MIN_SETTLE_S, SETTLE_MARGIN, LeaseHeldError, RunLease
+
+    path = f"s3://gristmill-run/runs/raced/_LEASE?{s3_query}"
+    lease = RunLease(path)
+    assert lease._settle(0.001) == MIN_SETTLE_S and lease._settle(0.5) == SETTLE_MARGIN * 0.5
+    assert RunLease(path, settle_s=3.0)._settle(0.001) == 3.0
+
+    start, held, refused = threading.Barrier(2), [], []
+
+    def contend() -> None:
+        start.wait()
+        try:
+            held.append(RunLease(path).acquire())
+        except LeaseHeldError as exc:
+            refused.append(exc)
+
+    threads = [threading.Thread(target=contend) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(held) == 1 and len(refused) == 1
+    held[0].release()
 
 
 def test_listed_parts_on_an_object_store_run_directory(data_dir, s3_query):
