@@ -84,20 +84,23 @@ def _run_holding_lease(plan: Plan, run_dir: RunDir, executor, force: bool, log, 
 def _write_report(run_dir: RunDir, clock: RunClock, log) -> dict:
     """Write report.html, whose timeline ends with its own seconds; then record that final timeline (and the
     wall time it sums to) in stats.json, so a later ``gristmill report`` draws the same figures."""
+    from gristmill.pipeline._internal.duck import RunFiles
     from gristmill.pipeline._internal.report_stats import write_run_tables
     from gristmill.pipeline.report import write_report
 
     start = time.perf_counter()
+    files = RunFiles(run_dir.root)  # the report's reading of the run, which the run tables reuse
     try:
-        log(f"report: {write_report(run_dir.root, clock=clock)}")
+        log(f"report: {write_report(run_dir.root, clock=clock, files=files)}")
     except Exception as exc:  # a report problem must not fail a run whose data is committed
         log(f"report.html not written: {exc!r} (retry with: gristmill report {run_dir.root})")
         if clock.final is None:
             clock.add("report (failed)", "driver", time.perf_counter() - start)
     final = clock.finish()
     update_run_stats(run_dir.stats_dir, final)
+    files.wrote(run_dir.stats_dir / "stats.json")
     try:
-        write_run_tables(run_dir.root)
+        write_run_tables(run_dir.root, files)
     except Exception as exc:
         log(f"stats/timeline.parquet not written: {exc!r} (retry with: gristmill report {run_dir.root})")
     return final

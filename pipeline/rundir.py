@@ -63,6 +63,15 @@ def write_parquet_atomic(path: str | os.PathLike | storage.Location, table: pa.T
     )
 
 
+def parquet_bytes(table: pa.Table, row_group_size: int = 64 * 1024) -> pa.Buffer:
+    """The bytes ``write_parquet_atomic`` writes, for a writer that keeps them (to read them back without a
+    request)."""
+    sink = pa.BufferOutputStream()
+    pq.write_table(canonical_table(table), sink, compression="zstd", row_group_size=row_group_size,
+                   write_statistics=True)
+    return sink.getvalue()
+
+
 def part_digest(data: bytes | pa.Buffer) -> str:
     return xxhash.xxh3_128_hexdigest(memoryview(data))
 

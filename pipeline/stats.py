@@ -264,8 +264,16 @@ def write_run_stats(stats_dir: Path, per_segment: list[SegmentStats], summary: R
 def read_run_summary(stats_dir: Path) -> RunSummary | None:
     """The run's summary from ``stats.json``, or None when it is missing or unreadable (a run still going)."""
     try:
-        return RunSummary.from_json(json.loads((stats_dir / "stats.json").read_text()))
-    except (OSError, ValueError, TypeError):
+        return run_summary_of(json.loads((stats_dir / "stats.json").read_text()))
+    except (OSError, ValueError):
+        return None
+
+
+def run_summary_of(data: Any) -> RunSummary | None:
+    """The run's summary from the contents of ``stats.json`` (None: not one)."""
+    try:
+        return RunSummary.from_json(data)
+    except (AttributeError, TypeError):
         return None
 
 
@@ -273,7 +281,10 @@ def update_run_stats(stats_dir: Path, fields: dict) -> None:
     """Set ``fields`` in stats/stats.json, keeping everything else (the run's final wall time and timeline are
     known only after the report is written)."""
     path = stats_dir / "stats.json"
-    data = json.loads(path.read_text()) if path.exists() else {}
+    try:
+        data = json.loads(path.read_text())  # read, not asked for first: one request fewer on an object store
+    except FileNotFoundError:
+        data = {}
     atomic_write_json(path, {**data, **fields})
 
 
