@@ -11,8 +11,9 @@ fresh run directory; local and S3 runs alternate. Reported per run: wall seconds
 (user + system), the S3 server's CPU seconds and its request count, and the S3/local ratios of the medians. moto
 keeps objects in memory, so the S3 figures are the cost of the object-store code path (whole-object PUTs, ranged
 GETs, listings over HTTP), not of a network; but moto is a Python process on the same cores, so its CPU seconds
-are wall time the pipeline waits for (shown apart). ``--requests`` splits one S3 run's requests (moto's request
-log) by phase (the run, then its report), HTTP method and the run directory's top-level folder.
+are wall time the pipeline waits for (shown apart). ``--requests`` splits one more S3 run's requests (moto's request
+log) by phase (each segment's global build, its streaming pass and commit, the driver in between, the report)
+and HTTP method, and by the run directory's top-level folder (the run, then its report).
 """
 
 from __future__ import annotations
@@ -118,11 +119,11 @@ def request_kind(method: str, path: str, run_prefix: str) -> str:
     return f"{method} {top}"
 
 
-def timed_run(plan, run_dir: str) -> tuple[float, float]:
+def timed_run(plan, run_dir: str, log=lambda message: None) -> tuple[float, float]:
     from gristmill.pipeline import LocalExecutor, RunDir, run_plan
 
     r0, t0 = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
-    run_plan(plan, RunDir(run_dir), LocalExecutor(), log=lambda m: None)
+    run_plan(plan, RunDir(run_dir), LocalExecutor(), log=log)
     r1, wall = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter() - t0
     return wall, (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
 
@@ -173,28 +174,54 @@ def main() -> None:
     print(f"S3 server (moto): CPU s per run {', '.join(f'{c:.2f}' for c in server_cpu)}; requests per run "
           f"{', '.join(f'{n:,}' for n in request_counts)}")
     if phases:
-        print_phases(phases)
+        print_phases(*phases)
 
 
-def requests_by_phase(plan, run_dir: str, requests: RequestLog) -> dict[str, collections.Counter]:
-    """One S3 run with the report's requests told apart: {phase: Counter(kind)}."""
+# Columns of the per-phase table: how a request kind is summed into a method.
+METHODS = ("HEAD", "GET", "GET (listing)", "PUT", "DELETE", "POST")
+_LOGGED_PHASE = re.compile(r"^segment (\S+): (building|running|committed \d)")
+
+
+def logged_phase(message: str) -> str | None:
+    """The phase a line of the run's log begins: a segment's global build, its streaming pass and commit, the
+    driver after it (the run's statistics after the last one)."""
+    found = _LOGGED_PHASE.match(message)
+    if not found:
+        return None
+    segment, what = found.groups()
+    return {"building": f"{segment}: build", "running": f"{segment}: stream + commit"}.get(
+        what, f"driver after {segment}")
+
+
+def requests_by_phase(plan, run_dir: str, requests: RequestLog
+                      ) -> tuple[dict[str, collections.Counter], dict[str, collections.Counter]]:
+    """One S3 run, its requests told apart by phase: ({phase: Counter(method)}, {run / report: Counter(kind)})."""
     import gristmill.pipeline.report as report
 
-    marks = {}
+    marks = [("lease and plan", requests.mark())]
     write_report = report.write_report
 
     def marked(*a, **kw):
-        marks["report"] = requests.mark()
+        marks.append(("report", requests.mark()))
         return write_report(*a, **kw)
 
-    start = requests.mark()
+    def log(message: str) -> None:
+        phase = logged_phase(message)
+        if phase is not None:
+            marks.append((phase, requests.mark()))
+
     with _patched(report, "write_report", marked):
-        timed_run(plan, run_dir)
+        timed_run(plan, run_dir, log=log)
     end = requests.mark()
     prefix = "/" + run_dir.split("://", 1)[1].split("?", 1)[0] + "/"
-    spans = {"run": (start, marks.get("report", end)), "report": (marks.get("report", end), end)}
-    return {phase: collections.Counter(request_kind(m, p, prefix) for m, p in requests.since(a, b))
-            for phase, (a, b) in spans.items()}
+    by_step: dict[str, collections.Counter] = {}
+    by_folder = {"run": collections.Counter(), "report": collections.Counter()}
+    for (phase, a), (_, b) in zip(marks, marks[1:] + [("end", end)]):
+        kinds = [request_kind(m, p, prefix) for m, p in requests.since(a, b)]
+        by_step.setdefault(phase, collections.Counter()).update(k.split(" ", 1)[0] if "listing" not in k else k
+                                                                for k in kinds)
+        by_folder["report" if phase == "report" else "run"].update(kinds)
+    return by_step, by_folder
 
 
 @contextlib.contextmanager
@@ -207,15 +234,20 @@ def _patched(module, name, value):
         setattr(module, name, old)
 
 
-def print_phases(phases: dict[str, collections.Counter]) -> None:
-    kinds = sorted(set().union(*phases.values()), key=lambda k: -sum(c[k] for c in phases.values()))
-    print("\n| request (method, folder) | " + " | ".join(phases) + " | all |")
-    print("|---|" + "---:|" * (len(phases) + 1))
-    for kind in kinds:
-        print(f"| {kind} | " + " | ".join(f"{c[kind]:,}" for c in phases.values())
-              + f" | {sum(c[kind] for c in phases.values()):,} |")
-    print("| all | " + " | ".join(f"{sum(c.values()):,}" for c in phases.values())
-          + f" | {sum(sum(c.values()) for c in phases.values()):,} |")
+def print_table(what: str, rows: list[str], columns: list[str], count) -> None:
+    """A markdown table of request counts ``count(row, column)``, with a total row and column."""
+    print(f"\n| {what} | " + " | ".join(columns) + " | all |")
+    print("|---|" + "---:|" * (len(columns) + 1))
+    for row in rows + ["all"]:
+        cells = [sum(count(r, c) for r in rows) if row == "all" else count(row, c) for c in columns]
+        print(f"| {row} | " + " | ".join(f"{n:,}" for n in cells) + f" | {sum(cells):,} |")
+
+
+def print_phases(by_step: dict[str, collections.Counter], by_folder: dict[str, collections.Counter]) -> None:
+    """Requests per phase (a row each) and method; then per method and folder (a row each), run and report."""
+    print_table("phase (from the run's log)", list(by_step), list(METHODS), lambda p, m: by_step[p][m])
+    kinds = sorted(set().union(*by_folder.values()), key=lambda k: -sum(c[k] for c in by_folder.values()))
+    print_table("request (method, folder)", kinds, list(by_folder), lambda k, p: by_folder[p][k])
 
 
 if __name__ == "__main__":
