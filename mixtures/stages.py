@@ -114,11 +114,12 @@ class TokenizerInfo:
 
 def load_tokenizer_info(path: Location) -> TokenizerInfo:
     tokenizers = require("tokenizers", "tokenize")
-    if not path.is_file():
+    try:
+        spec = path.read_bytes()
+    except (FileNotFoundError, IsADirectoryError):
         raise FileNotFoundError(
             f"{path}: no tokenizer (train one with tokenize.bbpe_v1 first, or set `tokenizer:` to its path)"
-        )
-    spec = path.read_bytes()
+        ) from None
     tok = tokenizers.Tokenizer.from_str(spec.decode("utf-8"))
     sep_id = tok.token_to_id(SEPARATOR_TOKEN)
     if sep_id is None:
@@ -522,7 +523,8 @@ def plan_provenance(ctx: GlobalContext) -> dict[str, Any]:
     """The plan hash of the run directory's ``plan.json``, and the name and hash of the segment this step
     heads (the step whose state directory is ``ctx.state``): what ``verify`` compares the manifest with."""
     layout = ctx.layout
-    plan = layout.plan.read_json() if layout.plan.is_file() else {}
+    plan = _read_text_or_none(layout.plan)
+    plan = json.loads(plan) if plan is not None else {}
     segment = next((s for s in plan.get("segments", []) for t in s.get("steps", [])
                     if layout.step_state(t["stage_name"], t["position"]) == ctx.state), {})
     return {"plan_hash": plan.get("plan_hash"), "segment": segment.get("name"), "segment_hash": segment.get("hash")}

@@ -162,8 +162,12 @@ class RunDir:
         """Remove a segment's partial output and its rejects before (re)computing it."""
         seg = self.segment_dir(segment_name)
         storage.resolve(seg).delete_tree()
+        # One listing says which steps have rejects to remove (on an object store, asking each step's folder
+        # is a listing per step).
+        present = {loc.name for loc in self.layout.rejects_root.iterdir()}
         for slug in step_slugs:
-            storage.resolve(self.rejects_dir(slug)).delete_tree()
+            if slug in present:
+                storage.resolve(self.rejects_dir(slug)).delete_tree()
         seg.mkdir(parents=True, exist_ok=True)
         return seg
 

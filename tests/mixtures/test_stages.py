@@ -303,6 +303,9 @@ def test_a_small_build_on_an_object_store_stages_nothing_and_reads_no_shard_back
     assert shards and {method for method, _ in shards} == {"PUT"}
     assert len(shards) == len(json.loads((remote / "manifest.json").read_text())["shards"])
     assert ctx.stats.counts["phase.pack.tasks"] > 20
+    heads = [key for method, key in s3_requests.requests if method == "HEAD"]
+    for read_directly in ("/tokenizer/tokenizer.json", "/plan.json"):  # not asked for before it is read
+        assert sum(key.endswith(read_directly) for key in heads) <= 1, read_directly
     assert cli.verify(str(remote)) == []
 
 
