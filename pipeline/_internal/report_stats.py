@@ -564,7 +564,8 @@ def _write_tables(rd: RunDir, tables: dict[str, pa.Table | None],
         path = rd.stats_dir / f"{name}.parquet"
         data = None if table is None else parquet_bytes(table)
         if data is None:
-            resolve(path).delete()
+            if files is None or files.exists(path):  # a table gone since the last report (the listing says)
+                resolve(path).delete()
         else:
             atomic_write_bytes(path, data)
             written[name] = path
