@@ -5,6 +5,7 @@ server (moto's server mode, in its own process on 127.0.0.1), side by side in on
     python benchmarks/object_store.py --pipeline benchmarks/configs/llama.yaml --corpus benchmarks/data/corpus-50
     python benchmarks/object_store.py --repeat 1 --requests          # + where each S3 request came from
     python benchmarks/object_store.py --repeat 3 --pin               # pipeline and server on their own cores
+    python benchmarks/object_store.py --repeat 3 --timeline          # + each run's seconds per phase, local vs S3
 
 Each run is the in-process local executor (so the pipeline's CPU is this process's, the S3 server's is not) into a
 fresh run directory; local and S3 runs alternate. Reported per run: wall seconds, this process's CPU seconds
@@ -13,7 +14,9 @@ keeps objects in memory, so the S3 figures are the cost of the object-store code
 GETs, listings over HTTP), not of a network; but moto is a Python process on the same cores, so its CPU seconds
 are wall time the pipeline waits for (shown apart). ``--requests`` splits one more S3 run's requests (moto's request
 log) by phase (each segment's global build, its streaming pass and commit, the driver in between, the report)
-and HTTP method, and by the run directory's top-level folder (the run, then its report).
+and HTTP method, and by the run directory's top-level folder (the run, then its report). ``--timeline`` adds the
+runs' own timelines (stats.json: each global build, reading and writing parts, the streaming steps, the report),
+medians of the local and the S3 runs side by side: where an S3 run's extra wall time goes.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import _bootstrap  # noqa: F401  (repository first on sys.path)
 import argparse
 import collections
 import contextlib
+import json
 import os
 import re
 import resource
@@ -138,6 +142,8 @@ def main() -> None:
                          "then stops competing with the pipeline's, as a real object store's would")
     ap.add_argument("--requests", action="store_true",
                     help="one more S3 run, its requests split by phase, method and folder")
+    ap.add_argument("--timeline", action="store_true",
+                    help="each run's own timeline (stats.json), local vs S3 seconds per phase")
     args = ap.parse_args()
     os.environ.update(S3_ENV)
     requests = RequestLog(Path(tempfile.mkdtemp(prefix="gm-moto-")) / "requests.log")
@@ -149,13 +155,18 @@ def main() -> None:
         plan = load_plan(args.pipeline, args.corpus)
         timed_run(plan, tempfile.mkdtemp(prefix="gm-warm-"))  # numba caches, model loads: not measured
         rows = {"local": [], "s3": []}
+        timelines: dict[str, list[collections.Counter]] = {"local": [], "s3": []}
         server_cpu, request_counts = [], []
         for i in range(args.repeat):
-            rows["local"].append(timed_run(plan, tempfile.mkdtemp(prefix="gm-local-")))
+            local_dir, s3_dir = tempfile.mkdtemp(prefix="gm-local-"), f"s3://bench/run-{i}?{query}"
+            rows["local"].append(timed_run(plan, local_dir))
             cpu, mark = process_cpu(server.pid), requests.mark()
-            rows["s3"].append(timed_run(plan, f"s3://bench/run-{i}?{query}"))
+            rows["s3"].append(timed_run(plan, s3_dir))
             request_counts.append(len(requests.since(mark)))
             server_cpu.append(process_cpu(server.pid) - cpu)
+            if args.timeline:  # read after the requests are counted
+                timelines["local"].append(timeline_seconds(local_dir))
+                timelines["s3"].append(timeline_seconds(s3_dir))
         phases = requests_by_phase(plan, f"s3://bench/run-requests?{query}", requests) if args.requests else None
     finally:
         server.terminate()
@@ -173,8 +184,39 @@ def main() -> None:
     print(f"\nS3 / local: wall {med['s3'][0] / med['local'][0]:.2f}x, CPU {med['s3'][1] / med['local'][1]:.2f}x")
     print(f"S3 server (moto): CPU s per run {', '.join(f'{c:.2f}' for c in server_cpu)}; requests per run "
           f"{', '.join(f'{n:,}' for n in request_counts)}")
+    if args.timeline:
+        print_timelines(timelines)
     if phases:
         print_phases(*phases)
+
+
+def timeline_seconds(run_dir: str) -> collections.Counter:
+    """A run's own timeline (stats/stats.json) in rows: each global build, reading and writing parts, the
+    streaming steps, and each of the driver's phases (the lease, checking and committing segments, the report...)."""
+    from gristmill.core.storage import resolve
+
+    rows: collections.Counter = collections.Counter()
+    for entry in json.loads((resolve(run_dir) / "stats" / "stats.json").read_text())["timeline"]:
+        kind, phase = entry["kind"], entry["phase"]
+        if kind == "global":
+            row = phase.split(" · ", 1)[-1]
+        elif kind in ("parts", "step"):
+            row = {"parts": "read and write parts", "step": "streaming steps"}[kind]
+        else:  # the driver's phases, those of every segment together
+            row = phase.split(": ", 1)[-1] if entry.get("segment") else phase
+        rows[row] += entry["seconds"]
+    return rows
+
+
+def print_timelines(timelines: dict[str, list[collections.Counter]]) -> None:
+    rows = list(dict.fromkeys(row for runs in timelines.values() for t in runs for row in t))
+    median = {where: {row: statistics.median(t[row] for t in runs) for row in rows}
+              for where, runs in timelines.items()}
+    print("\n| phase (the runs' timelines, medians) | local s | S3 s | S3 - local s |")
+    print("|---|---:|---:|---:|")
+    for row in rows:
+        local, s3 = median["local"][row], median["s3"][row]
+        print(f"| {row} | {local:.2f} | {s3:.2f} | {s3 - local:+.2f} |")
 
 
 # Columns of the per-phase table: how a request kind is summed into a method.
