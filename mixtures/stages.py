@@ -345,11 +345,6 @@ def split_tokens(job: SplitJob) -> list[list[pa.Array]]:
     return batches
 
 
-def split_part(job: SplitJob) -> list[list[pa.Array]]:
-    """In memory: per take, its batches (``split_tokens``), for the packing tasks."""
-    return split_tokens(job)
-
-
 def stage_split(job: SplitJob) -> int:
     """Stage, per source, the documents each range packs, one record batch per range, so that a range task
     reads only its own documents. Returns the files written."""
@@ -687,7 +682,7 @@ class MixturePack(GlobalStage):
         if 4 * sum(p.stream_tokens for p in plan.sources.values()) <= params.memory_staging_bytes:
             split_jobs, range_jobs = split_and_range_jobs(draws, index, parts, None, tok, params.seq_len,
                                                           params.chunk_tokens)
-            split = timed_map(ctx, "split", split_part, split_jobs)
+            split = timed_map(ctx, "split", split_tokens, split_jobs)
             packed = timed_map(ctx, "pack", pack_range, with_split_batches(range_jobs, split_jobs, split))
             pieces = [(table, table.num_rows) for table in packed]
         else:
