@@ -5,14 +5,18 @@ server (moto's server mode, in its own process on 127.0.0.1), side by side in on
     python benchmarks/object_store.py --pipeline benchmarks/configs/llama.yaml --corpus benchmarks/data/corpus-50
     python benchmarks/object_store.py --repeat 1 --requests          # + where each S3 request came from
     python benchmarks/object_store.py --repeat 3 --pin               # pipeline and server on their own cores
+    python benchmarks/object_store.py --repeat 3 --timeline          # + each run's seconds per phase, local vs S3
 
 Each run is the in-process local executor (so the pipeline's CPU is this process's, the S3 server's is not) into a
 fresh run directory; local and S3 runs alternate. Reported per run: wall seconds, this process's CPU seconds
 (user + system), the S3 server's CPU seconds and its request count, and the S3/local ratios of the medians. moto
 keeps objects in memory, so the S3 figures are the cost of the object-store code path (whole-object PUTs, ranged
 GETs, listings over HTTP), not of a network; but moto is a Python process on the same cores, so its CPU seconds
-are wall time the pipeline waits for (shown apart). ``--requests`` splits one S3 run's requests (moto's request
-log) by phase (the run, then its report), HTTP method and the run directory's top-level folder.
+are wall time the pipeline waits for (shown apart). ``--requests`` splits one more S3 run's requests (moto's request
+log) by phase (each segment's global build, its streaming pass and commit, the driver in between, the report)
+and HTTP method, and by the run directory's top-level folder (the run, then its report). ``--timeline`` adds the
+runs' own timelines (stats.json: each global build, reading and writing parts, the streaming steps, the report),
+medians of the local and the S3 runs side by side: where an S3 run's extra wall time goes.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import _bootstrap  # noqa: F401  (repository first on sys.path)
 import argparse
 import collections
 import contextlib
+import json
 import os
 import re
 import resource
@@ -118,11 +123,11 @@ def request_kind(method: str, path: str, run_prefix: str) -> str:
     return f"{method} {top}"
 
 
-def timed_run(plan, run_dir: str) -> tuple[float, float]:
+def timed_run(plan, run_dir: str, log=lambda message: None) -> tuple[float, float]:
     from gristmill.pipeline import LocalExecutor, RunDir, run_plan
 
     r0, t0 = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
-    run_plan(plan, RunDir(run_dir), LocalExecutor(), log=lambda m: None)
+    run_plan(plan, RunDir(run_dir), LocalExecutor(), log=log)
     r1, wall = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter() - t0
     return wall, (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
 
@@ -137,6 +142,8 @@ def main() -> None:
                          "then stops competing with the pipeline's, as a real object store's would")
     ap.add_argument("--requests", action="store_true",
                     help="one more S3 run, its requests split by phase, method and folder")
+    ap.add_argument("--timeline", action="store_true",
+                    help="each run's own timeline (stats.json), local vs S3 seconds per phase")
     args = ap.parse_args()
     os.environ.update(S3_ENV)
     requests = RequestLog(Path(tempfile.mkdtemp(prefix="gm-moto-")) / "requests.log")
@@ -148,13 +155,18 @@ def main() -> None:
         plan = load_plan(args.pipeline, args.corpus)
         timed_run(plan, tempfile.mkdtemp(prefix="gm-warm-"))  # numba caches, model loads: not measured
         rows = {"local": [], "s3": []}
+        timelines: dict[str, list[collections.Counter]] = {"local": [], "s3": []}
         server_cpu, request_counts = [], []
         for i in range(args.repeat):
-            rows["local"].append(timed_run(plan, tempfile.mkdtemp(prefix="gm-local-")))
+            local_dir, s3_dir = tempfile.mkdtemp(prefix="gm-local-"), f"s3://bench/run-{i}?{query}"
+            rows["local"].append(timed_run(plan, local_dir))
             cpu, mark = process_cpu(server.pid), requests.mark()
-            rows["s3"].append(timed_run(plan, f"s3://bench/run-{i}?{query}"))
+            rows["s3"].append(timed_run(plan, s3_dir))
             request_counts.append(len(requests.since(mark)))
             server_cpu.append(process_cpu(server.pid) - cpu)
+            if args.timeline:  # read after the requests are counted
+                timelines["local"].append(timeline_seconds(local_dir))
+                timelines["s3"].append(timeline_seconds(s3_dir))
         phases = requests_by_phase(plan, f"s3://bench/run-requests?{query}", requests) if args.requests else None
     finally:
         server.terminate()
@@ -172,29 +184,86 @@ def main() -> None:
     print(f"\nS3 / local: wall {med['s3'][0] / med['local'][0]:.2f}x, CPU {med['s3'][1] / med['local'][1]:.2f}x")
     print(f"S3 server (moto): CPU s per run {', '.join(f'{c:.2f}' for c in server_cpu)}; requests per run "
           f"{', '.join(f'{n:,}' for n in request_counts)}")
+    if args.timeline:
+        print_timelines(timelines)
     if phases:
-        print_phases(phases)
+        print_phases(*phases)
 
 
-def requests_by_phase(plan, run_dir: str, requests: RequestLog) -> dict[str, collections.Counter]:
-    """One S3 run with the report's requests told apart: {phase: Counter(kind)}."""
+def timeline_seconds(run_dir: str) -> collections.Counter:
+    """A run's own timeline (stats/stats.json) in rows: each global build, reading and writing parts, the
+    streaming steps, and each of the driver's phases (the lease, checking and committing segments, the report...)."""
+    from gristmill.core.storage import resolve
+
+    rows: collections.Counter = collections.Counter()
+    for entry in json.loads((resolve(run_dir) / "stats" / "stats.json").read_text())["timeline"]:
+        kind, phase = entry["kind"], entry["phase"]
+        if kind == "global":
+            row = phase.split(" · ", 1)[-1]
+        elif kind in ("parts", "step"):
+            row = {"parts": "read and write parts", "step": "streaming steps"}[kind]
+        else:  # the driver's phases, those of every segment together
+            row = phase.split(": ", 1)[-1] if entry.get("segment") else phase
+        rows[row] += entry["seconds"]
+    return rows
+
+
+def print_timelines(timelines: dict[str, list[collections.Counter]]) -> None:
+    rows = list(dict.fromkeys(row for runs in timelines.values() for t in runs for row in t))
+    median = {where: {row: statistics.median(t[row] for t in runs) for row in rows}
+              for where, runs in timelines.items()}
+    print("\n| phase (the runs' timelines, medians) | local s | S3 s | S3 - local s |")
+    print("|---|---:|---:|---:|")
+    for row in rows:
+        local, s3 = median["local"][row], median["s3"][row]
+        print(f"| {row} | {local:.2f} | {s3:.2f} | {s3 - local:+.2f} |")
+
+
+# Columns of the per-phase table: how a request kind is summed into a method.
+METHODS = ("HEAD", "GET", "GET (listing)", "PUT", "DELETE", "POST")
+_LOGGED_PHASE = re.compile(r"^segment (\S+): (building|running|committed \d)")
+
+
+def logged_phase(message: str) -> str | None:
+    """The phase a line of the run's log begins: a segment's global build, its streaming pass and commit, the
+    driver after it (the run's statistics after the last one)."""
+    found = _LOGGED_PHASE.match(message)
+    if not found:
+        return None
+    segment, what = found.groups()
+    return {"building": f"{segment}: build", "running": f"{segment}: stream + commit"}.get(
+        what, f"driver after {segment}")
+
+
+def requests_by_phase(plan, run_dir: str, requests: RequestLog
+                      ) -> tuple[dict[str, collections.Counter], dict[str, collections.Counter]]:
+    """One S3 run, its requests told apart by phase: ({phase: Counter(method)}, {run / report: Counter(kind)})."""
     import gristmill.pipeline.report as report
 
-    marks = {}
+    marks = [("lease and plan", requests.mark())]
     write_report = report.write_report
 
     def marked(*a, **kw):
-        marks["report"] = requests.mark()
+        marks.append(("report", requests.mark()))
         return write_report(*a, **kw)
 
-    start = requests.mark()
+    def log(message: str) -> None:
+        phase = logged_phase(message)
+        if phase is not None:
+            marks.append((phase, requests.mark()))
+
     with _patched(report, "write_report", marked):
-        timed_run(plan, run_dir)
+        timed_run(plan, run_dir, log=log)
     end = requests.mark()
     prefix = "/" + run_dir.split("://", 1)[1].split("?", 1)[0] + "/"
-    spans = {"run": (start, marks.get("report", end)), "report": (marks.get("report", end), end)}
-    return {phase: collections.Counter(request_kind(m, p, prefix) for m, p in requests.since(a, b))
-            for phase, (a, b) in spans.items()}
+    by_step: dict[str, collections.Counter] = {}
+    by_folder = {"run": collections.Counter(), "report": collections.Counter()}
+    for (phase, a), (_, b) in zip(marks, marks[1:] + [("end", end)]):
+        kinds = [request_kind(m, p, prefix) for m, p in requests.since(a, b)]
+        by_step.setdefault(phase, collections.Counter()).update(k.split(" ", 1)[0] if "listing" not in k else k
+                                                                for k in kinds)
+        by_folder["report" if phase == "report" else "run"].update(kinds)
+    return by_step, by_folder
 
 
 @contextlib.contextmanager
@@ -207,15 +276,20 @@ def _patched(module, name, value):
         setattr(module, name, old)
 
 
-def print_phases(phases: dict[str, collections.Counter]) -> None:
-    kinds = sorted(set().union(*phases.values()), key=lambda k: -sum(c[k] for c in phases.values()))
-    print("\n| request (method, folder) | " + " | ".join(phases) + " | all |")
-    print("|---|" + "---:|" * (len(phases) + 1))
-    for kind in kinds:
-        print(f"| {kind} | " + " | ".join(f"{c[kind]:,}" for c in phases.values())
-              + f" | {sum(c[kind] for c in phases.values()):,} |")
-    print("| all | " + " | ".join(f"{sum(c.values()):,}" for c in phases.values())
-          + f" | {sum(sum(c.values()) for c in phases.values()):,} |")
+def print_table(what: str, rows: list[str], columns: list[str], count) -> None:
+    """A markdown table of request counts ``count(row, column)``, with a total row and column."""
+    print(f"\n| {what} | " + " | ".join(columns) + " | all |")
+    print("|---|" + "---:|" * (len(columns) + 1))
+    for row in rows + ["all"]:
+        cells = [sum(count(r, c) for r in rows) if row == "all" else count(row, c) for c in columns]
+        print(f"| {row} | " + " | ".join(f"{n:,}" for n in cells) + f" | {sum(cells):,} |")
+
+
+def print_phases(by_step: dict[str, collections.Counter], by_folder: dict[str, collections.Counter]) -> None:
+    """Requests per phase (a row each) and method; then per method and folder (a row each), run and report."""
+    print_table("phase (from the run's log)", list(by_step), list(METHODS), lambda p, m: by_step[p][m])
+    kinds = sorted(set().union(*by_folder.values()), key=lambda k: -sum(c[k] for c in by_folder.values()))
+    print_table("request (method, folder)", kinds, list(by_folder), lambda k, p: by_folder[p][k])
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import math
+from concurrent.futures import ThreadPoolExecutor
 from typing import Literal, Optional
 
 import numpy as np
@@ -50,6 +51,18 @@ def _load_npy(location: Location) -> np.ndarray:
     if location.is_local:
         return np.load(location.path, mmap_mode="r")
     return np.load(io.BytesIO(location.read_bytes()))
+
+
+# Files of a step's state read or written at once on an object store, where each is a round trip or two.
+STATE_IO_THREADS = 16
+
+
+def _load_npys(locations: list[Location]) -> list[np.ndarray]:
+    """``_load_npy`` of each; on an object store concurrently, so that the round trips overlap."""
+    if len(locations) < 2 or all(loc.is_local for loc in locations):
+        return [_load_npy(loc) for loc in locations]
+    with ThreadPoolExecutor(min(STATE_IO_THREADS, len(locations))) as pool:
+        return list(pool.map(_load_npy, locations))
 
 
 # Arrays are built from their buffers: ``pa.array`` imports pandas on its first call (pyarrow 26), about 0.2 CPU s
@@ -212,7 +225,8 @@ def _sign_part(path: Location, params: MinHashParams, banding: tuple[int, int], 
 def _shingle_candidates(path: Location, params: MinHashParams, part_index: int, prefix: Location, *chunks):
     """The shingle sets (sorted, distinct) of this part's candidate documents, those in a candidate pair, shingled
     again from the text: the state holds no shingles of the other documents. ``chunks``: (doc_id, part index)
-    rows of candidates; returns the files (doc_ids, set offsets, set values), or None without candidates."""
+    rows of candidates; returns the files (doc_ids, set offsets, set values) and the doc_ids (so that a verify
+    task opens only the files holding its documents), or None without candidates."""
     docs = np.concatenate([c[0] for c in chunks]) if chunks else np.zeros(0, np.uint64)
     parts = np.concatenate([c[1] for c in chunks]) if chunks else np.zeros(0, np.int64)
     wanted = np.unique(docs[parts == part_index])
@@ -229,10 +243,10 @@ def _shingle_candidates(path: Location, params: MinHashParams, part_index: int, 
             set_chunks.append(sorted_sets(offsets, hashes))
     found = np.concatenate(doc_chunks)
     order = np.argsort(found, kind="stable")
-    names = tuple(prefix.with_name(prefix.name + suffix) for suffix in (".docs.npy", ".set_off.npy", ".sets.npy"))
+    files = tuple(prefix.with_name(prefix.name + suffix) for suffix in (".docs.npy", ".set_off.npy", ".sets.npy"))
     arrays = (found[order], *csr_take(*_concat_ragged(set_chunks), order))
     with BackgroundWrites() as writes:
-        return tuple(_save_npy(name, array, writes) for name, array in zip(names, arrays))
+        return tuple(_save_npy(name, array, writes) for name, array in zip(files, arrays)), arrays[0]
 
 
 def _concat_ragged(chunks: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
@@ -245,20 +259,25 @@ def _concat_ragged(chunks: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndar
 
 def lookup_shingle_sets(sig_files, docs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The shingle sets of ``docs`` (sorted, every one present) as one ragged array of sorted distinct
-    hashes, from the per-part files of ``_shingle_candidates``."""
-    pieces = []
-    for files in sig_files:
-        part_docs = _load_npy(files[0])
+    hashes, from the per-part files and doc_ids of ``_shingle_candidates``: only the sets of the parts holding
+    some of ``docs`` are read, together."""
+    hits = []
+    for files, part_docs in sig_files:
         if len(part_docs) == 0:
             continue
         idx = np.minimum(np.searchsorted(part_docs, docs), len(part_docs) - 1)
         hit = np.flatnonzero(part_docs[idx] == docs)
         if len(hit):
-            off, values = csr_take(_load_npy(files[1]), _load_npy(files[2]), idx[hit])
-            pieces.append((hit, off, values))
+            hits.append((files, hit, idx[hit]))
+    sets = _load_npys([f for files, _, _ in hits for f in files[1:]])
+    pieces = []
+    for (_, hit, rows), set_off, values in zip(hits, sets[0::2], sets[1::2]):
+        off, values = csr_take(set_off, values, rows)
+        pieces.append((hit, off, values))
     found = np.concatenate([h for h, _, _ in pieces]) if pieces else np.zeros(0, np.int64)
     if len(found) != len(docs):
-        raise RuntimeError(f"shingle sets of {len(docs) - len(found)} candidate documents are missing from {sig_files}")
+        raise RuntimeError(f"shingle sets of {len(docs) - len(found)} candidate documents are missing from "
+                           f"{[files[1:] for files, _ in sig_files]}")
     off, values = _concat_ragged([(o, v) for _, o, v in pieces])
     return csr_take(off, values, np.argsort(found))
 
@@ -267,8 +286,8 @@ def lookup_signatures(sig_files: list[tuple[Location, ...]], docs: np.ndarray, n
     """Signature rows of ``docs`` from the per-part files (memory-mapped; every doc must be present)."""
     out = np.zeros((len(docs), num_perm), dtype=dtype)
     found = np.zeros(len(docs), dtype=bool)
-    for docs_path, sig_path, *_ in sig_files:
-        part_docs = _load_npy(docs_path)
+    # The doc_ids of every part read together; each part's signatures (the large files) one at a time.
+    for (_, sig_path, *_), part_docs in zip(sig_files, _load_npys([files[0] for files in sig_files])):
         if len(part_docs) == 0:
             continue
         idx = np.minimum(np.searchsorted(part_docs, docs), len(part_docs) - 1)

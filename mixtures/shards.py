@@ -15,6 +15,7 @@ through its ``Location`` (local or object store); ``manifest.json`` goes last, s
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 from typing import Any, Iterator, Mapping
 
@@ -44,32 +45,46 @@ class WriterOptions:
 
 @dataclasses.dataclass(frozen=True)
 class StagedSource:
-    """One source's packed rows in staging Arrow IPC files: ``pieces`` (file, rows) hold consecutive row ranges."""
+    """One source's packed rows: ``pieces`` (a staging Arrow IPC file or the table itself, rows) hold consecutive
+    row ranges."""
 
     source: str
-    pieces: tuple[tuple[Location, int], ...]
+    pieces: tuple[tuple[Location | pa.Table, int], ...]
 
     @property
     def rows(self) -> int:
         return sum(n for _, n in self.pieces)
 
+    @property
+    def in_memory(self) -> bool:
+        return any(isinstance(piece, pa.Table) for piece, _ in self.pieces)
+
     def read(self, start: int, stop: int) -> pa.Table:
         """Rows [start, stop), from the pieces that hold them."""
         tables = []
         offset = 0
-        for path, n in self.pieces:
+        for piece, n in self.pieces:
             lo, hi = max(start, offset), min(stop, offset + n)
             if lo < hi:
-                tables.append(path.read_ipc().slice(lo - offset, hi - lo))
+                table = piece if isinstance(piece, pa.Table) else piece.read_ipc()
+                tables.append(table.slice(lo - offset, hi - lo))
             offset += n
         return pa.concat_tables(tables)
+
+    def window(self, start: int, stop: int) -> tuple["StagedSource", tuple[int, int]]:
+        """What a shard needs of rows [start, stop): in memory, only those rows (a shard's task then carries its
+        own rows, not the whole source's), numbered from 0; staged files are read by the shard's task itself."""
+        if not self.in_memory:
+            return self, (start, stop)
+        rows = ((self.read(start, stop), stop - start),) if stop > start else ()
+        return StagedSource(self.source, rows), (0, stop - start)
 
 
 @dataclasses.dataclass(frozen=True)
 class ShardJob:
     index: int
     labels: np.ndarray  # per position: index into ``sources``
-    slices: tuple[tuple[int, int], ...]  # per source: its rows [start, stop) in this shard
+    slices: tuple[tuple[int, int], ...]  # per source: the rows [start, stop) of ``sources`` this shard takes
     sources: tuple[StagedSource, ...]
     layout: RunLayout
     seq_len: int
@@ -95,17 +110,22 @@ def shard_jobs(
     jobs = []
     for index, labels in enumerate(per_shard):
         counts = np.bincount(labels, minlength=len(names))
-        slices = tuple((int(a), int(a + n)) for a, n in zip(consumed, counts))
+        windows = [st.window(int(a), int(a + n)) for st, a, n in zip(sources, consumed, counts)]
         consumed += counts
-        jobs.append(ShardJob(index, labels, slices, sources, layout, seq_len, options))
+        jobs.append(ShardJob(index, labels, tuple(s for _, s in windows), tuple(st for st, _ in windows), layout,
+                             seq_len, options))
     return jobs
 
 
-def write_shard_file(table: pa.Table, location: Location, options: WriterOptions) -> None:
+def write_shard_file(table: pa.Table, location: Location, options: WriterOptions) -> pa.Buffer:
+    """Write the shard; its bytes, which the manifest's size and checksum come from (reading the file back
+    would cost two more requests on an object store)."""
     if options.key_value_metadata:
         table = table.replace_schema_metadata(dict(options.key_value_metadata))
-    location.write_parquet(
+    sink = pa.BufferOutputStream()
+    pq.write_table(
         table,
+        sink,
         compression="zstd",
         compression_level=options.compression_level,
         row_group_size=options.row_group_rows,
@@ -113,6 +133,9 @@ def write_shard_file(table: pa.Table, location: Location, options: WriterOptions
         # plain pages + zstd are smaller and faster (benchmarks/pack.py measures both).
         use_dictionary=["source"],
     )
+    data = sink.getvalue()
+    location.write_bytes(data)
+    return data
 
 
 def write_shard(job: ShardJob) -> dict[str, Any]:
@@ -130,7 +153,7 @@ def write_shard(job: ShardJob) -> dict[str, Any]:
         take[positions] = base[s] + np.arange(len(positions))
     table = pa.concat_tables(parts).combine_chunks().take(pa.array(take))
     location = job.layout.shard(job.index)
-    write_shard_file(table, location, job.options)
+    data = write_shard_file(table, location, job.options)
     counts = np.bincount(job.labels, minlength=len(job.sources))
     return {
         "path": shard_file_name(job.index),
@@ -139,8 +162,8 @@ def write_shard(job: ShardJob) -> dict[str, Any]:
         "tokens_per_source": {
             st.source: int(n) * job.seq_len for st, n in zip(job.sources, counts) if n
         },
-        "bytes": location.size(),
-        "sha256": sha256_file(location),
+        "bytes": data.size,
+        "sha256": hashlib.sha256(data).hexdigest(),
     }
 
 

@@ -7,10 +7,12 @@
    first document and offset come from a prefix sum of the documents' spans: each range is packed apart from
    the others, into exactly the rows the whole source would have put there;
 4. splits the parts by source and range (one task per part: each part's tokens are read once) and packs every
-   range (one task each) into Arrow IPC staging files under the step's ``staging/``;
+   range (one task each): a small build's tasks hand their output on through the runtime; a larger one's
+   (over ``memory_staging_bytes``) stage it as Arrow IPC files under the step's ``staging/``;
 5. writes the shards (one task per shard), then ``manifest.json``, and removes the staging files.
 A build that fails keeps what it staged; the next build with the same inputs, parameters, seed and ranges
-reuses it. The shards are the same for any number of ranges, so for any number of workers.
+reuses it. The shards are the same for any number of ranges, so for any number of workers, and the same
+whether staged in memory or in files.
 ``apply`` passes the documents through unchanged.
 
 Every fanned-out phase records its task count, its tasks' summed seconds and its wall time in ``ctx.stats``
@@ -25,7 +27,7 @@ import hashlib
 import json
 import os
 import time
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Iterator
 
 import numpy as np
 import pyarrow as pa
@@ -36,7 +38,7 @@ from gristmill.mixtures import packer, shards
 from gristmill.mixtures.solver import InfeasibleMixture, MixturePlan, MixtureSolver, MixtureSpec, load_mixture
 from gristmill.core.layout import TOKENIZER_FILE, RunLayout
 from gristmill.core.stats import StepStats
-from gristmill.core.storage import Location, resolve
+from gristmill.core.storage import WHOLE_READ_MAX_BYTES, Location, resolve
 from gristmill.stages.base import GlobalContext, GlobalStage, StageParams, require
 
 SEPARATOR_TOKEN = "<|endoftext|>"
@@ -66,6 +68,9 @@ class MixturePackParams(StageParams):
     tokenizer: str | None = None
     # Tokens the packer gathers at once (its working memory), and the most tokens one packing task packs.
     chunk_tokens: int = Field(packer.DEFAULT_CHUNK_TOKENS, gt=0)
+    # Packed output (4 bytes a token) up to this size passes between the build's tasks in memory, through the
+    # runtime, instead of through staging files (a failed build then packs it again); 0: always staged files.
+    memory_staging_bytes: int = Field(64 << 20, ge=0)
 
     @model_validator(mode="after")
     def _one_mixture(self) -> "MixturePackParams":
@@ -109,11 +114,12 @@ class TokenizerInfo:
 
 def load_tokenizer_info(path: Location) -> TokenizerInfo:
     tokenizers = require("tokenizers", "tokenize")
-    if not path.is_file():
+    try:
+        spec = path.read_bytes()
+    except (FileNotFoundError, IsADirectoryError):
         raise FileNotFoundError(
             f"{path}: no tokenizer (train one with tokenize.bbpe_v1 first, or set `tokenizer:` to its path)"
-        )
-    spec = path.read_bytes()
+        ) from None
     tok = tokenizers.Tokenizer.from_str(spec.decode("utf-8"))
     sep_id = tok.token_to_id(SEPARATOR_TOKEN)
     if sep_id is None:
@@ -166,10 +172,11 @@ def count_part(path: Location) -> pa.Table:
 
 @dataclasses.dataclass(frozen=True)
 class DocIndex:
-    """Every document with tokens, in (part, row) order: its part, doc_id, span (n_tokens + 1 separator)
-    and source."""
+    """Every document with tokens, in (part, row) order: its part, row in the part, doc_id, span (n_tokens + 1
+    separator) and source."""
 
     part: np.ndarray
+    row: np.ndarray
     doc_id: np.ndarray
     span: np.ndarray
     source: np.ndarray  # index into ``sources``
@@ -191,7 +198,9 @@ class DocIndex:
 def build_index(counts: list[pa.Table]) -> DocIndex:
     table = pa.concat_tables(counts)
     n_tokens = pc.fill_null(table.column("n_tokens"), 0).to_numpy().astype(np.int64)
-    part = np.repeat(np.arange(len(counts)), [t.num_rows for t in counts])
+    rows = np.array([t.num_rows for t in counts], dtype=np.int64)
+    part = np.repeat(np.arange(len(counts)), rows)
+    row = np.arange(len(part)) - np.repeat(np.cumsum(rows) - rows, rows)
     encoded = pc.dictionary_encode(table.column("source")).combine_chunks()
     names = encoded.dictionary.to_pylist()
     order = sorted(range(len(names)), key=names.__getitem__)
@@ -201,6 +210,7 @@ def build_index(counts: list[pa.Table]) -> DocIndex:
     keep = n_tokens > 0  # an empty document would add only a separator
     return DocIndex(
         part=part[keep],
+        row=row[keep],
         doc_id=table.column("doc_id").to_numpy().astype(np.uint64)[keep],
         span=n_tokens[keep] + 1,
         source=codes[keep],
@@ -277,7 +287,7 @@ def staging_key(params: "MixturePackParams", seed: int, tok: "TokenizerInfo", pa
     h = hashlib.sha256(json.dumps({"format": STAGING_FORMAT, "params": params.model_dump(mode="json"),
                                    "seed": seed, "tokenizer": tok.sha256, "parts": [p.uri for p in parts],
                                    "sources": index.sources}, sort_keys=True).encode())
-    for array in (index.part, index.doc_id, index.span, index.source):
+    for array in (index.part, index.row, index.doc_id, index.span, index.source):
         h.update(np.ascontiguousarray(array).tobytes())
     for d in draws:
         h.update(json.dumps([d.source, [dataclasses.astuple(r) for r in d.ranges]]).encode())
@@ -285,12 +295,16 @@ def staging_key(params: "MixturePackParams", seed: int, tok: "TokenizerInfo", pa
 
 
 # --- step 4: split parts by range, then pack every range -----------------------------------------------------
+#
+# Small builds (packed output up to ``memory_staging_bytes``) pass the split batches and the packed ranges between
+# tasks through the runtime; larger ones stage them as Arrow IPC files under ``staging/``, which a failed build
+# keeps and the next one reuses. Either way a range packs the same token lists into the same rows.
 
 
 @dataclasses.dataclass(frozen=True)
 class SplitTake:
-    """What one part gives one source: its documents of the source (counted among the part's documents of
-    that source with tokens) ``rows``, written as one record batch per range in ``batch_rows``."""
+    """What one part gives one source: the part's rows holding the source's documents ``rows`` (positions in the
+    part), one record batch per range in ``batch_rows``."""
 
     source: str
     rows: np.ndarray
@@ -302,45 +316,58 @@ class SplitJob:
     part: Location
     index: int
     takes: tuple[SplitTake, ...]
-    staging: Location
+    staging: Location | None  # None: the batches are returned, not staged
 
 
 def split_file(staging: Location, source: str, part_index: int) -> Location:
-    return staging / "split" / _safe(source) / f"{part_index:06d}.arrow"
+    return staging / split_name(source, part_index)
 
 
-def range_file(staging: Location, source: str, range_index: int) -> Location:
-    return staging / "packed" / _safe(source) / f"{range_index:06d}.arrow"
+def split_name(source: str, part_index: int) -> str:
+    return f"split/{_safe(source)}/{part_index:06d}.arrow"
 
 
-def split_part(job: SplitJob) -> int:
-    """Read one part's tokens once and stage, per source, the documents each range packs, one record batch per
-    range, so that a range task reads only its own documents. A file staged by an earlier, failed attempt is
-    kept (files are written whole or not at all). Returns the files written."""
-    todo = [t for t in job.takes if not split_file(job.staging, t.source, job.index).is_file()]
-    if not todo:
-        return 0
+def range_name(source: str, range_index: int) -> str:
+    return f"packed/{_safe(source)}/{range_index:06d}.arrow"
+
+
+def split_tokens(job: SplitJob) -> list[list[pa.Array]]:
+    """Per take, the token lists of its documents, one array per range batch: the part's tokens read once.
+    Each batch is taken apart (not a slice of one array), so a batch sent to another task carries only itself."""
     try:
-        table = job.part.read_parquet(columns=["source", "tokens", "n_tokens"])
+        tokens = job.part.read_parquet(columns=["tokens"]).column("tokens").combine_chunks()
     except (KeyError, pa.ArrowInvalid) as exc:
         raise ValueError(f"{job.part}: needs a `tokens` list<int32> column (run tokenize first): {exc}") from exc
-    has_tokens = pc.greater(pc.fill_null(table.column("n_tokens"), 0), 0)
-    for take in todo:
-        docs = table.filter(pc.and_(has_tokens, pc.equal(table.column("source"), take.source)))
-        tokens = docs.column("tokens").combine_chunks().take(pa.array(take.rows))
-        schema = pa.schema([pa.field("tokens", tokens.type)])
-        offsets = np.concatenate([[0], np.cumsum(take.batch_rows)])
-        batches = (pa.Table.from_batches([pa.record_batch([tokens.slice(int(a), int(b - a))], schema=schema)])
-                   for a, b in zip(offsets[:-1], offsets[1:]))
-        packer.write_ipc(split_file(job.staging, take.source, job.index), schema, batches)
-    return len(todo)
+    batches = []
+    for take in job.takes:
+        bounds = np.concatenate([[0], np.cumsum(take.batch_rows)])
+        batches.append([tokens.take(pa.array(take.rows[a:b])) for a, b in zip(bounds[:-1], bounds[1:])])
+    return batches
+
+
+def stage_split(job: SplitJob) -> int:
+    """Stage, per source, the documents each range packs, one record batch per range, so that a range task
+    reads only its own documents. Returns the files written."""
+    for take, batches in zip(job.takes, split_tokens(job)):
+        schema = pa.schema([pa.field("tokens", batches[0].type)])
+        packer.write_ipc(split_file(job.staging, take.source, job.index), schema,
+                         (pa.table([batch], schema=schema) for batch in batches))
+    return len(job.takes)
+
+
+def read_split_batch(path: Location, batch: int) -> pa.Array:
+    """One record batch of a staged split file. A small remote file is fetched whole in one request: opening
+    it by its footer and then the batch would cost three."""
+    with path.open_input() as fh:
+        small = not path.is_local and fh.size() <= WHOLE_READ_MAX_BYTES
+        return pa.ipc.open_file(pa.BufferReader(fh.read()) if small else fh).get_batch(batch).column(0)
 
 
 @dataclasses.dataclass(frozen=True)
 class RangeJob:
     source: str
     index: int  # of the range within the source
-    staging: Location
+    staging: Location | None  # None: ``chunks`` holds the range's tokens
     parts: np.ndarray  # the parts holding the range's documents, ascending
     batches: np.ndarray  # per part: the record batch of its split file that holds them
     doc_id: np.ndarray  # the range's documents, in (part, row) order
@@ -353,18 +380,20 @@ class RangeJob:
     sep_id: int
     pad_id: int
     chunk_tokens: int
+    chunks: tuple[pa.Array, ...] | None = None  # in memory: per part, its batch
 
     @property
     def out(self) -> Location:
-        return range_file(self.staging, self.source, self.index)
+        return self.staging / range_name(self.source, self.index)
 
 
 def read_range_tokens(job: RangeJob) -> pa.Array:
     """The token lists of the range's documents, checked against the n_tokens the plan was solved with."""
-    chunks = []
-    for part, batch in zip(job.parts.tolist(), job.batches.tolist()):
-        with split_file(job.staging, job.source, part).open_input() as fh:
-            chunks.append(pa.ipc.open_file(fh).get_batch(batch).column(0))
+    if job.chunks is not None:
+        chunks = list(job.chunks)
+    else:
+        chunks = [read_split_batch(split_file(job.staging, job.source, part), batch)
+                  for part, batch in zip(job.parts.tolist(), job.batches.tolist())]
     tokens = pa.chunked_array(chunks, pa.list_(pa.int32()) if not chunks else None).combine_chunks()
     lengths = pc.fill_null(pc.list_value_length(tokens), 0).to_numpy().astype(np.int64) + 1
     if len(lengths) != len(job.span):
@@ -378,15 +407,43 @@ def read_range_tokens(job: RangeJob) -> pa.Array:
     return tokens
 
 
-def pack_range(job: RangeJob) -> tuple[int, bool]:
-    """Pack one token range of a source into its staging file; (rows, whether an earlier attempt had)."""
-    if job.out.is_file():
-        return job.rows, True
-    tables = packer.pack_source(
+def packed_tables(job: RangeJob) -> Iterator[pa.Table]:
+    return packer.pack_source(
         read_range_tokens(job), job.doc_id, job.stream, job.source, job.seq_len, job.rows, job.stream_tokens,
         job.sep_id, job.pad_id, job.chunk_tokens, skip=job.skip,
     )
-    return packer.write_ipc(job.out, packer.rows_schema(job.seq_len), tables), False
+
+
+def pack_range(job: RangeJob) -> pa.Table:
+    """In memory: one token range of a source packed into its rows."""
+    return pa.concat_tables([packer.rows_schema(job.seq_len).empty_table(), *packed_tables(job)])
+
+
+def stage_range(job: RangeJob) -> int:
+    """One token range of a source packed into its staging file; the rows written."""
+    return packer.write_ipc(job.out, packer.rows_schema(job.seq_len), packed_tables(job))
+
+
+def with_split_batches(range_jobs: list[RangeJob], split_jobs: list[SplitJob], split: list[list[list[pa.Array]]]
+                       ) -> list[RangeJob]:
+    """The range jobs, each holding its batches of what the split jobs returned."""
+    batches = {(job.index, take.source): per_take
+               for job, per_part in zip(split_jobs, split) for take, per_take in zip(job.takes, per_part)}
+    return [dataclasses.replace(r, chunks=tuple(batches[(part, r.source)][batch]
+                                                for part, batch in zip(r.parts.tolist(), r.batches.tolist())))
+            for r in range_jobs]
+
+
+def staged_names(staging: Location) -> set[str]:
+    """Names (relative to ``staging``) of the files an earlier, failed build staged: one listing, instead of
+    asking for each file in turn (on an object store a request, two when the file is missing)."""
+    prefix = staging.path.rstrip("/") + "/"
+    return {f.path[len(prefix):] for f in staging.walk_files() if f.path.startswith(prefix)}
+
+
+def not_staged(job: SplitJob, staged: set[str]) -> SplitJob:
+    """``job`` with only the takes whose split file is not staged yet."""
+    return dataclasses.replace(job, takes=tuple(t for t in job.takes if split_name(t.source, job.index) not in staged))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -406,11 +463,11 @@ class SplitLayout:
         return [by_range[bounds[j] : bounds[j + 1]] for j in range(n_ranges)]
 
 
-def split_layout(d: SourceDraw, per_range: list[np.ndarray], index: DocIndex, n_parts: int) -> SplitLayout:
+def split_layout(d: SourceDraw, per_range: list[np.ndarray], index: DocIndex) -> SplitLayout:
     """A part's documents of the source grouped by range (a document two ranges share, or one repeated in
     epochs, once per range), one record batch per range with documents in the part."""
     part_of = index.part[d.docs]
-    rank = np.arange(len(d.docs)) - np.searchsorted(part_of, np.arange(n_parts))[part_of]  # within the part
+    row_of = index.row[d.docs]
     docs = np.concatenate(per_range)
     range_of = np.repeat(np.arange(len(per_range)), [len(x) for x in per_range])
     order = np.lexsort((range_of, part_of[docs]))  # by part, then range, then (part, row)
@@ -423,12 +480,12 @@ def split_layout(d: SourceDraw, per_range: list[np.ndarray], index: DocIndex, n_
     part_first = np.flatnonzero(np.r_[True, np.diff(pair_part) != 0])
     takes = {}
     for a, b in zip(part_first, np.r_[part_first[1:], len(pair_part)]):
-        rows = rank[docs[pair_start[a] : pair_stop[b - 1]]]
+        rows = row_of[docs[pair_start[a] : pair_stop[b - 1]]]
         takes[int(pair_part[a])] = SplitTake(d.source, rows, tuple((pair_stop[a:b] - pair_start[a:b]).tolist()))
     return SplitLayout(takes, pair_part, range_of[pair_start], pair_batch)
 
 
-def split_and_range_jobs(draws: list[SourceDraw], index: DocIndex, parts: list[Location], staging: Location,
+def split_and_range_jobs(draws: list[SourceDraw], index: DocIndex, parts: list[Location], staging: Location | None,
                          tok: "TokenizerInfo", seq_len: int, chunk_tokens: int
                          ) -> tuple[list[SplitJob], list[RangeJob]]:
     """One split job per part with documents to pack, one packing job per token range."""
@@ -438,7 +495,7 @@ def split_and_range_jobs(draws: list[SourceDraw], index: DocIndex, parts: list[L
         per_range = [d.range_docs(r) for r in d.ranges]
         if not per_range:
             continue
-        layout = split_layout(d, per_range, index, len(parts))
+        layout = split_layout(d, per_range, index)
         for p, take in layout.takes.items():
             takes[p].append(take)
         for j, (r, own, pairs) in enumerate(zip(d.ranges, per_range, layout.batches_of(len(per_range)))):
@@ -461,7 +518,8 @@ def plan_provenance(ctx: GlobalContext) -> dict[str, Any]:
     """The plan hash of the run directory's ``plan.json``, and the name and hash of the segment this step
     heads (the step whose state directory is ``ctx.state``): what ``verify`` compares the manifest with."""
     layout = ctx.layout
-    plan = layout.plan.read_json() if layout.plan.is_file() else {}
+    plan = _read_text_or_none(layout.plan)
+    plan = json.loads(plan) if plan is not None else {}
     segment = next((s for s in plan.get("segments", []) for t in s.get("steps", [])
                     if layout.step_state(t["stage_name"], t["position"]) == ctx.state), {})
     return {"plan_hash": plan.get("plan_hash"), "segment": segment.get("name"), "segment_hash": segment.get("hash")}
@@ -621,24 +679,41 @@ class MixturePack(GlobalStage):
         range_tokens = task_tokens(sum(p.stream_tokens for p in plan.sources.values()), ctx.runtime.cpus,
                                    params.chunk_tokens)
         draws = [draw_source(s, plan, index, ctx.seed, range_tokens) for s in sources]
-        staging = self._staging(ctx, staging_key(params, ctx.seed, tok, parts, index, draws))
-        split_jobs, range_jobs = split_and_range_jobs(draws, index, parts, staging, tok, params.seq_len,
-                                                      params.chunk_tokens)
-        written = timed_map(ctx, "split", split_part, split_jobs)
+        if 4 * sum(p.stream_tokens for p in plan.sources.values()) <= params.memory_staging_bytes:
+            split_jobs, range_jobs = split_and_range_jobs(draws, index, parts, None, tok, params.seq_len,
+                                                          params.chunk_tokens)
+            split = timed_map(ctx, "split", split_tokens, split_jobs)
+            packed = timed_map(ctx, "pack", pack_range, with_split_batches(range_jobs, split_jobs, split))
+            pieces = [(table, table.num_rows) for table in packed]
+        else:
+            staging = self._staging(ctx, staging_key(params, ctx.seed, tok, parts, index, draws))
+            split_jobs, range_jobs = split_and_range_jobs(draws, index, parts, staging, tok, params.seq_len,
+                                                          params.chunk_tokens)
+            pieces = self._stage(ctx, staging, split_jobs, range_jobs)
+        by_source: dict[str, list] = {s: [] for s in sources}
+        for job, piece in zip(range_jobs, pieces):
+            by_source[job.source].append(piece)
+        return {s: shards.StagedSource(s, tuple(by_source[s])) for s in sources}
+
+    @staticmethod
+    def _stage(ctx: GlobalContext, staging: Location, split_jobs: list[SplitJob], range_jobs: list[RangeJob]
+               ) -> list[tuple[Location, int]]:
+        """Split and pack through staging files, reusing those an earlier build staged; per range, its file."""
+        staged = staged_names(staging)
+        split_todo = [job for job in (not_staged(j, staged) for j in split_jobs) if job.takes]
+        written = timed_map(ctx, "split", stage_split, split_todo)
         ctx.stats.count("staged_split_files_reused", sum(len(j.takes) for j in split_jobs) - sum(written))
-        packed = timed_map(ctx, "pack", pack_range, range_jobs)
-        ctx.stats.count("pack_ranges_reused", sum(reused for _, reused in packed))
-        pieces: dict[str, list] = {s: [] for s in sources}
-        for job, (rows, _) in zip(range_jobs, packed):
-            pieces[job.source].append((job.out, rows))
-        return {s: shards.StagedSource(s, tuple(pieces[s])) for s in sources}
+        pack_todo = [job for job in range_jobs if range_name(job.source, job.index) not in staged]
+        timed_map(ctx, "pack", stage_range, pack_todo)
+        ctx.stats.count("pack_ranges_reused", len(range_jobs) - len(pack_todo))
+        return [(job.out, job.rows) for job in range_jobs]
 
     @staticmethod
     def _staging(ctx: GlobalContext, key: str) -> Location:
         """The staging directory for ``key``; what an earlier build with another key staged is removed."""
         staging = ctx.state / "staging"
         marker = staging / "KEY"
-        if not (marker.is_file() and marker.read_text() == key):
+        if _read_text_or_none(marker) != key:
             staging.delete_tree()
             marker.write_text(key)
         return staging
@@ -647,3 +722,11 @@ class MixturePack(GlobalStage):
 def _safe(source: str) -> str:
     """A file name for a source name whatever characters it holds."""
     return hashlib.sha256(source.encode()).hexdigest()[:16]
+
+
+def _read_text_or_none(path: Location) -> str | None:
+    """The file's text, None if there is none (one request on an object store where asking first costs two)."""
+    try:
+        return path.read_text()
+    except FileNotFoundError:
+        return None

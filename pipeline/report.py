@@ -29,13 +29,14 @@ MAX_HISTOGRAMS = 36
 TOP_LANGUAGES = 20
 
 
-def write_report(run_dir: str | Path, clock: RunClock | None = None) -> Path:
+def write_report(run_dir: str | Path, clock: RunClock | None = None, files: RunFiles | None = None) -> Path:
     """Recompute the derived stats and write ``RUN_DIR/report.html`` (atomically); returns its path. A running
     run passes its ``clock``: the report's own seconds end its timeline, which the page then shows (otherwise
-    the timeline is the one stats.json recorded)."""
+    the timeline is the one stats.json recorded). ``files``: the reading of the run to use (and go on using
+    after), else a new one."""
     start = time.perf_counter()
     rd = RunDir(run_dir)
-    files = RunFiles(rd.root)  # one reading of the run for the tables and the page: each file fetched once
+    files = files or RunFiles(rd.root)  # one reading of the run for the tables and the page: each file fetched once
     compute_report_stats(rd.root, files)
     page = render_report(rd.root, clock=clock, started=start, files=files)
     path = rd.root / REPORT_FILE

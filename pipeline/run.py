@@ -73,31 +73,37 @@ def _run_holding_lease(plan: Plan, run_dir: RunDir, executor, force: bool, log, 
             executor.close()
     with clock.phase("write stats"):
         snapshot = clock.snapshot()
-        write_run_stats(run_dir.stats_dir, per_segment, RunSummary(
+        written = write_run_stats(run_dir.stats_dir, per_segment, RunSummary(
             plan_hash=plan.plan_hash, executor=executor.name, wall_seconds=snapshot["wall_seconds"],
             segments_skipped=skipped, segments_computed=computed, workers=getattr(executor, "workers", None),
             build_seconds=build_seconds, warnings=plan.warnings, timeline=snapshot["timeline"]))
-    final = _write_report(run_dir, clock, log)
+    final = _write_report(run_dir, clock, log, written)
     return RunResult(run_dir.root, plan.plan_hash, per_segment, skipped, computed, final["wall_seconds"])
 
 
-def _write_report(run_dir: RunDir, clock: RunClock, log) -> dict:
+def _write_report(run_dir: RunDir, clock: RunClock, log, stats: dict[str, bytes]) -> dict:
     """Write report.html, whose timeline ends with its own seconds; then record that final timeline (and the
-    wall time it sums to) in stats.json, so a later ``gristmill report`` draws the same figures."""
+    wall time it sums to) in stats.json, so a later ``gristmill report`` draws the same figures. ``stats``: the
+    run's statistics files just written (name: bytes), which the report reads as written."""
+    from gristmill.pipeline._internal.duck import RunFiles
     from gristmill.pipeline._internal.report_stats import write_run_tables
     from gristmill.pipeline.report import write_report
 
     start = time.perf_counter()
+    files = RunFiles(run_dir.root)  # the report's reading of the run, which the run tables reuse
+    for name, data in stats.items():
+        files.wrote(run_dir.stats_dir / name, data=data)
     try:
-        log(f"report: {write_report(run_dir.root, clock=clock)}")
+        log(f"report: {write_report(run_dir.root, clock=clock, files=files)}")
     except Exception as exc:  # a report problem must not fail a run whose data is committed
         log(f"report.html not written: {exc!r} (retry with: gristmill report {run_dir.root})")
         if clock.final is None:
             clock.add("report (failed)", "driver", time.perf_counter() - start)
     final = clock.finish()
-    update_run_stats(run_dir.stats_dir, final)
+    path = run_dir.stats_dir / "stats.json"
+    files.wrote(path, data=update_run_stats(run_dir.stats_dir, final, current=files.read_bytes(path)))
     try:
-        write_run_tables(run_dir.root)
+        write_run_tables(run_dir.root, files)
     except Exception as exc:
         log(f"stats/timeline.parquet not written: {exc!r} (retry with: gristmill report {run_dir.root})")
     return final

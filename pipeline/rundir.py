@@ -46,7 +46,12 @@ def atomic_write_bytes(path: str | os.PathLike | storage.Location, data: bytes) 
 
 
 def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
-    atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n").encode())
+    atomic_write_bytes(path, json_bytes(obj))
+
+
+def json_bytes(obj: Any) -> bytes:
+    """What ``atomic_write_json`` writes: indented, sorted keys, newline-terminated."""
+    return (json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n").encode()
 
 
 def canonical_table(table: pa.Table) -> pa.Table:

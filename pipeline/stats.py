@@ -22,7 +22,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from gristmill.core.stats import StepStats
-from gristmill.pipeline.rundir import atomic_write_json, write_parquet_atomic
+from gristmill.pipeline.rundir import (atomic_write_bytes, atomic_write_json, json_bytes, parquet_bytes,
+                                      write_parquet_atomic)
 
 
 @dataclasses.dataclass
@@ -225,9 +226,10 @@ def load_segment_stats(path: Path) -> SegmentStats:
     return SegmentStats(data["segment"], out, GlobalStepStats.from_json(global_step) if global_step else None)
 
 
-def write_run_stats(stats_dir: Path, per_segment: list[SegmentStats], summary: RunSummary) -> None:
+def write_run_stats(stats_dir: Path, per_segment: list[SegmentStats], summary: RunSummary) -> dict[str, bytes]:
     """stats/stages.parquet, stats/drops.parquet, stats/counters.parquet, stats/global.parquet and stats/stats.json
-    over all segments of the run."""
+    over all segments of the run; returns {file name: the bytes written}, for the run's report to read them
+    without fetching them back."""
     stage_rows, drop_rows, counter_rows, global_rows = [], [], [], []
     for seg in per_segment:
         segment = seg.segment
@@ -247,34 +249,48 @@ def write_run_stats(stats_dir: Path, per_segment: list[SegmentStats], summary: R
             for name, rows in sorted(s.counters.items()):
                 counter_rows.append({"position": s.position, "step": s.label, "stage": s.stage, "source": s.source,
                                      "counter": name, "rows": rows})
-    write_parquet_atomic(stats_dir / "stages.parquet", pa.Table.from_pylist(stage_rows, schema=STAGES_SCHEMA))
-    write_parquet_atomic(stats_dir / "drops.parquet", pa.Table.from_pylist(drop_rows, schema=DROPS_SCHEMA))
-    write_parquet_atomic(stats_dir / "counters.parquet",
-                         pa.Table.from_pylist(counter_rows, schema=COUNTERS_SCHEMA))
-    write_parquet_atomic(stats_dir / "global.parquet", pa.Table.from_pylist(global_rows, schema=GLOBAL_SCHEMA))
-    atomic_write_json(stats_dir / "stats.json", {
-        **dataclasses.asdict(summary),
-        "stages": stage_rows,
-        "drops": drop_rows,
-        "counters": counter_rows,
-        "global": global_rows,
-    })
+    written = {
+        "stages.parquet": parquet_bytes(pa.Table.from_pylist(stage_rows, schema=STAGES_SCHEMA)),
+        "drops.parquet": parquet_bytes(pa.Table.from_pylist(drop_rows, schema=DROPS_SCHEMA)),
+        "counters.parquet": parquet_bytes(pa.Table.from_pylist(counter_rows, schema=COUNTERS_SCHEMA)),
+        "global.parquet": parquet_bytes(pa.Table.from_pylist(global_rows, schema=GLOBAL_SCHEMA)),
+        "stats.json": json_bytes({**dataclasses.asdict(summary), "stages": stage_rows, "drops": drop_rows,
+                                  "counters": counter_rows, "global": global_rows}),
+    }
+    for name, data in written.items():
+        atomic_write_bytes(stats_dir / name, data)
+    return written
 
 
 def read_run_summary(stats_dir: Path) -> RunSummary | None:
     """The run's summary from ``stats.json``, or None when it is missing or unreadable (a run still going)."""
     try:
-        return RunSummary.from_json(json.loads((stats_dir / "stats.json").read_text()))
-    except (OSError, ValueError, TypeError):
+        return run_summary_of(json.loads((stats_dir / "stats.json").read_text()))
+    except (OSError, ValueError):
         return None
 
 
-def update_run_stats(stats_dir: Path, fields: dict) -> None:
+def run_summary_of(data: Any) -> RunSummary | None:
+    """The run's summary from the contents of ``stats.json`` (None: not one)."""
+    try:
+        return RunSummary.from_json(data)
+    except (AttributeError, TypeError):
+        return None
+
+
+def update_run_stats(stats_dir: Path, fields: dict, current: bytes | None = None) -> bytes:
     """Set ``fields`` in stats/stats.json, keeping everything else (the run's final wall time and timeline are
-    known only after the report is written)."""
+    known only after the report is written); ``current``: its bytes, if known (else they are read). Returns the
+    bytes written."""
     path = stats_dir / "stats.json"
-    data = json.loads(path.read_text()) if path.exists() else {}
-    atomic_write_json(path, {**data, **fields})
+    if current is None:
+        try:
+            current = path.read_bytes()  # read, not asked for first: one request fewer on an object store
+        except FileNotFoundError:
+            current = b"{}"
+    data = json_bytes({**json.loads(current), **fields})
+    atomic_write_bytes(path, data)
+    return data
 
 
 def read_stage_table(stats_dir: Path) -> pa.Table:

@@ -8,7 +8,8 @@ filesystem, registered with the connection as an fsspec filesystem under the ``g
 ``RunFiles`` is one reading of a run directory (a report, an ``inspect`` or ``sql`` session): its connection,
 and the run's files as the report lists and reads them. On an object store every request costs a round trip,
 so there a file's size comes from one listing of the run directory and its bytes are fetched once, whichever
-query or schema lookup asks for them first.
+query or schema lookup asks for them first; files about to be read are fetched together (``prefetch``), and a
+file the report writes is kept as written, not fetched back.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import datetime
 import io
 import json
 import os
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +31,8 @@ from fsspec.implementations.arrow import ArrowFSWrapper
 from gristmill.core.storage import Location, path_matches, resolve
 
 PROTOCOL = "gristmill-run"
+# Fetches in flight at once: each is a round trip or two that the store answers in parallel.
+FETCH_THREADS = 16
 
 
 class _RunFileSystem(ArrowFSWrapper):
@@ -75,8 +79,7 @@ class _RunFileSystem(ArrowFSWrapper):
 
     def read(self, key: str) -> bytes:
         if key not in self._bytes:
-            with self.fs.open_input_file(key) as fh:
-                self._bytes[key] = fh.read()
+            self._bytes[key] = self._fetch(key)
         return self._bytes[key]
 
     def forget(self, key: str, exists: bool) -> None:
@@ -86,6 +89,26 @@ class _RunFileSystem(ArrowFSWrapper):
         self._info.pop(key, None)
         for keys in (files, self._rewritten):
             (keys.add if exists else keys.discard)(key)
+
+    def keep(self, key: str, data: bytes) -> None:
+        """``key`` was just written with ``data``: reads are answered from it."""
+        self.forget(key, exists=True)
+        self._rewritten.discard(key)
+        self._bytes[key] = data
+        self._info[key] = {"name": key, "size": len(data), "type": "file",
+                           "mtime": datetime.datetime.now(datetime.timezone.utc)}
+
+    def prefetch(self, keys: list[str]) -> None:
+        """Fetch the bytes of those of ``keys`` not fetched yet, concurrently."""
+        todo = list(dict.fromkeys(k for k in keys if k not in self._bytes))
+        if len(todo) > 1:
+            with ThreadPoolExecutor(min(FETCH_THREADS, len(todo))) as pool:
+                for key, data in zip(todo, pool.map(self._fetch, todo)):
+                    self._bytes[key] = data
+
+    def _fetch(self, key: str) -> bytes:
+        with self.fs.open_input_file(key) as fh:
+            return fh.read()
 
     def _open(self, path, mode="rb", block_size=None, **kwargs):
         """Reads get the whole object in memory, fetched once: DuckDB's reads through a streamed object-store
@@ -168,12 +191,26 @@ class RunFiles:
                                        else pq.read_schema(pa.BufferReader(self._fs.read(loc.path))))
         return self._schemas[loc.path]
 
-    def wrote(self, path: str | os.PathLike | Location, exists: bool = True) -> None:
-        """``path`` was just written (or removed, ``exists=False``): what was known of it is stale."""
+    def wrote(self, path: str | os.PathLike | Location, exists: bool = True, data: bytes | None = None) -> None:
+        """``path`` was just written (with ``data``, if given: read back from it) or removed (``exists=False``):
+        what was known of it is stale."""
         loc = resolve(path)
         self._schemas.pop(loc.path, None)
-        if self._fs is not None:
+        if self._fs is None:
+            return
+        if exists and data is not None:
+            self._fs.keep(loc.path, data)
+        else:
             self._fs.forget(loc.path, exists)
+
+    def prefetch(self, paths: list) -> None:
+        """Fetch the run files among ``paths`` that a query or lookup is about to read, concurrently: on an object
+        store each fetch is a round trip (two with the size), which then overlap instead of adding up. Files that
+        are not in the run's listing are left to whoever reads them; locally nothing is done."""
+        if self._fs is None:
+            return
+        listed = self._fs.files()
+        self._fs.prefetch([loc.path for loc in map(resolve, paths) if loc.path in listed])
 
 
 def connect(root: str | os.PathLike | Location) -> duckdb.DuckDBPyConnection:

@@ -21,8 +21,8 @@ from gristmill.core.layout import SUCCESS
 from gristmill.core.storage import Location, resolve
 from gristmill.pipeline._internal import duck
 from gristmill.pipeline.registry import RegistryError, get_stage
-from gristmill.pipeline.rundir import RunDir, write_parquet_atomic
-from gristmill.pipeline.stats import RunSummary, read_run_summary
+from gristmill.pipeline.rundir import RunDir, atomic_write_bytes, parquet_bytes
+from gristmill.pipeline.stats import RunSummary, run_summary_of
 from gristmill.stages.base import REJECT_REASON
 
 TOKENIZER_STAGE = "tokenizer.train_bbpe_v1"
@@ -72,7 +72,9 @@ class SegmentInfo:
 def committed_segment_parts(files: duck.RunFiles, rd: RunDir) -> list[tuple[str, list[Location]]]:
     """(name, parts its ``_SUCCESS`` lists) of each committed segment, in name (= plan) order."""
     out = []
-    for marker_path in files.glob(rd.segments_root, f"*/{SUCCESS}"):
+    markers = files.glob(rd.segments_root, f"*/{SUCCESS}")
+    files.prefetch(markers)
+    for marker_path in markers:
         marker = files.read_json(marker_path)
         if marker is not None:
             name = marker_path.parent.name
@@ -99,7 +101,9 @@ def committed_segments(files: duck.RunFiles, rd: RunDir, plan: dict | None) -> l
     """Committed segments in plan order, with the step positions they ran and one part's schema."""
     by_name = {s["name"]: s for s in (plan or {}).get("segments", [])}
     out = []
-    for name, parts in committed_segment_parts(files, rd):
+    committed = committed_segment_parts(files, rd)
+    files.prefetch([f for _, parts in committed for f in _part_files(parts[:1])])  # their schemas, below
+    for name, parts in committed:
         steps = by_name.get(name, {}).get("steps", [])
         positions = [s["position"] for s in steps]
         slugs = [f"{s['position']:02d}-{s['stage_name']}" for s in steps]
@@ -136,6 +140,17 @@ def global_figures(files: duck.RunFiles, rd: RunDir) -> dict[str, GlobalFigures]
     return out
 
 
+def _part_files(parts: list[Location]) -> list[Location]:
+    """Every file the parts are read from (a ``SegmentPart`` reads each column where it is stored)."""
+    return [f for p in parts for f in (p.files() if hasattr(p, "files") else [p])]
+
+
+def _parts_sql(files: duck.RunFiles, parts: list[Location]) -> str:
+    """``duck.parts_relation`` over ``parts``, whose files are fetched first, together."""
+    files.prefetch(_part_files(parts))
+    return duck.parts_relation(parts)
+
+
 def _first_segment_with(segments: list[SegmentInfo], column: str) -> SegmentInfo | None:
     return next((s for s in segments if s.schema is not None and column in s.schema.names), None)
 
@@ -156,7 +171,7 @@ def _rows_relation(files: duck.RunFiles, rd: RunDir, seg: SegmentInfo, columns: 
     """SQL over a segment's documents: its kept rows and its rejected rows, with ``status`` and ``reason``."""
     cols = ", ".join(duck.sql_ident(c) for c in columns)
     sql = (f"SELECT {cols}, source, 'kept' AS status, NULL::VARCHAR AS reason "
-           f"FROM {duck.parts_relation(seg.parts)}")
+           f"FROM {_parts_sql(files, seg.parts)}")
     rejects = _reject_files(files, rd, seg, columns)
     if rejects:
         sql += (f" UNION ALL SELECT {cols}, source, 'dropped' AS status, {REJECT_REASON} AS reason "
@@ -186,14 +201,15 @@ def thresholds_table(plan: dict | None) -> pa.Table:
 
 # --- the tables -------------------------------------------------------------------------------------------------
 
-def _step_tokens(con, segments: list[SegmentInfo], packing: GlobalFigures | None) -> dict[tuple[int, str], int]:
+def _step_tokens(files: duck.RunFiles, segments: list[SegmentInfo], packing: GlobalFigures | None
+                 ) -> dict[tuple[int, str], int]:
     """{(funnel ordinal, source): tokens} for the steps whose output has a token count: the last step of each
     segment holding ``n_tokens``, and the mixture step (the tokens it packed, from its statistics)."""
     out: dict[tuple[int, str], int] = {}
     for seg in segments:
         if seg.schema is not None and "n_tokens" in seg.schema.names and seg.positions and seg.parts:
-            for source, tokens in con.execute(f"""SELECT source, sum(n_tokens)::BIGINT FROM
-                                                  {duck.parts_relation(seg.parts)} GROUP BY 1""").fetchall():
+            for source, tokens in files.con.execute(f"""SELECT source, sum(n_tokens)::BIGINT FROM
+                                                        {_parts_sql(files, seg.parts)} GROUP BY 1""").fetchall():
                 out[(seg.positions[-1] + 1, source)] = int(tokens or 0)
     if packing is not None:
         for source, figures in packing.sources.items():
@@ -226,7 +242,7 @@ def funnel_table(files: duck.RunFiles, rd: RunDir, manifest: dict | None, segmen
         FROM read_parquet({duck.sql_file(stages)}) GROUP BY ALL
         ORDER BY ordinal, source""").arrow()
     table = table.read_all() if hasattr(table, "read_all") else table
-    table = _with_step_tokens(table, _step_tokens(con, segments, packing))
+    table = _with_step_tokens(table, _step_tokens(files, segments, packing))
     if manifest and manifest.get("sources"):
         last = max(table["ordinal"].to_pylist(), default=0) + 1
         extra = [{"ordinal": last, "step": "shards", "stage": "shard tokens", "source": s,
@@ -347,16 +363,16 @@ def dedup_clusters_table(files: duck.RunFiles, rd: RunDir) -> pa.Table | None:
     return table if table.num_rows else None
 
 
-def tokenizer_sources_table(con, rd: RunDir, segments: list[SegmentInfo]) -> pa.Table | None:
+def tokenizer_sources_table(files: duck.RunFiles, rd: RunDir, segments: list[SegmentInfo]) -> pa.Table | None:
     """Bytes per token per source over the first segment that holds token counts (``n_tokens``)."""
     seg = _first_segment_with(segments, "n_tokens")
     if seg is None or "text" not in seg.schema.names:
         return None
-    return _arrow(con.sql(f"""
+    return _arrow(files.con.sql(f"""
         SELECT source, count(*)::BIGINT AS documents, sum(strlen(text))::BIGINT AS bytes,
                sum(n_tokens)::BIGINT AS tokens, sum(strlen(text)) / nullif(sum(n_tokens), 0) AS bytes_per_token,
                {_q(seg.name)} AS segment
-        FROM {duck.parts_relation(seg.parts)} GROUP BY source ORDER BY source"""))
+        FROM {_parts_sql(files, seg.parts)} GROUP BY source ORDER BY source"""))
 
 
 def mixture_table(packing: GlobalFigures | None) -> pa.Table | None:
@@ -490,6 +506,7 @@ def compute_report_stats(run_dir: str | Path, files: duck.RunFiles | None = None
     files = files or duck.RunFiles(rd.root)
     if not files.is_dir():
         raise FileNotFoundError(f"{rd.root}: no such run directory")
+    files.prefetch(report_inputs(files, rd))
     plan = files.read_json(rd.plan_path)
     manifest = files.read_json(rd.root / "manifest.json")
     segments = committed_segments(files, rd, plan)
@@ -501,7 +518,7 @@ def compute_report_stats(run_dir: str | Path, files: duck.RunFiles | None = None
         "histograms": histograms_table(files, rd, segments, thresholds),
         "languages": languages_table(files, rd, segments),
         "dedup_clusters": dedup_clusters_table(files, rd),
-        "tokenizer_sources": tokenizer_sources_table(files.con, rd, segments),
+        "tokenizer_sources": tokenizer_sources_table(files, rd, segments),
         "mixture": mixture_table(steps.get(PACK_STAGE)),
         "shard_tokens": shard_tokens_table(manifest),
         "reject_samples": reject_samples_table(files, rd, plan),
@@ -510,10 +527,19 @@ def compute_report_stats(run_dir: str | Path, files: duck.RunFiles | None = None
     return _write_tables(rd, tables, files)
 
 
+def report_inputs(files: duck.RunFiles, rd: RunDir) -> list[Location]:
+    """The files every report reads, whatever else the run holds: the plan, the manifest, the run's own
+    statistics, the tokenizer's metadata and the rejected rows (their schemas, then their rows)."""
+    derived = {f"{name}.parquet" for name in TABLES}
+    return [rd.plan_path, rd.root / "manifest.json", rd.root / "tokenizer" / "tokenizer_meta.json",
+            *(f for f in files.glob(rd.stats_dir, "*") if f.name not in derived),
+            *files.glob(rd.root / "rejects", "*/part-*.parquet")]
+
+
 def run_tables(files: duck.RunFiles, rd: RunDir, plan: dict | None, manifest: dict | None,
                steps: dict[str, GlobalFigures]) -> dict[str, pa.Table | None]:
     """The tables drawn from stats.json (the run's facts and timeline)."""
-    summary = read_run_summary(rd.stats_dir)
+    summary = run_summary_of(files.read_json(rd.stats_dir / "stats.json"))
     tokenizer_meta = files.read_json(rd.root / "tokenizer" / "tokenizer_meta.json")
     return {
         "run_facts": run_facts_table(plan, summary, tokenizer_meta, manifest, steps),
@@ -521,14 +547,14 @@ def run_tables(files: duck.RunFiles, rd: RunDir, plan: dict | None, manifest: di
     }
 
 
-def write_run_tables(run_dir: str | Path) -> dict[str, Path]:
+def write_run_tables(run_dir: str | Path, files: duck.RunFiles | None = None) -> dict[str, Path]:
     """Rewrite stats/run_facts.parquet and stats/timeline.parquet from stats.json (after the run's final
-    timeline is recorded)."""
+    timeline is recorded). ``files``: the report's reading of the run, if it was just written."""
     rd = RunDir(run_dir)
-    files = duck.RunFiles(rd.root)
+    files = files or duck.RunFiles(rd.root)
     tables = run_tables(files, rd, files.read_json(rd.plan_path), files.read_json(rd.root / "manifest.json"),
                         global_figures(files, rd))
-    return _write_tables(rd, tables)
+    return _write_tables(rd, tables, files)
 
 
 def _write_tables(rd: RunDir, tables: dict[str, pa.Table | None],
@@ -536,13 +562,15 @@ def _write_tables(rd: RunDir, tables: dict[str, pa.Table | None],
     written = {}
     for name, table in tables.items():
         path = rd.stats_dir / f"{name}.parquet"
-        if table is None:
-            resolve(path).delete()
+        data = None if table is None else parquet_bytes(table)
+        if data is None:
+            if files is None or files.exists(path):  # a table gone since the last report (the listing says)
+                resolve(path).delete()
         else:
-            write_parquet_atomic(path, table)
+            atomic_write_bytes(path, data)
             written[name] = path
         if files is not None:
-            files.wrote(path, exists=table is not None)
+            files.wrote(path, exists=data is not None, data=data)  # the report's page reads them next
     return written
 
 

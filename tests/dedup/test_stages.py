@@ -282,3 +282,40 @@ def test_minhash_state_keeps_the_shingle_sets_of_candidate_documents_only(tmp_pa
         want_off, want_values = shingle_sets(pa.array([text[int(d)] for d in docs], pa.large_string()), ShingleSpec())
         np.testing.assert_array_equal(off, want_off)
         np.testing.assert_array_equal(values, want_values)
+
+
+@pytest.mark.parametrize("verify_with", ["shingles", "signatures"])
+def test_minhash_state_on_an_object_store_is_read_only_where_a_verify_task_has_candidates(
+    tmp_path, build, near_dup_corpus, s3_query, s3_requests, verify_with, monkeypatch
+):
+    """Exact verification knows which documents each part's shingle file holds from the task that wrote it, so a
+    verify task opens no doc_id file and reads the sets of only the parts holding its candidates (each part's
+    doc_ids, then each of its sets, had been a round trip per verify task); the result is the local one."""
+    from collections import Counter
+
+    from gristmill.core import storage
+    from gristmill.core.storage import resolve
+    from gristmill.stages.base import GlobalContext
+    from runtimes import runtime_for
+
+    parts, _ = near_dup_corpus
+    paths = build.write_parts(tmp_path, parts)
+    params = {"threshold": 0.7, "verify_with": verify_with}
+    local = build.run_global(MinHashDedup(params), build.context(tmp_path, paths))
+    remote = resolve(f"s3://gristmill-run/runs/minhash-{verify_with}?{s3_query}")
+    ctx = GlobalContext.for_step(remote, "dedup.step_v1", 3, paths, runtime_for("local"), seed=0)
+    # What this process wrote it would read back from memory (core.storage.HELD): hold nothing, so that the
+    # reads a verify task on another worker makes are the ones counted.
+    monkeypatch.setattr(storage.HELD, "limit", 0)
+    storage.HELD.clear()
+    s3_requests.requests.clear()
+    assert build.run_global(MinHashDedup(params), ctx) == local
+    state = [(method, key) for method, key in s3_requests.requests if key.endswith(".npy")]
+    written = {key for method, key in state if method == "PUT"}
+    reads = Counter(key for method, key in state if method == "GET")
+    assert reads and set(reads) <= written
+    partitions = MinHashDedup(params).params.partitions
+    assert max(reads.values()) <= partitions  # at most once per verify task
+    if verify_with == "shingles":
+        assert not [key for key in reads if key.endswith(".docs.npy")]
+        assert sum(reads.values()) < len(written) * partitions

@@ -206,6 +206,7 @@ def test_verify_finds_a_shard_whose_tokenizer_reference_differs(run_dir, run_pac
 # Ranges of two rows (chunk_tokens caps a packing task's tokens): most ranges start mid-document.
 MANY_RANGES = 2 * PARAMS["seq_len"]
 WHOLE_SOURCES = 1 << 30
+IN_FILES = {"memory_staging_bytes": 0}  # staged through files, as a build too large for memory is
 UPSAMPLED_PADDED = {**PARAMS, "mixture": None, "ratios": {"common_crawl": 0.5, "books": 0.3, "github": 0.2},
                     "default_max_epochs": 3.0, "pad_last": True}
 
@@ -262,27 +263,77 @@ def test_ranges_packed_on_ray_give_the_shards_of_one_range_per_source_in_process
     assert shard_bytes(local) == shard_bytes(on_ray)
 
 
-def test_ranges_packed_on_an_object_store_give_the_local_shards(
-    tmp_path, doc_table, tokenizer_file, make_run_dir, s3_query
-):
-    local = make_run_dir(tmp_path / "local", doc_table, tokenizer_file)
-    build(local, {**PARAMS, "chunk_tokens": MANY_RANGES}, seed=2)
-    made = make_run_dir(tmp_path / "to-upload", doc_table, tokenizer_file)
-    remote = resolve(f"s3://gristmill-run/runs/pack?{s3_query}")
+def uploaded_run(tmp_path, doc_table, tokenizer_file, make_run_dir, s3_query, name="pack"):
+    """A run directory made locally and copied to the object store; it and its input parts there."""
+    made = make_run_dir(tmp_path / f"to-upload-{name}", doc_table, tokenizer_file)
+    remote = resolve(f"s3://gristmill-run/runs/{name}?{s3_query}")
     for path in sorted(made.rglob("*")):
         if path.is_file():
             (remote / path.relative_to(made).as_posix()).write_bytes(path.read_bytes())
-    parts = [remote / Path(p).relative_to(made).as_posix() for p in input_parts(made)]
-    build(remote, {**PARAMS, "chunk_tokens": MANY_RANGES}, seed=2, parts=parts)
+    return remote, [remote / Path(p).relative_to(made).as_posix() for p in input_parts(made)]
+
+
+def same_shards(local, remote) -> bool:
     manifest = json.loads((local / "manifest.json").read_text())
-    for entry in manifest["shards"]:
-        assert (remote / entry["path"]).read_bytes() == (local / entry["path"]).read_bytes()
+    return all((remote / e["path"]).read_bytes() == (local / e["path"]).read_bytes() for e in manifest["shards"])
+
+
+@pytest.mark.parametrize("staging", [{}, IN_FILES], ids=["in-memory", "in-files"])
+def test_ranges_packed_on_an_object_store_give_the_local_shards(
+    tmp_path, doc_table, tokenizer_file, make_run_dir, s3_query, staging
+):
+    local = make_run_dir(tmp_path / "local", doc_table, tokenizer_file)
+    build(local, {**PARAMS, **IN_FILES, "chunk_tokens": MANY_RANGES}, seed=2)
+    remote, parts = uploaded_run(tmp_path, doc_table, tokenizer_file, make_run_dir, s3_query)
+    build(remote, {**PARAMS, **staging, "chunk_tokens": MANY_RANGES}, seed=2, parts=parts)
+    assert same_shards(local, remote)
+
+
+def test_a_small_build_on_an_object_store_stages_nothing_and_reads_no_shard_back(
+    tmp_path, doc_table, tokenizer_file, make_run_dir, s3_query, s3_requests
+):
+    """Staged in memory, the build's only request under staging/ is the listing that clears what an earlier
+    build may have left; a shard is written once and its size and checksum come from the bytes written."""
+    remote, parts = uploaded_run(tmp_path, doc_table, tokenizer_file, make_run_dir, s3_query)
+    s3_requests.requests.clear()
+    ctx = build(remote, {**PARAMS, "chunk_tokens": MANY_RANGES}, seed=2, parts=parts)
+    staging = [r for r in s3_requests.requests if "staging" in r[1]]
+    assert len(staging) == 1 and "list-type" in staging[0][1], staging
+    shards = [r for r in s3_requests.requests if "/shards/part-" in r[1]]
+    assert shards and {method for method, _ in shards} == {"PUT"}
+    assert len(shards) == len(json.loads((remote / "manifest.json").read_text())["shards"])
+    assert ctx.stats.counts["phase.pack.tasks"] > 20
+    heads = [key for method, key in s3_requests.requests if method == "HEAD"]
+    for read_directly in ("/tokenizer/tokenizer.json", "/plan.json"):  # not asked for before it is read
+        assert sum(key.endswith(read_directly) for key in heads) <= 1, read_directly
+    assert cli.verify(str(remote)) == []
+
+
+def test_a_build_staged_in_files_asks_for_no_file_before_writing_it_and_reads_each_batch_in_one_request(
+    tmp_path, doc_table, tokenizer_file, make_run_dir, s3_query, s3_requests
+):
+    """What an earlier build staged is found by one listing; a small staged file is read whole by one GET after
+    its size (opened by its footer, then the batch, it was three)."""
+    from collections import Counter
+
+    remote, parts = uploaded_run(tmp_path, doc_table, tokenizer_file, make_run_dir, s3_query)
+    s3_requests.requests.clear()
+    build(remote, {**PARAMS, **IN_FILES, "chunk_tokens": MANY_RANGES}, seed=2, parts=parts)
+    staged = [(m, key) for m, key in s3_requests.requests if "/staging/" in key and "list-type" not in key]
+    written = set()
+    for method, key in staged:
+        if method in ("HEAD", "GET"):
+            assert key.endswith("/KEY") or key in written, f"{method} {key} before it was written"
+        written.add(key)
+    reads = Counter(method for method, key in staged if "/split/" in key)
+    assert reads["GET"] == reads["HEAD"] > 0
+    assert not [key for method, key in s3_requests.requests if method == "HEAD" and "/shards/" in key]
 
 
 def test_a_failed_build_keeps_what_it_staged_and_the_next_build_resumes_from_it(
     tmp_path, doc_table, tokenizer_file, make_run_dir
 ):
-    params = {**PARAMS, "chunk_tokens": MANY_RANGES}
+    params = {**PARAMS, **IN_FILES, "chunk_tokens": MANY_RANGES}
     clean = make_run_dir(tmp_path / "clean", doc_table, tokenizer_file)
     build(clean, params)
     run_dir = make_run_dir(tmp_path / "run", doc_table, tokenizer_file)
@@ -304,7 +355,7 @@ def test_a_failed_build_keeps_what_it_staged_and_the_next_build_resumes_from_it(
 def test_a_build_with_other_inputs_or_seed_does_not_reuse_what_a_failed_one_staged(
     tmp_path, doc_table, tokenizer_file, make_run_dir
 ):
-    params = {**PARAMS, "chunk_tokens": MANY_RANGES}
+    params = {**PARAMS, **IN_FILES, "chunk_tokens": MANY_RANGES}
     clean = make_run_dir(tmp_path / "clean", doc_table, tokenizer_file)
     build(clean, params, seed=9)
     run_dir = make_run_dir(tmp_path / "run", doc_table, tokenizer_file)

@@ -116,25 +116,6 @@ def test_background_writes_end_before_join_and_raise_the_first_failure(s3_query)
     assert good[1].read_text() == "written before the failure"
 
 
-def test_resetting_a_segment_lists_its_rejects_once_for_all_its_steps(s3_query, s3_requests):
-    """On an object store removing a folder is a listing, even of an empty one: the rejects folder is listed once
-    and only the steps' folders that hold files are removed."""
-    from gristmill.pipeline.rundir import RunDir
-
-    run_dir = RunDir(f"s3://gristmill-run/runs/reset?{s3_query}")
-    (run_dir.rejects_dir("02-clean") / "part-0.parquet").write_bytes(b"old")
-    (run_dir.rejects_dir("09-other") / "part-0.parquet").write_bytes(b"another segment's")
-    (run_dir.segment_dir("00-ingest") / "part-0.parquet").write_bytes(b"old")
-    s3_requests.requests.clear()
-    run_dir.reset_segment("00-ingest", [f"{i:02d}-step" for i in range(7)] + ["02-clean"])
-    listings = [key for _, key in s3_requests.requests if "list-type" in key]
-    # the segment's folder (is there any key, then its removal), the rejects folder, the one removal
-    assert len(listings) <= 4, listings
-    assert not run_dir.rejects_dir("02-clean").exists()
-    assert not (run_dir.segment_dir("00-ingest") / "part-0.parquet").exists()
-    assert (run_dir.rejects_dir("09-other") / "part-0.parquet").read_bytes() == b"another segment's"
-
-
 def test_minhash_state_a_run_wrote_is_read_back_from_memory(tmp_path, data_dir, s3_query, s3_requests):
     """MinHash verification reads the shingle sets its tasks wrote (uploaded together, before the task hands them
     on): from memory, not the store; the dedup segment's parts are the local run's."""

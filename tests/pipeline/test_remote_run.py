@@ -130,3 +130,25 @@ def test_listed_parts_on_an_object_store_run_directory(data_dir, s3_query):
     from gristmill.pipeline.cli import main
 
     assert main(["verify", str(run_dir.root)]) == 0
+
+
+def test_a_run_on_an_object_store_reports_from_the_statistics_it_wrote_without_fetching_them(
+    data_dir, s3_query, s3_requests
+):
+    """The run's statistics, the report's derived tables and the final stats.json are read by the report and the
+    run tables from the bytes the run wrote: no request under stats/ but the writes."""
+    import json
+
+    from gristmill.pipeline import build_plan, parse_pipeline
+    from gristmill.pipeline.executors import LocalExecutor
+    from gristmill.pipeline.run import run_plan
+    from gristmill.pipeline.rundir import RunDir
+
+    run_dir = RunDir(f"s3://gristmill-run/runs/stats?{s3_query}")
+    result = run_plan(build_plan(parse_pipeline(DEMO.format(data=data_dir), "l.yaml"), data_dir), run_dir,
+                      LocalExecutor(), log=lambda m: None)
+    stats = [(method, key) for method, key in s3_requests.requests if "/runs/stats/stats/" in key]
+    assert stats and {method for method, _ in stats} == {"PUT"}, [r for r in stats if r[0] != "PUT"]
+    final = json.loads((run_dir.stats_dir / "stats.json").read_text())
+    assert final["wall_seconds"] == result.seconds and any("report" in str(row) for row in final["timeline"])
+    assert (run_dir.root / "report.html").read_text().count("<section") >= 3

@@ -507,3 +507,30 @@ def test_report_of_a_run_on_an_object_store_fetches_each_file_once(full_run, s3_
         assert (remote / "stats" / f"{name}.parquet").read_parquet().equals(local), name
     page = (remote / "report.html").read_text()
     assert all(f'id="{section}"' in page for section in ("funnel", "histograms", "mixture", "shards"))
+
+
+def test_report_on_an_object_store_reads_none_of_the_tables_it_writes_back(full_run, s3_requests, s3_query):
+    """The derived tables the report writes, then queries for its page, are read from the bytes it wrote; and
+    the run tables written after it (stats.json updated) reuse the report's reading of the run."""
+    from gristmill.core.storage import resolve
+    from gristmill.pipeline._internal.duck import RunFiles
+    from gristmill.pipeline._internal.report_stats import TABLES, write_run_tables
+
+    remote = resolve(f"s3://gristmill-run/runs/written?{s3_query}")
+    for f in sorted(full_run.rglob("*")):
+        if f.is_file() and f.name != "report.html":
+            (remote / str(f.relative_to(full_run))).write_bytes(f.read_bytes())
+    s3_requests.requests.clear()
+    files = RunFiles(remote)
+    write_report(str(remote), files=files)
+    write_run_tables(str(remote), files)
+
+    derived = {f"/runs/written/stats/{name}.parquet" for name in TABLES}
+    read_back = [(m, key) for m, key in s3_requests.requests if m != "PUT" and any(key.endswith(d) for d in derived)]
+    assert not read_back, read_back
+    written = [key for m, key in s3_requests.requests if m == "PUT" and any(key.endswith(d) for d in derived)]
+    assert written and sum(1 for k in written if k.endswith("/stats/timeline.parquet")) == 2
+    assert sum(1 for _, key in s3_requests.requests if "list-type" in key) == 1
+    for name in ("funnel", "run_facts", "timeline"):
+        local = pq.read_table(full_run / "stats" / f"{name}.parquet")
+        assert (remote / "stats" / f"{name}.parquet").read_parquet().equals(local), name

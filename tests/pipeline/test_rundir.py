@@ -156,3 +156,25 @@ def test_next_segment_reads_the_listed_parts_not_the_directory(clean_run):
     assert [str(p) for p in listed] == [str(own_dir / p["path"]) for p in marker["parts"]]
     with pytest.raises(FileNotFoundError, match="not committed"):
         rd.segment_parts("07-nothing")
+
+
+def test_resetting_a_segment_on_an_object_store_lists_the_rejects_once_and_removes_only_its_steps(
+    s3_query, s3_requests
+):
+    """Before a segment is (re)computed its steps' rejects go: one listing of rejects/ says which steps have
+    any, instead of a listing per step (a segment of eight steps made eight)."""
+    from gristmill.core.storage import resolve
+
+    rd = RunDir(f"s3://gristmill-run/runs/reset?{s3_query}")
+    rejects = resolve(rd.root) / "rejects"
+    for slug in ("02-clean.boilerplate_v1", "06-filter_v1", "07-dedup.bloom_v1"):
+        (rejects / slug / "part-0.parquet").write_bytes(b"rejected")
+    (rd.segment_dir("00-ingest") / "part-0.parquet").write_bytes(b"old")
+    steps = [f"{i:02d}-step" for i in range(8)] + ["02-clean.boilerplate_v1", "06-filter_v1"]
+    s3_requests.requests.clear()
+    rd.reset_segment("00-ingest", steps)
+    listings = [key for _, key in s3_requests.requests if "list-type" in key]
+    assert len(listings) <= 2 + 2 * 2, listings  # the segment, rejects/, and each step with rejects
+    assert not any("-step" in key for key in listings)
+    assert [loc.name for loc in rejects.iterdir()] == ["07-dedup.bloom_v1"]
+    assert not (rd.segment_dir("00-ingest") / "part-0.parquet").exists()
