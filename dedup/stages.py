@@ -22,8 +22,8 @@ from gristmill.dedup.components import (
 from gristmill.dedup.hashing import hash_ranges64, hash_strings64
 from gristmill.dedup.lsh import band_keys, optimal_param
 from gristmill.dedup.minhash import (
-    ShingleSpec, csr_take, empty_value, estimated_jaccard, exact_jaccard, shingle_hashes, signature_dtype,
-    signatures_from_hashes, sorted_sets,
+    ShingleSpec, concat_ragged, csr_take, empty_value, estimated_jaccard, exact_jaccard, shingle_sets,
+    signature_dtype, signatures,
 )
 from gristmill.dedup.normalize import Normalization, normalize_batch
 from gristmill.dedup.parallel import partition_of, split_by_partition
@@ -176,8 +176,7 @@ def _sign_part(path: Location, params: MinHashParams, banding: tuple[int, int], 
     for batch in file.iter_batches(batch_size=READ_BATCH_ROWS, columns=["doc_id", params.text_column]):
         docs = _doc_ids(batch)
         text = batch.column(params.text_column)
-        sig = signatures_from_hashes(*shingle_hashes(text, params.shingles()), params.num_perm, params.seed,
-                                     params.scheme)
+        sig = signatures(text, params.shingles(), params.num_perm, params.seed, params.scheme)
         n_docs += len(docs)
         n_bytes += pc.sum(pc.binary_length(text)).as_py() or 0
         # A document without shingles has the empty signature: it would collide with every other empty one.
@@ -222,23 +221,14 @@ def _shingle_candidates(path: Location, params: MinHashParams, part_index: int, 
         if len(rows):
             text = batch.column(params.text_column).take(_numbers(rows, pa.int64()))
             doc_chunks.append(batch_docs[rows])
-            hashes, offsets = shingle_hashes(text, params.shingles())
-            set_chunks.append(sorted_sets(offsets, hashes))
+            set_chunks.append(shingle_sets(text, params.shingles()))
     found = np.concatenate(doc_chunks)
     order = np.argsort(found, kind="stable")
     files = tuple(prefix.with_name(prefix.name + suffix) for suffix in (".docs.npy", ".set_off.npy", ".sets.npy"))
     _save_npy(files[0], found[order])
-    for file, array in zip(files[1:], csr_take(*_concat_ragged(set_chunks), order)):
+    for file, array in zip(files[1:], csr_take(*concat_ragged(set_chunks), order)):
         _save_npy(file, array)
     return files
-
-
-def _concat_ragged(chunks: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
-    if not chunks:
-        return np.zeros(1, np.int64), np.zeros(0, np.uint32)
-    shifts = np.cumsum([0] + [c[0][-1] for c in chunks[:-1]])
-    off = np.concatenate([[0]] + [c[0][1:] + shift for c, shift in zip(chunks, shifts)]).astype(np.int64)
-    return off, np.concatenate([c[1] for c in chunks])
 
 
 def lookup_shingle_sets(sig_files, docs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -257,7 +247,7 @@ def lookup_shingle_sets(sig_files, docs: np.ndarray) -> tuple[np.ndarray, np.nda
     found = np.concatenate([h for h, _, _ in pieces]) if pieces else np.zeros(0, np.int64)
     if len(found) != len(docs):
         raise RuntimeError(f"shingle sets of {len(docs) - len(found)} candidate documents are missing from {sig_files}")
-    off, values = _concat_ragged([(o, v) for _, o, v in pieces])
+    off, values = concat_ragged([(o, v) for _, o, v in pieces])
     return csr_take(off, values, np.argsort(found))
 
 
