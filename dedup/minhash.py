@@ -359,6 +359,34 @@ def signatures(
     return sig
 
 
+def signatures_and_shingles(
+    texts: pa.Array | pa.ChunkedArray,
+    spec: ShingleSpec = ShingleSpec(),
+    num_perm: int = 128,
+    seed: int = 1,
+    scheme: Scheme = "affine32",
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(``signatures``, int64 shingle offsets, uint32 shingle hashes) of a batch, from one normalization and
+    token hashing: exact verification needs the shingles of the candidate documents, which are known only
+    after the signatures of every part are bucketed, and normalizing again costs more than keeping them."""
+    a, b = permutations(num_perm, seed, scheme)
+    sig = np.full((len(texts), num_perm), empty_value(scheme), dtype=signature_dtype(scheme))
+    kernels = compiled_kernels()
+    chunks = []
+    for d0, d1, token_hash, tok_off in tokenized_chunks(texts, spec):
+        sh_off = _shingle_offsets(tok_off, spec.ngram)
+        hashes = np.empty(int(sh_off[-1]), dtype=np.uint32)
+        if len(hashes):
+            kernels.shingle_hash_array(token_hash, tok_off, spec.ngram, sh_off, hashes)
+            if scheme == "legacy":
+                kernels.minhash_legacy(hashes, sh_off, a, b, sig[d0:d1])
+            else:
+                kernels.minhash_tokens_affine32(token_hash, tok_off, spec.ngram, a, b, sig[d0:d1])
+        chunks.append((sh_off, hashes))
+    off, hashes = concat_ragged(chunks) if len(chunks) != 1 else chunks[0]
+    return sig, off, hashes
+
+
 def estimated_jaccard(sig_a: np.ndarray, sig_b: np.ndarray) -> np.ndarray:
     """Row-wise share of equal slots: datasketch's ``MinHash.jaccard`` for aligned pairs of signatures."""
     return np.count_nonzero(sig_a == sig_b, axis=1) / sig_a.shape[1]

@@ -22,8 +22,8 @@ from gristmill.dedup.components import (
 from gristmill.dedup.hashing import hash_ranges64, hash_strings64
 from gristmill.dedup.lsh import band_keys, optimal_param
 from gristmill.dedup.minhash import (
-    ShingleSpec, concat_ragged, csr_take, empty_value, estimated_jaccard, exact_jaccard, shingle_sets,
-    signature_dtype, signatures,
+    ShingleSpec, concat_ragged, csr_take, empty_value, estimated_jaccard, exact_jaccard, signature_dtype,
+    signatures, signatures_and_shingles, sorted_sets,
 )
 from gristmill.dedup.normalize import Normalization, normalize_batch
 from gristmill.dedup.parallel import partition_of, split_by_partition
@@ -166,17 +166,25 @@ class MinHashParams(StageParams):
 
 
 def _sign_part(path: Location, params: MinHashParams, banding: tuple[int, int], sig_prefix: Location | None,
-               num_partitions: int, part_index: int):
+               shingle_prefix: Location | None, num_partitions: int, part_index: int):
     """Signatures and band keys of one part; (key, doc_id, part index) rows split by key partition, plus stats.
-    The signatures are kept (``sig_prefix``) only when verification compares them."""
+    The signatures are kept (``sig_prefix``) only when verification compares them; the shingle hashes of every
+    document (``shingle_prefix``) only when verification compares shingle sets, until the candidates' sets are
+    taken from them (``_shingle_candidates``)."""
     bands, rows = banding
     file = path.parquet_file()
-    doc_chunks, sig_chunks, key_chunks, keyed_docs = [], [], [], []
+    doc_chunks, sig_chunks, key_chunks, keyed_docs, shingle_chunks, all_docs = [], [], [], [], [], []
     n_docs = n_bytes = n_empty = 0
     for batch in file.iter_batches(batch_size=READ_BATCH_ROWS, columns=["doc_id", params.text_column]):
         docs = _doc_ids(batch)
         text = batch.column(params.text_column)
-        sig = signatures(text, params.shingles(), params.num_perm, params.seed, params.scheme)
+        if shingle_prefix is None:
+            sig = signatures(text, params.shingles(), params.num_perm, params.seed, params.scheme)
+        else:
+            sig, sh_off, hashes = signatures_and_shingles(text, params.shingles(), params.num_perm, params.seed,
+                                                          params.scheme)
+            shingle_chunks.append((sh_off, hashes))
+            all_docs.append(docs)
         n_docs += len(docs)
         n_bytes += pc.sum(pc.binary_length(text)).as_py() or 0
         # A document without shingles has the empty signature: it would collide with every other empty one.
@@ -200,34 +208,44 @@ def _sign_part(path: Location, params: MinHashParams, banding: tuple[int, int], 
         order = np.argsort(all_docs, kind="stable")
         _save_npy(sig_files[0], all_docs[order])
         _save_npy(sig_files[1], all_sig[order])
+    shingle_files = None
+    if shingle_prefix is not None:
+        shingle_files = _part_shingle_files(shingle_prefix)
+        _save_npy(shingle_files[0], np.concatenate(all_docs) if all_docs else np.zeros(0, np.uint64))
+        for file, array in zip(shingle_files[1:], concat_ragged(shingle_chunks)):
+            _save_npy(file, array)
     chunks = split_by_partition(partition_of(keys, num_partitions), num_partitions, keys, kdocs, kparts)
-    stats = {"docs": n_docs, "bytes": int(n_bytes), "docs_without_shingles": n_empty, "sig_files": sig_files}
+    stats = {"docs": n_docs, "bytes": int(n_bytes), "docs_without_shingles": n_empty, "sig_files": sig_files,
+             "shingle_files": shingle_files}
     return (*chunks, stats)
 
 
-def _shingle_candidates(path: Location, params: MinHashParams, part_index: int, prefix: Location, *chunks):
-    """The shingle sets (sorted, distinct) of this part's candidate documents, those in a candidate pair, shingled
-    again from the text: the state holds no shingles of the other documents. ``chunks``: (doc_id, part index)
-    rows of candidates; returns the files (doc_ids, set offsets, set values), or None without candidates."""
+def _part_shingle_files(prefix: Location) -> tuple[Location, Location, Location]:
+    """A part's (doc_ids in file order, shingle offsets, shingle hashes) files."""
+    return tuple(prefix.with_name(prefix.name + suffix) for suffix in (".part_docs.npy", ".part_off.npy",
+                                                                       ".part_hashes.npy"))
+
+
+def _shingle_candidates(part_files: tuple[Location, ...], part_index: int, prefix: Location, *chunks):
+    """The shingle sets (sorted, distinct) of this part's candidate documents, those in a candidate pair, taken
+    from the shingle hashes ``_sign_part`` kept of every document of the part, which are then deleted: the state
+    holds no shingles of the other documents. ``chunks``: (doc_id, part index) rows of candidates; returns the
+    files (doc_ids, set offsets, set values), or None without candidates."""
     docs = np.concatenate([c[0] for c in chunks]) if chunks else np.zeros(0, np.uint64)
     parts = np.concatenate([c[1] for c in chunks]) if chunks else np.zeros(0, np.int64)
     wanted = np.unique(docs[parts == part_index])
-    if len(wanted) == 0:
-        return None
-    doc_chunks, set_chunks = [], []
-    for batch in path.parquet_file().iter_batches(batch_size=READ_BATCH_ROWS, columns=["doc_id", params.text_column]):
-        batch_docs = _doc_ids(batch)
-        rows = np.flatnonzero(_isin_sorted(batch_docs, wanted))
-        if len(rows):
-            text = batch.column(params.text_column).take(_numbers(rows, pa.int64()))
-            doc_chunks.append(batch_docs[rows])
-            set_chunks.append(shingle_sets(text, params.shingles()))
-    found = np.concatenate(doc_chunks)
-    order = np.argsort(found, kind="stable")
-    files = tuple(prefix.with_name(prefix.name + suffix) for suffix in (".docs.npy", ".set_off.npy", ".sets.npy"))
-    _save_npy(files[0], found[order])
-    for file, array in zip(files[1:], csr_take(*concat_ragged(set_chunks), order)):
-        _save_npy(file, array)
+    files = None
+    if len(wanted):
+        part_docs = _load_npy(part_files[0])
+        order = np.argsort(part_docs, kind="stable")
+        rows = order[np.searchsorted(part_docs[order], wanted)]  # every candidate is a document of this part
+        off, values = csr_take(_load_npy(part_files[1]), _load_npy(part_files[2]), rows)
+        files = tuple(prefix.with_name(prefix.name + suffix) for suffix in (".docs.npy", ".set_off.npy", ".sets.npy"))
+        _save_npy(files[0], wanted)
+        for file, array in zip(files[1:], sorted_sets(off, values)):
+            _save_npy(file, array)
+    for file in part_files:
+        file.delete()
     return files
 
 
@@ -384,10 +402,12 @@ class MinHashDedup(GlobalStage):
         out_dir = ctx.state
         parts = sorted(ctx.input_parts, key=lambda loc: loc.path)
         compare_signatures = p.verify and p.verify_with == "signatures"
+        compare_shingles = p.verify and p.verify_with == "shingles"
         signed = [
             runner.submit(
                 _sign_part, path, p, (bands, rows),
-                out_dir / "signatures" / f"part-{i:06d}" if compare_signatures else None, P, i,
+                out_dir / "signatures" / f"part-{i:06d}" if compare_signatures else None,
+                out_dir / "shingles" / f"part-{i:06d}" if compare_shingles else None, P, i,
                 num_returns=P + 1,
             )
             for i, path in enumerate(parts)
@@ -400,11 +420,11 @@ class MinHashDedup(GlobalStage):
         bucket_counts = sum(runner.get([b[2 * P] for b in buckets]), BucketCounts())
         if compare_signatures:
             sig_files = [s["sig_files"] for s in part_stats if s["sig_files"]]
-        elif p.verify:
+        elif compare_shingles:
             shingled = [
-                runner.submit(_shingle_candidates, path, p, i, out_dir / "shingles" / f"part-{i:06d}",
-                              *[b[P + i % P] for b in buckets])
-                for i, path in enumerate(parts)
+                runner.submit(_shingle_candidates, part_stats[i]["shingle_files"], i,
+                              out_dir / "shingles" / f"part-{i:06d}", *[b[P + i % P] for b in buckets])
+                for i in range(len(parts))
             ]
             sig_files = [f for f in runner.get(shingled) if f is not None]
         else:

@@ -12,7 +12,8 @@ import pytest
 from gristmill.dedup import minhash
 from gristmill.dedup.minhash import (
     ShingleSpec, concat_ragged, csr_take, estimated_jaccard, exact_jaccard, reference_hashfunc, shingle_hashes,
-    shingle_sets, shingled_chunks, shingles_py, signatures, signatures_from_hashes, sorted_sets,
+    shingle_sets, shingled_chunks, shingles_py, signatures, signatures_and_shingles, signatures_from_hashes,
+    sorted_sets,
 )
 from gristmill.dedup.scratch import KEEP_BYTES, SCRATCH, Scratch
 from gristmill.dedup.normalize import Normalization
@@ -221,3 +222,21 @@ def test_scratch_grows_and_does_not_keep_buffers_above_its_limit():
     assert scratch.array("x", 5, np.uint32).dtype == np.uint32
     huge = scratch.array("y", KEEP_BYTES + 1, np.uint8)
     assert len(huge) == KEEP_BYTES + 1 and "y" not in scratch.buffers
+
+
+@pytest.mark.parametrize("scheme", ["affine32", "legacy"])
+def test_signatures_and_shingles_of_one_pass_equal_each_on_its_own(docs, scheme, monkeypatch):
+    """Exact verification takes the candidates' shingles from the signing pass: the same signatures and shingle
+    hashes as ``signatures`` and ``shingle_hashes``, whatever the chunks, and nothing for no documents."""
+    texts = pa.array(docs * 2, pa.large_string())
+    for spec in (ShingleSpec(), ShingleSpec(ngram=3, unit="char")):
+        want_hashes, want_off = shingle_hashes(texts, spec, backend="numpy")
+        want_sig = signatures(texts, spec, 32, 5, scheme, backend="numpy")
+        for chunk_bytes in (37, 1000, 1 << 30):
+            monkeypatch.setattr(minhash, "CHUNK_BYTES", chunk_bytes)
+            sig, off, hashes = signatures_and_shingles(texts, spec, 32, 5, scheme)
+            np.testing.assert_array_equal(sig, want_sig)
+            np.testing.assert_array_equal(off, want_off)
+            np.testing.assert_array_equal(hashes, want_hashes)
+    sig, off, hashes = signatures_and_shingles(pa.array([], pa.large_string()), ShingleSpec(), 32, 5, scheme)
+    assert sig.shape == (0, 32) and off.tolist() == [0] and len(hashes) == 0

@@ -282,3 +282,28 @@ def test_minhash_state_keeps_the_shingle_sets_of_candidate_documents_only(tmp_pa
         want_off, want_values = shingle_sets(pa.array([text[int(d)] for d in docs], pa.large_string()), ShingleSpec())
         np.testing.assert_array_equal(off, want_off)
         np.testing.assert_array_equal(values, want_values)
+
+
+def test_minhash_candidate_sets_come_from_the_signing_pass_not_the_text(tmp_path, build, near_dup_corpus):
+    """Exact verification takes the candidates' shingle sets from the hashes the signing pass kept (the text is
+    not normalized again: the input part may be gone by then), and the kept hashes are deleted afterwards."""
+    from pathlib import Path
+
+    from gristmill.core.storage import resolve
+    from gristmill.dedup.minhash import shingle_sets
+    from gristmill.dedup.stages import _shingle_candidates, _sign_part
+
+    parts, _ = near_dup_corpus
+    path = build.write_parts(tmp_path, parts)[0]
+    stage = MinHashDedup({"threshold": 0.7})
+    prefix = resolve(tmp_path / "state" / "shingles" / "part-000000")
+    *_, stats = _sign_part(resolve(path), stage.params, stage.params.banding(), None, prefix, 1, 0)
+    os.remove(path)
+    docs = np.array(sorted(doc for doc, _, _ in parts[0])[::2], dtype=np.uint64)
+    files = _shingle_candidates(stats["shingle_files"], 0, prefix, (docs[::-1], np.zeros(len(docs), np.int64)))
+    text = {doc: t for doc, t, _ in parts[0]}
+    want_off, want_values = shingle_sets(pa.array([text[int(d)] for d in docs], pa.large_string()), ShingleSpec())
+    for file, want in zip(files, (docs, want_off, want_values)):
+        np.testing.assert_array_equal(np.load(os.fspath(file)), want)
+    assert sorted(p.name for p in Path(tmp_path / "state" / "shingles").iterdir()) == [
+        "part-000000.docs.npy", "part-000000.set_off.npy", "part-000000.sets.npy"]
