@@ -21,7 +21,9 @@ written once as JSONL (datatrove's input) and Parquet (gristmill's), one file ea
   band, run one after the other), word 5-grams, sha1 64-bit hashes (its xxhash path fails with xxhash 4).
 * gristmill: ``dedup.minhash_v1`` ``build`` on the local runtime (signatures, buckets, verification of every
   candidate pair by the exact Jaccard of the shingle sets, keep-first clusters) then ``apply`` to the part and the
-  kept rows written as Parquet; word 5-grams, the same bands x rows (num_perm = bands * rows).
+  kept rows written as Parquet; word 5-grams, the same bands x rows (num_perm = bands * rows). Also
+  ``gristmill-signatures``: the same with ``verify_with: signatures`` (each candidate pair's Jaccard estimated
+  from the signatures, as datasketch's MinHashLSH results, which it does not verify at all).
 
 CPU is that of each side's whole process tree (``os.wait4`` of the child: the child and every descendant it
 waited for), start-up and imports included; each child also reports the CPU of its dedup work alone (after the
@@ -32,7 +34,8 @@ Per core (``--per-core-rounds`` rounds in each of ``--repeat`` child processes o
 ``--baseline``, of the baseline's, alternating; one thread; each implementation once per round, so a round's
 figures share the machine's load; median and range reported, and the per-round ratios): gristmill ``signatures``
 from raw text; gristmill's MinHash path in memory (``minhash_path``: the stage's functions on arrays, from text to
-keep-first clusters, every candidate pair verified; checked to remove what the stage removes); datasketch
+keep-first clusters, every candidate pair verified, by exact Jaccard and, a second row, by the signatures; each
+checked to remove what the stage in that mode removes); datasketch
 ``MinHash.update_batch`` and datasketch signatures + ``MinHashLSH`` insert and query, and rensa ``RMinHash``, given
 their shingles ready-made (making them is not counted against them); rensa's batch call on gristmill's flat
 shingle hashes against gristmill's permutation step on the same hashes.
@@ -96,7 +99,8 @@ def run_datatrove(work: Path, bands: int, rows: int) -> dict:
     return {"work_cpu": work_cpu, "kept": kept}
 
 
-def run_gristmill(work: Path, bands: int, rows: int, inputs: Path | None = None) -> dict:
+def run_gristmill(work: Path, bands: int, rows: int, inputs: Path | None = None,
+                  verify_with: str = "shingles") -> dict:
     import pyarrow.parquet as pq
 
     from gristmill.core.runtime import LocalRuntime
@@ -106,7 +110,8 @@ def run_gristmill(work: Path, bands: int, rows: int, inputs: Path | None = None)
     t0 = time.process_time()
     parts = sorted(str(p) for p in (inputs or work / "input").glob("*.parquet"))
     ctx = GlobalContext.for_step(str(work / "gristmill" / "run"), MinHashDedup.name, 0, parts, LocalRuntime(), seed=0)
-    stage = MinHashDedup({"num_perm": bands * rows, "bands": bands, "rows": rows, "threshold": 0.8, "partitions": 1})
+    stage = MinHashDedup({"num_perm": bands * rows, "bands": bands, "rows": rows, "threshold": 0.8, "partitions": 1,
+                          "verify_with": verify_with})
     removed = stage.build(ctx)
     kept = 0
     (work / "gristmill" / "output").mkdir(parents=True, exist_ok=True)
@@ -127,11 +132,19 @@ def run_per_core(work: Path, bands: int, rows: int, rounds: int) -> dict:
 
     with open(work / "input" / "docs.jsonl") as f:
         docs = [json.loads(line)["text"] for line in f]
-    return {"times": signature_rows(docs, (bands, rows), rounds),
-            "removed": minhash_path(pa.array(docs, pa.large_string()), bands, rows)}
+    texts = pa.array(docs, pa.large_string())
+    removed = {"shingles": minhash_path(texts, bands, rows)}
+    times = signature_rows(docs, (bands, rows), rounds)
+    if SIGNATURE_PATH_ROW in times:
+        removed["signatures"] = minhash_path(texts, bands, rows, verify_with="signatures")
+    return {"times": times, "removed": removed}
 
 
-SIDES = {"datatrove": run_datatrove, "gristmill": run_gristmill}
+def run_gristmill_signatures(work: Path, bands: int, rows: int, inputs: Path | None = None) -> dict:
+    return run_gristmill(work, bands, rows, inputs, verify_with="signatures")
+
+
+SIDES = {"datatrove": run_datatrove, "gristmill": run_gristmill, "gristmill-signatures": run_gristmill_signatures}
 
 
 def child_main(args) -> None:
@@ -139,7 +152,7 @@ def child_main(args) -> None:
         print("RESULT " + json.dumps(run_per_core(Path(args.work), args.bands, args.rows, args.repeat)), flush=True)
         return
     result = SIDES[args.side](Path(args.work), args.bands, args.rows)
-    if args.side == "gristmill":  # the same work again in this process: its cost without the first-call loading
+    if args.side.startswith("gristmill"):  # the same work again in this process: its cost without the first-call loading
         again = SIDES[args.side](Path(args.work) / "again", args.bands, args.rows, Path(args.work) / "input")
         result["warm_work_cpu"] = again["work_cpu"]
     print("RESULT " + json.dumps(result), flush=True)
@@ -191,25 +204,33 @@ def write_inputs(docs: list[str], work: Path) -> None:
     pq.write_table(table, work / "input" / "part-0000000000000000.parquet")
 
 
-def minhash_path(texts, bands: int, rows: int, threshold: float = 0.8, max_bucket_size: int = 256) -> int:
-    """The stage's MinHash path in one process on arrays, without its storage and tasks: text -> signatures ->
-    band keys -> buckets -> the candidate documents shingled again (as ``_shingle_candidates``) -> every candidate
-    pair verified by exact Jaccard -> keep-first clusters. Returns the number of documents removed."""
+def minhash_path(texts, bands: int, rows: int, threshold: float = 0.8, max_bucket_size: int = 256,
+                 verify_with: str = "shingles") -> int:
+    """The stage's MinHash path in one process on arrays, without its storage and tasks: text -> signatures (and,
+    verifying with shingles, every document's shingle hashes, as ``_sign_part``) -> band keys -> buckets -> every
+    candidate pair verified: by the exact Jaccard of the candidates' sorted shingle sets (as
+    ``_shingle_candidates``) or by the share of equal signature slots -> keep-first clusters. Returns the number
+    of documents removed."""
     import numpy as np
-    import pyarrow as pa
 
     from gristmill.dedup.components import bucket_edges, keep_first
     from gristmill.dedup.lsh import band_keys
-    from gristmill.dedup.minhash import ShingleSpec, empty_value, exact_jaccard, shingle_sets, signatures
+    from gristmill.dedup import minhash
 
-    spec = ShingleSpec()
-    sig = signatures(texts, spec, bands * rows)
-    signed = np.flatnonzero((sig != empty_value("affine32")).any(axis=1))
+    spec = minhash.ShingleSpec()
+    if verify_with == "shingles":
+        sig, sh_off, hashes = minhash.signatures_and_shingles(texts, spec, bands * rows)
+    else:
+        sig = minhash.signatures(texts, spec, bands * rows)
+    signed = np.flatnonzero((sig != minhash.empty_value("affine32")).any(axis=1))
     keys = band_keys(sig[signed], bands, rows)
     a, b, _ = bucket_edges(keys.ravel(), np.repeat(signed.astype(np.uint64), bands), max_bucket_size)
-    candidates = np.unique(np.concatenate([a, b]))
-    set_off, values = shingle_sets(texts.take(pa.array(candidates.astype(np.int64))), spec)
-    sim = exact_jaccard(set_off, values, np.searchsorted(candidates, a), np.searchsorted(candidates, b))
+    if verify_with == "shingles":
+        candidates = np.unique(np.concatenate([a, b]))
+        set_off, values = minhash.sorted_sets(*minhash.csr_take(sh_off, hashes, candidates.astype(np.int64)))
+        sim = minhash.exact_jaccard(set_off, values, np.searchsorted(candidates, a), np.searchsorted(candidates, b))
+    else:
+        sim = minhash.estimated_jaccard(sig[a.astype(np.int64)], sig[b.astype(np.int64)])
     keep = sim >= threshold
     _, removed, _, _ = keep_first(np.concatenate([a[keep], b[keep]]), a[keep], b[keep], sim[keep])
     return int(removed.sum())
@@ -274,8 +295,7 @@ def signature_rows(docs: list[str], bands_rows: tuple[int, int], repeat: int) ->
             lambda: signatures(texts, spec, num_perm),
         "gristmill `signatures_from_hashes` (the permutation step alone, flat shingle hashes given)":
             lambda: signatures_from_hashes(hashes, offsets, num_perm),
-        "gristmill MinHash path in memory (text -> signatures -> buckets -> candidates shingled again -> every "
-        "pair's exact Jaccard -> keep-first clusters)": lambda: minhash_path(texts, *bands_rows),
+        PATH_ROW: lambda: minhash_path(texts, *bands_rows),
         "datasketch `MinHash(num_perm, seed=1).update_batch` (sha1; shingles given)": datasketch_default,
         f"datasketch signatures + `MinHashLSH(params={bands_rows})`, insert and query every document":
             datasketch_lsh,
@@ -293,7 +313,14 @@ def signature_rows(docs: list[str], bands_rows: tuple[int, int], repeat: int) ->
             lambda: rensa.RMinHash.digest_matrix_from_token_byte_sets(shingles, num_perm, 1))
         fns["rensa `digest_matrix_from_flat_token_hashes` (gristmill's flat shingle hashes given)"] = (
             lambda: rensa.RMinHash.digest_matrix_from_flat_token_hashes(flat, offsets, num_perm, 1))
+    fns[SIGNATURE_PATH_ROW] = lambda: minhash_path(texts, *bands_rows, verify_with="signatures")
     return cpu_rounds(fns, repeat)
+
+
+PATH_ROW = ("gristmill MinHash path in memory (text -> signatures and shingle hashes -> buckets -> every candidate "
+            "pair's exact Jaccard -> keep-first clusters)")
+SIGNATURE_PATH_ROW = ("gristmill MinHash path in memory, `verify_with: signatures` (text -> signatures -> buckets -> "
+                      "every candidate pair's share of equal slots -> keep-first clusters)")
 
 
 def main() -> None:
@@ -393,10 +420,13 @@ def minhash_part(args) -> None:
     print(f"\ngristmill/datatrove CPU: process tree {g['tree_cpu'] / d['tree_cpu']:.3f}x, "
           f"dedup work {work_best['gristmill'] / work_best['datatrove']:.3f}x")
 
-    per_core_part(args, docs, mb, g["removed"], [x["warm_work_cpu"] for x in results["gristmill"]])
+    per_core_part(args, docs, mb, {"shingles": g["removed"], "signatures": best["gristmill-signatures"]["removed"]},
+                  {"": [x["warm_work_cpu"] for x in results["gristmill"]],
+                   ", `verify_with: signatures`": [x["warm_work_cpu"] for x in results["gristmill-signatures"]]})
 
 
-def per_core_part(args, docs: list[str], mb: float, removed: int, stage_warm: list[float]) -> None:
+def per_core_part(args, docs: list[str], mb: float, removed: dict[str, int],
+                  stage_warm: dict[str, list[float]]) -> None:
     """The per-core comparison, in child processes of this checkout and of the baseline's, alternating."""
     import statistics
 
@@ -410,13 +440,16 @@ def per_core_part(args, docs: list[str], mb: float, removed: int, stage_warm: li
             for name, checkout in checkouts.items():
                 result = run_side(args.python, "per-core", Path(tmp), args.bands, args.rows, checkout,
                                   rounds=args.per_core_rounds)
-                if result["removed"] != removed:
-                    raise RuntimeError(f"{name}: the in-memory path removed {result['removed']}, the stage {removed}")
+                counts = result["removed"]  # a count (a baseline's script), or one per verification mode
+                for mode, n in (counts if isinstance(counts, dict) else {"shingles": counts}).items():
+                    if n != removed[mode]:
+                        raise RuntimeError(f"{name}: the in-memory path ({mode}) removed {n}, the stage {removed[mode]}")
                 for row, values in result["times"].items():
                     times[name].setdefault(row, []).extend(values)
     for name, rows in times.items():
         names = list(rows)
         ours, path, ds, ds_lsh = (rows[names[i]] for i in (0, 2, 3, 4))
+        sig_path = rows.get(SIGNATURE_PATH_ROW)
         print(f"\n### Per core, {name}: num_perm={args.bands * args.rows}, one thread, {len(ours)} rounds "
               f"({args.repeat} processes x {args.per_core_rounds}; each implementation once per round): CPU s, "
               "median [least-most]\n")
@@ -429,9 +462,14 @@ def per_core_part(args, docs: list[str], mb: float, removed: int, stage_warm: li
         print(f"* datasketch `update_batch` / gristmill `signatures`: {spread([d / o for d, o in zip(ds, ours)])}x")
         print(f"* datasketch signatures + LSH / the MinHash path in memory: "
               f"{spread([d / p for d, p in zip(ds_lsh, path)])}x")
+        if sig_path:
+            print(f"* datasketch signatures + LSH / the MinHash path in memory, `verify_with: signatures`: "
+                  f"{spread([d / p for d, p in zip(ds_lsh, sig_path)])}x")
         if name == "this checkout":
-            print(f"* datasketch signatures + LSH (median) / this checkout's stage, warm (`build` + `apply`, Parquet in "
-                  f"and out; {len(stage_warm)} runs): {spread([statistics.median(ds_lsh) / w for w in stage_warm])}x")
+            for mode, warm in stage_warm.items():
+                print(f"* datasketch signatures + LSH (median) / this checkout's stage{mode}, warm (`build` + "
+                      f"`apply`, Parquet in and out; {len(warm)} runs): "
+                      f"{spread([statistics.median(ds_lsh) / w for w in warm])}x")
 
 if __name__ == "__main__":
     main()
