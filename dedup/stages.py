@@ -36,9 +36,17 @@ BLOOM_KEY_HASH = "gristmill-block64-v1"
 
 
 def _save_npy(location: Location, array: np.ndarray) -> None:
-    buffer = io.BytesIO()
-    np.save(buffer, array)
-    location.write_bytes(buffer.getvalue())
+    """``np.save``'s bytes, the array's data written from its own memory (not copied into a buffer first)."""
+    array = np.ascontiguousarray(array)
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(header, np.lib.format.header_data_from_array_1_0(array))
+
+    def write(sink):
+        sink.write(header.getvalue())
+        if array.nbytes:
+            sink.write(pa.py_buffer(array.reshape(-1).view(np.uint8)))
+
+    location.write_stream(write)
 
 
 def _load_npy(location: Location) -> np.ndarray:

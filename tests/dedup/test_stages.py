@@ -307,3 +307,19 @@ def test_minhash_candidate_sets_come_from_the_signing_pass_not_the_text(tmp_path
         np.testing.assert_array_equal(np.load(os.fspath(file)), want)
     assert sorted(p.name for p in Path(tmp_path / "state" / "shingles").iterdir()) == [
         "part-000000.docs.npy", "part-000000.set_off.npy", "part-000000.sets.npy"]
+
+
+@pytest.mark.parametrize("array", [np.arange(10, dtype=np.uint64), np.zeros((0, 126), np.uint32),
+                                   np.arange(630, dtype=np.uint32).reshape(5, 126), np.arange(7.0)[::2]])
+def test_state_arrays_are_written_as_np_save_writes_them(tmp_path, array):
+    """The state's arrays are streamed from their own memory: the file is byte for byte ``np.save``'s."""
+    import io
+
+    from gristmill.core.storage import resolve
+    from gristmill.dedup.stages import _load_npy, _save_npy
+
+    _save_npy(resolve(tmp_path / "a.npy"), array)
+    want = io.BytesIO()
+    np.save(want, array)
+    assert (tmp_path / "a.npy").read_bytes() == want.getvalue()
+    np.testing.assert_array_equal(_load_npy(resolve(tmp_path / "a.npy")), array)
