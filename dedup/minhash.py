@@ -17,8 +17,9 @@ per-thread buffers reused from chunk to chunk and batch to batch (``gristmill.de
 a page fault per 4 KiB written), then the affine32 signatures are taken straight from the token hashes
 (``minhash_tokens_affine32``: eight shingle hashes computed side by side, the permutations applied to the eight
 per pass over the signature row in uint32 arithmetic that LLVM vectorizes; no shingle array is stored). The
-shingle-hash array (``shingled_chunks``) gives the exact shingle sets of verification (``sorted_sets``) and the
-legacy scheme's signatures (benchmarks/minhash.py, benchmarks/peers.py).
+shingle-hash array (``shingled_chunks``) gives the legacy scheme's signatures (benchmarks/minhash.py,
+benchmarks/peers.py); ``signatures_and_shingles`` gives it beside the signatures from the same normalization,
+for the exact shingle sets of verification (``sorted_sets``).
 
 ``reference_hashfunc`` is the same shingle hash in pure Python: with it,
 ``datasketch.MinHash(num_perm=K, seed=S, hashfunc=reference_hashfunc(...))`` fed with ``shingles_py`` gives
