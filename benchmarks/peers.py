@@ -21,19 +21,27 @@ written once as JSONL (datatrove's input) and Parquet (gristmill's), one file ea
   band, run one after the other), word 5-grams, sha1 64-bit hashes (its xxhash path fails with xxhash 4).
 * gristmill: ``dedup.minhash_v1`` ``build`` on the local runtime (signatures, buckets, verification of every
   candidate pair by the exact Jaccard of the shingle sets, keep-first clusters) then ``apply`` to the part and the
-  kept rows written as Parquet; word 5-grams, the same bands x rows (num_perm = bands * rows).
+  kept rows written as Parquet; word 5-grams, the same bands x rows (num_perm = bands * rows). Also
+  ``gristmill-signatures``: the same with ``verify_with: signatures`` (each candidate pair's Jaccard estimated
+  from the signatures, as datasketch's MinHashLSH results, which it does not verify at all).
 
 CPU is that of each side's whole process tree (``os.wait4`` of the child: the child and every descendant it
 waited for), start-up and imports included; each child also reports the CPU of its dedup work alone (after the
 imports) and, for gristmill, the CPU of the same work repeated in the same process (warm: compiled kernels and
 imports loaded; not counted in its process-tree figure). The least of ``--repeat`` runs, alternating the sides.
 
-Signatures alone (in this process, least CPU of repeated runs, one thread): gristmill from raw text; datasketch
-``MinHash.update_batch`` and rensa ``RMinHash`` given their shingles ready-made (making them is not counted
-against them); rensa's batch call on gristmill's flat shingle hashes against gristmill's permutation step on
-the same hashes.
+Per core (``--per-core-rounds`` rounds in each of ``--repeat`` child processes of this checkout and, with
+``--baseline``, of the baseline's, alternating; one thread; each implementation once per round, so a round's
+figures share the machine's load; median and range reported, and the per-round ratios): gristmill ``signatures``
+from raw text; gristmill's MinHash path in memory (``minhash_path``: the stage's functions on arrays, from text to
+keep-first clusters, every candidate pair verified, by exact Jaccard and, a second row, by the signatures; each
+checked to remove what the stage in that mode removes); datasketch
+``MinHash.update_batch`` and datasketch signatures + ``MinHashLSH`` insert and query, and rensa ``RMinHash``, given
+their shingles ready-made (making them is not counted against them); rensa's batch call on gristmill's flat
+shingle hashes against gristmill's permutation step on the same hashes.
 
     python benchmarks/peers.py [--parts crawl minhash tokenize] [--data DIR] [--python PY] [--repeat 3]
+        [--per-core-rounds 3]
         [--copies 2 --warc-mb 2.3 --executor local --peer-path DIR] [--bands 14 --rows 9] [--tokenize-mb 8]
 
 DIR defaults to $GRISTMILL_SHARED_DATA, else ../shared/data beside the repository; PY (the interpreter of the
@@ -91,7 +99,8 @@ def run_datatrove(work: Path, bands: int, rows: int) -> dict:
     return {"work_cpu": work_cpu, "kept": kept}
 
 
-def run_gristmill(work: Path, bands: int, rows: int, inputs: Path | None = None) -> dict:
+def run_gristmill(work: Path, bands: int, rows: int, inputs: Path | None = None,
+                  verify_with: str = "shingles") -> dict:
     import pyarrow.parquet as pq
 
     from gristmill.core.runtime import LocalRuntime
@@ -101,7 +110,8 @@ def run_gristmill(work: Path, bands: int, rows: int, inputs: Path | None = None)
     t0 = time.process_time()
     parts = sorted(str(p) for p in (inputs or work / "input").glob("*.parquet"))
     ctx = GlobalContext.for_step(str(work / "gristmill" / "run"), MinHashDedup.name, 0, parts, LocalRuntime(), seed=0)
-    stage = MinHashDedup({"num_perm": bands * rows, "bands": bands, "rows": rows, "threshold": 0.8, "partitions": 1})
+    stage = MinHashDedup({"num_perm": bands * rows, "bands": bands, "rows": rows, "threshold": 0.8, "partitions": 1,
+                          "verify_with": verify_with})
     removed = stage.build(ctx)
     kept = 0
     (work / "gristmill" / "output").mkdir(parents=True, exist_ok=True)
@@ -116,23 +126,44 @@ def run_gristmill(work: Path, bands: int, rows: int, inputs: Path | None = None)
     return {"work_cpu": time.process_time() - t0, "kept": kept, "removed": int(len(removed))}
 
 
-SIDES = {"datatrove": run_datatrove, "gristmill": run_gristmill}
+def run_per_core(work: Path, bands: int, rows: int, rounds: int) -> dict:
+    """The per-core comparison (``signature_rows``) on the input documents, and what the in-memory path removed."""
+    import pyarrow as pa
+
+    with open(work / "input" / "docs.jsonl") as f:
+        docs = [json.loads(line)["text"] for line in f]
+    texts = pa.array(docs, pa.large_string())
+    removed = {"shingles": minhash_path(texts, bands, rows)}
+    times = signature_rows(docs, (bands, rows), rounds)
+    if SIGNATURE_PATH_ROW in times:
+        removed["signatures"] = minhash_path(texts, bands, rows, verify_with="signatures")
+    return {"times": times, "removed": removed}
+
+
+def run_gristmill_signatures(work: Path, bands: int, rows: int, inputs: Path | None = None) -> dict:
+    return run_gristmill(work, bands, rows, inputs, verify_with="signatures")
+
+
+SIDES = {"datatrove": run_datatrove, "gristmill": run_gristmill, "gristmill-signatures": run_gristmill_signatures}
 
 
 def child_main(args) -> None:
+    if args.side == "per-core":
+        print("RESULT " + json.dumps(run_per_core(Path(args.work), args.bands, args.rows, args.repeat)), flush=True)
+        return
     result = SIDES[args.side](Path(args.work), args.bands, args.rows)
-    if args.side == "gristmill":  # the same work again in this process: its cost without the first-call loading
+    if args.side.startswith("gristmill"):  # the same work again in this process: its cost without the first-call loading
         again = SIDES[args.side](Path(args.work) / "again", args.bands, args.rows, Path(args.work) / "input")
         result["warm_work_cpu"] = again["work_cpu"]
     print("RESULT " + json.dumps(result), flush=True)
 
 
 def run_side(python: str, side: str, work: Path, bands: int, rows: int, checkout: Path = HERE.parent,
-             peer_path: str | None = None) -> dict:
+             peer_path: str | None = None, rounds: int = 1) -> dict:
     """One side in a child process (this script of ``checkout``, so its code): its result and the CPU of its
-    whole process tree."""
+    whole process tree. ``rounds``: the per-core side's."""
     cmd = [python, str(checkout / "benchmarks" / "peers.py"), "--side", side, "--work", str(work),
-           "--bands", str(bands), "--rows", str(rows)]
+           "--bands", str(bands), "--rows", str(rows), "--repeat", str(rounds)]
     t = time.perf_counter()
     env = None
     if peer_path and side == "datatrove":  # datatrove's own dependencies, on its side's path only
@@ -173,7 +204,62 @@ def write_inputs(docs: list[str], work: Path) -> None:
     pq.write_table(table, work / "input" / "part-0000000000000000.parquet")
 
 
-def signature_rows(docs: list[str], bands_rows: tuple[int, int], repeat: int) -> list[tuple[str, float]]:
+def minhash_path(texts, bands: int, rows: int, threshold: float = 0.8, max_bucket_size: int = 256,
+                 verify_with: str = "shingles") -> int:
+    """The stage's MinHash path in one process on arrays, without its storage and tasks: text -> signatures (and,
+    verifying with shingles, every document's shingle hashes, as ``_sign_part``) -> band keys -> buckets -> every
+    candidate pair verified: by the exact Jaccard of the candidates' sorted shingle sets (as
+    ``_shingle_candidates``) or by the share of equal signature slots -> keep-first clusters. Returns the number
+    of documents removed."""
+    import numpy as np
+
+    from gristmill.dedup.components import bucket_edges, keep_first
+    from gristmill.dedup.lsh import band_keys
+    from gristmill.dedup import minhash
+
+    spec = minhash.ShingleSpec()
+    if verify_with == "shingles":
+        sig, sh_off, hashes = minhash.signatures_and_shingles(texts, spec, bands * rows)
+    else:
+        sig = minhash.signatures(texts, spec, bands * rows)
+    signed = np.flatnonzero((sig != minhash.empty_value("affine32")).any(axis=1))
+    keys = band_keys(sig[signed], bands, rows)
+    a, b, _ = bucket_edges(keys.ravel(), np.repeat(signed.astype(np.uint64), bands), max_bucket_size)
+    if verify_with == "shingles":
+        candidates = np.unique(np.concatenate([a, b]))
+        set_off, values = minhash.sorted_sets(*minhash.csr_take(sh_off, hashes, candidates.astype(np.int64)))
+        sim = minhash.exact_jaccard(set_off, values, np.searchsorted(candidates, a), np.searchsorted(candidates, b))
+    else:
+        sim = minhash.estimated_jaccard(sig[a.astype(np.int64)], sig[b.astype(np.int64)])
+    keep = sim >= threshold
+    _, removed, _, _ = keep_first(np.concatenate([a[keep], b[keep]]), a[keep], b[keep], sim[keep])
+    return int(removed.sum())
+
+
+def cpu_rounds(fns: dict, repeat: int) -> dict[str, list[float]]:
+    """CPU seconds of each function, ``repeat`` rounds, the functions one after the other within a round (so a
+    round's figures share the machine's load), after one round not counted (first calls at full size: buffers,
+    caches)."""
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for fn in fns.values():
+        fn()
+    for _ in range(repeat):
+        for name, fn in fns.items():
+            start = time.process_time()
+            fn()
+            times[name].append(time.process_time() - start)
+    return times
+
+
+def spread(values) -> str:
+    """median [least-most]"""
+    import statistics
+
+    return f"{statistics.median(values):.3f} [{min(values):.3f}-{max(values):.3f}]"
+
+
+def signature_rows(docs: list[str], bands_rows: tuple[int, int], repeat: int) -> dict[str, list[float]]:
+    """CPU seconds per round of each implementation (``cpu_rounds``), one thread, in this process."""
     import datasketch
     import numpy as np
     import pyarrow as pa
@@ -185,9 +271,7 @@ def signature_rows(docs: list[str], bands_rows: tuple[int, int], repeat: int) ->
     spec = ShingleSpec()
     texts = pa.array(docs, pa.large_string())
     signatures(texts[:4], spec, num_perm)  # load the compiled kernels before timing
-    _, t_ours = least_cpu(lambda: signatures(texts, spec, num_perm), repeat)
     (hashes, offsets), _ = least_cpu(lambda: shingle_hashes(texts, spec), 1)
-    _, t_perm = least_cpu(lambda: signatures_from_hashes(hashes, offsets, num_perm), repeat)
     shingles = [shingles_py(t, spec) for t in docs]
 
     def datasketch_default():
@@ -206,31 +290,37 @@ def signature_rows(docs: list[str], bands_rows: tuple[int, int], repeat: int) ->
             lsh.insert(i, m)
         return sum(len(lsh.query(m)) for m in sigs)
 
-    _, t_ds = least_cpu(datasketch_default, max(1, repeat // 2))
-    _, t_ds_lsh = least_cpu(datasketch_lsh, max(1, repeat // 2))
-    rows = [
-        ("gristmill `signatures` (text -> normalized tokens -> shingle hashes -> signatures)", t_ours),
-        ("gristmill `signatures_from_hashes` (the permutation step alone, flat shingle hashes given)", t_perm),
-        ("datasketch `MinHash(num_perm, seed=1).update_batch` (sha1; shingles given)", t_ds),
-        (f"datasketch signatures + `MinHashLSH(params={bands_rows})`, insert and query every document", t_ds_lsh),
-    ]
+    fns = {
+        "gristmill `signatures` (text -> normalized tokens -> token hashes -> signatures)":
+            lambda: signatures(texts, spec, num_perm),
+        "gristmill `signatures_from_hashes` (the permutation step alone, flat shingle hashes given)":
+            lambda: signatures_from_hashes(hashes, offsets, num_perm),
+        PATH_ROW: lambda: minhash_path(texts, *bands_rows),
+        "datasketch `MinHash(num_perm, seed=1).update_batch` (sha1; shingles given)": datasketch_default,
+        f"datasketch signatures + `MinHashLSH(params={bands_rows})`, insert and query every document":
+            datasketch_lsh,
+    }
     try:
         import rensa
     except ImportError:
         print("(rensa not importable: its rows are left out)")
-        return rows
-    flat = hashes.astype(np.uint64)
-    rensa.RMinHash.digest_matrix_from_flat_token_hashes(flat[: offsets[1]], offsets[:2], num_perm, 1)
-    _, t_rensa_flat = least_cpu(
-        lambda: rensa.RMinHash.digest_matrix_from_flat_token_hashes(flat, offsets, num_perm, 1), repeat)
-    _, t_rensa_sets = least_cpu(
-        lambda: rensa.RMinHash.digest_matrix_from_token_byte_sets(shingles, num_perm, 1), repeat)
-    rows += [
-        (f"rensa {getattr(rensa, '__version__', '')} `digest_matrix_from_token_byte_sets` (shingles given)",
-         t_rensa_sets),
-        ("rensa `digest_matrix_from_flat_token_hashes` (gristmill's flat shingle hashes given)", t_rensa_flat),
-    ]
-    return rows
+    else:
+        flat = hashes.astype(np.uint64)
+        rensa.RMinHash.digest_matrix_from_flat_token_hashes(flat[: offsets[1]], offsets[:2], num_perm, 1)
+        from importlib.metadata import version
+
+        fns[f"rensa {version('rensa')} `digest_matrix_from_token_byte_sets` (shingles given)"] = (
+            lambda: rensa.RMinHash.digest_matrix_from_token_byte_sets(shingles, num_perm, 1))
+        fns["rensa `digest_matrix_from_flat_token_hashes` (gristmill's flat shingle hashes given)"] = (
+            lambda: rensa.RMinHash.digest_matrix_from_flat_token_hashes(flat, offsets, num_perm, 1))
+    fns[SIGNATURE_PATH_ROW] = lambda: minhash_path(texts, *bands_rows, verify_with="signatures")
+    return cpu_rounds(fns, repeat)
+
+
+PATH_ROW = ("gristmill MinHash path in memory (text -> signatures and shingle hashes -> buckets -> every candidate "
+            "pair's exact Jaccard -> keep-first clusters)")
+SIGNATURE_PATH_ROW = ("gristmill MinHash path in memory, `verify_with: signatures` (text -> signatures -> buckets -> "
+                      "every candidate pair's share of equal slots -> keep-first clusters)")
 
 
 def main() -> None:
@@ -252,7 +342,9 @@ def main() -> None:
     ap.add_argument("--baseline", type=Path, help="another checkout of gristmill: its crawl pipeline "
                     "(trafilatura) runs as one more side and, with this script copied into its benchmarks/, its "
                     "MinHash stage as a third side")
-    ap.add_argument("--side", choices=sorted(SIDES), help=argparse.SUPPRESS)
+    ap.add_argument("--side", choices=sorted(SIDES) + ["per-core"], help=argparse.SUPPRESS)
+    ap.add_argument("--per-core-rounds", type=int, default=3, help="MinHash: rounds of the per-core comparison in "
+                    "each of its --repeat child processes per checkout")
     ap.add_argument("--work", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.side:
@@ -328,19 +420,56 @@ def minhash_part(args) -> None:
     print(f"\ngristmill/datatrove CPU: process tree {g['tree_cpu'] / d['tree_cpu']:.3f}x, "
           f"dedup work {work_best['gristmill'] / work_best['datatrove']:.3f}x")
 
-    num_perm = args.bands * args.rows
-    rows = signature_rows(docs, (args.bands, args.rows), max(3, args.repeat))
-    t_ours, t_ds, t_ds_lsh = rows[0][1], rows[2][1], rows[3][1]
-    print(f"\nSignatures alone, num_perm={num_perm}, one thread, least CPU of repeated runs\n")
-    print("| implementation | CPU s | MB/s per core | CPU / gristmill `signatures` |")
-    print("|---|---:|---:|---:|")
-    for name, t in rows:
-        print(f"| {name} | {t:.3f} | {mb / t:.1f} | {t / t_ours:.2f} |")
-    warm = min(x["warm_work_cpu"] for x in results["gristmill"])
-    print(f"\nPer core: datasketch / gristmill signatures {t_ds / t_ours:.1f}x; datasketch signatures + LSH / "
-          f"gristmill's whole MinHash path warm (signatures, buckets, every candidate pair verified, clusters, "
-          f"filter, Parquet in and out) {t_ds_lsh / warm:.1f}x")
+    per_core_part(args, docs, mb, {"shingles": g["removed"], "signatures": best["gristmill-signatures"]["removed"]},
+                  {"": [x["warm_work_cpu"] for x in results["gristmill"]],
+                   ", `verify_with: signatures`": [x["warm_work_cpu"] for x in results["gristmill-signatures"]]})
 
+
+def per_core_part(args, docs: list[str], mb: float, removed: dict[str, int],
+                  stage_warm: dict[str, list[float]]) -> None:
+    """The per-core comparison, in child processes of this checkout and of the baseline's, alternating."""
+    import statistics
+
+    checkouts = {"this checkout": HERE.parent}
+    if args.baseline:
+        checkouts[f"gristmill at {args.baseline}"] = args.baseline.resolve()
+    times: dict[str, dict[str, list[float]]] = {name: {} for name in checkouts}
+    with tempfile.TemporaryDirectory() as tmp:
+        write_inputs(docs, Path(tmp))
+        for _ in range(args.repeat):
+            for name, checkout in checkouts.items():
+                result = run_side(args.python, "per-core", Path(tmp), args.bands, args.rows, checkout,
+                                  rounds=args.per_core_rounds)
+                counts = result["removed"]  # a count (a baseline's script), or one per verification mode
+                for mode, n in (counts if isinstance(counts, dict) else {"shingles": counts}).items():
+                    if n != removed[mode]:
+                        raise RuntimeError(f"{name}: the in-memory path ({mode}) removed {n}, the stage {removed[mode]}")
+                for row, values in result["times"].items():
+                    times[name].setdefault(row, []).extend(values)
+    for name, rows in times.items():
+        names = list(rows)
+        ours, path, ds, ds_lsh = (rows[names[i]] for i in (0, 2, 3, 4))
+        sig_path = rows.get(SIGNATURE_PATH_ROW)
+        print(f"\n### Per core, {name}: num_perm={args.bands * args.rows}, one thread, {len(ours)} rounds "
+              f"({args.repeat} processes x {args.per_core_rounds}; each implementation once per round): CPU s, "
+              "median [least-most]\n")
+        print("| implementation | CPU s | MB/s per core (median) | CPU / gristmill `signatures` (medians) |")
+        print("|---|---:|---:|---:|")
+        for row, values in rows.items():
+            m = statistics.median(values)
+            print(f"| {row} | {spread(values)} | {mb / m:.1f} | {m / statistics.median(ours):.2f} |")
+        print("\nPer-round ratios, median [least-most]:")
+        print(f"* datasketch `update_batch` / gristmill `signatures`: {spread([d / o for d, o in zip(ds, ours)])}x")
+        print(f"* datasketch signatures + LSH / the MinHash path in memory: "
+              f"{spread([d / p for d, p in zip(ds_lsh, path)])}x")
+        if sig_path:
+            print(f"* datasketch signatures + LSH / the MinHash path in memory, `verify_with: signatures`: "
+                  f"{spread([d / p for d, p in zip(ds_lsh, sig_path)])}x")
+        if name == "this checkout":
+            for mode, warm in stage_warm.items():
+                print(f"* datasketch signatures + LSH (median) / this checkout's stage{mode}, warm (`build` + "
+                      f"`apply`, Parquet in and out; {len(warm)} runs): "
+                      f"{spread([statistics.median(ds_lsh) / w for w in warm])}x")
 
 if __name__ == "__main__":
     main()

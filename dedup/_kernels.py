@@ -204,29 +204,35 @@ def load8(data, p):
         | (np.uint64(data[p + 7]) << np.uint64(56))
     )
 
+ALL_BITS = np.uint64(0xFFFFFFFFFFFFFFFF)
+
+@njit(cache=True, nogil=True, inline="always")
+def block_at(data, p, rem):
+    """The block at ``data[p:]`` of a range with ``rem`` >= 1 bytes left: its first min(rem, 8) bytes as a
+    little-endian uint64, zero above (one load and a mask, unless the buffer ends within 8 bytes)."""
+    if p + 8 <= data.shape[0]:
+        return load8(data, p) & (ALL_BITS >> np.uint64(64 - 8 * min(rem, 8)))
+    block = np.uint64(0)
+    for q in range(min(8, rem)):
+        block |= np.uint64(data[p + q]) << np.uint64(8 * q)
+    return block
+
 @njit(cache=True, nogil=True, inline="always")
 def hash_range(data, s, n, salts, smix):
-    """The 64-bit hash of ``data[s:s+n]``; ``salts[k]`` is block k's salt, precomputed for the first blocks."""
+    """The 64-bit hash of ``data[s:s+n]``; ``salts[k]`` is block k's salt, precomputed for the first blocks.
+    The first block is taken outside the loop, which only ranges longer than 8 bytes enter (a sixth of word
+    tokens): 17% less time than one loop over all blocks, whose exit was mispredicted after short tokens."""
     acc = np.uint64(0)
-    k = 0
-    size = data.shape[0]
-    while 8 * k < n:
-        p = s + 8 * k
-        rem = n - 8 * k
-        if p + 8 <= size:
-            block = load8(data, p)
-            if rem < 8:
-                block &= (np.uint64(1) << np.uint64(8 * rem)) - np.uint64(1)
-        else:  # the last bytes of the buffer
-            block = np.uint64(0)
-            for q in range(min(8, rem)):
-                block |= np.uint64(data[p + q]) << np.uint64(8 * q)
-        if k < salts.shape[0]:
-            salt = salts[k]
-        else:
-            salt = fmix((np.uint64(k + 1) * np.uint64(GOLDEN64)) ^ smix)
-        acc += fmix(block ^ salt)
-        k += 1
+    if n > 0:
+        acc = fmix(block_at(data, s, n) ^ salts[0])
+        k = 1
+        while 8 * k < n:
+            if k < salts.shape[0]:
+                salt = salts[k]
+            else:
+                salt = fmix((np.uint64(k + 1) * np.uint64(GOLDEN64)) ^ smix)
+            acc += fmix(block_at(data, s + 8 * k, n - 8 * k) ^ salt)
+            k += 1
     return fmix((acc + np.uint64(n) * np.uint64(LENGTH_MULT)) ^ smix)
 
 @njit(cache=True, nogil=True)
@@ -303,6 +309,41 @@ def minhash_affine32(hashes, off, a, b, out):
             h5 = fmix32(hashes[min(s + 5, last)])
             h6 = fmix32(hashes[min(s + 6, last)])
             h7 = fmix32(hashes[min(s + 7, last)])
+            for k in range(num_perm):
+                v = affine_min8(a[k], b[k], h0, h1, h2, h3, h4, h5, h6, h7)
+                if v < row[k]:
+                    row[k] = v
+            s += 8
+
+@njit(cache=True, nogil=True, inline="always")
+def premixed_shingle(token_hash, first, length):
+    return fmix32(np.uint32(shingle_hash32(token_hash, first, length)))
+
+@njit(cache=True, nogil=True)
+def minhash_tokens_affine32(token_hash, tok_off, n, a, b, out):
+    """``minhash_affine32`` of the shingles ``shingle_hash_array(token_hash, tok_off, n)`` would store, each
+    hashed where it is used: the eight shingle hashes of a pass are computed side by side and no array of them
+    is written and read back. (The pass over the row is ``minhash_affine32``'s, written out again: as a shared
+    inlined helper both kernels measured ~25% slower.)"""
+    num_perm = a.shape[0]
+    for d in range(tok_off.shape[0] - 1):
+        t0 = tok_off[d]
+        count = tok_off[d + 1] - t0
+        if count == 0:
+            continue
+        length = min(count, n)
+        last = t0 + count - length  # the last shingle's first token
+        row = out[d]
+        s = t0
+        while s <= last:
+            h0 = premixed_shingle(token_hash, s, length)
+            h1 = premixed_shingle(token_hash, min(s + 1, last), length)
+            h2 = premixed_shingle(token_hash, min(s + 2, last), length)
+            h3 = premixed_shingle(token_hash, min(s + 3, last), length)
+            h4 = premixed_shingle(token_hash, min(s + 4, last), length)
+            h5 = premixed_shingle(token_hash, min(s + 5, last), length)
+            h6 = premixed_shingle(token_hash, min(s + 6, last), length)
+            h7 = premixed_shingle(token_hash, min(s + 7, last), length)
             for k in range(num_perm):
                 v = affine_min8(a[k], b[k], h0, h1, h2, h3, h4, h5, h6, h7)
                 if v < row[k]:

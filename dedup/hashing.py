@@ -126,6 +126,7 @@ KERNEL_SIGNATURES = {
     "hash_ranges": "u1[] i8[] i8[] u8[] u8 u8[]",
     "shingle_hash_array": "u8[] i8[] i8 i8[] u4[]",
     "minhash_affine32": "u4[] i8[] u4[] u4[] u4[,]",
+    "minhash_tokens_affine32": "u8[] i8[] i8 u4[] u4[] u4[,]",
     "minhash_legacy": "u4[] i8[] u8[] u8[] u8[,]",
     "sorted_unique_segments": "u4[] i8[] i8[] u4[] -> i8",
     "take_rows": "i8[] u4[] i8[] i8[] u4[]",
@@ -160,9 +161,11 @@ def seed_mix(seed: int) -> np.uint64:
     return np.uint64(_seed_mix(seed))
 
 
-def hash_ranges64(data: np.ndarray, starts: np.ndarray, ends: np.ndarray, seed: int = 0) -> np.ndarray:
-    """:func:`hash_segments64` for arbitrary (possibly non-contiguous) byte ranges, compiled (numba)."""
-    out = np.empty(len(starts), dtype=np.uint64)
+def hash_ranges64(data: np.ndarray, starts: np.ndarray, ends: np.ndarray, seed: int = 0,
+                  out: np.ndarray | None = None) -> np.ndarray:
+    """:func:`hash_segments64` for arbitrary (possibly non-contiguous) byte ranges, compiled (numba); into
+    ``out`` (uint64, one per range) when given."""
+    out = np.empty(len(starts), dtype=np.uint64) if out is None else out
     if len(starts):
         kernels().hash_ranges(data, np.asarray(starts, np.int64), np.asarray(ends, np.int64), block_salts(seed),
                               seed_mix(seed), out)

@@ -10,11 +10,16 @@ loop):
 3. apply K permutations with datasketch's formula and seed handling and take the minimum per document.
 
 Steps 2 and 3 have two implementations giving identical values: the default compiled kernels
-(``gristmill.dedup._kernels``: one pass building the flat uint32 shingle-hash array, then one pass applying the
-permutations to eight shingles at a time per signature row, in uint32 arithmetic that LLVM vectorizes), and
-``backend="numpy"``, which takes segment-wise minima with ``np.minimum.reduceat`` over chunks of the array
-(temporary memory bounded). The shingle-hash array also gives the exact shingle sets of verification
-(``sorted_sets``), so a batch is normalized and shingled once (benchmarks/minhash.py, benchmarks/peers.py).
+(``gristmill.dedup._kernels``) and ``backend="numpy"``, which takes segment-wise minima with
+``np.minimum.reduceat`` over chunks of the array (temporary memory bounded). The compiled path takes the batch
+``CHUNK_BYTES`` of text at a time (``tokenized_chunks``): normalization, token positions and token hashes go to
+per-thread buffers reused from chunk to chunk and batch to batch (``gristmill.dedup.scratch``: fresh memory cost
+a page fault per 4 KiB written), then the affine32 signatures are taken straight from the token hashes
+(``minhash_tokens_affine32``: eight shingle hashes computed side by side, the permutations applied to the eight
+per pass over the signature row in uint32 arithmetic that LLVM vectorizes; no shingle array is stored). The
+shingle-hash array (``shingled_chunks``) gives the legacy scheme's signatures (benchmarks/minhash.py,
+benchmarks/peers.py); ``signatures_and_shingles`` gives it beside the signatures from the same normalization,
+for the exact shingle sets of verification (``sorted_sets``).
 
 ``reference_hashfunc`` is the same shingle hash in pure Python: with it,
 ``datasketch.MinHash(num_perm=K, seed=S, hashfunc=reference_hashfunc(...))`` fed with ``shingles_py`` gives
@@ -24,7 +29,7 @@ exactly ``signatures(...)`` (affine32 is datasketch 2.x's default scheme; "legac
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable, Literal
+from typing import Callable, Iterator, Literal
 
 import numpy as np
 import pyarrow as pa
@@ -32,7 +37,8 @@ import pyarrow as pa
 from gristmill.dedup.hashing import MASK64, fmix64, fmix64_int, hash_bytes64_py, hash_ranges64
 from gristmill.dedup.hash_constants import SHINGLE_LEN_MULT, SHINGLE_MULT
 from gristmill.dedup.hashing import kernels as compiled_kernels
-from gristmill.dedup.normalize import Normalization, normalize_batch, normalize_py
+from gristmill.dedup.normalize import Normalization, flat_text, normalize_batch, normalize_docs, normalize_py
+from gristmill.dedup.scratch import SCRATCH, Scratch
 
 Scheme = Literal["affine32", "legacy"]
 Unit = Literal["word", "char"]
@@ -95,9 +101,13 @@ def fmix32(h: np.ndarray) -> np.ndarray:
 
 def token_hashes(texts: pa.Array | pa.ChunkedArray, spec: ShingleSpec) -> tuple[np.ndarray, np.ndarray]:
     """(64-bit hash of every token, int64 per-document token offsets of length n_docs + 1)."""
-    norm = normalize_batch(texts, spec.normalization)
+    return _token_hashes(normalize_batch(texts, spec.normalization), spec)
+
+
+def _token_hashes(norm, spec: ShingleSpec, scratch: Scratch | None = None) -> tuple[np.ndarray, np.ndarray]:
     if spec.unit == "word":
-        return hash_ranges64(norm.data, norm.tok_start, norm.tok_end, TOKEN_HASH_SEED), norm.tok_off
+        out = scratch.array("token_hash", len(norm.tok_start), np.uint64) if scratch else None
+        return hash_ranges64(norm.data, norm.tok_start, norm.tok_end, TOKEN_HASH_SEED, out), norm.tok_off
     # Characters of the normalized text: a byte starts one unless it is a UTF-8 continuation byte.
     starts = np.flatnonzero((norm.data & 0xC0) != 0x80)
     ends = np.append(starts[1:], len(norm.data))
@@ -109,20 +119,76 @@ def _shingle_counts(tok_off: np.ndarray, n: int) -> np.ndarray:
     return np.where(counts >= n, counts - n + 1, np.minimum(counts, 1))
 
 
+def _shingle_offsets(tok_off: np.ndarray, n: int) -> np.ndarray:
+    sh_off = np.zeros(len(tok_off), dtype=np.int64)
+    np.cumsum(_shingle_counts(tok_off, n), out=sh_off[1:])
+    return sh_off
+
+
+# Text normalized and shingled at a time by the compiled path, in the buffers of ``scratch`` (~5 bytes touched
+# per byte of text): bounded memory whatever the batch, and few enough chunks that their calls cost nothing.
+CHUNK_BYTES = 4 << 20
+
+
+def doc_chunks(offsets: np.ndarray, chunk_bytes: int = CHUNK_BYTES) -> list[tuple[int, int]]:
+    """Consecutive document ranges [d0, d1) covering all documents, each of at most ``chunk_bytes`` of text
+    or a single document."""
+    bounds = [0]
+    while bounds[-1] < len(offsets) - 1:
+        d0 = bounds[-1]
+        d1 = int(np.searchsorted(offsets, offsets[d0] + chunk_bytes, side="right")) - 1
+        bounds.append(max(d1, d0 + 1))
+    return list(zip(bounds[:-1], bounds[1:]))
+
+
+def tokenized_chunks(
+    texts: pa.Array | pa.ChunkedArray, spec: ShingleSpec, scratch: Scratch = SCRATCH,
+    chunk_bytes: int | None = None,
+) -> Iterator[tuple[int, int, np.ndarray, np.ndarray]]:
+    """(d0, d1, token hashes, token offsets from 0) of documents d0..d1-1, ``chunk_bytes`` (default
+    ``CHUNK_BYTES``) of text at a time, compiled; the arrays live in ``scratch`` and are valid until the next
+    chunk."""
+    data, offsets = flat_text(texts, spec.normalization)
+    for d0, d1 in doc_chunks(offsets, chunk_bytes or CHUNK_BYTES):
+        norm = normalize_docs(data, offsets[d0 : d1 + 1], spec.normalization, scratch)
+        yield d0, d1, *_token_hashes(norm, spec, scratch)
+
+
+def shingled_chunks(
+    texts: pa.Array | pa.ChunkedArray, spec: ShingleSpec, scratch: Scratch = SCRATCH,
+    chunk_bytes: int | None = None,
+) -> Iterator[tuple[int, int, np.ndarray, np.ndarray]]:
+    """(d0, d1, shingle hashes, offsets from 0) of documents d0..d1-1, as ``tokenized_chunks``."""
+    kernels = compiled_kernels()
+    for d0, d1, token_hash, tok_off in tokenized_chunks(texts, spec, scratch, chunk_bytes):
+        sh_off = _shingle_offsets(tok_off, spec.ngram)
+        out = scratch.array("shingle_hash", int(sh_off[-1]), np.uint32)
+        if len(out):
+            kernels.shingle_hash_array(token_hash, tok_off, spec.ngram, sh_off, out)
+        yield d0, d1, out, sh_off
+
+
 def shingle_hashes(
     texts: pa.Array | pa.ChunkedArray, spec: ShingleSpec, backend: Backend = "numba"
 ) -> tuple[np.ndarray, np.ndarray]:
     """(32-bit shingle hashes of all documents, int64 offsets: document i owns [off[i], off[i+1]))."""
-    token_hash, tok_off = token_hashes(texts, spec)
-    per_doc = _shingle_counts(tok_off, spec.ngram)
-    sh_off = np.zeros(len(per_doc) + 1, dtype=np.int64)
-    np.cumsum(per_doc, out=sh_off[1:])
     if backend == "numpy":
+        token_hash, tok_off = token_hashes(texts, spec)
+        sh_off = _shingle_offsets(tok_off, spec.ngram)
         return _shingle_hashes_numpy(token_hash, tok_off, spec.ngram, sh_off), sh_off
-    out = np.empty(int(sh_off[-1]), dtype=np.uint32)
-    if len(out):
-        compiled_kernels().shingle_hash_array(token_hash, tok_off, spec.ngram, sh_off, out)
-    return out, sh_off
+    off, hashes = concat_ragged([(off, hashes.copy()) for _, _, hashes, off in shingled_chunks(texts, spec)])
+    return hashes, off
+
+
+def concat_ragged(chunks: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
+    """Ragged arrays (int64 offsets from 0, values), one after the other, as one (offsets, values)."""
+    off = np.zeros(1 + sum(len(o) - 1 for o, _ in chunks), dtype=np.int64)
+    row = used = 0
+    for chunk_off, chunk_values in chunks:
+        off[row + 1 : row + len(chunk_off)] = chunk_off[1:] + used
+        row += len(chunk_off) - 1
+        used += len(chunk_values)
+    return off, np.concatenate([v for _, v in chunks]) if chunks else np.zeros(0, np.uint32)
 
 
 def _shingle_hashes_numpy(token_hash: np.ndarray, tok_off: np.ndarray, n: int, sh_off: np.ndarray) -> np.ndarray:
@@ -147,8 +213,7 @@ def _shingle_hashes_numpy(token_hash: np.ndarray, tok_off: np.ndarray, n: int, s
 def shingle_sets(texts: pa.Array | pa.ChunkedArray, spec: ShingleSpec) -> tuple[np.ndarray, np.ndarray]:
     """Each document's distinct 32-bit shingle hashes, sorted: (int64 offsets of length n_docs + 1, uint32
     values). The sets an exact Jaccard similarity is computed on (``exact_jaccard``)."""
-    hashes, off = shingle_hashes(texts, spec)
-    return sorted_sets(off, hashes)
+    return concat_ragged([sorted_sets(off, hashes) for _, _, hashes, off in shingled_chunks(texts, spec)])
 
 
 def sorted_sets(off: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -279,8 +344,48 @@ def signatures(
 ) -> np.ndarray:
     """(n_docs, num_perm) MinHash signatures of a batch of texts: compiled shingle hashes and permutations
     ("numba"), or their numpy formulations ("numpy"); both give the same values."""
-    hashes, offsets = shingle_hashes(texts, spec, backend)
-    return signatures_from_hashes(hashes, offsets, num_perm, seed, scheme, backend)
+    if backend == "numpy":
+        return signatures_from_hashes(*shingle_hashes(texts, spec, backend), num_perm, seed, scheme, backend)
+    a, b = permutations(num_perm, seed, scheme)
+    sig = np.full((len(texts), num_perm), empty_value(scheme), dtype=signature_dtype(scheme))
+    kernels = compiled_kernels()
+    if scheme == "legacy":
+        for d0, d1, hashes, offsets in shingled_chunks(texts, spec):
+            if len(hashes):
+                kernels.minhash_legacy(hashes, offsets, a, b, sig[d0:d1])
+        return sig
+    for d0, d1, token_hash, tok_off in tokenized_chunks(texts, spec):  # shingles hashed where they are used
+        if len(token_hash):
+            kernels.minhash_tokens_affine32(token_hash, tok_off, spec.ngram, a, b, sig[d0:d1])
+    return sig
+
+
+def signatures_and_shingles(
+    texts: pa.Array | pa.ChunkedArray,
+    spec: ShingleSpec = ShingleSpec(),
+    num_perm: int = 128,
+    seed: int = 1,
+    scheme: Scheme = "affine32",
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(``signatures``, int64 shingle offsets, uint32 shingle hashes) of a batch, from one normalization and
+    token hashing: exact verification needs the shingles of the candidate documents, which are known only
+    after the signatures of every part are bucketed, and normalizing again costs more than keeping them."""
+    a, b = permutations(num_perm, seed, scheme)
+    sig = np.full((len(texts), num_perm), empty_value(scheme), dtype=signature_dtype(scheme))
+    kernels = compiled_kernels()
+    chunks = []
+    for d0, d1, token_hash, tok_off in tokenized_chunks(texts, spec):
+        sh_off = _shingle_offsets(tok_off, spec.ngram)
+        hashes = np.empty(int(sh_off[-1]), dtype=np.uint32)
+        if len(hashes):
+            kernels.shingle_hash_array(token_hash, tok_off, spec.ngram, sh_off, hashes)
+            if scheme == "legacy":
+                kernels.minhash_legacy(hashes, sh_off, a, b, sig[d0:d1])
+            else:
+                kernels.minhash_tokens_affine32(token_hash, tok_off, spec.ngram, a, b, sig[d0:d1])
+        chunks.append((sh_off, hashes))
+    off, hashes = concat_ragged(chunks) if len(chunks) != 1 else chunks[0]
+    return sig, off, hashes
 
 
 def estimated_jaccard(sig_a: np.ndarray, sig_b: np.ndarray) -> np.ndarray:

@@ -30,6 +30,7 @@ import pyarrow.compute as pc
 from pydantic import BaseModel, ConfigDict
 
 from gristmill.core.compile_cache import cached_bytes
+from gristmill.dedup.scratch import Scratch
 
 
 WORD, SEP, PUNCT, DROP, SOLO = 0, 1, 2, 3, 4
@@ -212,29 +213,56 @@ class Normalized:
         )
 
 
-def normalize_batch(texts: pa.Array | pa.ChunkedArray, norm: Normalization = Normalization()) -> Normalized:
-    """Normalize and tokenize a whole batch in one compiled pass (see the module docstring for the rules)."""
-    from gristmill.dedup.hashing import kernels, string_buffers
+def flat_text(texts: pa.Array | pa.ChunkedArray, norm: Normalization) -> tuple[np.ndarray, np.ndarray]:
+    """The batch's UTF-8 bytes and int64 document offsets as the kernel reads them (NFKC applied when asked)."""
+    from gristmill.dedup.hashing import string_buffers
 
     arr = _as_large_string(texts)
     if norm.nfkc:
         arr = pc.utf8_normalize(arr, form="NFKC")
-    data, offsets = string_buffers(arr)
-    _, low = tables()
+    return string_buffers(arr)
+
+
+def normalized_capacity(n: int) -> int:
+    """Bytes that n bytes of text may normalize to: lowercasing can lengthen a character by a byte."""
+    return n + n // 2 + 16
+
+
+def max_tokens(n: int) -> int:
+    """Tokens n bytes of text may hold: a token takes at least one byte and two word tokens need a separator
+    between them; "solo" tokens take three bytes (their scripts lie above U+0800): so at most n/2 + 1."""
+    return n // 2 + 2
+
+
+def normalize_batch(texts: pa.Array | pa.ChunkedArray, norm: Normalization = Normalization()) -> Normalized:
+    """Normalize and tokenize a whole batch in one compiled pass (see the module docstring for the rules)."""
+    data, offsets = flat_text(texts, norm)
     n = len(data)
-    out = np.empty(n + n // 2 + 16, dtype=np.uint8)  # lowercasing can lengthen a character by a byte
-    out_off = np.empty(len(offsets), dtype=np.int64)
-    # A token takes at least one byte and two word tokens need a separator between them; "solo" tokens take
-    # three bytes (their scripts lie above U+0800): so at most n/2 + 1 tokens.
-    max_tokens = n // 2 + 2
-    tok_start = np.empty(max_tokens, dtype=np.int64)
-    tok_end = np.empty(max_tokens, dtype=np.int64)
-    tok_off = np.empty(len(offsets), dtype=np.int64)
+    return _normalize(data, offsets, norm, np.empty(normalized_capacity(n), dtype=np.uint8),
+                      np.empty(max_tokens(n), dtype=np.int64), np.empty(max_tokens(n), dtype=np.int64), shrink=True)
+
+
+def normalize_docs(data: np.ndarray, doc_off: np.ndarray, norm: Normalization, scratch: Scratch) -> Normalized:
+    """Documents ``doc_off[i]:doc_off[i+1]`` of a ``flat_text`` buffer, normalized into ``scratch``'s buffers:
+    the arrays are views, valid until its next use (the MinHash path's chunks)."""
+    n = int(doc_off[-1] - doc_off[0])
+    return _normalize(data, doc_off, norm, scratch.array("normalized", normalized_capacity(n), np.uint8),
+                      scratch.array("tok_start", max_tokens(n), np.int64),
+                      scratch.array("tok_end", max_tokens(n), np.int64), shrink=False)
+
+
+def _normalize(data, doc_off, norm: Normalization, out, tok_start, tok_end, shrink: bool) -> Normalized:
+    from gristmill.dedup.hashing import kernels
+
+    _, low = tables()
+    out_off = np.empty(len(doc_off), dtype=np.int64)
+    tok_off = np.empty(len(doc_off), dtype=np.int64)
     used, n_tok = kernels().normalize_tokenize(
-        data, offsets, kernel_classes(), low, ascii_bytes(norm), norm.lowercase, norm.punctuation, out, out_off, tok_start,
-        tok_end, tok_off,
+        data, doc_off, kernel_classes(), low, ascii_bytes(norm), norm.lowercase, norm.punctuation, out, out_off,
+        tok_start, tok_end, tok_off,
     )
-    return Normalized(_shrunk(out, used), out_off, _shrunk(tok_start, n_tok), _shrunk(tok_end, n_tok), tok_off)
+    fit = _shrunk if shrink else lambda buffer, size: buffer[:size]
+    return Normalized(fit(out, used), out_off, fit(tok_start, n_tok), fit(tok_end, n_tok), tok_off)
 
 
 def _shrunk(buffer: np.ndarray, size: int) -> np.ndarray:

@@ -23,8 +23,8 @@ from gristmill.dedup.components import (
 from gristmill.dedup.hashing import hash_ranges64, hash_strings64
 from gristmill.dedup.lsh import band_keys, optimal_param
 from gristmill.dedup.minhash import (
-    ShingleSpec, csr_take, empty_value, estimated_jaccard, exact_jaccard, shingle_hashes, signature_dtype,
-    signatures_from_hashes, sorted_sets,
+    ShingleSpec, concat_ragged, csr_take, empty_value, estimated_jaccard, exact_jaccard, signature_dtype,
+    signatures, signatures_and_shingles, sorted_sets,
 )
 from gristmill.dedup.normalize import Normalization, normalize_batch
 from gristmill.dedup.parallel import partition_of, split_by_partition
@@ -36,14 +36,29 @@ READ_BATCH_ROWS = 8192  # rows read from a part at a time: bounds the memory of 
 BLOOM_KEY_HASH = "gristmill-block64-v1"
 
 
+def _npy_header(array: np.ndarray) -> bytes:
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(header, np.lib.format.header_data_from_array_1_0(array))
+    return header.getvalue()
+
+
 def _save_npy(location: Location, array: np.ndarray, writes: BackgroundWrites) -> Location:
-    """Write ``array`` (uploaded in the background: ``writes`` is joined before the file is handed on); returns
-    the file as a ``KnownFile`` (remote), which this process reads back from memory."""
-    buffer = io.BytesIO()
-    np.save(buffer, array)
-    data = buffer.getvalue()
-    writes.write_bytes(location, data)
-    return written_known(location, data)
+    """``np.save``'s bytes of ``array``. Locally streamed from the array's own memory (not copied into a buffer
+    first); elsewhere uploaded in the background (``writes`` is joined before the file is handed on) and returned
+    as a ``KnownFile``, which this process reads back from memory."""
+    array = np.ascontiguousarray(array)
+    data = pa.py_buffer(array.reshape(-1).view(np.uint8)) if array.nbytes else None
+    if location.is_local:
+        def write(sink):
+            sink.write(_npy_header(array))
+            if data is not None:
+                sink.write(data)
+
+        location.write_stream(write)
+        return location
+    whole = _npy_header(array) + (data.to_pybytes() if data is not None else b"")
+    writes.write_bytes(location, whole)
+    return written_known(location, whole)
 
 
 def _load_npy(location: Location) -> np.ndarray:
@@ -183,18 +198,25 @@ class MinHashParams(StageParams):
 
 
 def _sign_part(path: Location, params: MinHashParams, banding: tuple[int, int], sig_prefix: Location | None,
-               num_partitions: int, part_index: int):
+               shingle_prefix: Location | None, num_partitions: int, part_index: int):
     """Signatures and band keys of one part; (key, doc_id, part index) rows split by key partition, plus stats.
-    The signatures are kept (``sig_prefix``) only when verification compares them."""
+    The signatures are kept (``sig_prefix``) only when verification compares them; the shingle hashes of every
+    document (``shingle_prefix``) only when verification compares shingle sets, until the candidates' sets are
+    taken from them (``_shingle_candidates``)."""
     bands, rows = banding
     file = path.parquet_file()
-    doc_chunks, sig_chunks, key_chunks, keyed_docs = [], [], [], []
+    doc_chunks, sig_chunks, key_chunks, keyed_docs, shingle_chunks, all_docs = [], [], [], [], [], []
     n_docs = n_bytes = n_empty = 0
     for batch in file.iter_batches(batch_size=READ_BATCH_ROWS, columns=["doc_id", params.text_column]):
         docs = _doc_ids(batch)
         text = batch.column(params.text_column)
-        sig = signatures_from_hashes(*shingle_hashes(text, params.shingles()), params.num_perm, params.seed,
-                                     params.scheme)
+        if shingle_prefix is None:
+            sig = signatures(text, params.shingles(), params.num_perm, params.seed, params.scheme)
+        else:
+            sig, sh_off, hashes = signatures_and_shingles(text, params.shingles(), params.num_perm, params.seed,
+                                                          params.scheme)
+            shingle_chunks.append((sh_off, hashes))
+            all_docs.append(docs)
         n_docs += len(docs)
         n_bytes += pc.sum(pc.binary_length(text)).as_py() or 0
         # A document without shingles has the empty signature: it would collide with every other empty one.
@@ -217,44 +239,43 @@ def _sign_part(path: Location, params: MinHashParams, banding: tuple[int, int], 
         with BackgroundWrites() as writes:
             sig_files = (_save_npy(sig_prefix.with_name(sig_prefix.name + ".docs.npy"), all_docs[order], writes),
                          _save_npy(sig_prefix.with_name(sig_prefix.name + ".sig.npy"), all_sig[order], writes))
+    shingle_files = None
+    if shingle_prefix is not None:
+        arrays = (np.concatenate(all_docs) if all_docs else np.zeros(0, np.uint64), *concat_ragged(shingle_chunks))
+        with BackgroundWrites() as writes:
+            shingle_files = tuple(_save_npy(file, array, writes)
+                                  for file, array in zip(_part_shingle_files(shingle_prefix), arrays))
     chunks = split_by_partition(partition_of(keys, num_partitions), num_partitions, keys, kdocs, kparts)
-    stats = {"docs": n_docs, "bytes": int(n_bytes), "docs_without_shingles": n_empty, "sig_files": sig_files}
+    stats = {"docs": n_docs, "bytes": int(n_bytes), "docs_without_shingles": n_empty, "sig_files": sig_files,
+             "shingle_files": shingle_files}
     return (*chunks, stats)
 
 
-def _shingle_candidates(path: Location, params: MinHashParams, part_index: int, prefix: Location, *chunks):
-    """The shingle sets (sorted, distinct) of this part's candidate documents, those in a candidate pair, shingled
-    again from the text: the state holds no shingles of the other documents. ``chunks``: (doc_id, part index)
-    rows of candidates; returns the files (doc_ids, set offsets, set values) and the doc_ids (so that a verify
-    task opens only the files holding its documents), or None without candidates."""
+def _part_shingle_files(prefix: Location) -> tuple[Location, Location, Location]:
+    """A part's (doc_ids in file order, shingle offsets, shingle hashes) files."""
+    return tuple(prefix.with_name(prefix.name + suffix) for suffix in (".part_docs.npy", ".part_off.npy",
+                                                                       ".part_hashes.npy"))
+
+
+def _shingle_candidates(part_files: tuple[Location, ...], part_index: int, prefix: Location, *chunks):
+    """The shingle sets (sorted, distinct) of this part's candidate documents, those in a candidate pair, taken
+    from the shingle hashes ``_sign_part`` kept of every document of the part (the build deletes them once all
+    parts are done): the state holds no shingles of the other documents. ``chunks``: (doc_id, part index) rows of candidates; returns the
+    files (doc_ids, set offsets, set values) and the doc_ids (so that a verify task opens only the files holding
+    its documents), or None without candidates."""
     docs = np.concatenate([c[0] for c in chunks]) if chunks else np.zeros(0, np.uint64)
     parts = np.concatenate([c[1] for c in chunks]) if chunks else np.zeros(0, np.int64)
     wanted = np.unique(docs[parts == part_index])
-    if len(wanted) == 0:
-        return None
-    doc_chunks, set_chunks = [], []
-    for batch in path.parquet_file().iter_batches(batch_size=READ_BATCH_ROWS, columns=["doc_id", params.text_column]):
-        batch_docs = _doc_ids(batch)
-        rows = np.flatnonzero(_isin_sorted(batch_docs, wanted))
-        if len(rows):
-            text = batch.column(params.text_column).take(_numbers(rows, pa.int64()))
-            doc_chunks.append(batch_docs[rows])
-            hashes, offsets = shingle_hashes(text, params.shingles())
-            set_chunks.append(sorted_sets(offsets, hashes))
-    found = np.concatenate(doc_chunks)
-    order = np.argsort(found, kind="stable")
-    files = tuple(prefix.with_name(prefix.name + suffix) for suffix in (".docs.npy", ".set_off.npy", ".sets.npy"))
-    arrays = (found[order], *csr_take(*_concat_ragged(set_chunks), order))
-    with BackgroundWrites() as writes:
-        return tuple(_save_npy(name, array, writes) for name, array in zip(files, arrays)), arrays[0]
-
-
-def _concat_ragged(chunks: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
-    if not chunks:
-        return np.zeros(1, np.int64), np.zeros(0, np.uint32)
-    shifts = np.cumsum([0] + [c[0][-1] for c in chunks[:-1]])
-    off = np.concatenate([[0]] + [c[0][1:] + shift for c, shift in zip(chunks, shifts)]).astype(np.int64)
-    return off, np.concatenate([c[1] for c in chunks])
+    found = None
+    if len(wanted):
+        part_docs, part_off, part_hashes = _load_npys(list(part_files))
+        order = np.argsort(part_docs, kind="stable")
+        rows = order[np.searchsorted(part_docs[order], wanted)]  # every candidate is a document of this part
+        arrays = (wanted, *sorted_sets(*csr_take(part_off, part_hashes, rows)))
+        names = tuple(prefix.with_name(prefix.name + suffix) for suffix in (".docs.npy", ".set_off.npy", ".sets.npy"))
+        with BackgroundWrites() as writes:
+            found = tuple(_save_npy(name, array, writes) for name, array in zip(names, arrays)), wanted
+    return found
 
 
 def lookup_shingle_sets(sig_files, docs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -278,7 +299,7 @@ def lookup_shingle_sets(sig_files, docs: np.ndarray) -> tuple[np.ndarray, np.nda
     if len(found) != len(docs):
         raise RuntimeError(f"shingle sets of {len(docs) - len(found)} candidate documents are missing from "
                            f"{[files[1:] for files, _ in sig_files]}")
-    off, values = _concat_ragged([(o, v) for _, o, v in pieces])
+    off, values = concat_ragged([(o, v) for _, o, v in pieces])
     return csr_take(off, values, np.argsort(found))
 
 
@@ -415,10 +436,12 @@ class MinHashDedup(GlobalStage):
         out_dir = ctx.state
         parts = sorted(ctx.input_parts, key=lambda loc: loc.path)
         compare_signatures = p.verify and p.verify_with == "signatures"
+        compare_shingles = p.verify and p.verify_with == "shingles"
         signed = [
             runner.submit(
                 _sign_part, path, p, (bands, rows),
-                out_dir / "signatures" / f"part-{i:06d}" if compare_signatures else None, P, i,
+                out_dir / "signatures" / f"part-{i:06d}" if compare_signatures else None,
+                out_dir / "shingle_hashes" / f"part-{i:06d}" if compare_shingles else None, P, i,
                 num_returns=P + 1,
             )
             for i, path in enumerate(parts)
@@ -431,13 +454,15 @@ class MinHashDedup(GlobalStage):
         bucket_counts = sum(runner.get([b[2 * P] for b in buckets]), BucketCounts())
         if compare_signatures:
             sig_files = [s["sig_files"] for s in part_stats if s["sig_files"]]
-        elif p.verify:
+        elif compare_shingles:
             shingled = [
-                runner.submit(_shingle_candidates, path, p, i, out_dir / "shingles" / f"part-{i:06d}",
-                              *[b[P + i % P] for b in buckets])
-                for i, path in enumerate(parts)
+                runner.submit(_shingle_candidates, part_stats[i]["shingle_files"], i,
+                              out_dir / "shingles" / f"part-{i:06d}", *[b[P + i % P] for b in buckets])
+                for i in range(len(parts))
             ]
             sig_files = [f for f in runner.get(shingled) if f is not None]
+            # Every part's shingle hashes at once: file by file would cost two requests each on an object store.
+            (out_dir / "shingle_hashes").delete_tree()
         else:
             sig_files = []
         verified = [

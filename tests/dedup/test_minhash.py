@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import datasketch
 import numpy as np
 import pyarrow as pa
 import pytest
 
+from gristmill.dedup import minhash
 from gristmill.dedup.minhash import (
-    ShingleSpec, csr_take, estimated_jaccard, exact_jaccard, reference_hashfunc, shingle_hashes, shingle_sets,
-    shingles_py, signatures, signatures_from_hashes, sorted_sets,
+    ShingleSpec, concat_ragged, csr_take, estimated_jaccard, exact_jaccard, reference_hashfunc, shingle_hashes,
+    shingle_sets, shingled_chunks, shingles_py, signatures, signatures_and_shingles, signatures_from_hashes,
+    sorted_sets,
 )
+from gristmill.dedup.scratch import KEEP_BYTES, SCRATCH, Scratch
 from gristmill.dedup.normalize import Normalization
 
 EDGE_CASES = ["", "   ", "...!!!", "one", "two words", "ẞtraße İstanbul ǅx\u200bY Ⱥ café", "混合 text 中文字符 and ｆｕｌｌ"]
@@ -170,3 +175,68 @@ def test_jit_kernels_give_what_the_ahead_of_time_build_gives(docs, monkeypatch):
             np.testing.assert_array_equal(got, want)
     finally:
         kernels.cache_clear()
+
+
+def test_a_batch_is_shingled_a_chunk_at_a_time_with_the_values_of_one_pass(docs, monkeypatch):
+    """The compiled path normalizes and hashes a chunk of documents at a time in reused buffers; chunks of any
+    size (one document each, documents longer than a chunk, the whole batch) give the same shingles, sets and
+    signatures as the numpy path over the whole batch."""
+    texts = pa.array(docs * 2, pa.large_string())
+    for spec in (ShingleSpec(), ShingleSpec(ngram=3, unit="char")):
+        want_hashes, want_off = shingle_hashes(texts, spec, backend="numpy")
+        want_sig = {scheme: signatures(texts, spec, 32, 5, scheme, backend="numpy")
+                    for scheme in ("affine32", "legacy")}
+        for chunk_bytes in (1, 37, 1000, 1 << 30):
+            chunks = [(d0, d1, hashes.copy(), off.copy())  # views of the scratch buffers: copied before the next
+                      for d0, d1, hashes, off in shingled_chunks(texts, spec, chunk_bytes=chunk_bytes)]
+            assert [c[0] for c in chunks] == [0] + [c[1] for c in chunks[:-1]] and chunks[-1][1] == len(texts)
+            off, hashes = concat_ragged([(off, hashes) for _, _, hashes, off in chunks])
+            np.testing.assert_array_equal(off, want_off)
+            np.testing.assert_array_equal(hashes, want_hashes)
+            monkeypatch.setattr(minhash, "CHUNK_BYTES", chunk_bytes)
+            for scheme, want in want_sig.items():
+                np.testing.assert_array_equal(signatures(texts, spec, 32, 5, scheme), want)
+            for got, want in zip(shingle_sets(texts, spec), sorted_sets(want_off, want_hashes)):
+                np.testing.assert_array_equal(got, want)
+
+
+def test_scratch_buffers_are_reused_from_batch_to_batch_and_kept_per_thread(docs):
+    texts = pa.array(docs, pa.large_string())
+    want = signatures(texts, num_perm=32)
+    addresses = {name: buffer.ctypes.data for name, buffer in SCRATCH.buffers.items()}
+    assert {"normalized", "tok_start", "tok_end", "token_hash"} <= set(addresses)
+    np.testing.assert_array_equal(signatures(texts, num_perm=32), want)
+    shingle_sets(texts, ShingleSpec())
+    assert {name: SCRATCH.buffers[name].ctypes.data for name in addresses} == addresses  # nothing reallocated
+    with ThreadPoolExecutor(4) as pool:  # threads at once: each has its own buffers
+        for sig in pool.map(lambda _: signatures(texts, num_perm=32), range(16)):
+            np.testing.assert_array_equal(sig, want)
+
+
+def test_scratch_grows_and_does_not_keep_buffers_above_its_limit():
+    scratch = Scratch()
+    small = scratch.array("x", 10, np.int64)
+    assert scratch.array("x", 8, np.int64).ctypes.data == small.ctypes.data  # reused
+    grown = scratch.array("x", 11, np.int64)
+    assert len(grown) == 11 and len(scratch.buffers["x"]) == 20  # doubled: growing batches reallocate rarely
+    assert scratch.array("x", 5, np.uint32).dtype == np.uint32
+    huge = scratch.array("y", KEEP_BYTES + 1, np.uint8)
+    assert len(huge) == KEEP_BYTES + 1 and "y" not in scratch.buffers
+
+
+@pytest.mark.parametrize("scheme", ["affine32", "legacy"])
+def test_signatures_and_shingles_of_one_pass_equal_each_on_its_own(docs, scheme, monkeypatch):
+    """Exact verification takes the candidates' shingles from the signing pass: the same signatures and shingle
+    hashes as ``signatures`` and ``shingle_hashes``, whatever the chunks, and nothing for no documents."""
+    texts = pa.array(docs * 2, pa.large_string())
+    for spec in (ShingleSpec(), ShingleSpec(ngram=3, unit="char")):
+        want_hashes, want_off = shingle_hashes(texts, spec, backend="numpy")
+        want_sig = signatures(texts, spec, 32, 5, scheme, backend="numpy")
+        for chunk_bytes in (37, 1000, 1 << 30):
+            monkeypatch.setattr(minhash, "CHUNK_BYTES", chunk_bytes)
+            sig, off, hashes = signatures_and_shingles(texts, spec, 32, 5, scheme)
+            np.testing.assert_array_equal(sig, want_sig)
+            np.testing.assert_array_equal(off, want_off)
+            np.testing.assert_array_equal(hashes, want_hashes)
+    sig, off, hashes = signatures_and_shingles(pa.array([], pa.large_string()), ShingleSpec(), 32, 5, scheme)
+    assert sig.shape == (0, 32) and off.tolist() == [0] and len(hashes) == 0

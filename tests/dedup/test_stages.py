@@ -319,3 +319,48 @@ def test_minhash_state_on_an_object_store_is_read_only_where_a_verify_task_has_c
     if verify_with == "shingles":
         assert not [key for key in reads if key.endswith(".docs.npy")]
         assert sum(reads.values()) < len(written) * partitions
+
+
+def test_minhash_candidate_sets_come_from_the_signing_pass_not_the_text(tmp_path, build, near_dup_corpus):
+    """Exact verification takes the candidates' shingle sets from the hashes the signing pass kept (the text is
+    not normalized again: the input part may be gone by then); only the candidates' sets are kept in the state."""
+    from pathlib import Path
+
+    from gristmill.core.storage import resolve
+    from gristmill.dedup.minhash import shingle_sets
+    from gristmill.dedup.stages import _shingle_candidates, _sign_part
+
+    parts, _ = near_dup_corpus
+    path = build.write_parts(tmp_path, parts)[0]
+    stage = MinHashDedup({"threshold": 0.7})
+    prefix = resolve(tmp_path / "state" / "shingles" / "part-000000")
+    hashes = resolve(tmp_path / "state" / "shingle_hashes" / "part-000000")
+    *_, stats = _sign_part(resolve(path), stage.params, stage.params.banding(), None, hashes, 1, 0)
+    os.remove(path)
+    docs = np.array(sorted(doc for doc, _, _ in parts[0])[::2], dtype=np.uint64)
+    candidates = (docs[::-1], np.zeros(len(docs), np.int64))
+    files, found = _shingle_candidates(stats["shingle_files"], 0, prefix, candidates)
+    np.testing.assert_array_equal(found, docs)
+    text = {doc: t for doc, t, _ in parts[0]}
+    want_off, want_values = shingle_sets(pa.array([text[int(d)] for d in docs], pa.large_string()), ShingleSpec())
+    for file, want in zip(files, (docs, want_off, want_values)):
+        np.testing.assert_array_equal(np.load(os.fspath(file)), want)
+    assert sorted(p.name for p in Path(tmp_path / "state" / "shingles").iterdir()) == [
+        "part-000000.docs.npy", "part-000000.set_off.npy", "part-000000.sets.npy"]
+
+
+@pytest.mark.parametrize("array", [np.arange(10, dtype=np.uint64), np.zeros((0, 126), np.uint32),
+                                   np.arange(630, dtype=np.uint32).reshape(5, 126), np.arange(7.0)[::2]])
+def test_state_arrays_are_written_as_np_save_writes_them(tmp_path, array):
+    """The state's arrays are streamed from their own memory: the file is byte for byte ``np.save``'s."""
+    import io
+
+    from gristmill.core.storage import BackgroundWrites, resolve
+    from gristmill.dedup.stages import _load_npy, _save_npy
+
+    with BackgroundWrites() as writes:
+        saved = _save_npy(resolve(tmp_path / "a.npy"), array, writes)
+    want = io.BytesIO()
+    np.save(want, array)
+    assert (tmp_path / "a.npy").read_bytes() == want.getvalue()
+    np.testing.assert_array_equal(_load_npy(saved), array)

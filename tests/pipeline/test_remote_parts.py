@@ -133,7 +133,9 @@ def test_minhash_state_a_run_wrote_is_read_back_from_memory(tmp_path, data_dir, 
     s3_requests.requests.clear()
     run_plan(plan, remote, LocalExecutor(), log=lambda m: None)
     state = Counter(method for method, key in s3_requests.requests if "/dedup/" in key and "list-type" not in key)
-    assert state["PUT"] >= 3 and state["GET"] == state["HEAD"] == 0, state  # shingle sets of the candidates
+    # PUTs: the parts' shingle hashes and the candidates' sets; no read; one HEAD + DELETE removing the hashes.
+    assert state["PUT"] >= 3 and state["GET"] == 0 and state["HEAD"] <= 1 and state["DELETE"] <= 1, state
+    assert not remote.root.glob("**/shingle_hashes/*")  # the parts' hashes, kept only until sets are taken
     local = RunDir(tmp_path / "local")
     kept = remote.marker("01-dedup.minhash_v1")
     assert kept["parts"] == local.marker("01-dedup.minhash_v1")["parts"]
