@@ -259,7 +259,7 @@ def _sign_part(path: Location, params: MinHashParams, banding: tuple[int, int], 
 
 def _held(arrays: tuple[np.ndarray, ...], memory_bytes: int) -> bool:
     """Whether ``arrays`` are small enough to pass to the next task as a task result rather than as files."""
-    return sum(a.nbytes for a in arrays) <= memory_bytes
+    return memory_bytes > 0 and sum(a.nbytes for a in arrays) <= memory_bytes  # 0: always files
 
 
 def _save_npys(locations: tuple[Location, ...], arrays: tuple[np.ndarray, ...]) -> tuple[Location, ...]:
