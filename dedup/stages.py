@@ -163,6 +163,12 @@ class MinHashParams(StageParams):
         "shingle): no estimation error around the threshold",
     )
     partitions: int = Field(4, ge=1, le=4096, description="shuffle partitions of band keys and edges")
+    memory_staging_bytes: int = Field(
+        64 << 20, ge=0,
+        description="exact verification: the parts' shingle hashes, and then the candidates' sets, up to this "
+        "size in all (an equal share per part) pass between the build's tasks in memory, through the runtime, "
+        "instead of through state files; 0: always files",
+    )
     max_bucket_size: int = Field(
         256, ge=2,
         description="a bucket with more documents pairs each of them only with its max_bucket_size smallest "
@@ -198,11 +204,12 @@ class MinHashParams(StageParams):
 
 
 def _sign_part(path: Location, params: MinHashParams, banding: tuple[int, int], sig_prefix: Location | None,
-               shingle_prefix: Location | None, num_partitions: int, part_index: int):
-    """Signatures and band keys of one part; (key, doc_id, part index) rows split by key partition, plus stats.
-    The signatures are kept (``sig_prefix``) only when verification compares them; the shingle hashes of every
-    document (``shingle_prefix``) only when verification compares shingle sets, until the candidates' sets are
-    taken from them (``_shingle_candidates``)."""
+               shingle_prefix: Location | None, num_partitions: int, part_index: int, memory_bytes: int = 0):
+    """Signatures and band keys of one part; (key, doc_id, part index) rows split by key partition, then the
+    part's shingle hashes, then stats. The signatures are kept (``sig_prefix``) only when verification compares
+    them; the shingle hashes of every document only when verification compares shingle sets, until the
+    candidates' sets are taken from them (``_shingle_candidates``): returned as arrays when they take at most
+    ``memory_bytes``, else written under ``shingle_prefix`` and returned as those files."""
     bands, rows = banding
     file = path.parquet_file()
     doc_chunks, sig_chunks, key_chunks, keyed_docs, shingle_chunks, all_docs = [], [], [], [], [], []
@@ -239,16 +246,32 @@ def _sign_part(path: Location, params: MinHashParams, banding: tuple[int, int], 
         with BackgroundWrites() as writes:
             sig_files = (_save_npy(sig_prefix.with_name(sig_prefix.name + ".docs.npy"), all_docs[order], writes),
                          _save_npy(sig_prefix.with_name(sig_prefix.name + ".sig.npy"), all_sig[order], writes))
-    shingle_files = None
+    shingles = shingle_files = None
     if shingle_prefix is not None:
-        arrays = (np.concatenate(all_docs) if all_docs else np.zeros(0, np.uint64), *concat_ragged(shingle_chunks))
-        with BackgroundWrites() as writes:
-            shingle_files = tuple(_save_npy(file, array, writes)
-                                  for file, array in zip(_part_shingle_files(shingle_prefix), arrays))
+        shingles = (np.concatenate(all_docs) if all_docs else np.zeros(0, np.uint64), *concat_ragged(shingle_chunks))
+        if not _held(shingles, memory_bytes):
+            shingles = shingle_files = _save_npys(_part_shingle_files(shingle_prefix), shingles)
     chunks = split_by_partition(partition_of(keys, num_partitions), num_partitions, keys, kdocs, kparts)
     stats = {"docs": n_docs, "bytes": int(n_bytes), "docs_without_shingles": n_empty, "sig_files": sig_files,
              "shingle_files": shingle_files}
-    return (*chunks, stats)
+    return (*chunks, shingles, stats)
+
+
+def _held(arrays: tuple[np.ndarray, ...], memory_bytes: int) -> bool:
+    """Whether ``arrays`` are small enough to pass to the next task as a task result rather than as files."""
+    return memory_bytes > 0 and sum(a.nbytes for a in arrays) <= memory_bytes  # 0: always files
+
+
+def _save_npys(locations: tuple[Location, ...], arrays: tuple[np.ndarray, ...]) -> tuple[Location, ...]:
+    with BackgroundWrites() as writes:
+        return tuple(_save_npy(location, array, writes) for location, array in zip(locations, arrays))
+
+
+def _arrays(source: tuple) -> list[np.ndarray]:
+    """A task's arrays, handed over as they are (held) or as the files holding them."""
+    if all(isinstance(item, np.ndarray) for item in source):
+        return list(source)
+    return _load_npys(list(source))
 
 
 def _part_shingle_files(prefix: Location) -> tuple[Location, Location, Location]:
@@ -257,48 +280,53 @@ def _part_shingle_files(prefix: Location) -> tuple[Location, Location, Location]
                                                                        ".part_hashes.npy"))
 
 
-def _shingle_candidates(part_files: tuple[Location, ...], part_index: int, prefix: Location, *chunks):
+def _shingle_candidates(part_shingles: tuple, part_index: int, prefix: Location, memory_bytes: int, *chunks):
     """The shingle sets (sorted, distinct) of this part's candidate documents, those in a candidate pair, taken
-    from the shingle hashes ``_sign_part`` kept of every document of the part (the build deletes them once all
-    parts are done): the state holds no shingles of the other documents. ``chunks``: (doc_id, part index) rows of candidates; returns the
-    files (doc_ids, set offsets, set values) and the doc_ids (so that a verify task opens only the files holding
-    its documents), or None without candidates."""
+    from the shingle hashes ``_sign_part`` kept of every document of the part (``part_shingles``: the arrays,
+    or their files, which the build deletes once all parts are done): the state holds no shingles of the other
+    documents. ``chunks``: (doc_id, part index) rows of candidates. Returns (the files (doc_ids, set offsets,
+    set values), or None where the sets are held, and the doc_ids, so that a verify task looks only in the
+    parts holding its documents; or None without candidates) and the held (doc_ids, set offsets, set values):
+    those up to ``memory_bytes`` are handed to the verify tasks as this task's result, not written."""
     docs = np.concatenate([c[0] for c in chunks]) if chunks else np.zeros(0, np.uint64)
     parts = np.concatenate([c[1] for c in chunks]) if chunks else np.zeros(0, np.int64)
     wanted = np.unique(docs[parts == part_index])
-    found = None
-    if len(wanted):
-        part_docs, part_off, part_hashes = _load_npys(list(part_files))
-        order = np.argsort(part_docs, kind="stable")
-        rows = order[np.searchsorted(part_docs[order], wanted)]  # every candidate is a document of this part
-        arrays = (wanted, *sorted_sets(*csr_take(part_off, part_hashes, rows)))
-        names = tuple(prefix.with_name(prefix.name + suffix) for suffix in (".docs.npy", ".set_off.npy", ".sets.npy"))
-        with BackgroundWrites() as writes:
-            found = tuple(_save_npy(name, array, writes) for name, array in zip(names, arrays)), wanted
-    return found
+    if not len(wanted):
+        return None, None
+    part_docs, part_off, part_hashes = _arrays(part_shingles)
+    order = np.argsort(part_docs, kind="stable")
+    rows = order[np.searchsorted(part_docs[order], wanted)]  # every candidate is a document of this part
+    arrays = (wanted, *sorted_sets(*csr_take(part_off, part_hashes, rows)))
+    if _held(arrays, memory_bytes):
+        return (None, wanted), arrays
+    names = tuple(prefix.with_name(prefix.name + suffix) for suffix in (".docs.npy", ".set_off.npy", ".sets.npy"))
+    return (_save_npys(names, arrays), wanted), None
 
 
-def lookup_shingle_sets(sig_files, docs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def lookup_shingle_sets(sig_files, docs: np.ndarray, held=()) -> tuple[np.ndarray, np.ndarray]:
     """The shingle sets of ``docs`` (sorted, every one present) as one ragged array of sorted distinct
-    hashes, from the per-part files and doc_ids of ``_shingle_candidates``: only the sets of the parts holding
-    some of ``docs`` are read, together."""
+    hashes, from the per-part sets and doc_ids of ``_shingle_candidates``: each part's (files, doc_ids), or
+    (index into ``held``, doc_ids) where its sets were handed over as arrays. Only the sets of the parts holding
+    some of ``docs`` are used; their files are read together."""
     hits = []
-    for files, part_docs in sig_files:
+    for source, part_docs in sig_files:
         if len(part_docs) == 0:
             continue
         idx = np.minimum(np.searchsorted(part_docs, docs), len(part_docs) - 1)
         hit = np.flatnonzero(part_docs[idx] == docs)
         if len(hit):
-            hits.append((files, hit, idx[hit]))
-    sets = _load_npys([f for files, _, _ in hits for f in files[1:]])
+            hits.append((source, hit, idx[hit]))
+    files = [f for source, _, _ in hits if not isinstance(source, int) for f in source[1:]]
+    loaded = iter(_load_npys(files))
     pieces = []
-    for (_, hit, rows), set_off, values in zip(hits, sets[0::2], sets[1::2]):
+    for source, hit, rows in hits:
+        set_off, values = held[source][1:] if isinstance(source, int) else (next(loaded), next(loaded))
         off, values = csr_take(set_off, values, rows)
         pieces.append((hit, off, values))
     found = np.concatenate([h for h, _, _ in pieces]) if pieces else np.zeros(0, np.int64)
     if len(found) != len(docs):
         raise RuntimeError(f"shingle sets of {len(docs) - len(found)} candidate documents are missing from "
-                           f"{[files[1:] for files, _ in sig_files]}")
+                           f"{[source for source, _ in sig_files]}")
     off, values = concat_ragged([(o, v) for _, o, v in pieces])
     return csr_take(off, values, np.argsort(found))
 
@@ -325,13 +353,13 @@ def lookup_signatures(sig_files: list[tuple[Location, ...]], docs: np.ndarray, n
 VERIFY_CHUNK_PAIRS = 1 << 16  # pairs compared at a time: bounds the gathered signature rows of a task
 
 
-def pair_similarity(sig_files, a: np.ndarray, b: np.ndarray, params: MinHashParams) -> np.ndarray:
+def pair_similarity(sig_files, a: np.ndarray, b: np.ndarray, params: MinHashParams, held=()) -> np.ndarray:
     """Jaccard of every pair (a[i], b[i]), exact over the shingle sets or estimated from the signatures:
     each document's set or signature is looked up once, then the pairs are compared (a chunk at a time)."""
     docs = np.unique(np.concatenate([a, b]))
     ia, ib = np.searchsorted(docs, a), np.searchsorted(docs, b)
     if params.verify_with == "shingles":
-        return exact_jaccard(*lookup_shingle_sets(sig_files, docs), ia, ib)
+        return exact_jaccard(*lookup_shingle_sets(sig_files, docs, held), ia, ib)
     sig = lookup_signatures(sig_files, docs, params.num_perm, signature_dtype(params.scheme))
     sim = np.empty(len(a), dtype=np.float64)
     for lo in range(0, len(a), VERIFY_CHUNK_PAIRS):
@@ -356,14 +384,17 @@ def _bucket_task(params: MinHashParams, num_partitions: int, *chunks):
             counts)
 
 
-def _verify_task(params: MinHashParams, sig_files, num_partitions: int, *chunks):
+def _verify_task(params: MinHashParams, sig_files, num_partitions: int, num_held: int, *held_and_chunks):
     """The distinct candidate pairs of one partition, verified (Jaccard >= threshold) -> the
-    components' adjacency chunks, the verified edges (a, b, similarity) and the pair counts."""
+    components' adjacency chunks, the verified edges (a, b, similarity) and the pair counts. The first
+    ``num_held`` of ``held_and_chunks`` are the candidates' sets handed over as arrays (top-level arguments, so
+    that the runtime resolves them), the others the partition's pair chunks."""
+    held, chunks = held_and_chunks[:num_held], held_and_chunks[num_held:]
     a, b = unique_pairs(*_concat_pairs(chunks))
     candidates = len(a)
     sim = np.full(len(a), np.nan)
     if params.verify and len(a):
-        sim = pair_similarity(sig_files, a, b, params)
+        sim = pair_similarity(sig_files, a, b, params, held)
         keep = sim >= params.threshold
         a, b, sim = a[keep], b[keep], sim[keep]
     counts = {"candidate_pairs": candidates, "verified_pairs": len(a)}
@@ -437,36 +468,41 @@ class MinHashDedup(GlobalStage):
         parts = sorted(ctx.input_parts, key=lambda loc: loc.path)
         compare_signatures = p.verify and p.verify_with == "signatures"
         compare_shingles = p.verify and p.verify_with == "shingles"
+        # Each part's share of the state held in memory: all of it together stays within the threshold.
+        memory_bytes = p.memory_staging_bytes // max(len(parts), 1)
         signed = [
             runner.submit(
                 _sign_part, path, p, (bands, rows),
                 out_dir / "signatures" / f"part-{i:06d}" if compare_signatures else None,
-                out_dir / "shingle_hashes" / f"part-{i:06d}" if compare_shingles else None, P, i,
-                num_returns=P + 1,
+                out_dir / "shingle_hashes" / f"part-{i:06d}" if compare_shingles else None, P, i, memory_bytes,
+                num_returns=P + 2,
             )
             for i, path in enumerate(parts)
         ]
-        part_stats = runner.get([s[P] for s in signed])
+        part_stats = runner.get([s[P + 1] for s in signed])
         buckets = [
             runner.submit(_bucket_task, p, P, *[s[q] for s in signed], num_returns=2 * P + 1)
             for q in range(P)
         ]
         bucket_counts = sum(runner.get([b[2 * P] for b in buckets]), BucketCounts())
+        held = []
         if compare_signatures:
             sig_files = [s["sig_files"] for s in part_stats if s["sig_files"]]
         elif compare_shingles:
             shingled = [
-                runner.submit(_shingle_candidates, part_stats[i]["shingle_files"], i,
-                              out_dir / "shingles" / f"part-{i:06d}", *[b[P + i % P] for b in buckets])
+                runner.submit(_shingle_candidates, signed[i][P], i, out_dir / "shingles" / f"part-{i:06d}",
+                              memory_bytes, *[b[P + i % P] for b in buckets], num_returns=2)
                 for i in range(len(parts))
             ]
-            sig_files = [f for f in runner.get(shingled) if f is not None]
-            # Every part's shingle hashes at once: file by file would cost two requests each on an object store.
-            (out_dir / "shingle_hashes").delete_tree()
+            sig_files = self._candidate_sets(runner.get([s[0] for s in shingled]), [s[1] for s in shingled], held)
+            if any(s["shingle_files"] for s in part_stats):
+                # Every part's shingle hashes at once: file by file would cost two requests each on an object store.
+                (out_dir / "shingle_hashes").delete_tree()
         else:
             sig_files = []
         verified = [
-            runner.submit(_verify_task, p, sig_files, P, *[b[q] for b in buckets], num_returns=P + 2)
+            runner.submit(_verify_task, p, sig_files, P, len(held), *held, *[b[q] for b in buckets],
+                          num_returns=P + 2)
             for q in range(P)
         ]
         pair_counts = runner.get([v[P + 1] for v in verified])
@@ -502,6 +538,22 @@ class MinHashDedup(GlobalStage):
                             ("components_rounds", rounds), ("bands", bands), ("rows", rows), ("partitions", P)):
             stats.figure(name, value)
         return drop
+
+    @staticmethod
+    def _candidate_sets(found: list, held_handles: list, held: list) -> list:
+        """Each part with candidates as (files, doc_ids), or (index into ``held``, doc_ids) where its sets are
+        held: their task result's handle is appended to ``held``."""
+        sig_files = []
+        for entry, handle in zip(found, held_handles):
+            if entry is None:
+                continue
+            files, wanted = entry
+            if files is None:
+                sig_files.append((len(held), wanted))
+                held.append(handle)
+            else:
+                sig_files.append((files, wanted))
+        return sig_files
 
     def apply(self, table: pa.Table, state: np.ndarray) -> StageOutput:
         return StageOutput(table, _reject_where(_isin_sorted(_doc_ids(table), state), self.REASON))

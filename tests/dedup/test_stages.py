@@ -16,6 +16,8 @@ from gristmill.dedup.minhash import ShingleSpec, shingles_py
 from gristmill.dedup.stages import BloomDedup, MinHashDedup, uint64_values
 from gristmill.pipeline.registry import get_stage
 
+IN_FILES = {"memory_staging_bytes": 0}  # the state passed through files, as a build too large for memory does
+
 
 def test_registered_under_versioned_names():
     assert get_stage("dedup.minhash_v1") is MinHashDedup and get_stage("dedup.bloom_v1") is BloomDedup
@@ -128,14 +130,20 @@ def test_bloom_url_and_saved_filter_for_incremental_runs_and_decontamination(tmp
 @pytest.mark.ray
 def test_ray_gives_exactly_the_local_result(ray_cluster, tmp_path, build, en_sentences, near_dup_corpus):
     paths = build.write_parts(tmp_path, _flood_and_chain(build, en_sentences, near_dup_corpus))
-    for stage in (MinHashDedup({"threshold": 0.7, "partitions": 3}), BloomDedup({"partitions": 2})):
+    minhash = {"threshold": 0.7, "partitions": 3}
+    held_and_files = []
+    for n, stage in enumerate((MinHashDedup(minhash), MinHashDedup({**minhash, **IN_FILES}),
+                               BloomDedup({"partitions": 2}))):
         results = {}
         for executor in ("local", "ray"):
-            ctx = build.context(tmp_path / executor, paths, executor)
+            ctx = build.context(tmp_path / f"{n}-{executor}", paths, executor)
             kept, dropped, texts = build.run_global(stage, ctx)
             results[executor] = (kept, dropped, texts, ctx.stats)
         assert results["ray"] == results["local"], stage.name
         assert results["local"][1], stage.name  # something was removed, so the comparison means something
+        held_and_files.append(results["ray"])
+    # The MinHash state handed between Ray tasks as their results gives what its files give.
+    assert held_and_files[0] == held_and_files[1]
 
 
 def _chain(en_sentences, first_doc: int, length: int):
@@ -217,6 +225,44 @@ def test_minhash_result_and_statistics_do_not_depend_on_partitions(
     assert capped_counts["candidate_pairs"] < counts["candidate_pairs"]
 
 
+def _minhash_outcome(build, ctx, params):
+    kept, dropped, _ = build.run_global(MinHashDedup(params), ctx)
+    clusters = pq.read_table(os.path.join(os.fspath(ctx.state), "clusters")).sort_by("doc_id").to_pylist()
+    return kept, dropped, ctx.stats, clusters
+
+
+def _state_files(ctx, folder: str) -> list[str]:
+    from pathlib import Path
+
+    return sorted(p.name for p in (Path(os.fspath(ctx.state)) / folder).glob("*"))
+
+
+@pytest.mark.parametrize("partitions", [1, 2, 4])
+def test_minhash_small_state_passes_between_tasks_in_memory_with_the_same_result(
+    tmp_path, build, en_sentences, near_dup_corpus, partitions
+):
+    """Parts' shingle hashes and candidates' sets within ``memory_staging_bytes`` go from task to task as task
+    results, no file written; larger ones through files; the outcome is the same either way, and mixed."""
+    paths = build.write_parts(tmp_path, _flood_and_chain(build, en_sentences, near_dup_corpus))
+    params = {"threshold": 0.7, "partitions": partitions}
+    files_ctx = build.context(tmp_path / "files", paths)
+    in_files = _minhash_outcome(build, files_ctx, {**params, **IN_FILES})
+    sets = [f for f in _state_files(files_ctx, "shingles") if f.endswith(".docs.npy")]
+    assert len(sets) == 3 and not _state_files(files_ctx, "shingle_hashes")  # removed once the sets are taken
+
+    held_ctx = build.context(tmp_path / "held", paths)
+    assert _minhash_outcome(build, held_ctx, params) == in_files
+    assert not _state_files(held_ctx, "shingles") and not _state_files(held_ctx, "shingle_hashes")
+
+    # A share per part between the parts' sizes of candidate sets: some parts' sets held, the others' in files.
+    set_bytes = sorted(sum(os.path.getsize(os.path.join(os.fspath(files_ctx.state), "shingles", name.replace(
+        ".docs.npy", suffix))) - 128 for suffix in (".docs.npy", ".set_off.npy", ".sets.npy")) for name in sets)
+    assert set_bytes[0] < set_bytes[-1]
+    mixed_ctx = build.context(tmp_path / "mixed", paths)
+    assert _minhash_outcome(build, mixed_ctx, {**params, "memory_staging_bytes": 3 * set_bytes[0]}) == in_files
+    assert 0 < len(_state_files(mixed_ctx, "shingles")) < 3 * len(sets)
+
+
 def test_doc_ids_are_read_from_slices_and_chunks_and_nulls_are_refused():
     ids = pa.array([5, 2**63 + 1, 7, 0], pa.uint64())
     assert uint64_values(ids.slice(1, 2)).tolist() == [2**63 + 1, 7]
@@ -267,7 +313,7 @@ def test_minhash_state_keeps_the_shingle_sets_of_candidate_documents_only(tmp_pa
 
     parts, dups = near_dup_corpus
     ctx = build.context(tmp_path, build.write_parts(tmp_path, parts))
-    build.run_global(MinHashDedup({"threshold": 0.7}), ctx)
+    build.run_global(MinHashDedup({"threshold": 0.7, **IN_FILES}), ctx)
     state = Path(os.fspath(ctx.state))
     assert not list(state.rglob("*.sig.npy"))
     files = sorted(state.glob("shingles/*.docs.npy"))
@@ -300,7 +346,7 @@ def test_minhash_state_on_an_object_store_is_read_only_where_a_verify_task_has_c
 
     parts, _ = near_dup_corpus
     paths = build.write_parts(tmp_path, parts)
-    params = {"threshold": 0.7, "verify_with": verify_with}
+    params = {"threshold": 0.7, "verify_with": verify_with, **IN_FILES}
     local = build.run_global(MinHashDedup(params), build.context(tmp_path, paths))
     remote = resolve(f"s3://gristmill-run/runs/minhash-{verify_with}?{s3_query}")
     ctx = GlobalContext.for_step(remote, "dedup.step_v1", 3, paths, runtime_for("local"), seed=0)
@@ -335,11 +381,13 @@ def test_minhash_candidate_sets_come_from_the_signing_pass_not_the_text(tmp_path
     stage = MinHashDedup({"threshold": 0.7})
     prefix = resolve(tmp_path / "state" / "shingles" / "part-000000")
     hashes = resolve(tmp_path / "state" / "shingle_hashes" / "part-000000")
-    *_, stats = _sign_part(resolve(path), stage.params, stage.params.banding(), None, hashes, 1, 0)
+    *_, shingles, stats = _sign_part(resolve(path), stage.params, stage.params.banding(), None, hashes, 1, 0, 0)
+    assert shingles == stats["shingle_files"]  # written: more than the 0 bytes it may hold
     os.remove(path)
     docs = np.array(sorted(doc for doc, _, _ in parts[0])[::2], dtype=np.uint64)
     candidates = (docs[::-1], np.zeros(len(docs), np.int64))
-    files, found = _shingle_candidates(stats["shingle_files"], 0, prefix, candidates)
+    (files, found), held = _shingle_candidates(shingles, 0, prefix, 0, candidates)
+    assert held is None
     np.testing.assert_array_equal(found, docs)
     text = {doc: t for doc, t, _ in parts[0]}
     want_off, want_values = shingle_sets(pa.array([text[int(d)] for d in docs], pa.large_string()), ShingleSpec())
