@@ -1,6 +1,7 @@
 """Running a plan: segment by segment, skipping committed ones, committing each only when complete.
 
-The run holds the run directory's lease (pipeline/lease.py) from before it reads anything until it ends. A
+The run holds the run directory's lease (pipeline/lease.py) from before it reads anything until it ends, and has
+it confirmed before it writes anything. A
 committed segment is reused only if its parts still match its ``_SUCCESS`` listing; otherwise it is recomputed,
 and every segment after it. A rerun refused for a changed plan leaves the run directory, ``plan.json``
 included, as it was.
@@ -48,7 +49,8 @@ def run_plan(plan: Plan, run_dir: RunDir, executor: LocalExecutor | RayExecutor,
     try:
         run_dir.root.mkdir(parents=True, exist_ok=True)
         asked = time.perf_counter()
-        with RunLease(run_dir.lease_path, log=log).acquire(force_unlock=force_unlock) as lease:
+        # Unconfirmed: the object-store settle runs during the plan check's reads (see _run_holding_lease).
+        with RunLease(run_dir.lease_path, log=log).acquire(force_unlock=force_unlock, confirm=False) as lease:
             clock.add("lease", "driver", time.perf_counter() - asked)
             return _run_holding_lease(plan, run_dir, executor, force, log, lease, clock)
     finally:
@@ -57,9 +59,14 @@ def run_plan(plan: Plan, run_dir: RunDir, executor: LocalExecutor | RayExecutor,
 
 def _run_holding_lease(plan: Plan, run_dir: RunDir, executor, force: bool, log, lease: RunLease,
                        clock: RunClock) -> RunResult:
+    checking = time.perf_counter()
+    found = _refuse_stale(plan, run_dir, force)  # before plan.json is written: a refused rerun changes nothing
+    checked = time.perf_counter()
+    with clock.phase("lease"):
+        lease.confirm()  # before the run's first write: a run that lost the lease has written nothing
     with clock.phase("plan check and plan.json"):
-        found = _refuse_stale(plan, run_dir, force)  # before plan.json is written: a refused rerun changes nothing
         atomic_write_json(run_dir.plan_path, plan.to_json())
+    clock.add("plan check and plan.json", "driver", checked - checking)
     for warning in plan.warnings:
         log(f"warning: {warning}")
     per_segment: list[SegmentStats] = []
