@@ -20,20 +20,23 @@ How the lease is created:
   ``O_CREAT | O_EXCL``. Two runs racing for the same directory: exactly one wins.
 - object stores: pyarrow's S3/GCS filesystems cannot send a conditional PUT (``If-None-Match: *``; apache/arrow
   issue 44281), so creation is best effort: look, write our lease, wait ``settle_s``, read it back and compare
-  the owner token; the later of two writers wins and the other backs off. ``acquire(confirm=False)`` returns after
-  the look and the PUT and leaves the wait and the read-back to ``confirm()``, so a run spends the settle on reads
-  it makes anyway (the plan check); it calls ``confirm()`` strictly before its first write or delete in the run
-  directory. Until then it has changed nothing there but ``_LEASE``, and a run that loses at ``confirm()`` stops
-  with ``LeaseHeldError`` having written nothing else; what it read meanwhile nobody else was writing, since a
-  writer holds a confirmed lease, which our look would have seen. (The pyarrow filesystems read the lease back
-  with a HEAD and a GET: neither ``open_input_file`` nor ``open_input_stream`` takes a known size.) A rival can slip in only between its
+  the owner token; the later of two writers wins and the other backs off. A rival can slip in only between its
   own look and its own PUT landing, one look and one PUT on the same store: by default the settle is
   ``SETTLE_MARGIN`` times what our look and PUT took (at least ``MIN_SETTLE_S``), so it scales with the store
-  instead of charging every run a fixed second. Remaining race: a second run whose
-  PUT lands more than ``settle_s`` after its own look (a stalled client) can overwrite a lease its rival has
-  already confirmed. Both then run, but before every commit a run reads the lease back (``check``), so the one
-  it does not name stops (``LeaseLostError``) without committing; their parts are the same bytes either way. A takeover (``force_unlock``) of a stale
-  lease on an object store is delete-then-create with the same best effort.
+  instead of charging every run a fixed second. Remaining race: a second run whose PUT lands more than
+  ``settle_s`` after its own look (a stalled client) can overwrite a lease its rival has already confirmed. Both
+  then run, but before every commit a run reads the lease back (``check``), so the one it does not name stops
+  (``LeaseLostError``) without committing; their parts are the same bytes either way. A takeover
+  (``force_unlock``) of a stale lease on an object store is delete-then-create with the same best effort.
+  The lease is read back with a HEAD and a GET: pyarrow's ``open_input_file`` and ``open_input_stream`` both ask
+  the size first, and neither takes a known one.
+
+The settle overlaps reads: ``acquire(confirm=False)`` returns after the look and the PUT and leaves the wait and
+the read-back to ``confirm()``, so a run spends the settle on reads it makes anyway (its plan check), and calls
+``confirm()`` strictly before its first write or delete in the run directory. Until then it has changed nothing
+there but ``_LEASE``: a run that loses at ``confirm()`` stops with ``LeaseHeldError`` having written nothing else.
+What it read meanwhile nobody was writing (but for the race above): a writer holds a confirmed lease, which our
+look would have found. Locally the create is atomic and ``confirm()`` only starts the heartbeat.
 
 A heartbeat reads the lease and rewrites it if it is still ours; a holder that was only stalled (its heartbeat
 aged past ``stale_after_s``, it was taken over) and wakes between that read and that write puts its own lease

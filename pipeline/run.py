@@ -19,7 +19,7 @@ from gristmill.core.parts import SegmentPart
 from gristmill.pipeline.executors import LocalExecutor, RayExecutor, SegmentResult, segment_head
 from gristmill.pipeline.lease import RunLease
 from gristmill.pipeline.plan import Plan, Segment
-from gristmill.pipeline.rundir import RunDir, StaleSegmentError, atomic_write_json, column_layouts
+from gristmill.pipeline.rundir import RunDir, StaleSegmentError, atomic_write_bytes, column_layouts, json_bytes
 from gristmill.pipeline.stats import (GlobalStepStats, RunSummary, SegmentStats, StageStats, aggregate,
                                       load_segment_stats, update_run_stats, write_run_stats, write_segment_stats)
 from gristmill.pipeline.timeline import RunClock
@@ -65,7 +65,8 @@ def _run_holding_lease(plan: Plan, run_dir: RunDir, executor, force: bool, log, 
     with clock.phase("lease"):
         lease.confirm()  # before the run's first write: a run that lost the lease has written nothing
     with clock.phase("plan check and plan.json"):
-        atomic_write_json(run_dir.plan_path, plan.to_json())
+        plan_bytes = json_bytes(plan.to_json())
+        atomic_write_bytes(run_dir.plan_path, plan_bytes)
     clock.add("plan check and plan.json", "driver", checked - checking)
     for warning in plan.warnings:
         log(f"warning: {warning}")
@@ -73,8 +74,8 @@ def _run_holding_lease(plan: Plan, run_dir: RunDir, executor, force: bool, log, 
     skipped, computed = [], []
     build_seconds: dict[str, float] = {}
     try:
-        _run_segments(plan, run_dir, executor, force, log, per_segment, skipped, computed, build_seconds, lease,
-                      clock, found)
+        markers = _run_segments(plan, run_dir, executor, force, log, per_segment, skipped, computed, build_seconds,
+                                lease, clock, found)
     finally:
         with clock.phase("executor close"):
             executor.close()
@@ -84,22 +85,25 @@ def _run_holding_lease(plan: Plan, run_dir: RunDir, executor, force: bool, log, 
             plan_hash=plan.plan_hash, executor=executor.name, wall_seconds=snapshot["wall_seconds"],
             segments_skipped=skipped, segments_computed=computed, workers=getattr(executor, "workers", None),
             build_seconds=build_seconds, warnings=plan.warnings, timeline=snapshot["timeline"]))
-    final = _write_report(run_dir, clock, log, written)
+    # What the report reads that this run wrote, as written: plan.json, the markers it committed, its statistics.
+    kept = {run_dir.plan_path: plan_bytes, **{run_dir.stats_dir / name: data for name, data in written.items()},
+            **{run_dir.success_path(name): json_bytes(markers[name]) for name in computed}}
+    final = _write_report(run_dir, clock, log, kept)
     return RunResult(run_dir.root, plan.plan_hash, per_segment, skipped, computed, final["wall_seconds"])
 
 
-def _write_report(run_dir: RunDir, clock: RunClock, log, stats: dict[str, bytes]) -> dict:
+def _write_report(run_dir: RunDir, clock: RunClock, log, kept: dict) -> dict:
     """Write report.html, whose timeline ends with its own seconds; then record that final timeline (and the
-    wall time it sums to) in stats.json, so a later ``gristmill report`` draws the same figures. ``stats``: the
-    run's statistics files just written (name: bytes), which the report reads as written."""
+    wall time it sums to) in stats.json, so a later ``gristmill report`` draws the same figures. ``kept``: files
+    this run wrote ({path: bytes}), which the report reads as written instead of fetching them."""
     from gristmill.pipeline._internal.duck import RunFiles
     from gristmill.pipeline._internal.report_stats import write_run_tables
     from gristmill.pipeline.report import write_report
 
     start = time.perf_counter()
     files = RunFiles(run_dir.root)  # the report's reading of the run, which the run tables reuse
-    for name, data in stats.items():
-        files.wrote(run_dir.stats_dir / name, data=data)
+    for path, data in kept.items():
+        files.wrote(path, data=data)
     try:
         log(f"report: {write_report(run_dir.root, clock=clock, files=files)}")
     except Exception as exc:  # a report problem must not fail a run whose data is committed
@@ -126,8 +130,9 @@ def _refuse_stale(plan: Plan, run_dir: RunDir, force: bool) -> dict[str, dict | 
 
 def _run_segments(plan: Plan, run_dir: RunDir, executor, force: bool, log, per_segment: list, skipped: list,
                   computed: list, build_seconds: dict, lease: RunLease, clock: RunClock,
-                  found: dict[str, dict | None]) -> None:
-    """``found``: markers ``_refuse_stale`` read (under this run's lease, so still what the store holds)."""
+                  found: dict[str, dict | None]) -> dict[str, dict]:
+    """``found``: markers ``_refuse_stale`` read (under this run's lease, so still what the store holds). Returns
+    every segment's marker, as committed or read."""
     input_parts: list[SegmentPart] = []
     previous: tuple[str, dict] | None = None  # the last segment's name and marker
     markers: dict[str, dict] = {}  # every segment's so far, committed or reused: where their parts' columns are
@@ -170,6 +175,7 @@ def _run_segments(plan: Plan, run_dir: RunDir, executor, force: bool, log, per_s
         markers[segment.name] = info
         input_parts = run_dir.segment_parts(segment.name, info, markers)
         previous = (segment.name, info)
+    return markers
 
 
 def _run_segment(plan: Plan, segment: Segment, input_parts: list[SegmentPart], previous: tuple[str, dict] | None,

@@ -70,15 +70,18 @@ class SegmentInfo:
 
 
 def committed_segment_parts(files: duck.RunFiles, rd: RunDir) -> list[tuple[str, list[Location]]]:
-    """(name, parts its ``_SUCCESS`` lists) of each committed segment, in name (= plan) order."""
+    """(name, parts its ``_SUCCESS`` lists) of each committed segment, in name (= plan) order; a part's files are
+    ``KnownFile``s where a marker lists them (its own, or the earlier segment's holding a column)."""
     out = []
     markers = files.glob(rd.segments_root, f"*/{SUCCESS}")
     files.prefetch(markers)
+    read: dict[str, dict] = {}
     for marker_path in markers:
         marker = files.read_json(marker_path)
         if marker is not None:
             name = marker_path.parent.name
-            out.append((name, rd.segment_parts(name, marker)))
+            read[name] = marker
+            out.append((name, rd.segment_parts(name, marker, read)))
     return out
 
 

@@ -215,3 +215,23 @@ def test_a_run_refused_by_a_rivals_lease_wrote_nothing_to_the_run_directory(tmp_
     racer.join()
     assert [loc.name for loc in run_dir.root.walk_files()] == ["_LEASE"]
     assert json.loads(run_dir.lease_path.read_text())["owner"] == "r" * 32
+
+
+def test_a_runs_report_reads_the_parts_and_markers_it_committed_without_fetching_them(
+    data_dir, s3_query, s3_requests
+):
+    """The report opens each segment's parts as its ``_SUCCESS`` lists them (size and hash), so the part files this
+    process wrote are read from the bytes it holds, and the markers and plan.json it wrote as written: no GET
+    under segments/ in the whole run, and plan.json fetched only by the mixture step that reads it."""
+    from gristmill.pipeline import build_plan, parse_pipeline
+    from gristmill.pipeline.executors import LocalExecutor
+    from gristmill.pipeline.run import run_plan
+    from gristmill.pipeline.rundir import RunDir
+
+    run_dir = RunDir(f"s3://gristmill-run/runs/held?{s3_query}")
+    run_plan(build_plan(parse_pipeline(DEMO.format(data=data_dir), "l.yaml"), data_dir), run_dir, LocalExecutor(),
+             log=lambda m: None)
+    segments = [(method, key) for method, key in s3_requests.requests if "/runs/held/segments/" in key]
+    assert any(method == "PUT" and key.endswith("/_SUCCESS") for method, key in segments)
+    assert [(method, key) for method, key in segments if method == "GET"] == []
+    assert "<section" in (run_dir.root / "report.html").read_text()
