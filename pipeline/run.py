@@ -213,6 +213,8 @@ def _run_segment(plan: Plan, segment: Segment, input_parts: list[SegmentPart], p
         "hash": segment.hash, "rows": sum(w["rows"] for w in result.written), "build_seconds": build_seconds,
         "layouts": layouts, "parts": parts, "upstream": run_dir.upstream_digests(segment.name, layouts, markers),
     }
+    if result.rejects:
+        marker["rejects"] = result.rejects  # under rejects/: read by the report as listed (size and hash)
     lease.check()  # a run whose lease was taken over must not commit over its successor's work
     stats_out = SegmentStats(segment.name, stats, global_stats)
     # Before the marker, the commit point: a committed segment always has its statistics (a resume skips it only then).

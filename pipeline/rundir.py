@@ -183,7 +183,9 @@ class RunDir:
         return seg
 
     def commit_segment(self, segment_name: str, info: dict) -> None:
-        """Write ``_SUCCESS`` last; ``info["parts"]`` lists each part as ``{path, rows, bytes, xxh3_128}``."""
+        """Write ``_SUCCESS`` last; ``info["parts"]`` lists each part as ``{path, rows, bytes, xxh3_128}``, and
+        ``info["rejects"]`` (when its steps kept rejected rows) each rejects file as ``{path, bytes, xxh3_128}``,
+        ``path`` under ``rejects/``."""
         atomic_write_json(self.success_path(segment_name), info)
 
     def commit_written_parts(self, segment_name: str, segment_hash: str = "") -> dict:

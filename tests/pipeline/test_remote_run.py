@@ -220,9 +220,9 @@ def test_a_run_refused_by_a_rivals_lease_wrote_nothing_to_the_run_directory(tmp_
 def test_a_runs_report_reads_the_parts_and_markers_it_committed_without_fetching_them(
     data_dir, s3_query, s3_requests
 ):
-    """The report opens each segment's parts as its ``_SUCCESS`` lists them (size and hash), so the part files this
-    process wrote are read from the bytes it holds, and the markers and plan.json it wrote as written: no GET
-    under segments/ in the whole run, and plan.json fetched only by the mixture step that reads it."""
+    """The report opens each segment's parts and rejects files as its ``_SUCCESS`` lists them (size and hash), so
+    the files this process wrote are read from the bytes it holds, and the markers it wrote as written: no GET
+    under segments/ or rejects/ in the whole run."""
     from gristmill.pipeline import build_plan, parse_pipeline
     from gristmill.pipeline.executors import LocalExecutor
     from gristmill.pipeline.run import run_plan
@@ -234,4 +234,10 @@ def test_a_runs_report_reads_the_parts_and_markers_it_committed_without_fetching
     segments = [(method, key) for method, key in s3_requests.requests if "/runs/held/segments/" in key]
     assert any(method == "PUT" and key.endswith("/_SUCCESS") for method, key in segments)
     assert [(method, key) for method, key in segments if method == "GET"] == []
+    # Rejected rows' files are listed by the marker of the segment whose steps dropped them, and read as held.
+    rejects = [(method, key) for method, key in s3_requests.requests if "/runs/held/rejects/" in key]
+    listed = run_dir.marker("00-ingest")["rejects"]
+    assert sorted(key for method, key in rejects if method == "PUT") == sorted(
+        f"/gristmill-run/runs/held/rejects/{entry['path']}" for entry in listed)
+    assert {method for method, _ in rejects} == {"PUT"}
     assert "<section" in (run_dir.root / "report.html").read_text()
