@@ -19,7 +19,8 @@ from gristmill.core.parts import SegmentPart
 from gristmill.pipeline.executors import LocalExecutor, RayExecutor, SegmentResult, segment_head
 from gristmill.pipeline.lease import RunLease
 from gristmill.pipeline.plan import Plan, Segment
-from gristmill.pipeline.rundir import RunDir, StaleSegmentError, atomic_write_bytes, column_layouts, json_bytes
+from gristmill.pipeline.rundir import (ListedDirs, RunDir, StaleSegmentError, atomic_write_bytes, column_layouts,
+                                       json_bytes)
 from gristmill.pipeline.stats import (GlobalStepStats, RunSummary, SegmentStats, StageStats, aggregate,
                                       load_segment_stats, update_run_stats, write_run_stats, write_segment_stats)
 from gristmill.pipeline.timeline import RunClock
@@ -60,7 +61,8 @@ def run_plan(plan: Plan, run_dir: RunDir, executor: LocalExecutor | RayExecutor,
 def _run_holding_lease(plan: Plan, run_dir: RunDir, executor, force: bool, log, lease: RunLease,
                        clock: RunClock) -> RunResult:
     checking = time.perf_counter()
-    found = _refuse_stale(plan, run_dir, force)  # before plan.json is written: a refused rerun changes nothing
+    listed = run_dir.listed_dirs()  # the folders a segment's reset removes: listed once, during the settle
+    found = _refuse_stale(plan, run_dir, force, listed)  # before plan.json is written: a refused rerun changes nothing
     checked = time.perf_counter()
     with clock.phase("lease"):
         lease.confirm()  # before the run's first write: a run that lost the lease has written nothing
@@ -75,7 +77,7 @@ def _run_holding_lease(plan: Plan, run_dir: RunDir, executor, force: bool, log, 
     build_seconds: dict[str, float] = {}
     try:
         markers = _run_segments(plan, run_dir, executor, force, log, per_segment, skipped, computed, build_seconds,
-                                lease, clock, found)
+                                lease, clock, found, listed)
     finally:
         with clock.phase("executor close"):
             executor.close()
@@ -120,19 +122,22 @@ def _write_report(run_dir: RunDir, clock: RunClock, log, kept: dict) -> dict:
     return final
 
 
-def _refuse_stale(plan: Plan, run_dir: RunDir, force: bool) -> dict[str, dict | None]:
+def _refuse_stale(plan: Plan, run_dir: RunDir, force: bool, listed: ListedDirs) -> dict[str, dict | None]:
     """Raise ``StaleSegmentError`` if a segment was committed by another plan and ``force`` is not given;
-    returns each segment's marker as read (None: not committed), so the run does not read them again."""
+    returns each segment's marker as read (None: not committed, or no folder in ``listed``), so the run does not
+    read them again."""
     if force:
         return {}
-    return {segment.name: run_dir.committed(segment.name, segment.hash) for segment in plan.segments}
+    return {segment.name: run_dir.committed(segment.name, segment.hash) if segment.name in listed.segments else None
+            for segment in plan.segments}
 
 
 def _run_segments(plan: Plan, run_dir: RunDir, executor, force: bool, log, per_segment: list, skipped: list,
                   computed: list, build_seconds: dict, lease: RunLease, clock: RunClock,
-                  found: dict[str, dict | None]) -> dict[str, dict]:
-    """``found``: markers ``_refuse_stale`` read (under this run's lease, so still what the store holds). Returns
-    every segment's marker, as committed or read."""
+                  found: dict[str, dict | None], listed: ListedDirs) -> dict[str, dict]:
+    """``found``: markers ``_refuse_stale`` read (under this run's lease, so still what the store holds);
+    ``listed``: the folders there were when the run started. Returns every segment's marker, as committed or
+    read."""
     input_parts: list[SegmentPart] = []
     previous: tuple[str, dict] | None = None  # the last segment's name and marker
     markers: dict[str, dict] = {}  # every segment's so far, committed or reused: where their parts' columns are
@@ -169,7 +174,8 @@ def _run_segments(plan: Plan, run_dir: RunDir, executor, force: bool, log, per_s
                         f"{time.perf_counter() - t:.1f}s")
                 started = True
             stats, build_seconds[segment.name], info = _run_segment(plan, segment, input_parts, previous,
-                                                                    run_dir, executor, log, lease, clock, markers)
+                                                                    run_dir, executor, log, lease, clock, markers,
+                                                                    listed)
             per_segment.append(stats)
             computed.append(segment.name)
         markers[segment.name] = info
@@ -180,11 +186,11 @@ def _run_segments(plan: Plan, run_dir: RunDir, executor, force: bool, log, per_s
 
 def _run_segment(plan: Plan, segment: Segment, input_parts: list[SegmentPart], previous: tuple[str, dict] | None,
                  run_dir: RunDir, executor, log, lease: RunLease, clock: RunClock,
-                 markers: dict[str, dict]) -> tuple[SegmentStats, float, dict]:
+                 markers: dict[str, dict], listed: ListedDirs) -> tuple[SegmentStats, float, dict]:
     """Compute and commit one segment (``previous``: the name and marker of the segment it reads; ``markers``:
     those of every segment before it); returns its stats, the seconds its global ``build`` took and its
     ``_SUCCESS`` marker."""
-    seg_dir = run_dir.reset_segment(segment.name, [s.slug for s in segment.steps])
+    seg_dir = run_dir.reset_segment(segment.name, [s.slug for s in segment.steps], listed)
     state = global_stats = None
     build_start = time.perf_counter()
     head = segment.global_step

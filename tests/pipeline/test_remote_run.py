@@ -241,3 +241,32 @@ def test_a_runs_report_reads_the_parts_and_markers_it_committed_without_fetching
         f"/gristmill-run/runs/held/rejects/{entry['path']}" for entry in listed)
     assert {method for method, _ in rejects} == {"PUT"}
     assert "<section" in (run_dir.root / "report.html").read_text()
+
+
+def test_a_run_lists_the_folders_it_resets_once_while_its_lease_settles(data_dir, s3_query, s3_requests):
+    """segments/ and rejects/ are listed once, before the lease is confirmed: resetting a segment then lists
+    nothing, no marker is asked for of a segment without a folder, and a rerun still removes what a killed run
+    left in a folder that was there (a stray part, a stray rejects file)."""
+    import uuid
+
+    from gristmill.pipeline import build_plan, parse_pipeline
+    from gristmill.pipeline.executors import LocalExecutor
+    from gristmill.pipeline.run import run_plan
+    from gristmill.pipeline.rundir import RunDir
+
+    name = f"listed-{uuid.uuid4().hex[:8]}"  # a run directory no other test (the server is the process's) wrote
+    run_dir = RunDir(f"s3://gristmill-run/runs/{name}?{s3_query}")
+    plan = build_plan(parse_pipeline(DEMO.format(data=data_dir), "l.yaml"), data_dir)
+    run_plan(plan, run_dir, LocalExecutor(), log=lambda m: None)
+    listings = [key.rsplit("prefix=", 1)[1] for method, key in s3_requests.requests if "list-type" in key]
+    assert listings.count(f"runs/{name}/segments/") == 1 and listings.count(f"runs/{name}/rejects/") == 1
+    assert not [p for p in listings if p.startswith(f"runs/{name}/segments/") and p != f"runs/{name}/segments/"]
+    assert not any(m == "HEAD" and k.endswith("/_SUCCESS") for m, k in s3_requests.requests)
+
+    first = {loc.path for loc in run_dir.root.walk_files()}
+    rejected = next(loc for loc in run_dir.root.walk_files() if "/rejects/" in loc.path)
+    (run_dir.segment_dir("00-ingest") / "_SUCCESS").delete()  # as if killed before its commit
+    (run_dir.segment_dir("00-ingest") / "part-00000000ffffffff.parquet").write_bytes(b"left by a killed run")
+    rejected.with_name("part-00000000ffffffff-0000000000000000.parquet").write_bytes(b"left by a killed run")
+    run_plan(plan, run_dir, LocalExecutor(), log=lambda m: None)
+    assert {loc.path for loc in run_dir.root.walk_files()} == first
