@@ -92,8 +92,11 @@ def segment_head(plan: Plan, segment: Segment, input_parts: list) -> SegmentHead
 
 
 class SegmentResult:
-    def __init__(self, written: list[dict], pieces: list[dict]):
+    def __init__(self, written: list[dict], pieces: list[dict], rejects: list[dict] | None = None):
         self.written = sorted(written, key=lambda w: w["part"])
+        # The rejects files written (path under rejects/, bytes, hash), one entry per path: a piece run again
+        # rewrote its file with the same rows.
+        self.rejects = sorted({r["path"]: r for r in rejects or []}.values(), key=lambda r: r["path"])
         self.pieces = pieces
 
 
@@ -145,7 +148,7 @@ class LocalExecutor:
                 written += head.write_parts(segment_dir, table, writes)
                 _show(self.progress, head, reporter.pieces.values())
         _show(self.progress, head, reporter.pieces.values(), final=True)
-        return SegmentResult(written, list(reporter.pieces.values()))
+        return SegmentResult(written, list(reporter.pieces.values()), [r for u in runners for r in u.rejects_written])
 
 
 # --- Ray ----------------------------------------------------------------------------------------------------
@@ -241,12 +244,13 @@ class _SegmentTask:
         self.collector = collector
         self.segment = segment
 
-    def __call__(self, state: Any, block: list) -> tuple[list[dict], dict[tuple, dict]]:
+    def __call__(self, state: Any, block: list) -> tuple[list[dict], dict[tuple, dict], list[dict]]:
         reports = _TaskReports(self.collector, self.segment)
         cpus = assigned_cpus()
         for runner in self.runners:
             runner.reporter = reports
             runner.worker_cpus = cpus
+            runner.rejects_written = []  # this task's
         self.runners[0].state = state
         written: list[dict] = []
         with BackgroundWrites() as writes:  # every upload ends before the task returns what it wrote
@@ -259,10 +263,11 @@ class _SegmentTask:
                 reports.flush()
         for runner in self.runners:
             runner.writes = None
-        return written, reports.reports
+        return written, reports.reports, [r for runner in self.runners for r in runner.rejects_written]
 
 
-def _run_segment_task(task: _SegmentTask, state: Any, block: list) -> tuple[list[dict], dict[tuple, dict]]:
+def _run_segment_task(task: _SegmentTask, state: Any,
+                      block: list) -> tuple[list[dict], dict[tuple, dict], list[dict]]:
     """The Ray task: ``task`` and ``state`` come from the object store (each put once per segment, resolved by
     Ray before the task starts), ``block`` is a list of work items."""
     return task(state, block)
@@ -384,10 +389,10 @@ class RayExecutor:
             self.progress.start_segment(segment.name, len(items))
         refs = [run.remote(task, state_ref, block) for block in blocks]
         results = _gather(refs, *self._progress_polling(head))
-        written = [w for out, _ in results for w in out]
-        pieces = {key: report for _, reports in results for key, report in reports.items()}
+        written = [w for out, _, _ in results for w in out]
+        pieces = {key: report for _, reports, _ in results for key, report in reports.items()}
         _show(self.progress, head, pieces.values(), final=True)
-        return SegmentResult(written, list(pieces.values()))
+        return SegmentResult(written, list(pieces.values()), [r for _, _, rejects in results for r in rejects])
 
     def _progress_polling(self, head: SegmentHead) -> tuple:
         """``_gather``'s progress callback and interval: the collector's totals, one small call per interval."""

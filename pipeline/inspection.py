@@ -33,7 +33,10 @@ def connect(run_dir: str | Path | Location, files: duck.RunFiles | None = None) 
         raise FileNotFoundError(f"{rd.root}: no such run directory")
     con = files.con
     last_docs = None
-    for name, parts in committed_segment_parts(files, rd):
+    committed = committed_segment_parts(files, rd)
+    # Creating a view reads every part's footer: fetched together first (no request for what this process holds).
+    files.prefetch([file for _, parts in committed for part in parts for file in part.files()])
+    for name, parts in committed:
         if not parts:
             continue
         view = "segment_" + name.split("-", 1)[0]

@@ -23,11 +23,20 @@ How the lease is created:
   the owner token; the later of two writers wins and the other backs off. A rival can slip in only between its
   own look and its own PUT landing, one look and one PUT on the same store: by default the settle is
   ``SETTLE_MARGIN`` times what our look and PUT took (at least ``MIN_SETTLE_S``), so it scales with the store
-  instead of charging every run a fixed second. Remaining race: a second run whose
-  PUT lands more than ``settle_s`` after its own look (a stalled client) can overwrite a lease its rival has
-  already confirmed. Both then run, but before every commit a run reads the lease back (``check``), so the one
-  it does not name stops (``LeaseLostError``) without committing; their parts are the same bytes either way. A takeover (``force_unlock``) of a stale
-  lease on an object store is delete-then-create with the same best effort.
+  instead of charging every run a fixed second. Remaining race: a second run whose PUT lands more than
+  ``settle_s`` after its own look (a stalled client) can overwrite a lease its rival has already confirmed. Both
+  then run, but before every commit a run reads the lease back (``check``), so the one it does not name stops
+  (``LeaseLostError``) without committing; their parts are the same bytes either way. A takeover
+  (``force_unlock``) of a stale lease on an object store is delete-then-create with the same best effort.
+  The lease is read back with a HEAD and a GET: pyarrow's ``open_input_file`` and ``open_input_stream`` both ask
+  the size first, and neither takes a known one.
+
+The settle overlaps reads: ``acquire(confirm=False)`` returns after the look and the PUT and leaves the wait and
+the read-back to ``confirm()``, so a run spends the settle on reads it makes anyway (its plan check), and calls
+``confirm()`` strictly before its first write or delete in the run directory. Until then it has changed nothing
+there but ``_LEASE``: a run that loses at ``confirm()`` stops with ``LeaseHeldError`` having written nothing else.
+What it read meanwhile nobody was writing (but for the race above): a writer holds a confirmed lease, which our
+look would have found. Locally the create is atomic and ``confirm()`` only starts the heartbeat.
 
 A heartbeat reads the lease and rewrites it if it is still ours; a holder that was only stalled (its heartbeat
 aged past ``stale_after_s``, it was taken over) and wakes between that read and that write puts its own lease
@@ -105,7 +114,8 @@ class RunLease:
                        "pid_start": _process_start(os.getpid()), "started": now, "heartbeat": now,
                        "heartbeat_s": heartbeat_s}
         self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._thread: threading.Thread | None = None  # the heartbeat, from confirm() on
+        self._settled_at: float | None = None  # when the settle after our PUT ends (perf_counter), until confirmed
         self.lost: str | None = None
 
     # --- reading the holder -------------------------------------------------------------------------------
@@ -135,17 +145,35 @@ class RunLease:
         return None
 
     # --- acquiring and releasing --------------------------------------------------------------------------
-    def acquire(self, force_unlock: bool = False) -> "RunLease":
+    def acquire(self, force_unlock: bool = False, confirm: bool = True) -> "RunLease":
+        """Create the lease (or refuse with ``LeaseHeldError``). ``confirm=False``: on an object store, return
+        after the PUT; the caller must call ``confirm()`` before it writes or deletes anything in the run
+        directory."""
+        started = time.perf_counter()
         holder = self.read()
         if holder is not None:
             self._take_over(holder, force_unlock)
-        if not self._create():
-            holder = self.read() or {}
-            raise LeaseHeldError(f"{self.location} is held by {describe(holder)}: another run started on this "
-                                 "run directory at the same time; wait for it or use another --run-dir")
+            started = None  # the lease was removed: look again just before writing ours
+        self._create(started)
+        if confirm:
+            self.confirm()
+        return self
+
+    def confirm(self) -> None:
+        """Wait out what is left of the settle, read the lease back (object stores) and start the heartbeat;
+        ``LeaseHeldError`` if a rival's lease replaced ours. Once confirmed, calling it again does nothing."""
+        if self._thread is not None:
+            return
+        if self._settled_at is not None:
+            time.sleep(max(0.0, self._settled_at - time.perf_counter()))
+            self._settled_at = None
+            current = self.read()
+            if current is None or current.get("owner") != self.record["owner"]:
+                self.lost = describe(current) if current else "nobody (the lease was deleted)"
+                raise LeaseHeldError(f"{self.location} is held by {self.lost}: another run started on this "
+                                     "run directory at the same time; wait for it or use another --run-dir")
         self._thread = threading.Thread(target=self._beat, name=f"lease {self.location}", daemon=True)
         self._thread.start()
-        return self
 
     def _take_over(self, holder: dict, force_unlock: bool) -> None:
         reason = self.stale_reason(holder)
@@ -160,17 +188,26 @@ class RunLease:
         self.log(f"lease: taking over {self.location} from {who} ({reason})")
         self._remove_if(holder.get("owner"))
 
-    def _create(self) -> bool:
+    def _create(self, looked_since: float | None) -> None:
+        """Create our lease if there is none (``looked_since``: when the look that found none started; None:
+        look now). On an object store, record when the settle ends for ``confirm``."""
         data = json.dumps(self.record, sort_keys=True).encode()
         if self.location.is_local:
-            return _create_local(self.location.path, data)
-        started = time.perf_counter()
-        if self.location.exists():
-            return False
+            if not _create_local(self.location.path, data):
+                self._refuse_raced()
+            return
+        if looked_since is None:
+            looked_since = time.perf_counter()
+            if self.location.exists():
+                self._refuse_raced()
         self.location.write_bytes(data)
-        time.sleep(self._settle(time.perf_counter() - started))
-        current = self.read()
-        return current is not None and current.get("owner") == self.record["owner"]
+        now = time.perf_counter()
+        self._settled_at = now + self._settle(now - looked_since)
+
+    def _refuse_raced(self) -> None:
+        holder = self.read() or {}
+        raise LeaseHeldError(f"{self.location} is held by {describe(holder)}: another run started on this "
+                             "run directory at the same time; wait for it or use another --run-dir")
 
     def _settle(self, look_and_put_s: float) -> float:
         """How long a rival's look and PUT could still be in flight: ``settle_s`` when given, else scaled from
@@ -209,6 +246,7 @@ class RunLease:
 
     def check(self) -> None:
         """Raise ``LeaseLostError`` unless the lease still names this run (read now, not at the last beat)."""
+        self.confirm()
         if self.lost is None:
             current = self.read()
             if current is None or current.get("owner") != self.record["owner"]:

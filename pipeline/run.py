@@ -1,6 +1,7 @@
 """Running a plan: segment by segment, skipping committed ones, committing each only when complete.
 
-The run holds the run directory's lease (pipeline/lease.py) from before it reads anything until it ends. A
+The run holds the run directory's lease (pipeline/lease.py) from before it reads anything until it ends, and has
+it confirmed before it writes anything. A
 committed segment is reused only if its parts still match its ``_SUCCESS`` listing; otherwise it is recomputed,
 and every segment after it. A rerun refused for a changed plan leaves the run directory, ``plan.json``
 included, as it was.
@@ -18,7 +19,8 @@ from gristmill.core.parts import SegmentPart
 from gristmill.pipeline.executors import LocalExecutor, RayExecutor, SegmentResult, segment_head
 from gristmill.pipeline.lease import RunLease
 from gristmill.pipeline.plan import Plan, Segment
-from gristmill.pipeline.rundir import RunDir, StaleSegmentError, atomic_write_json, column_layouts
+from gristmill.pipeline.rundir import (ListedDirs, RunDir, StaleSegmentError, atomic_write_bytes, column_layouts,
+                                       json_bytes)
 from gristmill.pipeline.stats import (GlobalStepStats, RunSummary, SegmentStats, StageStats, aggregate,
                                       load_segment_stats, update_run_stats, write_run_stats, write_segment_stats)
 from gristmill.pipeline.timeline import RunClock
@@ -48,7 +50,8 @@ def run_plan(plan: Plan, run_dir: RunDir, executor: LocalExecutor | RayExecutor,
     try:
         run_dir.root.mkdir(parents=True, exist_ok=True)
         asked = time.perf_counter()
-        with RunLease(run_dir.lease_path, log=log).acquire(force_unlock=force_unlock) as lease:
+        # Unconfirmed: the object-store settle runs during the plan check's reads (see _run_holding_lease).
+        with RunLease(run_dir.lease_path, log=log).acquire(force_unlock=force_unlock, confirm=False) as lease:
             clock.add("lease", "driver", time.perf_counter() - asked)
             return _run_holding_lease(plan, run_dir, executor, force, log, lease, clock)
     finally:
@@ -57,17 +60,24 @@ def run_plan(plan: Plan, run_dir: RunDir, executor: LocalExecutor | RayExecutor,
 
 def _run_holding_lease(plan: Plan, run_dir: RunDir, executor, force: bool, log, lease: RunLease,
                        clock: RunClock) -> RunResult:
+    checking = time.perf_counter()
+    listed = run_dir.listed_dirs()  # the folders a segment's reset removes: listed once, during the settle
+    found = _refuse_stale(plan, run_dir, force, listed)  # before plan.json is written: a refused rerun changes nothing
+    checked = time.perf_counter()
+    with clock.phase("lease"):
+        lease.confirm()  # before the run's first write: a run that lost the lease has written nothing
     with clock.phase("plan check and plan.json"):
-        found = _refuse_stale(plan, run_dir, force)  # before plan.json is written: a refused rerun changes nothing
-        atomic_write_json(run_dir.plan_path, plan.to_json())
+        plan_bytes = json_bytes(plan.to_json())
+        atomic_write_bytes(run_dir.plan_path, plan_bytes)
+    clock.add("plan check and plan.json", "driver", checked - checking)
     for warning in plan.warnings:
         log(f"warning: {warning}")
     per_segment: list[SegmentStats] = []
     skipped, computed = [], []
     build_seconds: dict[str, float] = {}
     try:
-        _run_segments(plan, run_dir, executor, force, log, per_segment, skipped, computed, build_seconds, lease,
-                      clock, found)
+        markers = _run_segments(plan, run_dir, executor, force, log, per_segment, skipped, computed, build_seconds,
+                                lease, clock, found, listed)
     finally:
         with clock.phase("executor close"):
             executor.close()
@@ -77,22 +87,25 @@ def _run_holding_lease(plan: Plan, run_dir: RunDir, executor, force: bool, log, 
             plan_hash=plan.plan_hash, executor=executor.name, wall_seconds=snapshot["wall_seconds"],
             segments_skipped=skipped, segments_computed=computed, workers=getattr(executor, "workers", None),
             build_seconds=build_seconds, warnings=plan.warnings, timeline=snapshot["timeline"]))
-    final = _write_report(run_dir, clock, log, written)
+    # What the report reads that this run wrote, as written: plan.json, the markers it committed, its statistics.
+    kept = {run_dir.plan_path: plan_bytes, **{run_dir.stats_dir / name: data for name, data in written.items()},
+            **{run_dir.success_path(name): json_bytes(markers[name]) for name in computed}}
+    final = _write_report(run_dir, clock, log, kept)
     return RunResult(run_dir.root, plan.plan_hash, per_segment, skipped, computed, final["wall_seconds"])
 
 
-def _write_report(run_dir: RunDir, clock: RunClock, log, stats: dict[str, bytes]) -> dict:
+def _write_report(run_dir: RunDir, clock: RunClock, log, kept: dict) -> dict:
     """Write report.html, whose timeline ends with its own seconds; then record that final timeline (and the
-    wall time it sums to) in stats.json, so a later ``gristmill report`` draws the same figures. ``stats``: the
-    run's statistics files just written (name: bytes), which the report reads as written."""
+    wall time it sums to) in stats.json, so a later ``gristmill report`` draws the same figures. ``kept``: files
+    this run wrote ({path: bytes}), which the report reads as written instead of fetching them."""
     from gristmill.pipeline._internal.duck import RunFiles
     from gristmill.pipeline._internal.report_stats import write_run_tables
     from gristmill.pipeline.report import write_report
 
     start = time.perf_counter()
     files = RunFiles(run_dir.root)  # the report's reading of the run, which the run tables reuse
-    for name, data in stats.items():
-        files.wrote(run_dir.stats_dir / name, data=data)
+    for path, data in kept.items():
+        files.wrote(path, data=data)
     try:
         log(f"report: {write_report(run_dir.root, clock=clock, files=files)}")
     except Exception as exc:  # a report problem must not fail a run whose data is committed
@@ -109,18 +122,22 @@ def _write_report(run_dir: RunDir, clock: RunClock, log, stats: dict[str, bytes]
     return final
 
 
-def _refuse_stale(plan: Plan, run_dir: RunDir, force: bool) -> dict[str, dict | None]:
+def _refuse_stale(plan: Plan, run_dir: RunDir, force: bool, listed: ListedDirs) -> dict[str, dict | None]:
     """Raise ``StaleSegmentError`` if a segment was committed by another plan and ``force`` is not given;
-    returns each segment's marker as read (None: not committed), so the run does not read them again."""
+    returns each segment's marker as read (None: not committed, or no folder in ``listed``), so the run does not
+    read them again."""
     if force:
         return {}
-    return {segment.name: run_dir.committed(segment.name, segment.hash) for segment in plan.segments}
+    return {segment.name: run_dir.committed(segment.name, segment.hash) if segment.name in listed.segments else None
+            for segment in plan.segments}
 
 
 def _run_segments(plan: Plan, run_dir: RunDir, executor, force: bool, log, per_segment: list, skipped: list,
                   computed: list, build_seconds: dict, lease: RunLease, clock: RunClock,
-                  found: dict[str, dict | None]) -> None:
-    """``found``: markers ``_refuse_stale`` read (under this run's lease, so still what the store holds)."""
+                  found: dict[str, dict | None], listed: ListedDirs) -> dict[str, dict]:
+    """``found``: markers ``_refuse_stale`` read (under this run's lease, so still what the store holds);
+    ``listed``: the folders there were when the run started. Returns every segment's marker, as committed or
+    read."""
     input_parts: list[SegmentPart] = []
     previous: tuple[str, dict] | None = None  # the last segment's name and marker
     markers: dict[str, dict] = {}  # every segment's so far, committed or reused: where their parts' columns are
@@ -157,21 +174,23 @@ def _run_segments(plan: Plan, run_dir: RunDir, executor, force: bool, log, per_s
                         f"{time.perf_counter() - t:.1f}s")
                 started = True
             stats, build_seconds[segment.name], info = _run_segment(plan, segment, input_parts, previous,
-                                                                    run_dir, executor, log, lease, clock, markers)
+                                                                    run_dir, executor, log, lease, clock, markers,
+                                                                    listed)
             per_segment.append(stats)
             computed.append(segment.name)
         markers[segment.name] = info
         input_parts = run_dir.segment_parts(segment.name, info, markers)
         previous = (segment.name, info)
+    return markers
 
 
 def _run_segment(plan: Plan, segment: Segment, input_parts: list[SegmentPart], previous: tuple[str, dict] | None,
                  run_dir: RunDir, executor, log, lease: RunLease, clock: RunClock,
-                 markers: dict[str, dict]) -> tuple[SegmentStats, float, dict]:
+                 markers: dict[str, dict], listed: ListedDirs) -> tuple[SegmentStats, float, dict]:
     """Compute and commit one segment (``previous``: the name and marker of the segment it reads; ``markers``:
     those of every segment before it); returns its stats, the seconds its global ``build`` took and its
     ``_SUCCESS`` marker."""
-    seg_dir = run_dir.reset_segment(segment.name, [s.slug for s in segment.steps])
+    seg_dir = run_dir.reset_segment(segment.name, [s.slug for s in segment.steps], listed)
     state = global_stats = None
     build_start = time.perf_counter()
     head = segment.global_step
@@ -200,6 +219,8 @@ def _run_segment(plan: Plan, segment: Segment, input_parts: list[SegmentPart], p
         "hash": segment.hash, "rows": sum(w["rows"] for w in result.written), "build_seconds": build_seconds,
         "layouts": layouts, "parts": parts, "upstream": run_dir.upstream_digests(segment.name, layouts, markers),
     }
+    if result.rejects:
+        marker["rejects"] = result.rejects  # under rejects/: read by the report as listed (size and hash)
     lease.check()  # a run whose lease was taken over must not commit over its successor's work
     stats_out = SegmentStats(segment.name, stats, global_stats)
     # Before the marker, the commit point: a committed segment always has its statistics (a resume skips it only then).

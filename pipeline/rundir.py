@@ -18,6 +18,8 @@ half-synced file), not against someone forging a part with a colliding hash.
 
 from __future__ import annotations
 
+import dataclasses
+
 import json
 import os
 from pathlib import Path
@@ -110,6 +112,14 @@ def write_part(path: str | os.PathLike | storage.Location, table: pa.Table, row_
     return {"bytes": data.size, PART_HASH: digest}
 
 
+@dataclasses.dataclass(frozen=True)
+class ListedDirs:
+    """Names of the folders under segments/ and under rejects/, as listed once."""
+
+    segments: set[str]
+    rejects: set[str]
+
+
 class RunDir:
     def __init__(self, root: str | os.PathLike):
         # A local run directory stays a pathlib.Path (inspection, reports and DuckDB read it as files); a URI
@@ -170,20 +180,34 @@ class RunDir:
             )
         return info
 
-    def reset_segment(self, segment_name: str, step_slugs: list[str]) -> Path:
+    def reset_segment(self, segment_name: str, step_slugs: list[str], listed: "ListedDirs | None" = None) -> Path:
         """Remove a segment's partial output and its rejects before (re)computing it. The rejects folder is
         listed once for all the segment's steps (on an object store each folder's removal is a listing, even of
-        nothing: 7 for segment 00 of the demo)."""
+        nothing: 7 for segment 00 of the demo). ``listed``: the folders there were when the run started
+        (``listed_dirs``, read under the run's lease, which only this run has written since, each segment's
+        folders after resetting them): nothing is listed again, and what was not there is not removed."""
         seg = self.segment_dir(segment_name)
-        storage.resolve(seg).delete_tree()
-        present = {loc.name: loc for loc in storage.resolve(self.layout.rejects_root).iterdir()}
+        if listed is None:
+            storage.resolve(seg).delete_tree()
+            present = {loc.name: loc for loc in storage.resolve(self.layout.rejects_root).iterdir()}
+        else:
+            if segment_name in listed.segments:
+                storage.resolve(seg).delete_dir()
+            present = {slug: self.layout.rejects_dir(slug) for slug in listed.rejects}
         for slug in sorted(set(step_slugs) & present.keys()):
             present[slug].delete_dir()
         seg.mkdir(parents=True, exist_ok=True)
         return seg
 
+    def listed_dirs(self) -> "ListedDirs":
+        """The segment folders and rejects folders there are now (a listing of each parent)."""
+        return ListedDirs({loc.name for loc in storage.resolve(self.segments_root).iterdir()},
+                          {loc.name for loc in storage.resolve(self.layout.rejects_root).iterdir()})
+
     def commit_segment(self, segment_name: str, info: dict) -> None:
-        """Write ``_SUCCESS`` last; ``info["parts"]`` lists each part as ``{path, rows, bytes, xxh3_128}``."""
+        """Write ``_SUCCESS`` last; ``info["parts"]`` lists each part as ``{path, rows, bytes, xxh3_128}``, and
+        ``info["rejects"]`` (when its steps kept rejected rows) each rejects file as ``{path, bytes, xxh3_128}``,
+        ``path`` under ``rejects/``."""
         atomic_write_json(self.success_path(segment_name), info)
 
     def commit_written_parts(self, segment_name: str, segment_hash: str = "") -> dict:

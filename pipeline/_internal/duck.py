@@ -9,7 +9,9 @@ filesystem, registered with the connection as an fsspec filesystem under the ``g
 and the run's files as the report lists and reads them. On an object store every request costs a round trip,
 so there a file's size comes from one listing of the run directory and its bytes are fetched once, whichever
 query or schema lookup asks for them first; files about to be read are fetched together (``prefetch``), and a
-file the report writes is kept as written, not fetched back.
+file the report writes is kept as written, not fetched back. A file asked for as a ``KnownFile`` (a segment's part
+as its ``_SUCCESS`` lists it) is read through ``storage.HELD``: the process that wrote it (a run writing its own
+report) holds its bytes, so reading it costs no request.
 """
 
 from __future__ import annotations
@@ -28,7 +30,8 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 from fsspec.implementations.arrow import ArrowFSWrapper
 
-from gristmill.core.storage import Location, path_matches, resolve
+from gristmill.core.parts import SegmentPart
+from gristmill.core.storage import KnownFile, Location, path_matches, resolve
 
 PROTOCOL = "gristmill-run"
 # Fetches in flight at once: each is a round trip or two that the store answers in parallel.
@@ -48,6 +51,7 @@ class _RunFileSystem(ArrowFSWrapper):
         self._info: dict[str, dict] = {}
         self._files: set[str] | None = None  # keys of the run's files, from one listing
         self._rewritten: set[str] = set()  # files written since the listing: their sizes are asked again
+        self.known: dict[str, KnownFile] = {}  # files whose size and hash a marker lists: read through HELD
 
     def files(self) -> set[str]:
         """Keys of the files under the run directory, listed once (a listing request answers up to a thousand
@@ -87,6 +91,7 @@ class _RunFileSystem(ArrowFSWrapper):
         files = self.files()
         self._bytes.pop(key, None)
         self._info.pop(key, None)
+        self.known.pop(key, None)
         for keys in (files, self._rewritten):
             (keys.add if exists else keys.discard)(key)
 
@@ -107,6 +112,9 @@ class _RunFileSystem(ArrowFSWrapper):
                     self._bytes[key] = data
 
     def _fetch(self, key: str) -> bytes:
+        known = self.known.get(key)
+        if known is not None and known.held_whole:
+            return known.read_bytes()
         with self.fs.open_input_file(key) as fh:
             return fh.read()
 
@@ -169,7 +177,7 @@ class RunFiles:
         return loc.is_file() if self._fs is None else loc.path in self._fs.files()
 
     def read_bytes(self, path: str | os.PathLike | Location) -> bytes:
-        loc = resolve(path)
+        loc = self._note(resolve(path))
         if self._fs is None:
             return loc.read_bytes()
         if self._inside(loc) and loc.path not in self._fs.files():
@@ -185,7 +193,7 @@ class RunFiles:
 
     def read_schema(self, path: str | os.PathLike | Location) -> pa.Schema:
         """A Parquet file's schema (on an object store from the bytes DuckDB then reads too), once per file."""
-        loc = resolve(path)
+        loc = self._note(resolve(path))
         if loc.path not in self._schemas:
             self._schemas[loc.path] = (loc.read_parquet_schema() if self._fs is None
                                        else pq.read_schema(pa.BufferReader(self._fs.read(loc.path))))
@@ -210,7 +218,16 @@ class RunFiles:
         if self._fs is None:
             return
         listed = self._fs.files()
-        self._fs.prefetch([loc.path for loc in map(resolve, paths) if loc.path in listed])
+        self._fs.prefetch([loc.path for loc in map(self._note, map(resolve, paths)) if loc.path in listed])
+
+    def _note(self, loc: Location) -> Location:
+        """Remember the size and hash of a ``KnownFile`` (or of a ``SegmentPart``'s files, the first of which it is
+        named after), so their bytes are read through ``storage.HELD``."""
+        if self._fs is not None:
+            for file in loc.files() if isinstance(loc, SegmentPart) else [loc]:
+                if isinstance(file, KnownFile):
+                    self._fs.known.setdefault(file.path, file)
+        return loc
 
 
 def connect(root: str | os.PathLike | Location) -> duckdb.DuckDBPyConnection:

@@ -18,10 +18,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from gristmill.core.layout import SUCCESS
-from gristmill.core.storage import Location, resolve
+from gristmill.core.storage import KnownFile, Location, resolve
 from gristmill.pipeline._internal import duck
 from gristmill.pipeline.registry import RegistryError, get_stage
-from gristmill.pipeline.rundir import RunDir, atomic_write_bytes, parquet_bytes
+from gristmill.pipeline.rundir import PART_HASH, RunDir, atomic_write_bytes, parquet_bytes
 from gristmill.pipeline.stats import RunSummary, run_summary_of
 from gristmill.stages.base import REJECT_REASON
 
@@ -70,15 +70,18 @@ class SegmentInfo:
 
 
 def committed_segment_parts(files: duck.RunFiles, rd: RunDir) -> list[tuple[str, list[Location]]]:
-    """(name, parts its ``_SUCCESS`` lists) of each committed segment, in name (= plan) order."""
+    """(name, parts its ``_SUCCESS`` lists) of each committed segment, in name (= plan) order; a part's files are
+    ``KnownFile``s where a marker lists them (its own, or the earlier segment's holding a column)."""
     out = []
     markers = files.glob(rd.segments_root, f"*/{SUCCESS}")
     files.prefetch(markers)
+    read: dict[str, dict] = {}
     for marker_path in markers:
         marker = files.read_json(marker_path)
         if marker is not None:
             name = marker_path.parent.name
-            out.append((name, rd.segment_parts(name, marker)))
+            read[name] = marker
+            out.append((name, rd.segment_parts(name, marker, read)))
     return out
 
 
@@ -506,6 +509,7 @@ def compute_report_stats(run_dir: str | Path, files: duck.RunFiles | None = None
     files = files or duck.RunFiles(rd.root)
     if not files.is_dir():
         raise FileNotFoundError(f"{rd.root}: no such run directory")
+    files.prefetch(listed_rejects(files, rd))  # before the other inputs: what this process holds is not fetched
     files.prefetch(report_inputs(files, rd))
     plan = files.read_json(rd.plan_path)
     manifest = files.read_json(rd.root / "manifest.json")
@@ -525,6 +529,18 @@ def compute_report_stats(run_dir: str | Path, files: duck.RunFiles | None = None
         **run_tables(files, rd, plan, manifest, steps),
     }
     return _write_tables(rd, tables, files)
+
+
+def listed_rejects(files: duck.RunFiles, rd: RunDir) -> list[Location]:
+    """The rejects files the committed segments' markers list, as ``KnownFile``s (size and hash): a run's own
+    report reads those it wrote from the bytes it holds."""
+    markers = files.glob(rd.segments_root, f"*/{SUCCESS}")
+    files.prefetch(markers)
+    listed = []
+    for marker in filter(None, map(files.read_json, markers)):
+        for entry in marker.get("rejects", []):
+            listed.append(KnownFile(rd.layout.rejects_root / entry["path"], entry["bytes"], entry[PART_HASH]))
+    return listed
 
 
 def report_inputs(files: duck.RunFiles, rd: RunDir) -> list[Location]:

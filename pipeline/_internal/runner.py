@@ -16,7 +16,7 @@ from gristmill.core import storage
 from gristmill.core.layout import RunLayout, part_of_file_name
 from gristmill.core.parts import SegmentPart, fetch_ahead
 from gristmill.pipeline.plan import Step
-from gristmill.pipeline.rundir import part_file_name, write_parquet_atomic, write_part
+from gristmill.pipeline.rundir import part_file_name, write_part
 from gristmill.stages.base import PART_COLUMN, REJECT_REASON, GlobalStage, Stage, StageOutput
 
 Reporter = Callable[[tuple, dict], None]
@@ -133,14 +133,18 @@ def _sources(table: pa.Table) -> np.ndarray:
 
 
 def write_rejects(rejects_root: Path, step: Step, rejected: pa.Table,
-                  writes: storage.BackgroundWrites | None = None) -> None:
-    """RUN_DIR/rejects/NN-stage/part-PART-FIRSTDOC.parquet: one file per piece, so a retry overwrites itself."""
+                  writes: storage.BackgroundWrites | None = None) -> list[dict]:
+    """RUN_DIR/rejects/NN-stage/part-PART-FIRSTDOC.parquet: one file per piece, so a retry overwrites itself.
+    Returns each file's path under rejects/, size and hash, which the segment's ``_SUCCESS`` lists (a report
+    reads them from the bytes this process holds)."""
     parts = rejected[PART_COLUMN].to_numpy()
+    written = []
     for part in np.unique(parts):
         piece = rejected.filter(pa.array(parts == part)).drop_columns([PART_COLUMN])
         first = int(piece["doc_id"][0].as_py()) if "doc_id" in piece.column_names else 0
-        write_parquet_atomic(rejects_root / step.slug / f"part-{int(part):016x}-{first:016x}.parquet", piece,
-                             writes=writes)
+        name = f"{step.slug}/part-{int(part):016x}-{first:016x}.parquet"
+        written.append({"path": name, **write_part(rejects_root / name, piece, writes=writes)})
+    return written
 
 
 # --- running a stage on a batch ---------------------------------------------------------------------------
@@ -188,6 +192,7 @@ class StepRunner:
         self.worker_cpus: int | None = None
         # Where its rejects are uploaded in the background (set by the executor, joined before the commit).
         self.writes: storage.BackgroundWrites | None = None
+        self.rejects_written: list[dict] = []  # the rejects files it wrote (write_rejects), for the marker
 
     @property
     def stage(self) -> Stage:
@@ -212,7 +217,8 @@ class StepRunner:
     def finish(self, table_in: pa.Table, out: StageOutput, seconds: float) -> pa.Table:
         kept, rejected, reports = account(self.step, _sources, table_in, out, seconds)
         if rejected is not None and self.rejects:
-            write_rejects(storage.resolve(self.run_dir) / "rejects", self.step, rejected, self.writes)
+            self.rejects_written += write_rejects(storage.resolve(self.run_dir) / "rejects", self.step, rejected,
+                                                  self.writes)
         for key, report in reports:
             self.reporter(key, report)
         return kept

@@ -27,6 +27,10 @@ def test_local_and_ray_give_byte_identical_parquet(ray_cluster, data_dir, tmp_pa
         a, b = _files(tmp_path / "local" / sub), _files(tmp_path / "ray" / sub)
         assert a and a.keys() == b.keys()
         assert all(a[k] == b[k] for k in a), f"{sub} differ between executors"
+    # Both markers list the same rejects files, each once, as written (Ray's from its tasks' returns).
+    listed = [RunDir(tmp_path / name).marker("00-ingest")["rejects"] for name in ("local", "ray")]
+    assert listed[0] == listed[1] and sorted(e["path"] for e in listed[0]) == sorted(
+        str(p.relative_to(tmp_path / "local" / "rejects")) for p in (tmp_path / "local" / "rejects").rglob("*.parquet"))
     assert [s.to_json() | {"seconds": 0} for seg in local.stats for s in seg.stages] == \
            [s.to_json() | {"seconds": 0} for seg in remote.stats for s in seg.stages]
 
