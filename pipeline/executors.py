@@ -16,7 +16,7 @@ import ipaddress
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from gristmill.core.runtime import LocalRuntime, Runtime
 from gristmill.core.storage import BackgroundWrites
@@ -129,7 +129,9 @@ class LocalExecutor:
         pass
 
     def run_segment(self, plan: Plan, segment: Segment, input_parts: list[str], state: Any, run_dir: str,
-                    segment_dir: Path) -> SegmentResult:
+                    segment_dir: Path, may_write: Callable[[], None] | None = None) -> SegmentResult:
+        """``may_write``: passed before the segment's first write (the run's lease confirmed); its work starts
+        at once."""
         reporter = _DictReporter()
         rejects = plan.spec.output.rejects
         runners = [StepRunner(step, run_dir, rejects, reporter, state if i == 0 else None)
@@ -139,7 +141,8 @@ class LocalExecutor:
         if self.progress is not None:
             self.progress.start_segment(segment.name, len(items))
         written = []
-        with BackgroundWrites() as writes:  # every upload ends before this returns (and the segment commits)
+        # Every upload ends before this returns (and the segment commits).
+        with BackgroundWrites(gate=may_write) as writes:
             for runner in runners:
                 runner.writes = writes
             for table in head.tables(runners[0], items):
@@ -364,10 +367,14 @@ class RayExecutor:
         return max(1, int(ray.cluster_resources().get("CPU", 1)))
 
     def run_segment(self, plan: Plan, segment: Segment, input_parts: list[str], state: Any, run_dir: str,
-                    segment_dir: Path) -> SegmentResult:
+                    segment_dir: Path, may_write: Callable[[], None] | None = None) -> SegmentResult:
         """Every block of work items is submitted at once: a task never waits on another process, so Ray runs one
-        per CPU it has, and the queued ones are demand an autoscaling cluster grows for."""
+        per CPU it has, and the queued ones are demand an autoscaling cluster grows for. ``may_write`` is passed
+        before anything is submitted: a task on another node cannot wait for the driver."""
         import ray
+
+        if may_write is not None:
+            may_write()
 
         if self._collector is None:
             self.start(plan, segment, run_dir)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from concurrent.futures import ThreadPoolExecutor, wait
 from pathlib import Path
 
 from gristmill.core import storage
@@ -63,13 +64,9 @@ def _run_holding_lease(plan: Plan, run_dir: RunDir, executor, force: bool, log, 
     checking = time.perf_counter()
     listed = run_dir.listed_dirs()  # the folders a segment's reset removes: listed once, during the settle
     found = _refuse_stale(plan, run_dir, force, listed)  # before plan.json is written: a refused rerun changes nothing
-    checked = time.perf_counter()
-    with clock.phase("lease"):
-        lease.confirm()  # before the run's first write: a run that lost the lease has written nothing
-    with clock.phase("plan check and plan.json"):
-        plan_bytes = json_bytes(plan.to_json())
-        atomic_write_bytes(run_dir.plan_path, plan_bytes)
-    clock.add("plan check and plan.json", "driver", checked - checking)
+    plan_bytes = json_bytes(plan.to_json())
+    clock.add("plan check and plan.json", "driver", time.perf_counter() - checking)
+    may_write = LeaseConfirmation(lease, lambda: atomic_write_bytes(run_dir.plan_path, plan_bytes))
     for warning in plan.warnings:
         log(f"warning: {warning}")
     per_segment: list[SegmentStats] = []
@@ -77,8 +74,11 @@ def _run_holding_lease(plan: Plan, run_dir: RunDir, executor, force: bool, log, 
     build_seconds: dict[str, float] = {}
     try:
         markers = _run_segments(plan, run_dir, executor, force, log, per_segment, skipped, computed, build_seconds,
-                                lease, clock, found, listed)
+                                lease, clock, found, listed, may_write)
+        with clock.phase("lease"):
+            may_write()  # a run that computed nothing still confirms its lease and writes plan.json
     finally:
+        may_write.settle()
         with clock.phase("executor close"):
             executor.close()
     with clock.phase("write stats"):
@@ -122,6 +122,25 @@ def _write_report(run_dir: RunDir, clock: RunClock, log, kept: dict) -> dict:
     return final
 
 
+class LeaseConfirmation:
+    """The lease confirmed (what is left of its settle on an object store, then a read-back) and then plan.json
+    written, on a thread of its own, so that the first segment's work overlaps the settle. Calling it waits for
+    both and raises what they raised: every write of the run passes it first, so a run that lost the lease has
+    written nothing but its lease."""
+
+    def __init__(self, lease: RunLease, write_plan):
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="gristmill-lease")
+        self._done = self._pool.submit(lambda: (lease.confirm(), write_plan()))
+
+    def __call__(self) -> None:
+        self._done.result()
+
+    def settle(self) -> None:
+        """Wait for the thread however it ends (before the lease is released), raising nothing."""
+        wait([self._done])
+        self._pool.shutdown(wait=True)
+
+
 def _refuse_stale(plan: Plan, run_dir: RunDir, force: bool, listed: ListedDirs) -> dict[str, dict | None]:
     """Raise ``StaleSegmentError`` if a segment was committed by another plan and ``force`` is not given;
     returns each segment's marker as read (None: not committed, or no folder in ``listed``), so the run does not
@@ -134,7 +153,8 @@ def _refuse_stale(plan: Plan, run_dir: RunDir, force: bool, listed: ListedDirs) 
 
 def _run_segments(plan: Plan, run_dir: RunDir, executor, force: bool, log, per_segment: list, skipped: list,
                   computed: list, build_seconds: dict, lease: RunLease, clock: RunClock,
-                  found: dict[str, dict | None], listed: ListedDirs) -> dict[str, dict]:
+                  found: dict[str, dict | None], listed: ListedDirs,
+                  may_write: LeaseConfirmation) -> dict[str, dict]:
     """``found``: markers ``_refuse_stale`` read (under this run's lease, so still what the store holds);
     ``listed``: the folders there were when the run started. Returns every segment's marker, as committed or
     read."""
@@ -175,7 +195,7 @@ def _run_segments(plan: Plan, run_dir: RunDir, executor, force: bool, log, per_s
                 started = True
             stats, build_seconds[segment.name], info = _run_segment(plan, segment, input_parts, previous,
                                                                     run_dir, executor, log, lease, clock, markers,
-                                                                    listed)
+                                                                    listed, may_write)
             per_segment.append(stats)
             computed.append(segment.name)
         markers[segment.name] = info
@@ -186,14 +206,17 @@ def _run_segments(plan: Plan, run_dir: RunDir, executor, force: bool, log, per_s
 
 def _run_segment(plan: Plan, segment: Segment, input_parts: list[SegmentPart], previous: tuple[str, dict] | None,
                  run_dir: RunDir, executor, log, lease: RunLease, clock: RunClock,
-                 markers: dict[str, dict], listed: ListedDirs) -> tuple[SegmentStats, float, dict]:
+                 markers: dict[str, dict], listed: ListedDirs,
+                 may_write: LeaseConfirmation) -> tuple[SegmentStats, float, dict]:
     """Compute and commit one segment (``previous``: the name and marker of the segment it reads; ``markers``:
     those of every segment before it); returns its stats, the seconds its global ``build`` took and its
     ``_SUCCESS`` marker."""
+    head = segment.global_step
+    if head is not None or _reset_writes(run_dir, segment, listed):
+        may_write()
     seg_dir = run_dir.reset_segment(segment.name, [s.slug for s in segment.steps], listed)
     state = global_stats = None
     build_start = time.perf_counter()
-    head = segment.global_step
     if head is not None:
         stage = head.instantiate()
         stage.layout = RunLayout(run_dir.root)
@@ -208,7 +231,7 @@ def _run_segment(plan: Plan, segment: Segment, input_parts: list[SegmentPart], p
                   head.stage_name)
     log(f"segment {segment.name}: running {', '.join(s.stage_name for s in segment.steps)}")
     stream_start = time.perf_counter()
-    result = executor.run_segment(plan, segment, input_parts, state, str(run_dir.root), seg_dir)
+    result = executor.run_segment(plan, segment, input_parts, state, str(run_dir.root), seg_dir, may_write)
     stream_seconds = time.perf_counter() - stream_start
     stats = aggregate(result.pieces)
     clock.add_segment_steps(segment.name, stream_seconds, _worker_seconds(segment, stats))
@@ -221,6 +244,7 @@ def _run_segment(plan: Plan, segment: Segment, input_parts: list[SegmentPart], p
     }
     if result.rejects:
         marker["rejects"] = result.rejects  # under rejects/: read by the report as listed (size and hash)
+    may_write()
     lease.check()  # a run whose lease was taken over must not commit over its successor's work
     stats_out = SegmentStats(segment.name, stats, global_stats)
     # Before the marker, the commit point: a committed segment always has its statistics (a resume skips it only then).
@@ -230,6 +254,14 @@ def _run_segment(plan: Plan, segment: Segment, input_parts: list[SegmentPart], p
     files = sum(1 for p in parts if "bytes" in p)
     log(f"segment {segment.name}: committed {marker['rows']:,} rows in {len(parts)} parts ({files} files)")
     return stats_out, build_seconds, marker
+
+
+def _reset_writes(run_dir: RunDir, segment: Segment, listed: ListedDirs) -> bool:
+    """Whether resetting ``segment`` changes the run directory: a local one gets its folders made; on an object
+    store, only a removal of what was listed writes."""
+    if isinstance(run_dir.root, Path):
+        return True
+    return segment.name in listed.segments or bool({s.slug for s in segment.steps} & listed.rejects)
 
 
 def _worker_seconds(segment: Segment, stats: list[StageStats]) -> list[tuple[str, str, float]]:

@@ -515,11 +515,16 @@ class BackgroundWrites:
     so a caller that joins before its commit point never commits a file that is not fully written. At most
     ``max_bytes`` of data wait or travel at once (the caller waits for room; a larger file goes alone); a local
     write is done at once (a rename, no round trip). Used as a context manager it joins on exit; leaving by an
-    exception, it still waits for the writes under way, and that exception is the one raised."""
+    exception, it still waits for the writes under way, and that exception is the one raised.
 
-    def __init__(self, threads: int = 4, max_bytes: int = 128 << 20):
+    ``gate``: called (it must be idempotent and thread-safe) before each write starts, so that work producing the
+    files can go on while something the writes depend on is still being settled; if it raises, no write happens
+    and ``join`` raises that."""
+
+    def __init__(self, threads: int = 4, max_bytes: int = 128 << 20, gate: Callable[[], None] | None = None):
         self._threads = threads
         self._max_bytes = max_bytes
+        self._gate = gate
         self._room = threading.Condition()
         self._in_flight = 0
         self._pool: ThreadPoolExecutor | None = None
@@ -527,6 +532,7 @@ class BackgroundWrites:
 
     def write_bytes(self, location: "Location", data: bytes | pa.Buffer) -> None:
         if location.is_local:
+            self._pass_gate()
             location.write_bytes(data)
             return
         size = len(data) if isinstance(data, bytes) else data.size
@@ -536,12 +542,20 @@ class BackgroundWrites:
         if self._pool is None:
             self._pool = ThreadPoolExecutor(self._threads, thread_name_prefix="gristmill-write")
         try:
-            future = self._pool.submit(location.write_bytes, data)
+            future = self._pool.submit(self._gated_write, location, data)
         except BaseException:
             self._release(size)
             raise
         future.add_done_callback(lambda _: self._release(size))
         self._pending.append(future)
+
+    def _pass_gate(self) -> None:
+        if self._gate is not None:
+            self._gate()
+
+    def _gated_write(self, location: "Location", data: bytes | pa.Buffer) -> None:
+        self._pass_gate()
+        location.write_bytes(data)
 
     def _release(self, size: int) -> None:
         with self._room:

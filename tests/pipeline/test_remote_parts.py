@@ -117,6 +117,32 @@ def test_background_writes_end_before_join_and_raise_the_first_failure(s3_query)
     assert good[1].read_text() == "written before the failure"
 
 
+def test_background_writes_wait_for_their_gate_and_write_nothing_when_it_refuses(s3_query):
+    """The run's first segment works while its lease settles: the uploads wait for the gate (the lease confirmed),
+    and a gate that refuses (the lease lost) lets no write through; join raises its error."""
+    import threading
+
+    from gristmill.core.storage import BackgroundWrites, resolve
+
+    opened, files = threading.Event(), [resolve(f"s3://gristmill-run/runs/gated/file-{i}?{s3_query}") for i in range(3)]
+    with BackgroundWrites(gate=opened.wait) as writes:
+        for loc in files:
+            writes.write_bytes(loc, b"after the gate")
+        assert not any(loc.exists() for loc in files)  # queued behind the gate, the caller went on
+        opened.set()
+    assert [loc.read_text() for loc in files] == ["after the gate"] * 3
+
+    def refuse() -> None:
+        raise RuntimeError("lease lost")
+
+    refused = [resolve(f"s3://gristmill-run/runs/gated/refused-{i}?{s3_query}") for i in range(3)]
+    with pytest.raises(RuntimeError, match="lease lost"):
+        with BackgroundWrites(gate=refuse) as writes:
+            for loc in refused:
+                writes.write_bytes(loc, b"never")
+    assert not any(loc.exists() for loc in refused)
+
+
 def test_minhash_state_of_the_demo_passes_in_memory_without_requests(tmp_path, data_dir, s3_query, s3_requests):
     """MinHash's state on the demo (the parts' shingle hashes, the candidates' sets) is small: handed between the
     build's tasks as their results, with no request to the store; the dedup segment's parts are the local run's."""
