@@ -36,7 +36,9 @@ the read-back to ``confirm()``, so a run spends the settle on reads it makes any
 ``confirm()`` strictly before its first write or delete in the run directory. Until then it has changed nothing
 there but ``_LEASE``: a run that loses at ``confirm()`` stops with ``LeaseHeldError`` having written nothing else.
 What it read meanwhile nobody was writing (but for the race above): a writer holds a confirmed lease, which our
-look would have found. Locally the create is atomic and ``confirm()`` only starts the heartbeat.
+look would have found. Locally the create is atomic and ``confirm()`` only starts the heartbeat. The run
+(``pipeline/run.py`` ``LeaseConfirmation``) confirms on a thread of its own and has every write wait for it, so
+its first segment computes during the settle while nothing of it is written before the confirmation.
 
 A heartbeat reads the lease and rewrites it if it is still ours; a holder that was only stalled (its heartbeat
 aged past ``stale_after_s``, it was taken over) and wakes between that read and that write puts its own lease
