@@ -212,9 +212,10 @@ def _run_segment(plan: Plan, segment: Segment, input_parts: list[SegmentPart], p
     those of every segment before it); returns its stats, the seconds its global ``build`` took and its
     ``_SUCCESS`` marker."""
     head = segment.global_step
-    if head is not None or _reset_writes(run_dir, segment, listed):
+    slugs = [s.slug for s in segment.steps]
+    if head is not None or run_dir.reset_writes(segment.name, slugs, listed):
         may_write()
-    seg_dir = run_dir.reset_segment(segment.name, [s.slug for s in segment.steps], listed)
+    seg_dir = run_dir.reset_segment(segment.name, slugs, listed)
     state = global_stats = None
     build_start = time.perf_counter()
     if head is not None:
@@ -254,14 +255,6 @@ def _run_segment(plan: Plan, segment: Segment, input_parts: list[SegmentPart], p
     files = sum(1 for p in parts if "bytes" in p)
     log(f"segment {segment.name}: committed {marker['rows']:,} rows in {len(parts)} parts ({files} files)")
     return stats_out, build_seconds, marker
-
-
-def _reset_writes(run_dir: RunDir, segment: Segment, listed: ListedDirs) -> bool:
-    """Whether resetting ``segment`` changes the run directory: a local one gets its folders made; on an object
-    store, only a removal of what was listed writes."""
-    if isinstance(run_dir.root, Path):
-        return True
-    return segment.name in listed.segments or bool({s.slug for s in segment.steps} & listed.rejects)
 
 
 def _worker_seconds(segment: Segment, stats: list[StageStats]) -> list[tuple[str, str, float]]:

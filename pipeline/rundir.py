@@ -199,6 +199,13 @@ class RunDir:
         seg.mkdir(parents=True, exist_ok=True)
         return seg
 
+    def reset_writes(self, segment_name: str, step_slugs: list[str], listed: "ListedDirs") -> bool:
+        """Whether ``reset_segment(segment_name, step_slugs, listed)`` changes the run directory: a local one gets
+        its folders made; on an object store only a removal of what ``listed`` names writes."""
+        if isinstance(self.root, Path):
+            return True
+        return segment_name in listed.segments or bool(set(step_slugs) & listed.rejects)
+
     def listed_dirs(self) -> "ListedDirs":
         """The segment folders and rejects folders there are now (a listing of each parent)."""
         return ListedDirs({loc.name for loc in storage.resolve(self.segments_root).iterdir()},
