@@ -74,6 +74,23 @@ def pin(pid: int, cpu: int) -> None:
         os.sched_setaffinity(int(tid), {cpu})
 
 
+@contextlib.contextmanager
+def s3_server(pinned: bool):
+    """moto in server mode with its request log, the S3 environment set: yields (server, URI query, requests).
+    ``pinned``: this process on CPU 0 and the server on CPU 1."""
+    os.environ.update(S3_ENV)
+    requests = RequestLog(Path(tempfile.mkdtemp(prefix="gm-moto-")) / "requests.log")
+    server, query = start_s3(requests.path)
+    if pinned:
+        pin(os.getpid(), 0)
+        pin(server.pid, 1)
+    try:
+        yield server, query, requests
+    finally:
+        server.terminate()
+        server.wait()
+
+
 def load_plan(pipeline: Path, corpus: str | None):
     from gristmill.pipeline import build_plan
     from gristmill.pipeline.spec import load_pipeline
@@ -145,13 +162,7 @@ def main() -> None:
     ap.add_argument("--timeline", action="store_true",
                     help="each run's own timeline (stats.json), local vs S3 seconds per phase")
     args = ap.parse_args()
-    os.environ.update(S3_ENV)
-    requests = RequestLog(Path(tempfile.mkdtemp(prefix="gm-moto-")) / "requests.log")
-    server, query = start_s3(requests.path)
-    if args.pin:
-        pin(os.getpid(), 0)
-        pin(server.pid, 1)
-    try:
+    with s3_server(args.pin) as (server, query, requests):
         plan = load_plan(args.pipeline, args.corpus)
         timed_run(plan, tempfile.mkdtemp(prefix="gm-warm-"))  # numba caches, model loads: not measured
         rows = {"local": [], "s3": []}
@@ -168,9 +179,6 @@ def main() -> None:
                 timelines["local"].append(timeline_seconds(local_dir))
                 timelines["s3"].append(timeline_seconds(s3_dir))
         phases = requests_by_phase(plan, f"s3://bench/run-requests?{query}", requests) if args.requests else None
-    finally:
-        server.terminate()
-        server.wait()
     print(f"pipeline {args.pipeline.relative_to(REPO) if args.pipeline.is_relative_to(REPO) else args.pipeline}, "
           f"{args.repeat} runs each, local executor{', pinned: pipeline CPU 0, S3 server CPU 1' if args.pin else ''}\n")
     print("| run directory | wall s (each) | CPU s (each) | median wall | median CPU |")

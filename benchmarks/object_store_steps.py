@@ -15,14 +15,13 @@ from __future__ import annotations
 import _bootstrap  # noqa: F401  (repository first on sys.path)
 
 import argparse
-import os
 import resource
 import statistics
 import tempfile
 import time
 from pathlib import Path
 
-from object_store import REPO, S3_ENV, RequestLog, load_plan, pin, start_s3, timed_run
+from object_store import REPO, load_plan, s3_server, timed_run
 
 
 def uploaded(local: str, remote) -> None:
@@ -60,13 +59,7 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--pin", action="store_true", help="this process on CPU 0, the S3 server on CPU 1")
     args = ap.parse_args()
-    os.environ.update(S3_ENV)
-    requests = RequestLog(Path(tempfile.mkdtemp(prefix="gm-moto-")) / "requests.log")
-    server, query = start_s3(requests.path)
-    if args.pin:
-        pin(os.getpid(), 0)
-        pin(server.pid, 1)
-    try:
+    with s3_server(args.pin) as (_, query, requests):
         run_step = step_function(args.step, load_plan(args.pipeline, args.corpus), query)
         walls, cpus, counts = [], [], []
         for i in range(args.repeat):
@@ -77,9 +70,6 @@ def main() -> None:
             walls.append(wall)
             cpus.append((r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime))
             counts.append(len(requests.since(mark)))
-    finally:
-        server.terminate()
-        server.wait()
     print(f"{args.step} of {args.pipeline.name} on S3, {args.repeat} times: wall s {', '.join(f'{w:.2f}' for w in walls)}"
           f" (median {statistics.median(walls):.2f}); CPU s {', '.join(f'{c:.2f}' for c in cpus)} (median "
           f"{statistics.median(cpus):.2f}); requests {', '.join(str(n) for n in counts)}")
