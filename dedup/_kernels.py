@@ -20,24 +20,30 @@ from gristmill.dedup.hash_constants import GOLDEN64, H1_SALT, H2_SALT, LENGTH_MU
 # --- normalization and tokenization (gristmill.dedup.normalize) ------------------------------------------------------
 
 
+# Array indices are cast to unsigned (``U``) where they are computed: numba adds negative-index handling to every
+# access with a signed index that LLVM cannot prove non-negative, which took a third of this pass's time.
+U = np.uint64
+
+
 @njit(cache=True, nogil=True)
 def put_utf8(out, o, cp):
+    u = U(o)
     if cp < 0x80:
-        out[o] = cp
+        out[u] = cp
         return o + 1
     if cp < 0x800:
-        out[o] = 0xC0 | (cp >> 6)
-        out[o + 1] = 0x80 | (cp & 0x3F)
+        out[u] = 0xC0 | (cp >> 6)
+        out[u + U(1)] = 0x80 | (cp & 0x3F)
         return o + 2
     if cp < 0x10000:
-        out[o] = 0xE0 | (cp >> 12)
-        out[o + 1] = 0x80 | ((cp >> 6) & 0x3F)
-        out[o + 2] = 0x80 | (cp & 0x3F)
+        out[u] = 0xE0 | (cp >> 12)
+        out[u + U(1)] = 0x80 | ((cp >> 6) & 0x3F)
+        out[u + U(2)] = 0x80 | (cp & 0x3F)
         return o + 3
-    out[o] = 0xF0 | (cp >> 18)
-    out[o + 1] = 0x80 | ((cp >> 12) & 0x3F)
-    out[o + 2] = 0x80 | ((cp >> 6) & 0x3F)
-    out[o + 3] = 0x80 | (cp & 0x3F)
+    out[u] = 0xF0 | (cp >> 18)
+    out[u + U(1)] = 0x80 | ((cp >> 12) & 0x3F)
+    out[u + U(2)] = 0x80 | ((cp >> 6) & 0x3F)
+    out[u + U(3)] = 0x80 | (cp & 0x3F)
     return o + 4
 
 LOWER_CHANGES = 0x80  # flag added to a class in the kernel's table: lowercasing changes the character
@@ -51,16 +57,19 @@ def put_char(out, o, data, src, length, cp):
     if length == 0:
         return put_utf8(out, o, cp)
     for q in range(length):
-        out[o + q] = data[src + q]
+        out[U(o + q)] = data[U(src + q)]
     return o + length
 
 @njit(cache=True, nogil=True)
 def normalize_tokenize(data, doc_off, cls, low, ascii_out, lowercase, punct_sep, out, out_off, tok_start, tok_end,
                        tok_off):
     """``ascii_out[b]`` for an ASCII byte b: the byte it becomes inside a word (lowercased), or 0 when it
-    separates words (ASCII has no dropped or solo characters): the common case takes one table lookup. ``cls``
-    is ``normalize.kernel_classes()``: the class of each code point, plus ``LOWER_CHANGES`` where lowercasing
-    changes it."""
+    separates words (ASCII has no dropped or solo characters). ``cls`` is ``normalize.kernel_classes()``: the
+    class of each code point, plus ``LOWER_CHANGES`` where lowercasing changes it.
+
+    A separator writes one space at once when it follows text (``after_text``), and the space written after a
+    document's last word is taken back at its end: so an ASCII byte needs no branch (word boundaries are
+    unpredictable; branching on them cost a mispredicted jump every few bytes)."""
     n_docs = doc_off.shape[0] - 1
     o = 0
     t = 0
@@ -68,77 +77,68 @@ def normalize_tokenize(data, doc_off, cls, low, ascii_out, lowercase, punct_sep,
     for d in range(n_docs):
         out_off[d] = o
         tok_off[d] = t
-        doc_begin = o
-        in_word = False
-        pending_space = False
+        in_word = 0  # a word token is open; it starts at cur_start
+        after_text = 0  # the last character written is text, not the space after it
+        cur_start = o
         i = doc_off[d]
         end = doc_off[d + 1]
         while i < end:
-            b0 = np.int64(data[i])
-            # ASCII takes its own copy of the separator and word-start steps below: one merged path (or the
-            # steps as inlined helpers) measured 15-120% slower over this loop.
+            b0 = np.int64(data[U(i)])
             if b0 < 0x80:
-                mapped = ascii_out[b0]
+                # Every ASCII byte writes its output byte, the open token's start and end and moves o and t by
+                # 0 or 1: a word byte always advances, a separator only right after text.
+                mapped = np.int64(ascii_out[U(b0)])
+                w = np.int64(mapped != 0)
+                out[U(o)] = mapped | ((1 - w) * 32)
+                cur_start = o if w > in_word else cur_start
+                tok_start[U(t)] = cur_start
+                tok_end[U(t)] = o
+                t += in_word & (1 - w)
+                o += w | after_text
+                in_word = w
+                after_text = w
                 i += 1
-                if mapped == 0:
-                    if in_word:
-                        tok_end[t] = o
-                        t += 1
-                        in_word = False
-                    if o > doc_begin:
-                        pending_space = True
-                    continue
-                if pending_space:
-                    out[o] = 32
-                    o += 1
-                    pending_space = False
-                if not in_word:
-                    tok_start[t] = o
-                    in_word = True
-                out[o] = mapped
-                o += 1
                 continue
             length = 1
             cp = b0
             copyable = False
-            if b0 >= 0x80:
-                if (b0 >> 5) == 6 and i + 1 < end:
-                    cp = ((b0 & 0x1F) << 6) | (np.int64(data[i + 1]) & 0x3F)
-                    length = 2
-                    copyable = (data[i + 1] & 0xC0) == 0x80
-                elif (b0 >> 4) == 14 and i + 2 < end:
-                    cp = (
-                        ((b0 & 0x0F) << 12)
-                        | ((np.int64(data[i + 1]) & 0x3F) << 6)
-                        | (np.int64(data[i + 2]) & 0x3F)
-                    )
-                    length = 3
-                    copyable = ((data[i + 1] & 0xC0) == 0x80) and ((data[i + 2] & 0xC0) == 0x80)
-                elif (b0 >> 3) == 30 and i + 3 < end:
-                    cp = (
-                        ((b0 & 0x07) << 18)
-                        | ((np.int64(data[i + 1]) & 0x3F) << 12)
-                        | ((np.int64(data[i + 2]) & 0x3F) << 6)
-                        | (np.int64(data[i + 3]) & 0x3F)
-                    )
-                    length = 4
-                    copyable = (
-                        ((data[i + 1] & 0xC0) == 0x80)
-                        and ((data[i + 2] & 0xC0) == 0x80)
-                        and ((data[i + 3] & 0xC0) == 0x80)
-                    )
-                else:
-                    cp = 0xFFFD  # invalid UTF-8 byte: a replacement character, one byte consumed
+            if (b0 >> 5) == 6 and i + 1 < end:
+                cp = ((b0 & 0x1F) << 6) | (np.int64(data[U(i + 1)]) & 0x3F)
+                length = 2
+                copyable = (data[U(i + 1)] & 0xC0) == 0x80
+            elif (b0 >> 4) == 14 and i + 2 < end:
+                cp = (
+                    ((b0 & 0x0F) << 12)
+                    | ((np.int64(data[U(i + 1)]) & 0x3F) << 6)
+                    | (np.int64(data[U(i + 2)]) & 0x3F)
+                )
+                length = 3
+                copyable = ((data[U(i + 1)] & 0xC0) == 0x80) and ((data[U(i + 2)] & 0xC0) == 0x80)
+            elif (b0 >> 3) == 30 and i + 3 < end:
+                cp = (
+                    ((b0 & 0x07) << 18)
+                    | ((np.int64(data[U(i + 1)]) & 0x3F) << 12)
+                    | ((np.int64(data[U(i + 2)]) & 0x3F) << 6)
+                    | (np.int64(data[U(i + 3)]) & 0x3F)
+                )
+                length = 4
+                copyable = (
+                    ((data[U(i + 1)] & 0xC0) == 0x80)
+                    and ((data[U(i + 2)] & 0xC0) == 0x80)
+                    and ((data[U(i + 3)] & 0xC0) == 0x80)
+                )
+            else:
+                cp = 0xFFFD  # invalid UTF-8 byte: a replacement character, one byte consumed
             i += length
-            c = cls[cp] if cp < table else 0
+            c = cls[U(cp)] if cp < table else 0
             # Copy the bytes as they are when lowercasing leaves the character alone and they are its valid,
             # shortest encoding; otherwise (lowercased, or read from invalid UTF-8) encode the code point.
             if c >= LOWER_CHANGES:
                 c -= LOWER_CHANGES
                 if lowercase:
-                    cp = low[cp]
+                    cp = low[U(cp)]
                     copyable = False
-            if not copyable or cp < UTF8_MIN[length] or cp >= UTF8_MIN[length + 1]:
+            if not copyable or cp < UTF8_MIN[U(length)] or cp >= UTF8_MIN[U(length + 1)]:
                 length = 0
             if c == 3:  # DROP
                 continue
@@ -146,33 +146,36 @@ def normalize_tokenize(data, doc_off, cls, low, ascii_out, lowercase, punct_sep,
                 c = 1 if punct_sep else 0
             if c == 1:  # SEP
                 if in_word:
-                    tok_end[t] = o
+                    tok_end[U(t)] = o
                     t += 1
-                    in_word = False
-                if o > doc_begin:
-                    pending_space = True
+                    in_word = 0
+                if after_text:
+                    out[U(o)] = 32
+                    o += 1
+                    after_text = 0
                 continue
-            if pending_space:
-                out[o] = 32
-                o += 1
-                pending_space = False
             if c == 4:  # SOLO: a token of its own
                 if in_word:
-                    tok_end[t] = o
+                    tok_end[U(t)] = o
                     t += 1
-                    in_word = False
-                tok_start[t] = o
+                    in_word = 0
+                tok_start[U(t)] = o
                 o = put_char(out, o, data, i - length, length, cp)
-                tok_end[t] = o
+                tok_end[U(t)] = o
                 t += 1
             else:
                 if not in_word:
-                    tok_start[t] = o
-                    in_word = True
+                    tok_start[U(t)] = o
+                    cur_start = o
+                    in_word = 1
                 o = put_char(out, o, data, i - length, length, cp)
+            after_text = 1
         if in_word:
-            tok_end[t] = o
+            tok_start[U(t)] = cur_start
+            tok_end[U(t)] = o
             t += 1
+        if o > out_off[d] and after_text == 0:
+            o -= 1  # the space written after the document's last word
     out_off[n_docs] = o
     tok_off[n_docs] = t
     return o, t
@@ -193,15 +196,16 @@ def fmix(x):
 @njit(cache=True, nogil=True, inline="always")
 def load8(data, p):
     """The 8 bytes at ``data[p:p+8]`` as a little-endian uint64 (fixed loads: no loop to mispredict)."""
+    u = U(p)
     return (
-        np.uint64(data[p])
-        | (np.uint64(data[p + 1]) << np.uint64(8))
-        | (np.uint64(data[p + 2]) << np.uint64(16))
-        | (np.uint64(data[p + 3]) << np.uint64(24))
-        | (np.uint64(data[p + 4]) << np.uint64(32))
-        | (np.uint64(data[p + 5]) << np.uint64(40))
-        | (np.uint64(data[p + 6]) << np.uint64(48))
-        | (np.uint64(data[p + 7]) << np.uint64(56))
+        np.uint64(data[u])
+        | (np.uint64(data[u + U(1)]) << np.uint64(8))
+        | (np.uint64(data[u + U(2)]) << np.uint64(16))
+        | (np.uint64(data[u + U(3)]) << np.uint64(24))
+        | (np.uint64(data[u + U(4)]) << np.uint64(32))
+        | (np.uint64(data[u + U(5)]) << np.uint64(40))
+        | (np.uint64(data[u + U(6)]) << np.uint64(48))
+        | (np.uint64(data[u + U(7)]) << np.uint64(56))
     )
 
 ALL_BITS = np.uint64(0xFFFFFFFFFFFFFFFF)
@@ -214,7 +218,7 @@ def block_at(data, p, rem):
         return load8(data, p) & (ALL_BITS >> np.uint64(64 - 8 * min(rem, 8)))
     block = np.uint64(0)
     for q in range(min(8, rem)):
-        block |= np.uint64(data[p + q]) << np.uint64(8 * q)
+        block |= np.uint64(data[U(p + q)]) << np.uint64(8 * q)
     return block
 
 @njit(cache=True, nogil=True, inline="always")
@@ -228,7 +232,7 @@ def hash_range(data, s, n, salts, smix):
         k = 1
         while 8 * k < n:
             if k < salts.shape[0]:
-                salt = salts[k]
+                salt = salts[U(k)]
             else:
                 salt = fmix((np.uint64(k + 1) * np.uint64(GOLDEN64)) ^ smix)
             acc += fmix(block_at(data, s + 8 * k, n - 8 * k) ^ salt)
@@ -238,7 +242,8 @@ def hash_range(data, s, n, salts, smix):
 @njit(cache=True, nogil=True)
 def hash_ranges(data, starts, ends, salts, smix, out):
     for j in range(starts.shape[0]):
-        out[j] = hash_range(data, starts[j], ends[j] - starts[j], salts, smix)
+        s = starts[j]
+        out[j] = hash_range(data, s, ends[j] - s, salts, smix)
 
 
 # --- MinHash: shingle hash, permutations, minimum (gristmill.dedup.minhash) -------------------------------------------
@@ -249,7 +254,7 @@ M32 = np.uint64(0xFFFFFFFF)
 def shingle_hash32(token_hash, first, length):
     acc = np.uint64(0)
     for i in range(length):
-        acc = acc * np.uint64(SHINGLE_MULT) + token_hash[first + i]
+        acc = acc * np.uint64(SHINGLE_MULT) + token_hash[U(first + i)]
     x = acc + np.uint64(length) * np.uint64(SHINGLE_LEN_MULT)
     x ^= x >> np.uint64(33)
     x *= np.uint64(0xFF51AFD7ED558CCD)
@@ -270,7 +275,7 @@ def shingle_hash_array(token_hash, tok_off, n, sh_off, out):
         length = min(count, n)
         o = sh_off[d]
         for s in range(count - length + 1):
-            out[o + s] = np.uint32(shingle_hash32(token_hash, t0 + s, length))
+            out[U(o + s)] = np.uint32(shingle_hash32(token_hash, t0 + s, length))
 
 @njit(cache=True, nogil=True, inline="always")
 def fmix32(h):
@@ -301,14 +306,14 @@ def minhash_affine32(hashes, off, a, b, out):
         s = off[d]
         last = off[d + 1] - 1
         while s <= last:
-            h0 = fmix32(hashes[s])
-            h1 = fmix32(hashes[min(s + 1, last)])
-            h2 = fmix32(hashes[min(s + 2, last)])
-            h3 = fmix32(hashes[min(s + 3, last)])
-            h4 = fmix32(hashes[min(s + 4, last)])
-            h5 = fmix32(hashes[min(s + 5, last)])
-            h6 = fmix32(hashes[min(s + 6, last)])
-            h7 = fmix32(hashes[min(s + 7, last)])
+            h0 = fmix32(hashes[U(s)])
+            h1 = fmix32(hashes[U(min(s + 1, last))])
+            h2 = fmix32(hashes[U(min(s + 2, last))])
+            h3 = fmix32(hashes[U(min(s + 3, last))])
+            h4 = fmix32(hashes[U(min(s + 4, last))])
+            h5 = fmix32(hashes[U(min(s + 5, last))])
+            h6 = fmix32(hashes[U(min(s + 6, last))])
+            h7 = fmix32(hashes[U(min(s + 7, last))])
             for k in range(num_perm):
                 v = affine_min8(a[k], b[k], h0, h1, h2, h3, h4, h5, h6, h7)
                 if v < row[k]:
@@ -376,22 +381,22 @@ def bucket_sort_into(values, s, m, counts, tmp):
     for b in range((1 << bits) + 1):
         counts[b] = 0
     for i in range(m):
-        counts[(values[s + i] >> shift) + 1] += 1
+        counts[U((values[U(s + i)] >> shift) + 1)] += 1
     for b in range(1 << bits):
         counts[b + 1] += counts[b]
     for i in range(m):
-        v = values[s + i]
-        k = v >> shift
-        tmp[counts[k]] = v
+        v = values[U(s + i)]
+        k = U(v >> shift)
+        tmp[U(counts[k])] = v
         counts[k] += 1
     moves = 0
     for i in range(1, m):
         v = tmp[i]
         j = i - 1
-        while j >= 0 and tmp[j] > v:
-            tmp[j + 1] = tmp[j]
+        while j >= 0 and tmp[U(j)] > v:
+            tmp[U(j + 1)] = tmp[U(j)]
             j -= 1
-        tmp[j + 1] = v
+        tmp[U(j + 1)] = v
         moves += i - 1 - j
         if moves > 32 * m:
             tmp[:m] = np.sort(values[s : s + m])
@@ -412,12 +417,12 @@ def sorted_unique_segments(values, off, set_off, out):
         m = off[d + 1] - off[d]
         if m > 0:
             bucket_sort_into(values, off[d], m, counts, tmp)
-            out[o] = tmp[0]
+            out[U(o)] = tmp[0]
             o += 1
             for i in range(1, m):
-                if tmp[i] != tmp[i - 1]:
-                    out[o] = tmp[i]
-                    o += 1
+                x = tmp[i]
+                out[U(o)] = x  # branch-free: written always, kept when it differs from the last one
+                o += x != tmp[i - 1]
         set_off[d + 1] = o
     return o
 
@@ -430,7 +435,7 @@ def take_rows(off, values, rows, new_off, out):
     for i in range(rows.shape[0]):
         r = rows[i]
         for j in range(off[r], off[r + 1]):
-            out[o] = values[j]
+            out[U(o)] = values[U(j)]
             o += 1
         new_off[i + 1] = o
 
@@ -442,17 +447,35 @@ def sorted_set_jaccard(off, values, ia, ib, out):
         j, j_end = off[ib[p]], off[ib[p] + 1]
         union = (i_end - i) + (j_end - j)
         common = 0
-        while i < i_end and j < j_end:
-            if values[i] == values[j]:
-                common += 1
-                i += 1
-                j += 1
-            elif values[i] < values[j]:
-                i += 1
-            else:
-                j += 1
+        while i < i_end and j < j_end:  # branch-free: which side advances is unpredictable
+            x = values[U(i)]
+            y = values[U(j)]
+            common += x == y
+            i += x <= y
+            j += y <= x
         union -= common
         out[p] = common / union if union > 0 else 1.0
+
+
+@njit(cache=True, nogil=True)
+def mark_repeated(keys, table, repeated):
+    """``repeated[i]`` set where ``keys[i]`` occurs more than once: one pass with an open-addressing table
+    (``table``: zeros, a power-of-two size above ``len(keys)``; a slot holds a row index + 1). The keys are
+    hashes, so their low bits pick the slot."""
+    mask = U(table.shape[0] - 1)
+    for i in range(keys.shape[0]):
+        key = keys[i]
+        slot = key & mask
+        while True:
+            held = table[slot]
+            if held == 0:
+                table[slot] = i + 1
+                break
+            if keys[U(held - 1)] == key:
+                repeated[i] = True
+                repeated[U(held - 1)] = True
+                break
+            slot = (slot + U(1)) & mask
 
 
 # --- Bloom filter test-and-insert (gristmill.dedup.bloom) ---------------------------------------------------------------

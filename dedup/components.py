@@ -84,7 +84,8 @@ def bucket_edges(keys: np.ndarray, docs: np.ndarray, max_bucket_size: int) -> tu
     its bucket (doc_id order) is paired with the ranks below min(j, cap) through one repeat and one ramp."""
     if len(keys) == 0:
         return EMPTY, EMPTY, BucketCounts()
-    keys, docs = unique_pairs(keys, docs)  # sorted by key, then doc_id
+    shared = repeated(keys)  # most keys are held by one document: sort only the others
+    keys, docs = unique_pairs(keys[shared], docs[shared])  # sorted by key, then doc_id
     new_key = np.r_[True, keys[1:] != keys[:-1]]
     starts = np.flatnonzero(new_key)
     sizes = np.diff(np.r_[starts, len(keys)])
@@ -98,6 +99,14 @@ def bucket_edges(keys: np.ndarray, docs: np.ndarray, max_bucket_size: int) -> tu
     cap = np.minimum(sizes[over], max_bucket_size).astype(np.int64)
     skipped = sizes[over] * (sizes[over] - 1) // 2 - (cap * (cap - 1) // 2 + cap * (sizes[over] - cap))
     return a, b, BucketCounts(int((sizes > 1).sum()), int(over.sum()), int(skipped.sum()))
+
+
+def repeated(keys: np.ndarray) -> np.ndarray:
+    """Where each uint64 key (a hash) occurs more than once in ``keys`` (compiled, one pass, no sort)."""
+    table = np.zeros(1 << max(4, (2 * len(keys)).bit_length()), dtype=np.int64)
+    shared = np.zeros(len(keys), dtype=bool)
+    kernels().mark_repeated(np.asarray(keys, np.uint64), table, shared)
+    return shared
 
 
 def pair_partition(a: np.ndarray, num_partitions: int) -> np.ndarray:

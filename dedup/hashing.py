@@ -133,6 +133,7 @@ KERNEL_SIGNATURES = {
     "sorted_set_jaccard": "i8[] u4[] i8[] i8[] f8[]",
     "bloom_test_and_insert": "u8[] u8[] u8 i8 b1 b1[]",
     "keep_first_pass": "i8[] i8[] b1[] i8[]",
+    "mark_repeated": "u8[] i8[] b1[]",
 }
 KERNEL_SOURCES = ("gristmill.dedup._kernels", "gristmill.dedup.hash_constants")
 

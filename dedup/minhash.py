@@ -181,7 +181,10 @@ def shingle_hashes(
 
 
 def concat_ragged(chunks: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
-    """Ragged arrays (int64 offsets from 0, values), one after the other, as one (offsets, values)."""
+    """Ragged arrays (int64 offsets from 0, values), one after the other, as one (offsets, values); a single one
+    as it is."""
+    if len(chunks) == 1:
+        return chunks[0]
     off = np.zeros(1 + sum(len(o) - 1 for o, _ in chunks), dtype=np.int64)
     row = used = 0
     for chunk_off, chunk_values in chunks:
@@ -379,12 +382,12 @@ def signatures_and_shingles(
         hashes = np.empty(int(sh_off[-1]), dtype=np.uint32)
         if len(hashes):
             kernels.shingle_hash_array(token_hash, tok_off, spec.ngram, sh_off, hashes)
-            if scheme == "legacy":
-                kernels.minhash_legacy(hashes, sh_off, a, b, sig[d0:d1])
-            else:
-                kernels.minhash_tokens_affine32(token_hash, tok_off, spec.ngram, a, b, sig[d0:d1])
+            # from the stored hashes: hashing the shingles again inside the permutation pass costs more than
+            # reading them back (6.4 ms against 3.8 ms per 4 MiB chunk)
+            minhash_kernel = kernels.minhash_legacy if scheme == "legacy" else kernels.minhash_affine32
+            minhash_kernel(hashes, sh_off, a, b, sig[d0:d1])
         chunks.append((sh_off, hashes))
-    off, hashes = concat_ragged(chunks) if len(chunks) != 1 else chunks[0]
+    off, hashes = concat_ragged(chunks)
     return sig, off, hashes
 
 

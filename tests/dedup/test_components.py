@@ -74,6 +74,22 @@ def test_bucket_edges_cap_pairs_a_huge_bucket_with_its_smallest_documents_only()
     assert counts == BucketCounts(buckets=1, oversized_buckets=1, pairs_skipped=20 * 19 // 2 - len(pairs))
 
 
+@pytest.mark.parametrize("seed", range(6))
+def test_bucket_edges_equal_every_pair_sharing_a_key(seed):
+    # Keys from a small range collide in the low bits the buckets are found by, and repeat within a document.
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(1, 3000))
+    keys = rng.integers(0, int(rng.choice([3, 50, 2**64 - 1])), n, dtype=np.uint64) * np.uint64(1 << 20)
+    docs = rng.integers(0, 400, n).astype(np.uint64)
+    members: dict[int, set[int]] = {}
+    for k, d in zip(keys.tolist(), docs.tolist()):
+        members.setdefault(k, set()).add(d)
+    pairs = {(x, y) for m in members.values() for x in m for y in m if x < y}
+    a, b, counts = bucket_edges(keys, docs, max_bucket_size=10**6)
+    assert list(zip(a.tolist(), b.tolist())) == sorted(pairs)
+    assert counts.buckets == sum(len(m) > 1 for m in members.values())
+
+
 def keep_first_reference(a, b):
     """The rule as one sequential pass over the documents in doc_id order."""
     kept, cluster = [], {}

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import numpy as np
 import pyarrow as pa
+import pytest
 
 from gristmill.dedup.normalize import TABLE_SIZE, Normalization, char_class, lower_cp, normalize_batch, normalize_py, tables
 
@@ -47,6 +48,27 @@ def test_every_ascii_character_under_every_folding_equals_reference():
                 assert batch.texts()[i].as_py() == ref_text, (norm, i)
                 toks = range(batch.tok_off[i], batch.tok_off[i + 1])
                 assert [bytes(batch.data[batch.tok_start[t] : batch.tok_end[t]]).decode() for t in toks] == ref_tokens
+
+
+# Every class and transition the kernel distinguishes: ASCII words, separators and punctuation; non-ASCII words
+# that lowercase (to another length, too), punctuation, separators, dropped and solo characters.
+MIXED_ALPHABET = list("aZ9 ,.\t\n-") + ["é", "É", "Ж", "ß", "İ", "中", "タ", "ก", "\u3000", "\u00a0", "\u2014", "\u200b", "\u00ad", "😀"]
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_random_mixtures_of_every_character_class_equal_reference(seed):
+    rng = np.random.default_rng(seed)
+    texts = ["".join(rng.choice(MIXED_ALPHABET, int(rng.integers(0, 40)))) for _ in range(300)]
+    for lowercase in (True, False):
+        for punctuation in (True, False):
+            norm = Normalization(lowercase=lowercase, punctuation=punctuation)
+            batch = normalize_batch(pa.array(texts, pa.large_string()), norm)
+            for i, text in enumerate(texts):
+                ref_text, ref_tokens = normalize_py(text, norm)
+                assert batch.texts()[i].as_py() == ref_text, (norm, text)
+                toks = range(batch.tok_off[i], batch.tok_off[i + 1])
+                got = [bytes(batch.data[batch.tok_start[t] : batch.tok_end[t]]).decode() for t in toks]
+                assert got == ref_tokens, (norm, text)
 
 
 def test_invalid_and_overlong_utf8_bytes_are_decoded_and_re_encoded_as_valid_utf8():
