@@ -27,8 +27,8 @@ written once as JSONL (datatrove's input) and Parquet (gristmill's), one file ea
 
 CPU is that of each side's whole process tree (``os.wait4`` of the child: the child and every descendant it
 waited for), start-up and imports included; each child also reports the CPU of its dedup work alone (after the
-imports) and, for gristmill, the CPU of the same work repeated in the same process (warm: compiled kernels and
-imports loaded; not counted in its process-tree figure). The least of ``--repeat`` runs, alternating the sides.
+imports) and, for gristmill, the least CPU of the same work repeated ``WARM_REPEATS`` times in the same process
+(warm: compiled kernels and imports loaded; not counted in its process-tree figure). The least of ``--repeat`` runs, alternating the sides.
 
 Per core (``--per-core-rounds`` rounds in each of ``--repeat`` child processes of this checkout and, with
 ``--baseline``, of the baseline's, alternating; one thread; each implementation once per round, so a round's
@@ -54,6 +54,7 @@ from __future__ import annotations
 import _bootstrap  # noqa: F401  (sys.path: the repository before benchmarks/)
 
 import argparse
+import contextlib
 import json
 import os
 import subprocess
@@ -137,13 +138,30 @@ def run_per_core(work: Path, bands: int, rows: int, rounds: int) -> dict:
     times = signature_rows(docs, (bands, rows), rounds)
     if SIGNATURE_PATH_ROW in times:
         removed["signatures"] = minhash_path(texts, bands, rows, verify_with="signatures")
-    return {"times": times, "removed": removed}
+    clock = StepClock()
+    for _ in range(rounds):
+        minhash_path(texts, bands, rows, clock=clock)
+    return {"times": times, "removed": removed, "steps": clock.seconds}
+
+
+class StepClock:
+    """CPU seconds of each named step, one figure per run of the steps (``minhash_path``'s breakdown)."""
+
+    def __init__(self):
+        self.seconds: dict[str, list[float]] = {}
+
+    @contextlib.contextmanager
+    def __call__(self, name: str):
+        start = time.process_time()
+        yield
+        self.seconds.setdefault(name, []).append(time.process_time() - start)
 
 
 def run_gristmill_signatures(work: Path, bands: int, rows: int, inputs: Path | None = None) -> dict:
     return run_gristmill(work, bands, rows, inputs, verify_with="signatures")
 
 
+WARM_REPEATS = 3  # repetitions of gristmill's work in its child process, after the measured run
 SIDES = {"datatrove": run_datatrove, "gristmill": run_gristmill, "gristmill-signatures": run_gristmill_signatures}
 
 
@@ -153,8 +171,10 @@ def child_main(args) -> None:
         return
     result = SIDES[args.side](Path(args.work), args.bands, args.rows)
     if args.side.startswith("gristmill"):  # the same work again in this process: its cost without the first-call loading
-        again = SIDES[args.side](Path(args.work) / "again", args.bands, args.rows, Path(args.work) / "input")
-        result["warm_work_cpu"] = again["work_cpu"]
+        # the least of a few: a single repetition still paid first touches of memory (0.09-0.15 s for one 0.10 s run)
+        warm = [SIDES[args.side](Path(args.work) / f"again-{i}", args.bands, args.rows, Path(args.work) / "input")
+                ["work_cpu"] for i in range(WARM_REPEATS)]
+        result["warm_work_cpu"], result["warm_total_cpu"] = min(warm), sum(warm)
     print("RESULT " + json.dumps(result), flush=True)
 
 
@@ -177,8 +197,8 @@ def run_side(python: str, side: str, work: Path, bands: int, rows: int, checkout
         raise RuntimeError(f"{side} failed ({proc.returncode}):\n{err[-3000:]}")
     line = next(x for x in out.splitlines() if x.startswith("RESULT "))
     result = json.loads(line[len("RESULT "):])
-    # The warm repetition ran in the child's own process, after the measured run: not part of that run's cost.
-    tree_cpu = usage.ru_utime + usage.ru_stime - result.get("warm_work_cpu", 0.0)
+    # The warm repetitions ran in the child's own process, after the measured run: not part of that run's cost.
+    tree_cpu = usage.ru_utime + usage.ru_stime - result.get("warm_total_cpu", 0.0)
     return dict(result, tree_cpu=tree_cpu, wall=wall)
 
 
@@ -205,34 +225,43 @@ def write_inputs(docs: list[str], work: Path) -> None:
 
 
 def minhash_path(texts, bands: int, rows: int, threshold: float = 0.8, max_bucket_size: int = 256,
-                 verify_with: str = "shingles") -> int:
+                 verify_with: str = "shingles", clock: StepClock | None = None) -> int:
     """The stage's MinHash path in one process on arrays, without its storage and tasks: text -> signatures (and,
     verifying with shingles, every document's shingle hashes, as ``_sign_part``) -> band keys -> buckets -> every
     candidate pair verified: by the exact Jaccard of the candidates' sorted shingle sets (as
     ``_shingle_candidates``) or by the share of equal signature slots -> keep-first clusters. Returns the number
-    of documents removed."""
+    of documents removed; ``clock`` times each step."""
     import numpy as np
 
     from gristmill.dedup.components import bucket_edges, keep_first
     from gristmill.dedup.lsh import band_keys
     from gristmill.dedup import minhash
 
+    step = clock or (lambda name: contextlib.nullcontext())
     spec = minhash.ShingleSpec()
+    with step("signatures" + (" and shingle hashes" if verify_with == "shingles" else "")):
+        if verify_with == "shingles":
+            sig, sh_off, hashes = minhash.signatures_and_shingles(texts, spec, bands * rows)
+        else:
+            sig = minhash.signatures(texts, spec, bands * rows)
+    with step("band keys"):
+        signed = np.flatnonzero((sig != minhash.empty_value("affine32")).any(axis=1))
+        keys = band_keys(sig[signed], bands, rows)
+    with step("buckets: candidate pairs"):
+        a, b, _ = bucket_edges(keys.ravel(), np.repeat(signed.astype(np.uint64), bands), max_bucket_size)
     if verify_with == "shingles":
-        sig, sh_off, hashes = minhash.signatures_and_shingles(texts, spec, bands * rows)
-    else:
-        sig = minhash.signatures(texts, spec, bands * rows)
-    signed = np.flatnonzero((sig != minhash.empty_value("affine32")).any(axis=1))
-    keys = band_keys(sig[signed], bands, rows)
-    a, b, _ = bucket_edges(keys.ravel(), np.repeat(signed.astype(np.uint64), bands), max_bucket_size)
-    if verify_with == "shingles":
-        candidates = np.unique(np.concatenate([a, b]))
-        set_off, values = minhash.sorted_sets(*minhash.csr_take(sh_off, hashes, candidates.astype(np.int64)))
-        sim = minhash.exact_jaccard(set_off, values, np.searchsorted(candidates, a), np.searchsorted(candidates, b))
-    else:
-        sim = minhash.estimated_jaccard(sig[a.astype(np.int64)], sig[b.astype(np.int64)])
-    keep = sim >= threshold
-    _, removed, _, _ = keep_first(np.concatenate([a[keep], b[keep]]), a[keep], b[keep], sim[keep])
+        with step("the candidates' sorted shingle sets"):
+            candidates = np.unique(np.concatenate([a, b]))
+            set_off, values = minhash.sorted_sets(*minhash.csr_take(sh_off, hashes, candidates.astype(np.int64)))
+    with step("every candidate pair's Jaccard"):
+        if verify_with == "shingles":
+            sim = minhash.exact_jaccard(set_off, values, np.searchsorted(candidates, a),
+                                        np.searchsorted(candidates, b))
+        else:
+            sim = minhash.estimated_jaccard(sig[a.astype(np.int64)], sig[b.astype(np.int64)])
+    with step("keep-first clusters"):
+        keep = sim >= threshold
+        _, removed, _, _ = keep_first(np.concatenate([a[keep], b[keep]]), a[keep], b[keep], sim[keep])
     return int(removed.sum())
 
 
@@ -434,6 +463,7 @@ def per_core_part(args, docs: list[str], mb: float, removed: dict[str, int],
     if args.baseline:
         checkouts[f"gristmill at {args.baseline}"] = args.baseline.resolve()
     times: dict[str, dict[str, list[float]]] = {name: {} for name in checkouts}
+    steps: dict[str, dict[str, list[float]]] = {name: {} for name in checkouts}
     with tempfile.TemporaryDirectory() as tmp:
         write_inputs(docs, Path(tmp))
         for _ in range(args.repeat):
@@ -446,6 +476,8 @@ def per_core_part(args, docs: list[str], mb: float, removed: dict[str, int],
                         raise RuntimeError(f"{name}: the in-memory path ({mode}) removed {n}, the stage {removed[mode]}")
                 for row, values in result["times"].items():
                     times[name].setdefault(row, []).extend(values)
+                for row, values in result.get("steps", {}).items():
+                    steps[name].setdefault(row, []).extend(values)
     for name, rows in times.items():
         names = list(rows)
         ours, path, ds, ds_lsh = (rows[names[i]] for i in (0, 2, 3, 4))
@@ -468,8 +500,13 @@ def per_core_part(args, docs: list[str], mb: float, removed: dict[str, int],
         if name == "this checkout":
             for mode, warm in stage_warm.items():
                 print(f"* datasketch signatures + LSH (median) / this checkout's stage{mode}, warm (`build` + "
-                      f"`apply`, Parquet in and out; {len(warm)} runs): "
+                      f"`apply`, Parquet in and out; least of {WARM_REPEATS} in each of {len(warm)} processes): "
                       f"{spread([statistics.median(ds_lsh) / w for w in warm])}x")
+        if steps[name]:
+            print("\nThe MinHash path in memory (exact verification) step by step, CPU ms, median [least-most]:\n")
+            print("| step | CPU ms |\n|---|---:|")
+            for row, values in steps[name].items():
+                print(f"| {row} | {spread([1000 * v for v in values])} |")
 
 if __name__ == "__main__":
     main()

@@ -124,8 +124,12 @@ def main() -> None:
     parser.add_argument("--records", type=int, default=50)
     parser.add_argument("--repeat", type=int, default=7)
     parser.add_argument("--data", type=Path, default=SHARED_DATA, help="the shared data folder")
+    parser.add_argument("--peer-path", help="a folder put on datatrove's PYTHONPATH only, with what its JSONL reader "
+                                            "needs and this environment lacks (pip install --target DIR orjson)")
     args = parser.parse_args()
-    env = {**os.environ, "PYTHONPATH": str(_bootstrap.ROOT)}
+    envs = {"gristmill": {**os.environ, "PYTHONPATH": str(_bootstrap.ROOT)}}
+    envs["datatrove"] = {**envs["gristmill"], "PYTHONPATH": os.pathsep.join(
+        filter(None, [str(_bootstrap.ROOT), args.peer_path]))}
     results: dict[str, dict[str, list[float]]] = {}
     with tempfile.TemporaryDirectory(prefix="startup-") as tmp:
         jsonl = write_input(args.data, args.records, Path(tmp) / "in")
@@ -139,9 +143,9 @@ def main() -> None:
                                                   f"{tmp}/dt-logs-{{}}-{i}"]),
             }
             for name, (reader, tool_args) in runs.items():
-                first = to_first_record([reader, *(a.format("first") for a in tool_args)], env)
+                first = to_first_record([reader, *(a.format("first") for a in tool_args)], envs[name])
                 whole = run_measured([*(["-c"] if name == "datatrove" else []),
-                                      *(a.format("whole") for a in tool_args)], env=env)
+                                      *(a.format("whole") for a in tool_args)], env=envs[name])
                 row = results.setdefault(name, {"first_wall": [], "first_cpu": [], "whole_wall": [],
                                                 "whole_cpu": []})
                 for key, value in zip(row, (*first, whole[0], whole[1])):

@@ -200,6 +200,8 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--data", type=Path, default=SHARED_DATA, help="the shared data folder")
     parser.add_argument("--no-overhead", action="store_true", help="only the whole runs")
+    parser.add_argument("--peer-path", help="a folder put on datatrove's PYTHONPATH only, with what its JSONL reader "
+                                            "needs and this environment lacks (pip install --target DIR orjson)")
     args = parser.parse_args()
     rows = []
     with tempfile.TemporaryDirectory(prefix="tok-peer-") as tmp:
@@ -210,7 +212,8 @@ def main() -> None:
             print(f"{size:.1f} MB, {len(docs)} documents")
             case = os.path.join(tmp, f"mb-{mb:g}")
             os.makedirs(case)
-            best = whole_runs(write_jsonl(docs, os.path.join(case, "in")), tokenizer, case, args.repeat)
+            best = whole_runs(write_jsonl(docs, os.path.join(case, "in")), tokenizer, case, args.repeat,
+                              args.peer_path)
             rows.append((size, len(docs), best, {} if args.no_overhead else overhead(docs, tokenizer, args.repeat)))
 
     print(f"\nWhole process tree, best of {args.repeat} (CPU s = user + system of every process):\n")
