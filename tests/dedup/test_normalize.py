@@ -17,16 +17,21 @@ def test_tables_agree_with_unicodedata_rules():
     assert [int(low[cp]) for cp in sample] == [lower_cp(int(cp)) for cp in sample]
 
 
+def assert_equals_reference(texts: list[str], norm: Normalization) -> None:
+    """The compiled batch gives every text's normalized text and tokens as the pure-Python reference does."""
+    batch = normalize_batch(pa.array(texts, pa.large_string()), norm)
+    for i, text in enumerate(texts):
+        ref_text, ref_tokens = normalize_py(text, norm)
+        assert batch.texts()[i].as_py() == ref_text, (norm, text)
+        toks = range(batch.tok_off[i], batch.tok_off[i + 1])
+        got = [bytes(batch.data[batch.tok_start[t] : batch.tok_end[t]]).decode() for t in toks]
+        assert got == ref_tokens, (norm, text)
+
+
 def test_compiled_normalization_equals_reference(en_sentences, zh_sentences):
     texts = en_sentences[:80] + zh_sentences[:20] + EDGE_CASES
     for norm in (Normalization(), Normalization(lowercase=False, punctuation=False), Normalization(nfkc=True)):
-        batch = normalize_batch(pa.array(texts, pa.large_string()), norm)
-        for i, text in enumerate(texts):
-            ref_text, ref_tokens = normalize_py(text, norm)
-            assert batch.texts()[i].as_py() == ref_text
-            toks = range(batch.tok_off[i], batch.tok_off[i + 1])
-            got = [bytes(batch.data[batch.tok_start[t] : batch.tok_end[t]]).decode() for t in toks]
-            assert got == ref_tokens, text
+        assert_equals_reference(texts, norm)
 
 
 def test_rules_on_examples():
@@ -41,13 +46,7 @@ def test_every_ascii_character_under_every_folding_equals_reference():
     texts = [ascii_text, ascii_text[::-1], "Mixed ASCII, ünïcode; and CAPS!"]
     for lowercase in (True, False):
         for punctuation in (True, False):
-            norm = Normalization(lowercase=lowercase, punctuation=punctuation)
-            batch = normalize_batch(pa.array(texts, pa.large_string()), norm)
-            for i, text in enumerate(texts):
-                ref_text, ref_tokens = normalize_py(text, norm)
-                assert batch.texts()[i].as_py() == ref_text, (norm, i)
-                toks = range(batch.tok_off[i], batch.tok_off[i + 1])
-                assert [bytes(batch.data[batch.tok_start[t] : batch.tok_end[t]]).decode() for t in toks] == ref_tokens
+            assert_equals_reference(texts, Normalization(lowercase=lowercase, punctuation=punctuation))
 
 
 # Every class and transition the kernel distinguishes: ASCII words, separators and punctuation; non-ASCII words
@@ -61,14 +60,7 @@ def test_random_mixtures_of_every_character_class_equal_reference(seed):
     texts = ["".join(rng.choice(MIXED_ALPHABET, int(rng.integers(0, 40)))) for _ in range(300)]
     for lowercase in (True, False):
         for punctuation in (True, False):
-            norm = Normalization(lowercase=lowercase, punctuation=punctuation)
-            batch = normalize_batch(pa.array(texts, pa.large_string()), norm)
-            for i, text in enumerate(texts):
-                ref_text, ref_tokens = normalize_py(text, norm)
-                assert batch.texts()[i].as_py() == ref_text, (norm, text)
-                toks = range(batch.tok_off[i], batch.tok_off[i + 1])
-                got = [bytes(batch.data[batch.tok_start[t] : batch.tok_end[t]]).decode() for t in toks]
-                assert got == ref_tokens, (norm, text)
+            assert_equals_reference(texts, Normalization(lowercase=lowercase, punctuation=punctuation))
 
 
 def test_invalid_and_overlong_utf8_bytes_are_decoded_and_re_encoded_as_valid_utf8():
