@@ -113,6 +113,25 @@ def _show(progress: Progress | None, head: SegmentHead, pieces, final: bool = Fa
         progress.update(totals_by_step(pieces, by_unit=head.by_unit), final=final)
 
 
+def stream_block(head: SegmentHead, runners: list[StepRunner], items: list, segment_dir: Path,
+                 after_table: Callable[[], None], gate: Callable[[], None] | None = None) -> list[dict]:
+    """Every step of a segment over each table of the work ``items``, each table's parts written at once (then
+    ``after_table``); returns what was written. Every upload ends before this returns, so before the segment or
+    task commits; ``gate`` is passed before the first write (``BackgroundWrites``)."""
+    written: list[dict] = []
+    with BackgroundWrites(gate=gate) as writes:
+        for runner in runners:
+            runner.writes = writes
+        for table in head.tables(runners[0], items):
+            for runner in runners[1:]:
+                table = runner(table)
+            written += head.write_parts(segment_dir, table, writes)
+            after_table()
+    for runner in runners:
+        runner.writes = None
+    return written
+
+
 class LocalExecutor:
     name = "local"
     mode = "in-process"
@@ -140,16 +159,8 @@ class LocalExecutor:
         items = head.items()
         if self.progress is not None:
             self.progress.start_segment(segment.name, len(items))
-        written = []
-        # Every upload ends before this returns (and the segment commits).
-        with BackgroundWrites(gate=may_write) as writes:
-            for runner in runners:
-                runner.writes = writes
-            for table in head.tables(runners[0], items):
-                for runner in runners[1:]:
-                    table = runner(table)
-                written += head.write_parts(segment_dir, table, writes)
-                _show(self.progress, head, reporter.pieces.values())
+        written = stream_block(head, runners, items, segment_dir,
+                               lambda: _show(self.progress, head, reporter.pieces.values()), gate=may_write)
         _show(self.progress, head, reporter.pieces.values(), final=True)
         return SegmentResult(written, list(reporter.pieces.values()), [r for u in runners for r in u.rejects_written])
 
@@ -255,17 +266,7 @@ class _SegmentTask:
             runner.worker_cpus = cpus
             runner.rejects_written = []  # this task's
         self.runners[0].state = state
-        written: list[dict] = []
-        with BackgroundWrites() as writes:  # every upload ends before the task returns what it wrote
-            for runner in self.runners:
-                runner.writes = writes
-            for table in self.head.tables(self.runners[0], block):
-                for runner in self.runners[1:]:
-                    table = runner(table)
-                written += self.head.write_parts(self.segment_dir, table, writes)
-                reports.flush()
-        for runner in self.runners:
-            runner.writes = None
+        written = stream_block(self.head, self.runners, block, self.segment_dir, reports.flush)
         return written, reports.reports, [r for runner in self.runners for r in runner.rejects_written]
 
 
