@@ -224,8 +224,11 @@ def flat_text(texts: pa.Array | pa.ChunkedArray, norm: Normalization) -> tuple[n
 
 
 def normalized_capacity(n: int) -> int:
-    """Bytes that n bytes of text may normalize to: lowercasing can lengthen a character by a byte."""
-    return n + n // 2 + 16
+    """Bytes that n bytes of text may normalize to: three per byte, as an invalid UTF-8 byte becomes U+FFFD
+    (three bytes; Arrow does not validate every buffer it reads, Parquet's among them). Valid text grows by at
+    most half (lowercasing lengthens a two-byte character by a byte); the buffer's pages past what is written are
+    never touched."""
+    return 3 * n + 16
 
 
 def max_tokens(n: int) -> int:

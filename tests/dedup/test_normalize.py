@@ -73,6 +73,16 @@ def test_invalid_and_overlong_utf8_bytes_are_decoded_and_re_encoded_as_valid_utf
     assert bytes(batch.data).decode("utf-8") == "ok\ufffdx caf\u00e0a \u0436\u0438"
 
 
+def test_invalid_bytes_that_each_become_a_replacement_character_fit_the_output():
+    # Each stray byte is U+FFFD, three bytes, a word character when punctuation does not separate: the output is
+    # three times the input (a buffer sized for valid text overflowed here).
+    raw = b"\x80" * 1000 + b" ok " + b"\xff" * 999
+    arr = pa.LargeStringArray.from_buffers(1, pa.py_buffer(np.array([0, len(raw)], np.int64)), pa.py_buffer(raw))
+    batch = normalize_batch(arr, Normalization(punctuation=False))
+    assert bytes(batch.data).decode("utf-8") == "\ufffd" * 1000 + " ok " + "\ufffd" * 999
+    assert [int(batch.tok_end[t] - batch.tok_start[t]) for t in range(batch.tok_off[1])] == [3000, 2, 2997]
+
+
 def test_class_tables_are_built_once_then_read_from_the_cache_folder(tmp_path, monkeypatch):
     """Per-process set-up: the Unicode class and lowercase tables (~0.05-0.1 CPU s of unicodedata calls) are
     read back by later processes, equal to a fresh build."""
