@@ -156,13 +156,15 @@ def tokenized_chunks(
 
 def shingled_chunks(
     texts: pa.Array | pa.ChunkedArray, spec: ShingleSpec, scratch: Scratch = SCRATCH,
-    chunk_bytes: int | None = None,
+    chunk_bytes: int | None = None, keep: bool = False,
 ) -> Iterator[tuple[int, int, np.ndarray, np.ndarray]]:
-    """(d0, d1, shingle hashes, offsets from 0) of documents d0..d1-1, as ``tokenized_chunks``."""
+    """(d0, d1, shingle hashes, offsets from 0) of documents d0..d1-1, as ``tokenized_chunks``; the hashes in
+    a new array the caller may keep when ``keep``, else in ``scratch`` (valid until the next chunk)."""
     kernels = compiled_kernels()
     for d0, d1, token_hash, tok_off in tokenized_chunks(texts, spec, scratch, chunk_bytes):
         sh_off = _shingle_offsets(tok_off, spec.ngram)
-        out = scratch.array("shingle_hash", int(sh_off[-1]), np.uint32)
+        size = int(sh_off[-1])
+        out = np.empty(size, np.uint32) if keep else scratch.array("shingle_hash", size, np.uint32)
         if len(out):
             kernels.shingle_hash_array(token_hash, tok_off, spec.ngram, sh_off, out)
         yield d0, d1, out, sh_off
@@ -176,7 +178,7 @@ def shingle_hashes(
         token_hash, tok_off = token_hashes(texts, spec)
         sh_off = _shingle_offsets(tok_off, spec.ngram)
         return _shingle_hashes_numpy(token_hash, tok_off, spec.ngram, sh_off), sh_off
-    off, hashes = concat_ragged([(off, hashes.copy()) for _, _, hashes, off in shingled_chunks(texts, spec)])
+    off, hashes = concat_ragged([(off, hashes) for _, _, hashes, off in shingled_chunks(texts, spec, keep=True)])
     return hashes, off
 
 
@@ -295,8 +297,7 @@ def signatures_from_hashes(
     """(n_docs, num_perm) signatures from shingle hashes grouped by ``offsets``; empty documents keep the
     empty value. "numba": one compiled pass, eight shingles per pass over a signature row; "numpy": chunked
     ``np.minimum.reduceat`` (the reference); both give the same values."""
-    a, b = permutations(num_perm, seed, scheme)
-    sig = np.full((len(offsets) - 1, num_perm), empty_value(scheme), dtype=signature_dtype(scheme))
+    a, b, sig = _empty_signatures(len(offsets) - 1, num_perm, seed, scheme)
     if backend == "numpy":
         _minhash_numpy(hashes, offsets, a, b, scheme, sig)
     elif len(hashes):
@@ -349,8 +350,7 @@ def signatures(
     ("numba"), or their numpy formulations ("numpy"); both give the same values."""
     if backend == "numpy":
         return signatures_from_hashes(*shingle_hashes(texts, spec, backend), num_perm, seed, scheme, backend)
-    a, b = permutations(num_perm, seed, scheme)
-    sig = np.full((len(texts), num_perm), empty_value(scheme), dtype=signature_dtype(scheme))
+    a, b, sig = _empty_signatures(len(texts), num_perm, seed, scheme)
     kernels = compiled_kernels()
     if scheme == "legacy":
         for d0, d1, hashes, offsets in shingled_chunks(texts, spec):
@@ -373,22 +373,24 @@ def signatures_and_shingles(
     """(``signatures``, int64 shingle offsets, uint32 shingle hashes) of a batch, from one normalization and
     token hashing: exact verification needs the shingles of the candidate documents, which are known only
     after the signatures of every part are bucketed, and normalizing again costs more than keeping them."""
-    a, b = permutations(num_perm, seed, scheme)
-    sig = np.full((len(texts), num_perm), empty_value(scheme), dtype=signature_dtype(scheme))
+    a, b, sig = _empty_signatures(len(texts), num_perm, seed, scheme)
     kernels = compiled_kernels()
+    minhash = kernels.minhash_legacy if scheme == "legacy" else kernels.minhash_affine32
     chunks = []
-    for d0, d1, token_hash, tok_off in tokenized_chunks(texts, spec):
-        sh_off = _shingle_offsets(tok_off, spec.ngram)
-        hashes = np.empty(int(sh_off[-1]), dtype=np.uint32)
+    for d0, d1, hashes, sh_off in shingled_chunks(texts, spec, keep=True):
         if len(hashes):
-            kernels.shingle_hash_array(token_hash, tok_off, spec.ngram, sh_off, hashes)
             # from the stored hashes: hashing the shingles again inside the permutation pass costs more than
             # reading them back (6.4 ms against 3.8 ms per 4 MiB chunk)
-            minhash_kernel = kernels.minhash_legacy if scheme == "legacy" else kernels.minhash_affine32
-            minhash_kernel(hashes, sh_off, a, b, sig[d0:d1])
+            minhash(hashes, sh_off, a, b, sig[d0:d1])
         chunks.append((sh_off, hashes))
-    off, hashes = concat_ragged(chunks)
-    return sig, off, hashes
+    return sig, *concat_ragged(chunks)
+
+
+def _empty_signatures(n_docs: int, num_perm: int, seed: int,
+                      scheme: Scheme) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(a, b) of the permutations and n_docs signatures no shingle has touched yet."""
+    a, b = permutations(num_perm, seed, scheme)
+    return a, b, np.full((n_docs, num_perm), empty_value(scheme), dtype=signature_dtype(scheme))
 
 
 def estimated_jaccard(sig_a: np.ndarray, sig_b: np.ndarray) -> np.ndarray:

@@ -19,6 +19,7 @@ from gristmill.pipeline.lease import LeaseHeldError, LeaseLostError, RunLease
 from gristmill.pipeline.rundir import StaleSegmentError
 
 from demo_pipeline import DEMO, make_plan
+from lease_race import race_for_lease
 
 
 def run_local(data_dir, run_dir, text=DEMO, log=lambda m: None, **kwargs):
@@ -138,21 +139,7 @@ def test_a_lease_taken_over_stops_the_run_before_its_next_commit(tmp_path):
 
 
 def test_of_runs_racing_for_one_directory_exactly_one_gets_it(tmp_path):
-    barrier = threading.Barrier(8)
-    outcomes: list[object] = []
-
-    def contend() -> None:
-        barrier.wait()
-        try:
-            outcomes.append(RunLease(tmp_path / "_LEASE").acquire())
-        except LeaseHeldError as exc:
-            outcomes.append(exc)
-
-    threads = [threading.Thread(target=contend) for _ in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    outcomes = race_for_lease(tmp_path / "_LEASE", 8)
     holders = [o for o in outcomes if isinstance(o, RunLease)]
     assert len(holders) == 1 and len(outcomes) == 8
     assert json.loads((tmp_path / "_LEASE").read_text())["owner"] == holders[0].record["owner"]

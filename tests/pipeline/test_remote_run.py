@@ -79,29 +79,17 @@ def test_lease_on_an_object_store_run_directory(s3_query):
 def test_two_runs_racing_for_an_object_store_lease_with_the_default_settle(s3_query):
     """Both look before either PUT lands: the settle (scaled from the store's own look and PUT) lets the earlier
     writer see the later one's lease, so exactly one run holds the directory."""
-    import threading
-
     from gristmill.pipeline.lease import MIN_SETTLE_S, SETTLE_MARGIN, LeaseHeldError, RunLease
+    from lease_race import race_for_lease
 
     path = f"s3://gristmill-run/runs/raced/_LEASE?{s3_query}"
     lease = RunLease(path)
     assert lease._settle(0.001) == MIN_SETTLE_S and lease._settle(0.5) == SETTLE_MARGIN * 0.5
     assert RunLease(path, settle_s=3.0)._settle(0.001) == 3.0
 
-    start, held, refused = threading.Barrier(2), [], []
-
-    def contend() -> None:
-        start.wait()
-        try:
-            held.append(RunLease(path).acquire())
-        except LeaseHeldError as exc:
-            refused.append(exc)
-
-    threads = [threading.Thread(target=contend) for _ in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    outcomes = race_for_lease(path, 2)
+    held = [o for o in outcomes if isinstance(o, RunLease)]
+    refused = [o for o in outcomes if isinstance(o, LeaseHeldError)]
     assert len(held) == 1 and len(refused) == 1
     held[0].release()
 
